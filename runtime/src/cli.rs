@@ -1,0 +1,366 @@
+//! The `wasp` command line.
+//!
+//! Data goes to stdout (one JSON record, or a table for people); diagnostics and
+//! errors to stderr. Exit codes: 0 the step succeeded, 1 it failed, 2 bad usage
+//! (unknown app or action, invalid JSON, missing file), 3 wasp itself failed.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings, StepStatus};
+use crate::trace::LogLevel;
+
+/// Exit code: the step failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: wasp itself failed.
+pub const EXIT_INTERNAL: u8 = 3;
+
+/// The apps directory used when neither `--apps` nor `WASP_APPS` is given: where the
+/// build puts the example apps, relative to the repository root.
+pub const DEFAULT_APPS_DIR: &str = "target/apps";
+
+/// wasp: WebAssembly Sandboxed Playbooks.
+///
+/// Runs security-automation apps and playbooks whose steps are WebAssembly
+/// components, each in a fresh sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "wasp", version)]
+pub struct Cli {
+    /// Directory of app components (`.wasm` files) [default: target/apps]
+    #[arg(long, global = true, env = crate::env::APPS, value_name = "DIR")]
+    apps: Option<PathBuf>,
+
+    /// Where compiled components are cached [default: ~/.cache/wasp]
+    #[arg(long, global = true, env = crate::env::CACHE_DIR, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, describe and run apps.
+    #[command(subcommand)]
+    App(AppCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// List every app in the apps directory, with version and actions.
+    List(ListArgs),
+    /// Show an app's actions with their input and output JSON Schemas and pathways.
+    Describe(DescribeArgs),
+    /// Run one action of an app in a fresh sandbox and print the step's record as JSON.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DescribeArgs {
+    /// The app: a name from the apps directory, or a path to a `.wasm` file.
+    app: String,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The app: a name from the apps directory, or a path to a `.wasm` file.
+    app: String,
+
+    /// The action to run.
+    #[arg(long)]
+    action: String,
+
+    /// The input: JSON, `@FILE` to read it from a file, or `@-` for stdin.
+    #[arg(long, default_value = "{}")]
+    input: String,
+
+    /// Keep the app's log lines at or above this level (trace, debug, info, warn, error).
+    #[arg(long, default_value = "info")]
+    log_level: LogLevel,
+
+    /// Wall-clock limit for the step, e.g. `500ms`, `2s`.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    timeout: Duration,
+
+    /// Memory limit for the step, e.g. `32MiB`.
+    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    memory: usize,
+
+    /// A setting for the app: `KEY=VALUE`, or `KEY=@FILE` to read the value from a file.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+
+    /// A secret setting: `KEY=env:VAR`, `KEY=file:PATH` or `KEY=@PATH`. Its value is
+    /// replaced by `***` in everything printed.
+    #[arg(long = "secret", value_name = "KEY=SOURCE")]
+    secret: Vec<String>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like `2s` or `500ms`: {e}"))
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a size like `32MiB`: {e}"))?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))
+}
+
+/// What stopped a command before or instead of running a step.
+#[derive(Debug)]
+enum Failure {
+    Usage(String),
+    Internal(String),
+}
+
+impl From<host::Error> for Failure {
+    fn from(error: host::Error) -> Self {
+        match error {
+            host::Error::Engine(_) => Failure::Internal(error.to_string()),
+            _ => Failure::Usage(error.to_string()),
+        }
+    }
+}
+
+/// Run the command line `cli`.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Internal(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_INTERNAL)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    let host = Host::new(HostConfig {
+        cache_dir: cli.cache_dir.clone().or_else(host::default_cache_dir),
+        ..HostConfig::default()
+    })?;
+    let apps_dir = cli.apps.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_APPS_DIR));
+    match cli.command {
+        Command::App(AppCommand::List(args)) => list(&host, &apps_dir, &args).await,
+        Command::App(AppCommand::Describe(args)) => {
+            let app = resolve(&host, &apps_dir, &args.app).await?;
+            print_json(&app.info);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::App(AppCommand::Run(args)) => run_app(&host, &apps_dir, args).await,
+    }
+}
+
+async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
+    if !apps_dir.is_dir() {
+        return Err(Failure::Usage(format!(
+            "the apps directory `{}` does not exist; build the example apps with `cargo build` \
+             from the repository root, or name a directory with --apps or {}",
+            apps_dir.display(),
+            crate::env::APPS
+        )));
+    }
+    Ok(Registry::scan(host, apps_dir).await?)
+}
+
+/// An app named `name` in the apps directory, or the component file at `name`.
+async fn resolve(host: &Host, apps_dir: &Path, name: &str) -> Result<Arc<host::App>, Failure> {
+    if name.ends_with(".wasm") || name.contains(std::path::MAIN_SEPARATOR) {
+        return Ok(host.load(Path::new(name)).await?);
+    }
+    let registry = scan(host, apps_dir).await?;
+    registry.get(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = registry.apps().map(|a| a.info.name.as_str()).collect();
+        Failure::Usage(format!(
+            "no app `{name}` in `{}`; the apps there are: {}",
+            apps_dir.display(),
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        ))
+    })
+}
+
+async fn list(host: &Host, apps_dir: &Path, args: &ListArgs) -> Result<ExitCode, Failure> {
+    let registry = scan(host, apps_dir).await?;
+    for (path, problem) in registry.problems() {
+        eprintln!("warning: skipped `{}`: {problem}", path.display());
+    }
+    if args.json {
+        let apps: Vec<_> = registry
+            .apps()
+            .map(|app| {
+                serde_json::json!({
+                    "name": app.info.name,
+                    "version": app.info.version,
+                    "description": app.info.description,
+                    "actions": app.info.actions.iter().map(|a| &a.name).collect::<Vec<_>>(),
+                    "path": app.path,
+                })
+            })
+            .collect();
+        print_json(&apps);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 4]> = registry
+        .apps()
+        .map(|app| {
+            let actions: Vec<&str> = app.info.actions.iter().map(|a| a.name.as_str()).collect();
+            [
+                app.info.name.clone(),
+                app.info.version.clone(),
+                actions.join(", "),
+                app.info.description.clone(),
+            ]
+        })
+        .collect();
+    let headers = ["NAME", "VERSION", "ACTIONS", "DESCRIPTION"];
+    let width = |column: usize| {
+        rows.iter()
+            .map(|row| row[column].chars().count())
+            .chain([headers[column].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2)];
+    let mut out = std::io::stdout().lock();
+    let mut line = |cells: [&str; 4]| {
+        let _ = writeln!(
+            out,
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+    };
+    line(headers);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3]]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_app(host: &Host, apps_dir: &Path, args: RunArgs) -> Result<ExitCode, Failure> {
+    let app = resolve(host, apps_dir, &args.app).await?;
+    if app.action(&args.action).is_none() {
+        let known: Vec<&str> = app.info.actions.iter().map(|a| a.name.as_str()).collect();
+        return Err(Failure::Usage(format!(
+            "app `{}` has no action `{}`; it offers: {}",
+            app.info.name,
+            args.action,
+            known.join(", ")
+        )));
+    }
+    let input = read_input(&args.input)?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&input)
+        .map_err(|e| Failure::Usage(format!("--input is not valid JSON: {e}")))?;
+    let mut settings = Settings::new();
+    for spec in &args.config {
+        let (key, value) = split_setting("--config", spec)?;
+        let value = match value.strip_prefix('@') {
+            Some(path) => read_file("--config", key, path)?,
+            None => value.to_owned(),
+        };
+        settings = settings.with(key, value);
+    }
+    for spec in &args.secret {
+        let (key, source) = split_setting("--secret", spec)?;
+        settings = settings.with_secret(key, read_secret(key, source)?);
+    }
+    let call = Call {
+        level: args.log_level,
+        limits: Limits {
+            memory_bytes: args.memory,
+            timeout: args.timeout,
+            ..Limits::default()
+        },
+        settings: Arc::new(settings),
+        ..Call::new(args.action, input)
+    };
+    let report = host.invoke(&app, call).await?;
+    print_json(&report);
+    Ok(match report.status {
+        StepStatus::Succeeded => ExitCode::SUCCESS,
+        StepStatus::Failed => ExitCode::from(EXIT_FAILED),
+    })
+}
+
+fn read_input(spec: &str) -> Result<String, Failure> {
+    match spec.strip_prefix('@') {
+        Some("-") => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .map_err(|e| Failure::Usage(format!("cannot read --input from stdin: {e}")))?;
+            Ok(input)
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Failure::Usage(format!("cannot read --input file `{path}`: {e}"))),
+        None => Ok(spec.to_owned()),
+    }
+}
+
+fn split_setting<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str), Failure> {
+    match spec.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key, value)),
+        _ => Err(Failure::Usage(format!("{flag} `{spec}` is not of the form KEY=VALUE"))),
+    }
+}
+
+fn read_file(flag: &str, key: &str, path: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("{flag} `{key}`: cannot read `{path}`: {e}")))
+}
+
+/// A secret's value from `env:VAR`, `file:PATH` or `@PATH`. A trailing newline of a
+/// file is not part of the secret.
+fn read_secret(key: &str, source: &str) -> Result<String, Failure> {
+    if let Some(var) = source.strip_prefix("env:") {
+        return std::env::var(var)
+            .map_err(|_| Failure::Usage(format!("--secret `{key}`: the environment variable `{var}` is not set")));
+    }
+    let path = source.strip_prefix("file:").or_else(|| source.strip_prefix('@')).ok_or_else(|| {
+        Failure::Usage(format!(
+            "--secret `{key}`: `{source}` is not a source; use env:VAR, file:PATH or @PATH \
+             (secrets are never given in clear on the command line, where `ps` and shell history see them)"
+        ))
+    })?;
+    let value = read_file("--secret", key, path)?;
+    Ok(value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value).to_owned())
+}
+
+/// Print `value` as JSON on stdout: indented for a person at a terminal, one line for
+/// a pipe.
+fn print_json<T: serde::Serialize>(value: &T) {
+    let stdout = std::io::stdout();
+    let text = if stdout.is_terminal() {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    match text {
+        Ok(text) => {
+            let _ = writeln!(stdout.lock(), "{text}");
+        }
+        Err(e) => eprintln!("error: cannot encode the result as JSON: {e}"),
+    }
+}

@@ -1,0 +1,11 @@
+//! Every environment variable wasp reads, in one place.
+//!
+//! Precedence everywhere: command-line flag, then environment variable, then default.
+
+/// The directory of app components (`--apps`).
+pub const APPS: &str = "WASP_APPS";
+/// Where compiled components are cached (`--cache-dir`).
+pub const CACHE_DIR: &str = "WASP_CACHE_DIR";
+/// The diagnostics filter for wasp's own logs on stderr, in `tracing`'s
+/// `EnvFilter` syntax (e.g. `wasp_runtime=debug`). Default: `warn`.
+pub const LOG: &str = "WASP_LOG";

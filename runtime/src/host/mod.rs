@@ -1,0 +1,926 @@
+//! The WebAssembly host: the one wasmtime `Engine`, the component cache, the sandbox
+//! every step runs in, the host imports, and the capture of logs and stdout/stderr.
+//!
+//! This is the only module that names wasmtime. Its contract with the rest of wasp is
+//! [`Host::load`] (a component file → an [`App`] with its description) and
+//! [`Host::invoke`] (an app, an action and a JSON input → a [`StepReport`]). Whatever a
+//! guest does, `invoke` returns a report: a guest can fail its step, never the host.
+//!
+//! # Limits and the threats they guard against
+//!
+//! | limit | default | guards against |
+//! |---|---|---|
+//! | linear memory, all memories of the instance | 64 MiB | an app exhausting host memory |
+//! | wall-clock deadline (epoch callback, 1 ms tick) | 30 s | an app spinning forever |
+//! | outer timeout (deadline + 100 ms) | | a host call that never returns (epochs do not interrupt host code) |
+//! | wasm stack | 1 MiB | unbounded recursion |
+//! | output | 16 MiB | one step's output flooding the trace and the next steps |
+//! | stdout, stderr | 1 MiB each, rest counted | print floods |
+//! | log lines | 10,000 lines, 4 MiB, 64 KiB a line | log floods |
+//! | instances, tables, memories per store | 64 | components that instantiate without end |
+//!
+//! The guest gets WASI p2 with nothing granted: no preopened directories, no
+//! environment, no arguments, no sockets, no name lookups; clocks and randomness
+//! remain. Every step gets a fresh `Store` and instance, dropped after the call, so
+//! nothing leaks between steps and a trapped store is never reused.
+
+mod cache;
+mod capture;
+mod registry;
+mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+pub use cache::default_cache_dir;
+pub use registry::Registry;
+pub use sandbox::Settings;
+
+use cache::ComponentCache;
+use capture::{BoundedPipe, LogCaps, LogSink};
+use sandbox::{Interrupt, Limiter, StepState};
+
+use crate::trace::{LogLevel, LogLine, Redactor, truncate_utf8};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "app",
+        path: "../wit",
+        exports: { default: async },
+    });
+}
+
+/// Errors of the host itself: a component that cannot be loaded, a call that cannot be
+/// made. What happens inside a call is reported in a [`StepReport`] instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The engine could not be configured.
+    #[error("could not set up the WebAssembly engine: {0}")]
+    Engine(String),
+    /// A component file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid component.
+    #[error("`{}` is not a WebAssembly component: {message}", path.display())]
+    Compile {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's message.
+        message: String,
+    },
+    /// The component needs imports wasp does not provide, or lacks the app exports.
+    #[error("`{}` does not fit the wasp:playbook app world: {message}", path.display())]
+    Link {
+        /// The file.
+        path: PathBuf,
+        /// What does not fit.
+        message: String,
+    },
+    /// `describe()` failed or returned something unusable.
+    #[error("`{}`: describe() {message}", path.display())]
+    Describe {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The app has no such action.
+    #[error("app `{app}` has no action `{action}`; it offers: {known}")]
+    UnknownAction {
+        /// The app.
+        app: String,
+        /// The action asked for.
+        action: String,
+        /// The actions it has, comma-separated.
+        known: String,
+    },
+    /// The input is not JSON.
+    #[error("the input is not valid JSON: {0}")]
+    InputNotJson(String),
+}
+
+/// How instances get their memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocator {
+    /// Pooling, falling back to on-demand when the pool's address space cannot be
+    /// reserved (e.g. under a low `ulimit -v`).
+    #[default]
+    Auto,
+    /// Pooling, or fail.
+    Pooling,
+    /// Fresh mappings for every instance.
+    OnDemand,
+}
+
+/// How the host is set up.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where compiled components are cached; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// The instance allocator.
+    pub allocator: Allocator,
+    /// Steps running at once in this process; more wait for a slot. Bounds the
+    /// pooling allocator's slots and host memory (concurrency × memory cap).
+    pub max_concurrent_steps: usize,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: default_cache_dir(),
+            allocator: Allocator::Auto,
+            max_concurrent_steps: 64,
+        }
+    }
+}
+
+/// Limits for one step run. See the module docs for what each guards against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory, over all memories of the instance, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock time for instantiation and the call together.
+    pub timeout: Duration,
+    /// Size of the output document, in bytes.
+    pub max_output_bytes: usize,
+    /// Bytes kept of stdout and of stderr, each.
+    pub max_stdio_bytes: usize,
+    /// Log lines kept.
+    pub max_log_lines: usize,
+    /// Bytes of log text kept.
+    pub max_log_bytes: usize,
+    /// Bytes kept of one log line.
+    pub max_log_line_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(30),
+            max_output_bytes: 16 << 20,
+            max_stdio_bytes: 1 << 20,
+            max_log_lines: 10_000,
+            max_log_bytes: 4 << 20,
+            max_log_line_bytes: 64 << 10,
+        }
+    }
+}
+
+/// A loaded app: its file, content hash, description and pre-instantiated component.
+pub struct App {
+    /// The component file it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 of the component's bytes.
+    pub hash: String,
+    /// What `describe()` returned.
+    pub info: AppInfo,
+    pre: bindings::AppPre<StepState>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("path", &self.path).field("info", &self.info).finish()
+    }
+}
+
+impl App {
+    /// The action called `name`.
+    pub fn action(&self, name: &str) -> Option<&ActionInfo> {
+        self.info.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// An app's description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppInfo {
+    /// The name apps are addressed by.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What it is for.
+    pub description: String,
+    /// Its actions.
+    pub actions: Vec<ActionInfo>,
+}
+
+/// One action's description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionInfo {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its input.
+    pub input_schema: Value,
+    /// JSON Schema of its output.
+    pub output_schema: Value,
+    /// The pathways it can take; `*` means any name its input chooses.
+    pub pathways: Vec<String>,
+}
+
+impl ActionInfo {
+    /// Whether the action may take `pathway`.
+    pub fn offers_pathway(&self, pathway: &str) -> bool {
+        self.pathways.iter().any(|p| p == pathway || p == "*")
+    }
+}
+
+/// One call to make.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The action.
+    pub action: String,
+    /// The input, a JSON document.
+    pub input: String,
+    /// Log lines below this level are dropped (and the guest is told so).
+    pub level: LogLevel,
+    /// The limits.
+    pub limits: Limits,
+    /// The settings (and secrets) of the bound asset.
+    pub settings: Arc<Settings>,
+    /// Cancelled to kill the step.
+    pub kill: CancellationToken,
+}
+
+impl Call {
+    /// A call of `action` on `input` with default limits, no settings, at INFO.
+    pub fn new(action: impl Into<String>, input: impl Into<String>) -> Self {
+        Self {
+            action: action.into(),
+            input: input.into(),
+            level: LogLevel::Info,
+            limits: Limits::default(),
+            settings: Arc::default(),
+            kill: CancellationToken::new(),
+        }
+    }
+}
+
+/// Whether the step succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// The action returned an output.
+    Succeeded,
+    /// The action returned an error, or the sandbox stopped it.
+    Failed,
+}
+
+/// Why a step failed. Three sources are kept apart: the app failed on purpose
+/// (`app_error`); the sandbox stopped it (`timeout`, `memory_limit`, `stack_overflow`,
+/// `trap`, `panic`, `killed`) or refused what it returned (`invalid_output`); or the
+/// host itself failed (`host_error`, a wasp bug or a broken environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The app returned an error.
+    AppError,
+    /// The step ran past its deadline.
+    Timeout,
+    /// The app asked for more memory than its limit.
+    MemoryLimit,
+    /// The app exhausted its stack.
+    StackOverflow,
+    /// The app trapped (out-of-bounds access, unreachable, …).
+    Trap,
+    /// The app panicked.
+    Panic,
+    /// The step was killed.
+    Killed,
+    /// The app returned something that is not a valid outcome.
+    InvalidOutput,
+    /// The host failed.
+    HostError,
+}
+
+/// A failed step's error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFailure {
+    /// The class of failure.
+    pub kind: FailureKind,
+    /// What happened, redacted.
+    pub message: String,
+    /// For `app_error`: the app's own error code (`invalid_input`, `not_found`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Whether running the step again might succeed.
+    pub retryable: bool,
+}
+
+/// What was cut from a report, so that no truncation is silent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncation {
+    /// Log lines dropped past the line or byte cap.
+    pub log_lines_dropped: u64,
+    /// Log lines cut to the per-line cap.
+    pub log_lines_cut: u64,
+    /// Bytes of stdout dropped past the cap.
+    pub stdout_bytes_dropped: u64,
+    /// Bytes of stderr dropped past the cap.
+    pub stderr_bytes_dropped: u64,
+}
+
+impl Truncation {
+    /// Whether anything was cut.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Everything one step run produced, with secrets redacted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Whether it succeeded.
+    pub status: StepStatus,
+    /// The output, when it succeeded.
+    pub output: Option<Value>,
+    /// The pathway taken, for operators.
+    pub pathway: Option<String>,
+    /// The error, when it failed.
+    pub error: Option<StepFailure>,
+    /// The app's log lines at or above the call's level.
+    pub logs: Vec<LogLine>,
+    /// What the app wrote to stdout.
+    pub stdout: String,
+    /// What the app wrote to stderr.
+    pub stderr: String,
+    /// Instantiation plus call, in microseconds.
+    pub duration_us: u64,
+    /// What was cut.
+    pub truncated: Truncation,
+}
+
+/// The wasmtime host: one engine, one linker, the cache. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<StepState>,
+    cache: ComponentCache,
+    allocator: Allocator,
+    slots: Semaphore,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("allocator", &self.inner.allocator).finish_non_exhaustive()
+    }
+}
+
+/// How often the engine's epoch advances: the granularity of deadlines and kills.
+const TICK: Duration = Duration::from_millis(1);
+/// How long past its deadline a call may take before the outer timeout drops it.
+const GRACE: Duration = Duration::from_millis(100);
+/// Stack for wasm frames; `async_stack_size` (2 MiB by default) must exceed it.
+const MAX_WASM_STACK: usize = 1 << 20;
+/// Instances, tables and memories one store may create.
+const MAX_INSTANCES_PER_STORE: usize = 64;
+/// Elements a table may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+fn engine_config(pooling: Option<u32>) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config.parallel_compilation(true);
+    if let Some(slots) = pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots);
+        // A component holds several core instances (its module and WASI adapter
+        // shims), each with its own memory and tables.
+        pool.total_core_instances(slots * 16);
+        pool.total_memories(slots * 4);
+        pool.total_tables(slots * 8);
+        pool.total_stacks(slots);
+        // Without these, every instantiation unmaps and remaps its pages, and two
+        // workers in one process measured slower than one (kernel time in mmap and
+        // page faults). Sized to a small Rust app's working set.
+        pool.linear_memory_keep_resident(2 << 20);
+        pool.table_keep_resident(64 << 10);
+        pool.async_stack_keep_resident(128 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Advance `engine`'s epoch every [`TICK`] until the engine is dropped. One thread for
+/// the whole engine, whatever the number of steps.
+fn start_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("wasp-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        // Without a ticker no deadline fires: refuse to run rather than run unbounded.
+        panic!("cannot start the epoch ticker thread: {e}");
+    }
+}
+
+impl Host {
+    /// A host configured by `config`.
+    pub fn new(config: HostConfig) -> Result<Self, Error> {
+        let slots = u32::try_from(config.max_concurrent_steps.max(1)).unwrap_or(u32::MAX);
+        let (engine, allocator) = match config.allocator {
+            Allocator::OnDemand => (Engine::new(&engine_config(None)), Allocator::OnDemand),
+            Allocator::Pooling => (Engine::new(&engine_config(Some(slots))), Allocator::Pooling),
+            Allocator::Auto => match Engine::new(&engine_config(Some(slots))) {
+                Ok(engine) => (Ok(engine), Allocator::Pooling),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pooling allocator unavailable; allocating on demand");
+                    (Engine::new(&engine_config(None)), Allocator::OnDemand)
+                }
+            },
+        };
+        let engine = engine.map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        bindings::App::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        start_ticker(&engine);
+        let cache = ComponentCache::new(&engine, config.cache_dir);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                allocator,
+                slots: Semaphore::new(config.max_concurrent_steps.max(1)),
+            }),
+        })
+    }
+
+    /// The allocator in use (after any fallback).
+    pub fn allocator(&self) -> Allocator {
+        self.inner.allocator
+    }
+
+    /// Load the component at `path`: compile it (or take it from the cache),
+    /// pre-instantiate it, and describe it (once per content hash, then cached).
+    pub async fn load(&self, path: &Path) -> Result<Arc<App>, Error> {
+        let bytes = tokio::fs::read(path).await.map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let hash = cache::content_hash(&bytes);
+        let inner = Arc::clone(&self.inner);
+        let source = path.to_owned();
+        let hash_for_compile = hash.clone();
+        // Compilation is CPU-bound and can take seconds: keep it off the async workers.
+        let component = tokio::task::spawn_blocking(move || {
+            inner.cache.component(&inner.engine, &source, &hash_for_compile, &bytes)
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("compilation task failed: {e}")))??;
+        let link = |e: wasmtime::Error| Error::Link {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(link)?;
+        let pre = bindings::AppPre::new(instance_pre).map_err(link)?;
+        let info = match self.cached_description(&hash) {
+            Some(info) => info,
+            None => {
+                let info = self.describe(path, &pre).await?;
+                if let Ok(json) = serde_json::to_string(&info) {
+                    self.inner.cache.store_description(&hash, &json);
+                }
+                info
+            }
+        };
+        Ok(Arc::new(App {
+            path: path.to_owned(),
+            hash,
+            info,
+            pre,
+        }))
+    }
+
+    fn cached_description(&self, hash: &str) -> Option<AppInfo> {
+        serde_json::from_str(&self.inner.cache.description(hash)?).ok()
+    }
+
+    async fn describe(&self, path: &Path, pre: &bindings::AppPre<StepState>) -> Result<AppInfo, Error> {
+        let fail = |message: String| Error::Describe {
+            path: path.to_owned(),
+            message,
+        };
+        let limits = Limits {
+            timeout: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let mut store = self.store(&limits, LogLevel::Error, Arc::default(), CancellationToken::new());
+        let described = tokio::time::timeout(limits.timeout + GRACE, async {
+            let app = pre.instantiate_async(&mut store).await?;
+            app.call_describe(&mut store).await
+        })
+        .await
+        .map_err(|_| fail("did not return in time".to_owned()))?
+        .map_err(|e| fail(format!("failed: {}", classify(&e, &store.data().stderr.take().0, &limits).message)))?;
+        validate_description(described).map_err(fail)
+    }
+
+    fn store(
+        &self,
+        limits: &Limits,
+        level: LogLevel,
+        settings: Arc<Settings>,
+        kill: CancellationToken,
+    ) -> Store<StepState> {
+        let stdout = BoundedPipe::new(limits.max_stdio_bytes);
+        let stderr = BoundedPipe::new(limits.max_stdio_bytes);
+        // The builder grants nothing by default: no files, env, args or network.
+        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        let state = StepState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_cap: limits.memory_bytes,
+                memory_used: 0,
+                memory_refused_at: None,
+                table_elements_cap: MAX_TABLE_ELEMENTS,
+                instances_cap: MAX_INSTANCES_PER_STORE,
+            },
+            logs: LogSink::new(
+                level,
+                LogCaps {
+                    lines: limits.max_log_lines,
+                    bytes: limits.max_log_bytes,
+                    line_bytes: limits.max_log_line_bytes,
+                },
+            ),
+            stdout,
+            stderr,
+            settings,
+            deadline: Instant::now() + limits.timeout,
+            kill,
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // Check the wall clock at every tick rather than counting ticks (which runs
+        // late), and yield in between so a spinning guest does not starve the steps
+        // sharing its worker thread.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|context| {
+            let state = context.data();
+            if state.kill.is_cancelled() {
+                return Err(wasmtime::Error::new(Interrupt::Killed));
+            }
+            if Instant::now() >= state.deadline {
+                return Err(wasmtime::Error::new(Interrupt::Deadline));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    /// Run `call` on `app` in a fresh sandbox.
+    ///
+    /// Errors only for a call that cannot be made (unknown action, input that is not
+    /// JSON); everything that happens inside the sandbox is in the report.
+    pub async fn invoke(&self, app: &App, call: Call) -> Result<StepReport, Error> {
+        let Some(action) = app.action(&call.action) else {
+            return Err(Error::UnknownAction {
+                app: app.info.name.clone(),
+                action: call.action.clone(),
+                known: app.info.actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        };
+        serde_json::from_str::<serde::de::IgnoredAny>(&call.input)
+            .map_err(|e| Error::InputNotJson(e.to_string()))?;
+
+        let _slot = self.inner.slots.acquire().await.map_err(|_| Error::Engine("the host is shutting down".into()))?;
+        let redactor = call.settings.redactor();
+        let started = Instant::now();
+        let mut store = self.store(&call.limits, call.level, Arc::clone(&call.settings), call.kill.clone());
+        let invocation = bindings::wasp::playbook::types::Invocation {
+            action: call.action.clone(),
+            input: call.input,
+        };
+        let run = async {
+            let instance = app.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &invocation).await
+        };
+        let result = tokio::select! {
+            result = tokio::time::timeout(call.limits.timeout + GRACE, run) => match result {
+                Ok(Ok(returned)) => Ok(returned),
+                Ok(Err(trap)) => Err(Some(trap)),
+                Err(_elapsed) => Err(None),
+            },
+            () = call.kill.cancelled() => Err(Some(wasmtime::Error::new(Interrupt::Killed))),
+        };
+        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+
+        let state = store.data_mut();
+        let (stdout, stdout_dropped) = state.stdout.take();
+        let (stderr, stderr_dropped) = state.stderr.take();
+        let mut report = StepReport {
+            status: StepStatus::Failed,
+            output: None,
+            pathway: None,
+            error: None,
+            logs: std::mem::take(&mut state.logs.lines),
+            stdout,
+            stderr,
+            duration_us,
+            truncated: Truncation {
+                log_lines_dropped: state.logs.dropped_lines,
+                log_lines_cut: state.logs.truncated_lines,
+                stdout_bytes_dropped: stdout_dropped,
+                stderr_bytes_dropped: stderr_dropped,
+            },
+        };
+        match result {
+            Ok(Ok(outcome)) => match check_outcome(action, outcome, &call.limits) {
+                Ok((output, pathway)) => {
+                    report.status = StepStatus::Succeeded;
+                    report.output = Some(output);
+                    report.pathway = pathway;
+                }
+                Err(message) => report.error = Some(failure(FailureKind::InvalidOutput, message)),
+            },
+            Ok(Err(app_error)) => {
+                report.error = Some(StepFailure {
+                    kind: FailureKind::AppError,
+                    message: app_error.message,
+                    code: Some(error_code(app_error.code).to_owned()),
+                    retryable: app_error.retryable,
+                });
+            }
+            Err(Some(error)) => {
+                let limits = Limits {
+                    memory_bytes: call.limits.memory_bytes,
+                    ..call.limits
+                };
+                let mut classified = classify(&error, &report.stderr, &limits);
+                if classified.kind == FailureKind::MemoryLimit
+                    && let Some(asked) = store.data().limiter.memory_refused_at
+                {
+                    classified.message = format!(
+                        "the app asked for {} of memory, over its {} limit",
+                        human_bytes(asked),
+                        human_bytes(call.limits.memory_bytes)
+                    );
+                }
+                report.error = Some(classified);
+            }
+            Err(None) => {
+                report.error = Some(StepFailure {
+                    message: format!(
+                        "the step did not finish within {}; it was stopped inside a host call",
+                        humantime::format_duration(call.limits.timeout)
+                    ),
+                    ..failure(FailureKind::Timeout, String::new())
+                });
+            }
+        }
+        redact(&mut report, &redactor);
+        Ok(report)
+    }
+}
+
+fn failure(kind: FailureKind, message: String) -> StepFailure {
+    let retryable = matches!(kind, FailureKind::Timeout);
+    StepFailure {
+        kind,
+        message,
+        code: None,
+        retryable,
+    }
+}
+
+fn error_code(code: bindings::wasp::playbook::types::ErrorCode) -> &'static str {
+    use bindings::wasp::playbook::types::ErrorCode as C;
+    match code {
+        C::InvalidInput => "invalid_input",
+        C::NotFound => "not_found",
+        C::Unauthorized => "unauthorized",
+        C::Forbidden => "forbidden",
+        C::RateLimited => "rate_limited",
+        C::Unavailable => "unavailable",
+        C::Timeout => "timeout",
+        C::Misconfigured => "misconfigured",
+        C::Internal => "internal",
+    }
+}
+
+/// Check what a guest returned against its action's declaration and the limits.
+fn check_outcome(
+    action: &ActionInfo,
+    outcome: bindings::wasp::playbook::types::Outcome,
+    limits: &Limits,
+) -> Result<(Value, Option<String>), String> {
+    if outcome.output.len() > limits.max_output_bytes {
+        return Err(format!(
+            "the output is {}, over the {} limit",
+            human_bytes(outcome.output.len()),
+            human_bytes(limits.max_output_bytes)
+        ));
+    }
+    let output: Value = serde_json::from_str(&outcome.output).map_err(|e| format!("the output is not JSON: {e}"))?;
+    match (&outcome.pathway, action.pathways.is_empty()) {
+        (Some(pathway), false) if !action.offers_pathway(pathway) => Err(format!(
+            "the app took pathway `{pathway}`, which action `{}` does not declare (it declares {})",
+            action.name,
+            action.pathways.join(", ")
+        )),
+        (Some(pathway), true) => Err(format!(
+            "the app took pathway `{pathway}`, but action `{}` declares no pathways",
+            action.name
+        )),
+        (None, false) => Err(format!(
+            "action `{}` routes ({}), but the app took no pathway",
+            action.name,
+            action.pathways.join(", ")
+        )),
+        _ => Ok((output, outcome.pathway)),
+    }
+}
+
+/// Turn an error out of wasmtime into a classified failure.
+fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailure {
+    if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
+        return match interrupt {
+            Interrupt::Deadline => failure(
+                FailureKind::Timeout,
+                format!("the step ran past its {} deadline", humantime::format_duration(limits.timeout)),
+            ),
+            Interrupt::Killed => failure(FailureKind::Killed, "the step was killed".to_owned()),
+            Interrupt::Memory => failure(
+                FailureKind::MemoryLimit,
+                format!("the app asked for more than its {} memory limit", human_bytes(limits.memory_bytes)),
+            ),
+            Interrupt::Table => failure(
+                FailureKind::MemoryLimit,
+                format!("the app grew a table past {MAX_TABLE_ELEMENTS} elements"),
+            ),
+        };
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        if *trap == Trap::StackOverflow {
+            return failure(
+                FailureKind::StackOverflow,
+                format!("the app exhausted its {} stack (runaway recursion?)", human_bytes(MAX_WASM_STACK)),
+            );
+        }
+        if let Some(panic) = panic_message(stderr) {
+            return failure(FailureKind::Panic, panic);
+        }
+        return failure(FailureKind::Trap, format!("the app trapped: {trap}"));
+    }
+    tracing::error!(error = format!("{error:#}"), "host error while running a step");
+    failure(FailureKind::HostError, format!("the host failed to run the step: {error:#}"))
+}
+
+/// The panic message a Rust guest printed before aborting: `panicked at <location>:
+/// <message>`.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")?;
+    let rest = &stderr[start..];
+    let end = rest.find("\nnote: ").unwrap_or(rest.len());
+    let message = rest[..end].trim().replace(":\n", ": ").replace('\n', " ");
+    let mut message = format!("the app {message}");
+    truncate_utf8(&mut message, 4096);
+    Some(message)
+}
+
+/// `bytes` in the largest binary unit that keeps it readable, e.g. `64 MiB`.
+pub fn human_bytes(bytes: usize) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let exponent = (0..UNITS.len()).rev().find(|&e| bytes >= 1 << (10 * e)).unwrap_or(0);
+    let unit = 1usize << (10 * exponent);
+    if bytes.is_multiple_of(unit) {
+        format!("{} {}", bytes / unit, UNITS[exponent])
+    } else {
+        format!("{:.1} {}", bytes as f64 / unit as f64, UNITS[exponent])
+    }
+}
+
+fn redact(report: &mut StepReport, redactor: &Redactor) {
+    if redactor.is_empty() {
+        return;
+    }
+    if let Some(output) = &mut report.output {
+        redactor.json(output);
+    }
+    if let Some(error) = &mut report.error {
+        error.message = redactor.text(&error.message);
+    }
+    for line in &mut report.logs {
+        line.message = redactor.text(&line.message);
+        for (key, value) in &mut line.fields {
+            *key = redactor.text(key);
+            *value = redactor.text(value);
+        }
+    }
+    report.stdout = redactor.text(&report.stdout);
+    report.stderr = redactor.text(&report.stderr);
+}
+
+/// Check a description a guest returned and turn it into the host's form.
+fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Result<AppInfo, String> {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    };
+    if !valid_name(&info.name) {
+        return Err(format!(
+            "returned the app name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`",
+            info.name
+        ));
+    }
+    let mut actions: Vec<ActionInfo> = Vec::with_capacity(info.actions.len());
+    for action in info.actions {
+        if !valid_name(&action.name) {
+            return Err(format!("returned the action name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`", action.name));
+        }
+        if actions.iter().any(|a| a.name == action.name) {
+            return Err(format!("lists action `{}` twice", action.name));
+        }
+        let schema = |which: &str, text: &str| {
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("returned an {which} schema for `{}` that is not JSON: {e}", action.name))
+        };
+        actions.push(ActionInfo {
+            input_schema: schema("input", &action.input_schema)?,
+            output_schema: schema("output", &action.output_schema)?,
+            name: action.name,
+            description: action.description,
+            pathways: action.pathways,
+        });
+    }
+    Ok(AppInfo {
+        name: info.name,
+        version: info.version,
+        description: info.description,
+        actions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(16 << 20), "16 MiB");
+        assert_eq!(human_bytes(100_000_000), "95.4 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn panic_messages_are_lifted_from_stderr() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom at 3\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).unwrap(), "the app panicked at src/lib.rs:10:5: boom at 3");
+        assert_eq!(panic_message("all fine"), None);
+    }
+
+    #[test]
+    fn outcomes_are_checked_against_the_declaration() {
+        let action = ActionInfo {
+            name: "evaluate".into(),
+            description: String::new(),
+            input_schema: Value::Null,
+            output_schema: Value::Null,
+            pathways: vec!["true".into(), "false".into()],
+        };
+        let outcome = |output: &str, pathway: Option<&str>| bindings::wasp::playbook::types::Outcome {
+            output: output.into(),
+            pathway: pathway.map(Into::into),
+        };
+        let limits = Limits::default();
+        assert!(check_outcome(&action, outcome("{}", Some("true")), &limits).is_ok());
+        assert_eq!(
+            check_outcome(&action, outcome("{}", Some("maybe")), &limits).unwrap_err(),
+            "the app took pathway `maybe`, which action `evaluate` does not declare (it declares true, false)"
+        );
+        assert!(check_outcome(&action, outcome("{", Some("true")), &limits).unwrap_err().starts_with("the output is not JSON"));
+        let small = Limits { max_output_bytes: 1, ..limits };
+        assert_eq!(check_outcome(&action, outcome("[1]", Some("true")), &small).unwrap_err(), "the output is 3 B, over the 1 B limit");
+    }
+}

@@ -1,0 +1,192 @@
+//! The per-invocation sandbox: the state a fresh `Store` holds, the resource limiter,
+//! and the host side of the `log` and `config` imports.
+//!
+//! Nothing here outlives one step run: a new `StepState` is built for every
+//! invocation and dropped with its store, trapped or not.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::wasp::playbook::{config, log, types};
+use super::capture::{BoundedPipe, LogSink};
+use crate::trace::{LogLevel, Redactor};
+
+/// Why the host stopped a guest from inside the epoch callback or the limiter. Carried
+/// through wasmtime's error so that the classifier can tell these apart from traps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Interrupt {
+    /// The step's wall-clock deadline passed.
+    #[error("the step ran past its deadline")]
+    Deadline,
+    /// The step was killed (the execution was killed or reaped).
+    #[error("the step was killed")]
+    Killed,
+    /// The guest asked for more memory than its cap.
+    #[error("the app asked for more memory than its limit")]
+    Memory,
+    /// The guest asked for a larger table than its cap.
+    #[error("the app asked for a larger table than its limit")]
+    Table,
+}
+
+/// Caps on what one store may allocate.
+///
+/// Memory is counted over every linear memory of the component (a component built
+/// from Rust or Python has several core instances), because all of it is host memory.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    pub(crate) memory_cap: usize,
+    pub(crate) memory_used: usize,
+    /// The size the guest asked for when it was refused.
+    pub(crate) memory_refused_at: Option<usize>,
+    pub(crate) table_elements_cap: usize,
+    pub(crate) instances_cap: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_used - current.min(self.memory_used) + desired;
+        if total > self.memory_cap {
+            self.memory_refused_at = Some(total);
+            // An error, not `Ok(false)`: `memory.grow` returning -1 makes a Rust guest
+            // abort with a generic trap; failing here says what happened.
+            return Err(wasmtime::Error::new(Interrupt::Memory));
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements_cap {
+            return Err(wasmtime::Error::new(Interrupt::Table));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances_cap
+    }
+
+    fn tables(&self) -> usize {
+        self.instances_cap
+    }
+
+    fn memories(&self) -> usize {
+        self.instances_cap
+    }
+}
+
+/// The settings of the asset bound to a step, some of them secret. Shared by every
+/// invocation that uses them.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+    redactor: Arc<Redactor>,
+}
+
+impl Settings {
+    /// No settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add the plain setting `key`.
+    #[must_use]
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.values.insert(key.into(), value.into());
+        self
+    }
+
+    /// Add the secret setting `key`: the app can read it, and its value is replaced by
+    /// `***` in everything recorded about the step.
+    #[must_use]
+    pub fn with_secret(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let value = value.into();
+        self.redactor = Arc::new(self.redactor.with(value.clone()));
+        self.values.insert(key.into(), value);
+        self
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// The redactor of the secret values.
+    pub fn redactor(&self) -> Arc<Redactor> {
+        Arc::clone(&self.redactor)
+    }
+}
+
+/// Everything a store holds for one step run.
+pub(crate) struct StepState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) logs: LogSink,
+    pub(crate) stdout: BoundedPipe,
+    pub(crate) stderr: BoundedPipe,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) deadline: Instant,
+    pub(crate) kill: CancellationToken,
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl From<types::LogLevel> for LogLevel {
+    fn from(level: types::LogLevel) -> Self {
+        match level {
+            types::LogLevel::Trace => LogLevel::Trace,
+            types::LogLevel::Debug => LogLevel::Debug,
+            types::LogLevel::Info => LogLevel::Info,
+            types::LogLevel::Warn => LogLevel::Warn,
+            types::LogLevel::Error => LogLevel::Error,
+        }
+    }
+}
+
+impl types::Host for StepState {}
+
+impl log::Host for StepState {
+    fn log(&mut self, level: types::LogLevel, message: String, fields: Vec<types::Field>) {
+        let fields = fields.into_iter().map(|f| (f.key, f.value)).collect();
+        self.logs.push(level.into(), message, fields);
+    }
+
+    fn enabled(&mut self, level: types::LogLevel) -> bool {
+        self.logs.enabled(level.into())
+    }
+}
+
+impl config::Host for StepState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.settings.get(&key).map(str::to_owned)
+    }
+
+    fn keys(&mut self) -> Vec<String> {
+        self.settings.values.keys().cloned().collect()
+    }
+}

@@ -1,0 +1,19 @@
+//! wasp: WebAssembly Sandboxed Playbooks.
+//!
+//! # Layout
+//!
+//! One module per concept, the data flowing top to bottom:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`host`] | the wasmtime engine, the component cache, the sandbox (limits, capabilities), host imports, capture of logs and stdout/stderr, the app registry |
+//! | [`trace`] | log levels, log lines, and the redaction of secrets |
+//! | [`cli`] | the `wasp` command line |
+//! | [`env`] | every environment variable wasp reads, in one place |
+//!
+//! `host` is the only module that names wasmtime.
+
+pub mod cli;
+pub mod env;
+pub mod host;
+pub mod trace;

@@ -1,0 +1,204 @@
+//! The records a step run produces, and the capture policy that decides what of them
+//! is kept: log levels, log lines, and the redaction of secrets.
+//!
+//! Secrets are scrubbed here, in one place, so that every path that records something
+//! (outputs, logs, stdout/stderr, error messages) goes through the same function.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Severity of a log line, and the level an execution records at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Everything, including step-by-step detail.
+    Trace,
+    /// Inputs, outputs and OS logs are captured from this level down.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Problems worked around.
+    Warn,
+    /// Failures.
+    Error,
+}
+
+impl LogLevel {
+    /// Every level, most verbose first.
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Trace,
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ];
+
+    /// The lowercase name, as in playbook files and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// Whether an execution at this level captures inputs, outputs and OS logs
+    /// (DEBUG and TRACE do; the seed's "inputs and outputs recorded only at DEBUG or
+    /// TRACE").
+    pub fn captures_data(self) -> bool {
+        self <= LogLevel::Debug
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A log level name that is not one of the five.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{0}` is not a log level; expected one of trace, debug, info, warn, error")]
+pub struct UnknownLevel(pub String);
+
+impl FromStr for LogLevel {
+    type Err = UnknownLevel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LogLevel::ALL
+            .into_iter()
+            .find(|level| level.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownLevel(s.to_owned()))
+    }
+}
+
+/// One line an app logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When the host received it (RFC 3339, UTC, microseconds).
+    pub ts: String,
+    /// Its severity.
+    pub level: LogLevel,
+    /// The text, redacted and capped.
+    pub message: String,
+    /// Structured fields, redacted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+}
+
+/// The mask that replaces a secret's value.
+pub const REDACTED: &str = "***";
+
+/// Replaces the values of secrets with [`REDACTED`] in everything recorded.
+///
+/// Longer secrets are replaced first, so that a secret containing another is masked
+/// whole.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// A redactor for `secrets`; empty values are ignored (they would match
+    /// everywhere).
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    /// This redactor with one more secret.
+    #[must_use]
+    pub fn with(&self, secret: String) -> Self {
+        Self::new(self.secrets.iter().cloned().chain([secret]))
+    }
+
+    /// Whether there is nothing to redact.
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// `text` with every secret replaced.
+    pub fn text(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
+    /// Redact every string (keys too) inside a JSON value, in place.
+    pub fn json(&self, value: &mut Value) {
+        if self.is_empty() {
+            return;
+        }
+        match value {
+            Value::String(s) => *s = self.text(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (key, mut v) in entries {
+                    self.json(&mut v);
+                    map.insert(self.text(&key), v);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+}
+
+/// Cut `text` to at most `max` bytes on a character boundary; returns whether it was
+/// cut.
+pub fn truncate_utf8(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn levels_parse_in_any_case_and_order_by_verbosity() {
+        assert_eq!("DEBUG".parse::<LogLevel>().unwrap(), LogLevel::Debug);
+        assert!(LogLevel::Trace < LogLevel::Error);
+        assert!(LogLevel::Debug.captures_data() && !LogLevel::Info.captures_data());
+        assert_eq!(
+            "verbose".parse::<LogLevel>().unwrap_err().to_string(),
+            "`verbose` is not a log level; expected one of trace, debug, info, warn, error"
+        );
+    }
+
+    #[test]
+    fn redacts_longest_secret_first_in_text_and_json() {
+        let r = Redactor::new(["abc".to_owned(), "abcdef".to_owned(), String::new()]);
+        assert_eq!(r.text("key=abcdef, short=abc"), "key=***, short=***");
+        let mut v = json!({"abcdef": ["x abc y", 1, {"k": "abcdef"}]});
+        r.json(&mut v);
+        assert_eq!(v, json!({"***": ["x *** y", 1, {"k": "***"}]}));
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        let mut s = "héllo".to_owned();
+        assert!(truncate_utf8(&mut s, 2));
+        assert_eq!(s, "h");
+        assert!(!truncate_utf8(&mut s, 10));
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: real components built from source by `runtime/build.rs`, run by
+//! the real host and the real `wasp` binary. One binary, a module per topic.
+
+mod apps;
+mod cli;
+mod common;
+mod hostile;
