@@ -4,8 +4,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::StepError;
 use crate::__bindings::wasp::playbook::types as wit;
+use crate::StepError;
 
 /// An app: a description and the actions it offers.
 ///
@@ -246,7 +246,10 @@ mod tests {
             vec![
                 Action::new("double", "double n", |i: In| Ok(Out { doubled: i.n * 2 })),
                 Action::routed("sign", "route on the sign", &["pos", "neg"], |i: In| {
-                    Ok(Routed::new(if i.n >= 0 { "pos" } else { "neg" }, Out { doubled: 0 }))
+                    Ok(Routed::new(
+                        if i.n >= 0 { "pos" } else { "neg" },
+                        Out { doubled: 0 },
+                    ))
                 }),
             ]
         }
@@ -254,7 +257,10 @@ mod tests {
 
     #[test]
     fn runs_decodes_and_routes() {
-        assert_eq!(run::<Doubler>("double", r#"{"n":21}"#).unwrap().output, r#"{"doubled":42}"#);
+        assert_eq!(
+            run::<Doubler>("double", r#"{"n":21}"#).unwrap().output,
+            r#"{"doubled":42}"#
+        );
         let routed = run::<Doubler>("sign", r#"{"n":-1}"#).unwrap();
         assert_eq!(routed.pathway.as_deref(), Some("neg"));
     }
@@ -265,7 +271,10 @@ mod tests {
         assert_eq!(e.code(), crate::ErrorCode::InvalidInput);
         assert!(e.message().contains("missing field `n`"), "{}", e.message());
         let e = run::<Doubler>("triple", "{}").unwrap_err();
-        assert_eq!(e.message(), "unknown action `triple`; this app offers: double, sign");
+        assert_eq!(
+            e.message(),
+            "unknown action `triple`; this app offers: double, sign"
+        );
     }
 
     #[test]

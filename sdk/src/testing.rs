@@ -6,7 +6,10 @@
 
 #![cfg_attr(
     target_arch = "wasm32",
-    expect(dead_code, reason = "the native stand-ins are used only off WebAssembly")
+    expect(
+        dead_code,
+        reason = "the native stand-ins are used only off WebAssembly"
+    )
 )]
 
 use std::cell::RefCell;
@@ -22,7 +25,10 @@ thread_local! {
 /// Set this thread's config to `settings`, replacing what was there.
 pub fn set_config<K: Into<String>, V: Into<String>>(settings: impl IntoIterator<Item = (K, V)>) {
     CONFIG.with(|c| {
-        *c.borrow_mut() = settings.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        *c.borrow_mut() = settings
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
     });
 }
 

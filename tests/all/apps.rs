@@ -1,9 +1,12 @@
 //! Every example app, run as a component by the real host, on realistic inputs with
 //! exact expected outputs.
 
-use serde_json::json;
+use std::sync::Arc;
 
-use crate::common::{fixture, output_of};
+use serde_json::json;
+use wasp_runtime::host::{Call, Settings, StepReport};
+
+use crate::common::{example_app, fixture, invoke, load, output_of};
 
 #[tokio::test]
 async fn ioc_extract_on_an_analyst_paste() {
@@ -47,5 +50,364 @@ async fn ioc_extract_defangs_and_refangs() {
         json!({ "text": "beacon to hxxps[://]evil[.]example[.]com/a.php from 198[.]51[.]100[.]23" })
     );
     let output = output_of("ioc-extract", "refang", output).await;
-    assert_eq!(output, json!({ "text": "beacon to https://evil.example.com/a.php from 198.51.100.23" }));
+    assert_eq!(
+        output,
+        json!({ "text": "beacon to https://evil.example.com/a.php from 198.51.100.23" })
+    );
+}
+
+/// The report of `action` of app `name` on `input`, with settings `config`.
+async fn run_with(
+    name: &str,
+    action: &str,
+    input: serde_json::Value,
+    config: &[(&str, String)],
+) -> StepReport {
+    let app = load(example_app(name)).await;
+    let settings = config
+        .iter()
+        .fold(Settings::new(), |settings, (key, value)| {
+            settings.with(*key, value.clone())
+        });
+    let call = Call {
+        settings: Arc::new(settings),
+        ..Call::new(action, input.to_string())
+    };
+    invoke(&app, call).await
+}
+
+#[tokio::test]
+async fn email_parse_on_a_phishing_message() {
+    let mut output = output_of(
+        "email-parse",
+        "parse",
+        json!({ "raw": fixture("phishing.eml") }),
+    )
+    .await;
+    let headers = output.as_object_mut().unwrap().remove("headers").unwrap();
+    assert_eq!(headers.as_array().unwrap().len(), 17);
+    assert_eq!(
+        headers[0],
+        json!({"name": "Return-Path", "value": "<bounce+8841-jdoe=contoso.com@mailer.bulk-notify.ru>"})
+    );
+    let body = output.as_object_mut().unwrap().remove("text_body").unwrap();
+    assert!(
+        body.as_str()
+            .unwrap()
+            .starts_with("Dear Jane,\n\nYour Microsoft 365 password"),
+        "{body}"
+    );
+    assert_eq!(
+        output,
+        json!({
+            "subject": "\u{26a0} Action required: Your Microsoft 365 password expires today",
+            "from": {"name": "Microsoft 365", "address": "no-reply@micros0ft-support.com"},
+            "to": [{"name": "Jane Doe", "address": "j.doe@contoso.com"}],
+            "cc": [{"name": null, "address": "it-helpdesk@contoso.com"}],
+            "reply_to": {"name": "M365 Support Desk", "address": "support-desk@m365-helpcenter.net"},
+            "return_path": "bounce+8841-jdoe=contoso.com@mailer.bulk-notify.ru",
+            "date": "2024-05-14T11:11:50+02:00",
+            "message_id": "20240514091150.8841.a7f3c2@micros0ft-support.com",
+            "mismatches": {
+                "reply_to_address": true,
+                "reply_to_domain": true,
+                "return_path_address": true,
+                "return_path_domain": true,
+                "findings": [
+                    "Reply-To `support-desk@m365-helpcenter.net` is on domain `m365-helpcenter.net`, not the From domain `micros0ft-support.com`",
+                    "Return-Path `bounce+8841-jdoe=contoso.com@mailer.bulk-notify.ru` is on domain `mailer.bulk-notify.ru`, not the From domain `micros0ft-support.com`"
+                ]
+            },
+            "received": [
+                {"from": "mail.micros0ft-support.com", "by": "mx1.contoso.com", "with": "ESMTPS",
+                 "ip": "185.220.101.47", "date": "2024-05-14T09:12:03Z"},
+                {"from": "webmail.bulk-notify.ru", "by": "mail.micros0ft-support.com", "with": "ESMTPSA",
+                 "ip": "45.142.212.100", "date": "2024-05-14T11:11:58+02:00"},
+                {"from": "127.0.0.1", "by": "webmail.bulk-notify.ru", "with": "SMTP",
+                 "ip": "127.0.0.1", "date": "2024-05-14T12:11:52+03:00"}
+            ],
+            "authentication": {"spf": "fail", "dkim": "none", "dmarc": "fail"},
+            "urls": [
+                "https://login.microsoftonline.com@m365-verify.top/owa/auth.php?user=j.doe%40contoso.com&id=8841",
+                "https://login.microsoftonline.com/common/reset",
+                "https://privacy.microsoft.com/en-us/privacystatement",
+                "https://m365-verify.top/t/open.gif?id=8841"
+            ],
+            "deceptive_links": [{
+                "text": "https://login.microsoftonline.com/common/reset",
+                "href": "https://login.microsoftonline.com@m365-verify.top/owa/auth.php?user=j.doe%40contoso.com&id=8841"
+            }],
+            "attachments": [{
+                "name": "Invoice_8841.html",
+                "content_type": "text/html",
+                "size": 804,
+                // computed independently: Python's email module + hashlib on the decoded part
+                "sha256": "f2ee667d98c2bdae9e03167ba5e260711faf40caf9f59e2fbd3c424334964f93"
+            }]
+        })
+    );
+}
+
+#[tokio::test]
+async fn ip_classify_every_category_and_configured_lists() {
+    let lists = (
+        "lists",
+        json!({"corp": ["10.0.0.0/8", "fd12::/16"], "vpn": ["100.64.0.0/10"]}).to_string(),
+    );
+    let cases = [
+        (
+            "10.1.2.3",
+            "private",
+            "private-use (RFC 1918)",
+            json!(["corp"]),
+        ),
+        (
+            "100.64.1.1",
+            "cgnat",
+            "shared address space for carrier-grade NAT (RFC 6598)",
+            json!(["vpn"]),
+        ),
+        (
+            "169.254.10.1",
+            "link_local",
+            "link-local (RFC 3927)",
+            json!([]),
+        ),
+        (
+            "224.0.0.251",
+            "multicast",
+            "multicast (RFC 5771)",
+            json!([]),
+        ),
+        (
+            "192.0.2.10",
+            "reserved",
+            "documentation (RFC 5737)",
+            json!([]),
+        ),
+        ("8.8.8.8", "public", "globally routable", json!([])),
+        (
+            "fd12::1",
+            "private",
+            "unique local (RFC 4193)",
+            json!(["corp"]),
+        ),
+        (
+            "fe80::1",
+            "link_local",
+            "link-local unicast (RFC 4291)",
+            json!([]),
+        ),
+        (
+            "::ffff:192.168.1.5",
+            "private",
+            "private-use (RFC 1918)",
+            json!([]),
+        ),
+        (
+            "2606:4700::1111",
+            "public",
+            "global unicast (RFC 4291)",
+            json!([]),
+        ),
+    ];
+    for (ip, category, detail, in_lists) in cases {
+        let report = run_with(
+            "ip-classify",
+            "classify",
+            json!({ "ip": ip }),
+            std::slice::from_ref(&lists),
+        )
+        .await;
+        let output = report
+            .output
+            .unwrap_or_else(|| panic!("{ip}: {:?}", report.error));
+        assert_eq!(
+            (
+                output["category"].as_str(),
+                output["detail"].as_str(),
+                &output["lists"]
+            ),
+            (Some(category), Some(detail), &in_lists),
+            "{ip}"
+        );
+        assert_eq!(output["public"], json!(category == "public"), "{ip}");
+    }
+}
+
+#[tokio::test]
+async fn indicator_lookup_against_an_offline_feed() {
+    let feed = ("feed", fixture("feed.json"));
+    let lookup = |indicator: &'static str| {
+        let feed = feed.clone();
+        async move {
+            let report = run_with(
+                "indicator-lookup",
+                "lookup",
+                json!({ "indicator": indicator }),
+                &[feed],
+            )
+            .await;
+            report
+                .output
+                .unwrap_or_else(|| panic!("{indicator}: {:?}", report.error))
+        }
+    };
+    assert_eq!(
+        lookup("mail.micros0ft-support.com").await,
+        json!({"indicator": "mail.micros0ft-support.com", "type": "domain", "verdict": "malicious", "score": 90,
+               "tags": ["brand-impersonation", "phishing"], "sources": ["phishtank"],
+               "matches": ["micros0ft-support.com"]})
+    );
+    assert_eq!(
+        lookup("185.220.101.47").await,
+        json!({"indicator": "185.220.101.47", "type": "ip", "verdict": "malicious", "score": 85,
+               "tags": ["phishing-infra", "tor-exit"], "sources": ["abuse.ch", "tor-project"],
+               "matches": ["185.220.101.0/24", "185.220.101.47"]})
+    );
+    assert_eq!(lookup("185.220.101.9").await["verdict"], "suspicious");
+    assert_eq!(
+        lookup("F2EE667D98C2BDAE9E03167BA5E260711FAF40CAF9F59E2FBD3C424334964F93").await["verdict"],
+        "malicious"
+    );
+    assert_eq!(lookup("mx1.contoso.com").await["verdict"], "benign");
+    assert_eq!(
+        lookup("8.8.8.8").await,
+        json!({"indicator": "8.8.8.8", "type": "ip", "verdict": "unknown", "score": 0,
+               "tags": [], "sources": [], "matches": []})
+    );
+
+    let report = run_with(
+        "indicator-lookup",
+        "lookup",
+        json!({ "indicator": "x.com" }),
+        &[],
+    )
+    .await;
+    let error = report.error.unwrap();
+    assert_eq!(error.code.as_deref(), Some("misconfigured"));
+    assert_eq!(
+        error.message,
+        "the asset has no setting `feed` (the threat-intel feed)"
+    );
+}
+
+#[tokio::test]
+async fn transform_shapes_a_siem_alert() {
+    let alert = json!({"alert": {"id": "SIEM-7781", "severity": "high", "hosts": [
+        {"name": "ws-0231", "ip": "10.20.30.40", "users": ["j.doe"]},
+        {"name": "ws-0977", "ip": "10.20.31.7", "users": ["a.smith", "j.doe"]}
+    ]}});
+    let run =
+        |action: &'static str, input: serde_json::Value| output_of("transform", action, input);
+    assert_eq!(
+        run(
+            "select",
+            json!({"data": alert, "path": "$.alert.hosts[*].ip"})
+        )
+        .await,
+        json!({"values": ["10.20.30.40", "10.20.31.7"]})
+    );
+    assert_eq!(
+        run("reshape", json!({"data": alert, "fields": {"id": "$.alert.id", "users": "$..users[*]"}, "many": ["users"]})).await,
+        json!({"id": "SIEM-7781", "users": ["j.doe", "a.smith", "j.doe"]})
+    );
+    assert_eq!(
+        run(
+            "count",
+            json!({"items": [{"u": "j.doe"}, {"u": "a.smith"}, {"u": "j.doe"}], "by": "$.u"})
+        )
+        .await,
+        json!({"total": 3, "counts": {"a.smith": 1, "j.doe": 2}, "missing": 0})
+    );
+    assert_eq!(
+        run("dedupe", json!({"items": ["a", "b", "a", 1, 1]})).await,
+        json!({"items": ["a", "b", 1], "removed": 2})
+    );
+    assert_eq!(
+        run("flatten", json!({"data": {"a": {"b": [1, {"c": 2}]}}})).await,
+        json!({"a.b.0": 1, "a.b.1.c": 2})
+    );
+    assert_eq!(
+        run(
+            "join",
+            json!({"items": ["10.0.0.1", "10.0.0.2", 3], "separator": " OR "})
+        )
+        .await,
+        json!({"text": "10.0.0.1 OR 10.0.0.2 OR 3"})
+    );
+    let report = run_with(
+        "transform",
+        "select",
+        json!({"data": {}, "path": "$[?"}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        report.error.unwrap().message,
+        "`path` `$[?` is not a valid JSONPath: at position 3, in long-hand segment, parser error"
+    );
+}
+
+#[tokio::test]
+async fn operators_take_pathways() {
+    let route = |app: &'static str, action: &'static str, input: serde_json::Value| async move {
+        let report = run_with(app, action, input, &[]).await;
+        (
+            report.pathway,
+            report.output,
+            report.error.map(|e| e.message),
+        )
+    };
+    let (pathway, output, _) = route(
+        "if-else",
+        "evaluate",
+        json!({"left": [12, 85, 40], "op": "any_gte", "right": 70}),
+    )
+    .await;
+    assert_eq!(pathway.as_deref(), Some("true"));
+    assert_eq!(
+        output.unwrap()["detail"],
+        "any of 3 values >= 70 is true (1 passed)"
+    );
+    let (pathway, ..) = route(
+        "if-else",
+        "evaluate",
+        json!({"left": "phishing", "op": "in", "right": ["malware", "spam"]}),
+    )
+    .await;
+    assert_eq!(pathway.as_deref(), Some("false"));
+    let (pathway, ..) = route(
+        "if-else",
+        "evaluate",
+        json!({"left": "Invoice_8841.html", "op": "matches", "right": "(?i)\\.(html?|js|iso)$"}),
+    )
+    .await;
+    assert_eq!(pathway.as_deref(), Some("true"));
+    let (pathway, _, error) = route(
+        "if-else",
+        "evaluate",
+        json!({"left": "abc", "op": "<", "right": 5}),
+    )
+    .await;
+    assert_eq!(
+        (pathway, error.as_deref()),
+        (
+            None,
+            Some("cannot compare a string `\"abc\"` with a number `5` using `<`")
+        )
+    );
+
+    let cases = json!({"critical": ["critical", "high"], "triage": "medium"});
+    let (pathway, output, _) =
+        route("switch", "route", json!({"value": "high", "cases": cases})).await;
+    assert_eq!(
+        (pathway.as_deref(), output),
+        (
+            Some("critical"),
+            Some(json!({"matched": true, "pathway": "critical", "value": "high"}))
+        )
+    );
+    let (pathway, ..) = route("switch", "route", json!({"value": "low", "cases": cases})).await;
+    assert_eq!(pathway.as_deref(), Some("default"));
 }

@@ -15,8 +15,12 @@ fn wasp(args: &[&str]) -> Output {
 }
 
 fn stdout_json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
 
 fn stderr(output: &Output) -> String {
@@ -37,17 +41,39 @@ fn app_run_prints_one_record_and_exits_0() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let record = stdout_json(&output);
     assert_eq!(record["status"], "succeeded");
-    assert_eq!(record["output"]["urls"], serde_json::json!(["http://evil.com/x"]));
+    assert_eq!(
+        record["output"]["urls"],
+        serde_json::json!(["http://evil.com/x"])
+    );
     assert_eq!(record["output"]["ipv4"], serde_json::json!(["10.1.2.3"]));
-    for key in ["pathway", "error", "logs", "stdout", "stderr", "duration_us", "truncated"] {
-        assert!(record.get(key).is_some(), "the record has `{key}`: {record}");
+    for key in [
+        "pathway",
+        "error",
+        "logs",
+        "stdout",
+        "stderr",
+        "duration_us",
+        "truncated",
+    ] {
+        assert!(
+            record.get(key).is_some(),
+            "the record has `{key}`: {record}"
+        );
     }
 }
 
 #[test]
 fn a_failed_step_exits_1_with_the_classified_error() {
     let hostile = hostile_path();
-    let output = wasp(&["app", "run", hostile.to_str().unwrap(), "--action", "spin", "--timeout", "100ms"]);
+    let output = wasp(&[
+        "app",
+        "run",
+        hostile.to_str().unwrap(),
+        "--action",
+        "spin",
+        "--timeout",
+        "100ms",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let record = stdout_json(&output);
     assert_eq!(record["status"], "failed");
@@ -57,33 +83,80 @@ fn a_failed_step_exits_1_with_the_classified_error() {
 #[test]
 fn bad_usage_exits_2_and_names_the_problem() {
     let cases: &[(&[&str], &str)] = &[
-        (&["app", "run", "no-such-app", "--action", "x"], "error: no app `no-such-app` in `"),
+        (
+            &["app", "run", "no-such-app", "--action", "x"],
+            "error: no app `no-such-app` in `",
+        ),
         (
             &["app", "run", "ioc-extract", "--action", "explode"],
             "error: app `ioc-extract` has no action `explode`; it offers: extract, defang, refang",
         ),
         (
-            &["app", "run", "ioc-extract", "--action", "extract", "--input", "{not json"],
+            &[
+                "app",
+                "run",
+                "ioc-extract",
+                "--action",
+                "extract",
+                "--input",
+                "{not json",
+            ],
             "error: --input is not valid JSON: key must be a string at line 1 column 2",
         ),
         (
-            &["app", "run", "ioc-extract", "--action", "extract", "--input", "@/no/such/file.json"],
+            &[
+                "app",
+                "run",
+                "ioc-extract",
+                "--action",
+                "extract",
+                "--input",
+                "@/no/such/file.json",
+            ],
             "error: cannot read --input file `/no/such/file.json`: No such file or directory",
         ),
         (
-            &["app", "run", "ioc-extract", "--action", "extract", "--secret", "api_key=hunter2"],
+            &[
+                "app",
+                "run",
+                "ioc-extract",
+                "--action",
+                "extract",
+                "--secret",
+                "api_key=hunter2",
+            ],
             "error: --secret `api_key`: `hunter2` is not a source; use env:VAR, file:PATH or @PATH",
         ),
         (
-            &["app", "run", "ioc-extract", "--action", "extract", "--timeout", "soon"],
+            &[
+                "app",
+                "run",
+                "ioc-extract",
+                "--action",
+                "extract",
+                "--timeout",
+                "soon",
+            ],
             "`soon` is not a duration",
         ),
-        (&["app", "describe", "./missing.wasm"], "error: cannot read `./missing.wasm`"),
+        (
+            &["app", "describe", "./missing.wasm"],
+            "error: cannot read `./missing.wasm`",
+        ),
     ];
     for (args, expected) in cases {
         let output = wasp(args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
-        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
@@ -92,7 +165,15 @@ fn bad_usage_exits_2_and_names_the_problem() {
 fn secrets_from_the_environment_are_redacted() {
     let hostile = hostile_path();
     let output = Command::new(env!("CARGO_BIN_EXE_wasp"))
-        .args(["app", "run", hostile.to_str().unwrap(), "--action", "leak-secret", "--secret", "api_key=env:TEST_VT_KEY"])
+        .args([
+            "app",
+            "run",
+            hostile.to_str().unwrap(),
+            "--action",
+            "leak-secret",
+            "--secret",
+            "api_key=env:TEST_VT_KEY",
+        ])
         .env("TEST_VT_KEY", "s3cr3t-value-123")
         .env("WASP_CACHE_DIR", cache_dir())
         .output()
@@ -100,7 +181,10 @@ fn secrets_from_the_environment_are_redacted() {
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("s3cr3t-value-123"), "{stdout}");
-    assert_eq!(stdout_json(&output)["error"]["message"], "the service refused key ***");
+    assert_eq!(
+        stdout_json(&output)["error"]["message"],
+        "the service refused key ***"
+    );
 }
 
 #[test]
@@ -115,12 +199,28 @@ fn app_list_and_describe_show_every_example_app() {
         .collect();
     assert_eq!(
         names,
-        ["email-parse", "if-else", "indicator-lookup", "ioc-extract", "ip-classify", "switch", "transform"]
+        [
+            "email-parse",
+            "if-else",
+            "indicator-lookup",
+            "ioc-extract",
+            "ip-classify",
+            "switch",
+            "transform"
+        ]
     );
 
     let output = wasp(&["app", "describe", "ioc-extract"]);
     let info = stdout_json(&output);
-    let actions: Vec<&str> = info["actions"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = info["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["extract", "defang", "refang"]);
-    assert_eq!(info["actions"][0]["input_schema"]["required"], serde_json::json!(["text"]));
+    assert_eq!(
+        info["actions"][0]["input_schema"]["required"],
+        serde_json::json!(["text"])
+    );
 }

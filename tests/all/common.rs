@@ -23,7 +23,9 @@ pub fn hostile_path() -> PathBuf {
 
 /// A fixture file under `tests/fixtures`.
 pub fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -50,7 +52,9 @@ pub async fn hostile() -> Arc<App> {
 }
 
 pub async fn invoke(app: &App, call: Call) -> StepReport {
-    HOST.invoke(app, call).await.unwrap_or_else(|e| panic!("{e}"))
+    HOST.invoke(app, call)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Run `action` of the example app `name` on `input` and return its output, failing

@@ -12,7 +12,14 @@ use crate::common::{hostile, invoke};
 /// Run `action` of the hostile guest with `input` and `limits`.
 async fn run(action: &str, input: &str, limits: Limits) -> StepReport {
     let app = hostile().await;
-    invoke(&app, Call { limits, ..Call::new(action, input) }).await
+    invoke(
+        &app,
+        Call {
+            limits,
+            ..Call::new(action, input)
+        },
+    )
+    .await
 }
 
 /// The failure kind and message of a report that must have failed.
@@ -41,7 +48,10 @@ fn limits(timeout_ms: u64, memory_mib: usize) -> Limits {
 #[tokio::test]
 async fn spinning_forever_times_out() {
     let report = run("spin", "{}", limits(200, 64)).await;
-    assert_eq!(failed(&report), (FailureKind::Timeout, "the step ran past its 200ms deadline"));
+    assert_eq!(
+        failed(&report),
+        (FailureKind::Timeout, "the step ran past its 200ms deadline")
+    );
     assert!(report.error.as_ref().unwrap().retryable);
     assert_host_still_serves().await;
 }
@@ -76,8 +86,14 @@ async fn a_panic_is_classified_with_its_message() {
     let report = run("panic", r#"{"n":7}"#, Limits::default()).await;
     let (kind, message) = failed(&report);
     assert_eq!(kind, FailureKind::Panic);
-    assert!(message.starts_with("the app panicked at tests/guests/hostile/src/lib.rs:"), "{message}");
-    assert!(message.ends_with(r#"deliberate panic on input {"n":7}"#), "{message}");
+    assert!(
+        message.starts_with("the app panicked at tests/guests/hostile/src/lib.rs:"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(r#"deliberate panic on input {"n":7}"#),
+        "{message}"
+    );
     assert_host_still_serves().await;
 }
 
@@ -87,7 +103,10 @@ async fn a_100_mb_output_is_refused_not_truncated() {
     let report = run("big-output", r#"{"n":100000000}"#, limits(30_000, 512)).await;
     assert_eq!(
         failed(&report),
-        (FailureKind::InvalidOutput, "the output is 95.4 MiB, over the 16 MiB limit")
+        (
+            FailureKind::InvalidOutput,
+            "the output is 95.4 MiB, over the 16 MiB limit"
+        )
     );
     // Under the default memory limit the app cannot even build it.
     let report = run("big-output", r#"{"n":100000000}"#, Limits::default()).await;
@@ -110,7 +129,10 @@ async fn a_stdout_flood_is_capped_and_counted_without_failing_the_guest() {
     let report = run("stdout-flood", r#"{"n":52428800}"#, Limits::default()).await;
     assert_eq!(report.status, StepStatus::Succeeded, "{report:#?}");
     assert_eq!(report.stdout.len(), 1 << 20);
-    assert_eq!(report.truncated.stdout_bytes_dropped, (50 << 20) - (1 << 20));
+    assert_eq!(
+        report.truncated.stdout_bytes_dropped,
+        (50 << 20) - (1 << 20)
+    );
     assert_eq!(report.stderr, "done flooding");
     assert_host_still_serves().await;
 }
@@ -128,7 +150,10 @@ async fn the_filesystem_is_not_there() {
 #[tokio::test]
 async fn the_environment_and_arguments_are_empty() {
     let report = run("read-env", "{}", Limits::default()).await;
-    assert_eq!(report.output, Some(serde_json::json!({"vars": 0, "args": 0})));
+    assert_eq!(
+        report.output,
+        Some(serde_json::json!({"vars": 0, "args": 0}))
+    );
     assert_host_still_serves().await;
 }
 
@@ -137,10 +162,18 @@ async fn sockets_and_name_lookups_are_refused() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let report = run("open-socket", &format!(r#"{{"port":{port}}}"#), Limits::default()).await;
+    let report = run(
+        "open-socket",
+        &format!(r#"{{"port":{port}}}"#),
+        Limits::default(),
+    )
+    .await;
     let (kind, message) = failed(&report);
     assert_eq!(kind, FailureKind::AppError);
-    assert!(message.starts_with("connecting to 127.0.0.1: "), "{message}");
+    assert!(
+        message.starts_with("connecting to 127.0.0.1: "),
+        "{message}"
+    );
     let accepted = listener.accept();
     assert_eq!(
         accepted.map(|_| ()).unwrap_err().kind(),
@@ -159,7 +192,10 @@ async fn sockets_and_name_lookups_are_refused() {
 async fn a_50_mb_input_fits_a_large_limit_and_fails_a_small_one() {
     let input = format!(r#"{{"blob":"{}"}}"#, "a".repeat(50 << 20));
     let report = run("input-size", &input, limits(30_000, 128)).await;
-    assert_eq!(report.output, Some(serde_json::json!({"bytes": input.len()})));
+    assert_eq!(
+        report.output,
+        Some(serde_json::json!({"bytes": input.len()}))
+    );
     let report = run("input-size", &input, limits(30_000, 32)).await;
     assert_eq!(failed(&report).0, FailureKind::MemoryLimit);
     assert_host_still_serves().await;
@@ -197,7 +233,10 @@ async fn a_killed_step_stops_and_says_so() {
     });
     let report = invoke(&app, call).await;
     killer.await.unwrap();
-    assert_eq!(failed(&report), (FailureKind::Killed, "the step was killed"));
+    assert_eq!(
+        failed(&report),
+        (FailureKind::Killed, "the step was killed")
+    );
     assert_host_still_serves().await;
 }
 
@@ -207,7 +246,11 @@ async fn secrets_never_appear_in_the_report() {
     let app = hostile().await;
     let call = Call {
         level: LogLevel::Trace,
-        settings: Arc::new(Settings::new().with("region", "eu").with_secret("api_key", secret)),
+        settings: Arc::new(
+            Settings::new()
+                .with("region", "eu")
+                .with_secret("api_key", secret),
+        ),
         ..Call::new("leak-secret", "{}")
     };
     let report = invoke(&app, call).await;
@@ -220,18 +263,27 @@ async fn secrets_never_appear_in_the_report() {
 
     // Config reaches the guest, and only the secret is masked in its output.
     let call = Call {
-        settings: Arc::new(Settings::new().with("region", "eu").with_secret("api_key", secret)),
+        settings: Arc::new(
+            Settings::new()
+                .with("region", "eu")
+                .with_secret("api_key", secret),
+        ),
         ..Call::new("config", "{}")
     };
     let report = invoke(&app, call).await;
-    assert_eq!(report.output, Some(serde_json::json!({"api_key": "***", "region": "eu"})));
+    assert_eq!(
+        report.output,
+        Some(serde_json::json!({"api_key": "***", "region": "eu"}))
+    );
 }
 
 #[tokio::test]
 async fn many_hostile_steps_at_once_leave_the_host_serving() {
     let mut steps = Vec::new();
     for action in ["spin", "alloc", "recurse", "panic", "spin", "alloc"] {
-        steps.push(tokio::spawn(async move { run(action, "{}", limits(300, 16)).await }));
+        steps.push(tokio::spawn(async move {
+            run(action, "{}", limits(300, 16)).await
+        }));
     }
     let mut kinds = Vec::new();
     for step in steps {
