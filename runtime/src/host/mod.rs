@@ -38,7 +38,10 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 use wasmtime_wasi::WasiCtxBuilder;
 
 pub use cache::default_cache_dir;
@@ -194,7 +197,10 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("path", &self.path).field("info", &self.info).finish()
+        f.debug_struct("App")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -381,7 +387,9 @@ struct Inner {
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host").field("allocator", &self.inner.allocator).finish_non_exhaustive()
+        f.debug_struct("Host")
+            .field("allocator", &self.inner.allocator)
+            .finish_non_exhaustive()
     }
 }
 
@@ -410,12 +418,17 @@ fn engine_config(pooling: Option<u32>) -> Config {
         pool.total_memories(slots * 4);
         pool.total_tables(slots * 8);
         pool.total_stacks(slots);
-        // Without these, every instantiation unmaps and remaps its pages, and two
-        // workers in one process measured slower than one (kernel time in mmap and
-        // page faults). Sized to a small Rust app's working set.
-        pool.linear_memory_keep_resident(2 << 20);
+        // Keep a slot's pages mapped between instances instead of unmapping them and
+        // faulting them back in: without this two workers in one process measured
+        // slower than one (kernel time in mmap and page faults), and a trivial call
+        // paid ~11 µs of page faults. A Rust app's shadow stack ends just above 1 MiB,
+        // so less than that keeps nothing useful. Resetting kept pages with `memset`
+        // costs ~45 µs for 2 MiB, so where the kernel has `PAGEMAP_SCAN` (Linux 6.7+)
+        // only the pages the guest dirtied are reset (~8 µs; see BENCHMARKS.md).
+        pool.linear_memory_keep_resident(4 << 20);
         pool.table_keep_resident(64 << 10);
         pool.async_stack_keep_resident(128 << 10);
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
@@ -457,7 +470,8 @@ impl Host {
         };
         let engine = engine.map_err(|e| Error::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         bindings::App::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_ticker(&engine);
@@ -491,7 +505,9 @@ impl Host {
         let hash_for_compile = hash.clone();
         // Compilation is CPU-bound and can take seconds: keep it off the async workers.
         let component = tokio::task::spawn_blocking(move || {
-            inner.cache.component(&inner.engine, &source, &hash_for_compile, &bytes)
+            inner
+                .cache
+                .component(&inner.engine, &source, &hash_for_compile, &bytes)
         })
         .await
         .map_err(|e| Error::Engine(format!("compilation task failed: {e}")))??;
@@ -499,7 +515,11 @@ impl Host {
             path: path.to_owned(),
             message: format!("{e:#}"),
         };
-        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(link)?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link)?;
         let pre = bindings::AppPre::new(instance_pre).map_err(link)?;
         let info = match self.cached_description(&hash) {
             Some(info) => info,
@@ -523,7 +543,11 @@ impl Host {
         serde_json::from_str(&self.inner.cache.description(hash)?).ok()
     }
 
-    async fn describe(&self, path: &Path, pre: &bindings::AppPre<StepState>) -> Result<AppInfo, Error> {
+    async fn describe(
+        &self,
+        path: &Path,
+        pre: &bindings::AppPre<StepState>,
+    ) -> Result<AppInfo, Error> {
         let fail = |message: String| Error::Describe {
             path: path.to_owned(),
             message,
@@ -532,14 +556,24 @@ impl Host {
             timeout: Duration::from_secs(10),
             ..Limits::default()
         };
-        let mut store = self.store(&limits, LogLevel::Error, Arc::default(), CancellationToken::new());
+        let mut store = self.store(
+            &limits,
+            LogLevel::Error,
+            Arc::default(),
+            CancellationToken::new(),
+        );
         let described = tokio::time::timeout(limits.timeout + GRACE, async {
             let app = pre.instantiate_async(&mut store).await?;
             app.call_describe(&mut store).await
         })
         .await
         .map_err(|_| fail("did not return in time".to_owned()))?
-        .map_err(|e| fail(format!("failed: {}", classify(&e, &store.data().stderr.take().0, &limits).message)))?;
+        .map_err(|e| {
+            fail(format!(
+                "failed: {}",
+                classify(&e, &store.data().stderr.take().0, &limits).message
+            ))
+        })?;
         validate_description(described).map_err(fail)
     }
 
@@ -553,7 +587,10 @@ impl Host {
         let stdout = BoundedPipe::new(limits.max_stdio_bytes);
         let stderr = BoundedPipe::new(limits.max_stdio_bytes);
         // The builder grants nothing by default: no files, env, args or network.
-        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
         let state = StepState {
             wasi,
             table: ResourceTable::new(),
@@ -606,16 +643,32 @@ impl Host {
             return Err(Error::UnknownAction {
                 app: app.info.name.clone(),
                 action: call.action.clone(),
-                known: app.info.actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: app
+                    .info
+                    .actions
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         };
         serde_json::from_str::<serde::de::IgnoredAny>(&call.input)
             .map_err(|e| Error::InputNotJson(e.to_string()))?;
 
-        let _slot = self.inner.slots.acquire().await.map_err(|_| Error::Engine("the host is shutting down".into()))?;
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Engine("the host is shutting down".into()))?;
         let redactor = call.settings.redactor();
         let started = Instant::now();
-        let mut store = self.store(&call.limits, call.level, Arc::clone(&call.settings), call.kill.clone());
+        let mut store = self.store(
+            &call.limits,
+            call.level,
+            Arc::clone(&call.settings),
+            call.kill.clone(),
+        );
         let invocation = bindings::wasp::playbook::types::Invocation {
             action: call.action.clone(),
             input: call.input,
@@ -740,7 +793,8 @@ fn check_outcome(
             human_bytes(limits.max_output_bytes)
         ));
     }
-    let output: Value = serde_json::from_str(&outcome.output).map_err(|e| format!("the output is not JSON: {e}"))?;
+    let output: Value = serde_json::from_str(&outcome.output)
+        .map_err(|e| format!("the output is not JSON: {e}"))?;
     match (&outcome.pathway, action.pathways.is_empty()) {
         (Some(pathway), false) if !action.offers_pathway(pathway) => Err(format!(
             "the app took pathway `{pathway}`, which action `{}` does not declare (it declares {})",
@@ -766,12 +820,18 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
         return match interrupt {
             Interrupt::Deadline => failure(
                 FailureKind::Timeout,
-                format!("the step ran past its {} deadline", humantime::format_duration(limits.timeout)),
+                format!(
+                    "the step ran past its {} deadline",
+                    humantime::format_duration(limits.timeout)
+                ),
             ),
             Interrupt::Killed => failure(FailureKind::Killed, "the step was killed".to_owned()),
             Interrupt::Memory => failure(
                 FailureKind::MemoryLimit,
-                format!("the app asked for more than its {} memory limit", human_bytes(limits.memory_bytes)),
+                format!(
+                    "the app asked for more than its {} memory limit",
+                    human_bytes(limits.memory_bytes)
+                ),
             ),
             Interrupt::Table => failure(
                 FailureKind::MemoryLimit,
@@ -783,7 +843,10 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
         if *trap == Trap::StackOverflow {
             return failure(
                 FailureKind::StackOverflow,
-                format!("the app exhausted its {} stack (runaway recursion?)", human_bytes(MAX_WASM_STACK)),
+                format!(
+                    "the app exhausted its {} stack (runaway recursion?)",
+                    human_bytes(MAX_WASM_STACK)
+                ),
             );
         }
         if let Some(panic) = panic_message(stderr) {
@@ -791,8 +854,14 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
         }
         return failure(FailureKind::Trap, format!("the app trapped: {trap}"));
     }
-    tracing::error!(error = format!("{error:#}"), "host error while running a step");
-    failure(FailureKind::HostError, format!("the host failed to run the step: {error:#}"))
+    tracing::error!(
+        error = format!("{error:#}"),
+        "host error while running a step"
+    );
+    failure(
+        FailureKind::HostError,
+        format!("the host failed to run the step: {error:#}"),
+    )
 }
 
 /// The panic message a Rust guest printed before aborting: `panicked at <location>:
@@ -810,7 +879,10 @@ fn panic_message(stderr: &str) -> Option<String> {
 /// `bytes` in the largest binary unit that keeps it readable, e.g. `64 MiB`.
 pub fn human_bytes(bytes: usize) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let exponent = (0..UNITS.len()).rev().find(|&e| bytes >= 1 << (10 * e)).unwrap_or(0);
+    let exponent = (0..UNITS.len())
+        .rev()
+        .find(|&e| bytes >= 1 << (10 * e))
+        .unwrap_or(0);
     let unit = 1usize << (10 * exponent);
     if bytes.is_multiple_of(unit) {
         format!("{} {}", bytes / unit, UNITS[exponent])
@@ -845,7 +917,9 @@ fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Resul
     let valid_name = |name: &str| {
         !name.is_empty()
             && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     };
     if !valid_name(&info.name) {
         return Err(format!(
@@ -856,14 +930,21 @@ fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Resul
     let mut actions: Vec<ActionInfo> = Vec::with_capacity(info.actions.len());
     for action in info.actions {
         if !valid_name(&action.name) {
-            return Err(format!("returned the action name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`", action.name));
+            return Err(format!(
+                "returned the action name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`",
+                action.name
+            ));
         }
         if actions.iter().any(|a| a.name == action.name) {
             return Err(format!("lists action `{}` twice", action.name));
         }
         let schema = |which: &str, text: &str| {
-            serde_json::from_str::<Value>(text)
-                .map_err(|e| format!("returned an {which} schema for `{}` that is not JSON: {e}", action.name))
+            serde_json::from_str::<Value>(text).map_err(|e| {
+                format!(
+                    "returned an {which} schema for `{}` that is not JSON: {e}",
+                    action.name
+                )
+            })
         };
         actions.push(ActionInfo {
             input_schema: schema("input", &action.input_schema)?,
@@ -896,7 +977,10 @@ mod tests {
     #[test]
     fn panic_messages_are_lifted_from_stderr() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom at 3\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).unwrap(), "the app panicked at src/lib.rs:10:5: boom at 3");
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "the app panicked at src/lib.rs:10:5: boom at 3"
+        );
         assert_eq!(panic_message("all fine"), None);
     }
 
@@ -909,18 +993,29 @@ mod tests {
             output_schema: Value::Null,
             pathways: vec!["true".into(), "false".into()],
         };
-        let outcome = |output: &str, pathway: Option<&str>| bindings::wasp::playbook::types::Outcome {
-            output: output.into(),
-            pathway: pathway.map(Into::into),
-        };
+        let outcome =
+            |output: &str, pathway: Option<&str>| bindings::wasp::playbook::types::Outcome {
+                output: output.into(),
+                pathway: pathway.map(Into::into),
+            };
         let limits = Limits::default();
         assert!(check_outcome(&action, outcome("{}", Some("true")), &limits).is_ok());
         assert_eq!(
             check_outcome(&action, outcome("{}", Some("maybe")), &limits).unwrap_err(),
             "the app took pathway `maybe`, which action `evaluate` does not declare (it declares true, false)"
         );
-        assert!(check_outcome(&action, outcome("{", Some("true")), &limits).unwrap_err().starts_with("the output is not JSON"));
-        let small = Limits { max_output_bytes: 1, ..limits };
-        assert_eq!(check_outcome(&action, outcome("[1]", Some("true")), &small).unwrap_err(), "the output is 3 B, over the 1 B limit");
+        assert!(
+            check_outcome(&action, outcome("{", Some("true")), &limits)
+                .unwrap_err()
+                .starts_with("the output is not JSON")
+        );
+        let small = Limits {
+            max_output_bytes: 1,
+            ..limits
+        };
+        assert_eq!(
+            check_outcome(&action, outcome("[1]", Some("true")), &small).unwrap_err(),
+            "the output is 3 B, over the 1 B limit"
+        );
     }
 }
