@@ -17,9 +17,17 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("runtime/ sits in the workspace root").to_owned();
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let target_dir = if target_dir.is_absolute() { target_dir } else { root.join(target_dir) };
+    let root = manifest_dir
+        .parent()
+        .expect("runtime/ sits in the workspace root")
+        .to_owned();
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target_dir = if target_dir.is_absolute() {
+        target_dir
+    } else {
+        root.join(target_dir)
+    };
     let guest_dir = target_dir.join("wasm32-wasip2").join("guest");
     let apps_dir = target_dir.join("apps");
 
@@ -28,7 +36,10 @@ fn main() {
     }
     println!("cargo::rerun-if-env-changed=WASP_SKIP_GUEST_BUILD");
     println!("cargo::rustc-env=WASP_GUEST_DIR={}", guest_dir.display());
-    println!("cargo::rustc-env=WASP_EXAMPLE_APPS_DIR={}", apps_dir.display());
+    println!(
+        "cargo::rustc-env=WASP_EXAMPLE_APPS_DIR={}",
+        apps_dir.display()
+    );
 
     if std::env::var_os("WASP_SKIP_GUEST_BUILD").is_some_and(|v| v == "1") {
         return;
@@ -40,7 +51,14 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "guest",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (package, _) in examples.iter().chain(&guests) {
         command.args(["--package", package]);
@@ -58,7 +76,9 @@ fn main() {
     ] {
         command.env_remove(var);
     }
-    let output = command.output().expect("cannot run cargo to build the guest components");
+    let output = command
+        .output()
+        .expect("cannot run cargo to build the guest components");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
@@ -76,8 +96,9 @@ fn main() {
         let built = guest_dir.join(format!("{library}.wasm"));
         let copy = apps_dir.join(format!("{package}.wasm"));
         if std::fs::read(&built).ok() != std::fs::read(&copy).ok() {
-            std::fs::copy(&built, &copy)
-                .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), copy.display()));
+            std::fs::copy(&built, &copy).unwrap_or_else(|e| {
+                panic!("cannot copy {} to {}: {e}", built.display(), copy.display())
+            });
         }
     }
 }
@@ -92,7 +113,11 @@ fn crates_in(dir: &Path) -> Vec<(String, String)> {
         .filter_map(|entry| {
             let manifest = std::fs::read_to_string(entry.path().join("Cargo.toml")).ok()?;
             let name = manifest.lines().find_map(|line| {
-                let value = line.trim().strip_prefix("name")?.trim_start().strip_prefix('=')?;
+                let value = line
+                    .trim()
+                    .strip_prefix("name")?
+                    .trim_start()
+                    .strip_prefix('=')?;
                 Some(value.trim().trim_matches('"').to_owned())
             })?;
             let library = name.replace('-', "_");

@@ -111,7 +111,8 @@ struct RunArgs {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like `2s` or `500ms`: {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like `2s` or `500ms`: {e}"))
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {
@@ -157,7 +158,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         cache_dir: cli.cache_dir.clone().or_else(host::default_cache_dir),
         ..HostConfig::default()
     })?;
-    let apps_dir = cli.apps.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_APPS_DIR));
+    let apps_dir = cli
+        .apps
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_APPS_DIR));
     match cli.command {
         Command::App(AppCommand::List(args)) => list(&host, &apps_dir, &args).await,
         Command::App(AppCommand::Describe(args)) => {
@@ -192,7 +196,11 @@ async fn resolve(host: &Host, apps_dir: &Path, name: &str) -> Result<Arc<host::A
         Failure::Usage(format!(
             "no app `{name}` in `{}`; the apps there are: {}",
             apps_dir.display(),
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
         ))
     })
 }
@@ -323,20 +331,26 @@ fn read_input(spec: &str) -> Result<String, Failure> {
 fn split_setting<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str), Failure> {
     match spec.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key, value)),
-        _ => Err(Failure::Usage(format!("{flag} `{spec}` is not of the form KEY=VALUE"))),
+        _ => Err(Failure::Usage(format!(
+            "{flag} `{spec}` is not of the form KEY=VALUE"
+        ))),
     }
 }
 
 fn read_file(flag: &str, key: &str, path: &str) -> Result<String, Failure> {
-    std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("{flag} `{key}`: cannot read `{path}`: {e}")))
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("{flag} `{key}`: cannot read `{path}`: {e}")))
 }
 
 /// A secret's value from `env:VAR`, `file:PATH` or `@PATH`. A trailing newline of a
 /// file is not part of the secret.
 fn read_secret(key: &str, source: &str) -> Result<String, Failure> {
     if let Some(var) = source.strip_prefix("env:") {
-        return std::env::var(var)
-            .map_err(|_| Failure::Usage(format!("--secret `{key}`: the environment variable `{var}` is not set")));
+        return std::env::var(var).map_err(|_| {
+            Failure::Usage(format!(
+                "--secret `{key}`: the environment variable `{var}` is not set"
+            ))
+        });
     }
     let path = source.strip_prefix("file:").or_else(|| source.strip_prefix('@')).ok_or_else(|| {
         Failure::Usage(format!(
@@ -345,7 +359,11 @@ fn read_secret(key: &str, source: &str) -> Result<String, Failure> {
         ))
     })?;
     let value = read_file("--secret", key, path)?;
-    Ok(value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value).to_owned())
+    Ok(value
+        .strip_suffix('\n')
+        .map(|v| v.strip_suffix('\r').unwrap_or(v))
+        .unwrap_or(&value)
+        .to_owned())
 }
 
 /// Print `value` as JSON on stdout: indented for a person at a terminal, one line for

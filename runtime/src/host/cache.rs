@@ -80,7 +80,9 @@ impl ComponentCache {
             // SAFETY: see the module docs and the reason above.
             match unsafe { Component::deserialize_file(engine, entry) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(entry = %entry.display(), error = %e, "cache entry unusable; recompiling"),
+                Err(e) => {
+                    tracing::warn!(entry = %entry.display(), error = %e, "cache entry unusable; recompiling")
+                }
             }
         }
         let component = Component::from_binary(engine, bytes).map_err(|e| Error::Compile {

@@ -100,7 +100,11 @@ impl OutputStream for BoundedPipe {
 }
 
 impl AsyncWrite for BoundedPipe {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -150,7 +154,12 @@ impl LogSink {
         level >= self.level
     }
 
-    pub(crate) fn push(&mut self, level: LogLevel, mut message: String, fields: Vec<(String, String)>) {
+    pub(crate) fn push(
+        &mut self,
+        level: LogLevel,
+        mut message: String,
+        fields: Vec<(String, String)>,
+    ) {
         if !self.enabled(level) {
             return;
         }
@@ -187,7 +196,11 @@ mod tests {
 
     #[test]
     fn log_sink_filters_by_level_and_caps_lines() {
-        let caps = LogCaps { lines: 2, bytes: 1024, line_bytes: 5 };
+        let caps = LogCaps {
+            lines: 2,
+            bytes: 1024,
+            line_bytes: 5,
+        };
         let mut sink = LogSink::new(LogLevel::Info, caps);
         sink.push(LogLevel::Debug, "hidden".into(), vec![]);
         sink.push(LogLevel::Info, "one".into(), vec![]);

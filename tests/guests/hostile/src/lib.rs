@@ -49,7 +49,10 @@ fn number(input: &str) -> u64 {
 }
 
 fn ok(output: String) -> Result<Outcome, StepError> {
-    Ok(Outcome { output, pathway: None })
+    Ok(Outcome {
+        output,
+        pathway: None,
+    })
 }
 
 fn denied(what: &str, error: impl std::fmt::Display) -> Result<Outcome, StepError> {
@@ -61,6 +64,7 @@ fn denied(what: &str, error: impl std::fmt::Display) -> Result<Outcome, StepErro
 }
 
 #[inline(never)]
+#[expect(unconditional_recursion, reason = "recursing without end is the point")]
 fn recurse(depth: u64) -> u64 {
     black_box(recurse(black_box(depth + 1))) + 1
 }
