@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings, StepStatus};
+use crate::playbook::{Catalog, Playbook, PlaybookSpec};
 use crate::trace::LogLevel;
 
 /// Exit code: the step failed.
@@ -50,6 +51,36 @@ enum Command {
     /// List, describe and run apps.
     #[command(subcommand)]
     App(AppCommand),
+    /// Check a playbook: every problem is listed, each naming its node and field.
+    Validate(PlaybookArgs),
+    /// Print a playbook's graph as Mermaid or Graphviz DOT.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, Args)]
+struct PlaybookArgs {
+    /// The playbook file (`.yaml`, `.yml` or `.json`).
+    file: PathBuf,
+
+    /// Where the playbooks that `playbook:` nodes call are [default: the file's directory]
+    #[arg(long, value_name = "DIR")]
+    playbooks: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct GraphArgs {
+    #[command(flatten)]
+    playbook: PlaybookArgs,
+
+    /// `mermaid` or `dot`.
+    #[arg(long, default_value = "mermaid")]
+    format: GraphFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,7 +201,83 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::App(AppCommand::Run(args)) => run_app(&host, &apps_dir, args).await,
+        Command::Validate(args) => {
+            let playbook = load_playbook(&host, &apps_dir, &args).await?;
+            println!(
+                "`{}` is valid: playbook `{}`, {} nodes, {} edges",
+                args.file.display(),
+                playbook.id,
+                playbook.graph.node_count(),
+                playbook.graph.edge_count()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph(args) => {
+            let playbook = load_playbook(&host, &apps_dir, &args.playbook).await?;
+            match args.format {
+                GraphFormat::Mermaid => print!("{}", playbook.mermaid()),
+                GraphFormat::Dot => print!("{}", playbook.dot()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// What validation checks a playbook against: the apps directory, and the playbooks
+/// beside it.
+struct CliCatalog {
+    registry: Registry,
+    playbooks: Vec<String>,
+}
+
+impl Catalog for CliCatalog {
+    fn app(&self, name: &str) -> Option<&host::AppInfo> {
+        self.registry.get(name).map(|app| &app.info)
+    }
+
+    fn has_playbook(&self, id: &str) -> bool {
+        self.playbooks.iter().any(|p| p == id)
+    }
+}
+
+/// The ids of the playbook files in `dir` (files that do not parse are skipped: they
+/// are reported when validated themselves).
+fn playbook_ids(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        })
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            PlaybookSpec::parse(&p.display().to_string(), &text)
+                .ok()
+                .map(|spec| spec.id)
+        })
+        .collect()
+}
+
+async fn load_playbook(
+    host: &Host,
+    apps_dir: &Path,
+    args: &PlaybookArgs,
+) -> Result<Playbook, Failure> {
+    let registry = scan(host, apps_dir).await?;
+    let dir = args
+        .playbooks
+        .clone()
+        .or_else(|| args.file.parent().map(Path::to_owned))
+        .unwrap_or_default();
+    let catalog = CliCatalog {
+        registry,
+        playbooks: playbook_ids(&dir),
+    };
+    Playbook::load(&args.file, &catalog).map_err(|e| Failure::Usage(e.to_string()))
 }
 
 async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {

@@ -6,14 +6,17 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`playbook`] | the playbook file (YAML or JSON), its validation into a petgraph DAG, input templates |
 //! | [`host`] | the wasmtime engine, the component cache, the sandbox (limits, capabilities), host imports, capture of logs and stdout/stderr, the app registry |
 //! | [`trace`] | log levels, log lines, and the redaction of secrets |
 //! | [`cli`] | the `wasp` command line |
 //! | [`env`] | every environment variable wasp reads, in one place |
 //!
-//! `host` is the only module that names wasmtime.
+//! `host` is the only module that names wasmtime; `playbook` reads app descriptions
+//! through its `Catalog` trait.
 
 pub mod cli;
 pub mod env;
 pub mod host;
+pub mod playbook;
 pub mod trace;

@@ -224,3 +224,37 @@ fn app_list_and_describe_show_every_example_app() {
         serde_json::json!(["text"])
     );
 }
+
+#[test]
+fn validate_and_graph_a_playbook() {
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../example-apps/playbooks/phishing-triage.yaml"
+    );
+    let output = wasp(&["validate", sample]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .ends_with("is valid: playbook `phishing-triage`, 8 nodes, 7 edges\n")
+    );
+
+    let output = wasp(&["graph", sample, "--format", "mermaid"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .starts_with("flowchart LR\n  trigger[\"trigger\"]\n")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "id: x\nname: y\ntrigger: {type: manual}\nnodes:\n  a: {app: nope}\n  b: {app: ioc-extract, action: extract, input: {text: \"${c.output}\"}}\n").unwrap();
+    let output = wasp(&["validate", broken.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: `{}` has 2 problems:\n  - node `a`, `app`: there is no app `nope`\n  - node `b`, `input`: `${{c.output}}` reads `c`, which is not a node\n",
+            broken.display()
+        )
+    );
+}

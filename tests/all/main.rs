@@ -4,4 +4,6 @@
 mod apps;
 mod cli;
 mod common;
+mod engine;
 mod hostile;
+mod playbooks;

@@ -1,0 +1,783 @@
+//! Playbooks: the file (YAML or JSON), its validation into a petgraph DAG, and the
+//! input templates.
+//!
+//! [`PlaybookSpec`] is the file as written; [`Playbook`] is a checked DAG that cannot be
+//! invalid again. Validation reports every problem at once, each naming the file, the
+//! node and the field, so that an author fixes a playbook in one pass.
+
+mod spec;
+pub mod template;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Bfs, EdgeRef, Reversed};
+use serde_json::Value;
+
+pub use spec::{EdgeSpec, LongEdge, NodeSpec, PlaybookSpec, RetrySpec, TriggerSpec};
+use template::{Reference, Root, Template};
+
+use crate::host::AppInfo;
+use crate::trace::LogLevel;
+
+/// The id of the trigger node every playbook has.
+pub const TRIGGER: &str = "trigger";
+/// Names a node may not take: they mean something in `${…}` references.
+const RESERVED: [&str; 5] = [TRIGGER, "item", "item_index", "execution", "playbook"];
+/// An execution's maximum runtime when the playbook sets none.
+pub const DEFAULT_MAX_RUNTIME: Duration = Duration::from_secs(300);
+/// Steps running at once in one execution when the playbook sets no limit.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// What validation needs to know about the world: the apps (their descriptions) and
+/// which other playbooks exist.
+pub trait Catalog {
+    /// The description of app `name`.
+    fn app(&self, name: &str) -> Option<&AppInfo>;
+    /// Whether a playbook with id `id` exists.
+    fn has_playbook(&self, id: &str) -> bool;
+}
+
+/// One thing wrong with a playbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The node, if the problem is in one.
+    pub node: Option<String>,
+    /// The field, e.g. `input`, `edges[2]`, `max_runtime`.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.node, &self.field) {
+            (Some(node), Some(field)) => write!(f, "node `{node}`, `{field}`: {}", self.message),
+            (Some(node), None) => write!(f, "node `{node}`: {}", self.message),
+            (None, Some(field)) => write!(f, "`{field}`: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A playbook that cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read `{file}`: {message}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        message: String,
+    },
+    /// The file is not a playbook in shape (syntax, unknown field, wrong type).
+    #[error("`{file}` is not a valid playbook: {message}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// The parser's message, with its position.
+        message: String,
+    },
+    /// The playbook is well-formed but wrong: every problem is listed.
+    #[error("`{file}` has {} problem{}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" },
+            problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The problems, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+/// What kind of node, and what it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    /// The trigger: its output is the trigger payload.
+    Trigger,
+    /// An app's action.
+    App {
+        /// The app.
+        app: String,
+        /// The action.
+        action: String,
+    },
+    /// An operator's action, which takes a pathway.
+    Operator {
+        /// The operator app.
+        app: String,
+        /// The action.
+        action: String,
+    },
+    /// Another playbook, run as a child execution.
+    Playbook {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// A retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt, doubled for each later one.
+    pub backoff: Duration,
+}
+
+/// A checked node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Its id.
+    pub id: String,
+    /// What it runs.
+    pub kind: NodeKind,
+    /// Its input.
+    pub input: Template,
+    /// The array it iterates over.
+    pub for_each: Option<Reference>,
+    /// Iterations running at once.
+    pub concurrency: Option<usize>,
+    /// The step's wall-clock limit.
+    pub timeout: Option<Duration>,
+    /// The step's memory limit, in bytes.
+    pub memory: Option<usize>,
+    /// Its retry policy.
+    pub retry: Option<Retry>,
+    /// Whether a failure lets the execution go on.
+    pub continue_on_error: bool,
+    /// The asset it binds.
+    pub asset: Option<String>,
+}
+
+/// When an edge is taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum On {
+    /// The source succeeded (and, for an operator, whatever pathway it took).
+    Success,
+    /// The source failed.
+    Failure,
+    /// The source ended, either way.
+    Always,
+    /// The source, an operator, took this pathway.
+    Pathway(String),
+}
+
+impl fmt::Display for On {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            On::Success => f.write_str("success"),
+            On::Failure => f.write_str("failure"),
+            On::Always => f.write_str("always"),
+            On::Pathway(p) => f.write_str(p),
+        }
+    }
+}
+
+/// A checked playbook: a DAG whose first node is the trigger.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    /// The XID.
+    pub id: String,
+    /// The name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The level its executions record at.
+    pub log_level: LogLevel,
+    /// The reaper's limit.
+    pub max_runtime: Duration,
+    /// Steps running at once in one execution.
+    pub concurrency: usize,
+    /// `manual`, `webhook`, `timer` or `event`.
+    pub trigger: String,
+    /// The DAG: nodes and the edges between them.
+    pub graph: DiGraph<Node, On>,
+    index: HashMap<String, NodeIndex>,
+}
+
+impl Playbook {
+    /// Read and validate the playbook file at `path` (`.yaml`, `.yml` or `.json`).
+    pub fn load(path: &Path, catalog: &dyn Catalog) -> Result<Self, Error> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let spec = PlaybookSpec::parse(&file, &text)?;
+        Self::validate(&file, spec, catalog)
+    }
+
+    /// The node with id `id`.
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.index.get(id).map(|&i| &self.graph[i])
+    }
+
+    /// The graph index of the node with id `id`.
+    pub fn index_of(&self, id: &str) -> Option<NodeIndex> {
+        self.index.get(id).copied()
+    }
+
+    /// Check `spec` (from `file`) against `catalog`, reporting every problem at once.
+    pub fn validate(file: &str, spec: PlaybookSpec, catalog: &dyn Catalog) -> Result<Self, Error> {
+        let mut problems = Vec::new();
+        let mut problem = |node: Option<&str>, field: Option<&str>, message: String| {
+            problems.push(Problem {
+                node: node.map(str::to_owned),
+                field: field.map(str::to_owned),
+                message,
+            });
+        };
+
+        if !valid_id(&spec.id) {
+            problem(
+                None,
+                Some("id"),
+                format!(
+                    "`{}` is not an id: use letters, digits, `-` and `_`",
+                    spec.id
+                ),
+            );
+        }
+        let log_level = match spec.log_level.as_deref().map(str::parse::<LogLevel>) {
+            None => LogLevel::Info,
+            Some(Ok(level)) => level,
+            Some(Err(e)) => {
+                problem(None, Some("log_level"), e.to_string());
+                LogLevel::Info
+            }
+        };
+        let max_runtime = match spec.max_runtime.as_deref().map(parse_duration) {
+            None => DEFAULT_MAX_RUNTIME,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                problem(None, Some("max_runtime"), e);
+                DEFAULT_MAX_RUNTIME
+            }
+        };
+        if spec.concurrency == Some(0) {
+            problem(None, Some("concurrency"), "must be at least 1".to_owned());
+        }
+        let trigger = match &spec.trigger {
+            None => {
+                problem(
+                    None,
+                    Some("trigger"),
+                    "the playbook has no trigger; add `trigger: { type: manual }`".to_owned(),
+                );
+                "manual".to_owned()
+            }
+            Some(t) if ["manual", "webhook", "timer", "event"].contains(&t.kind.as_str()) => {
+                t.kind.clone()
+            }
+            Some(t) => {
+                problem(
+                    None,
+                    Some("trigger.type"),
+                    format!(
+                        "`{}` is not a trigger type; expected manual, webhook, timer or event",
+                        t.kind
+                    ),
+                );
+                t.kind.clone()
+            }
+        };
+
+        let mut graph: DiGraph<Node, On> = DiGraph::new();
+        let mut index = HashMap::new();
+        let trigger_index = graph.add_node(Node {
+            id: TRIGGER.to_owned(),
+            kind: NodeKind::Trigger,
+            input: Template::Literal(Value::Null),
+            for_each: None,
+            concurrency: None,
+            timeout: None,
+            memory: None,
+            retry: None,
+            continue_on_error: false,
+            asset: None,
+        });
+        index.insert(TRIGGER.to_owned(), trigger_index);
+
+        for (id, node) in &spec.nodes {
+            let here = Some(id.as_str());
+            if RESERVED.contains(&id.as_str()) {
+                problem(here, None, format!("`{id}` is reserved; choose another id"));
+                continue;
+            }
+            if !valid_id(id) {
+                problem(
+                    here,
+                    None,
+                    format!("`{id}` is not an id: use letters, digits, `-` and `_`"),
+                );
+            }
+            if index.contains_key(id) {
+                problem(here, None, format!("the id `{id}` is used by two nodes"));
+                continue;
+            }
+            let kind = match node_kind(node, catalog, &spec.id) {
+                Ok(kind) => kind,
+                Err((field, message)) => {
+                    problem(here, Some(field), message);
+                    continue;
+                }
+            };
+            let input = Template::parse(&node.input).unwrap_or_else(|e| {
+                problem(here, Some("input"), e.to_string());
+                Template::Literal(Value::Null)
+            });
+            let for_each = node.for_each.as_ref().and_then(|text| match Template::parse(&Value::String(text.clone())) {
+                Ok(Template::Whole(reference)) => Some(reference),
+                Ok(_) => {
+                    problem(here, Some("for_each"), format!("`{text}` must be exactly one reference, e.g. `${{iocs.output.ipv4}}`"));
+                    None
+                }
+                Err(e) => {
+                    problem(here, Some("for_each"), e.to_string());
+                    None
+                }
+            });
+            let mut duration = |field: &str, text: &Option<String>| {
+                text.as_deref().and_then(|t| {
+                    parse_duration(t)
+                        .map_err(|e| problem(here, Some(field), e))
+                        .ok()
+                })
+            };
+            let timeout = duration("timeout", &node.timeout);
+            let backoff = node
+                .retry
+                .as_ref()
+                .and_then(|r| duration("retry.backoff", &r.backoff));
+            let memory = node.memory.as_deref().and_then(|text| {
+                parse_size(text)
+                    .map_err(|e| problem(here, Some("memory"), e))
+                    .ok()
+            });
+            let retry = node.retry.as_ref().map(|r| {
+                if r.attempts == 0 {
+                    problem(
+                        here,
+                        Some("retry.attempts"),
+                        "must be at least 1 (the first attempt counts)".to_owned(),
+                    );
+                }
+                Retry {
+                    attempts: r.attempts.max(1),
+                    backoff: backoff.unwrap_or(Duration::ZERO),
+                }
+            });
+            if node.concurrency == Some(0) {
+                problem(here, Some("concurrency"), "must be at least 1".to_owned());
+            }
+            if node.concurrency.is_some() && node.for_each.is_none() {
+                problem(
+                    here,
+                    Some("concurrency"),
+                    "only applies with `for_each`".to_owned(),
+                );
+            }
+            let references_item = input
+                .references()
+                .iter()
+                .any(|r| matches!(r.root, Root::Item | Root::ItemIndex) && r.default.is_none());
+            if references_item && node.for_each.is_none() {
+                problem(
+                    here,
+                    Some("input"),
+                    "uses `${item}` but the node has no `for_each`".to_owned(),
+                );
+            }
+            let added = graph.add_node(Node {
+                id: id.clone(),
+                kind,
+                input,
+                for_each,
+                concurrency: node.concurrency,
+                timeout,
+                memory,
+                retry,
+                continue_on_error: node.continue_on_error,
+                asset: node.asset.clone(),
+            });
+            index.insert(id.clone(), added);
+        }
+
+        for (position, edge) in spec.edges.iter().enumerate() {
+            let field = format!("edges[{position}]");
+            let (from, to, on) = match edge {
+                EdgeSpec::Short(text) => match text.split_once("->") {
+                    Some((from, to)) => (from.trim(), to.trim(), None),
+                    None => {
+                        problem(
+                            None,
+                            Some(&field),
+                            format!("`{text}` is not an edge; write `from -> to`"),
+                        );
+                        continue;
+                    }
+                },
+                EdgeSpec::Long(LongEdge { from, to, on }) => {
+                    (from.as_str(), to.as_str(), on.as_deref())
+                }
+            };
+            let (Some(&source), Some(&target)) = (index.get(from), index.get(to)) else {
+                for end in [from, to] {
+                    if !index.contains_key(end) && !spec.nodes.iter().any(|(id, _)| id == end) {
+                        problem(
+                            None,
+                            Some(&field),
+                            format!("`{from} -> {to}` names `{end}`, which is not a node"),
+                        );
+                    }
+                }
+                continue;
+            };
+            if target == trigger_index {
+                problem(
+                    None,
+                    Some(&field),
+                    format!("`{from} -> {to}`: nothing may lead into the trigger"),
+                );
+                continue;
+            }
+            let on = match on {
+                None | Some("success") => On::Success,
+                Some("failure") => On::Failure,
+                Some("always") => On::Always,
+                Some(pathway) => {
+                    match &graph[source].kind {
+                        NodeKind::Operator { app, action } => {
+                            let offered = catalog
+                                .app(app)
+                                .and_then(|info| info.actions.iter().find(|a| &a.name == action))
+                                .map(|a| (a.offers_pathway(pathway), a.pathways.join(", ")));
+                            if let Some((false, declared)) = offered {
+                                problem(
+                                    None,
+                                    Some(&field),
+                                    format!(
+                                        "`{from}` ({app} {action}) has no pathway `{pathway}`; it offers {declared}"
+                                    ),
+                                );
+                            }
+                        }
+                        _ => problem(
+                            None,
+                            Some(&field),
+                            format!(
+                                "`{from}` is not an operator and takes no pathways; `on` is success, failure or always"
+                            ),
+                        ),
+                    }
+                    On::Pathway(pathway.to_owned())
+                }
+            };
+            graph.add_edge(source, target, on);
+        }
+
+        // Nodes nothing leads into start from the trigger.
+        let entries: Vec<NodeIndex> = graph
+            .node_indices()
+            .filter(|&n| {
+                n != trigger_index
+                    && graph
+                        .neighbors_directed(n, Direction::Incoming)
+                        .next()
+                        .is_none()
+            })
+            .collect();
+        for entry in entries {
+            graph.add_edge(trigger_index, entry, On::Success);
+        }
+
+        let cycles = cycles(&graph);
+        for cycle in &cycles {
+            let through: Vec<String> = cycle.iter().map(|id| format!("`{id}`")).collect();
+            problem(
+                None,
+                Some("edges"),
+                format!("the edges form a cycle through {}", through.join(", ")),
+            );
+        }
+        if cycles.is_empty() {
+            for node in graph.node_indices() {
+                let upstream = ancestors(&graph, node);
+                let references = graph[node]
+                    .input
+                    .references()
+                    .into_iter()
+                    .chain(graph[node].for_each.as_ref());
+                for reference in references {
+                    if let Root::Output(read) = &reference.root
+                        && !upstream.contains(read.as_str())
+                    {
+                        let field = if graph[node].for_each.as_ref() == Some(reference) {
+                            "for_each"
+                        } else {
+                            "input"
+                        };
+                        let message = if index.contains_key(read) {
+                            format!(
+                                "`${{{}}}` reads `{read}`, which is not upstream of `{}`",
+                                reference.text, graph[node].id
+                            )
+                        } else {
+                            format!(
+                                "`${{{}}}` reads `{read}`, which is not a node",
+                                reference.text
+                            )
+                        };
+                        problem(Some(&graph[node].id), Some(field), message);
+                    }
+                }
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(Error::Invalid {
+                file: file.to_owned(),
+                problems,
+            });
+        }
+        Ok(Self {
+            id: spec.id,
+            name: spec.name,
+            description: spec.description,
+            log_level,
+            max_runtime,
+            concurrency: spec.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+            trigger,
+            graph,
+            index,
+        })
+    }
+
+    /// The graph in Mermaid flowchart syntax, left to right.
+    pub fn mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        for node in self.graph.node_weights() {
+            out.push_str(&format!(
+                "  {}[\"{}\"]\n",
+                node.id,
+                label(node).replace('"', "'")
+            ));
+        }
+        for edge in self.graph.edge_references() {
+            let (from, to) = (&self.graph[edge.source()].id, &self.graph[edge.target()].id);
+            match edge.weight() {
+                On::Success => out.push_str(&format!("  {from} --> {to}\n")),
+                on => out.push_str(&format!("  {from} -- {on} --> {to}\n")),
+            }
+        }
+        out
+    }
+
+    /// The graph in Graphviz DOT syntax, left to right.
+    pub fn dot(&self) -> String {
+        let mut out = format!(
+            "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+            self.id
+        );
+        for node in self.graph.node_weights() {
+            out.push_str(&format!(
+                "  \"{}\" [label=\"{}\"];\n",
+                node.id,
+                label(node).replace('"', "\\\"")
+            ));
+        }
+        for edge in self.graph.edge_references() {
+            let (from, to) = (&self.graph[edge.source()].id, &self.graph[edge.target()].id);
+            match edge.weight() {
+                On::Success => out.push_str(&format!("  \"{from}\" -> \"{to}\";\n")),
+                on => out.push_str(&format!("  \"{from}\" -> \"{to}\" [label=\"{on}\"];\n")),
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+impl PlaybookSpec {
+    /// Parse `text` as JSON when it starts with `{`, else as YAML.
+    pub fn parse(file: &str, text: &str) -> Result<Self, Error> {
+        let parsed = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        };
+        parsed.map_err(|message| Error::Parse {
+            file: file.to_owned(),
+            message,
+        })
+    }
+}
+
+fn label(node: &Node) -> String {
+    let what = match &node.kind {
+        NodeKind::Trigger => "trigger".to_owned(),
+        NodeKind::App { app, action } | NodeKind::Operator { app, action } => {
+            format!("{app} {action}")
+        }
+        NodeKind::Playbook { id } => format!("playbook {id}"),
+    };
+    let each = if node.for_each.is_some() {
+        " (for each)"
+    } else {
+        ""
+    };
+    if node.id == TRIGGER {
+        what
+    } else {
+        format!("{}: {what}{each}", node.id)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like `30s` or `500ms`: {e}"))
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a size like `32MiB`: {e}"))?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))
+}
+
+/// What a node runs, checked against the catalog; errors name the field.
+fn node_kind(
+    node: &NodeSpec,
+    catalog: &dyn Catalog,
+    own_id: &str,
+) -> Result<NodeKind, (&'static str, String)> {
+    let (field, name) = match (&node.app, &node.operator, &node.playbook) {
+        (Some(app), None, None) => ("app", app),
+        (None, Some(operator), None) => ("operator", operator),
+        (None, None, Some(playbook)) => {
+            if playbook == own_id {
+                return Err((
+                    "playbook",
+                    format!("`{playbook}` is this playbook; a playbook cannot call itself"),
+                ));
+            }
+            if !catalog.has_playbook(playbook) {
+                return Err(("playbook", format!("there is no playbook `{playbook}`")));
+            }
+            if node.action.is_some() {
+                return Err(("action", "a `playbook` node has no action".to_owned()));
+            }
+            return Ok(NodeKind::Playbook {
+                id: playbook.clone(),
+            });
+        }
+        (None, None, None) => {
+            return Err((
+                "app",
+                "the node names no `app`, `operator` or `playbook`".to_owned(),
+            ));
+        }
+        _ => {
+            return Err((
+                "app",
+                "the node names more than one of `app`, `operator` and `playbook`".to_owned(),
+            ));
+        }
+    };
+    let info = catalog
+        .app(name)
+        .ok_or_else(|| (field, format!("there is no app `{name}`")))?;
+    let known = || {
+        info.actions
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let action = match &node.action {
+        Some(action) => info
+            .actions
+            .iter()
+            .find(|a| &a.name == action)
+            .ok_or_else(|| {
+                (
+                    "action",
+                    format!(
+                        "app `{name}` has no action `{action}`; it offers {}",
+                        known()
+                    ),
+                )
+            })?,
+        None => match info.actions.as_slice() {
+            [only] => only,
+            _ => {
+                return Err((
+                    "action",
+                    format!("app `{name}` has several actions; name one of {}", known()),
+                ));
+            }
+        },
+    };
+    if field == "operator" && action.pathways.is_empty() {
+        return Err((
+            "operator",
+            format!(
+                "`{name}` {} takes no pathways; use `app:` for it",
+                action.name
+            ),
+        ));
+    }
+    Ok(if field == "operator" {
+        NodeKind::Operator {
+            app: name.clone(),
+            action: action.name.clone(),
+        }
+    } else {
+        NodeKind::App {
+            app: name.clone(),
+            action: action.name.clone(),
+        }
+    })
+}
+
+/// Every cycle (strongly connected component of more than one node, or a self-loop),
+/// named by its node ids in order.
+fn cycles(graph: &DiGraph<Node, On>) -> Vec<Vec<String>> {
+    let mut found: Vec<Vec<String>> = petgraph::algo::tarjan_scc(graph)
+        .into_iter()
+        .filter(|component| component.len() > 1 || graph.contains_edge(component[0], component[0]))
+        .map(|component| {
+            let mut ids: Vec<String> = component.iter().map(|&n| graph[n].id.clone()).collect();
+            ids.sort();
+            ids
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The ids of every node upstream of `node` (the trigger included).
+fn ancestors(graph: &DiGraph<Node, On>, node: NodeIndex) -> BTreeSet<&str> {
+    let reversed = Reversed(graph);
+    let mut bfs = Bfs::new(reversed, node);
+    let mut out = BTreeSet::new();
+    while let Some(n) = bfs.next(reversed) {
+        if n != node {
+            out.insert(graph[n].id.as_str());
+        }
+    }
+    out
+}

@@ -1,0 +1,181 @@
+//! The playbook file as written (YAML or JSON): raw serde types that refuse unknown
+//! fields. Nothing here is checked beyond its shape; [`super::Playbook::validate`] turns
+//! a spec into a checked DAG.
+
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// A playbook file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookSpec {
+    /// The XID: stable and unique, used to address the playbook.
+    pub id: String,
+    /// A human name.
+    pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// The level its executions record at (`trace`, `debug`, `info`, `warn`, `error`).
+    #[serde(default)]
+    pub log_level: Option<String>,
+    /// The reaper's limit for one execution, e.g. `60s`.
+    #[serde(default)]
+    pub max_runtime: Option<String>,
+    /// Steps running at once in one execution.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// What starts it.
+    #[serde(default)]
+    pub trigger: Option<TriggerSpec>,
+    /// The nodes, by id, in file order. A list of pairs rather than a map, so that a
+    /// duplicate id is reported rather than silently replacing the first node.
+    #[serde(deserialize_with = "nodes_in_order")]
+    pub nodes: Vec<(String, NodeSpec)>,
+    /// The edges.
+    #[serde(default)]
+    pub edges: Vec<EdgeSpec>,
+}
+
+/// What starts a playbook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// `manual`, `webhook`, `timer` or `event`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// One node: exactly one of `app`, `operator` or `playbook`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// The app to run.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The operator to run (an app that routes).
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// The playbook to run as a child execution.
+    #[serde(default)]
+    pub playbook: Option<String>,
+    /// The action; may be left out when the app or operator has exactly one.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The input, with `${…}` references.
+    #[serde(default = "empty_object")]
+    pub input: Value,
+    /// Run once per item of this array (a `${…}` reference).
+    #[serde(default)]
+    pub for_each: Option<String>,
+    /// Iterations running at once.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// The step's wall-clock limit, e.g. `5s`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// The step's memory limit, e.g. `32MiB`.
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Re-run a retryable failure.
+    #[serde(default)]
+    pub retry: Option<RetrySpec>,
+    /// Let the execution go on as if the step had succeeded (with no output).
+    #[serde(default)]
+    pub continue_on_error: bool,
+    /// The asset (configured app instance) whose settings the step gets.
+    #[serde(default)]
+    pub asset: Option<String>,
+}
+
+/// A retry policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt, doubled for each later one, e.g. `200ms`.
+    #[serde(default)]
+    pub backoff: Option<String>,
+}
+
+/// An edge: `"a -> b"`, or `{from, to, on}`.
+#[derive(Debug, Clone)]
+pub enum EdgeSpec {
+    /// `"a -> b"`: taken when `a` succeeds.
+    Short(String),
+    /// The long form.
+    Long(LongEdge),
+}
+
+/// An edge in its long form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongEdge {
+    /// The source node.
+    pub from: String,
+    /// The target node.
+    pub to: String,
+    /// `success` (default), `failure`, `always`, or a pathway name.
+    #[serde(default)]
+    pub on: Option<String>,
+}
+
+// Not `#[serde(untagged)]`: an untagged enum buffers the map without its types, and
+// YAML 1.1 readers then take the key `on` for the boolean `true`. Visiting a string
+// or a map and deserializing the map as a struct keeps every key a string.
+impl<'de> Deserialize<'de> for EdgeSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Edge;
+
+        impl<'de> Visitor<'de> for Edge {
+            type Value = EdgeSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an edge: `from -> to` or `{ from, to, on }`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<EdgeSpec, E> {
+                Ok(EdgeSpec::Short(text.to_owned()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EdgeSpec, A::Error> {
+                LongEdge::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(EdgeSpec::Long)
+            }
+        }
+
+        deserializer.deserialize_any(Edge)
+    }
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+fn nodes_in_order<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, NodeSpec)>, D::Error> {
+    struct Nodes;
+
+    impl<'de> Visitor<'de> for Nodes {
+        type Value = Vec<(String, NodeSpec)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of node ids to nodes")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut nodes = Vec::new();
+            while let Some(entry) = map.next_entry::<String, NodeSpec>()? {
+                nodes.push(entry);
+            }
+            Ok(nodes)
+        }
+    }
+
+    deserializer.deserialize_map(Nodes)
+}

@@ -1,0 +1,181 @@
+//! Playbook files: validation against the real example apps, every problem listed at
+//! once, and the graph exports.
+
+use std::path::PathBuf;
+
+use wasp_runtime::host::{AppInfo, Registry};
+use wasp_runtime::playbook::{Catalog, Playbook, PlaybookSpec};
+
+use crate::common::{HOST, example_apps_dir};
+
+struct Apps {
+    registry: Registry,
+    playbooks: Vec<&'static str>,
+}
+
+impl Catalog for Apps {
+    fn app(&self, name: &str) -> Option<&AppInfo> {
+        self.registry.get(name).map(|app| &app.info)
+    }
+
+    fn has_playbook(&self, id: &str) -> bool {
+        self.playbooks.contains(&id)
+    }
+}
+
+async fn apps() -> Apps {
+    Apps {
+        registry: Registry::scan(&HOST, &example_apps_dir())
+            .await
+            .expect("the example apps load"),
+        playbooks: vec!["enrich-ip"],
+    }
+}
+
+fn sample(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../example-apps/playbooks")
+        .join(name)
+}
+
+#[tokio::test]
+async fn the_phishing_triage_sample_validates_into_a_dag() {
+    let playbook = Playbook::load(&sample("phishing-triage.yaml"), &apps().await).unwrap();
+    assert_eq!(playbook.id, "phishing-triage");
+    assert_eq!(
+        playbook.graph.node_count(),
+        8,
+        "seven nodes and the trigger"
+    );
+    assert_eq!(playbook.node("lookup").unwrap().retry.unwrap().attempts, 3);
+    assert_eq!(
+        playbook.mermaid(),
+        "flowchart LR
+  trigger[\"trigger\"]
+  parse[\"parse: email-parse parse\"]
+  iocs[\"iocs: ioc-extract extract\"]
+  lookup[\"lookup: indicator-lookup lookup (for each)\"]
+  malicious[\"malicious: if-else evaluate\"]
+  spoofing[\"spoofing: switch route\"]
+  block-list[\"block-list: transform join\"]
+  lookup-failed[\"lookup-failed: transform count\"]
+  parse --> iocs
+  iocs --> lookup
+  lookup --> malicious
+  parse --> spoofing
+  malicious -- true --> block-list
+  lookup -- failure --> lookup-failed
+  trigger --> parse
+"
+    );
+    assert!(
+        playbook
+            .dot()
+            .contains("  \"malicious\" -> \"block-list\" [label=\"true\"];\n")
+    );
+}
+
+const BROKEN: &str = r#"
+id: broken
+name: Broken on purpose
+log_level: verbose
+max_runtime: soon
+nodes:
+  parse: { app: email-parse, input: { raw: "${trigger.email}" } }
+  again: { app: email-parse, input: { raw: "${later.output.x}" } }
+  later: { app: ioc-extract, action: extract, input: { text: "${parse.output.text_body}" } }
+  guess: { app: ioc-extract, input: { text: x } }
+  nope: { app: no-such-app }
+  wrong: { app: ioc-extract, action: explode }
+  route: { operator: if-else, input: { left: 1, op: eq, right: 1 } }
+  plain: { operator: ioc-extract, action: extract }
+  loop-a: { app: transform, action: count, timeout: forever, input: { items: "${item}" } }
+  loop-b: { app: transform, action: count }
+  child: { playbook: missing-playbook }
+  trigger: { app: transform, action: count }
+edges:
+  - parse -> later
+  - { from: route, to: guess, on: maybe }
+  - { from: parse, to: guess, on: "true" }
+  - loop-a -> loop-b
+  - loop-b -> loop-a
+  - parse -> ghost
+  - parse to later
+"#;
+
+#[tokio::test]
+async fn every_problem_is_listed_at_once_with_node_and_field() {
+    let spec = PlaybookSpec::parse("broken.yaml", BROKEN).unwrap();
+    let error = Playbook::validate("broken.yaml", spec, &apps().await).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`broken.yaml` has 14 problems:
+  - `log_level`: `verbose` is not a log level; expected one of trace, debug, info, warn, error
+  - `max_runtime`: `soon` is not a duration like `30s` or `500ms`: expected number at 0
+  - `trigger`: the playbook has no trigger; add `trigger: { type: manual }`
+  - node `guess`, `action`: app `ioc-extract` has several actions; name one of extract, defang, refang
+  - node `nope`, `app`: there is no app `no-such-app`
+  - node `wrong`, `action`: app `ioc-extract` has no action `explode`; it offers extract, defang, refang
+  - node `plain`, `operator`: `ioc-extract` extract takes no pathways; use `app:` for it
+  - node `loop-a`, `timeout`: `forever` is not a duration like `30s` or `500ms`: expected number at 0
+  - node `loop-a`, `input`: uses `${item}` but the node has no `for_each`
+  - node `child`, `playbook`: there is no playbook `missing-playbook`
+  - node `trigger`: `trigger` is reserved; choose another id
+  - `edges[5]`: `parse -> ghost` names `ghost`, which is not a node
+  - `edges[6]`: `parse to later` is not an edge; write `from -> to`
+  - `edges`: the edges form a cycle through `loop-a`, `loop-b`"
+    );
+}
+
+#[tokio::test]
+async fn references_must_be_upstream_and_pathways_offered() {
+    let text = r#"
+id: refs
+name: References
+trigger: { type: manual }
+nodes:
+  parse: { app: email-parse, input: { raw: "${trigger.email}" } }
+  early: { app: ioc-extract, action: extract, input: { text: "${late.output.text} ${ghost.output}" } }
+  late: { app: ioc-extract, action: refang, input: { text: "${parse.output.subject}" } }
+  route: { operator: if-else, input: { left: 1, op: eq, right: 1 } }
+  after: { app: ioc-extract, action: refang, input: { text: x } }
+  loose: { app: ioc-extract, action: refang, input: { text: x } }
+edges:
+  - parse -> late
+  - parse -> early
+  - { from: route, to: after, on: maybe }
+  - { from: parse, to: loose, on: "true" }
+"#;
+    let spec = PlaybookSpec::parse("refs.yaml", text).unwrap();
+    let error = Playbook::validate("refs.yaml", spec, &apps().await).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`refs.yaml` has 4 problems:
+  - `edges[2]`: `route` (if-else evaluate) has no pathway `maybe`; it offers true, false
+  - `edges[3]`: `parse` is not an operator and takes no pathways; `on` is success, failure or always
+  - node `early`, `input`: `${late.output.text}` reads `late`, which is not upstream of `early`
+  - node `early`, `input`: `${ghost.output}` reads `ghost`, which is not a node"
+    );
+}
+
+#[test]
+fn unknown_fields_and_bad_yaml_are_refused_with_their_position() {
+    let error = PlaybookSpec::parse("typo.yaml", "id: x\nname: y\nnodes: {}\nmax_runtme: 5s\n")
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("`typo.yaml` is not a valid playbook: "),
+        "{error}"
+    );
+    assert!(error.to_string().contains("max_runtme"), "{error}");
+    let error = PlaybookSpec::parse(
+        "typo.json",
+        r#"{"id": "x", "name": "y", "nodes": {}, "edgs": []}"#,
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("unknown field `edgs`") && error.to_string().contains("line 1"),
+        "{error}"
+    );
+}
