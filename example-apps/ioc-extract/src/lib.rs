@@ -284,7 +284,16 @@ pub fn extract(text: &str) -> Indicators {
         if text[m.end()..].starts_with('@') {
             continue;
         }
-        domains.push(m.as_str().to_ascii_lowercase());
+        // In a URL-encoded query (`user=j.doe%40contoso.com`) the match starts with the
+        // two hex digits of the escape: the domain is what follows them.
+        let mut domain = m.as_str();
+        if text[..m.start()].ends_with('%')
+            && domain.len() > 2
+            && domain.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)
+        {
+            domain = &domain[2..];
+        }
+        domains.push(domain.to_ascii_lowercase());
     }
     for domain in domains {
         if valid_domain(&domain) && domain.parse::<Ipv4Addr>().is_err() {
@@ -462,6 +471,16 @@ mod tests {
                 "https://en.example.org/wiki/Foo_(bar)",
                 "http://x.example.com/a"
             ]
+        );
+    }
+
+    #[test]
+    fn percent_escapes_are_not_part_of_a_domain() {
+        let found =
+            extract("https://evil.com/login?user=j.doe%40contoso.com&next=%2Fhome.example.org");
+        assert_eq!(
+            found.domains,
+            ["evil.com", "contoso.com", "home.example.org"]
         );
     }
 
