@@ -13,6 +13,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings, StepStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::assets::Assets;
+use crate::engine::{self, Execution, ExecutionStatus, HostRunner, NodeStatus};
 use crate::playbook::{Catalog, Playbook, PlaybookSpec};
 use crate::trace::LogLevel;
 
@@ -55,6 +59,36 @@ enum Command {
     Validate(PlaybookArgs),
     /// Print a playbook's graph as Mermaid or Graphviz DOT.
     Graph(GraphArgs),
+    /// Run a playbook once and show every node's end state.
+    Run(RunPlaybookArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunPlaybookArgs {
+    #[command(flatten)]
+    playbook: PlaybookArgs,
+
+    /// The trigger payload: JSON, `@FILE`, or `@-` for stdin.
+    #[arg(long, default_value = "{}")]
+    input: String,
+
+    /// Record at this level instead of the playbook's (trace, debug, info, warn, error).
+    #[arg(long)]
+    log_level: Option<LogLevel>,
+
+    /// The assets file: configured app instances that nodes bind with `asset:`.
+    #[arg(long, value_name = "FILE")]
+    assets: Option<PathBuf>,
+
+    /// `text` for people, `json` for the whole trace [default: text on a terminal, else json]
+    #[arg(long)]
+    output: Option<OutputFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +246,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(args) => run_playbook(&host, &apps_dir, args).await,
         Command::Graph(args) => {
             let playbook = load_playbook(&host, &apps_dir, &args.playbook).await?;
             match args.format {
@@ -262,11 +297,127 @@ fn playbook_ids(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+async fn run_playbook(
+    host: &Host,
+    apps_dir: &Path,
+    args: RunPlaybookArgs,
+) -> Result<ExitCode, Failure> {
+    let (mut playbook, registry) = load_playbook_with_apps(host, apps_dir, &args.playbook).await?;
+    let input = read_input(&args.input)?;
+    let trigger: serde_json::Value = serde_json::from_str(&input)
+        .map_err(|e| Failure::Usage(format!("--input is not valid JSON: {e}")))?;
+    if let Some(level) = args.log_level {
+        playbook.log_level = level;
+    }
+    let assets = match &args.assets {
+        Some(path) => Assets::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
+        None => Assets::default(),
+    };
+    let runner = Arc::new(HostRunner::new(
+        host.clone(),
+        Arc::new(registry),
+        Arc::new(assets),
+    ));
+    let execution_id = format!("ex_{}", ulid::Ulid::new());
+    let execution = engine::execute(
+        runner,
+        Arc::new(playbook),
+        trigger,
+        &execution_id,
+        CancellationToken::new(),
+    )
+    .await;
+    let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
+        OutputFormat::Text
+    } else {
+        OutputFormat::Json
+    });
+    match format {
+        OutputFormat::Json => print_json(&execution),
+        OutputFormat::Text => print!("{}", summary(&execution)),
+    }
+    Ok(match execution.status {
+        ExecutionStatus::Completed => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_FAILED),
+    })
+}
+
+/// An execution for people: a line per node (mark, id, duration, pathway, iterations,
+/// error), then the status and the total time.
+fn summary(execution: &Execution) -> String {
+    let width = execution
+        .nodes
+        .iter()
+        .map(|n| n.id.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for node in &execution.nodes {
+        let id = &node.id;
+        let mark = match node.status {
+            NodeStatus::Succeeded => "✔ succeeded",
+            NodeStatus::Failed => "✘ failed   ",
+            NodeStatus::TimedOut => "⏱ timed out",
+            NodeStatus::Killed => "■ killed   ",
+            NodeStatus::Skipped => "· skipped  ",
+            NodeStatus::Pending | NodeStatus::Running => "… running  ",
+        };
+        let mut line = format!("{mark}  {id:width$}");
+        if node.status != NodeStatus::Skipped {
+            line.push_str(&format!("  {:>9}", format_us(node.duration_us)));
+        }
+        if let Some(pathway) = &node.pathway {
+            line.push_str(&format!("  → {pathway}"));
+        }
+        if let Some(iterations) = node.iterations {
+            line.push_str(&format!(
+                "  {iterations} iteration{}",
+                if iterations == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(error) = &node.error {
+            let kind = serde_json::to_value(error.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            line.push_str(&format!("  {kind}: {}", error.message));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let status = serde_json::to_value(execution.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "{status} in {} (execution {})\n",
+        format_us(execution.duration_us),
+        execution.id
+    ));
+    out
+}
+
+fn format_us(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us} µs"),
+        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
 async fn load_playbook(
     host: &Host,
     apps_dir: &Path,
     args: &PlaybookArgs,
 ) -> Result<Playbook, Failure> {
+    Ok(load_playbook_with_apps(host, apps_dir, args).await?.0)
+}
+
+async fn load_playbook_with_apps(
+    host: &Host,
+    apps_dir: &Path,
+    args: &PlaybookArgs,
+) -> Result<(Playbook, Registry), Failure> {
     let registry = scan(host, apps_dir).await?;
     let dir = args
         .playbooks
@@ -277,7 +428,9 @@ async fn load_playbook(
         registry,
         playbooks: playbook_ids(&dir),
     };
-    Playbook::load(&args.file, &catalog).map_err(|e| Failure::Usage(e.to_string()))
+    let playbook =
+        Playbook::load(&args.file, &catalog).map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok((playbook, catalog.registry))
 }
 
 async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {

@@ -7,7 +7,9 @@
 //! | module | owns |
 //! |---|---|
 //! | [`playbook`] | the playbook file (YAML or JSON), its validation into a petgraph DAG, input templates |
+//! | [`engine`] | running one execution: scheduling ready nodes, pathways, `for_each`, retries |
 //! | [`host`] | the wasmtime engine, the component cache, the sandbox (limits, capabilities), host imports, capture of logs and stdout/stderr, the app registry |
+//! | [`assets`] | configured app instances: settings and secrets a node binds |
 //! | [`trace`] | log levels, log lines, and the redaction of secrets |
 //! | [`cli`] | the `wasp` command line |
 //! | [`env`] | every environment variable wasp reads, in one place |
@@ -15,7 +17,9 @@
 //! `host` is the only module that names wasmtime; `playbook` reads app descriptions
 //! through its `Catalog` trait.
 
+pub mod assets;
 pub mod cli;
+pub mod engine;
 pub mod env;
 pub mod host;
 pub mod playbook;

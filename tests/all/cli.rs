@@ -258,3 +258,74 @@ fn validate_and_graph_a_playbook() {
         )
     );
 }
+
+#[test]
+fn run_executes_the_phishing_triage_playbook_on_real_components() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
+    let playbook = format!("{dir}/phishing-triage.yaml");
+    let input = format!("@{dir}/phishing-triage.input.json");
+    let assets = format!("{dir}/assets.yaml");
+    let output = wasp(&[
+        "run", &playbook, "--input", &input, "--assets", &assets, "--output", "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let execution = stdout_json(&output);
+    assert_eq!(execution["status"], "Completed");
+    let nodes: Vec<(String, String)> = execution["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_owned(),
+                n["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("parse", "Succeeded"),
+        ("iocs", "Succeeded"),
+        ("lookup", "Succeeded"),
+        ("malicious", "Succeeded"),
+        ("spoofing", "Succeeded"),
+        ("block-list", "Succeeded"),
+        ("lookup-failed", "Skipped"),
+    ];
+    assert_eq!(
+        nodes,
+        expected.map(|(id, status)| (id.to_owned(), status.to_owned()))
+    );
+    let node = |id: &str| {
+        execution["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(node("lookup")["iterations"], 2);
+    assert_eq!(node("malicious")["pathway"], "true");
+    assert_eq!(node("spoofing")["pathway"], "spoofed");
+    assert_eq!(
+        node("block-list")["output"],
+        serde_json::json!({"text": "m365-verify.top\ncontoso.com"})
+    );
+
+    // Without the assets file the lookups fail, the failure edge runs, and the
+    // execution ends Partially Failed with exit code 1.
+    let output = wasp(&["run", &playbook, "--input", &input, "--output", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let execution = stdout_json(&output);
+    assert_eq!(execution["status"], "Partially Failed");
+    let lookup = execution["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "lookup")
+        .unwrap();
+    assert_eq!(
+        lookup["error"]["message"],
+        "asset `soc-feed` is not configured (see --assets)"
+    );
+}

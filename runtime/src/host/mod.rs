@@ -312,6 +312,10 @@ pub enum FailureKind {
     InvalidOutput,
     /// The host failed.
     HostError,
+    /// The step's input could not be built: a `${…}` reference resolved to nothing, or
+    /// `for_each` was given something that is not an array. Set by the engine; the app
+    /// never ran.
+    InputError,
 }
 
 /// A failed step's error.
@@ -369,6 +373,24 @@ pub struct StepReport {
     pub duration_us: u64,
     /// What was cut.
     pub truncated: Truncation,
+}
+
+impl StepReport {
+    /// The report of a step that failed before or around the sandbox: `kind` and
+    /// `message`, nothing captured.
+    pub fn failure(kind: FailureKind, message: String) -> Self {
+        Self {
+            status: StepStatus::Failed,
+            output: None,
+            pathway: None,
+            error: Some(failure(kind, message)),
+            logs: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_us: 0,
+            truncated: Truncation::default(),
+        }
+    }
 }
 
 /// The wasmtime host: one engine, one linker, the cache. Cheap to clone.

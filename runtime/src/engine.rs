@@ -1,0 +1,914 @@
+//! Running one execution of a playbook: scheduling ready nodes, edges and pathways,
+//! dead-path elimination, `for_each`, retries and `continue_on_error`.
+//!
+//! The engine knows nothing of wasmtime, HTTP or SQL: it runs steps through a
+//! [`StepRunner`] (the real one calls [`crate::host::Host`]; tests use a fake) and
+//! returns an [`Execution`] record.
+//!
+//! Semantics (DESIGN.md, "Playbooks"):
+//! - A node is ready when every predecessor has ended. It runs if at least one incoming
+//!   edge is active: `success` when the source succeeded (whatever pathway it took), a
+//!   pathway name when the source took that pathway, `failure` when it failed, `always`
+//!   when it ran at all. Otherwise it is Skipped, which propagates.
+//! - Ready nodes run concurrently, at most `concurrency` at once.
+//! - A failed node with `continue_on_error` counts as succeeded (with no output) for its
+//!   edges; its own status stays Failed.
+//! - The execution is Completed when no node failed, Partially Failed when some failed
+//!   but at least one node without successors succeeded, and Failed otherwise.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petgraph::Direction;
+use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::assets::Assets;
+use crate::host::{
+    Call, FailureKind, Host, Limits, Registry, StepFailure, StepReport, StepStatus as ReportStatus,
+};
+use crate::playbook::template::{Root, Scope};
+use crate::playbook::{Node, NodeKind, On, Playbook};
+use crate::trace::LogLevel;
+
+/// One step to run: a node's app action on a rendered input.
+#[derive(Debug, Clone)]
+pub struct StepCall {
+    /// The node.
+    pub node: String,
+    /// The app.
+    pub app: String,
+    /// The action.
+    pub action: String,
+    /// The rendered input.
+    pub input: Value,
+    /// The node's timeout, if it sets one.
+    pub timeout: Option<Duration>,
+    /// The node's memory limit, if it sets one.
+    pub memory: Option<usize>,
+    /// The asset the node binds.
+    pub asset: Option<String>,
+    /// The execution's log level.
+    pub level: LogLevel,
+    /// Cancelled when the execution is killed.
+    pub kill: CancellationToken,
+}
+
+/// What runs steps.
+pub trait StepRunner: Send + Sync + 'static {
+    /// Run `call` and report what happened.
+    fn run(&self, call: StepCall) -> impl Future<Output = StepReport> + Send;
+}
+
+/// The real runner: each step in a fresh sandbox of the host, with the settings of the
+/// asset its node binds.
+#[derive(Debug)]
+pub struct HostRunner {
+    host: Host,
+    apps: Arc<Registry>,
+    assets: Arc<Assets>,
+}
+
+impl HostRunner {
+    /// A runner over `host`, finding apps in `apps` and assets in `assets`.
+    pub fn new(host: Host, apps: Arc<Registry>, assets: Arc<Assets>) -> Self {
+        Self { host, apps, assets }
+    }
+}
+
+impl StepRunner for HostRunner {
+    async fn run(&self, call: StepCall) -> StepReport {
+        let Some(app) = self.apps.get(&call.app) else {
+            return StepReport::failure(
+                FailureKind::HostError,
+                format!("the app `{}` is not loaded", call.app),
+            );
+        };
+        let settings = match &call.asset {
+            None => Arc::default(),
+            Some(name) => match self.assets.get(name) {
+                Some(asset) if asset.app == call.app => Arc::clone(&asset.settings),
+                Some(asset) => {
+                    return input_failure(format!(
+                        "asset `{name}` is for app `{}`, not `{}`",
+                        asset.app, call.app
+                    ));
+                }
+                None => {
+                    return input_failure(format!(
+                        "asset `{name}` is not configured (see --assets)"
+                    ));
+                }
+            },
+        };
+        let defaults = Limits::default();
+        let host_call = Call {
+            action: call.action,
+            input: call.input.to_string(),
+            level: call.level,
+            limits: Limits {
+                timeout: call.timeout.unwrap_or(defaults.timeout),
+                memory_bytes: call.memory.unwrap_or(defaults.memory_bytes),
+                ..defaults
+            },
+            settings,
+            kill: call.kill,
+        };
+        self.host
+            .invoke(app, host_call)
+            .await
+            .unwrap_or_else(|e| StepReport::failure(FailureKind::HostError, e.to_string()))
+    }
+}
+
+/// A node's status, as the trace records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NodeStatus {
+    /// Not started.
+    Pending,
+    /// Running.
+    Running,
+    /// Ended with an output.
+    Succeeded,
+    /// Ended with an error.
+    Failed,
+    /// Not run: no incoming edge was active.
+    Skipped,
+    /// Stopped at its deadline.
+    TimedOut,
+    /// Stopped by a kill.
+    Killed,
+}
+
+/// The execution's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ExecutionStatus {
+    /// Waiting to start.
+    Queued,
+    /// Running.
+    Running,
+    /// Every node that ran succeeded.
+    Completed,
+    /// Some nodes failed, but a pathway finished.
+    #[serde(rename = "Partially Failed")]
+    PartiallyFailed,
+    /// Every pathway failed.
+    Failed,
+    /// Killed on request.
+    Killed,
+}
+
+/// One run of a step: one attempt of one iteration of one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRun {
+    /// The node.
+    pub node: String,
+    /// The iteration of a `for_each`, from 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iteration: Option<usize>,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The rendered input.
+    pub input: Option<Value>,
+    /// What the step run produced.
+    pub report: StepReport,
+}
+
+/// A node's end state.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRecord {
+    /// The node's id.
+    pub id: String,
+    /// Its status.
+    pub status: NodeStatus,
+    /// Its output (for `for_each`, the array of iteration outputs).
+    pub output: Option<Value>,
+    /// The pathway it took.
+    pub pathway: Option<String>,
+    /// Its error.
+    pub error: Option<StepFailure>,
+    /// Iterations run, for `for_each`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<usize>,
+    /// Wall-clock time from start to end, in microseconds.
+    pub duration_us: u64,
+}
+
+/// The record of one execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct Execution {
+    /// Its id.
+    pub id: String,
+    /// The playbook's XID.
+    pub playbook_id: String,
+    /// Its status.
+    pub status: ExecutionStatus,
+    /// Every node's end state, in the playbook's order.
+    pub nodes: Vec<NodeRecord>,
+    /// Every step run, in the order they ended.
+    pub steps: Vec<StepRun>,
+    /// Wall-clock time, in microseconds.
+    pub duration_us: u64,
+}
+
+impl Execution {
+    /// The end state of node `id`.
+    pub fn node(&self, id: &str) -> Option<&NodeRecord> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+}
+
+/// The references a node's input can make, for one render.
+struct RunScope<'a> {
+    trigger: &'a Value,
+    outputs: &'a BTreeMap<String, Value>,
+    item: Option<(usize, &'a Value)>,
+    execution_id: &'a str,
+    playbook_id: &'a str,
+}
+
+impl Scope for RunScope<'_> {
+    fn root(&self, root: &Root) -> Option<Value> {
+        match root {
+            Root::Trigger => Some(self.trigger.clone()),
+            Root::Output(node) => self.outputs.get(node).cloned(),
+            Root::Item => self.item.map(|(_, item)| item.clone()),
+            Root::ItemIndex => self.item.map(|(index, _)| Value::from(index)),
+            Root::ExecutionId => Some(Value::String(self.execution_id.to_owned())),
+            Root::PlaybookId => Some(Value::String(self.playbook_id.to_owned())),
+        }
+    }
+}
+
+/// A failed report for a step the engine could not start.
+fn input_failure(message: String) -> StepReport {
+    StepReport::failure(FailureKind::InputError, message)
+}
+
+fn status_of(report: &StepReport) -> NodeStatus {
+    match (&report.status, report.error.as_ref().map(|e| e.kind)) {
+        (ReportStatus::Succeeded, _) => NodeStatus::Succeeded,
+        (_, Some(FailureKind::Timeout)) => NodeStatus::TimedOut,
+        (_, Some(FailureKind::Killed)) => NodeStatus::Killed,
+        _ => NodeStatus::Failed,
+    }
+}
+
+/// Run `call` with the node's retry policy: a retryable failure is run again after the
+/// backoff, doubled each time, until the attempts are spent.
+async fn run_with_retries<R: StepRunner>(
+    runner: &R,
+    node: &Node,
+    call: StepCall,
+    iteration: Option<usize>,
+) -> Vec<StepRun> {
+    let (attempts, mut backoff) = node
+        .retry
+        .map_or((1, Duration::ZERO), |r| (r.attempts, r.backoff));
+    let mut runs = Vec::new();
+    for attempt in 1..=attempts {
+        let report = runner.run(call.clone()).await;
+        let retry = report.error.as_ref().is_some_and(|e| e.retryable)
+            && attempt < attempts
+            && !call.kill.is_cancelled();
+        runs.push(StepRun {
+            node: node.id.clone(),
+            iteration,
+            attempt,
+            input: Some(call.input.clone()),
+            report,
+        });
+        if !retry {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = call.kill.cancelled() => break,
+        }
+        backoff = backoff.saturating_mul(2);
+    }
+    runs
+}
+
+/// Everything a node's run needs, owned, so that it can run on its own task.
+struct NodeJob<R> {
+    runner: Arc<R>,
+    playbook: Arc<Playbook>,
+    index: NodeIndex,
+    trigger: Arc<Value>,
+    outputs: BTreeMap<String, Value>,
+    execution_id: Arc<str>,
+    kill: CancellationToken,
+}
+
+impl<R: StepRunner> NodeJob<R> {
+    async fn run(self) -> (NodeIndex, NodeRecord, Vec<StepRun>) {
+        let started = Instant::now();
+        let node = &self.playbook.graph[self.index];
+        let (app, action) = match &node.kind {
+            NodeKind::App { app, action } | NodeKind::Operator { app, action } => {
+                (app.clone(), action.clone())
+            }
+            NodeKind::Trigger => unreachable!("the trigger is never scheduled"),
+            NodeKind::Playbook { id } => {
+                let report = input_failure(format!(
+                    "running playbook `{id}` as a child execution is not supported yet"
+                ));
+                return (
+                    self.index,
+                    record(&[&report], None, started),
+                    vec![step(node, None, 1, None, report)],
+                );
+            }
+        };
+        let scope = |item| RunScope {
+            trigger: &self.trigger,
+            outputs: &self.outputs,
+            item,
+            execution_id: &self.execution_id,
+            playbook_id: &self.playbook.id,
+        };
+        let call = |input| StepCall {
+            node: node.id.clone(),
+            app: app.clone(),
+            action: action.clone(),
+            input,
+            timeout: node.timeout,
+            memory: node.memory,
+            asset: node.asset.clone(),
+            level: self.playbook.log_level,
+            kill: self.kill.clone(),
+        };
+        let Some(for_each) = &node.for_each else {
+            let runs = match node.input.render(&scope(None)) {
+                Ok(input) => run_with_retries(&*self.runner, node, call(input), None).await,
+                Err(e) => vec![step(node, None, 1, None, input_failure(e.to_string()))],
+            };
+            let last = runs.last().map(|r| &r.report);
+            return (
+                self.index,
+                record(&last.into_iter().collect::<Vec<_>>(), None, started),
+                runs,
+            );
+        };
+
+        let items = match for_each.resolve(&scope(None)) {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => {
+                let report = input_failure(format!(
+                    "`for_each` `${{{}}}` is not an array but {other}",
+                    for_each.text
+                ));
+                return (
+                    self.index,
+                    record(&[&report], Some(0), started),
+                    vec![step(node, None, 1, None, report)],
+                );
+            }
+            Err(e) => {
+                let report = input_failure(e.to_string());
+                return (
+                    self.index,
+                    record(&[&report], Some(0), started),
+                    vec![step(node, None, 1, None, report)],
+                );
+            }
+        };
+        let limit = Arc::new(Semaphore::new(
+            node.concurrency.unwrap_or(items.len().max(1)),
+        ));
+        let mut iterations = JoinSet::new();
+        for (index, item) in items.iter().enumerate() {
+            let rendered = node.input.render(&scope(Some((index, item))));
+            let limit = Arc::clone(&limit);
+            let runner = Arc::clone(&self.runner);
+            let playbook = Arc::clone(&self.playbook);
+            let node_index = self.index;
+            let call = rendered.map(call);
+            iterations.spawn(async move {
+                let node = &playbook.graph[node_index];
+                let runs = match call {
+                    Ok(call) => {
+                        let _permit = limit.acquire().await;
+                        run_with_retries(&*runner, node, call, Some(index)).await
+                    }
+                    Err(e) => vec![step(
+                        node,
+                        Some(index),
+                        1,
+                        None,
+                        input_failure(e.to_string()),
+                    )],
+                };
+                (index, runs)
+            });
+        }
+        let mut by_index: Vec<Vec<StepRun>> = vec![Vec::new(); items.len()];
+        while let Some(joined) = iterations.join_next().await {
+            if let Ok((index, runs)) = joined {
+                by_index[index] = runs;
+            }
+        }
+        let lasts: Vec<&StepReport> = by_index
+            .iter()
+            .filter_map(|runs| runs.last().map(|r| &r.report))
+            .collect();
+        let mut node_record = record(&lasts, Some(items.len()), started);
+        if node_record.status == NodeStatus::Succeeded {
+            node_record.output = Some(Value::Array(
+                lasts
+                    .iter()
+                    .map(|r| r.output.clone().unwrap_or(Value::Null))
+                    .collect(),
+            ));
+        }
+        (
+            self.index,
+            node_record,
+            by_index.into_iter().flatten().collect(),
+        )
+    }
+}
+
+fn step(
+    node: &Node,
+    iteration: Option<usize>,
+    attempt: u32,
+    input: Option<Value>,
+    report: StepReport,
+) -> StepRun {
+    StepRun {
+        node: node.id.clone(),
+        iteration,
+        attempt,
+        input,
+        report,
+    }
+}
+
+/// A node's record from the last report of each of its iterations (one for a plain
+/// node): it failed if any failed, with the first failure's error.
+fn record(lasts: &[&StepReport], iterations: Option<usize>, started: Instant) -> NodeRecord {
+    let failed = lasts.iter().find(|r| r.status == ReportStatus::Failed);
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match (failed, lasts) {
+        (Some(report), _) => NodeRecord {
+            id: String::new(),
+            status: status_of(report),
+            output: None,
+            pathway: None,
+            error: report.error.clone(),
+            iterations,
+            duration_us,
+        },
+        (None, [only]) if iterations.is_none() => NodeRecord {
+            id: String::new(),
+            status: NodeStatus::Succeeded,
+            output: only.output.clone(),
+            pathway: only.pathway.clone(),
+            error: None,
+            iterations,
+            duration_us,
+        },
+        (None, _) => NodeRecord {
+            id: String::new(),
+            status: NodeStatus::Succeeded,
+            output: None,
+            pathway: None,
+            error: None,
+            iterations,
+            duration_us,
+        },
+    }
+}
+
+/// Whether an edge `on` out of a node that ended as `source` is active.
+fn active(on: &On, source: &NodeRecord, continues: bool) -> bool {
+    let succeeded = source.status == NodeStatus::Succeeded;
+    let failed = matches!(
+        source.status,
+        NodeStatus::Failed | NodeStatus::TimedOut | NodeStatus::Killed
+    );
+    match on {
+        On::Success => succeeded || (failed && continues),
+        On::Pathway(p) => succeeded && source.pathway.as_deref() == Some(p.as_str()),
+        On::Failure => failed,
+        On::Always => succeeded || failed,
+    }
+}
+
+/// Run `playbook` on `trigger` with `runner`, as execution `execution_id`, until it ends
+/// or `kill` is cancelled.
+pub async fn execute<R: StepRunner>(
+    runner: Arc<R>,
+    playbook: Arc<Playbook>,
+    trigger: Value,
+    execution_id: &str,
+    kill: CancellationToken,
+) -> Execution {
+    let started = Instant::now();
+    let graph = &playbook.graph;
+    let trigger = Arc::new(trigger);
+    let execution_id: Arc<str> = Arc::from(execution_id);
+    let trigger_index = playbook
+        .index_of(crate::playbook::TRIGGER)
+        .unwrap_or_else(|| NodeIndex::new(0));
+
+    let mut records: BTreeMap<NodeIndex, NodeRecord> = BTreeMap::new();
+    records.insert(
+        trigger_index,
+        NodeRecord {
+            id: crate::playbook::TRIGGER.to_owned(),
+            status: NodeStatus::Succeeded,
+            output: Some((*trigger).clone()),
+            pathway: None,
+            error: None,
+            iterations: None,
+            duration_us: 0,
+        },
+    );
+    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut steps = Vec::new();
+    let mut running = JoinSet::new();
+    let mut started_nodes = std::collections::BTreeSet::from([trigger_index]);
+
+    loop {
+        // Start or skip every node whose predecessors have all ended.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for index in graph.node_indices() {
+                if started_nodes.contains(&index) || running.len() >= playbook.concurrency {
+                    continue;
+                }
+                let incoming: Vec<_> = graph.edges_directed(index, Direction::Incoming).collect();
+                if !incoming.iter().all(|e| records.contains_key(&e.source())) {
+                    continue;
+                }
+                started_nodes.insert(index);
+                let is_active = incoming.iter().any(|e| {
+                    let source = &graph[e.source()];
+                    active(e.weight(), &records[&e.source()], source.continue_on_error)
+                });
+                if !is_active || kill.is_cancelled() {
+                    records.insert(
+                        index,
+                        NodeRecord {
+                            id: graph[index].id.clone(),
+                            status: if kill.is_cancelled() {
+                                NodeStatus::Killed
+                            } else {
+                                NodeStatus::Skipped
+                            },
+                            output: None,
+                            pathway: None,
+                            error: None,
+                            iterations: None,
+                            duration_us: 0,
+                        },
+                    );
+                    progressed = true;
+                    continue;
+                }
+                let job = NodeJob {
+                    runner: Arc::clone(&runner),
+                    playbook: Arc::clone(&playbook),
+                    index,
+                    trigger: Arc::clone(&trigger),
+                    outputs: outputs.clone(),
+                    execution_id: Arc::clone(&execution_id),
+                    kill: kill.clone(),
+                };
+                running.spawn(job.run());
+            }
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok((index, mut record, runs)) => {
+                record.id.clone_from(&graph[index].id);
+                if let Some(output) = &record.output {
+                    outputs.insert(graph[index].id.clone(), output.clone());
+                }
+                records.insert(index, record);
+                steps.extend(runs);
+            }
+            Err(e) => tracing::error!(error = %e, "a node's task failed"),
+        }
+    }
+
+    let status = if kill.is_cancelled() {
+        ExecutionStatus::Killed
+    } else {
+        let failed = records.values().any(|r| {
+            matches!(
+                r.status,
+                NodeStatus::Failed | NodeStatus::TimedOut | NodeStatus::Killed
+            )
+        });
+        let finished_pathway = graph.node_indices().any(|n| {
+            n != trigger_index
+                && graph
+                    .neighbors_directed(n, Direction::Outgoing)
+                    .next()
+                    .is_none()
+                && records
+                    .get(&n)
+                    .is_some_and(|r| r.status == NodeStatus::Succeeded)
+        });
+        match (failed, finished_pathway) {
+            (false, _) => ExecutionStatus::Completed,
+            (true, true) => ExecutionStatus::PartiallyFailed,
+            (true, false) => ExecutionStatus::Failed,
+        }
+    };
+    // BTreeMap<NodeIndex, _> iterates in graph order, which is the file's order.
+    let nodes = records
+        .into_iter()
+        .filter(|(index, _)| *index != trigger_index)
+        .map(|(_, record)| record)
+        .collect();
+    Execution {
+        id: execution_id.to_string(),
+        playbook_id: playbook.id.clone(),
+        status,
+        nodes,
+        steps,
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::host::{ActionInfo, AppInfo, Truncation};
+    use crate::playbook::{Catalog, PlaybookSpec};
+
+    /// Apps for the fake runner: `echo` returns its input; `fail` fails (retryably when
+    /// the input says so); `route` takes the pathway its input names.
+    struct FakeCatalog(Vec<AppInfo>);
+
+    impl FakeCatalog {
+        fn new() -> Self {
+            let app = |name: &str, pathways: &[&str]| AppInfo {
+                name: name.to_owned(),
+                version: "0".to_owned(),
+                description: String::new(),
+                actions: vec![ActionInfo {
+                    name: "run".to_owned(),
+                    description: String::new(),
+                    input_schema: Value::Null,
+                    output_schema: Value::Null,
+                    pathways: pathways.iter().map(|p| (*p).to_owned()).collect(),
+                }],
+            };
+            Self(vec![
+                app("echo", &[]),
+                app("fail", &[]),
+                app("route", &["yes", "no"]),
+            ])
+        }
+    }
+
+    impl Catalog for FakeCatalog {
+        fn app(&self, name: &str) -> Option<&AppInfo> {
+            self.0.iter().find(|a| a.name == name)
+        }
+
+        fn has_playbook(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeRunner {
+        calls: Mutex<Vec<String>>,
+    }
+
+    fn report(
+        output: Option<Value>,
+        pathway: Option<&str>,
+        error: Option<StepFailure>,
+    ) -> StepReport {
+        StepReport {
+            status: if error.is_some() {
+                ReportStatus::Failed
+            } else {
+                ReportStatus::Succeeded
+            },
+            output,
+            pathway: pathway.map(str::to_owned),
+            error,
+            logs: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_us: 1,
+            truncated: Truncation::default(),
+        }
+    }
+
+    impl StepRunner for FakeRunner {
+        async fn run(&self, call: StepCall) -> StepReport {
+            self.calls.lock().unwrap().push(call.node.clone());
+            match call.app.as_str() {
+                "echo" => report(Some(call.input), None, None),
+                "route" => {
+                    let pathway = call.input["take"].as_str().unwrap_or("no").to_owned();
+                    report(Some(json!({})), Some(&pathway), None)
+                }
+                _ => report(
+                    None,
+                    None,
+                    Some(StepFailure {
+                        kind: FailureKind::AppError,
+                        message: "it broke".to_owned(),
+                        code: Some("unavailable".to_owned()),
+                        retryable: call.input["retryable"] == json!(true),
+                    }),
+                ),
+            }
+        }
+    }
+
+    async fn run(yaml: &str, trigger: Value) -> (Execution, Vec<String>) {
+        let spec = PlaybookSpec::parse("test.yaml", yaml).unwrap();
+        let playbook = Playbook::validate("test.yaml", spec, &FakeCatalog::new()).unwrap();
+        let runner = Arc::new(FakeRunner::default());
+        let execution = execute(
+            Arc::clone(&runner),
+            Arc::new(playbook),
+            trigger,
+            "ex_1",
+            CancellationToken::new(),
+        )
+        .await;
+        let calls = runner.calls.lock().unwrap().clone();
+        (execution, calls)
+    }
+
+    fn statuses(execution: &Execution) -> Vec<(&str, NodeStatus)> {
+        execution
+            .nodes
+            .iter()
+            .map(|r| (r.id.as_str(), r.status))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn outputs_flow_along_edges_and_pathways_route() {
+        let (execution, _) = run(
+            r#"
+id: t
+name: t
+trigger: { type: manual }
+nodes:
+  a: { app: echo, input: { v: "${trigger.x}" } }
+  r: { operator: route, input: { take: "${a.output.v}" } }
+  y: { app: echo, input: { from: "${a.output.v}" } }
+  n: { app: echo }
+  after-n: { app: echo }
+edges:
+  - a -> r
+  - { from: r, to: y, on: "yes" }
+  - { from: r, to: n, on: "no" }
+  - n -> after-n
+"#,
+            json!({"x": "yes"}),
+        )
+        .await;
+        assert_eq!(execution.status, ExecutionStatus::Completed);
+        assert_eq!(
+            statuses(&execution),
+            [
+                ("a", NodeStatus::Succeeded),
+                ("r", NodeStatus::Succeeded),
+                ("y", NodeStatus::Succeeded),
+                ("n", NodeStatus::Skipped),
+                ("after-n", NodeStatus::Skipped)
+            ]
+        );
+        assert_eq!(
+            execution.node("y").unwrap().output,
+            Some(json!({"from": "yes"}))
+        );
+        assert_eq!(execution.node("r").unwrap().pathway.as_deref(), Some("yes"));
+    }
+
+    #[tokio::test]
+    async fn failure_edges_retries_and_partial_failure() {
+        let (execution, calls) = run(
+            r#"
+id: t
+name: t
+trigger: { type: manual }
+nodes:
+  flaky: { app: fail, input: { retryable: true }, retry: { attempts: 3, backoff: 1ms } }
+  handler: { app: echo, input: { handled: true } }
+  next: { app: echo }
+  other: { app: echo }
+edges:
+  - { from: flaky, to: handler, on: failure }
+  - flaky -> next
+"#,
+            json!({}),
+        )
+        .await;
+        assert_eq!(calls.iter().filter(|c| *c == "flaky").count(), 3);
+        let attempts: Vec<u32> = execution
+            .steps
+            .iter()
+            .filter(|s| s.node == "flaky")
+            .map(|s| s.attempt)
+            .collect();
+        assert_eq!(attempts, [1, 2, 3]);
+        assert_eq!(execution.node("flaky").unwrap().status, NodeStatus::Failed);
+        assert_eq!(
+            execution.node("handler").unwrap().status,
+            NodeStatus::Succeeded
+        );
+        assert_eq!(execution.node("next").unwrap().status, NodeStatus::Skipped);
+        assert_eq!(execution.status, ExecutionStatus::PartiallyFailed);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_not_retried_and_fails_the_execution() {
+        let (execution, calls) = run(
+            "id: t\nname: t\ntrigger: { type: manual }\nnodes:\n  f: { app: fail, retry: { attempts: 5 } }\n  g: { app: echo }\nedges:\n  - f -> g\n",
+            json!({}),
+        )
+        .await;
+        assert_eq!(calls, ["f"]);
+        assert_eq!(execution.status, ExecutionStatus::Failed);
+        assert_eq!(
+            execution.node("f").unwrap().error.as_ref().unwrap().message,
+            "it broke"
+        );
+    }
+
+    #[tokio::test]
+    async fn for_each_runs_every_item_and_collects_outputs_in_order() {
+        let (execution, _) = run(
+            r#"
+id: t
+name: t
+trigger: { type: manual }
+nodes:
+  each: { app: echo, for_each: "${trigger.ips}", concurrency: 2, input: { ip: "${item}", i: "${item_index}" } }
+  empty: { app: echo, for_each: "${trigger.none}", input: { ip: "${item}" } }
+"#,
+            json!({"ips": ["10.0.0.1", "10.0.0.2", "10.0.0.3"], "none": []}),
+        )
+        .await;
+        assert_eq!(
+            execution.node("each").unwrap().output,
+            Some(
+                json!([{"ip": "10.0.0.1", "i": 0}, {"ip": "10.0.0.2", "i": 1}, {"ip": "10.0.0.3", "i": 2}])
+            )
+        );
+        assert_eq!(execution.node("each").unwrap().iterations, Some(3));
+        let iterations: Vec<Option<usize>> = execution
+            .steps
+            .iter()
+            .filter(|s| s.node == "each")
+            .map(|s| s.iteration)
+            .collect();
+        assert_eq!(iterations.len(), 3);
+        assert_eq!(execution.node("empty").unwrap().output, Some(json!([])));
+    }
+
+    #[tokio::test]
+    async fn an_unresolved_reference_fails_the_step_naming_it_and_continue_on_error_goes_on() {
+        let (execution, calls) = run(
+            r#"
+id: t
+name: t
+trigger: { type: manual }
+nodes:
+  a: { app: echo, input: { v: "${trigger.missing}" }, continue_on_error: true }
+  b: { app: echo }
+edges:
+  - a -> b
+"#,
+            json!({}),
+        )
+        .await;
+        assert_eq!(calls, ["b"], "`a` never reached the runner");
+        let error = execution.node("a").unwrap().error.clone().unwrap();
+        assert_eq!(error.kind, FailureKind::InputError);
+        assert_eq!(error.message, "`${trigger.missing}` has no field `missing`");
+        assert_eq!(execution.node("b").unwrap().status, NodeStatus::Succeeded);
+        assert_eq!(execution.status, ExecutionStatus::PartiallyFailed);
+    }
+}
