@@ -15,6 +15,10 @@
 //!   edges; its own status stays Failed.
 //! - The execution is Completed when no node failed, Partially Failed when some failed
 //!   but at least one node without successors succeeded, and Failed otherwise.
+//! - The reaper ends an execution past the playbook's `max_runtime`: in-flight steps
+//!   are interrupted (Killed), nodes not yet started are Killed too, and the execution
+//!   is Failed with a message naming the limit. A kill request does the same and marks
+//!   the execution Killed.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -214,6 +218,9 @@ pub struct Execution {
     pub nodes: Vec<NodeRecord>,
     /// Every step run, in the order they ended.
     pub steps: Vec<StepRun>,
+    /// Why it ended as it did, when that is not plain from the nodes: the reaper, a
+    /// kill.
+    pub message: Option<String>,
     /// Wall-clock time, in microseconds.
     pub duration_us: u64,
 }
@@ -504,16 +511,34 @@ fn active(on: &On, source: &NodeRecord, continues: bool) -> bool {
     }
 }
 
-/// Run `playbook` on `trigger` with `runner`, as execution `execution_id`, until it ends
-/// or `kill` is cancelled.
+/// Run `playbook` on `trigger` with `runner`, as execution `execution_id`, until it
+/// ends, `kill` is cancelled (Killed), or it passes the playbook's maximum runtime
+/// (the reaper: Failed). Either way in-flight steps are interrupted through their kill
+/// token (the host traps a spinning guest at its next epoch tick) and everything
+/// recorded so far is kept.
 pub async fn execute<R: StepRunner>(
     runner: Arc<R>,
     playbook: Arc<Playbook>,
     trigger: Value,
     execution_id: &str,
-    kill: CancellationToken,
+    requested_kill: CancellationToken,
 ) -> Execution {
     let started = Instant::now();
+    // `kill` stops the steps; it is cancelled by a kill request or by the reaper.
+    let kill = requested_kill.child_token();
+    let reaper = {
+        let kill = kill.clone();
+        let max_runtime = playbook.max_runtime;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(max_runtime) => {
+                    kill.cancel();
+                    true
+                }
+                () = kill.cancelled() => false,
+            }
+        })
+    };
     let graph = &playbook.graph;
     let trigger = Arc::new(trigger);
     let execution_id: Arc<str> = Arc::from(execution_id);
@@ -605,7 +630,21 @@ pub async fn execute<R: StepRunner>(
         }
     }
 
-    let status = if kill.is_cancelled() {
+    reaper.abort();
+    let reaped = !requested_kill.is_cancelled() && kill.is_cancelled();
+    let message = if reaped {
+        Some(format!(
+            "the execution ran past its maximum runtime of {}; the reaper ended it",
+            humantime::format_duration(playbook.max_runtime)
+        ))
+    } else if requested_kill.is_cancelled() {
+        Some("killed on request".to_owned())
+    } else {
+        None
+    };
+    let status = if reaped {
+        ExecutionStatus::Failed
+    } else if requested_kill.is_cancelled() {
         ExecutionStatus::Killed
     } else {
         let failed = records.values().any(|r| {
@@ -642,6 +681,7 @@ pub async fn execute<R: StepRunner>(
         status,
         nodes,
         steps,
+        message,
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     }
 }
@@ -678,6 +718,7 @@ mod tests {
                 app("echo", &[]),
                 app("fail", &[]),
                 app("route", &["yes", "no"]),
+                app("hang", &[]),
             ])
         }
     }
@@ -724,6 +765,19 @@ mod tests {
             self.calls.lock().unwrap().push(call.node.clone());
             match call.app.as_str() {
                 "echo" => report(Some(call.input), None, None),
+                "hang" => {
+                    call.kill.cancelled().await;
+                    report(
+                        None,
+                        None,
+                        Some(StepFailure {
+                            kind: FailureKind::Killed,
+                            message: "the step was killed".to_owned(),
+                            code: None,
+                            retryable: false,
+                        }),
+                    )
+                }
                 "route" => {
                     let pathway = call.input["take"].as_str().unwrap_or("no").to_owned();
                     report(Some(json!({})), Some(&pathway), None)
@@ -743,6 +797,14 @@ mod tests {
     }
 
     async fn run(yaml: &str, trigger: Value) -> (Execution, Vec<String>) {
+        run_with_kill(yaml, trigger, CancellationToken::new()).await
+    }
+
+    async fn run_with_kill(
+        yaml: &str,
+        trigger: Value,
+        kill: CancellationToken,
+    ) -> (Execution, Vec<String>) {
         let spec = PlaybookSpec::parse("test.yaml", yaml).unwrap();
         let playbook = Playbook::validate("test.yaml", spec, &FakeCatalog::new()).unwrap();
         let runner = Arc::new(FakeRunner::default());
@@ -751,7 +813,7 @@ mod tests {
             Arc::new(playbook),
             trigger,
             "ex_1",
-            CancellationToken::new(),
+            kill,
         )
         .await;
         let calls = runner.calls.lock().unwrap().clone();
@@ -910,5 +972,55 @@ edges:
         assert_eq!(error.message, "`${trigger.missing}` has no field `missing`");
         assert_eq!(execution.node("b").unwrap().status, NodeStatus::Succeeded);
         assert_eq!(execution.status, ExecutionStatus::PartiallyFailed);
+    }
+
+    const HANGING: &str = r#"
+id: t
+name: t
+max_runtime: 50ms
+trigger: { type: manual }
+nodes:
+  quick: { app: echo }
+  stuck: { app: hang }
+  after: { app: echo }
+edges:
+  - stuck -> after
+"#;
+
+    #[tokio::test]
+    async fn the_reaper_fails_an_execution_past_its_maximum_runtime_and_keeps_what_ran() {
+        let (execution, _) = run(HANGING, json!({})).await;
+        assert_eq!(execution.status, ExecutionStatus::Failed);
+        assert_eq!(
+            execution.message.as_deref(),
+            Some("the execution ran past its maximum runtime of 50ms; the reaper ended it")
+        );
+        assert_eq!(
+            statuses(&execution),
+            [
+                ("quick", NodeStatus::Succeeded),
+                ("stuck", NodeStatus::Killed),
+                ("after", NodeStatus::Killed)
+            ]
+        );
+        assert_eq!(execution.node("quick").unwrap().output, Some(json!({})));
+    }
+
+    #[tokio::test]
+    async fn a_kill_request_ends_the_execution_as_killed() {
+        let kill = CancellationToken::new();
+        let killer = {
+            let kill = kill.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                kill.cancel();
+            })
+        };
+        let yaml = HANGING.replace("max_runtime: 50ms", "max_runtime: 1h");
+        let (execution, _) = run_with_kill(&yaml, json!({}), kill).await;
+        killer.await.unwrap();
+        assert_eq!(execution.status, ExecutionStatus::Killed);
+        assert_eq!(execution.message.as_deref(), Some("killed on request"));
+        assert_eq!(execution.node("stuck").unwrap().status, NodeStatus::Killed);
     }
 }

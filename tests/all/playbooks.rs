@@ -2,7 +2,10 @@
 //! once, and the graph exports.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, NodeStatus};
 use wasp_runtime::host::{AppInfo, Registry};
 use wasp_runtime::playbook::{Catalog, Playbook, PlaybookSpec};
 
@@ -177,5 +180,75 @@ fn unknown_fields_and_bad_yaml_are_refused_with_their_position() {
     assert!(
         error.to_string().contains("unknown field `edgs`") && error.to_string().contains("line 1"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_reaper_ends_an_execution_whose_step_spins_in_a_tight_loop() {
+    let mut catalog = apps().await;
+    catalog.registry.add(crate::common::hostile().await);
+    let text = r#"
+id: runaway
+name: Runaway
+max_runtime: 300ms
+trigger: { type: manual }
+nodes:
+  first: { app: ioc-extract, action: refang, input: { text: "evil[.]com" } }
+  spin: { app: hostile, action: spin, timeout: 1h }
+  never: { app: ioc-extract, action: refang, input: { text: x } }
+edges:
+  - first -> spin
+  - spin -> never
+"#;
+    let playbook = Playbook::validate(
+        "runaway.yaml",
+        PlaybookSpec::parse("runaway.yaml", text).unwrap(),
+        &catalog,
+    )
+    .unwrap();
+    let runner = Arc::new(HostRunner::new(
+        HOST.clone(),
+        Arc::new(catalog.registry),
+        Arc::default(),
+    ));
+    let execution = engine::execute(
+        runner,
+        Arc::new(playbook),
+        serde_json::json!({}),
+        "ex_runaway",
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    assert_eq!(
+        execution.message.as_deref(),
+        Some("the execution ran past its maximum runtime of 300ms; the reaper ended it")
+    );
+    let statuses: Vec<(&str, NodeStatus)> = execution
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("first", NodeStatus::Succeeded),
+            ("spin", NodeStatus::Killed),
+            ("never", NodeStatus::Killed)
+        ]
+    );
+    assert_eq!(
+        execution.node("first").unwrap().output,
+        Some(serde_json::json!({"text": "evil.com"}))
+    );
+    assert_eq!(
+        execution
+            .node("spin")
+            .unwrap()
+            .error
+            .as_ref()
+            .unwrap()
+            .message,
+        "the step was killed"
     );
 }
