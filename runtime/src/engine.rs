@@ -40,7 +40,7 @@ use crate::host::{
 };
 use crate::playbook::template::{Root, Scope};
 use crate::playbook::{Node, NodeKind, On, Playbook};
-use crate::trace::LogLevel;
+use crate::trace::{LogLevel, MAX_CAPTURED_BYTES, cap_json, truncate_utf8};
 
 /// One step to run: a node's app action on a rendered input.
 #[derive(Debug, Clone)]
@@ -179,10 +179,25 @@ pub struct StepRun {
     pub iteration: Option<usize>,
     /// The attempt, from 1.
     pub attempt: u32,
-    /// The rendered input.
+    /// The rendered input (captured at DEBUG and TRACE only).
     pub input: Option<Value>,
-    /// What the step run produced.
+    /// What the step run produced (its output, stdout and stderr captured at DEBUG and
+    /// TRACE only).
     pub report: StepReport,
+    /// What the capture policy kept of this step run.
+    pub capture: Capture,
+}
+
+/// What the capture policy kept of a step run, so that a reader knows why something is
+/// missing or short.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Capture {
+    /// Whether inputs, outputs and OS logs were captured (the execution ran at DEBUG or
+    /// TRACE).
+    pub data: bool,
+    /// The fields cut to their size cap (`input`, `output`, `stdout`, `stderr`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<&'static str>,
 }
 
 /// A node's end state.
@@ -291,6 +306,7 @@ async fn run_with_retries<R: StepRunner>(
             attempt,
             input: Some(call.input.clone()),
             report,
+            capture: Capture::default(),
         });
         if !retry {
             break;
@@ -457,6 +473,41 @@ fn step(
         attempt,
         input,
         report,
+        capture: Capture::default(),
+    }
+}
+
+/// Apply the capture policy of `level` to a step run: inputs, outputs and OS logs only
+/// at DEBUG or TRACE, each capped at [`MAX_CAPTURED_BYTES`].
+fn capture(run: &mut StepRun, level: LogLevel) {
+    run.capture.data = level.captures_data();
+    if !run.capture.data {
+        run.input = None;
+        run.report.output = None;
+        run.report.stdout.clear();
+        run.report.stderr.clear();
+        return;
+    }
+    if run
+        .input
+        .as_mut()
+        .is_some_and(|v| cap_json(v, MAX_CAPTURED_BYTES))
+    {
+        run.capture.truncated.push("input");
+    }
+    if run
+        .report
+        .output
+        .as_mut()
+        .is_some_and(|v| cap_json(v, MAX_CAPTURED_BYTES))
+    {
+        run.capture.truncated.push("output");
+    }
+    if truncate_utf8(&mut run.report.stdout, MAX_CAPTURED_BYTES) {
+        run.capture.truncated.push("stdout");
+    }
+    if truncate_utf8(&mut run.report.stderr, MAX_CAPTURED_BYTES) {
+        run.capture.truncated.push("stderr");
     }
 }
 
@@ -670,11 +721,22 @@ pub async fn execute<R: StepRunner>(
         }
     };
     // BTreeMap<NodeIndex, _> iterates in graph order, which is the file's order.
+    let level = playbook.log_level;
     let nodes = records
         .into_iter()
         .filter(|(index, _)| *index != trigger_index)
-        .map(|(_, record)| record)
+        .map(|(_, mut record)| {
+            if !level.captures_data() {
+                record.output = None;
+            } else if let Some(output) = &mut record.output {
+                cap_json(output, MAX_CAPTURED_BYTES);
+            }
+            record
+        })
         .collect();
+    for run in &mut steps {
+        capture(run, level);
+    }
     Execution {
         id: execution_id.to_string(),
         playbook_id: playbook.id.clone(),
@@ -834,6 +896,7 @@ mod tests {
             r#"
 id: t
 name: t
+log_level: debug
 trigger: { type: manual }
 nodes:
   a: { app: echo, input: { v: "${trigger.x}" } }
@@ -874,6 +937,7 @@ edges:
             r#"
 id: t
 name: t
+log_level: debug
 trigger: { type: manual }
 nodes:
   flaky: { app: fail, input: { retryable: true }, retry: { attempts: 3, backoff: 1ms } }
@@ -907,7 +971,7 @@ edges:
     #[tokio::test]
     async fn a_permanent_failure_is_not_retried_and_fails_the_execution() {
         let (execution, calls) = run(
-            "id: t\nname: t\ntrigger: { type: manual }\nnodes:\n  f: { app: fail, retry: { attempts: 5 } }\n  g: { app: echo }\nedges:\n  - f -> g\n",
+            "id: t\nname: t\nlog_level: debug\ntrigger: { type: manual }\nnodes:\n  f: { app: fail, retry: { attempts: 5 } }\n  g: { app: echo }\nedges:\n  - f -> g\n",
             json!({}),
         )
         .await;
@@ -925,6 +989,7 @@ edges:
             r#"
 id: t
 name: t
+log_level: debug
 trigger: { type: manual }
 nodes:
   each: { app: echo, for_each: "${trigger.ips}", concurrency: 2, input: { ip: "${item}", i: "${item_index}" } }
@@ -956,6 +1021,7 @@ nodes:
             r#"
 id: t
 name: t
+log_level: debug
 trigger: { type: manual }
 nodes:
   a: { app: echo, input: { v: "${trigger.missing}" }, continue_on_error: true }
@@ -977,6 +1043,7 @@ edges:
     const HANGING: &str = r#"
 id: t
 name: t
+log_level: debug
 max_runtime: 50ms
 trigger: { type: manual }
 nodes:
@@ -1022,5 +1089,24 @@ edges:
         assert_eq!(execution.status, ExecutionStatus::Killed);
         assert_eq!(execution.message.as_deref(), Some("killed on request"));
         assert_eq!(execution.node("stuck").unwrap().status, NodeStatus::Killed);
+    }
+
+    #[tokio::test]
+    async fn inputs_and_outputs_are_captured_only_at_debug_or_trace() {
+        let yaml = "id: t\nname: t\nlog_level: LEVEL\ntrigger: { type: manual }\nnodes:\n  a: { app: echo, input: { secret_sauce: 1 } }\n";
+        let (info, _) = run(&yaml.replace("LEVEL", "info"), json!({})).await;
+        let step = &info.steps[0];
+        assert!(!step.capture.data);
+        assert_eq!((&step.input, &step.report.output), (&None, &None));
+        assert_eq!(info.node("a").unwrap().output, None);
+
+        let (debug, _) = run(&yaml.replace("LEVEL", "debug"), json!({})).await;
+        let step = &debug.steps[0];
+        assert!(step.capture.data);
+        assert_eq!(step.input, Some(json!({"secret_sauce": 1})));
+        assert_eq!(
+            debug.node("a").unwrap().output,
+            Some(json!({"secret_sauce": 1}))
+        );
     }
 }

@@ -155,6 +155,26 @@ impl Redactor {
     }
 }
 
+/// The largest value captured in a trace, in bytes: one step run's input, output,
+/// stdout or stderr. Past it the value is replaced by its head and its size, and the
+/// record says so.
+pub const MAX_CAPTURED_BYTES: usize = 1 << 20;
+
+/// Cap a captured JSON value at `max` bytes of JSON text: a larger value becomes
+/// `{"truncated": true, "bytes": <its size>, "head": "<its first bytes>"}`. Returns
+/// whether it was cut.
+pub fn cap_json(value: &mut Value, max: usize) -> bool {
+    let text = value.to_string();
+    if text.len() <= max {
+        return false;
+    }
+    let bytes = text.len();
+    let mut head = text;
+    truncate_utf8(&mut head, max);
+    *value = serde_json::json!({ "truncated": true, "bytes": bytes, "head": head });
+    true
+}
+
 /// Cut `text` to at most `max` bytes on a character boundary; returns whether it was
 /// cut.
 pub fn truncate_utf8(text: &mut String, max: usize) -> bool {
@@ -192,6 +212,18 @@ mod tests {
         let mut v = json!({"abcdef": ["x abc y", 1, {"k": "abcdef"}]});
         r.json(&mut v);
         assert_eq!(v, json!({"***": ["x *** y", 1, {"k": "***"}]}));
+    }
+
+    #[test]
+    fn large_values_are_capped_with_their_size() {
+        let mut small = json!({"a": 1});
+        assert!(!cap_json(&mut small, 100));
+        let mut large = json!(vec!["abcdef"; 10]);
+        assert!(cap_json(&mut large, 12));
+        assert_eq!(
+            large,
+            json!({"truncated": true, "bytes": 91, "head": "[\"abcdef\",\"a"})
+        );
     }
 
     #[test]

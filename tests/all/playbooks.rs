@@ -190,6 +190,7 @@ async fn the_reaper_ends_an_execution_whose_step_spins_in_a_tight_loop() {
     let text = r#"
 id: runaway
 name: Runaway
+log_level: debug
 max_runtime: 300ms
 trigger: { type: manual }
 nodes:
