@@ -329,3 +329,55 @@ fn run_executes_the_phishing_triage_playbook_on_real_components() {
         "asset `soc-feed` is not configured (see --assets)"
     );
 }
+
+#[test]
+fn the_other_sample_playbooks_end_as_documented() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
+    let run = |name: &str| {
+        let playbook = format!("{dir}/{name}.yaml");
+        let input = format!("@{dir}/{name}.input.json");
+        let assets = format!("{dir}/assets.yaml");
+        let output = wasp(&[
+            "run", &playbook, "--input", &input, "--assets", &assets, "--output", "json",
+        ]);
+        (output.status.code(), stdout_json(&output))
+    };
+    let node = |execution: &serde_json::Value, id: &str| {
+        execution["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap()
+            .clone()
+    };
+
+    let (code, execution) = run("ip-enrichment");
+    assert_eq!(
+        (code, execution["status"].as_str()),
+        (Some(0), Some("Completed"))
+    );
+    assert_eq!(node(&execution, "classify")["iterations"], 5);
+    assert_eq!(
+        node(&execution, "public")["output"],
+        serde_json::json!({"values": ["185.220.101.47", "8.8.8.8"]})
+    );
+    assert_eq!(
+        node(&execution, "reputation")["output"]["results"][1]["verdict"],
+        "suspicious"
+    );
+
+    let (code, execution) = run("partial-failure");
+    assert_eq!(
+        (code, execution["status"].as_str()),
+        (Some(1), Some("Partially Failed"))
+    );
+    assert_eq!(
+        node(&execution, "classify")["error"]["code"],
+        "invalid_input"
+    );
+    assert_eq!(
+        node(&execution, "ticket")["output"]["text"],
+        "Defanged for the ticket: C2 at hxxps[://]evil[.]com/gate and 203[.]0[.]113[.]9"
+    );
+}
