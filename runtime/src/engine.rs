@@ -1109,4 +1109,90 @@ edges:
             Some(json!({"secret_sauce": 1}))
         );
     }
+
+    /// A random DAG over `n` nodes: edges only from a lower to a higher index, each
+    /// with a random `on`; each node `echo` or `fail`.
+    fn dag() -> impl proptest::strategy::Strategy<Value = (Vec<bool>, Vec<(usize, usize, u8)>)> {
+        use proptest::prelude::*;
+        (2usize..9).prop_flat_map(|n| {
+            (
+                proptest::collection::vec(any::<bool>(), n),
+                proptest::collection::vec((0..n, 0..n, 0u8..3), 0..n * 2).prop_map(|edges| {
+                    let mut seen = std::collections::BTreeSet::new();
+                    edges
+                        .into_iter()
+                        .filter(|(a, b, _)| a < b && seen.insert((*a, *b)))
+                        .collect::<Vec<_>>()
+                }),
+            )
+        })
+    }
+
+    fn yaml(fails: &[bool], edges: &[(usize, usize, u8)], back: Option<(usize, usize)>) -> String {
+        let mut text =
+            "id: g\nname: g\nlog_level: debug\ntrigger: { type: manual }\nnodes:\n".to_owned();
+        for (i, fail) in fails.iter().enumerate() {
+            text.push_str(&format!(
+                "  n{i}: {{ app: {} }}\n",
+                if *fail { "fail" } else { "echo" }
+            ));
+        }
+        text.push_str("edges:\n");
+        for (a, b, on) in edges {
+            let on = ["success", "failure", "always"][usize::from(*on)];
+            text.push_str(&format!("  - {{ from: n{a}, to: n{b}, on: {on} }}\n"));
+        }
+        if let Some((a, b)) = back {
+            text.push_str(&format!("  - n{b} -> n{a}\n"));
+        }
+        text
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn generated_dags_validate_and_every_node_ends_once_after_its_predecessors(
+            (fails, edges) in dag()
+        ) {
+            let text = yaml(&fails, &edges, None);
+            let spec = PlaybookSpec::parse("g.yaml", &text).unwrap();
+            let playbook = Playbook::validate("g.yaml", spec, &FakeCatalog::new()).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runner = Arc::new(FakeRunner::default());
+            let execution = runtime.block_on(execute(
+                Arc::clone(&runner),
+                Arc::new(playbook),
+                json!({}),
+                "ex_p",
+                CancellationToken::new(),
+            ));
+            // Every node ends exactly once, in a terminal state.
+            let ids: Vec<&str> = execution.nodes.iter().map(|n| n.id.as_str()).collect();
+            let expected: Vec<String> = (0..fails.len()).map(|i| format!("n{i}")).collect();
+            proptest::prop_assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>());
+            for node in &execution.nodes {
+                proptest::prop_assert!(!matches!(node.status, NodeStatus::Pending | NodeStatus::Running));
+            }
+            // The schedule respects every edge: a node that ran was called after each
+            // of its predecessors that ran.
+            let calls = runner.calls.lock().unwrap().clone();
+            let position = |id: &str| calls.iter().position(|c| c == id);
+            for (a, b, _) in &edges {
+                if let (Some(pa), Some(pb)) = (position(&format!("n{a}")), position(&format!("n{b}"))) {
+                    proptest::prop_assert!(pa < pb, "n{} ran before its predecessor n{}", b, a);
+                }
+            }
+        }
+
+        #[test]
+        fn a_back_edge_is_refused_as_a_cycle((fails, edges) in dag()) {
+            proptest::prop_assume!(!edges.is_empty());
+            let (a, b, _) = edges[0];
+            let spec = PlaybookSpec::parse("g.yaml", &yaml(&fails, &edges, Some((a, b)))).unwrap();
+            let error = Playbook::validate("g.yaml", spec, &FakeCatalog::new()).unwrap_err().to_string();
+            proptest::prop_assert!(error.contains("the edges form a cycle through"), "{}", error);
+            let a_named = format!("`n{a}`");
+            let b_named = format!("`n{b}`");
+            proptest::prop_assert!(error.contains(&a_named) && error.contains(&b_named), "{}", error);
+        }
+    }
 }

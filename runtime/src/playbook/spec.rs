@@ -35,8 +35,8 @@ pub struct PlaybookSpec {
     /// duplicate id is reported rather than silently replacing the first node.
     #[serde(deserialize_with = "nodes_in_order")]
     pub nodes: Vec<(String, NodeSpec)>,
-    /// The edges.
-    #[serde(default)]
+    /// The edges. `edges:` with nothing after it (YAML null) is no edges.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub edges: Vec<EdgeSpec>,
 }
 
@@ -178,4 +178,10 @@ fn nodes_in_order<'de, D: Deserializer<'de>>(
     }
 
     deserializer.deserialize_map(Nodes)
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    Option::<Vec<T>>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
