@@ -20,6 +20,7 @@
 //!   is Failed with a message naming the limit. A kill request does the same and marks
 //!   the execution Killed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -250,21 +251,24 @@ impl Execution {
 /// The references a node's input can make, for one render.
 struct RunScope<'a> {
     trigger: &'a Value,
-    outputs: &'a BTreeMap<String, Value>,
+    outputs: &'a BTreeMap<String, Arc<Value>>,
     item: Option<(usize, &'a Value)>,
     execution_id: &'a str,
     playbook_id: &'a str,
 }
 
 impl Scope for RunScope<'_> {
-    fn root(&self, root: &Root) -> Option<Value> {
+    fn root(&self, root: &Root) -> Option<Cow<'_, Value>> {
         match root {
-            Root::Trigger => Some(self.trigger.clone()),
-            Root::Output(node) => self.outputs.get(node).cloned(),
-            Root::Item => self.item.map(|(_, item)| item.clone()),
-            Root::ItemIndex => self.item.map(|(index, _)| Value::from(index)),
-            Root::ExecutionId => Some(Value::String(self.execution_id.to_owned())),
-            Root::PlaybookId => Some(Value::String(self.playbook_id.to_owned())),
+            Root::Trigger => Some(Cow::Borrowed(self.trigger)),
+            Root::Output(node) => self
+                .outputs
+                .get(node)
+                .map(|output| Cow::Borrowed(&**output)),
+            Root::Item => self.item.map(|(_, item)| Cow::Borrowed(item)),
+            Root::ItemIndex => self.item.map(|(index, _)| Cow::Owned(Value::from(index))),
+            Root::ExecutionId => Some(Cow::Owned(Value::String(self.execution_id.to_owned()))),
+            Root::PlaybookId => Some(Cow::Owned(Value::String(self.playbook_id.to_owned()))),
         }
     }
 }
@@ -326,7 +330,9 @@ struct NodeJob<R> {
     playbook: Arc<Playbook>,
     index: NodeIndex,
     trigger: Arc<Value>,
-    outputs: BTreeMap<String, Value>,
+    /// The outputs of the nodes that ended so far; `Arc`s, so that starting a node
+    /// copies no output.
+    outputs: BTreeMap<String, Arc<Value>>,
     execution_id: Arc<str>,
     kill: CancellationToken,
 }
@@ -610,7 +616,7 @@ pub async fn execute<R: StepRunner>(
             duration_us: 0,
         },
     );
-    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut outputs: BTreeMap<String, Arc<Value>> = BTreeMap::new();
     let mut steps = Vec::new();
     let mut running = JoinSet::new();
     let mut started_nodes = std::collections::BTreeSet::from([trigger_index]);
@@ -672,7 +678,7 @@ pub async fn execute<R: StepRunner>(
             Ok((index, mut record, runs)) => {
                 record.id.clone_from(&graph[index].id);
                 if let Some(output) = &record.output {
-                    outputs.insert(graph[index].id.clone(), output.clone());
+                    outputs.insert(graph[index].id.clone(), Arc::new(output.clone()));
                 }
                 records.insert(index, record);
                 steps.extend(runs);

@@ -746,11 +746,7 @@ impl Host {
                 });
             }
             Err(Some(error)) => {
-                let limits = Limits {
-                    memory_bytes: call.limits.memory_bytes,
-                    ..call.limits
-                };
-                let mut classified = classify(&error, &report.stderr, &limits);
+                let mut classified = classify(&error, &report.stderr, &call.limits);
                 if classified.kind == FailureKind::MemoryLimit
                     && let Some(asked) = store.data().limiter.memory_refused_at
                 {

@@ -17,6 +17,7 @@
 //! Templates are parsed when the playbook is validated, so a malformed reference or a
 //! reference to a node that is not upstream is refused before anything runs.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -210,8 +211,9 @@ impl Template {
 /// What references are resolved against.
 pub trait Scope {
     /// The value of `root`, if there is one (`None`: e.g. `item` outside `for_each`, or
-    /// a node that did not run).
-    fn root(&self, root: &Root) -> Option<Value>;
+    /// a node that did not run). Borrowed where it can be: only the value a reference
+    /// ends at is cloned.
+    fn root(&self, root: &Root) -> Option<Cow<'_, Value>>;
 }
 
 impl Reference {
@@ -530,8 +532,8 @@ mod tests {
     struct TestScope(BTreeMap<String, Value>);
 
     impl Scope for TestScope {
-        fn root(&self, root: &Root) -> Option<Value> {
-            self.0.get(&root.to_string()).cloned()
+        fn root(&self, root: &Root) -> Option<Cow<'_, Value>> {
+            self.0.get(&root.to_string()).map(Cow::Borrowed)
         }
     }
 
