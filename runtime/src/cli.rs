@@ -80,6 +80,10 @@ struct RunPlaybookArgs {
     #[arg(long, value_name = "FILE")]
     assets: Option<PathBuf>,
 
+    /// End the execution (Failed) past this time instead of the playbook's `max_runtime`.
+    #[arg(long, value_parser = parse_duration)]
+    max_runtime: Option<Duration>,
+
     /// `text` for people, `json` for the whole trace [default: text on a terminal, else json]
     #[arg(long)]
     output: Option<OutputFormat>,
@@ -309,6 +313,9 @@ async fn run_playbook(
     if let Some(level) = args.log_level {
         playbook.log_level = level;
     }
+    if let Some(max_runtime) = args.max_runtime {
+        playbook.max_runtime = max_runtime;
+    }
     let assets = match &args.assets {
         Some(path) => Assets::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
         None => Assets::default(),
@@ -363,7 +370,8 @@ fn summary(execution: &Execution) -> String {
             NodeStatus::Pending | NodeStatus::Running => "… running  ",
         };
         let mut line = format!("{mark}  {id:width$}");
-        if node.status != NodeStatus::Skipped {
+        // A node that never started (skipped, or killed before it ran) has no time.
+        if node.duration_us > 0 {
             line.push_str(&format!("  {:>9}", format_us(node.duration_us)));
         }
         if let Some(pathway) = &node.pathway {
@@ -394,6 +402,9 @@ fn summary(execution: &Execution) -> String {
         format_us(execution.duration_us),
         execution.id
     ));
+    if let Some(message) = &execution.message {
+        out.push_str(&format!("{message}\n"));
+    }
     out
 }
 

@@ -381,3 +381,30 @@ fn the_other_sample_playbooks_end_as_documented() {
         "Defanged for the ticket: C2 at hxxps[://]evil[.]com/gate and 203[.]0[.]113[.]9"
     );
 }
+
+#[test]
+fn max_runtime_on_the_command_line_lets_the_reaper_end_the_run() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
+    let playbook = format!("{dir}/phishing-triage.yaml");
+    let input = format!("@{dir}/phishing-triage.input.json");
+    // The whole playbook takes tens of milliseconds; 1 ms ends it during its first step.
+    let output = wasp(&[
+        "run",
+        &playbook,
+        "--input",
+        &input,
+        "--max-runtime",
+        "1ms",
+        "--output",
+        "text",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("■ killed     parse"), "{text}");
+    assert!(lines[7].starts_with("Failed in "), "{text}");
+    assert_eq!(
+        lines[8],
+        "the execution ran past its maximum runtime of 1ms; the reaper ended it"
+    );
+}
