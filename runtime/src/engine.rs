@@ -221,6 +221,21 @@ pub struct NodeRecord {
     pub duration_us: u64,
 }
 
+impl NodeRecord {
+    /// A node that ended as `status` with nothing else recorded yet.
+    fn new(id: String, status: NodeStatus) -> Self {
+        Self {
+            id,
+            status,
+            output: None,
+            pathway: None,
+            error: None,
+            iterations: None,
+            duration_us: 0,
+        }
+    }
+}
+
 /// The record of one execution.
 #[derive(Debug, Clone, Serialize)]
 pub struct Execution {
@@ -520,37 +535,24 @@ fn capture(run: &mut StepRun, level: LogLevel) {
 /// A node's record from the last report of each of its iterations (one for a plain
 /// node): it failed if any failed, with the first failure's error.
 fn record(lasts: &[&StepReport], iterations: Option<usize>, started: Instant) -> NodeRecord {
-    let failed = lasts.iter().find(|r| r.status == ReportStatus::Failed);
-    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    match (failed, lasts) {
-        (Some(report), _) => NodeRecord {
-            id: String::new(),
-            status: status_of(report),
-            output: None,
-            pathway: None,
-            error: report.error.clone(),
-            iterations,
-            duration_us,
-        },
-        (None, [only]) if iterations.is_none() => NodeRecord {
-            id: String::new(),
-            status: NodeStatus::Succeeded,
-            output: only.output.clone(),
-            pathway: only.pathway.clone(),
-            error: None,
-            iterations,
-            duration_us,
-        },
-        (None, _) => NodeRecord {
-            id: String::new(),
-            status: NodeStatus::Succeeded,
-            output: None,
-            pathway: None,
-            error: None,
-            iterations,
-            duration_us,
-        },
+    let mut record = NodeRecord::new(String::new(), NodeStatus::Succeeded);
+    record.iterations = iterations;
+    record.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match (
+        lasts.iter().find(|r| r.status == ReportStatus::Failed),
+        lasts,
+    ) {
+        (Some(report), _) => {
+            record.status = status_of(report);
+            record.error.clone_from(&report.error);
+        }
+        (None, [only]) if iterations.is_none() => {
+            record.output.clone_from(&only.output);
+            record.pathway.clone_from(&only.pathway);
+        }
+        (None, _) => {}
     }
+    record
 }
 
 /// Whether an edge `on` out of a node that ended as `source` is active.
@@ -607,13 +609,8 @@ pub async fn execute<R: StepRunner>(
     records.insert(
         trigger_index,
         NodeRecord {
-            id: crate::playbook::TRIGGER.to_owned(),
-            status: NodeStatus::Succeeded,
             output: Some((*trigger).clone()),
-            pathway: None,
-            error: None,
-            iterations: None,
-            duration_us: 0,
+            ..NodeRecord::new(crate::playbook::TRIGGER.to_owned(), NodeStatus::Succeeded)
         },
     );
     let mut outputs: BTreeMap<String, Arc<Value>> = BTreeMap::new();
@@ -642,19 +639,14 @@ pub async fn execute<R: StepRunner>(
                 if !is_active || kill.is_cancelled() {
                     records.insert(
                         index,
-                        NodeRecord {
-                            id: graph[index].id.clone(),
-                            status: if kill.is_cancelled() {
+                        NodeRecord::new(
+                            graph[index].id.clone(),
+                            if kill.is_cancelled() {
                                 NodeStatus::Killed
                             } else {
                                 NodeStatus::Skipped
                             },
-                            output: None,
-                            pathway: None,
-                            error: None,
-                            iterations: None,
-                            duration_us: 0,
-                        },
+                        ),
                     );
                     progressed = true;
                     continue;

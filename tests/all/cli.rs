@@ -259,12 +259,19 @@ fn validate_and_graph_a_playbook() {
     );
 }
 
+/// `[playbook, @input, assets]` of the sample playbook `name`.
+fn sample(name: &str) -> [String; 3] {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
+    [
+        format!("{dir}/{name}.yaml"),
+        format!("@{dir}/{name}.input.json"),
+        format!("{dir}/assets.yaml"),
+    ]
+}
+
 #[test]
 fn run_executes_the_phishing_triage_playbook_on_real_components() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
-    let playbook = format!("{dir}/phishing-triage.yaml");
-    let input = format!("@{dir}/phishing-triage.input.json");
-    let assets = format!("{dir}/assets.yaml");
+    let [playbook, input, assets] = sample("phishing-triage");
     let output = wasp(&[
         "run", &playbook, "--input", &input, "--assets", &assets, "--output", "json",
     ]);
@@ -332,11 +339,8 @@ fn run_executes_the_phishing_triage_playbook_on_real_components() {
 
 #[test]
 fn the_other_sample_playbooks_end_as_documented() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
     let run = |name: &str| {
-        let playbook = format!("{dir}/{name}.yaml");
-        let input = format!("@{dir}/{name}.input.json");
-        let assets = format!("{dir}/assets.yaml");
+        let [playbook, input, assets] = sample(name);
         let output = wasp(&[
             "run", &playbook, "--input", &input, "--assets", &assets, "--output", "json",
         ]);
@@ -384,9 +388,7 @@ fn the_other_sample_playbooks_end_as_documented() {
 
 #[test]
 fn max_runtime_on_the_command_line_lets_the_reaper_end_the_run() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
-    let playbook = format!("{dir}/phishing-triage.yaml");
-    let input = format!("@{dir}/phishing-triage.input.json");
+    let [playbook, input, _] = sample("phishing-triage");
     // The whole playbook takes tens of milliseconds; 1 ms ends it during its first step.
     let output = wasp(&[
         "run",
