@@ -316,7 +316,7 @@ fn run_executes_the_phishing_triage_playbook_on_real_components() {
     assert_eq!(node("spoofing")["pathway"], "spoofed");
     assert_eq!(
         node("block-list")["output"],
-        serde_json::json!({"text": "m365-verify.top\ncontoso.com"})
+        serde_json::json!({"values": ["m365-verify.top"]})
     );
 
     // Without the assets file the lookups fail, the failure edge runs, and the

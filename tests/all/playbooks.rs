@@ -60,7 +60,7 @@ async fn the_phishing_triage_sample_validates_into_a_dag() {
   lookup[\"lookup: indicator-lookup lookup (for each)\"]
   malicious[\"malicious: if-else evaluate\"]
   spoofing[\"spoofing: switch route\"]
-  block-list[\"block-list: transform join\"]
+  block-list[\"block-list: transform select\"]
   lookup-failed[\"lookup-failed: transform count\"]
   parse --> iocs
   iocs --> lookup
