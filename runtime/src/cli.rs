@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assets::Assets;
 use crate::engine::{self, Execution, ExecutionStatus, HostRunner, NodeStatus};
-use crate::playbook::{Catalog, Playbook, PlaybookSpec};
+use crate::playbook::{Catalog, Playbook, PlaybookSpec, parse_duration, parse_size};
 use crate::trace::LogLevel;
 
 /// Exit code: the step failed.
@@ -177,18 +177,6 @@ struct RunArgs {
     /// replaced by `***` in everything printed.
     #[arg(long = "secret", value_name = "KEY=SOURCE")]
     secret: Vec<String>,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration like `2s` or `500ms`: {e}"))
-}
-
-fn parse_size(text: &str) -> Result<usize, String> {
-    let size: bytesize::ByteSize = text
-        .parse()
-        .map_err(|e| format!("`{text}` is not a size like `32MiB`: {e}"))?;
-    usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))
 }
 
 /// What stopped a command before or instead of running a step.

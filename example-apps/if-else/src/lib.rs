@@ -26,6 +26,7 @@ use regex::{Regex, RegexBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use wasp_sdk::json::{loose_eq as equal, numbers, type_name};
 use wasp_sdk::{Action, App, Routed, StepError, debug};
 
 /// A comparison to evaluate.
@@ -174,85 +175,9 @@ fn quantifier_name(quantifier: Quantifier) -> &'static str {
     }
 }
 
-/// The JSON type of `value`, with its article, for messages.
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A number, kept exact when it is an integer.
-#[derive(Debug, Clone, Copy)]
-enum Num {
-    Int(i128),
-    Float(f64),
-}
-
-impl Num {
-    fn of(value: &Value) -> Option<Self> {
-        let number = value.as_number()?;
-        Some(match (number.as_i64(), number.as_u64()) {
-            (Some(i), _) => Self::Int(i.into()),
-            (None, Some(u)) => Self::Int(u.into()),
-            _ => Self::Float(number.as_f64()?),
-        })
-    }
-
-    /// A string holding a number, as playbook templates often produce (`"85"`).
-    fn coerce(text: &str) -> Option<Self> {
-        let text = text.trim();
-        if let Ok(i) = text.parse::<i128>() {
-            return Some(Self::Int(i));
-        }
-        text.parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .map(Self::Float)
-    }
-
-    fn cmp(self, other: Self) -> Ordering {
-        match (self, other) {
-            (Self::Int(a), Self::Int(b)) => a.cmp(&b),
-            // An integer past 2^53 loses precision next to a float; JSON floats are no
-            // more precise anyway.
-            (a, b) => {
-                let f = |n| match n {
-                    Self::Int(i) => i as f64,
-                    Self::Float(f) => f,
-                };
-                f(a).total_cmp(&f(b))
-            }
-        }
-    }
-}
-
-/// The two sides as numbers, when both are numbers or one is a number and the other a
-/// numeric string.
-fn numbers(left: &Value, right: &Value) -> Option<(Num, Num)> {
-    match (left, right) {
-        (Value::Number(_), Value::Number(_)) => Some((Num::of(left)?, Num::of(right)?)),
-        (Value::Number(_), Value::String(s)) => Some((Num::of(left)?, Num::coerce(s)?)),
-        (Value::String(s), Value::Number(_)) => Some((Num::coerce(s)?, Num::of(right)?)),
-        _ => None,
-    }
-}
-
-/// `==` as documented: numbers by value, numeric strings coerced, JSON otherwise.
-fn equal(left: &Value, right: &Value) -> bool {
-    match numbers(left, right) {
-        Some((a, b)) => a.cmp(b) == Ordering::Equal,
-        None => left == right,
-    }
-}
-
 fn order(left: &Value, right: &Value, op: Op) -> Result<Ordering, StepError> {
     if let Some((a, b)) = numbers(left, right) {
-        return Ok(a.cmp(b));
+        return Ok(a.cmp(&b));
     }
     match (left, right) {
         (Value::String(a), Value::String(b)) => Ok(a.cmp(b)),

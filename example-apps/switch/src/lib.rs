@@ -153,65 +153,12 @@ pub struct RouteOutput {
     pub matched: bool,
 }
 
-/// A number, kept exact when it is an integer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Num {
-    Int(i128),
-    Float(f64),
-}
-
-impl Num {
-    fn of(value: &Value) -> Option<Self> {
-        let number = value.as_number()?;
-        Some(match (number.as_i64(), number.as_u64()) {
-            (Some(i), _) => Self::Int(i.into()),
-            (None, Some(u)) => Self::Int(u.into()),
-            _ => Self::Float(number.as_f64()?),
-        })
-    }
-
-    fn coerce(text: &str) -> Option<Self> {
-        let text = text.trim();
-        if let Ok(i) = text.parse::<i128>() {
-            return Some(Self::Int(i));
-        }
-        text.parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .map(Self::Float)
-    }
-
-    fn equals(self, other: Self) -> bool {
-        match (self, other) {
-            (Self::Int(a), Self::Int(b)) => a == b,
-            (a, b) => {
-                // An integer past 2^53 loses precision next to a float; JSON floats
-                // are no more precise anyway.
-                let f = |n| match n {
-                    Self::Int(i) => i as f64,
-                    Self::Float(f) => f,
-                };
-                f(a) == f(b)
-            }
-        }
-    }
-}
-
 /// `==` as in `if-else`: numbers by value, a numeric string equal to its number, JSON
 /// equality otherwise.
 fn equal(left: &Value, right: &Value, ignore_case: bool) -> bool {
-    let numbers = match (left, right) {
-        (Value::Number(_), Value::Number(_)) => Num::of(left).zip(Num::of(right)),
-        (Value::Number(_), Value::String(s)) => Num::of(left).zip(Num::coerce(s)),
-        (Value::String(s), Value::Number(_)) => Num::coerce(s).zip(Num::of(right)),
-        _ => None,
-    };
-    match (numbers, left, right) {
-        (Some((a, b)), _, _) => a.equals(b),
-        (None, Value::String(a), Value::String(b)) if ignore_case => {
-            a.to_lowercase() == b.to_lowercase()
-        }
-        _ => left == right,
+    match (left, right) {
+        (Value::String(a), Value::String(b)) if ignore_case => a.to_lowercase() == b.to_lowercase(),
+        _ => wasp_sdk::json::loose_eq(left, right),
     }
 }
 

@@ -28,6 +28,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json_path::JsonPath;
+use wasp_sdk::json::type_name;
 use wasp_sdk::{Action, App, StepError, debug};
 
 /// Input of `select`.
@@ -316,17 +317,6 @@ pub fn join(items: &[Value], separator: &str) -> String {
         .map(text_of)
         .collect::<Vec<_>>()
         .join(separator)
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 struct Transform;

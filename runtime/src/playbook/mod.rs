@@ -646,12 +646,15 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration such as `30s` or `500ms`, with an error naming the text. Playbook
+/// fields and command-line flags read durations the same way.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration like `30s` or `500ms`: {e}"))
 }
 
-fn parse_size(text: &str) -> Result<usize, String> {
+/// A size such as `32MiB`, in bytes, with an error naming the text.
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     let size: bytesize::ByteSize = text
         .parse()
         .map_err(|e| format!("`{text}` is not a size like `32MiB`: {e}"))?;
