@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, StepCall, StepRunner};
-use wasp_runtime::host::{AppInfo, Host, HostConfig, Registry, StepReport, StepStatus, Truncation};
+use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, Start, StepCall, StepRunner};
+use wasp_runtime::host::{AppInfo, Host, HostConfig, Registry, StepReport};
 use wasp_runtime::playbook::{Catalog, Playbook, PlaybookSpec};
 
 struct Apps(Arc<Registry>);
@@ -32,17 +31,7 @@ struct NoopRunner;
 
 impl StepRunner for NoopRunner {
     async fn run(&self, call: StepCall) -> StepReport {
-        StepReport {
-            status: StepStatus::Succeeded,
-            output: Some(call.input),
-            pathway: None,
-            error: None,
-            logs: Vec::new(),
-            stdout: String::new(),
-            stderr: String::new(),
-            duration_us: 0,
-            truncated: Truncation::default(),
-        }
+        StepReport::success(call.input)
     }
 }
 
@@ -104,9 +93,7 @@ async fn time<R: StepRunner>(
         let execution = engine::execute(
             Arc::clone(runner),
             Arc::clone(playbook),
-            json!({"v": 1}),
-            "ex_bench",
-            CancellationToken::new(),
+            Start::new(json!({"v": 1})),
         )
         .await;
         let elapsed = started.elapsed();
@@ -162,7 +149,7 @@ fn main() {
             let real = Arc::clone(&real);
             let fan_in = Arc::clone(&fan_in);
             running.spawn(async move {
-                engine::execute(real, fan_in, json!({"v": i}), "ex_tp", CancellationToken::new()).await
+                engine::execute(real, fan_in, Start::new(json!({"v": i}))).await
             });
             if running.len() >= 8 {
                 running.join_next().await;
@@ -183,7 +170,7 @@ fn main() {
         let mut overshoot = Vec::new();
         for _ in 0..30 {
             let started = Instant::now();
-            let execution = engine::execute(Arc::clone(&real), Arc::clone(&runaway), json!({}), "ex_r", CancellationToken::new()).await;
+            let execution = engine::execute(Arc::clone(&real), Arc::clone(&runaway), Start::new(json!({}))).await;
             assert_eq!(execution.status, ExecutionStatus::Failed);
             overshoot.push(started.elapsed().saturating_sub(Duration::from_millis(50)));
         }

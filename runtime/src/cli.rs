@@ -13,11 +13,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings, StepStatus};
-use tokio_util::sync::CancellationToken;
 
 use crate::assets::Assets;
-use crate::engine::{self, Execution, ExecutionStatus, HostRunner, NodeStatus};
-use crate::playbook::{Catalog, Playbook, PlaybookSpec, parse_duration, parse_size};
+use crate::engine::{self, Execution, ExecutionStatus, HostRunner, NodeStatus, Start, TriggerType};
+use crate::playbook::{Catalog, NodeKind, Playbook, PlaybookSpec, parse_duration, parse_size};
 use crate::trace::LogLevel;
 
 /// Exit code: the step failed.
@@ -73,8 +72,12 @@ struct RunPlaybookArgs {
     input: String,
 
     /// Record at this level instead of the playbook's (trace, debug, info, warn, error).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "debug")]
     log_level: Option<LogLevel>,
+
+    /// A debug run: recorded at TRACE, with trigger type DEBUG.
+    #[arg(long)]
+    debug: bool,
 
     /// The assets file: configured app instances that nodes bind with `asset:`.
     #[arg(long, value_name = "FILE")]
@@ -254,7 +257,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
 /// beside it.
 struct CliCatalog {
     registry: Registry,
-    playbooks: Vec<String>,
+    /// Each playbook's id and file.
+    playbooks: Vec<(String, PathBuf)>,
 }
 
 impl Catalog for CliCatalog {
@@ -263,13 +267,13 @@ impl Catalog for CliCatalog {
     }
 
     fn has_playbook(&self, id: &str) -> bool {
-        self.playbooks.iter().any(|p| p == id)
+        self.playbooks.iter().any(|(p, _)| p == id)
     }
 }
 
-/// The ids of the playbook files in `dir` (files that do not parse are skipped: they
-/// are reported when validated themselves).
-fn playbook_ids(dir: &Path) -> Vec<String> {
+/// The ids and files of the playbooks in `dir` (files that do not parse are skipped:
+/// they are reported when validated themselves).
+fn playbook_files(dir: &Path) -> Vec<(String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -282,9 +286,8 @@ fn playbook_ids(dir: &Path) -> Vec<String> {
         })
         .filter_map(|p| {
             let text = std::fs::read_to_string(&p).ok()?;
-            PlaybookSpec::parse(&p.display().to_string(), &text)
-                .ok()
-                .map(|spec| spec.id)
+            let spec = PlaybookSpec::parse(&p.display().to_string(), &text).ok()?;
+            Some((spec.id, p))
         })
         .collect()
 }
@@ -294,13 +297,11 @@ async fn run_playbook(
     apps_dir: &Path,
     args: RunPlaybookArgs,
 ) -> Result<ExitCode, Failure> {
-    let (mut playbook, registry) = load_playbook_with_apps(host, apps_dir, &args.playbook).await?;
+    let (mut playbook, registry, children) =
+        load_playbook_with_apps(host, apps_dir, &args.playbook).await?;
     let input = read_input(&args.input)?;
     let trigger: serde_json::Value = serde_json::from_str(&input)
         .map_err(|e| Failure::Usage(format!("--input is not valid JSON: {e}")))?;
-    if let Some(level) = args.log_level {
-        playbook.log_level = level;
-    }
     if let Some(max_runtime) = args.max_runtime {
         playbook.max_runtime = max_runtime;
     }
@@ -308,20 +309,24 @@ async fn run_playbook(
         Some(path) => Assets::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
         None => Assets::default(),
     };
-    let runner = Arc::new(HostRunner::new(
-        host.clone(),
-        Arc::new(registry),
-        Arc::new(assets),
-    ));
-    let execution_id = format!("ex_{}", ulid::Ulid::new());
-    let execution = engine::execute(
-        runner,
-        Arc::new(playbook),
-        trigger,
-        &execution_id,
-        CancellationToken::new(),
-    )
-    .await;
+    let runner = Arc::new(
+        HostRunner::new(host.clone(), Arc::new(registry), Arc::new(assets))
+            .with_playbooks(children),
+    );
+    let start = Start {
+        trigger_type: if args.debug {
+            TriggerType::Debug
+        } else {
+            TriggerType::Manual
+        },
+        log_level: if args.debug {
+            Some(LogLevel::Trace)
+        } else {
+            args.log_level
+        },
+        ..Start::new(trigger)
+    };
+    let execution = engine::execute(runner, Arc::new(playbook), start).await;
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
         OutputFormat::Text
     } else {
@@ -338,15 +343,21 @@ async fn run_playbook(
 }
 
 /// An execution for people: a line per node (mark, id, duration, pathway, iterations,
-/// error), then the status and the total time.
+/// error), each child execution indented under the node that started it, then the
+/// status and the total time.
 fn summary(execution: &Execution) -> String {
+    let mut out = String::new();
+    write_summary(&mut out, execution, "");
+    out
+}
+
+fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
     let width = execution
         .nodes
         .iter()
         .map(|n| n.id.len())
         .max()
         .unwrap_or(0);
-    let mut out = String::new();
     for node in &execution.nodes {
         let id = &node.id;
         let mark = match node.status {
@@ -378,22 +389,34 @@ fn summary(execution: &Execution) -> String {
                 .unwrap_or_default();
             line.push_str(&format!("  {kind}: {}", error.message));
         }
+        out.push_str(indent);
         out.push_str(line.trim_end());
         out.push('\n');
+        for child in execution
+            .children
+            .iter()
+            .filter(|c| node.children.contains(&c.id))
+        {
+            let nested = format!("{indent}    ");
+            out.push_str(&format!(
+                "{nested}child execution {} of playbook `{}`:\n",
+                child.id, child.playbook_id
+            ));
+            write_summary(out, child, &format!("{nested}  "));
+        }
     }
     let status = serde_json::to_value(execution.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     out.push_str(&format!(
-        "{status} in {} (execution {})\n",
+        "{indent}{status} in {} (execution {})\n",
         format_us(execution.duration_us),
         execution.id
     ));
     if let Some(message) = &execution.message {
-        out.push_str(&format!("{message}\n"));
+        out.push_str(&format!("{indent}{message}\n"));
     }
-    out
 }
 
 fn format_us(us: u64) -> String {
@@ -412,11 +435,13 @@ async fn load_playbook(
     Ok(load_playbook_with_apps(host, apps_dir, args).await?.0)
 }
 
+/// The playbook of `args`, the apps, and every playbook its `playbook:` nodes call,
+/// directly or not, each validated.
 async fn load_playbook_with_apps(
     host: &Host,
     apps_dir: &Path,
     args: &PlaybookArgs,
-) -> Result<(Playbook, Registry), Failure> {
+) -> Result<(Playbook, Registry, Vec<Arc<Playbook>>), Failure> {
     let registry = scan(host, apps_dir).await?;
     let dir = args
         .playbooks
@@ -425,11 +450,38 @@ async fn load_playbook_with_apps(
         .unwrap_or_default();
     let catalog = CliCatalog {
         registry,
-        playbooks: playbook_ids(&dir),
+        playbooks: playbook_files(&dir),
     };
-    let playbook =
-        Playbook::load(&args.file, &catalog).map_err(|e| Failure::Usage(e.to_string()))?;
-    Ok((playbook, catalog.registry))
+    let load =
+        |path: &Path| Playbook::load(path, &catalog).map_err(|e| Failure::Usage(e.to_string()));
+    let playbook = load(&args.file)?;
+    let mut children: Vec<Arc<Playbook>> = Vec::new();
+    let mut wanted = called(&playbook);
+    while let Some(id) = wanted.pop() {
+        if id == playbook.id || children.iter().any(|c| c.id == id) {
+            continue;
+        }
+        // Validation checked that the playbook exists.
+        let Some((_, path)) = catalog.playbooks.iter().find(|(p, _)| *p == id) else {
+            continue;
+        };
+        let child = load(path)?;
+        wanted.extend(called(&child));
+        children.push(Arc::new(child));
+    }
+    Ok((playbook, catalog.registry, children))
+}
+
+/// The playbooks that `playbook`'s nodes call.
+fn called(playbook: &Playbook) -> Vec<String> {
+    playbook
+        .graph
+        .node_weights()
+        .filter_map(|node| match &node.kind {
+            NodeKind::Playbook { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {

@@ -19,13 +19,21 @@
 //!   are interrupted (Killed), nodes not yet started are Killed too, and the execution
 //!   is Failed with a message naming the limit. A kill request does the same and marks
 //!   the execution Killed.
+//! - A `playbook:` node runs another playbook as a child execution on the node's
+//!   rendered input (the child's trigger), at the parent's log level, linked by parent
+//!   id, and stopped with its parent. The node succeeds when the child completes; its
+//!   output is the outputs of the child's final nodes (those without successors) that
+//!   succeeded, keyed by node id. Otherwise it fails with `child_failed`. The child's
+//!   whole record is in the parent's `children`. Nesting stops at [`MAX_DEPTH`].
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
@@ -66,10 +74,80 @@ pub struct StepCall {
     pub kill: CancellationToken,
 }
 
+/// How deep `playbook:` nodes may nest: an execution at this depth cannot start a
+/// child (this also ends playbooks that call each other in a loop).
+pub const MAX_DEPTH: u32 = 8;
+
 /// What runs steps.
 pub trait StepRunner: Send + Sync + 'static {
     /// Run `call` and report what happened.
     fn run(&self, call: StepCall) -> impl Future<Output = StepReport> + Send;
+
+    /// The playbook a `playbook:` node names, to run as a child execution.
+    fn playbook(&self, id: &str) -> Option<Arc<Playbook>> {
+        let _ = id;
+        None
+    }
+}
+
+/// How an execution was started (seed 004's trigger types, and two of wasp's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TriggerType {
+    /// Run by a person, from the CLI, the API or the page.
+    Manual,
+    /// Run by a person to debug it: recorded at TRACE.
+    Debug,
+    /// Started by a webhook request.
+    Webhook,
+    /// Started by a timer.
+    Timer,
+    /// Started by an event matching its trigger conditions.
+    Event,
+    /// Started by a `playbook:` node of another execution.
+    Playbook,
+}
+
+/// What an execution starts from.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// The execution's id.
+    pub id: String,
+    /// The trigger payload.
+    pub trigger: Value,
+    /// How it was started.
+    pub trigger_type: TriggerType,
+    /// The level to record at, instead of the playbook's.
+    pub log_level: Option<LogLevel>,
+    /// The execution whose `playbook:` node started this one.
+    pub parent_id: Option<String>,
+    /// How deep in `playbook:` nodes it runs: 0 for an execution with no parent.
+    pub depth: u32,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+    /// Cancelled to kill it.
+    pub kill: CancellationToken,
+}
+
+impl Start {
+    /// A manual execution of `trigger` with a new id, queued now.
+    pub fn new(trigger: Value) -> Self {
+        Self {
+            id: new_execution_id(),
+            trigger,
+            trigger_type: TriggerType::Manual,
+            log_level: None,
+            parent_id: None,
+            depth: 0,
+            queued_at: Utc::now(),
+            kill: CancellationToken::new(),
+        }
+    }
+}
+
+/// A new execution id: `ex_` and a ULID, so that ids sort by creation time.
+pub fn new_execution_id() -> String {
+    format!("ex_{}", ulid::Ulid::new())
 }
 
 /// The real runner: each step in a fresh sandbox of the host, with the settings of the
@@ -79,16 +157,34 @@ pub struct HostRunner {
     host: Host,
     apps: Arc<Registry>,
     assets: Arc<Assets>,
+    playbooks: BTreeMap<String, Arc<Playbook>>,
 }
 
 impl HostRunner {
     /// A runner over `host`, finding apps in `apps` and assets in `assets`.
     pub fn new(host: Host, apps: Arc<Registry>, assets: Arc<Assets>) -> Self {
-        Self { host, apps, assets }
+        Self {
+            host,
+            apps,
+            assets,
+            playbooks: BTreeMap::new(),
+        }
+    }
+
+    /// The same runner, with `playbooks` for `playbook:` nodes to run.
+    #[must_use]
+    pub fn with_playbooks(mut self, playbooks: impl IntoIterator<Item = Arc<Playbook>>) -> Self {
+        self.playbooks
+            .extend(playbooks.into_iter().map(|p| (p.id.clone(), p)));
+        self
     }
 }
 
 impl StepRunner for HostRunner {
+    fn playbook(&self, id: &str) -> Option<Arc<Playbook>> {
+        self.playbooks.get(id).cloned()
+    }
+
     async fn run(&self, call: StepCall) -> StepReport {
         let Some(app) = self.apps.get(&call.app) else {
             return StepReport::failure(
@@ -187,6 +283,9 @@ pub struct StepRun {
     pub report: StepReport,
     /// What the capture policy kept of this step run.
     pub capture: Capture,
+    /// The child execution a `playbook:` node started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
 }
 
 /// What the capture policy kept of a step run, so that a reader knows why something is
@@ -219,6 +318,9 @@ pub struct NodeRecord {
     pub iterations: Option<usize>,
     /// Wall-clock time from start to end, in microseconds.
     pub duration_us: u64,
+    /// The child executions a `playbook:` node started (one per iteration).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
 }
 
 impl NodeRecord {
@@ -232,6 +334,7 @@ impl NodeRecord {
             error: None,
             iterations: None,
             duration_us: 0,
+            children: Vec::new(),
         }
     }
 }
@@ -241,19 +344,38 @@ impl NodeRecord {
 pub struct Execution {
     /// Its id.
     pub id: String,
+    /// The execution whose `playbook:` node started it.
+    pub parent_id: Option<String>,
     /// The playbook's XID.
     pub playbook_id: String,
+    /// The playbook's name.
+    pub playbook_name: String,
+    /// How it was started.
+    pub trigger_type: TriggerType,
+    /// The level it recorded at.
+    pub log_level: LogLevel,
     /// Its status.
     pub status: ExecutionStatus,
+    /// Why it ended as it did, when that is not plain from the nodes: the reaper, a
+    /// kill.
+    pub message: Option<String>,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub completed_at: DateTime<Utc>,
+    /// Wall-clock time from start to end, in microseconds.
+    pub duration_us: u64,
+    /// The trigger payload (captured at DEBUG and TRACE only).
+    pub trigger: Option<Value>,
     /// Every node's end state, in the playbook's order.
     pub nodes: Vec<NodeRecord>,
     /// Every step run, in the order they ended.
     pub steps: Vec<StepRun>,
-    /// Why it ended as it did, when that is not plain from the nodes: the reaper, a
-    /// kill.
-    pub message: Option<String>,
-    /// Wall-clock time, in microseconds.
-    pub duration_us: u64,
+    /// The executions its `playbook:` nodes started, each with its own record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Execution>,
 }
 
 impl Execution {
@@ -302,31 +424,136 @@ fn status_of(report: &StepReport) -> NodeStatus {
     }
 }
 
+/// What a node's steps run: an app's action, or a child execution of another
+/// playbook.
+enum Target<R> {
+    App(Arc<R>),
+    Playbook {
+        runner: Arc<R>,
+        playbook: Arc<Playbook>,
+        parent: Arc<Parent>,
+    },
+}
+
+impl<R> Clone for Target<R> {
+    fn clone(&self) -> Self {
+        match self {
+            Target::App(runner) => Target::App(Arc::clone(runner)),
+            Target::Playbook {
+                runner,
+                playbook,
+                parent,
+            } => Target::Playbook {
+                runner: Arc::clone(runner),
+                playbook: Arc::clone(playbook),
+                parent: Arc::clone(parent),
+            },
+        }
+    }
+}
+
+/// What a child execution inherits from its parent.
+struct Parent {
+    id: String,
+    level: LogLevel,
+    depth: u32,
+}
+
+impl<R: StepRunner> Target<R> {
+    /// Run one attempt of `call`; a child execution comes back beside its report.
+    async fn invoke(&self, call: StepCall) -> (StepReport, Option<Execution>) {
+        match self {
+            Target::App(runner) => (runner.run(call).await, None),
+            Target::Playbook {
+                runner,
+                playbook,
+                parent,
+            } => {
+                if parent.depth >= MAX_DEPTH {
+                    return (
+                        input_failure(format!(
+                            "playbook `{}` would run {} levels deep; `playbook:` nodes nest \
+                             at most {MAX_DEPTH} levels (do two playbooks call each other?)",
+                            playbook.id,
+                            parent.depth + 1
+                        )),
+                        None,
+                    );
+                }
+                let start = Start {
+                    trigger_type: TriggerType::Playbook,
+                    log_level: Some(parent.level),
+                    parent_id: Some(parent.id.clone()),
+                    depth: parent.depth + 1,
+                    kill: call.kill.child_token(),
+                    ..Start::new(call.input)
+                };
+                let (child, output) =
+                    run_child(Arc::clone(runner), Arc::clone(playbook), start).await;
+                let mut report = if child.status == ExecutionStatus::Completed {
+                    StepReport::success(output)
+                } else {
+                    let kind = if child.status == ExecutionStatus::Killed {
+                        FailureKind::Killed
+                    } else {
+                        FailureKind::ChildFailed
+                    };
+                    let status = serde_json::to_value(child.status).unwrap_or_default();
+                    let why = child.message.clone().or_else(|| {
+                        child.nodes.iter().find_map(|n| {
+                            Some(format!("`{}`: {}", n.id, n.error.as_ref()?.message))
+                        })
+                    });
+                    let mut message = format!(
+                        "child execution {} of playbook `{}` ended {}",
+                        child.id,
+                        playbook.id,
+                        status.as_str().unwrap_or_default()
+                    );
+                    if let Some(why) = why {
+                        message.push_str(&format!(" ({why})"));
+                    }
+                    StepReport::failure(kind, message)
+                };
+                report.duration_us = child.duration_us;
+                (report, Some(child))
+            }
+        }
+    }
+}
+
+/// [`execute_inner`], boxed: a child execution runs inside a node of its parent.
+fn run_child<R: StepRunner>(
+    runner: Arc<R>,
+    playbook: Arc<Playbook>,
+    start: Start,
+) -> Pin<Box<dyn Future<Output = (Execution, Value)> + Send>> {
+    Box::pin(execute_inner(runner, playbook, start))
+}
+
 /// Run `call` with the node's retry policy: a retryable failure is run again after the
 /// backoff, doubled each time, until the attempts are spent.
 async fn run_with_retries<R: StepRunner>(
-    runner: &R,
+    target: &Target<R>,
     node: &Node,
     call: StepCall,
     iteration: Option<usize>,
-) -> Vec<StepRun> {
+) -> (Vec<StepRun>, Vec<Execution>) {
     let (attempts, mut backoff) = node
         .retry
         .map_or((1, Duration::ZERO), |r| (r.attempts, r.backoff));
     let mut runs = Vec::new();
+    let mut children = Vec::new();
     for attempt in 1..=attempts {
-        let report = runner.run(call.clone()).await;
+        let (report, child) = target.invoke(call.clone()).await;
         let retry = report.error.as_ref().is_some_and(|e| e.retryable)
             && attempt < attempts
             && !call.kill.is_cancelled();
         runs.push(StepRun {
-            node: node.id.clone(),
-            iteration,
-            attempt,
-            input: Some(call.input.clone()),
-            report,
-            capture: Capture::default(),
+            child: child.as_ref().map(|c| c.id.clone()),
+            ..step(node, iteration, attempt, Some(call.input.clone()), report)
         });
+        children.extend(child);
         if !retry {
             break;
         }
@@ -336,7 +563,33 @@ async fn run_with_retries<R: StepRunner>(
         }
         backoff = backoff.saturating_mul(2);
     }
-    runs
+    (runs, children)
+}
+
+/// A node that ended: its record, its step runs, and the child executions it started.
+struct NodeDone {
+    index: NodeIndex,
+    record: NodeRecord,
+    runs: Vec<StepRun>,
+    children: Vec<Execution>,
+}
+
+impl NodeDone {
+    /// A node that failed before any step ran, with `report`.
+    fn failed(
+        index: NodeIndex,
+        node: &Node,
+        report: StepReport,
+        iterations: Option<usize>,
+        started: Instant,
+    ) -> Self {
+        Self {
+            index,
+            record: record(&[&report], iterations, started),
+            runs: vec![step(node, None, 1, None, report)],
+            children: Vec::new(),
+        }
+    }
 }
 
 /// Everything a node's run needs, owned, so that it can run on its own task.
@@ -349,27 +602,38 @@ struct NodeJob<R> {
     /// copies no output.
     outputs: BTreeMap<String, Arc<Value>>,
     execution_id: Arc<str>,
+    level: LogLevel,
+    depth: u32,
     kill: CancellationToken,
 }
 
 impl<R: StepRunner> NodeJob<R> {
-    async fn run(self) -> (NodeIndex, NodeRecord, Vec<StepRun>) {
+    async fn run(self) -> NodeDone {
         let started = Instant::now();
         let node = &self.playbook.graph[self.index];
-        let (app, action) = match &node.kind {
-            NodeKind::App { app, action } | NodeKind::Operator { app, action } => {
-                (app.clone(), action.clone())
-            }
+        let (target, app, action) = match &node.kind {
+            NodeKind::App { app, action } | NodeKind::Operator { app, action } => (
+                Target::App(Arc::clone(&self.runner)),
+                app.clone(),
+                action.clone(),
+            ),
             NodeKind::Trigger => unreachable!("the trigger is never scheduled"),
             NodeKind::Playbook { id } => {
-                let report = input_failure(format!(
-                    "running playbook `{id}` as a child execution is not supported yet"
-                ));
-                return (
-                    self.index,
-                    record(&[&report], None, started),
-                    vec![step(node, None, 1, None, report)],
-                );
+                let Some(playbook) = self.runner.playbook(id) else {
+                    let report = input_failure(format!("playbook `{id}` is not loaded"));
+                    return NodeDone::failed(self.index, node, report, None, started);
+                };
+                let parent = Arc::new(Parent {
+                    id: self.execution_id.to_string(),
+                    level: self.level,
+                    depth: self.depth,
+                });
+                let target = Target::Playbook {
+                    runner: Arc::clone(&self.runner),
+                    playbook,
+                    parent,
+                };
+                (target, id.clone(), String::new())
             }
         };
         let scope = |item| RunScope {
@@ -387,20 +651,26 @@ impl<R: StepRunner> NodeJob<R> {
             timeout: node.timeout,
             memory: node.memory,
             asset: node.asset.clone(),
-            level: self.playbook.log_level,
+            level: self.level,
             kill: self.kill.clone(),
         };
         let Some(for_each) = &node.for_each else {
-            let runs = match node.input.render(&scope(None)) {
-                Ok(input) => run_with_retries(&*self.runner, node, call(input), None).await,
-                Err(e) => vec![step(node, None, 1, None, input_failure(e.to_string()))],
+            let (runs, children) = match node.input.render(&scope(None)) {
+                Ok(input) => run_with_retries(&target, node, call(input), None).await,
+                Err(e) => {
+                    let report = input_failure(e.to_string());
+                    return NodeDone::failed(self.index, node, report, None, started);
+                }
             };
             let last = runs.last().map(|r| &r.report);
-            return (
-                self.index,
-                record(&last.into_iter().collect::<Vec<_>>(), None, started),
+            let mut record = record(&last.into_iter().collect::<Vec<_>>(), None, started);
+            record.children = children.iter().map(|c| c.id.clone()).collect();
+            return NodeDone {
+                index: self.index,
+                record,
                 runs,
-            );
+                children,
+            };
         };
 
         let items = match for_each.resolve(&scope(None)) {
@@ -410,19 +680,11 @@ impl<R: StepRunner> NodeJob<R> {
                     "`for_each` `${{{}}}` is not an array but {other}",
                     for_each.text
                 ));
-                return (
-                    self.index,
-                    record(&[&report], Some(0), started),
-                    vec![step(node, None, 1, None, report)],
-                );
+                return NodeDone::failed(self.index, node, report, Some(0), started);
             }
             Err(e) => {
                 let report = input_failure(e.to_string());
-                return (
-                    self.index,
-                    record(&[&report], Some(0), started),
-                    vec![step(node, None, 1, None, report)],
-                );
+                return NodeDone::failed(self.index, node, report, Some(0), started);
             }
         };
         let limit = Arc::new(Semaphore::new(
@@ -432,34 +694,35 @@ impl<R: StepRunner> NodeJob<R> {
         for (index, item) in items.iter().enumerate() {
             let rendered = node.input.render(&scope(Some((index, item))));
             let limit = Arc::clone(&limit);
-            let runner = Arc::clone(&self.runner);
+            let target = target.clone();
             let playbook = Arc::clone(&self.playbook);
             let node_index = self.index;
             let call = rendered.map(call);
             iterations.spawn(async move {
                 let node = &playbook.graph[node_index];
-                let runs = match call {
+                let done = match call {
                     Ok(call) => {
                         let _permit = limit.acquire().await;
-                        run_with_retries(&*runner, node, call, Some(index)).await
+                        run_with_retries(&target, node, call, Some(index)).await
                     }
-                    Err(e) => vec![step(
-                        node,
-                        Some(index),
-                        1,
-                        None,
-                        input_failure(e.to_string()),
-                    )],
+                    Err(e) => {
+                        let report = input_failure(e.to_string());
+                        (vec![step(node, Some(index), 1, None, report)], Vec::new())
+                    }
                 };
-                (index, runs)
+                (index, done)
             });
         }
         let mut by_index: Vec<Vec<StepRun>> = vec![Vec::new(); items.len()];
+        let mut children: Vec<(usize, Execution)> = Vec::new();
         while let Some(joined) = iterations.join_next().await {
-            if let Ok((index, runs)) = joined {
+            if let Ok((index, (runs, started_children))) = joined {
                 by_index[index] = runs;
+                children.extend(started_children.into_iter().map(|c| (index, c)));
             }
         }
+        children.sort_by_key(|(index, _)| *index);
+        let children: Vec<Execution> = children.into_iter().map(|(_, c)| c).collect();
         let lasts: Vec<&StepReport> = by_index
             .iter()
             .filter_map(|runs| runs.last().map(|r| &r.report))
@@ -473,11 +736,13 @@ impl<R: StepRunner> NodeJob<R> {
                     .collect(),
             ));
         }
-        (
-            self.index,
-            node_record,
-            by_index.into_iter().flatten().collect(),
-        )
+        node_record.children = children.iter().map(|c| c.id.clone()).collect();
+        NodeDone {
+            index: self.index,
+            record: node_record,
+            runs: by_index.into_iter().flatten().collect(),
+            children,
+        }
     }
 }
 
@@ -495,6 +760,7 @@ fn step(
         input,
         report,
         capture: Capture::default(),
+        child: None,
     }
 }
 
@@ -570,19 +836,29 @@ fn active(on: &On, source: &NodeRecord, continues: bool) -> bool {
     }
 }
 
-/// Run `playbook` on `trigger` with `runner`, as execution `execution_id`, until it
-/// ends, `kill` is cancelled (Killed), or it passes the playbook's maximum runtime
-/// (the reaper: Failed). Either way in-flight steps are interrupted through their kill
-/// token (the host traps a spinning guest at its next epoch tick) and everything
-/// recorded so far is kept.
+/// Run `playbook` with `runner` from `start` until it ends, `start.kill` is cancelled
+/// (Killed), or it passes the playbook's maximum runtime (the reaper: Failed). Either
+/// way in-flight steps are interrupted through their kill token (the host traps a
+/// spinning guest at its next epoch tick) and everything recorded so far is kept.
 pub async fn execute<R: StepRunner>(
     runner: Arc<R>,
     playbook: Arc<Playbook>,
-    trigger: Value,
-    execution_id: &str,
-    requested_kill: CancellationToken,
+    start: Start,
 ) -> Execution {
+    execute_inner(runner, playbook, start).await.0
+}
+
+/// [`execute`], and the execution's output as a `playbook:` node sees it: the outputs
+/// of its final nodes that succeeded, by node id, before the capture policy applies.
+async fn execute_inner<R: StepRunner>(
+    runner: Arc<R>,
+    playbook: Arc<Playbook>,
+    start: Start,
+) -> (Execution, Value) {
     let started = Instant::now();
+    let started_at = Utc::now();
+    let level = start.log_level.unwrap_or(playbook.log_level);
+    let requested_kill = start.kill;
     // `kill` stops the steps; it is cancelled by a kill request or by the reaper.
     let kill = requested_kill.child_token();
     let reaper = {
@@ -599,8 +875,8 @@ pub async fn execute<R: StepRunner>(
         })
     };
     let graph = &playbook.graph;
-    let trigger = Arc::new(trigger);
-    let execution_id: Arc<str> = Arc::from(execution_id);
+    let trigger = Arc::new(start.trigger);
+    let execution_id: Arc<str> = Arc::from(start.id);
     let trigger_index = playbook
         .index_of(crate::playbook::TRIGGER)
         .unwrap_or_else(|| NodeIndex::new(0));
@@ -608,13 +884,11 @@ pub async fn execute<R: StepRunner>(
     let mut records: BTreeMap<NodeIndex, NodeRecord> = BTreeMap::new();
     records.insert(
         trigger_index,
-        NodeRecord {
-            output: Some((*trigger).clone()),
-            ..NodeRecord::new(crate::playbook::TRIGGER.to_owned(), NodeStatus::Succeeded)
-        },
+        NodeRecord::new(crate::playbook::TRIGGER.to_owned(), NodeStatus::Succeeded),
     );
     let mut outputs: BTreeMap<String, Arc<Value>> = BTreeMap::new();
     let mut steps = Vec::new();
+    let mut children = Vec::new();
     let mut running = JoinSet::new();
     let mut started_nodes = std::collections::BTreeSet::from([trigger_index]);
 
@@ -658,6 +932,8 @@ pub async fn execute<R: StepRunner>(
                     trigger: Arc::clone(&trigger),
                     outputs: outputs.clone(),
                     execution_id: Arc::clone(&execution_id),
+                    level,
+                    depth: start.depth,
                     kill: kill.clone(),
                 };
                 running.spawn(job.run());
@@ -667,13 +943,14 @@ pub async fn execute<R: StepRunner>(
             break;
         };
         match joined {
-            Ok((index, mut record, runs)) => {
-                record.id.clone_from(&graph[index].id);
-                if let Some(output) = &record.output {
-                    outputs.insert(graph[index].id.clone(), Arc::new(output.clone()));
+            Ok(mut done) => {
+                done.record.id.clone_from(&graph[done.index].id);
+                if let Some(output) = &done.record.output {
+                    outputs.insert(graph[done.index].id.clone(), Arc::new(output.clone()));
                 }
-                records.insert(index, record);
-                steps.extend(runs);
+                records.insert(done.index, done.record);
+                steps.extend(done.runs);
+                children.extend(done.children);
             }
             Err(e) => tracing::error!(error = %e, "a node's task failed"),
         }
@@ -687,9 +964,20 @@ pub async fn execute<R: StepRunner>(
             humantime::format_duration(playbook.max_runtime)
         ))
     } else if requested_kill.is_cancelled() {
-        Some("killed on request".to_owned())
+        Some(if start.parent_id.is_some() {
+            "stopped with its parent execution".to_owned()
+        } else {
+            "killed on request".to_owned()
+        })
     } else {
         None
+    };
+    let is_final = |n: NodeIndex| {
+        n != trigger_index
+            && graph
+                .neighbors_directed(n, Direction::Outgoing)
+                .next()
+                .is_none()
     };
     let status = if reaped {
         ExecutionStatus::Failed
@@ -703,11 +991,7 @@ pub async fn execute<R: StepRunner>(
             )
         });
         let finished_pathway = graph.node_indices().any(|n| {
-            n != trigger_index
-                && graph
-                    .neighbors_directed(n, Direction::Outgoing)
-                    .next()
-                    .is_none()
+            is_final(n)
                 && records
                     .get(&n)
                     .is_some_and(|r| r.status == NodeStatus::Succeeded)
@@ -718,8 +1002,12 @@ pub async fn execute<R: StepRunner>(
             (true, false) => ExecutionStatus::Failed,
         }
     };
+    let output: serde_json::Map<String, Value> = records
+        .iter()
+        .filter(|(index, r)| is_final(**index) && r.status == NodeStatus::Succeeded)
+        .filter_map(|(_, r)| Some((r.id.clone(), r.output.clone()?)))
+        .collect();
     // BTreeMap<NodeIndex, _> iterates in graph order, which is the file's order.
-    let level = playbook.log_level;
     let nodes = records
         .into_iter()
         .filter(|(index, _)| *index != trigger_index)
@@ -735,15 +1023,30 @@ pub async fn execute<R: StepRunner>(
     for run in &mut steps {
         capture(run, level);
     }
-    Execution {
+    let trigger = level.captures_data().then(|| {
+        let mut trigger = Arc::unwrap_or_clone(trigger);
+        cap_json(&mut trigger, MAX_CAPTURED_BYTES);
+        trigger
+    });
+    let execution = Execution {
         id: execution_id.to_string(),
+        parent_id: start.parent_id,
         playbook_id: playbook.id.clone(),
+        playbook_name: playbook.name.clone(),
+        trigger_type: start.trigger_type,
+        log_level: level,
         status,
+        message,
+        queued_at: start.queued_at,
+        started_at,
+        completed_at: Utc::now(),
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        trigger,
         nodes,
         steps,
-        message,
-        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    }
+        children,
+    };
+    (execution, Value::Object(output))
 }
 
 #[cfg(test)]
@@ -788,14 +1091,34 @@ mod tests {
             self.0.iter().find(|a| a.name == name)
         }
 
-        fn has_playbook(&self, _: &str) -> bool {
-            false
+        fn has_playbook(&self, id: &str) -> bool {
+            ["child", "ping", "pong"].contains(&id)
         }
     }
 
     #[derive(Default)]
     struct FakeRunner {
         calls: Mutex<Vec<String>>,
+        playbooks: BTreeMap<String, Arc<Playbook>>,
+    }
+
+    impl FakeRunner {
+        /// A runner that knows the playbooks in `yamls`.
+        fn with_playbooks(yamls: &[&str]) -> Self {
+            let playbooks = yamls
+                .iter()
+                .map(|yaml| {
+                    let spec = PlaybookSpec::parse("child.yaml", yaml).unwrap();
+                    let playbook = Playbook::validate("child.yaml", spec, &FakeCatalog::new());
+                    let playbook = Arc::new(playbook.unwrap());
+                    (playbook.id.clone(), playbook)
+                })
+                .collect();
+            Self {
+                playbooks,
+                ..Self::default()
+            }
+        }
     }
 
     fn report(
@@ -821,6 +1144,10 @@ mod tests {
     }
 
     impl StepRunner for FakeRunner {
+        fn playbook(&self, id: &str) -> Option<Arc<Playbook>> {
+            self.playbooks.get(id).cloned()
+        }
+
         async fn run(&self, call: StepCall) -> StepReport {
             self.calls.lock().unwrap().push(call.node.clone());
             match call.app.as_str() {
@@ -865,17 +1192,23 @@ mod tests {
         trigger: Value,
         kill: CancellationToken,
     ) -> (Execution, Vec<String>) {
+        run_with(FakeRunner::default(), yaml, trigger, kill).await
+    }
+
+    async fn run_with(
+        runner: FakeRunner,
+        yaml: &str,
+        trigger: Value,
+        kill: CancellationToken,
+    ) -> (Execution, Vec<String>) {
         let spec = PlaybookSpec::parse("test.yaml", yaml).unwrap();
         let playbook = Playbook::validate("test.yaml", spec, &FakeCatalog::new()).unwrap();
-        let runner = Arc::new(FakeRunner::default());
-        let execution = execute(
-            Arc::clone(&runner),
-            Arc::new(playbook),
-            trigger,
-            "ex_1",
+        let runner = Arc::new(runner);
+        let start = Start {
             kill,
-        )
-        .await;
+            ..Start::new(trigger)
+        };
+        let execution = execute(Arc::clone(&runner), Arc::new(playbook), start).await;
         let calls = runner.calls.lock().unwrap().clone();
         (execution, calls)
     }
@@ -1089,6 +1422,146 @@ edges:
         assert_eq!(execution.node("stuck").unwrap().status, NodeStatus::Killed);
     }
 
+    const CHILD: &str = "
+id: child
+name: Child
+trigger: { type: manual }
+nodes:
+  double: { app: echo, input: { v: \"${trigger.v}\" } }
+  last: { app: echo, input: { twice: [\"${double.output.v}\", \"${double.output.v}\"] } }
+  gate: { operator: route, input: { take: \"${trigger.break}\" } }
+  broken: { app: fail, input: {} }
+  ignored: { app: echo, input: {} }
+edges:
+  - double -> last
+  - { from: gate, to: broken, on: \"yes\" }
+  - { from: double, to: ignored, on: failure }
+";
+
+    const PARENT: &str = "
+id: parent
+name: Parent
+log_level: info
+trigger: { type: manual }
+nodes:
+  sub: { playbook: child, input: { v: \"${trigger.v}\", break: \"${trigger.break}\" } }
+  after: { app: echo, input: { got: \"${sub.output.last.twice}\" } }
+edges:
+  - sub -> after
+";
+
+    /// Run `PARENT`, whose `sub` node runs `CHILD`.
+    async fn run_parent(trigger: Value) -> (Execution, Vec<String>) {
+        let runner = FakeRunner::with_playbooks(&[CHILD]);
+        run_with(runner, PARENT, trigger, CancellationToken::new()).await
+    }
+
+    #[tokio::test]
+    async fn a_playbook_node_runs_a_child_execution_linked_by_parent_id() {
+        let (execution, mut calls) = run_parent(json!({"v": 21, "break": "no"})).await;
+        assert_eq!(execution.status, ExecutionStatus::Completed);
+        assert_eq!(execution.log_level, LogLevel::Info);
+        assert_eq!(execution.trigger_type, TriggerType::Manual);
+        calls.sort();
+        assert_eq!(calls, ["after", "double", "gate", "last"]);
+
+        let [child] = execution.children.as_slice() else {
+            panic!("one child: {:?}", execution.children);
+        };
+        assert_eq!(child.parent_id.as_deref(), Some(execution.id.as_str()));
+        assert_eq!(child.playbook_id, "child");
+        assert_eq!(child.trigger_type, TriggerType::Playbook);
+        // The child records at its parent's level, not its own default.
+        assert_eq!(child.log_level, LogLevel::Info);
+        assert_eq!(child.status, ExecutionStatus::Completed);
+        let sub = execution.node("sub").unwrap();
+        assert_eq!(sub.children, std::slice::from_ref(&child.id));
+        let sub_step = execution.steps.iter().find(|s| s.node == "sub").unwrap();
+        assert_eq!(sub_step.child.as_deref(), Some(child.id.as_str()));
+        // The child's output is its final nodes' outputs that succeeded (`broken` and
+        // `ignored` were skipped), which `after` reads.
+        assert!(
+            execution.node("after").unwrap().output.is_none(),
+            "INFO keeps no output"
+        );
+        let spec = PlaybookSpec::parse("test.yaml", &PARENT.replace("info", "debug")).unwrap();
+        let playbook = Playbook::validate("test.yaml", spec, &FakeCatalog::new()).unwrap();
+        let runner = Arc::new(FakeRunner::with_playbooks(&[CHILD]));
+        let trigger = json!({"v": 21, "break": "no"});
+        let execution = execute(runner, Arc::new(playbook), Start::new(trigger)).await;
+        assert_eq!(
+            execution.node("sub").unwrap().output,
+            Some(json!({"last": {"twice": [21, 21]}}))
+        );
+        assert_eq!(
+            execution.node("after").unwrap().output,
+            Some(json!({"got": [21, 21]}))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_child_that_fails_fails_its_node_naming_the_child() {
+        let (execution, _) = run_parent(json!({"v": 1, "break": "yes"})).await;
+        assert_eq!(execution.status, ExecutionStatus::Failed);
+        let child = &execution.children[0];
+        assert_eq!(child.status, ExecutionStatus::PartiallyFailed);
+        let error = execution.node("sub").unwrap().error.clone().unwrap();
+        assert_eq!(error.kind, FailureKind::ChildFailed);
+        assert_eq!(
+            error.message,
+            format!(
+                "child execution {} of playbook `child` ended Partially Failed (`broken`: it broke)",
+                child.id
+            )
+        );
+        assert_eq!(execution.node("after").unwrap().status, NodeStatus::Skipped);
+    }
+
+    #[tokio::test]
+    async fn playbooks_that_call_each_other_stop_at_the_depth_limit() {
+        let ping = "id: ping\nname: x\ntrigger: { type: manual }\nnodes:\n  call: { playbook: pong, input: {} }\n";
+        let pong = "id: pong\nname: x\ntrigger: { type: manual }\nnodes:\n  call: { playbook: ping, input: {} }\n";
+        let runner = FakeRunner::with_playbooks(&[ping, pong]);
+        let (execution, _) = run_with(runner, ping, json!({}), CancellationToken::new()).await;
+        assert_eq!(execution.status, ExecutionStatus::Failed);
+        let mut depth = 0;
+        let mut deepest = &execution;
+        while let Some(child) = deepest.children.first() {
+            depth += 1;
+            deepest = child;
+        }
+        assert_eq!(depth, MAX_DEPTH);
+        let error = deepest.node("call").unwrap().error.clone().unwrap();
+        assert_eq!(error.kind, FailureKind::InputError);
+        assert!(error.message.contains("9 levels deep"), "{}", error.message);
+    }
+
+    #[tokio::test]
+    async fn killing_a_parent_stops_its_child() {
+        let child = "id: child\nname: x\ntrigger: { type: manual }\nmax_runtime: 1h\nnodes:\n  stuck: { app: hang, input: {} }\n";
+        let parent = "id: parent\nname: x\ntrigger: { type: manual }\nmax_runtime: 1h\nnodes:\n  sub: { playbook: child, input: {} }\n";
+        let kill = CancellationToken::new();
+        let killer = {
+            let kill = kill.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                kill.cancel();
+            })
+        };
+        let runner = FakeRunner::with_playbooks(&[child]);
+        let (execution, _) = run_with(runner, parent, json!({}), kill).await;
+        killer.await.unwrap();
+        assert_eq!(execution.status, ExecutionStatus::Killed);
+        assert_eq!(execution.node("sub").unwrap().status, NodeStatus::Killed);
+        let child = &execution.children[0];
+        assert_eq!(child.status, ExecutionStatus::Killed);
+        assert_eq!(
+            child.message.as_deref(),
+            Some("stopped with its parent execution")
+        );
+        assert_eq!(child.node("stuck").unwrap().status, NodeStatus::Killed);
+    }
+
     #[tokio::test]
     async fn inputs_and_outputs_are_captured_only_at_debug_or_trace() {
         let yaml = "id: t\nname: t\nlog_level: LEVEL\ntrigger: { type: manual }\nnodes:\n  a: { app: echo, input: { secret_sauce: 1 } }\n";
@@ -1159,9 +1632,7 @@ edges:
             let execution = runtime.block_on(execute(
                 Arc::clone(&runner),
                 Arc::new(playbook),
-                json!({}),
-                "ex_p",
-                CancellationToken::new(),
+                Start::new(json!({})),
             ));
             // Every node ends exactly once, in a terminal state.
             let ids: Vec<&str> = execution.nodes.iter().map(|n| n.id.as_str()).collect();

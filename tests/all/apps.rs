@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use wasp_runtime::host::{Call, Settings, StepReport};
+use wasp_runtime::host::{Call, FailureKind, Limits, Settings, StepReport};
 
 use crate::common::{example_app, fixture, invoke, load, output_of};
 
@@ -410,4 +410,51 @@ async fn operators_take_pathways() {
     );
     let (pathway, ..) = route("switch", "route", json!({"value": "low", "cases": cases})).await;
     assert_eq!(pathway.as_deref(), Some("default"));
+}
+
+#[tokio::test]
+async fn chaos_spins_sleeps_and_fails_as_asked() {
+    let report = run_with("chaos", "spin", json!({"ms": 20}), &[]).await;
+    let output = report.output.expect("spin ends after its time");
+    assert!(output["elapsed_ms"].as_u64().unwrap() >= 20, "{output}");
+    assert!(output["iterations"].as_u64().unwrap() > 0, "{output}");
+
+    let report = run_with("chaos", "sleep", json!({"ms": 20}), &[]).await;
+    let output = report.output.expect("sleep ends after its time");
+    assert!(output["elapsed_ms"].as_u64().unwrap() >= 20, "{output}");
+
+    let report = run_with(
+        "chaos",
+        "fail",
+        json!({"code": "rate_limited", "message": "slow down", "retryable": true}),
+        &[],
+    )
+    .await;
+    let error = report.error.unwrap();
+    assert_eq!(
+        (
+            error.kind,
+            error.code.as_deref(),
+            error.message.as_str(),
+            error.retryable
+        ),
+        (
+            FailureKind::AppError,
+            Some("rate_limited"),
+            "slow down",
+            true
+        )
+    );
+
+    // Spinning forever ends at the step's deadline, classified as a timeout.
+    let app = load(example_app("chaos")).await;
+    let call = Call {
+        limits: Limits {
+            timeout: std::time::Duration::from_millis(50),
+            ..Limits::default()
+        },
+        ..Call::new("spin", "{}".to_owned())
+    };
+    let report = invoke(&app, call).await;
+    assert_eq!(report.error.unwrap().kind, FailureKind::Timeout);
 }

@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use crate::common::{cache_dir, example_apps_dir, hostile_path};
 
-fn wasp(args: &[&str]) -> Output {
+pub(crate) fn wasp(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasp"))
         .args(args)
         .env("WASP_APPS", example_apps_dir())
@@ -14,7 +14,7 @@ fn wasp(args: &[&str]) -> Output {
         .expect("wasp runs")
 }
 
-fn stdout_json(output: &Output) -> serde_json::Value {
+pub(crate) fn stdout_json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}): {}",
@@ -23,7 +23,7 @@ fn stdout_json(output: &Output) -> serde_json::Value {
     })
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -200,6 +200,7 @@ fn app_list_and_describe_show_every_example_app() {
     assert_eq!(
         names,
         [
+            "chaos",
             "email-parse",
             "if-else",
             "indicator-lookup",
@@ -260,7 +261,7 @@ fn validate_and_graph_a_playbook() {
 }
 
 /// `[playbook, @input, assets]` of the sample playbook `name`.
-fn sample(name: &str) -> [String; 3] {
+pub(crate) fn sample(name: &str) -> [String; 3] {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
     [
         format!("{dir}/{name}.yaml"),
@@ -384,6 +385,84 @@ fn the_other_sample_playbooks_end_as_documented() {
         node(&execution, "ticket")["output"]["text"],
         "Defanged for the ticket: C2 at hxxps[://]evil[.]com/gate and 203[.]0[.]113[.]9"
     );
+
+    let (code, execution) = run("parent-child");
+    assert_eq!(
+        (code, execution["status"].as_str()),
+        (Some(0), Some("Completed"))
+    );
+    let child = &execution["children"][0];
+    assert_eq!(child["parent_id"], execution["id"]);
+    assert_eq!(child["playbook_id"], "ip-enrichment");
+    assert_eq!(child["trigger_type"], "PLAYBOOK");
+    assert_eq!(node(&execution, "enrich")["children"][0], child["id"]);
+    assert_eq!(node(child, "classify")["iterations"], 4);
+    assert_eq!(
+        node(&execution, "summary")["output"]["text"],
+        "Public IPs: [\"185.220.101.47\",\"8.8.8.8\"] flagged by the feed: 0 malicious, 1 suspicious"
+    );
+
+    let (code, execution) = run("runaway");
+    assert_eq!(
+        (
+            code,
+            execution["status"].as_str(),
+            execution["message"].as_str()
+        ),
+        (
+            Some(1),
+            Some("Failed"),
+            Some("the execution ran past its maximum runtime of 2s; the reaper ended it")
+        )
+    );
+    let statuses: Vec<(&str, &str)> = execution["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("check", "Succeeded"),
+            ("spin", "Killed"),
+            ("report", "Killed")
+        ]
+    );
+    assert_eq!(
+        node(&execution, "check")["output"]["text"],
+        "http://evil.com/payload"
+    );
+}
+
+#[test]
+fn a_debug_run_records_the_debug_trigger_type_and_traces() {
+    let [playbook, input, assets] = sample("ip-enrichment");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run", &playbook, "--input", &input, "--assets", &assets, "--output", "json",
+        ];
+        args.extend(extra);
+        let output = wasp(&args);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        stdout_json(&output)
+    };
+    let execution = run(&["--debug"]);
+    assert_eq!(
+        (&execution["trigger_type"], &execution["log_level"]),
+        (&serde_json::json!("DEBUG"), &serde_json::json!("trace"))
+    );
+    assert_eq!(execution["trigger"]["ips"][0], "10.20.30.40");
+
+    let execution = run(&["--log-level", "info"]);
+    assert_eq!(
+        (&execution["trigger_type"], &execution["log_level"]),
+        (&serde_json::json!("MANUAL"), &serde_json::json!("info"))
+    );
+    // At INFO no trigger, input or output is captured, and each step run says so.
+    assert_eq!(execution["trigger"], serde_json::Value::Null);
+    assert_eq!(execution["steps"][0]["capture"]["data"], false);
+    assert_eq!(execution["steps"][0]["input"], serde_json::Value::Null);
 }
 
 #[test]

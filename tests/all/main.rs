@@ -7,3 +7,4 @@ mod common;
 mod engine;
 mod hostile;
 mod playbooks;
+mod traces;

@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, NodeStatus};
+use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, NodeStatus, Start};
 use wasp_runtime::host::{AppInfo, Registry};
 use wasp_runtime::playbook::{Catalog, Playbook, PlaybookSpec};
 
@@ -215,9 +214,7 @@ edges:
     let execution = engine::execute(
         runner,
         Arc::new(playbook),
-        serde_json::json!({}),
-        "ex_runaway",
-        CancellationToken::new(),
+        Start::new(serde_json::json!({})),
     )
     .await;
     assert_eq!(execution.status, ExecutionStatus::Failed);

@@ -316,6 +316,9 @@ pub enum FailureKind {
     /// `for_each` was given something that is not an array. Set by the engine; the app
     /// never ran.
     InputError,
+    /// A `playbook:` node's child execution did not complete. Set by the engine; the
+    /// child's own trace says why.
+    ChildFailed,
 }
 
 /// A failed step's error.
@@ -376,6 +379,21 @@ pub struct StepReport {
 }
 
 impl StepReport {
+    /// The report of a step that succeeded with `output` and nothing else captured.
+    pub fn success(output: Value) -> Self {
+        Self {
+            status: StepStatus::Succeeded,
+            output: Some(output),
+            pathway: None,
+            error: None,
+            logs: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_us: 0,
+            truncated: Truncation::default(),
+        }
+    }
+
     /// The report of a step that failed before or around the sandbox: `kind` and
     /// `message`, nothing captured.
     pub fn failure(kind: FailureKind, message: String) -> Self {
