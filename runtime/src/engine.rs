@@ -27,10 +27,10 @@
 //!   whole record is in the parent's `children`. Nesting stops at [`MAX_DEPTH`].
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -385,10 +385,15 @@ impl Execution {
     }
 }
 
+/// Each node's output by node index, set once when the node ends. A node reads only the
+/// outputs of nodes upstream of it, which ended before it started.
+type Outputs = [OnceLock<Value>];
+
 /// The references a node's input can make, for one render.
 struct RunScope<'a> {
     trigger: &'a Value,
-    outputs: &'a BTreeMap<String, Arc<Value>>,
+    playbook: &'a Playbook,
+    outputs: &'a Outputs,
     item: Option<(usize, &'a Value)>,
     execution_id: &'a str,
     playbook_id: &'a str,
@@ -399,9 +404,10 @@ impl Scope for RunScope<'_> {
         match root {
             Root::Trigger => Some(Cow::Borrowed(self.trigger)),
             Root::Output(node) => self
-                .outputs
-                .get(node)
-                .map(|output| Cow::Borrowed(&**output)),
+                .playbook
+                .index_of(node)
+                .and_then(|index| self.outputs[index.index()].get())
+                .map(Cow::Borrowed),
             Root::Item => self.item.map(|(_, item)| Cow::Borrowed(item)),
             Root::ItemIndex => self.item.map(|(index, _)| Cow::Owned(Value::from(index))),
             Root::ExecutionId => Some(Cow::Owned(Value::String(self.execution_id.to_owned()))),
@@ -598,9 +604,8 @@ struct NodeJob<R> {
     playbook: Arc<Playbook>,
     index: NodeIndex,
     trigger: Arc<Value>,
-    /// The outputs of the nodes that ended so far; `Arc`s, so that starting a node
-    /// copies no output.
-    outputs: BTreeMap<String, Arc<Value>>,
+    /// The outputs of the nodes that ended so far, shared: starting a node copies none.
+    outputs: Arc<Outputs>,
     execution_id: Arc<str>,
     level: LogLevel,
     depth: u32,
@@ -638,6 +643,7 @@ impl<R: StepRunner> NodeJob<R> {
         };
         let scope = |item| RunScope {
             trigger: &self.trigger,
+            playbook: &self.playbook,
             outputs: &self.outputs,
             item,
             execution_id: &self.execution_id,
@@ -821,6 +827,22 @@ fn record(lasts: &[&StepReport], iterations: Option<usize>, started: Instant) ->
     record
 }
 
+/// Node `ended` ended: queue each successor whose predecessors have now all ended.
+fn release(
+    graph: &petgraph::graph::DiGraph<Node, On>,
+    waiting: &mut [usize],
+    ready: &mut VecDeque<NodeIndex>,
+    ended: NodeIndex,
+) {
+    for edge in graph.edges_directed(ended, Direction::Outgoing) {
+        let target = edge.target();
+        waiting[target.index()] -= 1;
+        if waiting[target.index()] == 0 {
+            ready.push_back(target);
+        }
+    }
+}
+
 /// Whether an edge `on` out of a node that ended as `source` is active.
 fn active(on: &On, source: &NodeRecord, continues: bool) -> bool {
     let succeeded = source.status == NodeStatus::Succeeded;
@@ -886,74 +908,89 @@ async fn execute_inner<R: StepRunner>(
         trigger_index,
         NodeRecord::new(crate::playbook::TRIGGER.to_owned(), NodeStatus::Succeeded),
     );
-    let mut outputs: BTreeMap<String, Arc<Value>> = BTreeMap::new();
+    let outputs: Arc<Outputs> = graph.node_indices().map(|_| OnceLock::new()).collect();
     let mut steps = Vec::new();
     let mut children = Vec::new();
     let mut running = JoinSet::new();
-    let mut started_nodes = std::collections::BTreeSet::from([trigger_index]);
+    let mut tasks: HashMap<tokio::task::Id, NodeIndex> = HashMap::new();
+    // For each node, the incoming edges whose source has not ended yet; a node is ready
+    // when that reaches 0.
+    let mut waiting: Vec<usize> = graph
+        .node_indices()
+        .map(|n| graph.edges_directed(n, Direction::Incoming).count())
+        .collect();
+    let mut ready = VecDeque::new();
+    release(graph, &mut waiting, &mut ready, trigger_index);
 
     loop {
-        // Start or skip every node whose predecessors have all ended.
-        let mut progressed = true;
-        while progressed {
-            progressed = false;
-            for index in graph.node_indices() {
-                if started_nodes.contains(&index) || running.len() >= playbook.concurrency {
-                    continue;
-                }
-                let incoming: Vec<_> = graph.edges_directed(index, Direction::Incoming).collect();
-                if !incoming.iter().all(|e| records.contains_key(&e.source())) {
-                    continue;
-                }
-                started_nodes.insert(index);
-                let is_active = incoming.iter().any(|e| {
+        // Start or skip the ready nodes, as many as the concurrency allows.
+        while running.len() < playbook.concurrency {
+            let Some(index) = ready.pop_front() else {
+                break;
+            };
+            let is_active = graph
+                .edges_directed(index, Direction::Incoming)
+                .any(|e| {
                     let source = &graph[e.source()];
                     active(e.weight(), &records[&e.source()], source.continue_on_error)
                 });
-                if !is_active || kill.is_cancelled() {
-                    records.insert(
-                        index,
-                        NodeRecord::new(
-                            graph[index].id.clone(),
-                            if kill.is_cancelled() {
-                                NodeStatus::Killed
-                            } else {
-                                NodeStatus::Skipped
-                            },
-                        ),
-                    );
-                    progressed = true;
-                    continue;
-                }
-                let job = NodeJob {
-                    runner: Arc::clone(&runner),
-                    playbook: Arc::clone(&playbook),
-                    index,
-                    trigger: Arc::clone(&trigger),
-                    outputs: outputs.clone(),
-                    execution_id: Arc::clone(&execution_id),
-                    level,
-                    depth: start.depth,
-                    kill: kill.clone(),
+            if !is_active || kill.is_cancelled() {
+                let status = if kill.is_cancelled() {
+                    NodeStatus::Killed
+                } else {
+                    NodeStatus::Skipped
                 };
-                running.spawn(job.run());
+                records.insert(index, NodeRecord::new(graph[index].id.clone(), status));
+                release(graph, &mut waiting, &mut ready, index);
+                continue;
             }
+            let job = NodeJob {
+                runner: Arc::clone(&runner),
+                playbook: Arc::clone(&playbook),
+                index,
+                trigger: Arc::clone(&trigger),
+                outputs: Arc::clone(&outputs),
+                execution_id: Arc::clone(&execution_id),
+                level,
+                depth: start.depth,
+                kill: kill.clone(),
+            };
+            let task = running.spawn(job.run());
+            tasks.insert(task.id(), index);
         }
-        let Some(joined) = running.join_next().await else {
+        let Some(joined) = running.join_next_with_id().await else {
             break;
         };
-        match joined {
-            Ok(mut done) => {
-                done.record.id.clone_from(&graph[done.index].id);
-                if let Some(output) = &done.record.output {
-                    outputs.insert(graph[done.index].id.clone(), Arc::new(output.clone()));
-                }
-                records.insert(done.index, done.record);
+        let (index, record) = match joined {
+            Ok((_, done)) => {
                 steps.extend(done.runs);
                 children.extend(done.children);
+                (done.index, done.record)
             }
-            Err(e) => tracing::error!(error = %e, "a node's task failed"),
+            Err(e) => {
+                // A node's task panicked: a wasp bug, which fails that node and
+                // nothing else.
+                tracing::error!(error = %e, "a node's task failed");
+                let Some(index) = tasks.get(&e.id()).copied() else {
+                    continue;
+                };
+                let mut record = NodeRecord::new(String::new(), NodeStatus::Failed);
+                record.error = StepReport::failure(
+                    FailureKind::HostError,
+                    format!("wasp failed while running this node: {e}"),
+                )
+                .error;
+                (index, record)
+            }
+        };
+        let mut record = record;
+        record.id.clone_from(&graph[index].id);
+        if let Some(output) = &record.output {
+            // Set once: each node ends once.
+            let _ = outputs[index.index()].set(output.clone());
         }
+        records.insert(index, record);
+        release(graph, &mut waiting, &mut ready, index);
     }
 
     reaper.abort();
