@@ -928,12 +928,10 @@ async fn execute_inner<R: StepRunner>(
             let Some(index) = ready.pop_front() else {
                 break;
             };
-            let is_active = graph
-                .edges_directed(index, Direction::Incoming)
-                .any(|e| {
-                    let source = &graph[e.source()];
-                    active(e.weight(), &records[&e.source()], source.continue_on_error)
-                });
+            let is_active = graph.edges_directed(index, Direction::Incoming).any(|e| {
+                let source = &graph[e.source()];
+                active(e.weight(), &records[&e.source()], source.continue_on_error)
+            });
             if !is_active || kill.is_cancelled() {
                 let status = if kill.is_cancelled() {
                     NodeStatus::Killed

@@ -11,6 +11,7 @@
 //! | [`host`] | the wasmtime engine, the component cache, the sandbox (limits, capabilities), host imports, capture of logs and stdout/stderr, the app registry |
 //! | [`assets`] | configured app instances: settings and secrets a node binds |
 //! | [`trace`] | log levels, log lines, and the redaction of secrets |
+//! | [`tql`] | the query language over executions, step runs and log lines, compiled to parameterised SQL |
 //! | [`cli`] | the `wasp` command line |
 //! | [`env`] | every environment variable wasp reads, in one place |
 //!
@@ -23,4 +24,5 @@ pub mod engine;
 pub mod env;
 pub mod host;
 pub mod playbook;
+pub mod tql;
 pub mod trace;

@@ -1,0 +1,1268 @@
+//! TQL, ThreatConnect's query language (seed 000), for executions, step runs and log
+//! lines: parsed to an [`Expr`], checked against a [`Schema`] of fields, and compiled to
+//! a parameterised SQL condition. A value from a query is never pasted into SQL.
+//!
+//! ```text
+//! query      := or
+//! or         := and ( OR and )*
+//! and        := unary ( AND unary )*
+//! unary      := NOT unary | '(' query ')' | condition
+//! condition  := field ( op value | [NOT] IN '(' value, … ')' | IS [NOT] NULL | ISNULL )
+//! op         := = == EQ EQUALS | != NE | < LT | <= LEQ | > GT | >= GEQ
+//!             | [NOT] LIKE | [NOT] CONTAINS | [NOT] STARTSWITH | [NOT] ENDSWITH
+//! value      := "string" | 'string' | number | true | false | NOW() [± N unit] | TODAY() [± N unit]
+//! ```
+//!
+//! Keywords, operators and field names are case-insensitive; AND binds tighter than OR,
+//! as in SQL. Relative dates may be bare or quoted, as in the seed's
+//! `completedTime > "NOW() - 1 HOUR"`; units are MINUTE(S), HOUR(S), DAY(S), WEEK(S) in
+//! any case. Absolute dates are `"2023-12-31"`, `"2023-12-31 13:45:00"` or RFC 3339,
+//! in UTC.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+/// A parsed query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// Both hold.
+    And(Box<Expr>, Box<Expr>),
+    /// Either holds.
+    Or(Box<Expr>, Box<Expr>),
+    /// It does not hold.
+    Not(Box<Expr>),
+    /// `field op value`.
+    Compare {
+        /// The field, as written.
+        field: String,
+        /// The operator.
+        op: Op,
+        /// The value.
+        value: Literal,
+    },
+    /// `field [NOT] IN (values)`.
+    In {
+        /// The field, as written.
+        field: String,
+        /// The values.
+        values: Vec<Literal>,
+        /// `NOT IN`.
+        negated: bool,
+    },
+    /// `field IS [NOT] NULL`.
+    IsNull {
+        /// The field, as written.
+        field: String,
+        /// `IS NOT NULL`.
+        negated: bool,
+    },
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `LIKE`, `%` matching any text.
+    Like,
+    /// `NOT LIKE`
+    NotLike,
+    /// `CONTAINS`
+    Contains,
+    /// `NOT CONTAINS`
+    NotContains,
+    /// `STARTSWITH`
+    StartsWith,
+    /// `NOT STARTSWITH`
+    NotStartsWith,
+    /// `ENDSWITH`
+    EndsWith,
+    /// `NOT ENDSWITH`
+    NotEndsWith,
+}
+
+impl Op {
+    fn text(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Like => "LIKE",
+            Op::NotLike => "NOT LIKE",
+            Op::Contains => "CONTAINS",
+            Op::NotContains => "NOT CONTAINS",
+            Op::StartsWith => "STARTSWITH",
+            Op::NotStartsWith => "NOT STARTSWITH",
+            Op::EndsWith => "ENDSWITH",
+            Op::NotEndsWith => "NOT ENDSWITH",
+        }
+    }
+
+    fn is_text_match(self) -> bool {
+        !matches!(self, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)
+    }
+}
+
+/// A literal value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    /// A quoted string.
+    Text(String),
+    /// A number, as written.
+    Number(String),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `NOW()` or `TODAY()` (midnight UTC) plus `seconds`.
+    Relative {
+        /// From midnight today rather than now.
+        today: bool,
+        /// The offset, in seconds.
+        seconds: i64,
+    },
+}
+
+/// The unit a relative date's offset is written in, largest first.
+const UNITS: [(&str, i64); 5] = [
+    ("WEEK", 604_800),
+    ("DAY", 86_400),
+    ("HOUR", 3_600),
+    ("MINUTE", 60),
+    ("SECOND", 1),
+];
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Literal::Text(text) => {
+                f.write_str("\"")?;
+                for c in text.chars() {
+                    if matches!(c, '"' | '\\') {
+                        f.write_str("\\")?;
+                    }
+                    write!(f, "{c}")?;
+                }
+                f.write_str("\"")
+            }
+            Literal::Number(n) => f.write_str(n),
+            Literal::Bool(b) => write!(f, "{b}"),
+            Literal::Relative { today, seconds } => {
+                f.write_str(if *today { "TODAY()" } else { "NOW()" })?;
+                if *seconds != 0 {
+                    let sign = if *seconds < 0 { '-' } else { '+' };
+                    let magnitude = seconds.unsigned_abs();
+                    let (unit, size) = UNITS
+                        .iter()
+                        .find(|(_, size)| magnitude % size.unsigned_abs() == 0)
+                        .map_or(("SECOND", 1), |(u, s)| (*u, s.unsigned_abs()));
+                    // Every magnitude is a multiple of a second.
+                    write!(f, " {sign} {} {unit}S", magnitude / size)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    /// The canonical text of the query: parsing it gives the same `Expr` back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::And(a, b) => write!(f, "({a} AND {b})"),
+            Expr::Or(a, b) => write!(f, "({a} OR {b})"),
+            Expr::Not(e) => write!(f, "NOT {e}"),
+            Expr::Compare { field, op, value } => write!(f, "{field} {} {value}", op.text()),
+            Expr::In {
+                field,
+                values,
+                negated,
+            } => {
+                let values: Vec<String> = values.iter().map(ToString::to_string).collect();
+                let not = if *negated { "NOT " } else { "" };
+                write!(f, "{field} {not}IN ({})", values.join(", "))
+            }
+            Expr::IsNull { field, negated } => {
+                write!(f, "{field} IS {}NULL", if *negated { "NOT " } else { "" })
+            }
+        }
+    }
+}
+
+/// A query that does not parse or does not fit its fields: where, and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at position {position}: {message}")]
+pub struct Error {
+    /// Where, in characters from 1.
+    pub position: usize,
+    /// What was expected, and what was found.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Word(String),
+    Text(String),
+    Number(String),
+    Symbol(&'static str),
+    LParen,
+    RParen,
+    Comma,
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Token::Word(w) => write!(f, "`{w}`"),
+            Token::Text(t) => write!(f, "the string {}", Literal::Text(t.clone())),
+            Token::Number(n) => write!(f, "the number `{n}`"),
+            Token::Symbol(s) => write!(f, "`{s}`"),
+            Token::LParen => f.write_str("`(`"),
+            Token::RParen => f.write_str("`)`"),
+            Token::Comma => f.write_str("`,`"),
+        }
+    }
+}
+
+/// Split `text` into tokens, each with its position (characters from 1).
+fn lex(text: &str) -> Result<Vec<(usize, Token)>, Error> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let position = i + 1;
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let token = match c {
+            '(' => {
+                i += 1;
+                Token::LParen
+            }
+            ')' => {
+                i += 1;
+                Token::RParen
+            }
+            ',' => {
+                i += 1;
+                Token::Comma
+            }
+            '"' | '\'' => {
+                let mut value = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => {
+                            return Err(Error {
+                                position,
+                                message: format!("the string opened here has no closing {c}"),
+                            });
+                        }
+                        Some('\\') if i + 1 < chars.len() => {
+                            value.push(chars[i + 1]);
+                            i += 2;
+                        }
+                        Some(&q) if q == c => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&other) => {
+                            value.push(other);
+                            i += 1;
+                        }
+                    }
+                }
+                Token::Text(value)
+            }
+            '=' | '!' | '<' | '>' => {
+                let next = chars.get(i + 1).copied();
+                let (symbol, width) = match (c, next) {
+                    ('=', Some('=')) | ('=', _) => ("=", if next == Some('=') { 2 } else { 1 }),
+                    ('!', Some('=')) => ("!=", 2),
+                    ('<', Some('=')) => ("<=", 2),
+                    ('<', Some('>')) => ("!=", 2),
+                    ('>', Some('=')) => (">=", 2),
+                    ('<', _) => ("<", 1),
+                    ('>', _) => (">", 1),
+                    _ => {
+                        return Err(Error {
+                            position,
+                            message: "expected `!=`, found `!`".to_owned(),
+                        });
+                    }
+                };
+                i += width;
+                Token::Symbol(symbol)
+            }
+            '+' => {
+                i += 1;
+                Token::Symbol("+")
+            }
+            '-' if !chars.get(i + 1).is_some_and(char::is_ascii_digit) => {
+                i += 1;
+                Token::Symbol("-")
+            }
+            c if c.is_ascii_digit() || c == '-' || c == '.' => {
+                let start = i;
+                i += 1;
+                while chars
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E'))
+                {
+                    i += 1;
+                }
+                let number: String = chars[start..i].iter().collect();
+                if number.parse::<f64>().is_err() {
+                    return Err(Error {
+                        position,
+                        message: format!("`{number}` is not a number"),
+                    });
+                }
+                Token::Number(number)
+            }
+            c if c.is_alphabetic() || c == '_' => {
+                let start = i;
+                while chars
+                    .get(i)
+                    .is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '.'))
+                {
+                    i += 1;
+                }
+                Token::Word(chars[start..i].iter().collect())
+            }
+            other => {
+                return Err(Error {
+                    position,
+                    message: format!("unexpected character `{other}`"),
+                });
+            }
+        };
+        tokens.push((position, token));
+    }
+    Ok(tokens)
+}
+
+struct Parser {
+    tokens: Vec<(usize, Token)>,
+    next: usize,
+    end: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.next).map(|(_, t)| t)
+    }
+
+    fn position(&self) -> usize {
+        self.tokens.get(self.next).map_or(self.end, |(p, _)| *p)
+    }
+
+    fn error<T>(&self, expected: &str) -> Result<T, Error> {
+        let found = self
+            .peek()
+            .map_or_else(|| "the end of the query".to_owned(), ToString::to_string);
+        Err(Error {
+            position: self.position(),
+            message: format!("expected {expected}, found {found}"),
+        })
+    }
+
+    /// Whether the next token is the keyword `word`; consumes it if so.
+    fn keyword(&mut self, word: &str) -> bool {
+        let matched = matches!(self.peek(), Some(Token::Word(w)) if w.eq_ignore_ascii_case(word));
+        if matched {
+            self.next += 1;
+        }
+        matched
+    }
+
+    fn take(&mut self, token: &Token) -> bool {
+        let matched = self.peek() == Some(token);
+        if matched {
+            self.next += 1;
+        }
+        matched
+    }
+
+    fn or(&mut self) -> Result<Expr, Error> {
+        let mut left = self.and()?;
+        while self.keyword("OR") {
+            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, Error> {
+        let mut left = self.unary()?;
+        while self.keyword("AND") {
+            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Expr, Error> {
+        if self.keyword("NOT") {
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        if self.take(&Token::LParen) {
+            let inner = self.or()?;
+            if !self.take(&Token::RParen) {
+                return self.error("`)` or AND or OR");
+            }
+            return Ok(inner);
+        }
+        self.condition()
+    }
+
+    fn condition(&mut self) -> Result<Expr, Error> {
+        let Some(Token::Word(field)) = self.peek().cloned() else {
+            return self.error("a field name, `NOT` or `(`");
+        };
+        self.next += 1;
+        if self.keyword("ISNULL") {
+            return Ok(Expr::IsNull {
+                field,
+                negated: false,
+            });
+        }
+        if self.keyword("IS") {
+            let negated = self.keyword("NOT");
+            if !self.keyword("NULL") {
+                return self.error("`NULL` after `IS`");
+            }
+            return Ok(Expr::IsNull { field, negated });
+        }
+        let negated = self.keyword("NOT");
+        if self.keyword("IN") {
+            if !self.take(&Token::LParen) {
+                return self.error("`(` after `IN`");
+            }
+            let mut values = vec![self.value()?];
+            while self.take(&Token::Comma) {
+                values.push(self.value()?);
+            }
+            if !self.take(&Token::RParen) {
+                return self.error("`,` or `)` in the `IN` list");
+            }
+            return Ok(Expr::In {
+                field,
+                values,
+                negated,
+            });
+        }
+        let op = match (self.peek(), negated) {
+            (Some(Token::Symbol(s)), false) => match *s {
+                "=" => Op::Eq,
+                "!=" => Op::Ne,
+                "<" => Op::Lt,
+                "<=" => Op::Le,
+                ">" => Op::Gt,
+                ">=" => Op::Ge,
+                _ => return self.error("an operator"),
+            },
+            (Some(Token::Word(w)), _) => {
+                let word = w.to_ascii_uppercase();
+                match (word.as_str(), negated) {
+                    ("EQ" | "EQUALS", false) => Op::Eq,
+                    ("NE", false) => Op::Ne,
+                    ("LT", false) => Op::Lt,
+                    ("LEQ" | "LE", false) => Op::Le,
+                    ("GT", false) => Op::Gt,
+                    ("GEQ" | "GE", false) => Op::Ge,
+                    ("LIKE", false) => Op::Like,
+                    ("LIKE", true) => Op::NotLike,
+                    ("CONTAINS", false) => Op::Contains,
+                    ("CONTAINS", true) => Op::NotContains,
+                    ("STARTSWITH", false) => Op::StartsWith,
+                    ("STARTSWITH", true) => Op::NotStartsWith,
+                    ("ENDSWITH", false) => Op::EndsWith,
+                    ("ENDSWITH", true) => Op::NotEndsWith,
+                    _ if negated => {
+                        return self
+                            .error("IN, LIKE, CONTAINS, STARTSWITH or ENDSWITH after `NOT`");
+                    }
+                    _ => return self.error(OPERATORS),
+                }
+            }
+            _ if negated => {
+                return self.error("IN, LIKE, CONTAINS, STARTSWITH or ENDSWITH after `NOT`");
+            }
+            _ => return self.error(OPERATORS),
+        };
+        self.next += 1;
+        let value = self.value()?;
+        Ok(Expr::Compare { field, op, value })
+    }
+
+    fn value(&mut self) -> Result<Literal, Error> {
+        let position = self.position();
+        let literal = match self.peek().cloned() {
+            Some(Token::Text(text)) => {
+                self.next += 1;
+                // A relative date may be quoted: `"NOW() - 1 HOUR"`.
+                return match relative(&text) {
+                    Some(Ok(relative)) => Ok(relative),
+                    Some(Err(message)) => Err(Error { position, message }),
+                    None => Ok(Literal::Text(text)),
+                };
+            }
+            Some(Token::Number(n)) => Literal::Number(n),
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("true") => Literal::Bool(true),
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("false") => Literal::Bool(false),
+            Some(Token::Word(w))
+                if w.eq_ignore_ascii_case("NOW") || w.eq_ignore_ascii_case("TODAY") =>
+            {
+                // A bare relative date: take tokens up to the end of `± N unit`.
+                let start = self.next;
+                let mut end = start + 1;
+                let mut text = w.clone();
+                for expected in ["(", ")"] {
+                    match self.tokens.get(end) {
+                        Some((_, Token::LParen)) if expected == "(" => text.push('('),
+                        Some((_, Token::RParen)) if expected == ")" => text.push(')'),
+                        _ => {
+                            self.next = end;
+                            return self.error(&format!("`{expected}` in `{w}()`"));
+                        }
+                    }
+                    end += 1;
+                }
+                // `NOW()-1 HOUR` lexes the sign into the number.
+                if let Some((_, Token::Number(n))) = self.tokens.get(end)
+                    && let Some(count) = n.strip_prefix('-')
+                {
+                    text.push_str(&format!(" - {count}"));
+                    end += 1;
+                    match self.tokens.get(end) {
+                        Some((_, Token::Word(u))) => text.push_str(&format!(" {u}")),
+                        _ => {
+                            self.next = end;
+                            return self.error("a unit, as in `NOW() - 2 HOURS`");
+                        }
+                    }
+                    end += 1;
+                } else if let Some((_, Token::Symbol(sign @ ("+" | "-")))) = self.tokens.get(end) {
+                    text.push_str(&format!(" {sign}"));
+                    for _ in 0..2 {
+                        end += 1;
+                        match self.tokens.get(end) {
+                            Some((_, Token::Number(n))) => text.push_str(&format!(" {n}")),
+                            Some((_, Token::Word(u))) => text.push_str(&format!(" {u}")),
+                            _ => {
+                                self.next = end;
+                                return self.error("a number and a unit, as in `NOW() - 2 HOURS`");
+                            }
+                        }
+                    }
+                    end += 1;
+                }
+                self.next = end;
+                return match relative(&text) {
+                    Some(Ok(relative)) => Ok(relative),
+                    Some(Err(message)) => Err(Error { position, message }),
+                    None => Err(Error {
+                        position,
+                        message: format!("`{text}` is not a relative date"),
+                    }),
+                };
+            }
+            _ => return self.error("a value (a quoted string, a number, true, false or NOW())"),
+        };
+        self.next += 1;
+        Ok(literal)
+    }
+}
+
+const OPERATORS: &str =
+    "an operator (=, !=, <, <=, >, >=, IN, LIKE, CONTAINS, STARTSWITH, ENDSWITH, IS NULL)";
+
+/// `NOW()`, `TODAY()`, optionally `± N unit`: `None` when `text` is not one at all.
+fn relative(text: &str) -> Option<Result<Literal, String>> {
+    let compact: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let upper = compact.to_ascii_uppercase();
+    let (today, rest) = if let Some(rest) = upper.strip_prefix("NOW()") {
+        (false, rest)
+    } else if let Some(rest) = upper.strip_prefix("TODAY()") {
+        (true, rest)
+    } else {
+        return None;
+    };
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Some(Ok(Literal::Relative { today, seconds: 0 }));
+    }
+    let parse = || -> Result<Literal, String> {
+        let (sign, rest) = match rest.chars().next() {
+            Some('+') => (1, &rest[1..]),
+            Some('-') => (-1, &rest[1..]),
+            _ => return Err(format!("`{text}`: expected `+` or `-` after the `()`")),
+        };
+        let mut words = rest.split_whitespace();
+        let (Some(count), Some(unit), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!(
+                "`{text}`: expected a number and a unit, as in `NOW() - 2 HOURS`"
+            ));
+        };
+        let count: i64 = count
+            .parse()
+            .map_err(|_| format!("`{text}`: `{count}` is not a whole number"))?;
+        let unit_name = unit.strip_suffix('S').unwrap_or(unit);
+        let Some((_, size)) = UNITS.iter().find(|(u, _)| *u == unit_name) else {
+            return Err(format!(
+                "`{text}`: `{unit}` is not a unit (SECONDS, MINUTES, HOURS, DAYS or WEEKS)"
+            ));
+        };
+        let seconds = count
+            .checked_mul(*size)
+            .map(|s| s * sign)
+            .ok_or_else(|| format!("`{text}` is too far away"))?;
+        Ok(Literal::Relative { today, seconds })
+    };
+    Some(parse())
+}
+
+/// Parse `text` into an [`Expr`]; an empty query is `None` (everything).
+pub fn parse(text: &str) -> Result<Option<Expr>, Error> {
+    let tokens = lex(text)?;
+    if tokens.is_empty() {
+        return Ok(None);
+    }
+    let mut parser = Parser {
+        tokens,
+        next: 0,
+        end: text.chars().count() + 1,
+    };
+    let expr = parser.or()?;
+    if parser.next < parser.tokens.len() {
+        return parser.error("AND, OR or the end of the query");
+    }
+    Ok(Some(expr))
+}
+
+/// The type of a field, as `OPTIONS …/tql` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Type {
+    /// A whole number.
+    Integer,
+    /// Text.
+    String,
+    /// A point in time (stored as milliseconds since the epoch, UTC).
+    Date,
+    /// One of a set of words, compared without regard to case.
+    Enum(&'static [&'static str]),
+}
+
+impl Type {
+    /// The name ThreatConnect gives the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Type::Integer => "Integer",
+            Type::String => "String",
+            Type::Date => "Date",
+            Type::Enum(_) => "Enum",
+        }
+    }
+}
+
+/// A field a query may name.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Its name in queries (matched without regard to case).
+    pub keyword: &'static str,
+    /// The SQL expression it reads; written by us, never by a client.
+    pub column: &'static str,
+    /// Its type.
+    pub kind: Type,
+    /// What it is.
+    pub description: &'static str,
+}
+
+/// The fields of one kind of record.
+pub type Schema = &'static [Field];
+
+/// A value bound to a `?` of a compiled condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// An integer.
+    Integer(i64),
+    /// A real number.
+    Real(f64),
+    /// Text.
+    Text(String),
+}
+
+/// A query compiled for one schema: `sql` with a `?` for each of `params`, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    /// A SQL boolean expression.
+    pub sql: String,
+    /// Its parameters.
+    pub params: Vec<Param>,
+}
+
+/// Compile `expr` against `schema`, resolving `NOW()` to `now`. Errors name the field or
+/// value that does not fit (their position is that of the whole query: 1).
+pub fn compile(expr: &Expr, schema: Schema, now: DateTime<Utc>) -> Result<Condition, Error> {
+    let mut params = Vec::new();
+    let sql = compile_into(expr, schema, now, &mut params)?;
+    Ok(Condition { sql, params })
+}
+
+/// Parse and compile `text`; an empty query matches everything (`1`).
+pub fn condition(text: &str, schema: Schema, now: DateTime<Utc>) -> Result<Condition, Error> {
+    match parse(text)? {
+        Some(expr) => compile(&expr, schema, now),
+        None => Ok(Condition {
+            sql: "1".to_owned(),
+            params: Vec::new(),
+        }),
+    }
+}
+
+fn field_of(schema: Schema, name: &str) -> Result<Field, Error> {
+    schema
+        .iter()
+        .find(|f| f.keyword.eq_ignore_ascii_case(name))
+        .copied()
+        .ok_or_else(|| {
+            let known: Vec<&str> = schema.iter().map(|f| f.keyword).collect();
+            semantic(format!(
+                "there is no field `{name}`; the fields are {}",
+                known.join(", ")
+            ))
+        })
+}
+
+fn semantic(message: String) -> Error {
+    Error {
+        position: 1,
+        message,
+    }
+}
+
+/// The parameter `value` binds to for `field`.
+fn param(field: &Field, value: &Literal, now: DateTime<Utc>) -> Result<Param, Error> {
+    let wrong = |expected: &str| {
+        semantic(format!(
+            "`{}` is {} {}, so {value} does not fit: expected {expected}",
+            field.keyword,
+            if matches!(field.kind, Type::Integer) {
+                "an"
+            } else {
+                "a"
+            },
+            field.kind.name(),
+        ))
+    };
+    match (field.kind, value) {
+        (Type::Integer, Literal::Number(n)) => n
+            .parse::<i64>()
+            .map(Param::Integer)
+            .or_else(|_| n.parse::<f64>().map(Param::Real))
+            .map_err(|_| wrong("a number")),
+        (Type::Integer, Literal::Text(t)) => t
+            .trim()
+            .parse::<i64>()
+            .map(Param::Integer)
+            .map_err(|_| wrong("a number")),
+        (Type::Integer, _) => Err(wrong("a number")),
+        (Type::String, Literal::Text(t) | Literal::Number(t)) => Ok(Param::Text(t.clone())),
+        (Type::String, Literal::Bool(b)) => Ok(Param::Text(b.to_string())),
+        (Type::String, Literal::Relative { .. }) => Err(wrong("a quoted string")),
+        (Type::Enum(words), Literal::Text(t)) => {
+            match words.iter().find(|w| w.eq_ignore_ascii_case(t)) {
+                Some(word) => Ok(Param::Text((*word).to_owned())),
+                None => Err(semantic(format!(
+                    "`{}` is never {value}; it is one of {}",
+                    field.keyword,
+                    words
+                        .iter()
+                        .map(|w| format!("\"{w}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
+        (Type::Enum(_), _) => Err(wrong("a quoted word")),
+        (Type::Date, Literal::Relative { today, seconds }) => {
+            let base = if *today {
+                now.date_naive()
+                    .and_hms_opt(0, 0, 0)
+                    .map_or(now, |midnight| midnight.and_utc())
+            } else {
+                now
+            };
+            let millis = base
+                .timestamp_millis()
+                .saturating_add(seconds.saturating_mul(1000));
+            Ok(Param::Integer(millis))
+        }
+        (Type::Date, Literal::Text(t)) => parse_date(t)
+            .map(|d| Param::Integer(d.timestamp_millis()))
+            .ok_or_else(|| {
+                wrong(
+                    "a date (\"2024-04-04\", \"2024-04-04 21:39:42\", RFC 3339) or NOW() - N HOURS",
+                )
+            }),
+        (Type::Date, _) => Err(wrong("a quoted date or NOW() - N HOURS")),
+    }
+}
+
+/// `2023-12-31`, `2023-12-31 13:45:00`, `2023-12-31T13:45:00` (UTC) or RFC 3339.
+pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(date) = DateTime::parse_from_rfc3339(text) {
+        return Some(date.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(date) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(date.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+}
+
+/// `text` with `%`, `_` and `\` escaped for `LIKE … ESCAPE '\'`.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn compile_into(
+    expr: &Expr,
+    schema: Schema,
+    now: DateTime<Utc>,
+    params: &mut Vec<Param>,
+) -> Result<String, Error> {
+    Ok(match expr {
+        Expr::And(a, b) => format!(
+            "({} AND {})",
+            compile_into(a, schema, now, params)?,
+            compile_into(b, schema, now, params)?
+        ),
+        Expr::Or(a, b) => format!(
+            "({} OR {})",
+            compile_into(a, schema, now, params)?,
+            compile_into(b, schema, now, params)?
+        ),
+        // `IS NOT 1` keeps rows where the condition is NULL (a missing value), as a
+        // reader of `NOT` expects.
+        Expr::Not(e) => format!("(({}) IS NOT 1)", compile_into(e, schema, now, params)?),
+        Expr::IsNull { field, negated } => {
+            let field = field_of(schema, field)?;
+            format!(
+                "({} IS {}NULL)",
+                field.column,
+                if *negated { "NOT " } else { "" }
+            )
+        }
+        Expr::In {
+            field,
+            values,
+            negated,
+        } => {
+            let field = field_of(schema, field)?;
+            for value in values {
+                params.push(param(&field, value, now)?);
+            }
+            let marks = vec!["?"; values.len()].join(", ");
+            let not = if *negated { "NOT " } else { "" };
+            format!("({} {not}IN ({marks}))", collated(&field))
+        }
+        Expr::Compare { field, op, value } => {
+            let field = field_of(schema, field)?;
+            if op.is_text_match() {
+                if !matches!(field.kind, Type::String | Type::Enum(_)) {
+                    return Err(semantic(format!(
+                        "`{}` works on text; `{}` is {} {}",
+                        op.text(),
+                        field.keyword,
+                        if matches!(field.kind, Type::Integer) {
+                            "an"
+                        } else {
+                            "a"
+                        },
+                        field.kind.name()
+                    )));
+                }
+                let Literal::Text(text) = value else {
+                    return Err(semantic(format!(
+                        "`{}` takes a quoted string, not {value}",
+                        op.text()
+                    )));
+                };
+                let (pattern, negated) = match op {
+                    Op::Like => (text.clone(), false),
+                    Op::NotLike => (text.clone(), true),
+                    Op::Contains => (format!("%{}%", escape_like(text)), false),
+                    Op::NotContains => (format!("%{}%", escape_like(text)), true),
+                    Op::StartsWith => (format!("{}%", escape_like(text)), false),
+                    Op::NotStartsWith => (format!("{}%", escape_like(text)), true),
+                    Op::EndsWith => (format!("%{}", escape_like(text)), false),
+                    _ => (format!("%{}", escape_like(text)), true),
+                };
+                params.push(Param::Text(pattern));
+                let not = if negated { "NOT " } else { "" };
+                format!("({} {not}LIKE ? ESCAPE '\\')", field.column)
+            } else {
+                params.push(param(&field, value, now)?);
+                format!("({} {} ?)", collated(&field), op.text())
+            }
+        }
+    })
+}
+
+/// The column, compared without regard to case for an enum.
+fn collated(field: &Field) -> String {
+    match field.kind {
+        Type::Enum(_) => format!("{} COLLATE NOCASE", field.column),
+        _ => field.column.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SCHEMA: Schema = &[
+        Field {
+            keyword: "id",
+            column: "e.num",
+            kind: Type::Integer,
+            description: "",
+        },
+        Field {
+            keyword: "playbookXid",
+            column: "e.playbook_xid",
+            kind: Type::String,
+            description: "",
+        },
+        Field {
+            keyword: "status",
+            column: "e.status",
+            kind: Type::Enum(&["Completed", "Failed", "Partially Failed"]),
+            description: "",
+        },
+        Field {
+            keyword: "completedTime",
+            column: "e.completed_at",
+            kind: Type::Date,
+            description: "",
+        },
+    ];
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 4, 4, 21, 39, 42).unwrap()
+    }
+
+    fn sql(text: &str) -> (String, Vec<Param>) {
+        let c = condition(text, SCHEMA, now()).unwrap();
+        (c.sql, c.params)
+    }
+
+    fn error(text: &str) -> String {
+        condition(text, SCHEMA, now()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_seed_queries_compile() {
+        let hour_ago = now().timestamp_millis() - 3_600_000;
+        assert_eq!(
+            sql(r#"completedTime > "NOW() - 1 HOUR""#),
+            (
+                "(e.completed_at > ?)".to_owned(),
+                vec![Param::Integer(hour_ago)]
+            )
+        );
+        assert_eq!(
+            sql(r#"playbookXid = "GiTVUWaN""#),
+            (
+                "(e.playbook_xid = ?)".to_owned(),
+                vec![Param::Text("GiTVUWaN".to_owned())]
+            )
+        );
+        assert_eq!(
+            sql("playbookId = 12345".replace("playbookId", "id").as_str()),
+            ("(e.num = ?)".to_owned(), vec![Param::Integer(12345)])
+        );
+    }
+
+    #[test]
+    fn keywords_and_fields_in_any_case_and_and_binds_tighter_than_or() {
+        let (text, params) =
+            sql(r#"PLAYBOOKXID == 'a' or status eq "failed" AND NOT completedtime isnull"#);
+        assert_eq!(
+            text,
+            "((e.playbook_xid = ?) OR ((e.status COLLATE NOCASE = ?) AND \
+             (((e.completed_at IS NULL)) IS NOT 1)))"
+        );
+        // The enum's word is canonicalised.
+        assert_eq!(
+            params,
+            [
+                Param::Text("a".to_owned()),
+                Param::Text("Failed".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn relative_dates_bare_or_quoted_in_any_unit_spelling() {
+        let at = |q: &str| match sql(q).1.as_slice() {
+            [Param::Integer(ms)] => *ms,
+            other => panic!("{other:?}"),
+        };
+        let now = now().timestamp_millis();
+        assert_eq!(at("completedTime > NOW() - 24 hours"), now - 86_400_000);
+        assert_eq!(
+            at(r#"completedTime > "now() - 30 DAYS""#),
+            now - 30 * 86_400_000
+        );
+        assert_eq!(at("completedTime < NOW() + 2 week"), now + 14 * 86_400_000);
+        assert_eq!(at("completedTime >= NOW()"), now);
+        assert_eq!(at("completedTime > NOW()-90 minutes"), now - 5_400_000);
+        let midnight = Utc.with_ymd_and_hms(2024, 4, 4, 0, 0, 0).unwrap();
+        assert_eq!(
+            at(r#"completedTime >= "TODAY()""#),
+            midnight.timestamp_millis()
+        );
+        assert_eq!(
+            at(r#"completedTime > "2023-12-31 13:45:00""#),
+            Utc.with_ymd_and_hms(2023, 12, 31, 13, 45, 0)
+                .unwrap()
+                .timestamp_millis()
+        );
+        assert_eq!(
+            at(r#"completedTime > "2023-12-31""#),
+            Utc.with_ymd_and_hms(2023, 12, 31, 0, 0, 0)
+                .unwrap()
+                .timestamp_millis()
+        );
+    }
+
+    #[test]
+    fn text_operators_escape_the_value_and_in_lists_bind_each_value() {
+        assert_eq!(
+            sql(r#"playbookXid CONTAINS "50%_off""#),
+            (
+                "(e.playbook_xid LIKE ? ESCAPE '\\')".to_owned(),
+                vec![Param::Text("%50\\%\\_off%".to_owned())]
+            )
+        );
+        assert_eq!(
+            sql(r#"playbookXid not startswith "x""#).1,
+            [Param::Text("x%".to_owned())]
+        );
+        assert_eq!(
+            sql(r#"status NOT IN ("Completed", "failed")"#),
+            (
+                "(e.status COLLATE NOCASE NOT IN (?, ?))".to_owned(),
+                vec![
+                    Param::Text("Completed".to_owned()),
+                    Param::Text("Failed".to_owned())
+                ]
+            )
+        );
+        // A hostile value stays a parameter.
+        let (text, params) = sql(r#"playbookXid = "x' OR 1=1; DROP TABLE executions; --""#);
+        assert_eq!(text, "(e.playbook_xid = ?)");
+        assert_eq!(
+            params,
+            [Param::Text(
+                "x' OR 1=1; DROP TABLE executions; --".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_position_and_what_was_expected() {
+        assert_eq!(
+            error("status = "),
+            "at position 10: expected a value (a quoted string, a number, true, false or NOW()), \
+             found the end of the query"
+        );
+        assert_eq!(
+            error(r#"status ~ "x""#),
+            "at position 8: unexpected character `~`"
+        );
+        assert_eq!(
+            error(r#"status BETWEEN "x""#),
+            format!("at position 8: expected {OPERATORS}, found `BETWEEN`")
+        );
+        assert_eq!(
+            error(r#"(status = "Failed""#),
+            "at position 19: expected `)` or AND or OR, found the end of the query"
+        );
+        assert_eq!(
+            error(r#"status = "Failed" id = 1"#),
+            "at position 19: expected AND, OR or the end of the query, found `id`"
+        );
+        assert_eq!(
+            error(r#"playbookXid = "open"#),
+            "at position 15: the string opened here has no closing \""
+        );
+        assert_eq!(
+            error("completedTime > NOW() - 3 fortnights"),
+            "at position 17: `NOW() - 3 fortnights`: `FORTNIGHTS` is not a unit \
+             (SECONDS, MINUTES, HOURS, DAYS or WEEKS)"
+        );
+        assert_eq!(
+            error(r#"colour = "red""#),
+            "at position 1: there is no field `colour`; the fields are id, playbookXid, \
+             status, completedTime"
+        );
+        assert_eq!(
+            error(r#"status = "Done""#),
+            "at position 1: `status` is never \"Done\"; it is one of \"Completed\", \
+             \"Failed\", \"Partially Failed\""
+        );
+        assert_eq!(
+            error(r#"id = "seven""#),
+            "at position 1: `id` is an Integer, so \"seven\" does not fit: expected a number"
+        );
+        assert_eq!(
+            error(r#"id CONTAINS "7""#),
+            "at position 1: `CONTAINS` works on text; `id` is an Integer"
+        );
+        assert_eq!(
+            error(r#"completedTime > "yesterday""#),
+            "at position 1: `completedTime` is a Date, so \"yesterday\" does not fit: expected \
+             a date (\"2024-04-04\", \"2024-04-04 21:39:42\", RFC 3339) or NOW() - N HOURS"
+        );
+    }
+
+    #[test]
+    fn an_empty_query_matches_everything() {
+        assert_eq!(sql("   "), ("1".to_owned(), Vec::new()));
+    }
+
+    fn literal() -> impl Strategy<Value = Literal> {
+        prop_oneof![
+            "[ -~]{0,12}"
+                .prop_filter("not a relative date", |t| relative(t).is_none())
+                .prop_map(Literal::Text),
+            (-1_000_000i64..1_000_000).prop_map(|n| Literal::Number(n.to_string())),
+            any::<bool>().prop_map(Literal::Bool),
+            (any::<bool>(), -1000i64..1000, 0..UNITS.len()).prop_map(|(today, n, unit)| {
+                Literal::Relative {
+                    today,
+                    seconds: n * UNITS[unit].1,
+                }
+            }),
+        ]
+    }
+
+    fn expr() -> impl Strategy<Value = Expr> {
+        let field = "[a-zA-Z][a-zA-Z0-9_]{0,8}".prop_filter("not a keyword", |f| {
+            ![
+                "AND",
+                "OR",
+                "NOT",
+                "IN",
+                "IS",
+                "NULL",
+                "ISNULL",
+                "LIKE",
+                "CONTAINS",
+                "STARTSWITH",
+                "ENDSWITH",
+                "TRUE",
+                "FALSE",
+                "NOW",
+                "TODAY",
+                "EQ",
+                "NE",
+                "LT",
+                "GT",
+                "LEQ",
+                "GEQ",
+                "LE",
+                "GE",
+                "EQUALS",
+            ]
+            .contains(&f.to_ascii_uppercase().as_str())
+        });
+        let op = prop_oneof![
+            Just(Op::Eq),
+            Just(Op::Ne),
+            Just(Op::Lt),
+            Just(Op::Le),
+            Just(Op::Gt),
+            Just(Op::Ge),
+            Just(Op::Like),
+            Just(Op::NotLike),
+            Just(Op::Contains),
+            Just(Op::NotContains),
+            Just(Op::StartsWith),
+            Just(Op::NotStartsWith),
+            Just(Op::EndsWith),
+            Just(Op::NotEndsWith),
+        ];
+        let leaf = prop_oneof![
+            (field.clone(), op, literal()).prop_map(|(field, op, value)| Expr::Compare {
+                field,
+                op,
+                value
+            }),
+            (
+                field.clone(),
+                prop::collection::vec(literal(), 1..4),
+                any::<bool>()
+            )
+                .prop_map(|(field, values, negated)| Expr::In {
+                    field,
+                    values,
+                    negated
+                }),
+            (field, any::<bool>()).prop_map(|(field, negated)| Expr::IsNull { field, negated }),
+        ];
+        leaf.prop_recursive(4, 24, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Expr::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Expr::Or(Box::new(a), Box::new(b))),
+                inner.prop_map(|e| Expr::Not(Box::new(e))),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_the_printed_query_gives_the_same_query(expr in expr()) {
+            let text = expr.to_string();
+            prop_assert_eq!(parse(&text).unwrap(), Some(expr), "{}", text);
+        }
+
+        #[test]
+        fn no_text_panics_the_parser(text in "\\PC{0,40}") {
+            let _ = parse(&text);
+        }
+    }
+}
