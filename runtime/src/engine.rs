@@ -249,7 +249,7 @@ pub enum NodeStatus {
 }
 
 /// The execution's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum ExecutionStatus {
     /// Waiting to start.
     Queued,
@@ -271,6 +271,10 @@ pub enum ExecutionStatus {
 pub struct StepRun {
     /// The node.
     pub node: String,
+    /// The app it ran (for a `playbook:` node, the playbook it ran as a child).
+    pub app: String,
+    /// The action (empty for a `playbook:` node).
+    pub action: String,
     /// The iteration of a `for_each`, from 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iteration: Option<usize>,
@@ -325,7 +329,7 @@ pub struct NodeRecord {
 
 impl NodeRecord {
     /// A node that ended as `status` with nothing else recorded yet.
-    fn new(id: String, status: NodeStatus) -> Self {
+    pub fn new(id: String, status: NodeStatus) -> Self {
         Self {
             id,
             status,
@@ -759,8 +763,17 @@ fn step(
     input: Option<Value>,
     report: StepReport,
 ) -> StepRun {
+    let (app, action) = match &node.kind {
+        NodeKind::App { app, action } | NodeKind::Operator { app, action } => {
+            (app.clone(), action.clone())
+        }
+        NodeKind::Playbook { id } => (id.clone(), String::new()),
+        NodeKind::Trigger => (String::new(), String::new()),
+    };
     StepRun {
         node: node.id.clone(),
+        app,
+        action,
         iteration,
         attempt,
         input,

@@ -24,5 +24,6 @@ pub mod engine;
 pub mod env;
 pub mod host;
 pub mod playbook;
+pub mod store;
 pub mod tql;
 pub mod trace;

@@ -1,0 +1,317 @@
+//! Persistence of playbooks and execution traces, behind the [`Store`] trait so that
+//! the engine and the API do not know which database holds them. SQLite
+//! ([`SqliteStore`]) is the embedded default; a PostgreSQL backend (workers on several
+//! machines) is another implementation of the same trait.
+//!
+//! The trait is synchronous: SQLite is a library call, and a server runs each call on
+//! Tokio's blocking pool ([`tokio::task::spawn_blocking`]) so that a slow disk never
+//! stalls the executions' tasks.
+
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use sqlite::SqliteStore;
+
+use crate::engine::{Execution, ExecutionStatus, TriggerType};
+use crate::tql;
+use crate::trace::LogLevel;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The database file could not be opened or migrated.
+    #[error("cannot open the database `{path}`: {message}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A stored record does not decode: the file was changed by something else.
+    #[error("a stored record does not decode: {0}")]
+    Corrupt(String),
+}
+
+/// A playbook as the store keeps it: the record of seed 003 around the definition.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaybookRecord {
+    /// The string id: `pb_` and a ULID.
+    pub id: String,
+    /// The numeric id (ThreatConnect's `playbookId`).
+    pub num: i64,
+    /// The XID (the playbook file's `id`): stable, unique, used in URLs and TQL.
+    pub xid: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// Server stamps.
+    pub created_at: DateTime<Utc>,
+    /// Updated on every write.
+    pub updated_at: DateTime<Utc>,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// Who last changed it.
+    pub updated_by: Option<String>,
+    /// Where it came from: `file` for a playbook loaded from a directory, `api`.
+    pub source: String,
+    /// Soft delete.
+    pub is_deleted: bool,
+    /// When it was soft-deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The record's schema version.
+    pub schema_version: i64,
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The incident-response phase it serves.
+    pub category: Option<String>,
+    /// Conditions that must all hold to fire it on an event.
+    pub trigger_conditions: Value,
+    /// Whether matching events fire it.
+    pub auto_execute: bool,
+    /// MITRE ATT&CK tactic ids.
+    pub mitre_tactics: Value,
+    /// MITRE ATT&CK technique ids.
+    pub mitre_techniques: Value,
+    /// The definition: the playbook file, as JSON.
+    pub steps: Value,
+    /// Assets that must be configured for it to run.
+    pub required_connector_ids: Value,
+    /// Who owns it.
+    pub owner_id: Option<String>,
+    /// Whether it may run.
+    pub enabled: bool,
+    /// When it last ran.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// Its last execution.
+    pub last_run_id: Option<String>,
+    /// Executions by status, and durations.
+    pub run_stats: Value,
+    /// Free-form tags.
+    pub tags: Value,
+}
+
+/// An execution as lists show it: the record without its nodes and steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionRow {
+    /// The numeric id (ThreatConnect's `id`).
+    pub num: i64,
+    /// The string id: `ex_` and a ULID.
+    pub id: String,
+    /// The execution that started it.
+    pub parent_id: Option<String>,
+    /// The playbook's numeric id, when the store knows the playbook.
+    pub playbook_num: Option<i64>,
+    /// The playbook's XID.
+    pub playbook_id: String,
+    /// The playbook's name.
+    pub playbook_name: String,
+    /// How it was started.
+    pub trigger_type: TriggerType,
+    /// The level it records at.
+    pub log_level: LogLevel,
+    /// Its status.
+    pub status: ExecutionStatus,
+    /// Why it ended as it did.
+    pub message: Option<String>,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: Option<i64>,
+}
+
+/// An execution that is about to run.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// Its id.
+    pub id: String,
+    /// Its parent.
+    pub parent_id: Option<String>,
+    /// The playbook's XID.
+    pub playbook_id: String,
+    /// The playbook's name.
+    pub playbook_name: String,
+    /// How it was started.
+    pub trigger_type: TriggerType,
+    /// Its level.
+    pub log_level: LogLevel,
+    /// Queued or Running.
+    pub status: ExecutionStatus,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+}
+
+/// A page of executions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    /// The executions on the page.
+    pub rows: Vec<ExecutionRow>,
+    /// Every execution the query matches.
+    pub total: i64,
+    /// Of those, the ones that Completed.
+    pub completed: i64,
+    /// Of those, the ones that Failed, Partially Failed or were Killed.
+    pub failed: i64,
+}
+
+/// How to order a list of executions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// Newest first (the default).
+    NewestFirst,
+    /// Oldest first.
+    OldestFirst,
+}
+
+/// A query over executions: a compiled TQL condition and a window.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Which executions.
+    pub condition: tql::Condition,
+    /// Skip this many.
+    pub offset: i64,
+    /// At most this many.
+    pub limit: i64,
+    /// In this order.
+    pub sort: Sort,
+}
+
+/// The fields TQL may name over executions (seed 000's, and wasp's own).
+pub const EXECUTION_FIELDS: tql::Schema = &[
+    tql::Field {
+        keyword: "id",
+        column: "e.num",
+        kind: tql::Type::Integer,
+        description: "The execution's numeric id.",
+    },
+    tql::Field {
+        keyword: "executionId",
+        column: "e.id",
+        kind: tql::Type::String,
+        description: "The execution's string id (`ex_…`).",
+    },
+    tql::Field {
+        keyword: "playbookId",
+        column: "e.playbook_num",
+        kind: tql::Type::Integer,
+        description: "The numeric id of the playbook that was executed.",
+    },
+    tql::Field {
+        keyword: "playbookXid",
+        column: "e.playbook_xid",
+        kind: tql::Type::String,
+        description: "The XID of the playbook that was executed.",
+    },
+    tql::Field {
+        keyword: "playbookName",
+        column: "e.playbook_name",
+        kind: tql::Type::String,
+        description: "The name of the playbook that was executed.",
+    },
+    tql::Field {
+        keyword: "status",
+        column: "e.status",
+        kind: tql::Type::Enum(&[
+            "Queued",
+            "Running",
+            "Completed",
+            "Partially Failed",
+            "Failed",
+            "Killed",
+        ]),
+        description: "The execution's status.",
+    },
+    tql::Field {
+        keyword: "logLevel",
+        column: "e.log_level",
+        kind: tql::Type::Enum(&["trace", "debug", "info", "warn", "error"]),
+        description: "The log level used during the execution.",
+    },
+    tql::Field {
+        keyword: "triggerType",
+        column: "e.trigger_type",
+        kind: tql::Type::Enum(&["MANUAL", "DEBUG", "WEBHOOK", "TIMER", "EVENT", "PLAYBOOK"]),
+        description: "How the execution was started.",
+    },
+    tql::Field {
+        keyword: "queueTime",
+        column: "e.queued_at",
+        kind: tql::Type::Date,
+        description: "When the execution was queued.",
+    },
+    tql::Field {
+        keyword: "startTime",
+        column: "e.started_at",
+        kind: tql::Type::Date,
+        description: "When the execution started.",
+    },
+    tql::Field {
+        keyword: "completedTime",
+        column: "e.completed_at",
+        kind: tql::Type::Date,
+        description: "When the execution completed.",
+    },
+    tql::Field {
+        keyword: "durationMs",
+        column: "e.duration_ms",
+        kind: tql::Type::Integer,
+        description: "How long the execution ran, in milliseconds.",
+    },
+    tql::Field {
+        keyword: "parentId",
+        column: "e.parent_id",
+        kind: tql::Type::String,
+        description: "The id of the execution whose sub-playbook node started this one.",
+    },
+];
+
+/// Where playbooks and traces are kept.
+pub trait Store: Send + Sync + 'static {
+    /// Insert the playbook with XID `xid` from a file or the API, or update it (keeping
+    /// its ids, creation stamp and run statistics).
+    fn save_playbook(
+        &self,
+        xid: &str,
+        name: &str,
+        description: &str,
+        steps: &Value,
+        source: &str,
+    ) -> Result<PlaybookRecord, Error>;
+
+    /// Every playbook that is not deleted, by XID.
+    fn playbooks(&self) -> Result<Vec<PlaybookRecord>, Error>;
+
+    /// The playbook with string id, numeric id or XID `key`.
+    fn playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error>;
+
+    /// Record that an execution is queued or running; returns its numeric id.
+    fn start_execution(&self, execution: &NewExecution) -> Result<i64, Error>;
+
+    /// Record how an execution ended, with its nodes, step runs, log lines and child
+    /// executions, in one transaction.
+    fn finish_execution(&self, execution: &Execution) -> Result<(), Error>;
+
+    /// The summary of the execution with string or numeric id `key`.
+    fn execution(&self, key: &str) -> Result<Option<ExecutionRow>, Error>;
+
+    /// The whole record of the execution with string or numeric id `key`, as `wasp run
+    /// --output json` prints it, its children by id (`children` holds their ids).
+    fn execution_record(&self, key: &str) -> Result<Option<Value>, Error>;
+
+    /// A page of the executions `query` matches.
+    fn executions(&self, query: &Query) -> Result<Page, Error>;
+
+    /// Mark every execution left Queued or Running (by a process that died) Failed,
+    /// "interrupted by restart"; returns how many.
+    fn interrupt_unfinished(&self) -> Result<usize, Error>;
+}

@@ -1,0 +1,713 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One connection writes (SQLite allows one writer at a time anyway), behind a std
+//! `Mutex` — not a Tokio one, because callers are on the blocking pool and nothing awaits
+//! while it is held. Readers take a connection from a small pool, so that lists and
+//! reads never wait for a write to finish (WAL lets them read the last commit).
+//! `synchronous = NORMAL` in WAL mode: a commit survives the process dying (what the
+//! crash test kills); only an OS crash or power cut can lose the last commits.
+//!
+//! Times are stored as milliseconds since the epoch (UTC), so that TQL date conditions
+//! compare integers on an index.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::{Error, ExecutionRow, NewExecution, Page, PlaybookRecord, Query, Sort, Store};
+use crate::engine::{Execution, ExecutionStatus, TriggerType};
+use crate::tql;
+use crate::trace::LogLevel;
+
+/// Each migration, in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE playbooks (
+    num INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    xid TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL DEFAULT 'default',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    created_by TEXT,
+    updated_by TEXT,
+    source TEXT NOT NULL,
+    deleted_at INTEGER,
+    schema_version INTEGER NOT NULL DEFAULT 1,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    category TEXT,
+    trigger_conditions TEXT NOT NULL DEFAULT '[]',
+    auto_execute INTEGER NOT NULL DEFAULT 0,
+    mitre_tactics TEXT NOT NULL DEFAULT '[]',
+    mitre_techniques TEXT NOT NULL DEFAULT '[]',
+    steps TEXT NOT NULL,
+    required_connector_ids TEXT NOT NULL DEFAULT '[]',
+    owner_id TEXT,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    last_run_at INTEGER,
+    last_run_id TEXT,
+    run_stats TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE executions (
+    num INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    parent_id TEXT,
+    playbook_num INTEGER,
+    playbook_xid TEXT NOT NULL,
+    playbook_name TEXT NOT NULL,
+    trigger_type TEXT NOT NULL,
+    log_level TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    queued_at INTEGER NOT NULL,
+    started_at INTEGER,
+    completed_at INTEGER,
+    duration_ms INTEGER,
+    record TEXT
+);
+CREATE INDEX executions_completed_at ON executions (completed_at);
+CREATE INDEX executions_queued_at ON executions (queued_at);
+CREATE INDEX executions_playbook ON executions (playbook_xid, num);
+CREATE INDEX executions_status ON executions (status, num);
+CREATE INDEX executions_parent ON executions (parent_id);
+CREATE TABLE step_runs (
+    num INTEGER PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    app TEXT NOT NULL,
+    action TEXT NOT NULL,
+    iteration INTEGER,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error_kind TEXT,
+    error_message TEXT,
+    duration_us INTEGER NOT NULL,
+    child_id TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX step_runs_execution ON step_runs (execution_id, node);
+CREATE TABLE log_lines (
+    num INTEGER PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    step_num INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    fields TEXT
+);
+CREATE INDEX log_lines_execution ON log_lines (execution_id, step_num);
+"];
+
+/// Readers kept open for reuse; more are opened under load and closed after.
+const IDLE_READERS: usize = 4;
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves the connection usable: SQLite rolls back
+    // an unfinished transaction when the next one begins.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+fn time(millis: Option<i64>) -> Option<DateTime<Utc>> {
+    millis.and_then(DateTime::from_timestamp_millis)
+}
+
+/// The word serde gives `value` (`"Partially Failed"`, `"MANUAL"`).
+fn word<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn parse_word<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
+    serde_json::from_value(Value::String(text.to_owned())).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn json_column(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+const EXECUTION_COLUMNS: &str = "e.num, e.id, e.parent_id, e.playbook_num, e.playbook_xid, \
+    e.playbook_name, e.trigger_type, e.log_level, e.status, e.message, e.queued_at, \
+    e.started_at, e.completed_at, e.duration_ms";
+
+fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
+    let level: String = row.get(7)?;
+    Ok(ExecutionRow {
+        num: row.get(0)?,
+        id: row.get(1)?,
+        parent_id: row.get(2)?,
+        playbook_num: row.get(3)?,
+        playbook_id: row.get(4)?,
+        playbook_name: row.get(5)?,
+        trigger_type: parse_word::<TriggerType>(&row.get::<_, String>(6)?)?,
+        log_level: level.parse::<LogLevel>().unwrap_or(LogLevel::Info),
+        status: parse_word::<ExecutionStatus>(&row.get::<_, String>(8)?)?,
+        message: row.get(9)?,
+        queued_at: time(row.get(10)?).unwrap_or_default(),
+        started_at: time(row.get(11)?),
+        completed_at: time(row.get(12)?),
+        duration_ms: row.get(13)?,
+    })
+}
+
+const PLAYBOOK_COLUMNS: &str = "num, id, xid, tenant_id, created_at, updated_at, created_by, \
+    updated_by, source, deleted_at, schema_version, name, description, category, \
+    trigger_conditions, auto_execute, mitre_tactics, mitre_techniques, steps, \
+    required_connector_ids, owner_id, enabled, last_run_at, last_run_id, run_stats, tags";
+
+fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
+    let json =
+        |i: usize| -> Result<Value, rusqlite::Error> { Ok(json_column(&row.get::<_, String>(i)?)) };
+    let deleted_at = time(row.get(9)?);
+    Ok(PlaybookRecord {
+        num: row.get(0)?,
+        id: row.get(1)?,
+        xid: row.get(2)?,
+        tenant_id: row.get(3)?,
+        created_at: time(row.get(4)?).unwrap_or_default(),
+        updated_at: time(row.get(5)?).unwrap_or_default(),
+        created_by: row.get(6)?,
+        updated_by: row.get(7)?,
+        source: row.get(8)?,
+        is_deleted: deleted_at.is_some(),
+        deleted_at,
+        schema_version: row.get(10)?,
+        name: row.get(11)?,
+        description: row.get(12)?,
+        category: row.get(13)?,
+        trigger_conditions: json(14)?,
+        auto_execute: row.get(15)?,
+        mitre_tactics: json(16)?,
+        mitre_techniques: json(17)?,
+        steps: json(18)?,
+        required_connector_ids: json(19)?,
+        owner_id: row.get(20)?,
+        enabled: row.get(21)?,
+        last_run_at: time(row.get(22)?),
+        last_run_id: row.get(23)?,
+        run_stats: json(24)?,
+        tags: json(25)?,
+    })
+}
+
+fn sql_params(params: &[tql::Param]) -> Vec<SqlValue> {
+    params
+        .iter()
+        .map(|p| match p {
+            tql::Param::Integer(i) => SqlValue::Integer(*i),
+            tql::Param::Real(r) => SqlValue::Real(*r),
+            tql::Param::Text(t) => SqlValue::Text(t.clone()),
+        })
+        .collect()
+}
+
+/// The numeric id of the playbook with XID `xid`, when the store has it.
+fn playbook_num(connection: &Connection, xid: &str) -> Result<Option<i64>, rusqlite::Error> {
+    connection
+        .query_row("SELECT num FROM playbooks WHERE xid = ?1", [xid], |r| r.get(0))
+        .optional()
+}
+
+/// `key` as a numeric id, when it is one.
+fn number(key: &str) -> Option<i64> {
+    key.parse().ok()
+}
+
+impl SqliteStore {
+    /// Open (creating if need be) the database at `path` and bring its schema up to
+    /// date.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let open_error = |e: rusqlite::Error| Error::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut writer = Self::connect(path).map_err(open_error)?;
+        let applied: i64 = writer
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_error)?;
+        let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+        if applied > MIGRATIONS.len() {
+            return Err(Error::Open {
+                path: path.display().to_string(),
+                message: format!(
+                    "its schema is version {applied}, newer than this wasp knows ({}); \
+                     use a newer wasp",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
+        for (version, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let transaction = writer.transaction().map_err(open_error)?;
+            transaction.execute_batch(migration).map_err(open_error)?;
+            transaction
+                .pragma_update(
+                    None,
+                    "user_version",
+                    i64::try_from(version + 1).unwrap_or(i64::MAX),
+                )
+                .map_err(open_error)?;
+            transaction.commit().map_err(open_error)?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(connection)
+    }
+
+    /// Run `read` on a reader connection.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, Error> {
+        let pooled = lock(&self.readers).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => Self::connect(&self.path)?,
+        };
+        let result = read(&connection);
+        let mut readers = lock(&self.readers);
+        if readers.len() < IDLE_READERS {
+            readers.push(connection);
+        }
+        Ok(result?)
+    }
+
+    fn write_execution(
+        transaction: &rusqlite::Transaction<'_>,
+        execution: &Execution,
+    ) -> Result<(), Error> {
+        let mut record = serde_json::to_value(execution)
+            .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.id)))?;
+        if let Some(children) = record.get_mut("children") {
+            *children = execution
+                .children
+                .iter()
+                .map(|c| Value::from(c.id.clone()))
+                .collect();
+        }
+        let playbook_num = playbook_num(transaction, &execution.playbook_id)?;
+        transaction.execute(
+            "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
+                 trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
+                 duration_ms, record) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 message = excluded.message, started_at = excluded.started_at, \
+                 completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
+                 log_level = excluded.log_level, record = excluded.record",
+            params![
+                execution.id,
+                execution.parent_id,
+                playbook_num,
+                execution.playbook_id,
+                execution.playbook_name,
+                word(&execution.trigger_type),
+                execution.log_level.to_string(),
+                word(&execution.status),
+                execution.message,
+                millis(execution.queued_at),
+                millis(execution.started_at),
+                millis(execution.completed_at),
+                i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX),
+                record.to_string(),
+            ],
+        )?;
+        let mut insert_step = transaction.prepare_cached(
+            "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, status, \
+                 error_kind, error_message, duration_us, child_id, record) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        let mut insert_line = transaction.prepare_cached(
+            "INSERT INTO log_lines (execution_id, step_num, node, ts, level, message, fields) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for step in &execution.steps {
+            let error = step.report.error.as_ref();
+            let record = serde_json::to_string(step)
+                .map_err(|e| Error::Corrupt(format!("a step of {}: {e}", execution.id)))?;
+            insert_step.execute(params![
+                execution.id,
+                step.node,
+                step.app,
+                step.action,
+                step.iteration.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+                step.attempt,
+                word(&step.report.status),
+                error.map(|e| word(&e.kind)),
+                error.map(|e| e.message.as_str()),
+                i64::try_from(step.report.duration_us).unwrap_or(i64::MAX),
+                step.child,
+                record,
+            ])?;
+            let step_num = transaction.last_insert_rowid();
+            for line in &step.report.logs {
+                let fields = (!line.fields.is_empty())
+                    .then(|| serde_json::to_string(&line.fields).unwrap_or_default());
+                insert_line.execute(params![
+                    execution.id,
+                    step_num,
+                    step.node,
+                    line.ts,
+                    line.level.to_string(),
+                    line.message,
+                    fields,
+                ])?;
+            }
+        }
+        transaction.execute(
+            "UPDATE playbooks SET last_run_at = ?1, last_run_id = ?2 \
+             WHERE xid = ?3 AND (last_run_at IS NULL OR last_run_at <= ?1)",
+            params![
+                millis(execution.queued_at),
+                execution.id,
+                execution.playbook_id
+            ],
+        )?;
+        for child in &execution.children {
+            Self::write_execution(transaction, child)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn save_playbook(
+        &self,
+        xid: &str,
+        name: &str,
+        description: &str,
+        steps: &Value,
+        source: &str,
+    ) -> Result<PlaybookRecord, Error> {
+        let now = millis(Utc::now());
+        {
+            let writer = lock(&self.writer);
+            writer.execute(
+                "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
+                     description, steps) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (xid) DO UPDATE SET updated_at = excluded.updated_at, \
+                     source = excluded.source, name = excluded.name, \
+                     description = excluded.description, steps = excluded.steps, \
+                     deleted_at = NULL",
+                params![
+                    format!("pb_{}", ulid::Ulid::new()),
+                    xid,
+                    now,
+                    source,
+                    name,
+                    description,
+                    steps.to_string(),
+                ],
+            )?;
+        }
+        self.playbook(xid)?
+            .ok_or_else(|| Error::Corrupt(format!("playbook `{xid}` vanished after saving")))
+    }
+
+    fn playbooks(&self) -> Result<Vec<PlaybookRecord>, Error> {
+        self.read(|c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {PLAYBOOK_COLUMNS} FROM playbooks WHERE deleted_at IS NULL ORDER BY xid"
+            ))?;
+            statement.query_map([], playbook_row)?.collect()
+        })
+    }
+
+    fn playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error> {
+        self.read(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {PLAYBOOK_COLUMNS} FROM playbooks \
+                     WHERE id = ?1 OR xid = ?1 OR num = ?2"
+                ),
+                params![key, number(key)],
+                playbook_row,
+            )
+            .optional()
+        })
+    }
+
+    fn start_execution(&self, execution: &NewExecution) -> Result<i64, Error> {
+        let writer = lock(&self.writer);
+        let playbook_num = playbook_num(&writer, &execution.playbook_id)?;
+        let started_at = (execution.status == ExecutionStatus::Running).then(|| millis(Utc::now()));
+        writer.execute(
+            "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
+                 trigger_type, log_level, status, queued_at, started_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                execution.id,
+                execution.parent_id,
+                playbook_num,
+                execution.playbook_id,
+                execution.playbook_name,
+                word(&execution.trigger_type),
+                execution.log_level.to_string(),
+                word(&execution.status),
+                millis(execution.queued_at),
+                started_at,
+            ],
+        )?;
+        Ok(writer.last_insert_rowid())
+    }
+
+    fn finish_execution(&self, execution: &Execution) -> Result<(), Error> {
+        let mut writer = lock(&self.writer);
+        let transaction = writer.transaction()?;
+        Self::write_execution(&transaction, execution)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn execution(&self, key: &str) -> Result<Option<ExecutionRow>, Error> {
+        self.read(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE e.id = ?1 OR e.num = ?2"
+                ),
+                params![key, number(key)],
+                execution_row,
+            )
+            .optional()
+        })
+    }
+
+    fn execution_record(&self, key: &str) -> Result<Option<Value>, Error> {
+        let record: Option<Option<String>> = self.read(|c| {
+            c.query_row(
+                "SELECT record FROM executions WHERE id = ?1 OR num = ?2",
+                params![key, number(key)],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        Ok(match record {
+            None => None,
+            Some(Some(text)) => Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::Corrupt(format!("execution `{key}`: {e}")))?,
+            ),
+            // Not finished: its record is the row.
+            Some(None) => self
+                .execution(key)?
+                .map(|row| serde_json::to_value(row).unwrap_or_default()),
+        })
+    }
+
+    fn executions(&self, query: &Query) -> Result<Page, Error> {
+        let condition = &query.condition.sql;
+        let params = sql_params(&query.condition.params);
+        let order = match query.sort {
+            Sort::NewestFirst => "DESC",
+            Sort::OldestFirst => "ASC",
+        };
+        self.read(|c| {
+            let (total, completed, failed) = c.query_row(
+                &format!(
+                    "SELECT count(*), \
+                         coalesce(sum(e.status = 'Completed'), 0), \
+                         coalesce(sum(e.status IN ('Failed', 'Partially Failed', 'Killed')), 0) \
+                     FROM executions e WHERE {condition}"
+                ),
+                rusqlite::params_from_iter(&params),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let mut window = params.clone();
+            window.push(SqlValue::Integer(query.limit));
+            window.push(SqlValue::Integer(query.offset));
+            let mut statement = c.prepare(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE {condition} \
+                 ORDER BY e.num {order} LIMIT ? OFFSET ?"
+            ))?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(&window), execution_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page {
+                rows,
+                total,
+                completed,
+                failed,
+            })
+        })
+    }
+
+    fn interrupt_unfinished(&self) -> Result<usize, Error> {
+        let writer = lock(&self.writer);
+        Ok(writer.execute(
+            "UPDATE executions SET status = 'Failed', message = 'interrupted by restart', \
+                 completed_at = ?1 \
+             WHERE status IN ('Queued', 'Running')",
+            [millis(Utc::now())],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::{NodeRecord, NodeStatus};
+    use crate::store::EXECUTION_FIELDS;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("wasp.db")).unwrap();
+        (dir, store)
+    }
+
+    fn execution(id: &str, status: ExecutionStatus, queued_at: DateTime<Utc>) -> Execution {
+        Execution {
+            id: id.to_owned(),
+            parent_id: None,
+            playbook_id: "triage".to_owned(),
+            playbook_name: "Triage".to_owned(),
+            trigger_type: TriggerType::Manual,
+            log_level: LogLevel::Debug,
+            status,
+            message: None,
+            queued_at,
+            started_at: queued_at,
+            completed_at: queued_at + chrono::Duration::milliseconds(5),
+            duration_us: 5_000,
+            trigger: Some(json!({"ip": "8.8.8.8"})),
+            nodes: vec![NodeRecord {
+                output: Some(json!({"ok": true})),
+                ..NodeRecord::new("only".to_owned(), NodeStatus::Succeeded)
+            }],
+            steps: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    fn query(store: &SqliteStore, tql: &str) -> Page {
+        let condition = tql::condition(tql, EXECUTION_FIELDS, Utc::now()).unwrap();
+        store
+            .executions(&Query {
+                condition,
+                offset: 0,
+                limit: 100,
+                sort: Sort::NewestFirst,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn executions_are_stored_queried_by_tql_and_read_back() {
+        let (_dir, store) = store();
+        let playbook = store
+            .save_playbook("triage", "Triage", "", &json!({"id": "triage"}), "file")
+            .unwrap();
+        assert!(playbook.id.starts_with("pb_"));
+        let old = Utc::now() - chrono::Duration::hours(3);
+        store
+            .finish_execution(&execution("ex_old", ExecutionStatus::Failed, old))
+            .unwrap();
+        store
+            .finish_execution(&execution("ex_new", ExecutionStatus::Completed, Utc::now()))
+            .unwrap();
+
+        let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
+        let ids: Vec<&str> = page.rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["ex_new"]);
+        assert_eq!((page.total, page.completed, page.failed), (1, 1, 0));
+
+        let page = query(&store, &format!("playbookId = {}", playbook.num));
+        assert_eq!((page.total, page.completed, page.failed), (2, 1, 1));
+        assert_eq!(page.rows[0].id, "ex_new", "newest first");
+        assert_eq!(page.rows[0].playbook_num, Some(playbook.num));
+
+        let row = store.execution("ex_old").unwrap().unwrap();
+        assert_eq!(row.status, ExecutionStatus::Failed);
+        assert_eq!(
+            store.execution(&row.num.to_string()).unwrap().unwrap().id,
+            "ex_old"
+        );
+        let record = store.execution_record("ex_new").unwrap().unwrap();
+        assert_eq!(record["nodes"][0]["output"], json!({"ok": true}));
+        assert_eq!(record["trigger"]["ip"], "8.8.8.8");
+        let playbook = store.playbook("triage").unwrap().unwrap();
+        assert_eq!(playbook.last_run_id.as_deref(), Some("ex_new"));
+    }
+
+    #[test]
+    fn unfinished_executions_fail_as_interrupted_when_the_store_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasp.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .start_execution(&NewExecution {
+                    id: "ex_running".to_owned(),
+                    parent_id: None,
+                    playbook_id: "triage".to_owned(),
+                    playbook_name: "Triage".to_owned(),
+                    trigger_type: TriggerType::Manual,
+                    log_level: LogLevel::Info,
+                    status: ExecutionStatus::Running,
+                    queued_at: Utc::now(),
+                })
+                .unwrap();
+            store
+                .finish_execution(&execution(
+                    "ex_done",
+                    ExecutionStatus::Completed,
+                    Utc::now(),
+                ))
+                .unwrap();
+        }
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        assert_eq!(store.interrupt_unfinished().unwrap(), 1);
+        let row = store.execution("ex_running").unwrap().unwrap();
+        assert_eq!(row.status, ExecutionStatus::Failed);
+        assert_eq!(row.message.as_deref(), Some("interrupted by restart"));
+        assert!(row.completed_at.is_some());
+        let row = store.execution("ex_done").unwrap().unwrap();
+        assert_eq!(row.status, ExecutionStatus::Completed);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_wasp_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasp.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let error = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(error.contains("its schema is version 99"), "{error}");
+    }
+}
