@@ -60,6 +60,70 @@ enum Command {
     Graph(GraphArgs),
     /// Run a playbook once and show every node's end state.
     Run(RunPlaybookArgs),
+    /// Serve the API over HTTP, with the playbooks of a directory, storing executions.
+    Serve(ServeArgs),
+    /// Query the executions in the database.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+}
+
+/// The database file used when neither `--db` nor `WASP_DB` is given.
+pub const DEFAULT_DB: &str = "wasp.db";
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The address to listen on; beyond loopback only with a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+
+    /// The SQLite database file (created if missing).
+    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
+    db: PathBuf,
+
+    /// The directory of playbooks to serve.
+    #[arg(long, default_value = "example-apps/playbooks", value_name = "DIR")]
+    playbooks: PathBuf,
+
+    /// The assets file: configured app instances that nodes bind with `asset:`.
+    #[arg(long, value_name = "FILE")]
+    assets: Option<PathBuf>,
+
+    /// Require `Authorization: Bearer <TOKEN>` on every request.
+    #[arg(long, env = crate::env::API_TOKEN, hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExecutionsCommand {
+    /// List executions, newest first, filtered by a TQL query.
+    List(ExecutionsListArgs),
+    /// Show one execution's whole record.
+    Show(ExecutionsShowArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExecutionsListArgs {
+    /// A TQL query, e.g. `status = "Failed" AND completedTime > "NOW() - 1 HOUR"`.
+    #[arg(long, default_value = "")]
+    tql: String,
+
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: i64,
+
+    /// The SQLite database file.
+    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
+    db: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ExecutionsShowArgs {
+    /// The execution's id (`ex_…`) or number.
+    id: String,
+
+    /// The SQLite database file.
+    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
+    db: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +306,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_playbook(&host, &apps_dir, args).await,
+        Command::Serve(args) => serve(&host, &apps_dir, args).await,
+        Command::Executions(ExecutionsCommand::List(args)) => list_executions(&args),
+        Command::Executions(ExecutionsCommand::Show(args)) => show_execution(&args),
         Command::Graph(args) => {
             let playbook = load_playbook(&host, &apps_dir, &args.playbook).await?;
             match args.format {
@@ -470,6 +537,162 @@ async fn load_playbook_with_apps(
         children.push(Arc::new(child));
     }
     Ok((playbook, catalog.registry, children))
+}
+
+/// Every valid playbook in `dir`, validated against the apps of `registry`; each
+/// invalid one is reported on stderr and skipped, so that one bad file does not keep
+/// the others from being served.
+fn load_directory(
+    registry: Registry,
+    dir: &Path,
+) -> (Vec<(Arc<Playbook>, serde_json::Value)>, Registry) {
+    let catalog = CliCatalog {
+        registry,
+        playbooks: playbook_files(dir),
+    };
+    let mut loaded = Vec::new();
+    for (_, path) in &catalog.playbooks {
+        let definition = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_saphyr::from_str::<serde_json::Value>(&text).ok())
+            .unwrap_or_default();
+        match Playbook::load(path, &catalog) {
+            Ok(playbook) => loaded.push((Arc::new(playbook), definition)),
+            Err(e) => eprintln!("warning: not serving `{}`: {e}", path.display()),
+        }
+    }
+    (loaded, catalog.registry)
+}
+
+async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode, Failure> {
+    crate::api::check_exposure(&args.addr, args.token.as_deref()).map_err(Failure::Usage)?;
+    let registry = scan(host, apps_dir).await?;
+    if !args.playbooks.is_dir() {
+        return Err(Failure::Usage(format!(
+            "the playbooks directory `{}` does not exist; name one with --playbooks",
+            args.playbooks.display()
+        )));
+    }
+    let (playbooks, registry) = load_directory(registry, &args.playbooks);
+    let assets = match &args.assets {
+        Some(path) => Assets::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
+        None => Assets::default(),
+    };
+    let store = open_store(&args.db)?;
+    let interrupted = store
+        .interrupt_unfinished()
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    if interrupted > 0 {
+        eprintln!(
+            "{interrupted} executions left unfinished by the last run are now Failed (interrupted by restart)"
+        );
+    }
+    for (playbook, definition) in &playbooks {
+        store
+            .save_playbook(
+                &playbook.id,
+                &playbook.name,
+                &playbook.description,
+                definition,
+                "file",
+            )
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+    }
+    let runner = Arc::new(
+        HostRunner::new(host.clone(), Arc::new(registry), Arc::new(assets))
+            .with_playbooks(playbooks.iter().map(|(p, _)| Arc::clone(p))),
+    );
+    let service = Arc::new(crate::api::Service::new(
+        store,
+        runner,
+        playbooks.into_iter().map(|(p, _)| p),
+        args.token,
+    ));
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    eprintln!(
+        "wasp serving on http://{addr} (database `{}`)",
+        args.db.display()
+    );
+    crate::api::serve(listener, service, shutdown_signal())
+        .await
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn open_store(path: &Path) -> Result<Arc<dyn crate::store::Store>, Failure> {
+    Ok(Arc::new(
+        crate::store::SqliteStore::open(path).map_err(|e| Failure::Usage(e.to_string()))?,
+    ))
+}
+
+fn list_executions(args: &ExecutionsListArgs) -> Result<ExitCode, Failure> {
+    let store = open_store(&args.db)?;
+    let condition = crate::tql::condition(
+        &args.tql,
+        crate::store::EXECUTION_FIELDS,
+        chrono::Utc::now(),
+    )
+    .map_err(|e| Failure::Usage(format!("--tql: {e}")))?;
+    let page = store
+        .executions(&crate::store::Query {
+            condition,
+            offset: 0,
+            limit: args.limit.max(1),
+            sort: crate::store::Sort::NewestFirst,
+        })
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    print_json(&serde_json::json!({
+        "count": page.total,
+        "countCompleted": page.completed,
+        "countFailed": page.failed,
+        "data": page.rows,
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
+    let store = open_store(&args.db)?;
+    match store
+        .execution_record(&args.id)
+        .map_err(|e| Failure::Internal(e.to_string()))?
+    {
+        Some(record) => {
+            print_json(&record);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(Failure::Usage(format!(
+            "there is no execution `{}` in `{}`",
+            args.id,
+            args.db.display()
+        ))),
+    }
 }
 
 /// The playbooks that `playbook`'s nodes call.

@@ -9,3 +9,7 @@ pub const CACHE_DIR: &str = "WASP_CACHE_DIR";
 /// The diagnostics filter for wasp's own logs on stderr, in `tracing`'s
 /// `EnvFilter` syntax (e.g. `wasp_runtime=debug`). Default: `warn`.
 pub const LOG: &str = "WASP_LOG";
+/// The bearer token `wasp serve` requires (`--token`).
+pub const API_TOKEN: &str = "WASP_API_TOKEN";
+/// The database file (`--db`).
+pub const DB: &str = "WASP_DB";

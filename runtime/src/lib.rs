@@ -12,12 +12,15 @@
 //! | [`assets`] | configured app instances: settings and secrets a node binds |
 //! | [`trace`] | log levels, log lines, and the redaction of secrets |
 //! | [`tql`] | the query language over executions, step runs and log lines, compiled to parameterised SQL |
+//! | [`store`] | persistence of playbooks and traces; SQLite is the embedded default |
+//! | [`api`] | the HTTP server: native API and the ThreatConnect view |
 //! | [`cli`] | the `wasp` command line |
 //! | [`env`] | every environment variable wasp reads, in one place |
 //!
 //! `host` is the only module that names wasmtime; `playbook` reads app descriptions
 //! through its `Catalog` trait.
 
+pub mod api;
 pub mod assets;
 pub mod cli;
 pub mod engine;
@@ -27,3 +30,12 @@ pub mod playbook;
 pub mod store;
 pub mod tql;
 pub mod trace;
+
+/// Lock `mutex`, going on after a panic in another holder: every mutex in wasp guards
+/// state that is consistent between statements (a map, a SQLite connection, which rolls
+/// back an unfinished transaction when the next one begins).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -7,4 +7,5 @@ mod common;
 mod engine;
 mod hostile;
 mod playbooks;
+mod server;
 mod traces;

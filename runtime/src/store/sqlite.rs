@@ -11,7 +11,9 @@
 //! compare integers on an index.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
+
+use crate::lock;
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
@@ -113,12 +115,6 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves the connection usable: SQLite rolls back
-    // an unfinished transaction when the next one begins.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn millis(time: DateTime<Utc>) -> i64 {
@@ -225,7 +221,9 @@ fn sql_params(params: &[tql::Param]) -> Vec<SqlValue> {
 /// The numeric id of the playbook with XID `xid`, when the store has it.
 fn playbook_num(connection: &Connection, xid: &str) -> Result<Option<i64>, rusqlite::Error> {
     connection
-        .query_row("SELECT num FROM playbooks WHERE xid = ?1", [xid], |r| r.get(0))
+        .query_row("SELECT num FROM playbooks WHERE xid = ?1", [xid], |r| {
+            r.get(0)
+        })
         .optional()
 }
 

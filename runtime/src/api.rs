@@ -1,0 +1,738 @@
+//! The HTTP server: the native API under `/api/v1` and the ThreatConnect view under
+//! `/api/v3/playbook/executions`, over one [`Service`] that starts executions and
+//! reads the [`Store`].
+//!
+//! Handlers stay thin: parse, call the service or the store, map the error to a status.
+//! Bad input is a 4xx whose message says what to fix; a store failure is a 500 that
+//! says "internal error" to the client and logs the cause.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, Execution, ExecutionStatus, HostRunner, Start, TriggerType};
+use crate::playbook::{NodeKind, Playbook};
+use crate::store::{
+    self, EXECUTION_FIELDS, ExecutionRow, NewExecution, Query as StoreQuery, Sort, Store,
+};
+use crate::tql;
+use crate::trace::LogLevel;
+
+/// The largest request body accepted (a trigger payload holding a whole email fits).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a request may take, except a run that waits for its execution (which its
+/// playbook's `max_runtime` bounds).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the server serves: the playbooks, the store, and the executions in flight.
+pub struct Service {
+    store: Arc<dyn Store>,
+    runner: Arc<HostRunner>,
+    /// Validated playbooks by XID.
+    playbooks: BTreeMap<String, Arc<Playbook>>,
+    /// Kill switches of the executions running now, by id.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("playbooks", &self.playbooks.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started execution: its ids, and its end when awaited.
+pub struct Started {
+    /// The string id.
+    pub id: String,
+    /// The numeric id.
+    pub num: i64,
+    /// Resolves to the execution's record once it has ended and been stored.
+    pub done: tokio::task::JoinHandle<Execution>,
+}
+
+impl Service {
+    /// A service over `store`, running `playbooks` with `runner`; every request must
+    /// carry `token` as a bearer token when it is set.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runner: Arc<HostRunner>,
+        playbooks: impl IntoIterator<Item = Arc<Playbook>>,
+        token: Option<String>,
+    ) -> Self {
+        Self {
+            store,
+            runner,
+            playbooks: playbooks.into_iter().map(|p| (p.id.clone(), p)).collect(),
+            running: Mutex::new(HashMap::new()),
+            token,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Start an execution of playbook `xid`; it is recorded Running before this returns
+    /// and stored whole when it ends.
+    pub async fn run(
+        self: &Arc<Self>,
+        xid: &str,
+        trigger: Value,
+        trigger_type: TriggerType,
+        log_level: Option<LogLevel>,
+    ) -> Result<Started, ApiError> {
+        let playbook = self
+            .playbooks
+            .get(xid)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{xid}`")))?;
+        let start = Start {
+            trigger_type,
+            log_level,
+            ..Start::new(trigger)
+        };
+        let new = NewExecution {
+            id: start.id.clone(),
+            parent_id: None,
+            playbook_id: playbook.id.clone(),
+            playbook_name: playbook.name.clone(),
+            trigger_type,
+            log_level: log_level.unwrap_or(playbook.log_level),
+            status: ExecutionStatus::Running,
+            queued_at: start.queued_at,
+        };
+        let num = self
+            .blocking(move |store| store.start_execution(&new))
+            .await?;
+        let id = start.id.clone();
+        crate::lock(&self.running).insert(id.clone(), start.kill.clone());
+        let service = Arc::clone(self);
+        let done = tokio::spawn(async move {
+            let id = start.id.clone();
+            let execution = engine::execute(Arc::clone(&service.runner), playbook, start).await;
+            let record = execution.clone();
+            if let Err(e) = service
+                .blocking(move |store| store.finish_execution(&record))
+                .await
+            {
+                tracing::error!(execution = %id, error = %e, "storing a finished execution failed");
+            }
+            crate::lock(&service.running).remove(&id);
+            execution
+        });
+        Ok(Started { id, num, done })
+    }
+
+    /// Kill the running execution `id`; false when it is not running.
+    pub fn kill(&self, id: &str) -> bool {
+        match crate::lock(&self.running).get(id) {
+            Some(kill) => {
+                kill.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Run `call` on the store on Tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, store::Error> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || call(&*store))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: the message says what to fix.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A TQL query does not parse or does not fit the fields.
+    #[error("invalid TQL query: {0}")]
+    Tql(#[from] tql::Error),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// It cannot be done in the thing's current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// No valid token.
+    #[error("this server requires `Authorization: Bearer <token>`")]
+    Unauthorized,
+    /// wasp failed; the cause is logged, not sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Tql(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "request failed");
+        }
+        let status = self.status();
+        (
+            status,
+            Json(json!({"error": self.to_string(), "status": status.as_u16()})),
+        )
+            .into_response()
+    }
+}
+
+/// An error in ThreatConnect's shape: `{"errCode", "message", "status": "Error"}`.
+struct TcError(ApiError);
+
+impl IntoResponse for TcError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self.0 {
+            tracing::error!(error = %cause, "request failed");
+        }
+        // 0x2001 is ThreatConnect's code for a TQL syntax error.
+        let code = match &self.0 {
+            ApiError::Tql(_) => "0x2001",
+            ApiError::NotFound(_) => "0x1004",
+            ApiError::Unauthorized => "0x1001",
+            ApiError::BadRequest(_) | ApiError::Conflict(_) => "0x1002",
+            ApiError::Internal(_) => "0x1000",
+        };
+        let body = json!({"errCode": code, "message": self.0.to_string(), "status": "Error"});
+        (self.0.status(), Json(body)).into_response()
+    }
+}
+
+impl From<ApiError> for TcError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+/// The router over `service`, every route under its limits.
+pub fn router(service: Arc<Service>) -> Router {
+    let limited = Router::new()
+        .route("/api/v1/playbooks", get(list_playbooks))
+        .route("/api/v1/playbooks/{id}", get(get_playbook))
+        .route("/api/v1/executions", get(list_executions))
+        .route("/api/v1/executions/{id}", get(get_execution))
+        .route("/api/v1/executions/{id}/kill", post(kill_execution))
+        .route(
+            "/api/v3/playbook/executions",
+            get(tc_list).options(tc_fields),
+        )
+        .route(
+            "/api/v3/playbook/executions/tql",
+            axum::routing::options(tc_tql),
+        )
+        .route("/api/v3/playbook/executions/{id}", get(tc_get))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    Router::new()
+        .route("/api/v1/playbooks/{id}/run", post(run_playbook))
+        .merge(limited)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&service),
+            authorize,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(service)
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves, then let requests in flight
+/// finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(service))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Whether the server may listen on `addr` with or without a token: beyond loopback,
+/// only with one.
+pub fn check_exposure(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> {
+    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to listen on {addr} without a token: anyone who can reach it could run \
+             playbooks. Set --token or WASP_API_TOKEN, or listen on 127.0.0.1"
+        ))
+    }
+}
+
+async fn authorize(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &service.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compare without an early exit, so that response times do not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// Query parameter `name` as a number in `range`, or `default`.
+fn number_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    let Some(text) = params.get(name) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ApiError::BadRequest(format!(
+            "`{name}` is `{text}`; it must be a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match params.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1" | "") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "`{name}` is `{other}`; it must be true or false"
+        ))),
+    }
+}
+
+async fn list_playbooks(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
+    let playbooks = service.blocking(|store| store.playbooks()).await?;
+    Ok(Json(json!({"count": playbooks.len(), "data": playbooks})))
+}
+
+async fn get_playbook(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = id.clone();
+    let playbook = service
+        .blocking(move |store| store.playbook(&key))
+        .await?
+        .filter(|p| !p.is_deleted)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
+    Ok(Json(serde_json::to_value(playbook).unwrap_or_default()))
+}
+
+async fn run_playbook(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    Query(params): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let trigger: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?
+    };
+    let log_level = match params.get("log_level") {
+        None => None,
+        Some(level) => Some(
+            level
+                .parse::<LogLevel>()
+                .map_err(|e| ApiError::BadRequest(format!("`log_level`: {e}")))?,
+        ),
+    };
+    let trigger_type = if flag(&params, "debug")? {
+        TriggerType::Debug
+    } else {
+        TriggerType::Manual
+    };
+    let log_level = if trigger_type == TriggerType::Debug {
+        Some(LogLevel::Trace)
+    } else {
+        log_level
+    };
+    // The XID, or the string or numeric id the store knows it by.
+    let key = id.clone();
+    let xid = match service.playbooks.contains_key(&id) {
+        true => id,
+        false => service
+            .blocking(move |store| store.playbook(&key))
+            .await?
+            .map(|p| p.xid)
+            .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?,
+    };
+    let started = service.run(&xid, trigger, trigger_type, log_level).await?;
+    if flag(&params, "wait")? {
+        let execution = started
+            .done
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut record = serde_json::to_value(&execution).unwrap_or_default();
+        record["num"] = json!(started.num);
+        return Ok((StatusCode::OK, Json(record)).into_response());
+    }
+    let body = json!({
+        "execution_id": started.id,
+        "id": started.num,
+        "status": "Running",
+        "links": {"execution": format!("/api/v1/executions/{}", started.id)},
+    });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// The compiled TQL condition of `params["tql"]`, or everything.
+fn tql_condition(params: &HashMap<String, String>) -> Result<tql::Condition, ApiError> {
+    let text = params.get("tql").map_or("", String::as_str);
+    Ok(tql::condition(text, EXECUTION_FIELDS, Utc::now())?)
+}
+
+async fn list_executions(
+    State(service): State<Arc<Service>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let query = StoreQuery {
+        condition: tql_condition(&params)?,
+        offset: number_param(&params, "offset", 0, 0..=i64::MAX)?,
+        limit: number_param(&params, "limit", 100, 1..=10_000)?,
+        sort: match params.get("sort").map(String::as_str) {
+            None | Some("desc") => Sort::NewestFirst,
+            Some("asc") => Sort::OldestFirst,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "`sort` is `{other}`; it must be asc or desc"
+                )));
+            }
+        },
+    };
+    let page = service
+        .blocking(move |store| store.executions(&query))
+        .await?;
+    Ok(Json(json!({
+        "count": page.total,
+        "countCompleted": page.completed,
+        "countFailed": page.failed,
+        "data": page.rows,
+    })))
+}
+
+async fn get_execution(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = id.clone();
+    let (row, record) = service
+        .blocking(move |store| Ok((store.execution(&key)?, store.execution_record(&key)?)))
+        .await?;
+    let (Some(row), Some(mut record)) = (row, record) else {
+        return Err(ApiError::NotFound(format!("there is no execution `{id}`")));
+    };
+    record["num"] = json!(row.num);
+    record["status"] = serde_json::to_value(row.status).unwrap_or_default();
+    if let Some(playbook) = service.playbooks.get(&row.playbook_id) {
+        record["graph"] = graph(playbook);
+    }
+    Ok(Json(record))
+}
+
+/// A playbook's nodes and edges, for a client to draw.
+fn graph(playbook: &Playbook) -> Value {
+    use petgraph::visit::EdgeRef;
+    let nodes: Vec<Value> = playbook
+        .graph
+        .node_weights()
+        .map(|node| {
+            let (kind, app, action) = match &node.kind {
+                NodeKind::Trigger => ("trigger", None, None),
+                NodeKind::App { app, action } => ("app", Some(app), Some(action)),
+                NodeKind::Operator { app, action } => ("operator", Some(app), Some(action)),
+                NodeKind::Playbook { id } => ("playbook", Some(id), None),
+            };
+            json!({"id": node.id, "kind": kind, "app": app, "action": action,
+                   "for_each": node.for_each.is_some()})
+        })
+        .collect();
+    let edges: Vec<Value> = playbook
+        .graph
+        .edge_references()
+        .map(|e| {
+            json!({
+                "from": playbook.graph[e.source()].id,
+                "to": playbook.graph[e.target()].id,
+                "on": e.weight().to_string(),
+            })
+        })
+        .collect();
+    json!({"nodes": nodes, "edges": edges})
+}
+
+async fn kill_execution(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = id.clone();
+    let row = service
+        .blocking(move |store| store.execution(&key))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
+    if service.kill(&row.id) {
+        let body = json!({"killed": true, "execution_id": row.id});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    Err(ApiError::Conflict(format!(
+        "execution `{}` is not running: it is {}",
+        row.id,
+        serde_json::to_value(row.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    )))
+}
+
+fn tc_time(time: Option<DateTime<Utc>>) -> Option<String> {
+    time.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// An execution in ThreatConnect's shape (seed 000): a time that is not set is
+/// absent, not null, as in the seed's failed example.
+fn tc_record(row: &ExecutionRow) -> Value {
+    let mut record = serde_json::Map::new();
+    record.insert("id".to_owned(), json!(row.num));
+    if let Some(num) = row.playbook_num {
+        record.insert("playbookId".to_owned(), json!(num));
+    }
+    record.insert("playbookXid".to_owned(), json!(row.playbook_id));
+    if let Some(time) = tc_time(row.completed_at) {
+        record.insert("completedTime".to_owned(), json!(time));
+    }
+    record.insert(
+        "logLevel".to_owned(),
+        json!(row.log_level.to_string().to_ascii_uppercase()),
+    );
+    record.insert(
+        "status".to_owned(),
+        serde_json::to_value(row.status).unwrap_or_default(),
+    );
+    if let Some(time) = tc_time(Some(row.queued_at)) {
+        record.insert("queueTime".to_owned(), json!(time));
+    }
+    if let Some(time) = tc_time(row.started_at) {
+        record.insert("startTime".to_owned(), json!(time));
+    }
+    Value::Object(record)
+}
+
+async fn tc_list(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Json<Value>, TcError> {
+    let start = number_param(&params, "resultStart", 0, 0..=i64::MAX)?;
+    let limit = number_param(&params, "resultLimit", 100, 1..=10_000)?;
+    let sort = match params.get("sorting").map(|s| s.to_ascii_lowercase()) {
+        None => Sort::NewestFirst,
+        Some(s) if s == "id asc" => Sort::OldestFirst,
+        Some(s) if s == "id desc" || s == "id" => Sort::NewestFirst,
+        Some(s) => {
+            return Err(ApiError::BadRequest(format!(
+                "`sorting` is `{s}`; wasp sorts executions by `id asc` or `id desc`"
+            ))
+            .into());
+        }
+    };
+    let query = StoreQuery {
+        condition: tql_condition(&params)?,
+        offset: start,
+        limit,
+        sort,
+    };
+    let page = service
+        .blocking(move |store| store.executions(&query))
+        .await?;
+    let mut body = json!({
+        "data": page.rows.iter().map(tc_record).collect::<Vec<_>>(),
+        "status": "Success",
+        "countSuccess": page.completed,
+        "countFailure": page.failed,
+    });
+    if flag(&params, "count")? && start == 0 {
+        body["count"] = json!(page.total);
+    }
+    let link = |offset: i64| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let mut query: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "resultStart")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        query.sort();
+        query.push(("resultStart".to_owned(), offset.to_string()));
+        let encoded: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        format!(
+            "http://{host}/api/v3/playbook/executions?{}",
+            encoded.join("&")
+        )
+    };
+    if start + limit < page.total {
+        body["next"] = json!(link(start + limit));
+    }
+    if start > 0 {
+        body["prev"] = json!(link((start - limit).max(0)));
+    }
+    Ok(Json(body))
+}
+
+/// Percent-encode a query component.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+async fn tc_get(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, TcError> {
+    let key = id.clone();
+    let row = service
+        .blocking(move |store| store.execution(&key))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
+    Ok(Json(json!({"data": tc_record(&row), "status": "Success"})))
+}
+
+/// `OPTIONS /api/v3/playbook/executions?show=readonly`: the record's fields.
+async fn tc_fields(Query(params): Params) -> Result<Json<Value>, TcError> {
+    let show = params.get("show").map(|s| s.to_ascii_lowercase());
+    if show.as_deref() != Some("readonly") {
+        return Err(ApiError::BadRequest(
+            "OPTIONS on this endpoint describes its fields: add `?show=readonly`".to_owned(),
+        )
+        .into());
+    }
+    let fields = [
+        ("id", "Integer", "The Playbook execution's ID number."),
+        (
+            "playbookId",
+            "Integer",
+            "The ID number of the Playbook that was executed.",
+        ),
+        (
+            "playbookXid",
+            "String",
+            "The XID of the Playbook that was executed.",
+        ),
+        (
+            "completedTime",
+            "DateTime",
+            "The date and time when the Playbook execution completed.",
+        ),
+        (
+            "logLevel",
+            "String",
+            "The log level used during the Playbook execution.",
+        ),
+        ("status", "String", "The Playbook execution's status."),
+        (
+            "queueTime",
+            "DateTime",
+            "The date and time when the Playbook execution was queued.",
+        ),
+        (
+            "startTime",
+            "DateTime",
+            "The date and time when the Playbook execution started.",
+        ),
+    ];
+    let data: Vec<Value> = fields
+        .iter()
+        .map(|(name, kind, description)| {
+            json!({"name": name, "type": kind, "description": description, "readOnly": true})
+        })
+        .collect();
+    Ok(Json(
+        json!({"data": data, "count": data.len(), "status": "Success"}),
+    ))
+}
+
+/// `OPTIONS /api/v3/playbook/executions/tql`: the TQL parameters and their types.
+async fn tc_tql() -> Json<Value> {
+    let data: Vec<Value> = EXECUTION_FIELDS
+        .iter()
+        .map(|field| {
+            let mut entry = json!({
+                "keyword": field.keyword,
+                "name": field.keyword,
+                "type": field.kind.name(),
+                "description": field.description,
+            });
+            if let tql::Type::Enum(words) = field.kind {
+                entry["options"] = json!(words);
+            }
+            entry
+        })
+        .collect();
+    Json(json!({"data": data, "count": data.len(), "status": "Success"}))
+}

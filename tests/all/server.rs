@@ -1,0 +1,482 @@
+//! `wasp serve` as a process on `127.0.0.1:0`, driven over real HTTP: the native API,
+//! the ThreatConnect view with the seed's own queries, kill, bad input, the token, and
+//! a restart after SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{cache_dir, example_apps_dir};
+
+/// A running `wasp serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+    token: Option<String>,
+}
+
+impl Server {
+    /// Serve the sample playbooks, storing in `db`, with `extra` arguments.
+    fn start(db: &Path, extra: &[&str]) -> Self {
+        let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
+        let assets = format!("{playbooks}/assets.yaml");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--playbooks", playbooks])
+            .args(["--assets", &assets, "--db"])
+            .arg(db)
+            .args(extra)
+            .env("WASP_APPS", example_apps_dir())
+            .env("WASP_CACHE_DIR", cache_dir())
+            .env_remove("WASP_API_TOKEN")
+            .env_remove("WASP_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wasp serve starts");
+        // The server names its address on stderr once it listens.
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut seen = String::new();
+        let base = loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).expect("the server answers") == 0 {
+                panic!("wasp serve ended before listening: {seen}");
+            }
+            seen.push_str(&line);
+            if let Some(rest) = line.strip_prefix("wasp serving on ") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .expect("the server answers")
+                    .to_owned();
+            }
+        };
+        // Keep draining stderr so that the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let token = extra
+            .windows(2)
+            .find(|w| w[0] == "--token")
+            .map(|w| w[1].to_owned());
+        Self {
+            child,
+            base,
+            agent,
+            token,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn auth<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .auth(self.agent.get(self.url(path)))
+            .call()
+            .expect("the server answers");
+        read(response)
+    }
+
+    fn options(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .auth(self.agent.options(self.url(path)))
+            .call()
+            .expect("the server answers");
+        read(response)
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .auth(self.agent.post(self.url(path)))
+            .content_type("application/json")
+            .send(body)
+            .expect("the server answers");
+        read(response)
+    }
+
+    /// Wait until execution `id` is no longer Running.
+    fn wait_for_end(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, execution) = self.get(&format!("/api/v1/executions/{id}"));
+            if execution["status"] != "Running" || Instant::now() > deadline {
+                return execution;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .expect("the server answers");
+    let value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("status {status}: the body is not JSON ({e}): {body}"));
+    (status, value)
+}
+
+fn sample_input(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../example-apps/playbooks/{name}.input.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("the server answers")
+}
+
+#[test]
+fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+
+    let (status, playbooks) = server.get("/api/v1/playbooks");
+    assert_eq!(status, 200);
+    let xids: Vec<&str> = playbooks["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["xid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        xids,
+        [
+            "ip-enrichment",
+            "parent-child",
+            "partial-failure",
+            "phishing-triage",
+            "runaway"
+        ]
+    );
+    let (status, playbook) = server.get("/api/v1/playbooks/phishing-triage");
+    assert_eq!(status, 200);
+    assert!(playbook["id"].as_str().unwrap().starts_with("pb_"));
+    assert_eq!(playbook["steps"]["nodes"]["parse"]["app"], "email-parse");
+    let playbook_num = playbook["num"].as_i64().unwrap();
+    // The record is reachable by its string id and its number too.
+    let by_id = server.get(&format!(
+        "/api/v1/playbooks/{}",
+        playbook["id"].as_str().unwrap()
+    ));
+    assert_eq!(by_id.1["xid"], "phishing-triage");
+    assert_eq!(
+        server.get(&format!("/api/v1/playbooks/{playbook_num}")).1["xid"],
+        "phishing-triage"
+    );
+
+    let (status, execution) = server.post(
+        "/api/v1/playbooks/phishing-triage/run?wait=true",
+        &sample_input("phishing-triage"),
+    );
+    assert_eq!(status, 200, "{execution}");
+    assert_eq!(execution["status"], "Completed");
+    let id = execution["id"].as_str().unwrap().to_owned();
+    let num = execution["num"].as_i64().unwrap();
+
+    let (status, stored) = server.get(&format!("/api/v1/executions/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(stored["status"], "Completed");
+    assert_eq!(
+        stored["nodes"][5]["output"],
+        json!({"values": ["m365-verify.top"]})
+    );
+    assert!(
+        stored["graph"]["edges"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"from": "malicious", "to": "block-list", "on": "true"})),
+        "{}",
+        stored["graph"]
+    );
+    assert_eq!(
+        server.get(&format!("/api/v1/executions/{num}")).1["id"],
+        id.as_str()
+    );
+
+    // The seed's queries, verbatim (URL-encoded as the seed shows them).
+    let (status, page) = server
+        .get("/api/v3/playbook/executions?tql=completedTime%20%3E%20%22NOW()%20-%201%20HOUR%22");
+    assert_eq!(status, 200);
+    assert_eq!(page["status"], "Success");
+    assert_eq!(
+        (&page["countSuccess"], &page["countFailure"]),
+        (&json!(1), &json!(0))
+    );
+    let record = &page["data"][0];
+    assert_eq!(record["id"], num);
+    assert_eq!(record["playbookId"], playbook_num);
+    assert_eq!(record["playbookXid"], "phishing-triage");
+    assert_eq!(record["logLevel"], "DEBUG");
+    assert_eq!(record["status"], "Completed");
+    for time in ["queueTime", "startTime", "completedTime"] {
+        let text = record[time].as_str().unwrap();
+        assert!(text.ends_with('Z') && text.len() == 20, "{time}: {text}");
+    }
+    let (_, page) =
+        server.get("/api/v3/playbook/executions?tql=playbookXid%20%3D%20%22GiTVUWaN%22");
+    assert_eq!(page["data"], json!([]));
+    let (_, page) = server.get(&format!(
+        "/api/v3/playbook/executions?tql=playbookId%20%3D%20{playbook_num}"
+    ));
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    let (_, page) = server.get(&format!("/api/v3/playbook/executions/{num}"));
+    assert_eq!(page["data"]["playbookXid"], "phishing-triage");
+
+    // A partial failure counts as a failure; paging links and the total.
+    let (status, _) = server.post(
+        "/api/v1/playbooks/partial-failure/run?wait=true",
+        &sample_input("partial-failure"),
+    );
+    assert_eq!(status, 200);
+    let (_, page) = server.get("/api/v3/playbook/executions?resultLimit=1&count=true");
+    assert_eq!(
+        (&page["countSuccess"], &page["countFailure"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(page["count"], 2);
+    assert_eq!(page["data"][0]["status"], "Partially Failed");
+    let next = page["next"].as_str().unwrap();
+    assert!(next.ends_with("resultStart=1"), "{next}");
+    let (_, page) = server.get("/api/v1/executions?tql=status%20%3D%20%22partially%20failed%22");
+    assert_eq!(page["count"], 1);
+
+    let (status, fields) = server.options("/api/v3/playbook/executions?show=readOnly");
+    assert_eq!(status, 200);
+    let names: Vec<&str> = fields["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "playbookId",
+            "playbookXid",
+            "completedTime",
+            "logLevel",
+            "status",
+            "queueTime",
+            "startTime"
+        ]
+    );
+    let (status, tql) = server.options("/api/v3/playbook/executions/tql");
+    assert_eq!(status, 200);
+    let completed = tql["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["keyword"] == "completedTime")
+        .unwrap();
+    assert_eq!(completed["type"], "Date");
+}
+
+#[test]
+fn a_running_execution_is_killed_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let (status, started) = server.post("/api/v1/playbooks/runaway/run", "{\"indicator\": \"x\"}");
+    assert_eq!(status, 202, "{started}");
+    let id = started["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.get(&format!("/api/v1/executions/{id}")).1["status"],
+        "Running"
+    );
+    let (status, killed) = server.post(&format!("/api/v1/executions/{id}/kill"), "");
+    assert_eq!((status, &killed["killed"]), (202, &json!(true)));
+    let execution = server.wait_for_end(&id);
+    assert_eq!(execution["status"], "Killed");
+    assert_eq!(execution["message"], "killed on request");
+    assert_eq!(execution["nodes"][1]["status"], "Killed");
+    let (status, error) = server.post(&format!("/api/v1/executions/{id}/kill"), "");
+    assert_eq!(status, 409);
+    assert_eq!(
+        error["error"],
+        format!("execution `{id}` is not running: it is Killed")
+    );
+}
+
+#[test]
+fn bad_input_gets_a_4xx_that_says_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let cases: [(u16, Value, &str); 8] = [
+        (
+            400,
+            server
+                .post("/api/v1/playbooks/runaway/run", "{\"indicator\": ")
+                .1,
+            "the body is not valid JSON: EOF while parsing a value at line 1 column 14",
+        ),
+        (
+            404,
+            server.post("/api/v1/playbooks/nope/run", "{}").1,
+            "there is no playbook `nope`",
+        ),
+        (
+            400,
+            server
+                .post("/api/v1/playbooks/runaway/run?log_level=loud", "{}")
+                .1,
+            "`log_level`: `loud` is not a log level; expected one of trace, debug, info, warn, error",
+        ),
+        (
+            404,
+            server.get("/api/v1/executions/ex_nope").1,
+            "there is no execution `ex_nope`",
+        ),
+        (
+            400,
+            server.get("/api/v1/executions?limit=0").1,
+            "`limit` is `0`; it must be a whole number from 1 to 10000",
+        ),
+        (
+            400,
+            server
+                .get("/api/v1/executions?tql=colour%20%3D%20%22red%22")
+                .1,
+            "invalid TQL query: at position 1: there is no field `colour`; the fields are id, \
+             executionId, playbookId, playbookXid, playbookName, status, logLevel, triggerType, \
+             queueTime, startTime, completedTime, durationMs, parentId",
+        ),
+        (
+            404,
+            server.get("/api/v9/anything").1,
+            "there is no route GET /api/v9/anything",
+        ),
+        (
+            400,
+            server
+                .get("/api/v3/playbook/executions?resultLimit=20000")
+                .1,
+            "`resultLimit` is `20000`; it must be a whole number from 1 to 10000",
+        ),
+    ];
+    for (expected, body, message) in cases {
+        let text = body.get("error").or_else(|| body.get("message"));
+        assert_eq!(text.and_then(Value::as_str), Some(message), "{body}");
+        if let Some(status) = body.get("status").and_then(Value::as_u64) {
+            assert_eq!(status, u64::from(expected), "{body}");
+        }
+    }
+    // ThreatConnect's error shape for a TQL syntax error.
+    let (status, body) = server.get("/api/v3/playbook/executions?tql=status%20%3D");
+    assert_eq!(status, 400);
+    assert_eq!(body["errCode"], "0x2001");
+    assert_eq!(body["status"], "Error");
+    assert_eq!(
+        body["message"],
+        "invalid TQL query: at position 9: expected a value (a quoted string, a number, true, \
+         false or NOW()), found the end of the query"
+    );
+    // A body over the limit is refused before it is read whole.
+    let big = format!("{{\"text\": \"{}\"}}", "x".repeat(17 * 1024 * 1024));
+    let response = server
+        .agent
+        .post(server.url("/api/v1/playbooks/runaway/run"))
+        .send(big.as_str());
+    match response {
+        Ok(response) => assert_eq!(response.status().as_u16(), 413),
+        // The server may close the connection before the client finishes sending.
+        Err(e) => assert!(matches!(e, ureq::Error::Io(_)), "{e}"),
+    }
+}
+
+#[test]
+fn a_token_is_required_when_set_and_required_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &["--token", "s3cret"]);
+    assert_eq!(server.get("/api/v1/playbooks").0, 200);
+    let response = server
+        .agent
+        .get(server.url("/api/v1/playbooks"))
+        .call()
+        .unwrap();
+    let (status, body) = read(response);
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["error"],
+        "this server requires `Authorization: Bearer <token>`"
+    );
+    let response = server
+        .agent
+        .get(server.url("/api/v1/playbooks"))
+        .header("Authorization", "Bearer s3cre")
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["serve", "--addr", "0.0.0.0:0", "--db"])
+        .arg(dir.path().join("other.db"))
+        .env("WASP_APPS", example_apps_dir())
+        .env("WASP_CACHE_DIR", cache_dir())
+        .env_remove("WASP_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without a token"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wasp.db");
+    let mut server = Server::start(&db, &[]);
+    let (status, done) = server.post(
+        "/api/v1/playbooks/ip-enrichment/run?wait=true",
+        &sample_input("ip-enrichment"),
+    );
+    assert_eq!(status, 200);
+    let done_id = done["id"].as_str().unwrap().to_owned();
+    let running: Vec<String> = (0..5)
+        .map(|_| {
+            let (status, started) =
+                server.post("/api/v1/playbooks/runaway/run", "{\"indicator\": \"x\"}");
+            assert_eq!(status, 202);
+            started["execution_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    // SIGKILL: no chance to clean up.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let server = Server::start(&db, &[]);
+    for id in &running {
+        let (_, execution) = server.get(&format!("/api/v1/executions/{id}"));
+        assert_eq!(
+            (&execution["status"], &execution["message"]),
+            (&json!("Failed"), &json!("interrupted by restart")),
+            "{execution}"
+        );
+    }
+    let (_, execution) = server.get(&format!("/api/v1/executions/{done_id}"));
+    assert_eq!(execution["status"], "Completed");
+    assert_eq!(execution["nodes"][0]["iterations"], 5);
+}
