@@ -7,6 +7,7 @@
 //! says "internal error" to the client and logs the cause.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,14 +16,17 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, KeepAliveStream, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::Stream;
 use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{self, Execution, ExecutionStatus, HostRunner, Start, TriggerType};
+use crate::engine::{self, Event, Execution, ExecutionStatus, HostRunner, Start, TriggerType};
 use crate::playbook::{NodeKind, Playbook};
 use crate::store::{
     self, EXECUTION_FIELDS, ExecutionRow, NewExecution, Query as StoreQuery, Sort, Store,
@@ -46,6 +50,10 @@ pub struct Service {
     /// Kill switches of the executions running now, by id.
     running: Mutex<HashMap<String, CancellationToken>>,
     token: Option<String>,
+    /// Where executions send their events, to be stored and then broadcast.
+    events: mpsc::UnboundedSender<Event>,
+    /// Every event, once stored, for the Server-Sent Events streams.
+    broadcast: broadcast::Sender<Arc<Event>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -66,21 +74,56 @@ pub struct Started {
     pub done: tokio::task::JoinHandle<Execution>,
 }
 
+/// Events a slow SSE client may fall behind by before it is told to catch up.
+const BROADCAST_CAPACITY: usize = 4096;
+
+/// Store events in batches (a batch is what arrived while the last one was written, so
+/// a busy server writes fewer, larger transactions), then broadcast them: a client of
+/// the event stream never sees a state the store does not hold.
+async fn persist(
+    store: Arc<dyn Store>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    broadcast: broadcast::Sender<Arc<Event>>,
+) {
+    let mut batch = Vec::new();
+    while events.recv_many(&mut batch, 1024).await > 0 {
+        let written = std::mem::take(&mut batch);
+        let store = Arc::clone(&store);
+        let written = tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.record_events(&written) {
+                tracing::error!(error = %e, "storing execution events failed");
+            }
+            written
+        })
+        .await;
+        for event in written.unwrap_or_default() {
+            // No subscriber is fine.
+            let _ = broadcast.send(Arc::new(event));
+        }
+    }
+}
+
 impl Service {
     /// A service over `store`, running `playbooks` with `runner`; every request must
-    /// carry `token` as a bearer token when it is set.
+    /// carry `token` as a bearer token when it is set. Must be called within a Tokio
+    /// runtime: it starts the task that stores and broadcasts events.
     pub fn new(
         store: Arc<dyn Store>,
         runner: Arc<HostRunner>,
         playbooks: impl IntoIterator<Item = Arc<Playbook>>,
         token: Option<String>,
     ) -> Self {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
+        tokio::spawn(persist(Arc::clone(&store), receiver, broadcast.clone()));
         Self {
             store,
             runner,
             playbooks: playbooks.into_iter().map(|p| (p.id.clone(), p)).collect(),
             running: Mutex::new(HashMap::new()),
             token,
+            events,
+            broadcast,
         }
     }
 
@@ -106,6 +149,7 @@ impl Service {
         let start = Start {
             trigger_type,
             log_level,
+            events: Some(self.events.clone()),
             ..Start::new(trigger)
         };
         let new = NewExecution {
@@ -135,9 +179,22 @@ impl Service {
                 tracing::error!(execution = %id, error = %e, "storing a finished execution failed");
             }
             crate::lock(&service.running).remove(&id);
+            service.ended(&execution);
             execution
         });
         Ok(Started { id, num, done })
+    }
+
+    /// Announce that `execution` and its children ended (after they were stored).
+    fn ended(&self, execution: &Execution) {
+        let _ = self.events.send(Event::ExecutionEnded {
+            execution_id: execution.id.clone(),
+            status: execution.status,
+            at: execution.completed_at,
+        });
+        for child in &execution.children {
+            self.ended(child);
+        }
     }
 
     /// Kill the running execution `id`; false when it is not running.
@@ -261,8 +318,11 @@ pub fn router(service: Arc<Service>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
+    // Runs that wait and event streams last as long as executions do.
     Router::new()
         .route("/api/v1/playbooks/{id}/run", post(run_playbook))
+        .route("/api/v1/executions/{id}/events", get(execution_events))
+        .route("/api/v1/events", get(all_events))
         .merge(limited)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -479,6 +539,15 @@ async fn get_execution(
     };
     record["num"] = json!(row.num);
     record["status"] = serde_json::to_value(row.status).unwrap_or_default();
+    if record.get("nodes").is_none() {
+        // Still running: what it has done so far.
+        let key = row.id.clone();
+        record["nodes"] = json!(
+            service
+                .blocking(move |store| store.node_states(&key))
+                .await?
+        );
+    }
     if let Some(playbook) = service.playbooks.get(&row.playbook_id) {
         record["graph"] = graph(playbook);
     }
@@ -735,4 +804,110 @@ async fn tc_tql() -> Json<Value> {
         })
         .collect();
     Json(json!({"data": data, "count": data.len(), "status": "Success"}))
+}
+
+/// One SSE message for `event`.
+fn sse(event: &Event) -> SseEvent {
+    let name = match event {
+        Event::NodeStarted { .. } => "node_started",
+        Event::NodeEnded { .. } => "node_ended",
+        Event::StepEnded { .. } => "step_ended",
+        Event::ExecutionEnded { .. } => "execution_ended",
+    };
+    SseEvent::default()
+        .event(name)
+        .json_data(event)
+        .unwrap_or_else(|_| SseEvent::default().event(name))
+}
+
+/// The next event of `receiver` that `keep` accepts, as an SSE message; a client that
+/// fell behind is told how many events it missed, so that it can reload.
+async fn next_event(
+    receiver: &mut broadcast::Receiver<Arc<Event>>,
+    keep: impl Fn(&Event) -> bool,
+) -> Option<(SseEvent, Arc<Event>)> {
+    loop {
+        match receiver.recv().await {
+            Ok(event) if keep(&event) => return Some((sse(&event), event)),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                let message = SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\": {missed}}}"));
+                let placeholder = Arc::new(Event::ExecutionEnded {
+                    execution_id: String::new(),
+                    status: ExecutionStatus::Running,
+                    at: Utc::now(),
+                });
+                return Some((message, placeholder));
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+type Events = std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>>;
+type EventStream = Sse<KeepAliveStream<Events>>;
+
+/// `GET /api/v1/executions/{id}/events`: a `snapshot` of the execution now, then its
+/// events as they happen, ending after `execution_ended`.
+async fn execution_events(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<EventStream, ApiError> {
+    // Subscribe before reading the state, so that nothing falls between the two.
+    let receiver = service.broadcast.subscribe();
+    let key = id.clone();
+    let (row, nodes) = service
+        .blocking(move |store| {
+            let row = store.execution(&key)?;
+            let nodes = match &row {
+                Some(row) => match store.execution_record(&row.id)? {
+                    Some(record) if record.get("nodes").is_some() => record["nodes"].clone(),
+                    _ => json!(store.node_states(&row.id)?),
+                },
+                None => Value::Null,
+            };
+            Ok((row, nodes))
+        })
+        .await?;
+    let row = row.ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
+    let snapshot = SseEvent::default()
+        .event("snapshot")
+        .json_data(json!({"execution": row, "nodes": nodes}))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let finished = !matches!(
+        row.status,
+        ExecutionStatus::Running | ExecutionStatus::Queued
+    );
+    let execution_id = row.id;
+    let stream = futures_util::stream::unfold(
+        (receiver, Some(snapshot), finished),
+        move |(mut receiver, first, done)| {
+            let execution_id = execution_id.clone();
+            async move {
+                if let Some(first) = first {
+                    return Some((Ok(first), (receiver, None, done)));
+                }
+                if done {
+                    return None;
+                }
+                let (message, event) =
+                    next_event(&mut receiver, |e| e.execution_id() == execution_id).await?;
+                let ended = matches!(&*event, Event::ExecutionEnded { execution_id: ended, .. } if *ended == execution_id);
+                Some((Ok(message), (receiver, None, ended)))
+            }
+        },
+    );
+    Ok(Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default()))
+}
+
+/// `GET /api/v1/events`: every execution's events as they happen.
+async fn all_events(State(service): State<Arc<Service>>) -> EventStream {
+    let receiver = service.broadcast.subscribe();
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let (message, _) = next_event(&mut receiver, |_| true).await?;
+        Some((Ok(message), receiver))
+    });
+    Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default())
 }

@@ -127,6 +127,110 @@ pub struct Start {
     pub queued_at: DateTime<Utc>,
     /// Cancelled to kill it.
     pub kill: CancellationToken,
+    /// Where to send what happens as it happens (its child executions send there too).
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+}
+
+/// Something that happened in an execution, sent as it happens (see [`Start::events`]).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A node started.
+    NodeStarted {
+        /// The execution.
+        execution_id: String,
+        /// The node.
+        node: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A node ended (or was skipped, or killed before it started).
+    NodeEnded {
+        /// The execution.
+        execution_id: String,
+        /// The node.
+        node: String,
+        /// How it ended.
+        status: NodeStatus,
+        /// When.
+        at: DateTime<Utc>,
+        /// How long it ran, in microseconds.
+        duration_us: u64,
+        /// The pathway it took.
+        pathway: Option<String>,
+        /// Its error.
+        error: Option<StepFailure>,
+        /// Iterations run, for `for_each`.
+        iterations: Option<usize>,
+    },
+    /// One attempt of one iteration of a node ended; its app log lines (at or above
+    /// the execution's level, redacted).
+    StepEnded {
+        /// The execution.
+        execution_id: String,
+        /// The node.
+        node: String,
+        /// The iteration of a `for_each`.
+        iteration: Option<usize>,
+        /// The attempt, from 1.
+        attempt: u32,
+        /// Whether it succeeded.
+        status: ReportStatus,
+        /// How long it ran, in microseconds.
+        duration_us: u64,
+        /// Its log lines.
+        logs: Vec<crate::trace::LogLine>,
+    },
+    /// The execution ended and its record is stored (sent by whoever stores it).
+    ExecutionEnded {
+        /// The execution.
+        execution_id: String,
+        /// How it ended.
+        status: ExecutionStatus,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl Event {
+    /// The execution it belongs to.
+    pub fn execution_id(&self) -> &str {
+        match self {
+            Event::NodeStarted { execution_id, .. }
+            | Event::NodeEnded { execution_id, .. }
+            | Event::StepEnded { execution_id, .. }
+            | Event::ExecutionEnded { execution_id, .. } => execution_id,
+        }
+    }
+}
+
+/// Sends an execution's events, when someone listens.
+#[derive(Clone)]
+struct Reporter {
+    execution_id: Arc<str>,
+    events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+}
+
+impl Reporter {
+    fn send(&self, event: impl FnOnce(String) -> Event) {
+        if let Some(events) = &self.events {
+            // A listener that went away is not the execution's problem.
+            let _ = events.send(event(self.execution_id.to_string()));
+        }
+    }
+
+    fn node_ended(&self, record: &NodeRecord) {
+        self.send(|execution_id| Event::NodeEnded {
+            execution_id,
+            node: record.id.clone(),
+            status: record.status,
+            at: Utc::now(),
+            duration_us: record.duration_us,
+            pathway: record.pathway.clone(),
+            error: record.error.clone(),
+            iterations: record.iterations,
+        });
+    }
 }
 
 impl Start {
@@ -141,6 +245,7 @@ impl Start {
             depth: 0,
             queued_at: Utc::now(),
             kill: CancellationToken::new(),
+            events: None,
         }
     }
 }
@@ -467,6 +572,7 @@ struct Parent {
     id: String,
     level: LogLevel,
     depth: u32,
+    events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
 
 impl<R: StepRunner> Target<R> {
@@ -496,6 +602,7 @@ impl<R: StepRunner> Target<R> {
                     parent_id: Some(parent.id.clone()),
                     depth: parent.depth + 1,
                     kill: call.kill.child_token(),
+                    events: parent.events.clone(),
                     ..Start::new(call.input)
                 };
                 let (child, output) =
@@ -545,6 +652,7 @@ fn run_child<R: StepRunner>(
 /// backoff, doubled each time, until the attempts are spent.
 async fn run_with_retries<R: StepRunner>(
     target: &Target<R>,
+    reporter: &Reporter,
     node: &Node,
     call: StepCall,
     iteration: Option<usize>,
@@ -556,6 +664,15 @@ async fn run_with_retries<R: StepRunner>(
     let mut children = Vec::new();
     for attempt in 1..=attempts {
         let (report, child) = target.invoke(call.clone()).await;
+        reporter.send(|execution_id| Event::StepEnded {
+            execution_id,
+            node: node.id.clone(),
+            iteration,
+            attempt,
+            status: report.status,
+            duration_us: report.duration_us,
+            logs: report.logs.clone(),
+        });
         let retry = report.error.as_ref().is_some_and(|e| e.retryable)
             && attempt < attempts
             && !call.kill.is_cancelled();
@@ -614,6 +731,7 @@ struct NodeJob<R> {
     level: LogLevel,
     depth: u32,
     kill: CancellationToken,
+    reporter: Reporter,
 }
 
 impl<R: StepRunner> NodeJob<R> {
@@ -636,6 +754,7 @@ impl<R: StepRunner> NodeJob<R> {
                     id: self.execution_id.to_string(),
                     level: self.level,
                     depth: self.depth,
+                    events: self.reporter.events.clone(),
                 });
                 let target = Target::Playbook {
                     runner: Arc::clone(&self.runner),
@@ -666,7 +785,9 @@ impl<R: StepRunner> NodeJob<R> {
         };
         let Some(for_each) = &node.for_each else {
             let (runs, children) = match node.input.render(&scope(None)) {
-                Ok(input) => run_with_retries(&target, node, call(input), None).await,
+                Ok(input) => {
+                    run_with_retries(&target, &self.reporter, node, call(input), None).await
+                }
                 Err(e) => {
                     let report = input_failure(e.to_string());
                     return NodeDone::failed(self.index, node, report, None, started);
@@ -705,6 +826,7 @@ impl<R: StepRunner> NodeJob<R> {
             let rendered = node.input.render(&scope(Some((index, item))));
             let limit = Arc::clone(&limit);
             let target = target.clone();
+            let reporter = self.reporter.clone();
             let playbook = Arc::clone(&self.playbook);
             let node_index = self.index;
             let call = rendered.map(call);
@@ -713,7 +835,7 @@ impl<R: StepRunner> NodeJob<R> {
                 let done = match call {
                     Ok(call) => {
                         let _permit = limit.acquire().await;
-                        run_with_retries(&target, node, call, Some(index)).await
+                        run_with_retries(&target, &reporter, node, call, Some(index)).await
                     }
                     Err(e) => {
                         let report = input_failure(e.to_string());
@@ -912,6 +1034,10 @@ async fn execute_inner<R: StepRunner>(
     let graph = &playbook.graph;
     let trigger = Arc::new(start.trigger);
     let execution_id: Arc<str> = Arc::from(start.id);
+    let reporter = Reporter {
+        execution_id: Arc::clone(&execution_id),
+        events: start.events,
+    };
     let trigger_index = playbook
         .index_of(crate::playbook::TRIGGER)
         .unwrap_or_else(|| NodeIndex::new(0));
@@ -951,7 +1077,9 @@ async fn execute_inner<R: StepRunner>(
                 } else {
                     NodeStatus::Skipped
                 };
-                records.insert(index, NodeRecord::new(graph[index].id.clone(), status));
+                let record = NodeRecord::new(graph[index].id.clone(), status);
+                reporter.node_ended(&record);
+                records.insert(index, record);
                 release(graph, &mut waiting, &mut ready, index);
                 continue;
             }
@@ -965,7 +1093,13 @@ async fn execute_inner<R: StepRunner>(
                 level,
                 depth: start.depth,
                 kill: kill.clone(),
+                reporter: reporter.clone(),
             };
+            reporter.send(|execution_id| Event::NodeStarted {
+                execution_id,
+                node: graph[index].id.clone(),
+                at: Utc::now(),
+            });
             let task = running.spawn(job.run());
             tasks.insert(task.id(), index);
         }
@@ -1000,6 +1134,7 @@ async fn execute_inner<R: StepRunner>(
             // Set once: each node ends once.
             let _ = outputs[index.index()].set(output.clone());
         }
+        reporter.node_ended(&record);
         records.insert(index, record);
         release(graph, &mut waiting, &mut ready, index);
     }

@@ -480,3 +480,134 @@ fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(
     assert_eq!(execution["status"], "Completed");
     assert_eq!(execution["nodes"][0]["iterations"], 5);
 }
+
+/// Reads Server-Sent Events: `(event name, data)` pairs.
+struct SseReader(Box<dyn BufRead>);
+
+impl SseReader {
+    fn open(server: &Server, path: &str) -> Self {
+        let response = server
+            .agent
+            .get(server.url(path))
+            .call()
+            .expect("a well-formed event stream");
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .expect("a well-formed event stream")
+            .to_owned();
+        assert_eq!(content_type, "text/event-stream");
+        Self(Box::new(BufReader::new(response.into_body().into_reader())))
+    }
+
+    /// The next event, or `None` when the stream ends.
+    fn next(&mut self) -> Option<(String, Value)> {
+        let (mut name, mut data) = (String::new(), String::new());
+        loop {
+            let mut line = String::new();
+            if self
+                .0
+                .read_line(&mut line)
+                .expect("a well-formed event stream")
+                == 0
+            {
+                return None;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if !name.is_empty() {
+                    return Some((
+                        name,
+                        serde_json::from_str(&data).expect("a well-formed event stream"),
+                    ));
+                }
+            } else if let Some(value) = line.strip_prefix("event:") {
+                name = value.trim().to_owned();
+            } else if let Some(value) = line.strip_prefix("data:") {
+                data.push_str(value.trim_start());
+            }
+        }
+    }
+}
+
+#[test]
+fn events_stream_live_node_and_step_states_after_they_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let mut all = SseReader::open(&server, "/api/v1/events");
+    let (_, started) = server.post(
+        "/api/v1/playbooks/partial-failure/run",
+        &sample_input("partial-failure"),
+    );
+    let id = started["execution_id"].as_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    while let Some((name, data)) = all.next() {
+        if data["execution_id"] != id.as_str() {
+            continue;
+        }
+        let node = data["node"].as_str().unwrap_or_default().to_owned();
+        seen.push((name.clone(), node, data["status"].clone()));
+        if name == "execution_ended" {
+            break;
+        }
+    }
+    // Each node starts, runs a step and ends, in that order; the execution ends last.
+    for node in ["defang", "ticket", "classify"] {
+        let position = |event: &str| {
+            seen.iter()
+                .position(|(n, id, _)| n == event && id == node)
+                .unwrap_or_else(|| panic!("no {event} for {node}: {seen:?}"))
+        };
+        assert!(
+            position("node_started") < position("step_ended"),
+            "{seen:?}"
+        );
+        assert!(position("step_ended") < position("node_ended"), "{seen:?}");
+    }
+    let last = seen.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), &last.2),
+        ("execution_ended", &json!("Partially Failed"))
+    );
+    assert!(seen.contains(&(
+        "node_ended".to_owned(),
+        "classify".to_owned(),
+        json!("Failed")
+    )));
+
+    // One execution's stream: a snapshot, live events, and the end.
+    let (_, started) = server.post("/api/v1/playbooks/runaway/run", "{\"indicator\": \"x\"}");
+    let id = started["execution_id"].as_str().unwrap().to_owned();
+    let mut one = SseReader::open(&server, &format!("/api/v1/executions/{id}/events"));
+    let (name, snapshot) = one.next().unwrap();
+    assert_eq!(name, "snapshot");
+    assert_eq!(snapshot["execution"]["status"], "Running");
+    // While it runs, the execution's record holds the node states so far.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, execution) = server.get(&format!("/api/v1/executions/{id}"));
+        let spin = execution["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "spin")
+            .cloned();
+        if spin.is_some_and(|n| n["status"] == "Running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{execution}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.post(&format!("/api/v1/executions/{id}/kill"), "");
+    let mut names = Vec::new();
+    while let Some((name, data)) = one.next() {
+        assert_eq!(data["execution_id"], id.as_str());
+        names.push(name);
+    }
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("execution_ended"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"node_ended".to_owned()), "{names:?}");
+}

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use sqlite::SqliteStore;
 
-use crate::engine::{Execution, ExecutionStatus, TriggerType};
+use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
 use crate::trace::LogLevel;
 
@@ -310,6 +310,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of the executions `query` matches.
     fn executions(&self, query: &Query) -> Result<Page, Error>;
+
+    /// Record node state changes of running executions, in one transaction.
+    fn record_events(&self, events: &[Event]) -> Result<(), Error>;
+
+    /// The node states recorded by [`Store::record_events`] for execution `execution_id`,
+    /// in the order they started: what a running execution has done so far.
+    fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error>;
 
     /// Mark every execution left Queued or Running (by a process that died) Failed,
     /// "interrupted by restart"; returns how many.

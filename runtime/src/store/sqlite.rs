@@ -21,12 +21,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{Error, ExecutionRow, NewExecution, Page, PlaybookRecord, Query, Sort, Store};
-use crate::engine::{Execution, ExecutionStatus, TriggerType};
+use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
 use crate::trace::LogLevel;
 
 /// Each migration, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE playbooks (
     num INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -104,7 +105,22 @@ CREATE TABLE log_lines (
     fields TEXT
 );
 CREATE INDEX log_lines_execution ON log_lines (execution_id, step_num);
-"];
+",
+    r"
+CREATE TABLE node_states (
+    execution_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at INTEGER,
+    ended_at INTEGER,
+    duration_us INTEGER,
+    pathway TEXT,
+    error TEXT,
+    iterations INTEGER,
+    PRIMARY KEY (execution_id, node)
+);
+",
+];
 
 /// Readers kept open for reuse; more are opened under load and closed after.
 const IDLE_READERS: usize = 4;
@@ -557,6 +573,90 @@ impl Store for SqliteStore {
                 completed,
                 failed,
             })
+        })
+    }
+
+    fn record_events(&self, events: &[Event]) -> Result<(), Error> {
+        let mut writer = lock(&self.writer);
+        let transaction = writer.transaction()?;
+        {
+            let mut started = transaction.prepare_cached(
+                "INSERT INTO node_states (execution_id, node, status, started_at) \
+                 VALUES (?1, ?2, 'Running', ?3) \
+                 ON CONFLICT (execution_id, node) DO UPDATE SET status = 'Running', \
+                     started_at = excluded.started_at",
+            )?;
+            let mut ended = transaction.prepare_cached(
+                "INSERT INTO node_states (execution_id, node, status, ended_at, duration_us, \
+                     pathway, error, iterations) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (execution_id, node) DO UPDATE SET status = excluded.status, \
+                     ended_at = excluded.ended_at, duration_us = excluded.duration_us, \
+                     pathway = excluded.pathway, error = excluded.error, \
+                     iterations = excluded.iterations",
+            )?;
+            for event in events {
+                match event {
+                    Event::NodeStarted {
+                        execution_id,
+                        node,
+                        at,
+                    } => {
+                        started.execute(params![execution_id, node, millis(*at)])?;
+                    }
+                    Event::NodeEnded {
+                        execution_id,
+                        node,
+                        status,
+                        at,
+                        duration_us,
+                        pathway,
+                        error,
+                        iterations,
+                    } => {
+                        ended.execute(params![
+                            execution_id,
+                            node,
+                            word(status),
+                            millis(*at),
+                            i64::try_from(*duration_us).unwrap_or(i64::MAX),
+                            pathway,
+                            error
+                                .as_ref()
+                                .map(|e| serde_json::to_string(e).unwrap_or_default()),
+                            iterations.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+                        ])?;
+                    }
+                    Event::StepEnded { .. } | Event::ExecutionEnded { .. } => {}
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT node, status, started_at, ended_at, duration_us, pathway, error, \
+                     iterations \
+                 FROM node_states WHERE execution_id = ?1 ORDER BY coalesce(started_at, ended_at)",
+            )?;
+            statement
+                .query_map([execution_id], |r| {
+                    let error: Option<String> = r.get(6)?;
+                    Ok(serde_json::json!({
+                        "id": r.get::<_, String>(0)?,
+                        "status": r.get::<_, String>(1)?,
+                        "started_at": time(r.get(2)?),
+                        "ended_at": time(r.get(3)?),
+                        "duration_us": r.get::<_, Option<i64>>(4)?,
+                        "pathway": r.get::<_, Option<String>>(5)?,
+                        "error": error.as_deref().map(json_column),
+                        "iterations": r.get::<_, Option<i64>>(7)?,
+                    }))
+                })?
+                .collect()
         })
     }
 
