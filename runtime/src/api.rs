@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{self, Event, Execution, ExecutionStatus, HostRunner, Start, TriggerType};
 use crate::playbook::{NodeKind, Playbook};
 use crate::store::{
-    self, EXECUTION_FIELDS, ExecutionRow, NewExecution, Query as StoreQuery, Sort, Store,
+    self, EXECUTION_FIELDS, ExecutionRow, LOG_FIELDS, NewExecution, Query as StoreQuery,
+    STEP_FIELDS, Sort, Store,
 };
 use crate::tql;
 use crate::trace::LogLevel;
@@ -305,6 +306,11 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/executions", get(list_executions))
         .route("/api/v1/executions/{id}", get(get_execution))
         .route("/api/v1/executions/{id}/kill", post(kill_execution))
+        .route("/api/v1/executions/{id}/steps", get(execution_steps))
+        .route("/api/v1/executions/{id}/logs", get(execution_logs))
+        .route("/api/v1/executions/{id}/oslogs.zip", get(execution_os_logs))
+        .route("/api/v1/steps", get(list_steps))
+        .route("/api/v1/logs", get(list_logs))
         .route(
             "/api/v3/playbook/executions",
             get(tc_list).options(tc_fields),
@@ -910,4 +916,301 @@ async fn all_events(State(service): State<Arc<Service>>) -> EventStream {
         Some((Ok(message), receiver))
     });
     Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default())
+}
+
+/// The window and order of a list: `offset`, `limit` (1 to 10,000), `sort` asc|desc.
+fn window(
+    params: &HashMap<String, String>,
+    condition: tql::Condition,
+    default_sort: Sort,
+) -> Result<StoreQuery, ApiError> {
+    Ok(StoreQuery {
+        condition,
+        offset: number_param(params, "offset", 0, 0..=i64::MAX)?,
+        limit: number_param(params, "limit", 100, 1..=10_000)?,
+        sort: match params.get("sort").map(String::as_str) {
+            None => default_sort,
+            Some("desc") => Sort::NewestFirst,
+            Some("asc") => Sort::OldestFirst,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "`sort` is `{other}`; it must be asc or desc"
+                )));
+            }
+        },
+    })
+}
+
+/// `condition` further limited to `column = value`.
+fn and_equal(mut condition: tql::Condition, column: &str, value: &str) -> tql::Condition {
+    condition.sql = format!("({column} = ?) AND {}", condition.sql);
+    condition
+        .params
+        .insert(0, tql::Param::Text(value.to_owned()));
+    condition
+}
+
+/// The string id of execution `key` (a string or numeric id), or 404.
+async fn execution_id(service: &Arc<Service>, key: &str) -> Result<String, ApiError> {
+    let lookup = key.to_owned();
+    service
+        .blocking(move |store| store.execution(&lookup))
+        .await?
+        .map(|row| row.id)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{key}`")))
+}
+
+fn schema_condition(
+    params: &HashMap<String, String>,
+    schema: tql::Schema,
+) -> Result<tql::Condition, ApiError> {
+    let text = params.get("tql").map_or("", String::as_str);
+    Ok(tql::condition(text, schema, Utc::now())?)
+}
+
+/// `GET /api/v1/steps?tql=…`: step runs across executions.
+async fn list_steps(
+    State(service): State<Arc<Service>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let query = window(
+        &params,
+        schema_condition(&params, STEP_FIELDS)?,
+        Sort::NewestFirst,
+    )?;
+    let (rows, total) = service
+        .blocking(move |store| store.step_runs(&query))
+        .await?;
+    Ok(Json(json!({"count": total, "data": rows})))
+}
+
+/// `GET /api/v1/executions/{id}/steps[?node=…&tql=…]`: every step run of an execution
+/// (each iteration and attempt), in the order they ended, with what was captured.
+async fn execution_steps(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let id = execution_id(&service, &id).await?;
+    let mut condition = and_equal(
+        schema_condition(&params, STEP_FIELDS)?,
+        "s.execution_id",
+        &id,
+    );
+    if let Some(node) = params.get("node") {
+        condition = and_equal(condition, "s.node", node);
+    }
+    let query = window(&params, condition, Sort::OldestFirst)?;
+    let (rows, total) = service
+        .blocking(move |store| store.step_runs(&query))
+        .await?;
+    Ok(Json(json!({"count": total, "data": rows})))
+}
+
+/// The condition of a log query: TQL over [`LOG_FIELDS`], plus `level` (that level and
+/// above), `q` (text the message contains) and `node`.
+fn log_condition(params: &HashMap<String, String>) -> Result<tql::Condition, ApiError> {
+    let mut condition = schema_condition(params, LOG_FIELDS)?;
+    if let Some(level) = params.get("level") {
+        let level: LogLevel = level
+            .parse()
+            .map_err(|e| ApiError::BadRequest(format!("`level`: {e}")))?;
+        let levels: Vec<String> = [
+            LogLevel::Trace,
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Warn,
+            LogLevel::Error,
+        ]
+        .into_iter()
+        .filter(|l| *l >= level)
+        .map(|l| l.to_string())
+        .collect();
+        let marks = vec!["?"; levels.len()].join(", ");
+        condition.sql = format!("(l.level IN ({marks})) AND {}", condition.sql);
+        for (i, level) in levels.into_iter().enumerate() {
+            condition.params.insert(i, tql::Param::Text(level));
+        }
+    }
+    if let Some(text) = params.get("q").filter(|q| !q.is_empty()) {
+        condition.sql = format!("(l.message LIKE ? ESCAPE '\\') AND {}", condition.sql);
+        let pattern = format!("%{}%", tql::escape_like(text));
+        condition.params.insert(0, tql::Param::Text(pattern));
+    }
+    if let Some(node) = params.get("node") {
+        condition = and_equal(condition, "l.node", node);
+    }
+    Ok(condition)
+}
+
+/// `GET /api/v1/logs?tql=…`: app log lines across executions.
+async fn list_logs(
+    State(service): State<Arc<Service>>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let query = window(&params, log_condition(&params)?, Sort::NewestFirst)?;
+    logs_response(&service, query, &params, "wasp-logs.csv").await
+}
+
+/// `GET /api/v1/executions/{id}/logs[?level=&q=&node=&format=csv]`: an execution's app
+/// log lines, oldest first, as JSON or as a CSV download.
+async fn execution_logs(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let id = execution_id(&service, &id).await?;
+    let condition = and_equal(log_condition(&params)?, "l.execution_id", &id);
+    let mut query = window(&params, condition, Sort::OldestFirst)?;
+    let csv = params.get("format").is_some_and(|f| f == "csv");
+    if csv && !params.contains_key("limit") {
+        // A download holds every line.
+        query.limit = i64::MAX;
+    }
+    logs_response(&service, query, &params, &format!("{id}-logs.csv")).await
+}
+
+async fn logs_response(
+    service: &Arc<Service>,
+    query: StoreQuery,
+    params: &HashMap<String, String>,
+    file: &str,
+) -> Result<Response, ApiError> {
+    let (rows, total) = service
+        .blocking(move |store| store.log_lines(&query))
+        .await?;
+    match params.get("format").map(String::as_str) {
+        None | Some("json") => Ok(Json(json!({"count": total, "data": rows})).into_response()),
+        Some("csv") => {
+            let body = logs_csv(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(download("text/csv; charset=utf-8", file, body))
+        }
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "`format` is `{other}`; it must be json or csv"
+        ))),
+    }
+}
+
+/// A file download.
+fn download(content_type: &'static str, file: &str, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn logs_csv(rows: &[store::LogRow]) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record([
+        "ts",
+        "level",
+        "execution_id",
+        "node",
+        "iteration",
+        "attempt",
+        "message",
+        "fields",
+    ])?;
+    for row in rows {
+        let fields = if row.fields.is_null() {
+            String::new()
+        } else {
+            row.fields.to_string()
+        };
+        writer.write_record([
+            row.ts.as_str(),
+            row.level.as_str(),
+            row.execution_id.as_str(),
+            row.node.as_str(),
+            &row.iteration.map(|i| i.to_string()).unwrap_or_default(),
+            &row.attempt.to_string(),
+            row.message.as_str(),
+            &fields,
+        ])?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// `GET /api/v1/executions/{id}/oslogs.zip`: each step run's stdout and stderr (its
+/// "OS logs") as files in a ZIP, with a README saying what was and was not captured.
+async fn execution_os_logs(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = execution_id(&service, &id).await?;
+    let condition = and_equal(
+        tql::condition("", STEP_FIELDS, Utc::now())?,
+        "s.execution_id",
+        &id,
+    );
+    let query = StoreQuery {
+        condition,
+        offset: 0,
+        limit: i64::MAX,
+        sort: Sort::OldestFirst,
+    };
+    let (steps, _) = service
+        .blocking(move |store| store.step_runs(&query))
+        .await?;
+    let zip = os_logs_zip(&id, &steps).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(download(
+        "application/zip",
+        &format!("{id}-oslogs.zip"),
+        zip,
+    ))
+}
+
+fn os_logs_zip(id: &str, steps: &[Value]) -> Result<Vec<u8>, zip::result::ZipError> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut readme = format!("OS logs (stdout and stderr) of the steps of execution {id}.\n\n");
+    for step in steps {
+        let node = step["node"].as_str().unwrap_or_default();
+        let mut name = node.to_owned();
+        if let Some(iteration) = step["iteration"].as_u64() {
+            name.push_str(&format!("-iteration{iteration}"));
+        }
+        name.push_str(&format!(
+            "-attempt{}",
+            step["attempt"].as_u64().unwrap_or(1)
+        ));
+        if step["capture"]["data"] != json!(true) {
+            readme.push_str(&format!(
+                "{name}: not captured: OS logs are kept only when the execution runs at DEBUG \
+                 or TRACE\n"
+            ));
+            continue;
+        }
+        for stream in ["stdout", "stderr"] {
+            let text = step["report"][stream].as_str().unwrap_or_default();
+            zip.start_file(format!("{name}.{stream}.txt"), options)?;
+            zip.write_all(text.as_bytes())?;
+            let truncated = step["capture"]["truncated"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!(stream)));
+            readme.push_str(&format!(
+                "{name}.{stream}.txt: {} bytes{}\n",
+                text.len(),
+                if truncated {
+                    ", cut at the 1 MiB capture cap"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    zip.start_file("README.txt", options)?;
+    zip.write_all(readme.as_bytes())?;
+    Ok(zip.finish()?.into_inner())
 }

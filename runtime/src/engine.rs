@@ -397,6 +397,13 @@ pub struct StepRun {
     pub child: Option<String>,
 }
 
+impl StepRun {
+    /// How it ended, in the words of a node's status.
+    pub fn status(&self) -> NodeStatus {
+        status_of(&self.report)
+    }
+}
+
 /// What the capture policy kept of a step run, so that a reader knows why something is
 /// missing or short.
 #[derive(Debug, Clone, Default, Serialize)]

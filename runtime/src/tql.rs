@@ -840,7 +840,7 @@ pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// `text` with `%`, `_` and `\` escaped for `LIKE … ESCAPE '\'`.
-fn escape_like(text: &str) -> String {
+pub fn escape_like(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

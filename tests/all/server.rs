@@ -611,3 +611,95 @@ fn events_stream_live_node_and_step_states_after_they_are_stored() {
     );
     assert!(names.contains(&"node_ended".to_owned()), "{names:?}");
 }
+
+#[test]
+fn steps_logs_csv_and_os_logs_of_an_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let (_, execution) = server.post(
+        "/api/v1/playbooks/ip-enrichment/run?wait=true",
+        &sample_input("ip-enrichment"),
+    );
+    let id = execution["id"].as_str().unwrap().to_owned();
+
+    let (status, steps) = server.get(&format!("/api/v1/executions/{id}/steps"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        steps["count"], 7,
+        "5 iterations of classify, reputation, public"
+    );
+    let (_, classify) = server.get(&format!("/api/v1/executions/{id}/steps?node=classify"));
+    let mut iterations: Vec<u64> = classify["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["iteration"].as_u64().unwrap())
+        .collect();
+    iterations.sort_unstable();
+    assert_eq!(iterations, [0, 1, 2, 3, 4]);
+    let step = &classify["data"][0];
+    assert_eq!(
+        (&step["app"], &step["action"]),
+        (&json!("ip-classify"), &json!("classify"))
+    );
+    assert_eq!(step["capture"]["data"], true);
+    assert!(step["input"]["ip"].is_string(), "{step}");
+
+    // The same language over step runs across executions.
+    let (_, found) = server.get(
+        "/api/v1/steps?tql=app%20%3D%20%22ip-classify%22%20AND%20status%20%3D%20%22succeeded%22",
+    );
+    assert_eq!(found["count"], 5);
+    let (_, found) = server.get("/api/v1/steps?tql=status%20%3D%20%22Failed%22");
+    assert_eq!(found["count"], 0);
+
+    let (_, logs) = server.get(&format!("/api/v1/executions/{id}/logs?level=debug"));
+    let count = logs["count"].as_i64().unwrap();
+    assert!(count >= 5, "{logs}");
+    assert_eq!(logs["data"][0]["level"], "debug");
+    let (_, none) = server.get(&format!("/api/v1/executions/{id}/logs?level=warn"));
+    assert_eq!(none["count"], 0);
+    let (_, found) = server.get(&format!(
+        "/api/v1/executions/{id}/logs?q=classified&node=classify"
+    ));
+    assert_eq!(found["count"], 5, "{found}");
+    let (_, found) = server.get("/api/v1/logs?tql=message%20CONTAINS%20%22classified%22");
+    assert_eq!(found["count"], 5, "{found}");
+
+    let mut response = server
+        .agent
+        .get(server.url(&format!("/api/v1/executions/{id}/logs?format=csv")))
+        .call()
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/csv; charset=utf-8"
+    );
+    let csv = response.body_mut().read_to_string().unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("ts,level,execution_id,node,iteration,attempt,message,fields")
+    );
+    assert_eq!(lines.count() as i64, count);
+
+    let mut response = server
+        .agent
+        .get(server.url(&format!("/api/v1/executions/{id}/oslogs.zip")))
+        .call()
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/zip"
+    );
+    let bytes = response.body_mut().read_to_vec().unwrap();
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut names: Vec<&str> = archive.file_names().collect();
+    names.sort_unstable();
+    assert_eq!(names.len(), 15, "{names:?}");
+    assert!(
+        names.contains(&"classify-iteration3-attempt1.stderr.txt"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"README.txt"), "{names:?}");
+}

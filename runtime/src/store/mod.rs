@@ -275,6 +275,106 @@ pub const EXECUTION_FIELDS: tql::Schema = &[
     },
 ];
 
+/// One stored app log line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    /// Its number, in the order lines were stored.
+    pub num: i64,
+    /// The execution.
+    pub execution_id: String,
+    /// The node whose step logged it.
+    pub node: String,
+    /// The iteration of a `for_each`.
+    pub iteration: Option<i64>,
+    /// The attempt.
+    pub attempt: i64,
+    /// When the host received it (RFC 3339).
+    pub ts: String,
+    /// Its level.
+    pub level: String,
+    /// The text (redacted).
+    pub message: String,
+    /// Its structured fields.
+    pub fields: Value,
+}
+
+/// A field of TQL.
+const fn field(
+    keyword: &'static str,
+    column: &'static str,
+    kind: tql::Type,
+    description: &'static str,
+) -> tql::Field {
+    tql::Field {
+        keyword,
+        column,
+        kind,
+        description,
+    }
+}
+
+/// A text field of TQL.
+const fn text(keyword: &'static str, column: &'static str, about: &'static str) -> tql::Field {
+    field(keyword, column, tql::Type::String, about)
+}
+
+/// An integer field of TQL.
+const fn integer(keyword: &'static str, column: &'static str, about: &'static str) -> tql::Field {
+    field(keyword, column, tql::Type::Integer, about)
+}
+
+/// The fields TQL may name over step runs (`/api/v1/steps`).
+pub const STEP_FIELDS: tql::Schema = &[
+    text(
+        "executionId",
+        "s.execution_id",
+        "The execution the step ran in.",
+    ),
+    text("node", "s.node", "The node."),
+    text(
+        "app",
+        "s.app",
+        "The app (or, for a sub-playbook node, the playbook).",
+    ),
+    text("action", "s.action", "The action."),
+    field(
+        "status",
+        "s.status",
+        tql::Type::Enum(&["Succeeded", "Failed", "TimedOut", "Killed"]),
+        "How the step run ended.",
+    ),
+    text(
+        "errorKind",
+        "s.error_kind",
+        "The class of failure (app_error, timeout, memory_limit, …).",
+    ),
+    text("errorMessage", "s.error_message", "The error's message."),
+    integer(
+        "iteration",
+        "s.iteration",
+        "The iteration of a for_each, from 0.",
+    ),
+    integer("attempt", "s.attempt", "The attempt, from 1."),
+    integer(
+        "durationUs",
+        "s.duration_us",
+        "How long the step ran, in microseconds.",
+    ),
+];
+
+/// The fields TQL may name over app log lines (`/api/v1/logs`).
+pub const LOG_FIELDS: tql::Schema = &[
+    text("executionId", "l.execution_id", "The execution."),
+    text("node", "l.node", "The node whose step logged it."),
+    field(
+        "level",
+        "l.level",
+        tql::Type::Enum(&["trace", "debug", "info", "warn", "error"]),
+        "The line's level.",
+    ),
+    text("message", "l.message", "The text."),
+];
+
 /// Where playbooks and traces are kept.
 pub trait Store: Send + Sync + 'static {
     /// Insert the playbook with XID `xid` from a file or the API, or update it (keeping
@@ -317,6 +417,14 @@ pub trait Store: Send + Sync + 'static {
     /// The node states recorded by [`Store::record_events`] for execution `execution_id`,
     /// in the order they started: what a running execution has done so far.
     fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error>;
+
+    /// A page of the step runs `query` matches (over [`STEP_FIELDS`]), each its whole
+    /// record with `num`, `execution_id` and `status`; and how many match in all.
+    fn step_runs(&self, query: &Query) -> Result<(Vec<Value>, i64), Error>;
+
+    /// A page of the app log lines `query` matches (over [`LOG_FIELDS`]), and how many
+    /// match in all.
+    fn log_lines(&self, query: &Query) -> Result<(Vec<LogRow>, i64), Error>;
 
     /// Mark every execution left Queued or Running (by a process that died) Failed,
     /// "interrupted by restart"; returns how many.

@@ -20,7 +20,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{Error, ExecutionRow, NewExecution, Page, PlaybookRecord, Query, Sort, Store};
+use super::{Error, ExecutionRow, LogRow, NewExecution, Page, PlaybookRecord, Query, Sort, Store};
 use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
 use crate::trace::LogLevel;
@@ -316,6 +316,42 @@ impl SqliteStore {
         Ok(result?)
     }
 
+    /// A page of `columns` of `from` where `query` holds, ordered by `key`, each row
+    /// read by `read_row`; and how many rows match in all.
+    fn page<T>(
+        &self,
+        query: &Query,
+        from: &str,
+        key: &str,
+        columns: &str,
+        read_row: impl FnMut(&Row<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<(Vec<T>, i64), Error> {
+        let condition = &query.condition.sql;
+        let params = sql_params(&query.condition.params);
+        let order = match query.sort {
+            Sort::NewestFirst => "DESC",
+            Sort::OldestFirst => "ASC",
+        };
+        self.read(|c| {
+            let total = c.query_row(
+                &format!("SELECT count(*) FROM {from} WHERE {condition}"),
+                rusqlite::params_from_iter(&params),
+                |r| r.get(0),
+            )?;
+            let mut window = params.clone();
+            window.push(SqlValue::Integer(query.limit));
+            window.push(SqlValue::Integer(query.offset));
+            let mut statement = c.prepare(&format!(
+                "SELECT {columns} FROM {from} WHERE {condition} ORDER BY {key} {order} \
+                 LIMIT ? OFFSET ?"
+            ))?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(&window), read_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((rows, total))
+        })
+    }
+
     fn write_execution(
         transaction: &rusqlite::Transaction<'_>,
         execution: &Execution,
@@ -376,7 +412,7 @@ impl SqliteStore {
                 step.action,
                 step.iteration.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
                 step.attempt,
-                word(&step.report.status),
+                word(&step.status()),
                 error.map(|e| word(&e.kind)),
                 error.map(|e| e.message.as_str()),
                 i64::try_from(step.report.duration_us).unwrap_or(i64::MAX),
@@ -658,6 +694,46 @@ impl Store for SqliteStore {
                 })?
                 .collect()
         })
+    }
+
+    fn step_runs(&self, query: &Query) -> Result<(Vec<Value>, i64), Error> {
+        self.page(
+            query,
+            "step_runs s",
+            "s.num",
+            "s.num, s.execution_id, s.status, s.record",
+            |r| {
+                let mut record = json_column(&r.get::<_, String>(3)?);
+                record["num"] = Value::from(r.get::<_, i64>(0)?);
+                record["execution_id"] = Value::from(r.get::<_, String>(1)?);
+                record["status"] = Value::from(r.get::<_, String>(2)?);
+                Ok(record)
+            },
+        )
+    }
+
+    fn log_lines(&self, query: &Query) -> Result<(Vec<LogRow>, i64), Error> {
+        self.page(
+            query,
+            "log_lines l JOIN step_runs s ON s.num = l.step_num",
+            "l.num",
+            "l.num, l.execution_id, l.node, s.iteration, s.attempt, l.ts, l.level, l.message, \
+             l.fields",
+            |r| {
+                let fields: Option<String> = r.get(8)?;
+                Ok(LogRow {
+                    num: r.get(0)?,
+                    execution_id: r.get(1)?,
+                    node: r.get(2)?,
+                    iteration: r.get(3)?,
+                    attempt: r.get(4)?,
+                    ts: r.get(5)?,
+                    level: r.get(6)?,
+                    message: r.get(7)?,
+                    fields: fields.as_deref().map(json_column).unwrap_or(Value::Null),
+                })
+            },
+        )
     }
 
     fn interrupt_unfinished(&self) -> Result<usize, Error> {
