@@ -6,7 +6,7 @@
 //! Bad input is a 4xx whose message says what to fix; a store failure is a 500 that
 //! says "internal error" to the client and logs the cause.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,8 +26,10 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{self, Event, Execution, ExecutionStatus, HostRunner, Start, TriggerType};
-use crate::playbook::{NodeKind, Playbook};
+use crate::engine::{
+    self, Event, Execution, ExecutionStatus, HostRunner, Start, StepRunner, TriggerType,
+};
+use crate::playbook::{Catalog, NodeKind, Playbook, PlaybookSpec};
 use crate::store::{
     self, EXECUTION_FIELDS, ExecutionRow, LOG_FIELDS, NewExecution, Query as StoreQuery,
     STEP_FIELDS, Sort, Store,
@@ -46,8 +48,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Service {
     store: Arc<dyn Store>,
     runner: Arc<HostRunner>,
-    /// Validated playbooks by XID.
-    playbooks: BTreeMap<String, Arc<Playbook>>,
     /// Kill switches of the executions running now, by id.
     running: Mutex<HashMap<String, CancellationToken>>,
     token: Option<String>,
@@ -60,7 +60,7 @@ pub struct Service {
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("playbooks", &self.playbooks.keys())
+            .field("playbooks", &self.runner.playbook_ids())
             .finish_non_exhaustive()
     }
 }
@@ -105,22 +105,16 @@ async fn persist(
 }
 
 impl Service {
-    /// A service over `store`, running `playbooks` with `runner`; every request must
+    /// A service over `store`, running the playbooks of `runner`; every request must
     /// carry `token` as a bearer token when it is set. Must be called within a Tokio
     /// runtime: it starts the task that stores and broadcasts events.
-    pub fn new(
-        store: Arc<dyn Store>,
-        runner: Arc<HostRunner>,
-        playbooks: impl IntoIterator<Item = Arc<Playbook>>,
-        token: Option<String>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, runner: Arc<HostRunner>, token: Option<String>) -> Self {
         let (events, receiver) = mpsc::unbounded_channel();
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
         tokio::spawn(persist(Arc::clone(&store), receiver, broadcast.clone()));
         Self {
             store,
             runner,
-            playbooks: playbooks.into_iter().map(|p| (p.id.clone(), p)).collect(),
             running: Mutex::new(HashMap::new()),
             token,
             events,
@@ -143,9 +137,8 @@ impl Service {
         log_level: Option<LogLevel>,
     ) -> Result<Started, ApiError> {
         let playbook = self
-            .playbooks
-            .get(xid)
-            .cloned()
+            .runner
+            .playbook(xid)
             .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{xid}`")))?;
         let start = Start {
             trigger_type,
@@ -301,8 +294,16 @@ impl From<ApiError> for TcError {
 /// The router over `service`, every route under its limits.
 pub fn router(service: Arc<Service>) -> Router {
     let limited = Router::new()
-        .route("/api/v1/playbooks", get(list_playbooks))
-        .route("/api/v1/playbooks/{id}", get(get_playbook))
+        .route(
+            "/api/v1/playbooks",
+            get(list_playbooks).post(create_playbook),
+        )
+        .route(
+            "/api/v1/playbooks/{id}",
+            get(get_playbook)
+                .put(update_playbook)
+                .delete(delete_playbook),
+        )
         .route("/api/v1/executions", get(list_executions))
         .route("/api/v1/executions/{id}", get(get_execution))
         .route("/api/v1/executions/{id}/kill", post(kill_execution))
@@ -470,7 +471,7 @@ async fn run_playbook(
     };
     // The XID, or the string or numeric id the store knows it by.
     let key = id.clone();
-    let xid = match service.playbooks.contains_key(&id) {
+    let xid = match service.runner.playbook(&id).is_some() {
         true => id,
         false => service
             .blocking(move |store| store.playbook(&key))
@@ -554,8 +555,8 @@ async fn get_execution(
                 .await?
         );
     }
-    if let Some(playbook) = service.playbooks.get(&row.playbook_id) {
-        record["graph"] = graph(playbook);
+    if let Some(playbook) = service.runner.playbook(&row.playbook_id) {
+        record["graph"] = graph(&playbook);
     }
     Ok(Json(record))
 }
@@ -1213,4 +1214,119 @@ fn os_logs_zip(id: &str, steps: &[Value]) -> Result<Vec<u8>, zip::result::ZipErr
     zip.start_file("README.txt", options)?;
     zip.write_all(readme.as_bytes())?;
     Ok(zip.finish()?.into_inner())
+}
+
+/// What a playbook sent over the API is validated against: the server's apps and
+/// playbooks.
+struct ServerCatalog<'a> {
+    runner: &'a HostRunner,
+    playbooks: Vec<String>,
+}
+
+impl Catalog for ServerCatalog<'_> {
+    fn app(&self, name: &str) -> Option<&crate::host::AppInfo> {
+        self.runner.apps().get(name).map(|app| &app.info)
+    }
+
+    fn has_playbook(&self, id: &str) -> bool {
+        self.playbooks.iter().any(|p| p == id)
+    }
+}
+
+/// The playbook in a request body (YAML or JSON), validated, and its definition as
+/// JSON; every problem is named in the error.
+fn validated(service: &Service, body: &[u8]) -> Result<(Playbook, Value), ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".to_owned()))?;
+    let spec = PlaybookSpec::parse("the request body", text)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let definition: Value = serde_saphyr::from_str(text).unwrap_or_default();
+    let catalog = ServerCatalog {
+        runner: &service.runner,
+        playbooks: service.runner.playbook_ids(),
+    };
+    let playbook = Playbook::validate("the request body", spec, &catalog)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((playbook, definition))
+}
+
+/// Store `playbook` and serve it from now on.
+async fn save(
+    service: &Arc<Service>,
+    playbook: Playbook,
+    definition: Value,
+) -> Result<Value, ApiError> {
+    let playbook = Arc::new(playbook);
+    let saved = Arc::clone(&playbook);
+    let record = service
+        .blocking(move |store| {
+            store.save_playbook(
+                &saved.id,
+                &saved.name,
+                &saved.description,
+                &definition,
+                "api",
+            )
+        })
+        .await?;
+    service.runner.set_playbook(playbook);
+    Ok(serde_json::to_value(record).unwrap_or_default())
+}
+
+/// `POST /api/v1/playbooks`: a new playbook (YAML or JSON), validated before it is
+/// stored.
+async fn create_playbook(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (playbook, definition) = validated(&service, &body)?;
+    let xid = playbook.id.clone();
+    let key = xid.clone();
+    let existing = service.blocking(move |store| store.playbook(&key)).await?;
+    if existing.is_some_and(|p| !p.is_deleted) {
+        return Err(ApiError::Conflict(format!(
+            "a playbook `{xid}` exists; change it with PUT /api/v1/playbooks/{xid}"
+        )));
+    }
+    let record = save(&service, playbook, definition).await?;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// `PUT /api/v1/playbooks/{id}`: replace a playbook's definition; its ids, stamps and
+/// run history stay. Executions already running keep the version they started with.
+async fn update_playbook(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let key = id.clone();
+    let existing = service
+        .blocking(move |store| store.playbook(&key))
+        .await?
+        .filter(|p| !p.is_deleted)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
+    let (playbook, definition) = validated(&service, &body)?;
+    if playbook.id != existing.xid {
+        return Err(ApiError::BadRequest(format!(
+            "the body is playbook `{}`, but this is playbook `{}`: a playbook's id (its XID) \
+             does not change",
+            playbook.id, existing.xid
+        )));
+    }
+    Ok(Json(save(&service, playbook, definition).await?))
+}
+
+/// `DELETE /api/v1/playbooks/{id}`: a soft delete: the record and its executions stay,
+/// it no longer runs.
+async fn delete_playbook(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = id.clone();
+    let deleted = service
+        .blocking(move |store| store.delete_playbook(&key))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
+    service.runner.remove_playbook(&deleted.xid);
+    Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
 }

@@ -602,12 +602,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         HostRunner::new(host.clone(), Arc::new(registry), Arc::new(assets))
             .with_playbooks(playbooks.iter().map(|(p, _)| Arc::clone(p))),
     );
-    let service = Arc::new(crate::api::Service::new(
-        store,
-        runner,
-        playbooks.into_iter().map(|(p, _)| p),
-        args.token,
-    ));
+    let service = Arc::new(crate::api::Service::new(store, runner, args.token));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", args.addr)))?;

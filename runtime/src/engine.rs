@@ -262,7 +262,8 @@ pub struct HostRunner {
     host: Host,
     apps: Arc<Registry>,
     assets: Arc<Assets>,
-    playbooks: BTreeMap<String, Arc<Playbook>>,
+    /// By XID; a server adds and removes them while executions run.
+    playbooks: std::sync::RwLock<BTreeMap<String, Arc<Playbook>>>,
 }
 
 impl HostRunner {
@@ -272,22 +273,59 @@ impl HostRunner {
             host,
             apps,
             assets,
-            playbooks: BTreeMap::new(),
+            playbooks: std::sync::RwLock::default(),
         }
     }
 
     /// The same runner, with `playbooks` for `playbook:` nodes to run.
     #[must_use]
-    pub fn with_playbooks(mut self, playbooks: impl IntoIterator<Item = Arc<Playbook>>) -> Self {
-        self.playbooks
-            .extend(playbooks.into_iter().map(|p| (p.id.clone(), p)));
+    pub fn with_playbooks(self, playbooks: impl IntoIterator<Item = Arc<Playbook>>) -> Self {
+        for playbook in playbooks {
+            self.set_playbook(playbook);
+        }
         self
+    }
+
+    /// Add `playbook`, or replace the one with its XID. Executions already running keep
+    /// the version they started with.
+    pub fn set_playbook(&self, playbook: Arc<Playbook>) {
+        self.playbooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(playbook.id.clone(), playbook);
+    }
+
+    /// Remove the playbook with XID `id`.
+    pub fn remove_playbook(&self, id: &str) {
+        self.playbooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// The XIDs of the playbooks it runs.
+    pub fn playbook_ids(&self) -> Vec<String> {
+        self.playbooks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The apps it runs.
+    pub fn apps(&self) -> &Registry {
+        &self.apps
     }
 }
 
 impl StepRunner for HostRunner {
     fn playbook(&self, id: &str) -> Option<Arc<Playbook>> {
-        self.playbooks.get(id).cloned()
+        self.playbooks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     async fn run(&self, call: StepCall) -> StepReport {

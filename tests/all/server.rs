@@ -703,3 +703,87 @@ fn steps_logs_csv_and_os_logs_of_an_execution() {
     );
     assert!(names.contains(&"README.txt"), "{names:?}");
 }
+
+#[test]
+fn playbooks_are_created_validated_updated_and_soft_deleted_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let yaml = "\
+id: defang-it
+name: Defang it
+log_level: debug
+trigger: { type: manual }
+nodes:
+  defang: { app: ioc-extract, action: defang, input: { text: \"${trigger.text}\" } }
+";
+    let (status, created) = server.post("/api/v1/playbooks", yaml);
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (&created["xid"], &created["source"]),
+        (&json!("defang-it"), &json!("api"))
+    );
+    let (status, again) = server.post("/api/v1/playbooks", yaml);
+    assert_eq!(status, 409);
+    assert_eq!(
+        again["error"],
+        "a playbook `defang-it` exists; change it with PUT /api/v1/playbooks/defang-it"
+    );
+    let (_, run) = server.post(
+        "/api/v1/playbooks/defang-it/run?wait=true",
+        "{\"text\": \"evil.com\"}",
+    );
+    assert_eq!(run["nodes"][0]["output"]["text"], "evil[.]com");
+
+    // Every problem at once, each naming its node and field.
+    let bad = "id: broken\nname: Broken\ntrigger: { type: manual }\nnodes:\n  \
+               a: { app: nope, action: x }\n  b: { app: ioc-extract, action: defang, \
+               input: { text: \"${c.output.text}\" } }\n";
+    let (status, error) = server.post("/api/v1/playbooks", bad);
+    assert_eq!(status, 400);
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("`a`") && message.contains("nope"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`b`") && message.contains("`c`"),
+        "{message}"
+    );
+
+    // An update keeps the ids; the XID cannot change.
+    let updated = yaml.replace("defang, input", "refang, input");
+    let response = server
+        .agent
+        .put(server.url("/api/v1/playbooks/defang-it"))
+        .send(updated.as_str())
+        .unwrap();
+    let (status, record) = read(response);
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["id"], created["id"]);
+    assert_eq!(record["steps"]["nodes"]["defang"]["action"], "refang");
+    let (_, run) = server.post(
+        "/api/v1/playbooks/defang-it/run?wait=true",
+        "{\"text\": \"evil[.]com\"}",
+    );
+    assert_eq!(run["nodes"][0]["output"]["text"], "evil.com");
+    let renamed = yaml.replace("id: defang-it", "id: other");
+    let response = server
+        .agent
+        .put(server.url("/api/v1/playbooks/defang-it"))
+        .send(renamed.as_str())
+        .unwrap();
+    assert_eq!(read(response).0, 400);
+
+    let response = server
+        .agent
+        .delete(server.url("/api/v1/playbooks/defang-it"))
+        .call()
+        .unwrap();
+    let (status, deleted) = read(response);
+    assert_eq!((status, &deleted["is_deleted"]), (200, &json!(true)));
+    assert_eq!(server.get("/api/v1/playbooks/defang-it").0, 404);
+    assert_eq!(server.post("/api/v1/playbooks/defang-it/run", "{}").0, 404);
+    // Its executions stay.
+    let (_, page) = server.get("/api/v1/executions?tql=playbookXid%20%3D%20%22defang-it%22");
+    assert_eq!(page["count"], 2);
+}

@@ -388,6 +388,10 @@ pub trait Store: Send + Sync + 'static {
         source: &str,
     ) -> Result<PlaybookRecord, Error>;
 
+    /// Soft-delete the playbook with string id, numeric id or XID `key`; returns its
+    /// record, or `None` when there is no such playbook or it was already deleted.
+    fn delete_playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error>;
+
     /// Every playbook that is not deleted, by XID.
     fn playbooks(&self) -> Result<Vec<PlaybookRecord>, Error>;
 

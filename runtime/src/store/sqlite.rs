@@ -485,6 +485,18 @@ impl Store for SqliteStore {
             .ok_or_else(|| Error::Corrupt(format!("playbook `{xid}` vanished after saving")))
     }
 
+    fn delete_playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error> {
+        let changed = lock(&self.writer).execute(
+            "UPDATE playbooks SET deleted_at = ?1, updated_at = ?1 \
+             WHERE (id = ?2 OR xid = ?2 OR num = ?3) AND deleted_at IS NULL",
+            params![millis(Utc::now()), key, number(key)],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.playbook(key)
+    }
+
     fn playbooks(&self) -> Result<Vec<PlaybookRecord>, Error> {
         self.read(|c| {
             let mut statement = c.prepare(&format!(
