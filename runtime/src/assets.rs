@@ -137,4 +137,11 @@ impl Assets {
     pub fn get(&self, name: &str) -> Option<&Asset> {
         self.assets.get(name)
     }
+
+    /// Every asset, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Asset)> {
+        self.assets
+            .iter()
+            .map(|(name, asset)| (name.as_str(), asset))
+    }
 }

@@ -317,6 +317,11 @@ impl HostRunner {
     pub fn apps(&self) -> &Registry {
         &self.apps
     }
+
+    /// The assets its steps may bind.
+    pub fn assets(&self) -> &Assets {
+        &self.assets
+    }
 }
 
 impl StepRunner for HostRunner {

@@ -787,3 +787,128 @@ nodes:
     let (_, page) = server.get("/api/v1/executions?tql=playbookXid%20%3D%20%22defang-it%22");
     assert_eq!(page["count"], 2);
 }
+
+/// Poll Splunk action run `id` until it is no longer pending or running.
+fn action_run_done(server: &Server, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, run) = server.get(&format!("/rest/action_run/{id}"));
+        assert_eq!(status, 200, "{run}");
+        if !matches!(run["status"].as_str(), Some("pending" | "running")) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "{run}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let body = r#"{"action":"extract","container_id":1,"name":"x","targets":[{"app_id":"ioc-extract","assets":[],"parameters":[{"text":"a 1.2.3.4"},{"text":"b evil.com"}]}]}"#;
+    let (status, created) = server.post("/rest/action_run", body);
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        (&created["message"], &created["success"]),
+        (&json!("New action queued."), &json!(true))
+    );
+    let id = created["action_run_id"].as_i64().unwrap();
+    let run = action_run_done(&server, id);
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(
+        (&run["action"], &run["container"], &run["id"]),
+        (&json!("extract"), &json!(1), &json!(id))
+    );
+    assert!(run["close_time"].is_string());
+
+    let (_, app_runs) = server.get(&format!("/rest/action_run/{id}/app_runs"));
+    assert_eq!(
+        (&app_runs["count"], &app_runs["num_pages"]),
+        (&json!(1), &json!(1))
+    );
+    let app_run = &app_runs["data"][0];
+    assert_eq!(
+        (&app_run["app_name"], &app_run["status"]),
+        (&json!("ioc-extract"), &json!("success"))
+    );
+    let app_run_id = app_run["id"].as_i64().unwrap();
+    let (_, full) = server.get(&format!("/rest/app_run/{app_run_id}"));
+    assert_eq!(
+        full["result_summary"],
+        json!({"total_objects": 2, "total_objects_successful": 2})
+    );
+    let (_, page) = server.get(&format!(
+        "/rest/app_run/{app_run_id}/action_result?page=1&page_size=1"
+    ));
+    assert_eq!((&page["count"], &page["num_pages"]), (&json!(2), &json!(2)));
+    assert_eq!(page["data"][0]["parameter"], json!({"text": "b evil.com"}));
+    assert_eq!(page["data"][0]["data"][0]["domains"], json!(["evil.com"]));
+    assert_eq!(page["data"][0]["status"], "success");
+
+    // Assets by number (their order in the assets file, by name): 2 is `soc-feed`.
+    let body = r#"{"action":"lookup","container_id":7,"name":"rep","targets":[{"app_id":"indicator-lookup","assets":[2],"parameters":[{"indicator":"m365-verify.top"}]}]}"#;
+    let (_, created) = server.post("/rest/action_run", body);
+    let run = action_run_done(&server, created["action_run_id"].as_i64().unwrap());
+    assert_eq!(run["status"], "success", "{run}");
+    let (_, app_runs) = server.get(&format!(
+        "/rest/action_run/{}/app_runs?include_expensive=1",
+        run["id"]
+    ));
+    assert_eq!(app_runs["data"][0]["asset_name"], "soc-feed");
+    assert_eq!(
+        app_runs["data"][0]["result_data"][0]["data"][0]["verdict"],
+        "malicious"
+    );
+
+    // The seed's own examples name apps and assets this server does not have.
+    let seed = r#"{ "action": "whois domain", "container_id": 1234, "exec_delay_secs": 30, "name": "test my action delay", "targets": [ {"app_id": 161, "assets": [2], "parameters": [{"domain": "splunk.com"}]} ] }"#;
+    let (status, error) = server.post("/rest/action_run", seed);
+    assert_eq!(status, 400);
+    assert_eq!(error["failed"], true);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("`targets[0].app_id` 161 is not an app; the apps are chaos, "),
+        "{error}"
+    );
+    let (status, error) = server.post(
+        "/rest/action_run",
+        r#"{"action":"extract","container_id":1,"name":"x","targets":[],"colour":"red"}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `colour`"),
+        "{error}"
+    );
+    assert_eq!(server.get("/rest/action_run/999").0, 404);
+}
+
+#[test]
+fn a_splunk_soar_action_run_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let body = r#"{"action":"spin","container_id":1,"name":"hang","targets":[{"app_id":"chaos","parameters":[{}]}]}"#;
+    let (_, created) = server.post("/rest/action_run", body);
+    let id = created["action_run_id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get(&format!("/rest/action_run/{id}")).1["status"] != "running" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, cancelled) = server.post(&format!("/rest/action_run/{id}"), r#"{"cancel": true}"#);
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["cancelled"], true);
+    let run = action_run_done(&server, id);
+    assert_eq!(
+        (&run["status"], &run["cancelled"]),
+        (&json!("failed"), &json!("cancelled on request"))
+    );
+    let (status, error) = server.post(&format!("/rest/action_run/{id}"), r#"{"cancel": true}"#);
+    assert_eq!(status, 409);
+    assert_eq!(error["failed"], true);
+}

@@ -430,6 +430,30 @@ pub trait Store: Send + Sync + 'static {
     /// match in all.
     fn log_lines(&self, query: &Query) -> Result<(Vec<LogRow>, i64), Error>;
 
+    /// Insert (`num` is `None`; returns the new number) or replace a Splunk SOAR action
+    /// run's record.
+    fn save_action_run(&self, num: Option<i64>, record: &Value) -> Result<i64, Error>;
+
+    /// The record of action run `num`.
+    fn action_run(&self, num: i64) -> Result<Option<Value>, Error>;
+
+    /// Insert (`num` is `None`; returns the new number) or replace the record of an app
+    /// run of action run `action_run`.
+    fn save_app_run(&self, num: Option<i64>, action_run: i64, record: &Value)
+    -> Result<i64, Error>;
+
+    /// A page of the app runs of `action_run` (of all action runs when `None`), oldest
+    /// first, and how many there are.
+    fn app_runs(
+        &self,
+        action_run: Option<i64>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Value>, i64), Error>;
+
+    /// The record of app run `num`.
+    fn app_run(&self, num: i64) -> Result<Option<Value>, Error>;
+
     /// Mark every execution left Queued or Running (by a process that died) Failed,
     /// "interrupted by restart"; returns how many.
     fn interrupt_unfinished(&self) -> Result<usize, Error>;

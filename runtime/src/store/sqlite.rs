@@ -120,6 +120,18 @@ CREATE TABLE node_states (
     PRIMARY KEY (execution_id, node)
 );
 ",
+    r"
+CREATE TABLE action_runs (
+    num INTEGER PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE app_runs (
+    num INTEGER PRIMARY KEY,
+    action_run INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX app_runs_action_run ON app_runs (action_run, num);
+",
 ];
 
 /// Readers kept open for reuse; more are opened under load and closed after.
@@ -746,6 +758,96 @@ impl Store for SqliteStore {
                 })
             },
         )
+    }
+
+    fn save_action_run(&self, num: Option<i64>, record: &Value) -> Result<i64, Error> {
+        let writer = lock(&self.writer);
+        match num {
+            Some(num) => {
+                writer.execute(
+                    "UPDATE action_runs SET record = ?1 WHERE num = ?2",
+                    params![record.to_string(), num],
+                )?;
+                Ok(num)
+            }
+            None => {
+                writer.execute(
+                    "INSERT INTO action_runs (record) VALUES (?1)",
+                    [record.to_string()],
+                )?;
+                Ok(writer.last_insert_rowid())
+            }
+        }
+    }
+
+    fn action_run(&self, num: i64) -> Result<Option<Value>, Error> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT record FROM action_runs WHERE num = ?1",
+                [num],
+                |r| Ok(json_column(&r.get::<_, String>(0)?)),
+            )
+            .optional()
+        })
+    }
+
+    fn save_app_run(
+        &self,
+        num: Option<i64>,
+        action_run: i64,
+        record: &Value,
+    ) -> Result<i64, Error> {
+        let writer = lock(&self.writer);
+        match num {
+            Some(num) => {
+                writer.execute(
+                    "UPDATE app_runs SET record = ?1 WHERE num = ?2",
+                    params![record.to_string(), num],
+                )?;
+                Ok(num)
+            }
+            None => {
+                writer.execute(
+                    "INSERT INTO app_runs (action_run, record) VALUES (?1, ?2)",
+                    params![action_run, record.to_string()],
+                )?;
+                Ok(writer.last_insert_rowid())
+            }
+        }
+    }
+
+    fn app_runs(
+        &self,
+        action_run: Option<i64>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<Value>, i64), Error> {
+        self.read(|c| {
+            let total = c.query_row(
+                "SELECT count(*) FROM app_runs WHERE ?1 IS NULL OR action_run = ?1",
+                [action_run],
+                |r| r.get(0),
+            )?;
+            let mut statement = c.prepare(
+                "SELECT record FROM app_runs WHERE ?1 IS NULL OR action_run = ?1 \
+                 ORDER BY num LIMIT ?2 OFFSET ?3",
+            )?;
+            let rows = statement
+                .query_map(params![action_run, limit, offset], |r| {
+                    Ok(json_column(&r.get::<_, String>(0)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((rows, total))
+        })
+    }
+
+    fn app_run(&self, num: i64) -> Result<Option<Value>, Error> {
+        self.read(|c| {
+            c.query_row("SELECT record FROM app_runs WHERE num = ?1", [num], |r| {
+                Ok(json_column(&r.get::<_, String>(0)?))
+            })
+            .optional()
+        })
     }
 
     fn interrupt_unfinished(&self) -> Result<usize, Error> {

@@ -6,6 +6,8 @@
 //! Bad input is a 4xx whose message says what to fix; a store failure is a 500 that
 //! says "internal error" to the client and logs the cause.
 
+mod soar;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -321,6 +323,15 @@ pub fn router(service: Arc<Service>) -> Router {
             axum::routing::options(tc_tql),
         )
         .route("/api/v3/playbook/executions/{id}", get(tc_get))
+        .route("/rest/action_run", post(soar::create))
+        .route("/rest/action_run/{id}", get(soar::get).post(soar::cancel))
+        .route("/rest/action_run/{id}/app_runs", get(soar::app_runs_of))
+        .route("/rest/app_run", get(soar::all_app_runs))
+        .route("/rest/app_run/{id}", get(soar::app_run))
+        .route(
+            "/rest/app_run/{id}/action_result",
+            get(soar::action_results),
+        )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
