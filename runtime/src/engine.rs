@@ -435,6 +435,8 @@ pub struct StepRun {
     pub report: StepReport,
     /// What the capture policy kept of this step run.
     pub capture: Capture,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
     /// The child execution a `playbook:` node started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub child: Option<String>,
@@ -713,6 +715,7 @@ async fn run_with_retries<R: StepRunner>(
     let mut runs = Vec::new();
     let mut children = Vec::new();
     for attempt in 1..=attempts {
+        let started_at = Utc::now();
         let (report, child) = target.invoke(call.clone()).await;
         reporter.send(|execution_id| Event::StepEnded {
             execution_id,
@@ -728,6 +731,7 @@ async fn run_with_retries<R: StepRunner>(
             && !call.kill.is_cancelled();
         runs.push(StepRun {
             child: child.as_ref().map(|c| c.id.clone()),
+            started_at,
             ..step(node, iteration, attempt, Some(call.input.clone()), report)
         });
         children.extend(child);
@@ -951,6 +955,7 @@ fn step(
         input,
         report,
         capture: Capture::default(),
+        started_at: Utc::now(),
         child: None,
     }
 }

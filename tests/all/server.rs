@@ -912,3 +912,143 @@ fn a_splunk_soar_action_run_is_cancelled() {
     assert_eq!(status, 409);
     assert_eq!(error["failed"], true);
 }
+
+#[test]
+fn secmaster_audit_logs_list_playbook_and_app_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let (_, parent) = server.post(
+        "/api/v1/playbooks/parent-child/run?wait=true",
+        &sample_input("parent-child"),
+    );
+    let parent_id = parent["id"].as_str().unwrap().to_owned();
+    let child_id = parent["children"][0]["id"].as_str().unwrap().to_owned();
+    let path = "/v1/p1/workspaces/w1/soc/playbooks/instances/auditlogs";
+    let audit = |query: &str, body: &str| {
+        let response = server
+            .agent
+            .post(server.url(&format!("{path}?{query}")))
+            .content_type("application/json;charset=UTF-8")
+            .send(body)
+            .unwrap();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(request_id.ends_with("-wasp"), "{request_id}");
+        read(response)
+    };
+
+    let (status, all) = audit("offset=0&limit=100", "{}");
+    assert_eq!(status, 200, "{all}");
+    // 2 executions; extract, enrich (the child node) and summary; 4 + 1 + 1 steps in the child.
+    assert_eq!(all["count"], 2 + 3 + 6, "{all}");
+    let (_, playbooks) = audit(
+        "offset=0&limit=100&sort_dir=asc",
+        r#"{"instance_type": "PLAYBOOK"}"#,
+    );
+    let rows = playbooks["audit_logs"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let parent_row = rows
+        .iter()
+        .find(|r| r["instance_id"] == parent_id.as_str())
+        .unwrap();
+    assert_eq!(
+        (
+            &parent_row["status"],
+            &parent_row["trigger_type"],
+            &parent_row["log_level"]
+        ),
+        (&json!("FINISHED"), &json!("MANUAL"), &json!("DEBUG"))
+    );
+    assert_eq!(parent_row["action_id"], "parent-child");
+    assert!(
+        parent_row["input"].as_str().unwrap().contains("beaconing"),
+        "{parent_row}"
+    );
+    let child_row = rows
+        .iter()
+        .find(|r| r["instance_id"] == child_id.as_str())
+        .unwrap();
+    assert_eq!(child_row["parent_instance_id"], parent_id.as_str());
+    assert_eq!(child_row["trigger_type"], "MANUAL");
+    assert!(child_row["start_time"].as_str().unwrap().ends_with('Z'));
+
+    let (_, apps) = audit(
+        "offset=0&limit=100",
+        &format!(r#"{{"instance_type": "APP", "parent_instance_id": "{parent_id}"}}"#),
+    );
+    let names: Vec<&str> = apps["audit_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(apps["count"], 3, "{apps}");
+    assert!(
+        names.contains(&"ioc-extract") && names.contains(&"ip-enrichment"),
+        "{names:?}"
+    );
+    let (_, found) = audit(
+        "offset=0&limit=100",
+        r#"{"output": "185.220.101.47", "instance_type": "APP"}"#,
+    );
+    assert!(found["count"].as_i64().unwrap() >= 2, "{found}");
+    let (_, none) = audit("offset=0&limit=100", r#"{"status": "FAILED, TERMINATED"}"#);
+    assert_eq!(none["count"], 0);
+    let (_, page) = audit("offset=1&limit=2&sort_key=end_time", "{}");
+    assert_eq!(page["audit_logs"].as_array().unwrap().len(), 2);
+    assert_eq!(page["count"], 11);
+
+    // The seed's example request, verbatim: nothing here has its ids.
+    let seed = r#"{
+  "instance_type" : "APP, AOP_WORKFLOW, SCRIPT, PLAYBOOK, TASK, DEBUG",
+  "action_id" : "909494e3-558e-46b6-a9eb-07a8e18ca62f",
+  "action_name" : "DisabledIp",
+  "instance_id" : "909494e3-558e-46b6-a9eb-07a8e18ca62f",
+  "parent_instance_id" : "909494e3-558e-46b6-a9eb-07a8e18ca62f",
+  "log_level" : "DEBUG INFO WARN",
+  "input" : "input",
+  "output" : "output",
+  "error_msg" : "error_msg",
+  "start_time" : "2021-01-30T23:00:00Z",
+  "end_time" : "2021-01-31T23:00:00Z",
+  "status" : "CREATED, RUNNING, FINISHED, RETRYING, TERMINATING, TERMINATED, FAILED",
+  "trigger_type" : "DEBUG, TIMER, EVENT, MANUAL"
+}"#;
+    let (status, body) = audit("offset=0&limit=10", seed);
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"count": 0, "audit_logs": []}))
+    );
+
+    for (query, body, code) in [
+        ("limit=10", "{}", "SecMaster.20030001"),
+        ("offset=9995&limit=10", "{}", "SecMaster.20030001"),
+        (
+            "offset=0&limit=10&sort_key=name",
+            "{}",
+            "SecMaster.20030009",
+        ),
+        ("offset=0&limit=10&sort_dir=up", "{}", "SecMaster.20030010"),
+        (
+            "offset=0&limit=10",
+            r#"{"colour": "red"}"#,
+            "SecMaster.20030001",
+        ),
+        (
+            "offset=0&limit=10",
+            r#"{"start_time": "yesterday"}"#,
+            "SecMaster.20030001",
+        ),
+    ] {
+        let (status, error) = audit(query, body);
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (400, Some(code)),
+            "{query} {body}: {error}"
+        );
+        assert!(!error["message"].as_str().unwrap().is_empty());
+    }
+}

@@ -6,6 +6,7 @@
 //! Bad input is a 4xx whose message says what to fix; a store failure is a 500 that
 //! says "internal error" to the client and logs the cause.
 
+mod secmaster;
 mod soar;
 
 use std::collections::HashMap;
@@ -331,6 +332,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route(
             "/rest/app_run/{id}/action_result",
             get(soar::action_results),
+        )
+        .route(
+            "/v1/{project_id}/workspaces/{workspace_id}/soc/playbooks/instances/auditlogs",
+            post(secmaster::audit_logs),
         )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -375,6 +375,24 @@ pub const LOG_FIELDS: tql::Schema = &[
     text("message", "l.message", "The text."),
 ];
 
+/// The columns of SecMaster's audit log rows that a filter may name (all text but the
+/// two times, in milliseconds).
+pub const AUDIT_FIELDS: &[&str] = &[
+    "instance_type",
+    "action_id",
+    "action_name",
+    "instance_id",
+    "parent_instance_id",
+    "log_level",
+    "input",
+    "output",
+    "error_msg",
+    "start_time",
+    "end_time",
+    "status",
+    "trigger_type",
+];
+
 /// Where playbooks and traces are kept.
 pub trait Store: Send + Sync + 'static {
     /// Insert the playbook with XID `xid` from a file or the API, or update it (keeping
@@ -453,6 +471,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The record of app run `num`.
     fn app_run(&self, num: i64) -> Result<Option<Value>, Error>;
+
+    /// A page of SecMaster audit log rows (executions as PLAYBOOK instances, step runs as
+    /// APP instances) that `query` matches over [`AUDIT_FIELDS`], sorted by start time
+    /// (or end time when `by_end`); and how many match.
+    fn audit_logs(&self, query: &Query, by_end: bool) -> Result<(Vec<Value>, i64), Error>;
 
     /// Mark every execution left Queued or Running (by a process that died) Failed,
     /// "interrupted by restart"; returns how many.

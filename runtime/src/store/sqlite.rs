@@ -132,6 +132,57 @@ CREATE TABLE app_runs (
 );
 CREATE INDEX app_runs_action_run ON app_runs (action_run, num);
 ",
+    // SecMaster's audit log rows: a PLAYBOOK instance per execution, an APP instance per
+    // step run, in SecMaster's status and trigger words. A child execution reports the
+    // trigger type of the execution that started it.
+    r"
+ALTER TABLE step_runs ADD COLUMN started_at INTEGER;
+CREATE VIEW audit_logs AS
+SELECT 'PLAYBOOK' AS instance_type,
+    e.playbook_xid AS action_id,
+    e.playbook_name AS action_name,
+    e.id AS instance_id,
+    e.parent_id AS parent_instance_id,
+    upper(e.log_level) AS log_level,
+    coalesce(json_extract(e.record, '$.trigger'), '') AS input,
+    '' AS output,
+    coalesce(e.message, '') AS error_msg,
+    e.started_at AS start_time,
+    e.completed_at AS end_time,
+    CASE e.status
+        WHEN 'Queued' THEN 'CREATED'
+        WHEN 'Running' THEN 'RUNNING'
+        WHEN 'Completed' THEN 'FINISHED'
+        WHEN 'Killed' THEN 'TERMINATED'
+        ELSE 'FAILED' END AS status,
+    CASE coalesce(p.trigger_type, e.trigger_type)
+        WHEN 'WEBHOOK' THEN 'EVENT'
+        WHEN 'PLAYBOOK' THEN 'MANUAL'
+        ELSE coalesce(p.trigger_type, e.trigger_type) END AS trigger_type
+FROM executions e LEFT JOIN executions p ON p.id = e.parent_id
+UNION ALL
+SELECT 'APP',
+    s.app,
+    s.action,
+    'sr_' || s.num,
+    s.execution_id,
+    upper(e.log_level),
+    coalesce(json_extract(s.record, '$.input'), ''),
+    coalesce(json_extract(s.record, '$.report.output'), ''),
+    coalesce(s.error_message, ''),
+    s.started_at,
+    s.started_at + s.duration_us / 1000,
+    CASE s.status
+        WHEN 'Succeeded' THEN 'FINISHED'
+        WHEN 'Killed' THEN 'TERMINATED'
+        ELSE 'FAILED' END,
+    CASE coalesce(p.trigger_type, e.trigger_type)
+        WHEN 'WEBHOOK' THEN 'EVENT'
+        WHEN 'PLAYBOOK' THEN 'MANUAL'
+        ELSE coalesce(p.trigger_type, e.trigger_type) END
+FROM step_runs s JOIN executions e ON e.id = s.execution_id
+    LEFT JOIN executions p ON p.id = e.parent_id;
+",
 ];
 
 /// Readers kept open for reuse; more are opened under load and closed after.
@@ -406,8 +457,8 @@ impl SqliteStore {
         )?;
         let mut insert_step = transaction.prepare_cached(
             "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, status, \
-                 error_kind, error_message, duration_us, child_id, record) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 error_kind, error_message, duration_us, child_id, record, started_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         let mut insert_line = transaction.prepare_cached(
             "INSERT INTO log_lines (execution_id, step_num, node, ts, level, message, fields) \
@@ -430,6 +481,7 @@ impl SqliteStore {
                 i64::try_from(step.report.duration_us).unwrap_or(i64::MAX),
                 step.child,
                 record,
+                millis(step.started_at),
             ])?;
             let step_num = transaction.last_insert_rowid();
             for line in &step.report.logs {
@@ -848,6 +900,51 @@ impl Store for SqliteStore {
             })
             .optional()
         })
+    }
+
+    fn audit_logs(&self, query: &Query, by_end: bool) -> Result<(Vec<Value>, i64), Error> {
+        let key = if by_end { "a.end_time" } else { "a.start_time" };
+        let time = |r: &Row<'_>, i: usize| -> Result<Value, rusqlite::Error> {
+            Ok(time(r.get(i)?).map_or(Value::Null, |t| {
+                Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            }))
+        };
+        self.page(
+            query,
+            "audit_logs a",
+            key,
+            "a.instance_type, a.action_id, a.action_name, a.instance_id, \
+             a.parent_instance_id, a.log_level, a.input, a.output, a.error_msg, a.start_time, \
+             a.end_time, a.status, a.trigger_type",
+            |r| {
+                let text = |i: usize| -> Result<Value, rusqlite::Error> {
+                    // Inputs and outputs are JSON; SQLite hands back text for objects and
+                    // numbers for numbers.
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => Value::Null,
+                        rusqlite::types::ValueRef::Text(t) => {
+                            Value::from(String::from_utf8_lossy(t).into_owned())
+                        }
+                        other => Value::from(format!("{:?}", other.data_type())),
+                    })
+                };
+                Ok(serde_json::json!({
+                    "instance_type": text(0)?,
+                    "action_id": text(1)?,
+                    "action_name": text(2)?,
+                    "instance_id": text(3)?,
+                    "parent_instance_id": text(4)?,
+                    "log_level": text(5)?,
+                    "input": text(6)?,
+                    "output": text(7)?,
+                    "error_msg": text(8)?,
+                    "start_time": time(r, 9)?,
+                    "end_time": time(r, 10)?,
+                    "status": text(11)?,
+                    "trigger_type": text(12)?,
+                }))
+            },
+        )
     }
 
     fn interrupt_unfinished(&self) -> Result<usize, Error> {
