@@ -121,6 +121,8 @@ pub struct Start {
     pub log_level: Option<LogLevel>,
     /// The execution whose `playbook:` node started this one.
     pub parent_id: Option<String>,
+    /// The execution one of whose steps this one replays.
+    pub replay_of: Option<String>,
     /// How deep in `playbook:` nodes it runs: 0 for an execution with no parent.
     pub depth: u32,
     /// When it was queued.
@@ -242,6 +244,7 @@ impl Start {
             trigger_type: TriggerType::Manual,
             log_level: None,
             parent_id: None,
+            replay_of: None,
             depth: 0,
             queued_at: Utc::now(),
             kill: CancellationToken::new(),
@@ -507,6 +510,9 @@ pub struct Execution {
     pub id: String,
     /// The execution whose `playbook:` node started it.
     pub parent_id: Option<String>,
+    /// The execution one of whose steps it replays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
     /// The playbook's XID.
     pub playbook_id: String,
     /// The playbook's name.
@@ -1269,6 +1275,7 @@ async fn execute_inner<R: StepRunner>(
     let execution = Execution {
         id: execution_id.to_string(),
         parent_id: start.parent_id,
+        replay_of: start.replay_of,
         playbook_id: playbook.id.clone(),
         playbook_name: playbook.name.clone(),
         trigger_type: start.trigger_type,

@@ -359,7 +359,7 @@ fn bad_input_gets_a_4xx_that_says_what_to_fix() {
                 .1,
             "invalid TQL query: at position 1: there is no field `colour`; the fields are id, \
              executionId, playbookId, playbookXid, playbookName, status, logLevel, triggerType, \
-             queueTime, startTime, completedTime, durationMs, parentId",
+             queueTime, startTime, completedTime, durationMs, parentId, replayOf",
         ),
         (
             404,
@@ -1051,4 +1051,61 @@ fn secmaster_audit_logs_list_playbook_and_app_instances() {
         );
         assert!(!error["message"].as_str().unwrap().is_empty());
     }
+}
+
+#[test]
+fn a_step_is_replayed_with_its_logged_input_as_a_new_linked_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let (_, original) = server.post(
+        "/api/v1/playbooks/ip-enrichment/run?wait=true",
+        &sample_input("ip-enrichment"),
+    );
+    let id = original["id"].as_str().unwrap().to_owned();
+
+    let (status, replay) = server.post(
+        &format!("/api/v1/executions/{id}/steps/classify/replay?iteration=2&wait=true"),
+        "",
+    );
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay["replay_of"], id.as_str());
+    assert_eq!(replay["status"], "Completed");
+    assert_eq!(replay["steps"][0]["input"], json!({"ip": "100.64.3.2"}));
+    assert_eq!(replay["nodes"][0]["output"]["category"], "cgnat");
+    // The asset the node binds still applies: 100.64.0.0/10 is the `vpn` list.
+    assert_eq!(replay["nodes"][0]["output"]["lists"], json!(["vpn"]));
+    let (_, linked) = server.get(&format!(
+        "/api/v1/executions?tql=replayOf%20%3D%20%22{id}%22"
+    ));
+    assert_eq!(linked["count"], 1);
+
+    let (_, replay) = server.post(
+        &format!("/api/v1/executions/{id}/steps/classify/replay?wait=true"),
+        r#"{"input": {"ip": "8.8.8.8"}}"#,
+    );
+    assert_eq!(replay["nodes"][0]["output"]["category"], "public");
+
+    let (status, error) = server.post(&format!("/api/v1/executions/{id}/steps/nope/replay"), "");
+    assert_eq!(status, 404);
+    assert_eq!(
+        error["error"],
+        format!("execution `{id}` has no step run of node `nope`")
+    );
+
+    let (_, quiet) = server.post(
+        "/api/v1/playbooks/ip-enrichment/run?wait=true&log_level=info",
+        &sample_input("ip-enrichment"),
+    );
+    let quiet_id = quiet["id"].as_str().unwrap();
+    let (status, error) = server.post(
+        &format!("/api/v1/executions/{quiet_id}/steps/classify/replay"),
+        "",
+    );
+    assert_eq!(status, 409);
+    assert!(
+        error["error"].as_str().unwrap().starts_with(&format!(
+            "the input of `classify` was not logged: execution `{quiet_id}` ran at info"
+        )),
+        "{error}"
+    );
 }

@@ -130,8 +130,7 @@ impl Service {
         &self.store
     }
 
-    /// Start an execution of playbook `xid`; it is recorded Running before this returns
-    /// and stored whole when it ends.
+    /// Start an execution of playbook `xid`.
     pub async fn run(
         self: &Arc<Self>,
         xid: &str,
@@ -146,16 +145,27 @@ impl Service {
         let start = Start {
             trigger_type,
             log_level,
-            events: Some(self.events.clone()),
             ..Start::new(trigger)
         };
+        self.start(playbook, start).await
+    }
+
+    /// Start an execution of `playbook` from `start`; it is recorded Running before this
+    /// returns and stored whole when it ends.
+    pub async fn start(
+        self: &Arc<Self>,
+        playbook: Arc<Playbook>,
+        mut start: Start,
+    ) -> Result<Started, ApiError> {
+        start.events = Some(self.events.clone());
         let new = NewExecution {
             id: start.id.clone(),
-            parent_id: None,
+            parent_id: start.parent_id.clone(),
+            replay_of: start.replay_of.clone(),
             playbook_id: playbook.id.clone(),
             playbook_name: playbook.name.clone(),
-            trigger_type,
-            log_level: log_level.unwrap_or(playbook.log_level),
+            trigger_type: start.trigger_type,
+            log_level: start.log_level.unwrap_or(playbook.log_level),
             status: ExecutionStatus::Running,
             queued_at: start.queued_at,
         };
@@ -310,6 +320,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/executions", get(list_executions))
         .route("/api/v1/executions/{id}", get(get_execution))
         .route("/api/v1/executions/{id}/kill", post(kill_execution))
+        .route(
+            "/api/v1/executions/{id}/steps/{node}/replay",
+            post(replay_step),
+        )
         .route("/api/v1/executions/{id}/steps", get(execution_steps))
         .route("/api/v1/executions/{id}/logs", get(execution_logs))
         .route("/api/v1/executions/{id}/oslogs.zip", get(execution_os_logs))
@@ -455,18 +469,22 @@ async fn get_playbook(
     Ok(Json(serde_json::to_value(playbook).unwrap_or_default()))
 }
 
+/// A JSON request body; an empty one is `{}`.
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+}
+
 async fn run_playbook(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
     Query(params): Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let trigger: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?
-    };
+    let trigger = json_body(&body)?;
     let log_level = match params.get("log_level") {
         None => None,
         Some(level) => Some(
@@ -1157,6 +1175,32 @@ fn logs_csv(rows: &[store::LogRow]) -> Result<Vec<u8>, csv::Error> {
         .map_err(|e| csv::Error::from(e.into_error()))
 }
 
+/// Every step run of execution `id` (of one node), oldest first.
+async fn step_runs_of(
+    service: &Arc<Service>,
+    id: &str,
+    node: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let mut condition = and_equal(
+        tql::condition("", STEP_FIELDS, Utc::now())?,
+        "s.execution_id",
+        id,
+    );
+    if let Some(node) = node {
+        condition = and_equal(condition, "s.node", node);
+    }
+    let query = StoreQuery {
+        condition,
+        offset: 0,
+        limit: i64::MAX,
+        sort: Sort::OldestFirst,
+    };
+    Ok(service
+        .blocking(move |store| store.step_runs(&query))
+        .await?
+        .0)
+}
+
 /// `GET /api/v1/executions/{id}/oslogs.zip`: each step run's stdout and stderr (its
 /// "OS logs") as files in a ZIP, with a README saying what was and was not captured.
 async fn execution_os_logs(
@@ -1164,20 +1208,7 @@ async fn execution_os_logs(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = execution_id(&service, &id).await?;
-    let condition = and_equal(
-        tql::condition("", STEP_FIELDS, Utc::now())?,
-        "s.execution_id",
-        &id,
-    );
-    let query = StoreQuery {
-        condition,
-        offset: 0,
-        limit: i64::MAX,
-        sort: Sort::OldestFirst,
-    };
-    let (steps, _) = service
-        .blocking(move |store| store.step_runs(&query))
-        .await?;
+    let steps = step_runs_of(&service, &id, None).await?;
     let zip = os_logs_zip(&id, &steps).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(download(
         "application/zip",
@@ -1345,4 +1376,137 @@ async fn delete_playbook(
         .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
     service.runner.remove_playbook(&deleted.xid);
     Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
+}
+
+/// `POST /api/v1/executions/{id}/steps/{node}/replay[?iteration=&attempt=&wait=true]`:
+/// run one step again with the input it logged (ThreatConnect's run profiles), as a new
+/// execution whose `replay_of` is the original. A body `{"input": …}` replaces the
+/// logged input. The step runs with its node's current settings (app, action, asset,
+/// timeout, retry), at the original execution's log level.
+async fn replay_step(
+    State(service): State<Arc<Service>>,
+    Path((id, node)): Path<(String, String)>,
+    Query(params): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = execution_id(&service, &id).await?;
+    let original = {
+        let key = id.clone();
+        service
+            .blocking(move |store| store.execution(&key))
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?
+    };
+    let runs = step_runs_of(&service, &id, Some(&node)).await?;
+    let iteration = params
+        .get("iteration")
+        .map(|_| number_param(&params, "iteration", 0, 0..=i64::MAX))
+        .transpose()?;
+    let attempt = params
+        .get("attempt")
+        .map(|_| number_param(&params, "attempt", 1, 1..=i64::MAX))
+        .transpose()?;
+    // The last attempt of the chosen iteration (the first iteration when none is named).
+    let run = runs
+        .iter()
+        .filter(|r| iteration.is_none_or(|i| r["iteration"].as_i64() == Some(i)))
+        .filter(|r| attempt.is_none_or(|a| r["attempt"].as_i64() == Some(a)))
+        .min_by_key(|r| (r["iteration"].as_i64(), -r["attempt"].as_i64().unwrap_or(0)))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "execution `{id}` has no step run of node `{node}`{}{}",
+                iteration.map_or_else(String::new, |i| format!(" iteration {i}")),
+                attempt.map_or_else(String::new, |a| format!(" attempt {a}"))
+            ))
+        })?;
+    let body = json_body(&body)?;
+    let input = match body.get("input") {
+        Some(input) => input.clone(),
+        None => {
+            if run["capture"]["data"] != json!(true) {
+                return Err(ApiError::Conflict(format!(
+                    "the input of `{node}` was not logged: execution `{id}` ran at {}, and \
+                     inputs are kept only at debug or trace. Send {{\"input\": …}} to replay \
+                     with an input of your own",
+                    original.log_level
+                )));
+            }
+            if run["capture"]["truncated"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("input")))
+            {
+                return Err(ApiError::Conflict(format!(
+                    "the logged input of `{node}` was cut at the capture cap; send \
+                     {{\"input\": …}} to replay it whole"
+                )));
+            }
+            run["input"].clone()
+        }
+    };
+    let playbook = replay_playbook(&service, &original.playbook_id, &node).await?;
+    let start = Start {
+        trigger_type: TriggerType::Manual,
+        log_level: Some(original.log_level),
+        replay_of: Some(id),
+        ..Start::new(input)
+    };
+    let started = service.start(Arc::new(playbook), start).await?;
+    if flag(&params, "wait")? {
+        let execution = started
+            .done
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut record = serde_json::to_value(&execution).unwrap_or_default();
+        record["num"] = json!(started.num);
+        return Ok(Json(record).into_response());
+    }
+    let body = json!({"execution_id": started.id, "id": started.num, "status": "Running"});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// A one-node playbook that runs node `node` of playbook `xid` (as stored now) on the
+/// trigger: its input is `${trigger}`, so the logged input is passed as data and never
+/// read as a template.
+async fn replay_playbook(
+    service: &Arc<Service>,
+    xid: &str,
+    node: &str,
+) -> Result<Playbook, ApiError> {
+    let key = xid.to_owned();
+    let record = service
+        .blocking(move |store| store.playbook(&key))
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("there is no playbook `{xid}` to replay from"))
+        })?;
+    let Some(mut spec) = record.steps["nodes"].get(node).cloned() else {
+        return Err(ApiError::NotFound(format!(
+            "playbook `{xid}` has no node `{node}` any more"
+        )));
+    };
+    if let Some(spec) = spec.as_object_mut() {
+        spec.insert("input".to_owned(), json!("${trigger}"));
+        spec.remove("for_each");
+        spec.remove("concurrency");
+    }
+    let mut definition = json!({
+        "id": xid,
+        "name": format!("{} (replay of `{node}`)", record.name),
+        "trigger": {"type": "manual"},
+        "nodes": {node: spec},
+    });
+    for field in ["max_runtime", "log_level"] {
+        if let Some(value) = record.steps.get(field) {
+            definition[field] = value.clone();
+        }
+    }
+    let text = definition.to_string();
+    let spec = PlaybookSpec::parse("the replayed node", &text)
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    let catalog = ServerCatalog {
+        runner: &service.runner,
+        playbooks: service.runner.playbook_ids(),
+    };
+    Playbook::validate("the replayed node", spec, &catalog)
+        .map_err(|e| ApiError::Conflict(e.to_string()))
 }

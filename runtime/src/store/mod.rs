@@ -106,6 +106,8 @@ pub struct ExecutionRow {
     pub id: String,
     /// The execution that started it.
     pub parent_id: Option<String>,
+    /// The execution one of whose steps it replays.
+    pub replay_of: Option<String>,
     /// The playbook's numeric id, when the store knows the playbook.
     pub playbook_num: Option<i64>,
     /// The playbook's XID.
@@ -137,6 +139,8 @@ pub struct NewExecution {
     pub id: String,
     /// Its parent.
     pub parent_id: Option<String>,
+    /// The execution one of whose steps it replays.
+    pub replay_of: Option<String>,
     /// The playbook's XID.
     pub playbook_id: String,
     /// The playbook's name.
@@ -272,6 +276,12 @@ pub const EXECUTION_FIELDS: tql::Schema = &[
         column: "e.parent_id",
         kind: tql::Type::String,
         description: "The id of the execution whose sub-playbook node started this one.",
+    },
+    tql::Field {
+        keyword: "replayOf",
+        column: "e.replay_of",
+        kind: tql::Type::String,
+        description: "The id of the execution one of whose steps this one replays.",
     },
 ];
 

@@ -183,6 +183,10 @@ SELECT 'APP',
 FROM step_runs s JOIN executions e ON e.id = s.execution_id
     LEFT JOIN executions p ON p.id = e.parent_id;
 ",
+    r"
+ALTER TABLE executions ADD COLUMN replay_of TEXT;
+CREATE INDEX executions_replay_of ON executions (replay_of);
+",
 ];
 
 /// Readers kept open for reuse; more are opened under load and closed after.
@@ -224,7 +228,7 @@ fn json_column(text: &str) -> Value {
 
 const EXECUTION_COLUMNS: &str = "e.num, e.id, e.parent_id, e.playbook_num, e.playbook_xid, \
     e.playbook_name, e.trigger_type, e.log_level, e.status, e.message, e.queued_at, \
-    e.started_at, e.completed_at, e.duration_ms";
+    e.started_at, e.completed_at, e.duration_ms, e.replay_of";
 
 fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
     let level: String = row.get(7)?;
@@ -243,6 +247,7 @@ fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
         started_at: time(row.get(11)?),
         completed_at: time(row.get(12)?),
         duration_ms: row.get(13)?,
+        replay_of: row.get(14)?,
     })
 }
 
@@ -432,8 +437,8 @@ impl SqliteStore {
         transaction.execute(
             "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
                  trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
-                 duration_ms, record) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                 duration_ms, record, replay_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
                  message = excluded.message, started_at = excluded.started_at, \
                  completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
@@ -453,6 +458,7 @@ impl SqliteStore {
                 millis(execution.completed_at),
                 i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX),
                 record.to_string(),
+                execution.replay_of,
             ],
         )?;
         let mut insert_step = transaction.prepare_cached(
@@ -590,8 +596,8 @@ impl Store for SqliteStore {
         let started_at = (execution.status == ExecutionStatus::Running).then(|| millis(Utc::now()));
         writer.execute(
             "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
-                 trigger_type, log_level, status, queued_at, started_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 trigger_type, log_level, status, queued_at, started_at, replay_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 execution.id,
                 execution.parent_id,
@@ -603,6 +609,7 @@ impl Store for SqliteStore {
                 word(&execution.status),
                 millis(execution.queued_at),
                 started_at,
+                execution.replay_of,
             ],
         )?;
         Ok(writer.last_insert_rowid())
@@ -978,6 +985,7 @@ mod tests {
         Execution {
             id: id.to_owned(),
             parent_id: None,
+            replay_of: None,
             playbook_id: "triage".to_owned(),
             playbook_name: "Triage".to_owned(),
             trigger_type: TriggerType::Manual,
@@ -1058,6 +1066,7 @@ mod tests {
                 .start_execution(&NewExecution {
                     id: "ex_running".to_owned(),
                     parent_id: None,
+                    replay_of: None,
                     playbook_id: "triage".to_owned(),
                     playbook_name: "Triage".to_owned(),
                     trigger_type: TriggerType::Manual,
