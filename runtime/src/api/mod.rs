@@ -514,7 +514,13 @@ async fn run_playbook(
             .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?,
     };
     let started = service.run(&xid, trigger, trigger_type, log_level).await?;
-    if flag(&params, "wait")? {
+    answer_started(started, flag(&params, "wait")?).await
+}
+
+/// The answer to a request that started an execution: at once (202, its ids), or when
+/// it has ended (200, its whole record) when the caller waits.
+async fn answer_started(started: Started, wait: bool) -> Result<Response, ApiError> {
+    if wait {
         let execution = started
             .done
             .await
@@ -1451,17 +1457,7 @@ async fn replay_step(
         ..Start::new(input)
     };
     let started = service.start(Arc::new(playbook), start).await?;
-    if flag(&params, "wait")? {
-        let execution = started
-            .done
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut record = serde_json::to_value(&execution).unwrap_or_default();
-        record["num"] = json!(started.num);
-        return Ok(Json(record).into_response());
-    }
-    let body = json!({"execution_id": started.id, "id": started.num, "status": "Running"});
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    answer_started(started, flag(&params, "wait")?).await
 }
 
 /// A one-node playbook that runs node `node` of playbook `xid` (as stored now) on the
