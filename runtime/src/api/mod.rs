@@ -6,6 +6,7 @@
 //! Bad input is a 4xx whose message says what to fix; a store failure is a 500 that
 //! says "internal error" to the client and logs the cause.
 
+mod openapi;
 mod secmaster;
 mod soar;
 
@@ -307,6 +308,10 @@ impl From<ApiError> for TcError {
 /// The router over `service`, every route under its limits.
 pub fn router(service: Arc<Service>) -> Router {
     let limited = Router::new()
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(openapi::document()) }),
+        )
         .route(
             "/api/v1/playbooks",
             get(list_playbooks).post(create_playbook),
