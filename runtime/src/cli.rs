@@ -661,12 +661,12 @@ fn list_executions(args: &ExecutionsListArgs) -> Result<ExitCode, Failure> {
             offset: 0,
             limit: args.limit.max(1),
             sort: crate::store::Sort::NewestFirst,
+            count: true,
         })
         .map_err(|e| Failure::Internal(e.to_string()))?;
     print_json(&serde_json::json!({
         "count": page.total,
-        "countCompleted": page.completed,
-        "countFailed": page.failed,
+        "more": page.more,
         "data": page.rows,
     }));
     Ok(ExitCode::SUCCESS)

@@ -250,15 +250,17 @@ fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
     );
     assert_eq!(status, 200);
     let (_, page) = server.get("/api/v3/playbook/executions?resultLimit=1&count=true");
+    // The counts are of the executions in the answer, as ThreatConnect documents them.
     assert_eq!(
         (&page["countSuccess"], &page["countFailure"]),
-        (&json!(1), &json!(1))
+        (&json!(0), &json!(1))
     );
     assert_eq!(page["count"], 2);
     assert_eq!(page["data"][0]["status"], "Partially Failed");
     let next = page["next"].as_str().unwrap();
     assert!(next.ends_with("resultStart=1"), "{next}");
-    let (_, page) = server.get("/api/v1/executions?tql=status%20%3D%20%22partially%20failed%22");
+    let (_, page) =
+        server.get("/api/v1/executions?count=true&tql=status%20%3D%20%22partially%20failed%22");
     assert_eq!(page["count"], 1);
 
     let (status, fields) = server.options("/api/v3/playbook/executions?show=readOnly");
@@ -784,7 +786,8 @@ nodes:
     assert_eq!(server.get("/api/v1/playbooks/defang-it").0, 404);
     assert_eq!(server.post("/api/v1/playbooks/defang-it/run", "{}").0, 404);
     // Its executions stay.
-    let (_, page) = server.get("/api/v1/executions?tql=playbookXid%20%3D%20%22defang-it%22");
+    let (_, page) =
+        server.get("/api/v1/executions?count=true&tql=playbookXid%20%3D%20%22defang-it%22");
     assert_eq!(page["count"], 2);
 }
 
@@ -871,6 +874,16 @@ fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
             .as_str()
             .unwrap()
             .starts_with("`targets[0].app_id` 161 is not an app; the apps are chaos, "),
+        "{error}"
+    );
+    let seed = r#"{ "action": "file reputation", "container_id": 42, "name": "my action", "targets": [{ "assets": [ "my_reversinglabs_asset" ], "parameters": [{ "hash": "<hash 1>" }, { "hash": "<hash 2>" }, { "hash": "<hash 3>" } ], "app_id": 12 }], "type": "investigative" }"#;
+    let (status, error) = server.post("/rest/action_run", seed);
+    assert_eq!((status, &error["failed"]), (400, &json!(true)));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("`targets[0].app_id` 12 is not an app"),
         "{error}"
     );
     let (status, error) = server.post(
@@ -1075,7 +1088,7 @@ fn a_step_is_replayed_with_its_logged_input_as_a_new_linked_execution() {
     // The asset the node binds still applies: 100.64.0.0/10 is the `vpn` list.
     assert_eq!(replay["nodes"][0]["output"]["lists"], json!(["vpn"]));
     let (_, linked) = server.get(&format!(
-        "/api/v1/executions?tql=replayOf%20%3D%20%22{id}%22"
+        "/api/v1/executions?count=true&tql=replayOf%20%3D%20%22{id}%22"
     ));
     assert_eq!(linked["count"], 1);
 

@@ -549,33 +549,23 @@ fn tql_condition(params: &HashMap<String, String>) -> Result<tql::Condition, Api
     Ok(tql::condition(text, EXECUTION_FIELDS, Utc::now())?)
 }
 
+/// `GET /api/v1/executions?tql=&offset=&limit=&sort=&count=true`: a page of
+/// executions, newest first; `more` says whether another page follows, and `count`
+/// (when asked for: it reads every match) how many match in all.
 async fn list_executions(
     State(service): State<Arc<Service>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let query = StoreQuery {
-        condition: tql_condition(&params)?,
-        offset: number_param(&params, "offset", 0, 0..=i64::MAX)?,
-        limit: number_param(&params, "limit", 100, 1..=10_000)?,
-        sort: match params.get("sort").map(String::as_str) {
-            None | Some("desc") => Sort::NewestFirst,
-            Some("asc") => Sort::OldestFirst,
-            Some(other) => {
-                return Err(ApiError::BadRequest(format!(
-                    "`sort` is `{other}`; it must be asc or desc"
-                )));
-            }
-        },
-    };
+    let mut query = window(&params, tql_condition(&params)?, Sort::NewestFirst)?;
+    query.count = flag(&params, "count")?;
     let page = service
         .blocking(move |store| store.executions(&query))
         .await?;
-    Ok(Json(json!({
-        "count": page.total,
-        "countCompleted": page.completed,
-        "countFailed": page.failed,
-        "data": page.rows,
-    })))
+    let mut body = json!({"more": page.more, "data": page.rows});
+    if let Some(total) = page.total {
+        body["count"] = json!(total);
+    }
+    Ok(Json(body))
 }
 
 async fn get_execution(
@@ -711,23 +701,46 @@ async fn tc_list(
             .into());
         }
     };
+    // The count of every match only when asked for (`count=true`), and as ThreatConnect
+    // does, only on the first page.
+    let count = flag(&params, "count")? && start == 0;
     let query = StoreQuery {
         condition: tql_condition(&params)?,
         offset: start,
         limit,
         sort,
+        count,
     };
     let page = service
         .blocking(move |store| store.executions(&query))
         .await?;
+    // ThreatConnect: "the total number of failed and successful executions included in
+    // the API response".
+    let success = page
+        .rows
+        .iter()
+        .filter(|r| r.status == ExecutionStatus::Completed)
+        .count();
+    let failure = page
+        .rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status,
+                ExecutionStatus::Failed
+                    | ExecutionStatus::PartiallyFailed
+                    | ExecutionStatus::Killed
+            )
+        })
+        .count();
     let mut body = json!({
         "data": page.rows.iter().map(tc_record).collect::<Vec<_>>(),
         "status": "Success",
-        "countSuccess": page.completed,
-        "countFailure": page.failed,
+        "countSuccess": success,
+        "countFailure": failure,
     });
-    if flag(&params, "count")? && start == 0 {
-        body["count"] = json!(page.total);
+    if let Some(total) = page.total {
+        body["count"] = json!(total);
     }
     let link = |offset: i64| {
         let host = headers
@@ -750,7 +763,7 @@ async fn tc_list(
             encoded.join("&")
         )
     };
-    if start + limit < page.total {
+    if page.more {
         body["next"] = json!(link(start + limit));
     }
     if start > 0 {
@@ -974,6 +987,7 @@ fn window(
         condition,
         offset: number_param(params, "offset", 0, 0..=i64::MAX)?,
         limit: number_param(params, "limit", 100, 1..=10_000)?,
+        count: true,
         sort: match params.get("sort").map(String::as_str) {
             None => default_sort,
             Some("desc") => Sort::NewestFirst,
@@ -1205,6 +1219,7 @@ async fn step_runs_of(
         offset: 0,
         limit: i64::MAX,
         sort: Sort::OldestFirst,
+        count: false,
     };
     Ok(service
         .blocking(move |store| store.step_runs(&query))

@@ -240,6 +240,7 @@ pub(super) async fn audit_logs(
         offset,
         limit,
         sort,
+        count: true,
     };
     let (rows, count) = service
         .blocking(move |store| store.audit_logs(&query, by_end))

@@ -160,12 +160,10 @@ pub struct NewExecution {
 pub struct Page {
     /// The executions on the page.
     pub rows: Vec<ExecutionRow>,
-    /// Every execution the query matches.
-    pub total: i64,
-    /// Of those, the ones that Completed.
-    pub completed: i64,
-    /// Of those, the ones that Failed, Partially Failed or were Killed.
-    pub failed: i64,
+    /// Every execution the query matches, when the query asked for the count.
+    pub total: Option<i64>,
+    /// Whether more match past this page.
+    pub more: bool,
 }
 
 /// How to order a list of executions.
@@ -188,6 +186,9 @@ pub struct Query {
     pub limit: i64,
     /// In this order.
     pub sort: Sort,
+    /// Whether to count every match (a count reads every matching row; a page reads
+    /// only its own).
+    pub count: bool,
 }
 
 /// The fields TQL may name over executions (seed 000's, and wasp's own).

@@ -25,9 +25,9 @@ use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
 use crate::trace::LogLevel;
 
-/// Each migration, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
-    r"
+/// Each migration, in order; `PRAGMA user_version` counts those applied. (The first
+/// is the schema as first released; later changes are new entries, never edits.)
+const MIGRATIONS: &[&str] = &[r"
 CREATE TABLE playbooks (
     num INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -56,10 +56,13 @@ CREATE TABLE playbooks (
     run_stats TEXT NOT NULL DEFAULT '{}',
     tags TEXT NOT NULL DEFAULT '[]'
 );
+-- Narrow, so that lists and counts over many executions read few pages; the whole
+-- record of an ended execution is in execution_records.
 CREATE TABLE executions (
     num INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     parent_id TEXT,
+    replay_of TEXT,
     playbook_num INTEGER,
     playbook_xid TEXT NOT NULL,
     playbook_name TEXT NOT NULL,
@@ -70,14 +73,19 @@ CREATE TABLE executions (
     queued_at INTEGER NOT NULL,
     started_at INTEGER,
     completed_at INTEGER,
-    duration_ms INTEGER,
-    record TEXT
+    duration_ms INTEGER
 );
 CREATE INDEX executions_completed_at ON executions (completed_at);
 CREATE INDEX executions_queued_at ON executions (queued_at);
-CREATE INDEX executions_playbook ON executions (playbook_xid, num);
+CREATE INDEX executions_playbook_xid ON executions (playbook_xid, num);
+CREATE INDEX executions_playbook_num ON executions (playbook_num, num);
 CREATE INDEX executions_status ON executions (status, num);
 CREATE INDEX executions_parent ON executions (parent_id);
+CREATE INDEX executions_replay_of ON executions (replay_of);
+CREATE TABLE execution_records (
+    execution_id TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
 CREATE TABLE step_runs (
     num INTEGER PRIMARY KEY,
     execution_id TEXT NOT NULL,
@@ -89,6 +97,7 @@ CREATE TABLE step_runs (
     status TEXT NOT NULL,
     error_kind TEXT,
     error_message TEXT,
+    started_at INTEGER,
     duration_us INTEGER NOT NULL,
     child_id TEXT,
     record TEXT NOT NULL
@@ -105,8 +114,6 @@ CREATE TABLE log_lines (
     fields TEXT
 );
 CREATE INDEX log_lines_execution ON log_lines (execution_id, step_num);
-",
-    r"
 CREATE TABLE node_states (
     execution_id TEXT NOT NULL,
     node TEXT NOT NULL,
@@ -119,8 +126,6 @@ CREATE TABLE node_states (
     iterations INTEGER,
     PRIMARY KEY (execution_id, node)
 );
-",
-    r"
 CREATE TABLE action_runs (
     num INTEGER PRIMARY KEY,
     record TEXT NOT NULL
@@ -131,12 +136,9 @@ CREATE TABLE app_runs (
     record TEXT NOT NULL
 );
 CREATE INDEX app_runs_action_run ON app_runs (action_run, num);
-",
-    // SecMaster's audit log rows: a PLAYBOOK instance per execution, an APP instance per
-    // step run, in SecMaster's status and trigger words. A child execution reports the
-    // trigger type of the execution that started it.
-    r"
-ALTER TABLE step_runs ADD COLUMN started_at INTEGER;
+-- SecMaster's audit log rows: a PLAYBOOK instance per execution, an APP instance per
+-- step run, in SecMaster's status and trigger words. A child execution reports the
+-- trigger type of the execution that started it.
 CREATE VIEW audit_logs AS
 SELECT 'PLAYBOOK' AS instance_type,
     e.playbook_xid AS action_id,
@@ -144,7 +146,7 @@ SELECT 'PLAYBOOK' AS instance_type,
     e.id AS instance_id,
     e.parent_id AS parent_instance_id,
     upper(e.log_level) AS log_level,
-    coalesce(json_extract(e.record, '$.trigger'), '') AS input,
+    coalesce(json_extract(r.record, '$.trigger'), '') AS input,
     '' AS output,
     coalesce(e.message, '') AS error_msg,
     e.started_at AS start_time,
@@ -159,7 +161,9 @@ SELECT 'PLAYBOOK' AS instance_type,
         WHEN 'WEBHOOK' THEN 'EVENT'
         WHEN 'PLAYBOOK' THEN 'MANUAL'
         ELSE coalesce(p.trigger_type, e.trigger_type) END AS trigger_type
-FROM executions e LEFT JOIN executions p ON p.id = e.parent_id
+FROM executions e
+    LEFT JOIN execution_records r ON r.execution_id = e.id
+    LEFT JOIN executions p ON p.id = e.parent_id
 UNION ALL
 SELECT 'APP',
     s.app,
@@ -182,12 +186,7 @@ SELECT 'APP',
         ELSE coalesce(p.trigger_type, e.trigger_type) END
 FROM step_runs s JOIN executions e ON e.id = s.execution_id
     LEFT JOIN executions p ON p.id = e.parent_id;
-",
-    r"
-ALTER TABLE executions ADD COLUMN replay_of TEXT;
-CREATE INDEX executions_replay_of ON executions (replay_of);
-",
-];
+"];
 
 /// Readers kept open for reuse; more are opened under load and closed after.
 const IDLE_READERS: usize = 4;
@@ -437,12 +436,12 @@ impl SqliteStore {
         transaction.execute(
             "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
                  trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
-                 duration_ms, record, replay_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                 duration_ms, replay_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
                  message = excluded.message, started_at = excluded.started_at, \
                  completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
-                 log_level = excluded.log_level, record = excluded.record",
+                 log_level = excluded.log_level",
             params![
                 execution.id,
                 execution.parent_id,
@@ -457,9 +456,12 @@ impl SqliteStore {
                 millis(execution.started_at),
                 millis(execution.completed_at),
                 i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX),
-                record.to_string(),
                 execution.replay_of,
             ],
+        )?;
+        transaction.execute(
+            "INSERT OR REPLACE INTO execution_records (execution_id, record) VALUES (?1, ?2)",
+            params![execution.id, record.to_string()],
         )?;
         let mut insert_step = transaction.prepare_cached(
             "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, status, \
@@ -639,7 +641,9 @@ impl Store for SqliteStore {
     fn execution_record(&self, key: &str) -> Result<Option<Value>, Error> {
         let record: Option<Option<String>> = self.read(|c| {
             c.query_row(
-                "SELECT record FROM executions WHERE id = ?1 OR num = ?2",
+                "SELECT r.record FROM executions e \
+                 LEFT JOIN execution_records r ON r.execution_id = e.id \
+                 WHERE e.id = ?1 OR e.num = ?2",
                 params![key, number(key)],
                 |r| r.get(0),
             )
@@ -666,32 +670,29 @@ impl Store for SqliteStore {
             Sort::OldestFirst => "ASC",
         };
         self.read(|c| {
-            let (total, completed, failed) = c.query_row(
-                &format!(
-                    "SELECT count(*), \
-                         coalesce(sum(e.status = 'Completed'), 0), \
-                         coalesce(sum(e.status IN ('Failed', 'Partially Failed', 'Killed')), 0) \
-                     FROM executions e WHERE {condition}"
-                ),
-                rusqlite::params_from_iter(&params),
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+            let total = if query.count {
+                Some(c.query_row(
+                    &format!("SELECT count(*) FROM executions e WHERE {condition}"),
+                    rusqlite::params_from_iter(&params),
+                    |r| r.get(0),
+                )?)
+            } else {
+                None
+            };
+            // One row past the page says whether there is a next page.
             let mut window = params.clone();
-            window.push(SqlValue::Integer(query.limit));
+            window.push(SqlValue::Integer(query.limit.saturating_add(1)));
             window.push(SqlValue::Integer(query.offset));
             let mut statement = c.prepare(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE {condition} \
                  ORDER BY e.num {order} LIMIT ? OFFSET ?"
             ))?;
-            let rows = statement
+            let mut rows = statement
                 .query_map(rusqlite::params_from_iter(&window), execution_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Page {
-                rows,
-                total,
-                completed,
-                failed,
-            })
+            let more = rows.len() as i64 > query.limit;
+            rows.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+            Ok(Page { rows, total, more })
         })
     }
 
@@ -1014,6 +1015,7 @@ mod tests {
                 offset: 0,
                 limit: 100,
                 sort: Sort::NewestFirst,
+                count: true,
             })
             .unwrap()
     }
@@ -1036,10 +1038,10 @@ mod tests {
         let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
         let ids: Vec<&str> = page.rows.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["ex_new"]);
-        assert_eq!((page.total, page.completed, page.failed), (1, 1, 0));
+        assert_eq!((page.total, page.more), (Some(1), false));
 
         let page = query(&store, &format!("playbookId = {}", playbook.num));
-        assert_eq!((page.total, page.completed, page.failed), (2, 1, 1));
+        assert_eq!(page.total, Some(2));
         assert_eq!(page.rows[0].id, "ex_new", "newest first");
         assert_eq!(page.rows[0].playbook_num, Some(playbook.num));
 
