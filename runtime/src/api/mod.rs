@@ -27,7 +27,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::Stream;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{
@@ -59,6 +59,8 @@ pub struct Service {
     events: mpsc::UnboundedSender<Event>,
     /// Every event, once stored, for the Server-Sent Events streams.
     broadcast: broadcast::Sender<Arc<Event>>,
+    /// Writes someone waits for, batched with the events.
+    jobs: mpsc::UnboundedSender<Job>,
 }
 
 impl std::fmt::Debug for Service {
@@ -82,28 +84,98 @@ pub struct Started {
 /// Events a slow SSE client may fall behind by before it is told to catch up.
 const BROADCAST_CAPACITY: usize = 4096;
 
-/// Store events in batches (a batch is what arrived while the last one was written, so
-/// a busy server writes fewer, larger transactions), then broadcast them: a client of
-/// the event stream never sees a state the store does not hold.
+/// A write that someone waits for.
+enum Job {
+    /// Record an execution as running; answers its numeric id.
+    Start(NewExecution, oneshot::Sender<Result<i64, String>>),
+    /// Store an ended execution whole; answers when it is stored.
+    Finish(Box<Execution>, oneshot::Sender<Result<(), String>>),
+}
+
+/// The most writes in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// Store everything in batches — a batch is what arrived while the last one was being
+/// written, so a busy server makes few, large commits instead of one per change — then
+/// answer the waiters and broadcast the events: a client never hears of a state the
+/// store does not hold.
 async fn persist(
     store: Arc<dyn Store>,
     mut events: mpsc::UnboundedReceiver<Event>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
     broadcast: broadcast::Sender<Arc<Event>>,
 ) {
-    let mut batch = Vec::new();
-    while events.recv_many(&mut batch, 1024).await > 0 {
-        let written = std::mem::take(&mut batch);
-        let store = Arc::clone(&store);
-        let written = tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.record_events(&written) {
-                tracing::error!(error = %e, "storing execution events failed");
+    let (mut new_events, mut new_jobs) = (Vec::new(), Vec::new());
+    let (mut events_open, mut jobs_open) = (true, true);
+    while events_open || jobs_open {
+        tokio::select! {
+            n = events.recv_many(&mut new_events, MAX_BATCH), if events_open => events_open = n > 0,
+            n = jobs.recv_many(&mut new_jobs, MAX_BATCH), if jobs_open => jobs_open = n > 0,
+        }
+        while new_events.len() < MAX_BATCH {
+            let Ok(event) = events.try_recv() else { break };
+            new_events.push(event);
+        }
+        while new_jobs.len() < MAX_BATCH {
+            let Ok(job) = jobs.try_recv() else { break };
+            new_jobs.push(job);
+        }
+        if new_events.is_empty() && new_jobs.is_empty() {
+            continue;
+        }
+        let mut writes = Vec::with_capacity(new_jobs.len() + new_events.len());
+        let mut replies = Vec::with_capacity(new_jobs.len());
+        for job in new_jobs.drain(..) {
+            match job {
+                Job::Start(execution, reply) => {
+                    writes.push(store::Write::Start(execution));
+                    replies.push(Ok(reply));
+                }
+                Job::Finish(execution, reply) => {
+                    writes.push(store::Write::Finish(execution));
+                    replies.push(Err(reply));
+                }
             }
-            written
-        })
-        .await;
-        for event in written.unwrap_or_default() {
-            // No subscriber is fine.
-            let _ = broadcast.send(Arc::new(event));
+        }
+        writes.extend(new_events.drain(..).map(store::Write::Event));
+        let store = Arc::clone(&store);
+        let written = tokio::task::spawn_blocking(move || (store.write(&writes), writes)).await;
+        let (result, writes) = match written {
+            Ok(done) => done,
+            Err(e) => (Err(store::Error::Corrupt(e.to_string())), Vec::new()),
+        };
+        let mut nums = match &result {
+            Ok(nums) => nums.clone().into_iter(),
+            Err(e) => {
+                tracing::error!(error = %e, "storing a batch of execution changes failed");
+                Vec::new().into_iter()
+            }
+        };
+        let failure = result.as_ref().err().map(ToString::to_string);
+        for reply in replies {
+            // A waiter that went away is not the batch's problem.
+            match (reply, &failure) {
+                (Ok(start), None) => {
+                    let _ = start.send(nums.next().ok_or_else(|| "no number".to_owned()));
+                }
+                (Ok(start), Some(e)) => {
+                    let _ = start.send(Err(e.clone()));
+                }
+                (Err(finish), None) => {
+                    let _ = finish.send(Ok(()));
+                }
+                (Err(finish), Some(e)) => {
+                    let _ = finish.send(Err(e.clone()));
+                }
+            }
+        }
+        if failure.is_none() {
+            for write in writes {
+                if let store::Write::Event(event) = write {
+                    // No subscriber is fine.
+                    let _ = broadcast.send(Arc::new(event));
+                }
+            }
         }
     }
 }
@@ -114,8 +186,14 @@ impl Service {
     /// runtime: it starts the task that stores and broadcasts events.
     pub fn new(store: Arc<dyn Store>, runner: Arc<HostRunner>, token: Option<String>) -> Self {
         let (events, receiver) = mpsc::unbounded_channel();
+        let (jobs, job_receiver) = mpsc::unbounded_channel();
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
-        tokio::spawn(persist(Arc::clone(&store), receiver, broadcast.clone()));
+        tokio::spawn(persist(
+            Arc::clone(&store),
+            receiver,
+            job_receiver,
+            broadcast.clone(),
+        ));
         Self {
             store,
             runner,
@@ -123,6 +201,7 @@ impl Service {
             token,
             events,
             broadcast,
+            jobs,
         }
     }
 
@@ -170,21 +249,30 @@ impl Service {
             status: ExecutionStatus::Running,
             queued_at: start.queued_at,
         };
-        let num = self
-            .blocking(move |store| store.start_execution(&new))
-            .await?;
+        let (reply, answer) = oneshot::channel();
+        let _ = self.jobs.send(Job::Start(new, reply));
+        let num = answer
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::Internal)?;
         let id = start.id.clone();
         crate::lock(&self.running).insert(id.clone(), start.kill.clone());
         let service = Arc::clone(self);
         let done = tokio::spawn(async move {
             let id = start.id.clone();
             let execution = engine::execute(Arc::clone(&service.runner), playbook, start).await;
-            let record = execution.clone();
-            if let Err(e) = service
-                .blocking(move |store| store.finish_execution(&record))
-                .await
-            {
-                tracing::error!(execution = %id, error = %e, "storing a finished execution failed");
+            let (reply, stored) = oneshot::channel();
+            let _ = service
+                .jobs
+                .send(Job::Finish(Box::new(execution.clone()), reply));
+            match stored.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(execution = %id, error = %e, "storing a finished execution failed");
+                }
+                Err(e) => {
+                    tracing::error!(execution = %id, error = %e, "the store's writer stopped");
+                }
             }
             crate::lock(&service.running).remove(&id);
             service.ended(&execution);

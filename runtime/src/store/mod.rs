@@ -155,6 +155,17 @@ pub struct NewExecution {
     pub queued_at: DateTime<Utc>,
 }
 
+/// One change to the store, for [`Store::write`].
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// An execution is queued or running.
+    Start(NewExecution),
+    /// A node of a running execution started or ended.
+    Event(Event),
+    /// An execution ended: its record, step runs, log lines and children.
+    Finish(Box<Execution>),
+}
+
 /// A page of executions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Page {
@@ -443,6 +454,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of the executions `query` matches.
     fn executions(&self, query: &Query) -> Result<Page, Error>;
+
+    /// Apply `batch` in one transaction (one commit for many writes is what keeps
+    /// persistence cheap under load); returns the numeric ids of the executions it
+    /// started, in order.
+    fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error>;
 
     /// Record node state changes of running executions, in one transaction.
     fn record_events(&self, events: &[Event]) -> Result<(), Error>;

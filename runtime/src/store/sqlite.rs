@@ -20,7 +20,9 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{Error, ExecutionRow, LogRow, NewExecution, Page, PlaybookRecord, Query, Sort, Store};
+use super::{
+    Error, ExecutionRow, LogRow, NewExecution, Page, PlaybookRecord, Query, Sort, Store, Write,
+};
 use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
 use crate::trace::LogLevel;
@@ -304,9 +306,8 @@ fn sql_params(params: &[tql::Param]) -> Vec<SqlValue> {
 /// The numeric id of the playbook with XID `xid`, when the store has it.
 fn playbook_num(connection: &Connection, xid: &str) -> Result<Option<i64>, rusqlite::Error> {
     connection
-        .query_row("SELECT num FROM playbooks WHERE xid = ?1", [xid], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT num FROM playbooks WHERE xid = ?1")?
+        .query_row([xid], |r| r.get(0))
         .optional()
 }
 
@@ -419,6 +420,94 @@ impl SqliteStore {
         })
     }
 
+    fn insert_started(
+        writer: &rusqlite::Transaction<'_>,
+        execution: &NewExecution,
+    ) -> Result<i64, Error> {
+        let playbook_num = playbook_num(writer, &execution.playbook_id)?;
+        let started_at = (execution.status == ExecutionStatus::Running).then(|| millis(Utc::now()));
+        writer
+            .prepare_cached(
+                "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
+                 trigger_type, log_level, status, queued_at, started_at, replay_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                execution.id,
+                execution.parent_id,
+                playbook_num,
+                execution.playbook_id,
+                execution.playbook_name,
+                word(&execution.trigger_type),
+                execution.log_level.to_string(),
+                word(&execution.status),
+                millis(execution.queued_at),
+                started_at,
+                execution.replay_of,
+            ])?;
+        Ok(writer.last_insert_rowid())
+    }
+
+    /// Node state changes, in `transaction`.
+    fn write_events(
+        transaction: &rusqlite::Transaction<'_>,
+        events: &[&Event],
+    ) -> Result<(), Error> {
+        {
+            let mut started = transaction.prepare_cached(
+                "INSERT INTO node_states (execution_id, node, status, started_at) \
+                 VALUES (?1, ?2, 'Running', ?3) \
+                 ON CONFLICT (execution_id, node) DO UPDATE SET status = 'Running', \
+                     started_at = excluded.started_at",
+            )?;
+            let mut ended = transaction.prepare_cached(
+                "INSERT INTO node_states (execution_id, node, status, ended_at, duration_us, \
+                     pathway, error, iterations) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (execution_id, node) DO UPDATE SET status = excluded.status, \
+                     ended_at = excluded.ended_at, duration_us = excluded.duration_us, \
+                     pathway = excluded.pathway, error = excluded.error, \
+                     iterations = excluded.iterations",
+            )?;
+            for event in events {
+                match *event {
+                    Event::NodeStarted {
+                        execution_id,
+                        node,
+                        at,
+                    } => {
+                        started.execute(params![execution_id, node, millis(*at)])?;
+                    }
+                    Event::NodeEnded {
+                        execution_id,
+                        node,
+                        status,
+                        at,
+                        duration_us,
+                        pathway,
+                        error,
+                        iterations,
+                    } => {
+                        ended.execute(params![
+                            execution_id,
+                            node,
+                            word(status),
+                            millis(*at),
+                            i64::try_from(*duration_us).unwrap_or(i64::MAX),
+                            pathway,
+                            error
+                                .as_ref()
+                                .map(|e| serde_json::to_string(e).unwrap_or_default()),
+                            iterations.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+                        ])?;
+                    }
+                    Event::StepEnded { .. } | Event::ExecutionEnded { .. } => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn write_execution(
         transaction: &rusqlite::Transaction<'_>,
         execution: &Execution,
@@ -433,8 +522,9 @@ impl SqliteStore {
                 .collect();
         }
         let playbook_num = playbook_num(transaction, &execution.playbook_id)?;
-        transaction.execute(
-            "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
+        transaction
+            .prepare_cached(
+                "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
                  trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
                  duration_ms, replay_of) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
@@ -442,7 +532,8 @@ impl SqliteStore {
                  message = excluded.message, started_at = excluded.started_at, \
                  completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
                  log_level = excluded.log_level",
-            params![
+            )?
+            .execute(params![
                 execution.id,
                 execution.parent_id,
                 playbook_num,
@@ -457,12 +548,12 @@ impl SqliteStore {
                 millis(execution.completed_at),
                 i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX),
                 execution.replay_of,
-            ],
-        )?;
-        transaction.execute(
-            "INSERT OR REPLACE INTO execution_records (execution_id, record) VALUES (?1, ?2)",
-            params![execution.id, record.to_string()],
-        )?;
+            ])?;
+        transaction
+            .prepare_cached(
+                "INSERT OR REPLACE INTO execution_records (execution_id, record) VALUES (?1, ?2)",
+            )?
+            .execute(params![execution.id, record.to_string()])?;
         let mut insert_step = transaction.prepare_cached(
             "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, status, \
                  error_kind, error_message, duration_us, child_id, record, started_at) \
@@ -506,15 +597,16 @@ impl SqliteStore {
                 ])?;
             }
         }
-        transaction.execute(
-            "UPDATE playbooks SET last_run_at = ?1, last_run_id = ?2 \
+        transaction
+            .prepare_cached(
+                "UPDATE playbooks SET last_run_at = ?1, last_run_id = ?2 \
              WHERE xid = ?3 AND (last_run_at IS NULL OR last_run_at <= ?1)",
-            params![
+            )?
+            .execute(params![
                 millis(execution.queued_at),
                 execution.id,
                 execution.playbook_id
-            ],
-        )?;
+            ])?;
         for child in &execution.children {
             Self::write_execution(transaction, child)?;
         }
@@ -593,35 +685,14 @@ impl Store for SqliteStore {
     }
 
     fn start_execution(&self, execution: &NewExecution) -> Result<i64, Error> {
-        let writer = lock(&self.writer);
-        let playbook_num = playbook_num(&writer, &execution.playbook_id)?;
-        let started_at = (execution.status == ExecutionStatus::Running).then(|| millis(Utc::now()));
-        writer.execute(
-            "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
-                 trigger_type, log_level, status, queued_at, started_at, replay_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                execution.id,
-                execution.parent_id,
-                playbook_num,
-                execution.playbook_id,
-                execution.playbook_name,
-                word(&execution.trigger_type),
-                execution.log_level.to_string(),
-                word(&execution.status),
-                millis(execution.queued_at),
-                started_at,
-                execution.replay_of,
-            ],
-        )?;
-        Ok(writer.last_insert_rowid())
+        let nums = self.write(&[Write::Start(execution.clone())])?;
+        nums.first()
+            .copied()
+            .ok_or_else(|| Error::Corrupt("a started execution got no number".to_owned()))
     }
 
     fn finish_execution(&self, execution: &Execution) -> Result<(), Error> {
-        let mut writer = lock(&self.writer);
-        let transaction = writer.transaction()?;
-        Self::write_execution(&transaction, execution)?;
-        transaction.commit()?;
+        self.write(&[Write::Finish(Box::new(execution.clone()))])?;
         Ok(())
     }
 
@@ -697,62 +768,34 @@ impl Store for SqliteStore {
     }
 
     fn record_events(&self, events: &[Event]) -> Result<(), Error> {
+        let writes: Vec<Write> = events.iter().cloned().map(Write::Event).collect();
+        self.write(&writes)?;
+        Ok(())
+    }
+
+    fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error> {
         let mut writer = lock(&self.writer);
         let transaction = writer.transaction()?;
-        {
-            let mut started = transaction.prepare_cached(
-                "INSERT INTO node_states (execution_id, node, status, started_at) \
-                 VALUES (?1, ?2, 'Running', ?3) \
-                 ON CONFLICT (execution_id, node) DO UPDATE SET status = 'Running', \
-                     started_at = excluded.started_at",
-            )?;
-            let mut ended = transaction.prepare_cached(
-                "INSERT INTO node_states (execution_id, node, status, ended_at, duration_us, \
-                     pathway, error, iterations) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT (execution_id, node) DO UPDATE SET status = excluded.status, \
-                     ended_at = excluded.ended_at, duration_us = excluded.duration_us, \
-                     pathway = excluded.pathway, error = excluded.error, \
-                     iterations = excluded.iterations",
-            )?;
-            for event in events {
-                match event {
-                    Event::NodeStarted {
-                        execution_id,
-                        node,
-                        at,
-                    } => {
-                        started.execute(params![execution_id, node, millis(*at)])?;
-                    }
-                    Event::NodeEnded {
-                        execution_id,
-                        node,
-                        status,
-                        at,
-                        duration_us,
-                        pathway,
-                        error,
-                        iterations,
-                    } => {
-                        ended.execute(params![
-                            execution_id,
-                            node,
-                            word(status),
-                            millis(*at),
-                            i64::try_from(*duration_us).unwrap_or(i64::MAX),
-                            pathway,
-                            error
-                                .as_ref()
-                                .map(|e| serde_json::to_string(e).unwrap_or_default()),
-                            iterations.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
-                        ])?;
-                    }
-                    Event::StepEnded { .. } | Event::ExecutionEnded { .. } => {}
+        let mut nums = Vec::new();
+        let events: Vec<&Event> = batch
+            .iter()
+            .filter_map(|w| match w {
+                Write::Event(event) => Some(event),
+                _ => None,
+            })
+            .collect();
+        for write in batch {
+            match write {
+                Write::Start(execution) => {
+                    nums.push(Self::insert_started(&transaction, execution)?)
                 }
+                Write::Finish(execution) => Self::write_execution(&transaction, execution)?,
+                Write::Event(_) => {}
             }
         }
+        Self::write_events(&transaction, &events)?;
         transaction.commit()?;
-        Ok(())
+        Ok(nums)
     }
 
     fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error> {
