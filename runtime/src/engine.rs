@@ -29,11 +29,13 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
@@ -882,6 +884,7 @@ impl<R: StepRunner> NodeJob<R> {
             node.concurrency.unwrap_or(items.len().max(1)),
         ));
         let mut iterations = JoinSet::new();
+        let mut tasks = HashMap::new();
         for (index, item) in items.iter().enumerate() {
             let rendered = node.input.render(&scope(Some((index, item))));
             let limit = Arc::clone(&limit);
@@ -890,7 +893,7 @@ impl<R: StepRunner> NodeJob<R> {
             let playbook = Arc::clone(&self.playbook);
             let node_index = self.index;
             let call = rendered.map(call);
-            iterations.spawn(async move {
+            let task = iterations.spawn(async move {
                 let node = &playbook.graph[node_index];
                 let done = match call {
                     Ok(call) => {
@@ -904,13 +907,27 @@ impl<R: StepRunner> NodeJob<R> {
                 };
                 (index, done)
             });
+            tasks.insert(task.id(), index);
         }
         let mut by_index: Vec<Vec<StepRun>> = vec![Vec::new(); items.len()];
         let mut children: Vec<(usize, Execution)> = Vec::new();
-        while let Some(joined) = iterations.join_next().await {
-            if let Ok((index, (runs, started_children))) = joined {
-                by_index[index] = runs;
-                children.extend(started_children.into_iter().map(|c| (index, c)));
+        while let Some(joined) = iterations.join_next_with_id().await {
+            match joined {
+                Ok((_, (index, (runs, started_children)))) => {
+                    by_index[index] = runs;
+                    children.extend(started_children.into_iter().map(|c| (index, c)));
+                }
+                // An iteration that panicked (a wasp bug) fails, rather than vanish
+                // from the node's output.
+                Err(e) => {
+                    if let Some(&index) = tasks.get(&e.id()) {
+                        let report = StepReport::failure(
+                            FailureKind::HostError,
+                            format!("wasp failed while running this iteration: {e}"),
+                        );
+                        by_index[index] = vec![step(node, Some(index), 1, None, report)];
+                    }
+                }
             }
         }
         children.sort_by_key(|(index, _)| *index);
@@ -1121,6 +1138,7 @@ async fn execute_inner<R: StepRunner>(
         .collect();
     let mut ready = VecDeque::new();
     release(graph, &mut waiting, &mut ready, trigger_index);
+    let mut inline = None;
 
     loop {
         // Start or skip the ready nodes, as many as the concurrency allows.
@@ -1161,29 +1179,53 @@ async fn execute_inner<R: StepRunner>(
                 node: graph[index].id.clone(),
                 at: Utc::now(),
             });
+            if running.is_empty() && ready.is_empty() {
+                // The only node that can run now (every node of a chain): run it on
+                // this task, saving a spawn and a wake on another thread per step.
+                inline = Some((index, job));
+                break;
+            }
             let task = running.spawn(job.run());
             tasks.insert(task.id(), index);
         }
-        let Some(joined) = running.join_next_with_id().await else {
-            break;
+        let ended = if let Some((index, job)) = inline.take() {
+            AssertUnwindSafe(job.run())
+                .catch_unwind()
+                .await
+                .map_err(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    (index, format!("it panicked: {message}"))
+                })
+        } else {
+            let Some(joined) = running.join_next_with_id().await else {
+                break;
+            };
+            match joined {
+                Ok((_, done)) => Ok(done),
+                Err(e) => match tasks.get(&e.id()).copied() {
+                    Some(index) => Err((index, e.to_string())),
+                    None => continue,
+                },
+            }
         };
-        let (index, record) = match joined {
-            Ok((_, done)) => {
+        let (index, record) = match ended {
+            Ok(done) => {
                 steps.extend(done.runs);
                 children.extend(done.children);
                 (done.index, done.record)
             }
-            Err(e) => {
-                // A node's task panicked: a wasp bug, which fails that node and
-                // nothing else.
-                tracing::error!(error = %e, "a node's task failed");
-                let Some(index) = tasks.get(&e.id()).copied() else {
-                    continue;
-                };
+            Err((index, error)) => {
+                // A node's run panicked: a wasp bug, which fails that node and nothing
+                // else.
+                tracing::error!(%error, "a node's run failed");
                 let mut record = NodeRecord::new(String::new(), NodeStatus::Failed);
                 record.error = StepReport::failure(
                     FailureKind::HostError,
-                    format!("wasp failed while running this node: {e}"),
+                    format!("wasp failed while running this node: {error}"),
                 )
                 .error;
                 (index, record)
