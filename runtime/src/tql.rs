@@ -356,10 +356,23 @@ fn lex(text: &str) -> Result<Vec<(usize, Token)>, Error> {
     Ok(tokens)
 }
 
+/// How deep `NOT` and parentheses may nest: the parser, the compiler and SQLite all
+/// recurse once per level, and a client must not be able to exhaust a stack.
+pub const MAX_NESTING: usize = 32;
+/// Conditions in one query: each becomes a level of SQL expression, and SQLite refuses
+/// expressions deeper than 1,000.
+pub const MAX_CONDITIONS: usize = 256;
+/// Values in one `IN` list.
+pub const MAX_IN_VALUES: usize = 1_000;
+/// Characters in one string value (SQLite refuses long `LIKE` patterns).
+pub const MAX_TEXT: usize = 4_096;
+
 struct Parser {
     tokens: Vec<(usize, Token)>,
     next: usize,
     end: usize,
+    depth: usize,
+    conditions: usize,
 }
 
 impl Parser {
@@ -415,15 +428,40 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, Error> {
+        let position = self.position();
+        let nested = |parser: &mut Self| -> Result<(), Error> {
+            parser.depth += 1;
+            if parser.depth > MAX_NESTING {
+                return Err(Error {
+                    position,
+                    message: format!(
+                        "the query nests `NOT` and `(` deeper than {MAX_NESTING} levels"
+                    ),
+                });
+            }
+            Ok(())
+        };
         if self.keyword("NOT") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            nested(self)?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         if self.take(&Token::LParen) {
+            nested(self)?;
             let inner = self.or()?;
             if !self.take(&Token::RParen) {
                 return self.error("`)` or AND or OR");
             }
+            self.depth -= 1;
             return Ok(inner);
+        }
+        self.conditions += 1;
+        if self.conditions > MAX_CONDITIONS {
+            return Err(Error {
+                position,
+                message: format!("the query has more than {MAX_CONDITIONS} conditions"),
+            });
         }
         self.condition()
     }
@@ -453,6 +491,11 @@ impl Parser {
             }
             let mut values = vec![self.value()?];
             while self.take(&Token::Comma) {
+                if values.len() == MAX_IN_VALUES {
+                    return self.error(&format!(
+                        "`)`: an `IN` list holds at most {MAX_IN_VALUES} values"
+                    ));
+                }
                 values.push(self.value()?);
             }
             if !self.take(&Token::RParen) {
@@ -512,6 +555,12 @@ impl Parser {
         let position = self.position();
         let literal = match self.peek().cloned() {
             Some(Token::Text(text)) => {
+                if text.chars().count() > MAX_TEXT {
+                    return Err(Error {
+                        position,
+                        message: format!("a string longer than {MAX_TEXT} characters"),
+                    });
+                }
                 self.next += 1;
                 // A relative date may be quoted: `"NOW() - 1 HOUR"`.
                 return match relative(&text) {
@@ -628,7 +677,7 @@ fn relative(text: &str) -> Option<Result<Literal, String>> {
         };
         let seconds = count
             .checked_mul(*size)
-            .map(|s| s * sign)
+            .and_then(|s| s.checked_mul(sign))
             .ok_or_else(|| format!("`{text}` is too far away"))?;
         Ok(Literal::Relative { today, seconds })
     };
@@ -645,6 +694,8 @@ pub fn parse(text: &str) -> Result<Option<Expr>, Error> {
         tokens,
         next: 0,
         end: text.chars().count() + 1,
+        depth: 0,
+        conditions: 0,
     };
     let expr = parser.or()?;
     if parser.next < parser.tokens.len() {
@@ -1154,6 +1205,27 @@ mod tests {
             error(r#"completedTime > "yesterday""#),
             "at position 1: `completedTime` is a Date, so \"yesterday\" does not fit: expected \
              a date (\"2024-04-04\", \"2024-04-04 21:39:42\", RFC 3339) or NOW() - N HOURS"
+        );
+    }
+
+    #[test]
+    fn hostile_queries_are_refused_not_obeyed() {
+        let deep = format!("{}id = 1{}", "(".repeat(60_000), ")".repeat(60_000));
+        assert_eq!(
+            error(&deep),
+            "at position 33: the query nests `NOT` and `(` deeper than 32 levels"
+        );
+        let nots = format!("{}id = 1", "NOT ".repeat(40));
+        assert!(error(&nots).contains("deeper than 32 levels"));
+        let many = vec!["id = 1"; 300].join(" OR ");
+        assert!(error(&many).ends_with("the query has more than 256 conditions"));
+        let list = format!("id IN ({})", vec!["1"; 1_001].join(", "));
+        assert!(error(&list).contains("an `IN` list holds at most 1000 values"));
+        let long = format!("playbookXid CONTAINS \"{}\"", "x".repeat(5_000));
+        assert!(error(&long).ends_with("a string longer than 4096 characters"));
+        assert!(
+            error(r#"completedTime > "NOW() - -9223372036854775808 SECONDS""#)
+                .ends_with("is too far away")
         );
     }
 

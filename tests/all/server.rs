@@ -899,6 +899,13 @@ fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
         "{error}"
     );
     assert_eq!(server.get("/rest/action_run/999").0, 404);
+    let twice = r#"{"action":"lookup","container_id":1,"name":"x","targets":[{"app_id":"indicator-lookup","assets":["soc-feed",2],"parameters":[{"indicator":"a.b"}]}]}"#;
+    let (status, error) = server.post("/rest/action_run", twice);
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["message"],
+        "`targets[0].assets` names asset `soc-feed` twice"
+    );
 }
 
 #[test]
@@ -1036,6 +1043,8 @@ fn secmaster_audit_logs_list_playbook_and_app_instances() {
         (200, &json!({"count": 0, "audit_logs": []}))
     );
 
+    let words: Vec<String> = (0..100).map(|i| format!("W{i}")).collect();
+    let many_words = format!(r#"{{"status": "{}"}}"#, words.join(","));
     for (query, body, code) in [
         ("limit=10", "{}", "SecMaster.20030001"),
         ("offset=9995&limit=10", "{}", "SecMaster.20030001"),
@@ -1053,6 +1062,11 @@ fn secmaster_audit_logs_list_playbook_and_app_instances() {
         (
             "offset=0&limit=10",
             r#"{"start_time": "yesterday"}"#,
+            "SecMaster.20030001",
+        ),
+        (
+            "offset=0&limit=10",
+            many_words.as_str(),
             "SecMaster.20030001",
         ),
     ] {

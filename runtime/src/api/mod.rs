@@ -249,29 +249,43 @@ impl Service {
             status: ExecutionStatus::Running,
             queued_at: start.queued_at,
         };
+        let id = start.id.clone();
+        // Killable from the moment it is reported.
+        crate::lock(&self.running).insert(id.clone(), start.kill.clone());
         let (reply, answer) = oneshot::channel();
         let _ = self.jobs.send(Job::Start(new, reply));
-        let num = answer
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(ApiError::Internal)?;
-        let id = start.id.clone();
-        crate::lock(&self.running).insert(id.clone(), start.kill.clone());
+        let num = match answer.await {
+            Ok(Ok(num)) => num,
+            failed => {
+                crate::lock(&self.running).remove(&id);
+                let message = match failed {
+                    Ok(Err(e)) => e,
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => String::new(),
+                };
+                return Err(ApiError::Internal(message));
+            }
+        };
         let service = Arc::clone(self);
         let done = tokio::spawn(async move {
             let id = start.id.clone();
             let execution = engine::execute(Arc::clone(&service.runner), playbook, start).await;
-            let (reply, stored) = oneshot::channel();
-            let _ = service
-                .jobs
-                .send(Job::Finish(Box::new(execution.clone()), reply));
-            match stored.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(execution = %id, error = %e, "storing a finished execution failed");
-                }
-                Err(e) => {
-                    tracing::error!(execution = %id, error = %e, "the store's writer stopped");
+            // A batch that fails rolls back whole, so trying again is safe.
+            for attempt in 1..=3 {
+                let (reply, stored) = oneshot::channel();
+                let _ = service
+                    .jobs
+                    .send(Job::Finish(Box::new(execution.clone()), reply));
+                match stored.await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => {
+                        tracing::error!(execution = %id, attempt, error = %e, "storing a finished execution failed");
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(execution = %id, error = %e, "the store's writer stopped");
+                        break;
+                    }
                 }
             }
             crate::lock(&service.running).remove(&id);
@@ -668,7 +682,9 @@ async fn get_execution(
         return Err(ApiError::NotFound(format!("there is no execution `{id}`")));
     };
     record["num"] = json!(row.num);
-    record["status"] = serde_json::to_value(row.status).unwrap_or_default();
+    if record.get("status").is_none() {
+        record["status"] = serde_json::to_value(row.status).unwrap_or_default();
+    }
     if record.get("nodes").is_none() {
         // Still running: what it has done so far.
         let key = row.id.clone();
@@ -1038,6 +1054,7 @@ async fn execution_events(
         (receiver, Some(snapshot), finished),
         move |(mut receiver, first, done)| {
             let execution_id = execution_id.clone();
+            let service = Arc::clone(&service);
             async move {
                 if let Some(first) = first {
                     return Some((Ok(first), (receiver, None, done)));
@@ -1047,7 +1064,24 @@ async fn execution_events(
                 }
                 let (message, event) =
                     next_event(&mut receiver, |e| e.execution_id() == execution_id).await?;
-                let ended = matches!(&*event, Event::ExecutionEnded { execution_id: ended, .. } if *ended == execution_id);
+                let ended = if event.execution_id().is_empty() {
+                    // Fell behind (`lagged`): the end may be among the missed events, so
+                    // ask the store.
+                    let key = execution_id.clone();
+                    service
+                        .blocking(move |store| store.execution(&key))
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_none_or(|row| {
+                            !matches!(
+                                row.status,
+                                ExecutionStatus::Running | ExecutionStatus::Queued
+                            )
+                        })
+                } else {
+                    matches!(&*event, Event::ExecutionEnded { execution_id: ended, .. } if *ended == execution_id)
+                };
                 Some((Ok(message), (receiver, None, ended)))
             }
         },

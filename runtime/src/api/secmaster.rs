@@ -30,6 +30,8 @@ use crate::tql;
 
 /// The most rows `offset + limit` may reach.
 const MAX_WINDOW: i64 = 10_000;
+/// The most words a word filter (`status`, `instance_type`, …) may list.
+const MAX_WORDS: usize = 64;
 
 /// An error in SecMaster's shape: `{"code", "message"}`.
 pub(super) struct SecMasterError {
@@ -119,11 +121,20 @@ fn condition(filter: &Filter) -> Result<tql::Condition, SecMasterError> {
     ];
     for (column, value) in words {
         let Some(value) = value else { continue };
-        let list: Vec<String> = value
+        let mut list: Vec<String> = value
             .split([',', ' '])
             .filter(|w| !w.is_empty())
             .map(str::to_ascii_uppercase)
             .collect();
+        list.sort_unstable();
+        list.dedup();
+        if list.len() > MAX_WORDS {
+            return Err(invalid(format!(
+                "`{}` lists {} words; at most {MAX_WORDS}",
+                column.trim_start_matches("a."),
+                list.len()
+            )));
+        }
         if list.is_empty() {
             continue;
         }
@@ -152,6 +163,13 @@ fn condition(filter: &Filter) -> Result<tql::Condition, SecMasterError> {
     ];
     for (column, value) in contains {
         if let Some(value) = value {
+            if value.chars().count() > tql::MAX_TEXT {
+                return Err(invalid(format!(
+                    "`{}` is longer than {} characters",
+                    column.trim_start_matches("a."),
+                    tql::MAX_TEXT
+                )));
+            }
             parts.push(format!("{column} LIKE ? ESCAPE '\\'"));
             params.push(tql::Param::Text(format!("%{}%", tql::escape_like(value))));
         }

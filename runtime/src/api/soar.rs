@@ -89,6 +89,11 @@ impl std::fmt::Display for Key {
     }
 }
 
+/// App runs one action run may make (one per target and asset).
+const MAX_APP_RUNS: usize = 100;
+/// Parameter sets in one target (each is one sandboxed call).
+const MAX_PARAMETER_SETS: usize = 1_000;
+
 /// One app run to do: an app's action on one asset (or none), once per parameter set.
 struct Plan {
     app: String,
@@ -158,7 +163,13 @@ fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Soar
                 .map(Value::Object)
                 .collect()
         };
-        let mut resolved = Vec::new();
+        if target.parameters.len() > MAX_PARAMETER_SETS {
+            return Err(bad(format!(
+                "`targets[{t}].parameters` holds {} sets; at most {MAX_PARAMETER_SETS}",
+                target.parameters.len()
+            )));
+        }
+        let mut resolved: Vec<Option<(String, usize)>> = Vec::new();
         for key in &target.assets {
             let Some((num, (name, asset))) = find(&assets, key, |(name, _)| name) else {
                 return Err(bad(format!(
@@ -171,7 +182,17 @@ fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Soar
                     asset.app, app.info.name
                 )));
             }
+            if resolved.iter().flatten().any(|(_, n)| *n == num) {
+                return Err(bad(format!(
+                    "`targets[{t}].assets` names asset `{name}` twice"
+                )));
+            }
             resolved.push(Some(((*name).to_owned(), num)));
+        }
+        if plans.len() + resolved.len() > MAX_APP_RUNS {
+            return Err(bad(format!(
+                "the targets make more than {MAX_APP_RUNS} app runs (one per target and asset)"
+            )));
         }
         if resolved.is_empty() {
             resolved.push(None);

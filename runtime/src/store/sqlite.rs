@@ -650,15 +650,18 @@ impl Store for SqliteStore {
     }
 
     fn delete_playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error> {
+        let Some(playbook) = self.playbook(key)?.filter(|p| !p.is_deleted) else {
+            return Ok(None);
+        };
         let changed = lock(&self.writer).execute(
             "UPDATE playbooks SET deleted_at = ?1, updated_at = ?1 \
-             WHERE (id = ?2 OR xid = ?2 OR num = ?3) AND deleted_at IS NULL",
-            params![millis(Utc::now()), key, number(key)],
+             WHERE num = ?2 AND deleted_at IS NULL",
+            params![millis(Utc::now()), playbook.num],
         )?;
         if changed == 0 {
             return Ok(None);
         }
-        self.playbook(key)
+        self.playbook(&playbook.id)
     }
 
     fn playbooks(&self) -> Result<Vec<PlaybookRecord>, Error> {
@@ -673,9 +676,12 @@ impl Store for SqliteStore {
     fn playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error> {
         self.read(|c| {
             c.query_row(
+                // An XID may be all digits: the XID, then the string id, win over a
+                // number.
                 &format!(
                     "SELECT {PLAYBOOK_COLUMNS} FROM playbooks \
-                     WHERE id = ?1 OR xid = ?1 OR num = ?2"
+                     WHERE id = ?1 OR xid = ?1 OR num = ?2 \
+                     ORDER BY xid = ?1 DESC, id = ?1 DESC LIMIT 1"
                 ),
                 params![key, number(key)],
                 playbook_row,
@@ -1099,6 +1105,27 @@ mod tests {
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
         let playbook = store.playbook("triage").unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_new"));
+    }
+
+    #[test]
+    fn an_all_digit_xid_wins_over_a_number_and_a_delete_takes_one_playbook() {
+        let (_dir, store) = store();
+        let first = store
+            .save_playbook("alpha", "A", "", &json!({}), "api")
+            .unwrap();
+        let digits = first.num.to_string();
+        let second = store
+            .save_playbook(&digits, "B", "", &json!({}), "api")
+            .unwrap();
+        assert_ne!(first.num, second.num);
+        assert_eq!(store.playbook(&digits).unwrap().unwrap().xid, digits);
+        let deleted = store.delete_playbook(&digits).unwrap().unwrap();
+        assert_eq!(deleted.xid, digits);
+        assert!(!store.playbook("alpha").unwrap().unwrap().is_deleted);
+        assert!(
+            store.delete_playbook(&digits).unwrap().is_none(),
+            "already deleted"
+        );
     }
 
     #[test]
