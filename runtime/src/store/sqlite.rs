@@ -190,6 +190,23 @@ FROM step_runs s JOIN executions e ON e.id = s.execution_id
     LEFT JOIN executions p ON p.id = e.parent_id;
 "];
 
+/// The columns of an executions row, as written.
+struct RowValues<'a> {
+    id: &'a str,
+    parent_id: Option<&'a str>,
+    replay_of: Option<&'a str>,
+    playbook_xid: &'a str,
+    playbook_name: &'a str,
+    trigger_type: TriggerType,
+    log_level: LogLevel,
+    status: ExecutionStatus,
+    message: Option<&'a str>,
+    queued_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    duration_ms: Option<i64>,
+}
+
 /// Readers kept open for reuse; more are opened under load and closed after.
 const IDLE_READERS: usize = 4;
 
@@ -424,28 +441,58 @@ impl SqliteStore {
         writer: &rusqlite::Transaction<'_>,
         execution: &NewExecution,
     ) -> Result<i64, Error> {
-        let playbook_num = playbook_num(writer, &execution.playbook_id)?;
-        let started_at = (execution.status == ExecutionStatus::Running).then(|| millis(Utc::now()));
+        Self::upsert_row(
+            writer,
+            &RowValues {
+                id: &execution.id,
+                parent_id: execution.parent_id.as_deref(),
+                replay_of: execution.replay_of.as_deref(),
+                playbook_xid: &execution.playbook_id,
+                playbook_name: &execution.playbook_name,
+                trigger_type: execution.trigger_type,
+                log_level: execution.log_level,
+                status: execution.status,
+                message: None,
+                queued_at: execution.queued_at,
+                started_at: (execution.status == ExecutionStatus::Running).then(Utc::now),
+                completed_at: None,
+                duration_ms: None,
+            },
+        )?;
+        Ok(writer.last_insert_rowid())
+    }
+
+    /// Insert an executions row, or update the one with its id.
+    fn upsert_row(writer: &rusqlite::Transaction<'_>, row: &RowValues<'_>) -> Result<(), Error> {
+        let playbook_num = playbook_num(writer, row.playbook_xid)?;
         writer
             .prepare_cached(
                 "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
-                 trigger_type, log_level, status, queued_at, started_at, replay_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
+                 duration_ms, replay_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 message = excluded.message, started_at = excluded.started_at, \
+                 completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
+                 log_level = excluded.log_level",
             )?
             .execute(params![
-                execution.id,
-                execution.parent_id,
+                row.id,
+                row.parent_id,
                 playbook_num,
-                execution.playbook_id,
-                execution.playbook_name,
-                word(&execution.trigger_type),
-                execution.log_level.to_string(),
-                word(&execution.status),
-                millis(execution.queued_at),
-                started_at,
-                execution.replay_of,
+                row.playbook_xid,
+                row.playbook_name,
+                word(&row.trigger_type),
+                row.log_level.to_string(),
+                word(&row.status),
+                row.message,
+                millis(row.queued_at),
+                row.started_at.map(millis),
+                row.completed_at.map(millis),
+                row.duration_ms,
+                row.replay_of,
             ])?;
-        Ok(writer.last_insert_rowid())
+        Ok(())
     }
 
     /// Node state changes, in `transaction`.
@@ -521,34 +568,24 @@ impl SqliteStore {
                 .map(|c| Value::from(c.id.clone()))
                 .collect();
         }
-        let playbook_num = playbook_num(transaction, &execution.playbook_id)?;
-        transaction
-            .prepare_cached(
-                "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
-                 trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
-                 duration_ms, replay_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-                 message = excluded.message, started_at = excluded.started_at, \
-                 completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
-                 log_level = excluded.log_level",
-            )?
-            .execute(params![
-                execution.id,
-                execution.parent_id,
-                playbook_num,
-                execution.playbook_id,
-                execution.playbook_name,
-                word(&execution.trigger_type),
-                execution.log_level.to_string(),
-                word(&execution.status),
-                execution.message,
-                millis(execution.queued_at),
-                millis(execution.started_at),
-                millis(execution.completed_at),
-                i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX),
-                execution.replay_of,
-            ])?;
+        Self::upsert_row(
+            transaction,
+            &RowValues {
+                id: &execution.id,
+                parent_id: execution.parent_id.as_deref(),
+                replay_of: execution.replay_of.as_deref(),
+                playbook_xid: &execution.playbook_id,
+                playbook_name: &execution.playbook_name,
+                trigger_type: execution.trigger_type,
+                log_level: execution.log_level,
+                status: execution.status,
+                message: execution.message.as_deref(),
+                queued_at: execution.queued_at,
+                started_at: Some(execution.started_at),
+                completed_at: Some(execution.completed_at),
+                duration_ms: Some(i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX)),
+            },
+        )?;
         transaction
             .prepare_cached(
                 "INSERT OR REPLACE INTO execution_records (execution_id, record) VALUES (?1, ?2)",
