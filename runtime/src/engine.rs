@@ -740,7 +740,15 @@ async fn run_with_retries<R: StepRunner>(
         runs.push(StepRun {
             child: child.as_ref().map(|c| c.id.clone()),
             started_at,
-            ..step(node, iteration, attempt, Some(call.input.clone()), report)
+            // The capture policy keeps inputs at DEBUG and TRACE only: do not copy one
+            // that would be dropped.
+            ..step(
+                node,
+                iteration,
+                attempt,
+                call.level.captures_data().then(|| call.input.clone()),
+                report,
+            )
         });
         children.extend(child);
         if !retry {
