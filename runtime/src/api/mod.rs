@@ -989,26 +989,38 @@ fn sse(event: &Event) -> SseEvent {
         .unwrap_or_else(|_| SseEvent::default().event(name))
 }
 
-/// The next event of `receiver` that `keep` accepts, as an SSE message; a client that
-/// fell behind is told how many events it missed, so that it can reload.
+/// What a stream reads next from the broadcast.
+enum Received {
+    /// An event it wants.
+    Event(Arc<Event>),
+    /// It fell behind and missed this many events.
+    Lagged(u64),
+}
+
+impl Received {
+    /// The SSE message: the event, or `lagged` with the count, so that a client can
+    /// reload.
+    fn message(&self) -> SseEvent {
+        match self {
+            Received::Event(event) => sse(event),
+            Received::Lagged(missed) => SseEvent::default()
+                .event("lagged")
+                .data(format!("{{\"missed\": {missed}}}")),
+        }
+    }
+}
+
+/// The next event of `receiver` that `keep` accepts; `None` when the server stops.
 async fn next_event(
     receiver: &mut broadcast::Receiver<Arc<Event>>,
     keep: impl Fn(&Event) -> bool,
-) -> Option<(SseEvent, Arc<Event>)> {
+) -> Option<Received> {
     loop {
         match receiver.recv().await {
-            Ok(event) if keep(&event) => return Some((sse(&event), event)),
+            Ok(event) if keep(&event) => return Some(Received::Event(event)),
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                let message = SseEvent::default()
-                    .event("lagged")
-                    .data(format!("{{\"missed\": {missed}}}"));
-                let placeholder = Arc::new(Event::ExecutionEnded {
-                    execution_id: String::new(),
-                    status: ExecutionStatus::Running,
-                    at: Utc::now(),
-                });
-                return Some((message, placeholder));
+                return Some(Received::Lagged(missed));
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         }
@@ -1062,11 +1074,11 @@ async fn execution_events(
                 if done {
                     return None;
                 }
-                let (message, event) =
-                    next_event(&mut receiver, |e| e.execution_id() == execution_id).await?;
-                let ended = if event.execution_id().is_empty() {
-                    // Fell behind (`lagged`): the end may be among the missed events, so
-                    // ask the store.
+                let next = next_event(&mut receiver, |e| e.execution_id() == execution_id).await?;
+                let ended = if let Received::Event(event) = &next {
+                    matches!(&**event, Event::ExecutionEnded { .. })
+                } else {
+                    // The end may be among the missed events: ask the store.
                     let key = execution_id.clone();
                     service
                         .blocking(move |store| store.execution(&key))
@@ -1079,10 +1091,8 @@ async fn execution_events(
                                 ExecutionStatus::Running | ExecutionStatus::Queued
                             )
                         })
-                } else {
-                    matches!(&*event, Event::ExecutionEnded { execution_id: ended, .. } if *ended == execution_id)
                 };
-                Some((Ok(message), (receiver, None, ended)))
+                Some((Ok(next.message()), (receiver, None, ended)))
             }
         },
     );
@@ -1093,8 +1103,8 @@ async fn execution_events(
 async fn all_events(State(service): State<Arc<Service>>) -> EventStream {
     let receiver = service.broadcast.subscribe();
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let (message, _) = next_event(&mut receiver, |_| true).await?;
-        Some((Ok(message), receiver))
+        let next = next_event(&mut receiver, |_| true).await?;
+        Some((Ok(next.message()), receiver))
     });
     Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default())
 }

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,7 @@ fn bad(message: String) -> SoarError {
 }
 
 /// A name, or a 1-based number.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 enum Key {
     Number(u64),
@@ -70,7 +70,7 @@ struct ActionRunRequest {
     exec_delay_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct TargetRequest {
     app_id: Key,
@@ -240,7 +240,7 @@ pub(super) async fn create(
         "playbook_run": null,
         "start_time": null,
         "status": "pending",
-        "targets": serde_json::from_slice::<Value>(&body).map(|b| b["targets"].clone()).unwrap_or_default(),
+        "targets": request.targets,
         "type": request.kind,
         "update_time": created,
         "version": 1,

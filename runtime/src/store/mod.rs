@@ -438,12 +438,21 @@ pub trait Store: Send + Sync + 'static {
     /// The playbook with string id, numeric id or XID `key`.
     fn playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error>;
 
-    /// Record that an execution is queued or running; returns its numeric id.
-    fn start_execution(&self, execution: &NewExecution) -> Result<i64, Error>;
+    /// Record that an execution is queued or running; returns its numeric id. (A
+    /// server batches these through [`Store::write`].)
+    fn start_execution(&self, execution: &NewExecution) -> Result<i64, Error> {
+        self.write(&[Write::Start(execution.clone())])?
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Corrupt("a started execution got no number".to_owned()))
+    }
 
     /// Record how an execution ended, with its nodes, step runs, log lines and child
-    /// executions, in one transaction.
-    fn finish_execution(&self, execution: &Execution) -> Result<(), Error>;
+    /// executions, in one transaction. (A server batches these through [`Store::write`].)
+    fn finish_execution(&self, execution: &Execution) -> Result<(), Error> {
+        self.write(&[Write::Finish(Box::new(execution.clone()))])?;
+        Ok(())
+    }
 
     /// The summary of the execution with string or numeric id `key`.
     fn execution(&self, key: &str) -> Result<Option<ExecutionRow>, Error>;
@@ -460,10 +469,7 @@ pub trait Store: Send + Sync + 'static {
     /// started, in order.
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error>;
 
-    /// Record node state changes of running executions, in one transaction.
-    fn record_events(&self, events: &[Event]) -> Result<(), Error>;
-
-    /// The node states recorded by [`Store::record_events`] for execution `execution_id`,
+    /// The node states written by [`Write::Event`]s for execution `execution_id`,
     /// in the order they started: what a running execution has done so far.
     fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error>;
 

@@ -727,18 +727,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn start_execution(&self, execution: &NewExecution) -> Result<i64, Error> {
-        let nums = self.write(&[Write::Start(execution.clone())])?;
-        nums.first()
-            .copied()
-            .ok_or_else(|| Error::Corrupt("a started execution got no number".to_owned()))
-    }
-
-    fn finish_execution(&self, execution: &Execution) -> Result<(), Error> {
-        self.write(&[Write::Finish(Box::new(execution.clone()))])?;
-        Ok(())
-    }
-
     fn execution(&self, key: &str) -> Result<Option<ExecutionRow>, Error> {
         self.read(|c| {
             c.query_row(
@@ -808,12 +796,6 @@ impl Store for SqliteStore {
             rows.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
             Ok(Page { rows, total, more })
         })
-    }
-
-    fn record_events(&self, events: &[Event]) -> Result<(), Error> {
-        let writes: Vec<Write> = events.iter().cloned().map(Write::Event).collect();
-        self.write(&writes)?;
-        Ok(())
     }
 
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error> {
