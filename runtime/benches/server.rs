@@ -17,7 +17,7 @@ use wasp_runtime::assets::Assets;
 use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, Start, TriggerType};
 use wasp_runtime::host::{AppInfo, Host, HostConfig, Registry};
 use wasp_runtime::playbook::{Catalog, Playbook};
-use wasp_runtime::store::SqliteStore;
+use wasp_runtime::store::{NewExecution, SqliteStore, Store, Write};
 
 const RUNS: usize = 2_000;
 const CONCURRENCY: usize = 16;
@@ -57,6 +57,42 @@ where
     (elapsed, RUNS as f64 / elapsed.as_secs_f64())
 }
 
+/// Write `done` and their `events` into a fresh store on one thread, as the server's
+/// writer would: each execution's start, its node events, its record, in batches of
+/// `BATCH` writes.
+fn store_alone(events: &[engine::Event], done: &[engine::Execution]) {
+    const BATCH: usize = 48;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("alone.db")).expect("store");
+    let mut by_execution: std::collections::HashMap<&str, Vec<&engine::Event>> = Default::default();
+    for event in events {
+        by_execution
+            .entry(event.execution_id())
+            .or_default()
+            .push(event);
+    }
+    let mut writes = Vec::with_capacity(events.len() + done.len() * 2);
+    for execution in done {
+        writes.push(Write::Start(NewExecution::running(execution)));
+        let events = by_execution
+            .remove(execution.id.as_str())
+            .unwrap_or_default();
+        writes.extend(events.into_iter().map(|e| Write::Event(e.clone())));
+        writes.push(Write::Finish(Box::new(execution.clone())));
+    }
+    let started = Instant::now();
+    for batch in writes.chunks(BATCH) {
+        store.write(batch).expect("written");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "the store alone, one thread  {RUNS} executions ({} writes, {BATCH} a batch) in {elapsed:>8.1?}  \
+         {:.0} µs an execution",
+        writes.len(),
+        elapsed.as_secs_f64() * 1e6 / RUNS as f64
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -85,16 +121,32 @@ fn main() {
         for i in 0..50 {
             engine::execute(Arc::clone(&runner), Arc::clone(&playbook), Start::new(trigger(i))).await;
         }
+        // Keep what the runs produce, to time the store alone below.
+        let (events, mut produced) = tokio::sync::mpsc::unbounded_channel();
+        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (elapsed, rate) = load(|i| {
             let runner = Arc::clone(&runner);
             let playbook = Arc::clone(&playbook);
+            let events = events.clone();
+            let done = Arc::clone(&done);
             async move {
-                let execution = engine::execute(runner, playbook, Start::new(trigger(i))).await;
+                let start = Start {
+                    events: Some(events.clone()),
+                    ..Start::new(trigger(i))
+                };
+                let execution = engine::execute(runner, playbook, start).await;
                 assert_eq!(execution.status, ExecutionStatus::Completed);
+                done.lock().expect("not poisoned").push(execution);
             }
         })
         .await;
+        drop(events);
         println!("in process, no store         {RUNS} runs in {elapsed:>8.1?}  {rate:>7.0} runs/s");
+        let mut writes = Vec::new();
+        while let Some(event) = produced.recv().await {
+            writes.push(event);
+        }
+        store_alone(&writes, &done.lock().expect("not poisoned"));
 
         let db = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(SqliteStore::open(&db.path().join("bench.db")).expect("store"));

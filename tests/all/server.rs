@@ -17,6 +17,8 @@ struct Server {
     base: String,
     agent: ureq::Agent,
     token: Option<String>,
+    /// What the server wrote to stderr, shown when a test fails.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
@@ -54,7 +56,15 @@ impl Server {
             }
         };
         // Keep draining stderr so that the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stderr.lines() {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(seen));
+        let kept = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -68,6 +78,7 @@ impl Server {
             base,
             agent,
             token,
+            log,
         }
     }
 
@@ -124,6 +135,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!("--- wasp serve's stderr ---\n{log}--- end ---");
+        }
     }
 }
 
@@ -1167,7 +1182,7 @@ fn every_operation_in_the_openapi_document_is_served() {
                 "put" => server.agent.put(&url).send("{}"),
                 other => panic!("{other}"),
             }
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{method} {concrete}: {e}"));
             let status = response.status().as_u16();
             let body = response.into_body().read_to_string().unwrap_or_default();
             assert!(

@@ -155,6 +155,23 @@ pub struct NewExecution {
     pub queued_at: DateTime<Utc>,
 }
 
+impl NewExecution {
+    /// The start of `execution`, as it was when it began running.
+    pub fn running(execution: &Execution) -> Self {
+        Self {
+            id: execution.id.clone(),
+            parent_id: execution.parent_id.clone(),
+            replay_of: execution.replay_of.clone(),
+            playbook_id: execution.playbook_id.clone(),
+            playbook_name: execution.playbook_name.clone(),
+            trigger_type: execution.trigger_type,
+            log_level: execution.log_level,
+            status: ExecutionStatus::Running,
+            queued_at: execution.queued_at,
+        }
+    }
+}
+
 /// One change to the store, for [`Store::write`].
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -470,7 +487,8 @@ pub trait Store: Send + Sync + 'static {
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error>;
 
     /// The node states written by [`Write::Event`]s for execution `execution_id`,
-    /// in the order they started: what a running execution has done so far.
+    /// in the order they started: what a running execution has done so far. (Once it
+    /// has ended, its record holds its nodes instead.)
     fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error>;
 
     /// A page of the step runs `query` matches (over [`STEP_FIELDS`]), each its whole

@@ -29,7 +29,8 @@ use crate::trace::LogLevel;
 
 /// Each migration, in order; `PRAGMA user_version` counts those applied. (The first
 /// is the schema as first released; later changes are new entries, never edits.)
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE playbooks (
     num INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -188,7 +189,20 @@ SELECT 'APP',
         ELSE coalesce(p.trigger_type, e.trigger_type) END
 FROM step_runs s JOIN executions e ON e.id = s.execution_id
     LEFT JOIN executions p ON p.id = e.parent_id;
-"];
+",
+    r"
+-- Most executions have no parent, replay nothing and have not ended when they start:
+-- index only those that do, so that recording a start touches fewer pages. (A query
+-- comparing the column still uses the index: the comparison implies NOT NULL.)
+DROP INDEX executions_completed_at;
+CREATE INDEX executions_completed_at ON executions (completed_at)
+    WHERE completed_at IS NOT NULL;
+DROP INDEX executions_parent;
+CREATE INDEX executions_parent ON executions (parent_id) WHERE parent_id IS NOT NULL;
+DROP INDEX executions_replay_of;
+CREATE INDEX executions_replay_of ON executions (replay_of) WHERE replay_of IS NOT NULL;
+",
+];
 
 /// The columns of an executions row, as written.
 struct RowValues<'a> {
@@ -216,6 +230,74 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Told after each commit; copies the write-ahead log into the database on its own
+    /// thread, so that a commit never waits for a checkpoint and its fsync.
+    checkpoints: std::sync::mpsc::SyncSender<()>,
+}
+
+/// How often at most the checkpoint thread copies the write-ahead log back.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Copy the write-ahead log of `connection`'s database into it, at most once every
+/// `CHECKPOINT_EVERY` while commits are announced on `commits`, until the store is
+/// dropped. Passive: it never blocks the writer or a reader; what it cannot copy yet
+/// waits for the next round.
+fn checkpoint(connection: Connection, commits: std::sync::mpsc::Receiver<()>) {
+    while commits.recv().is_ok() {
+        let started = std::time::Instant::now();
+        if let Err(e) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "a checkpoint of the store's write-ahead log failed");
+        }
+        std::thread::sleep(CHECKPOINT_EVERY.saturating_sub(started.elapsed()));
+    }
+}
+
+/// What `execution_records` holds of an ended execution: its record without the step
+/// runs (each is stored once, in `step_runs`, and put back on reading) and with its
+/// children by id (each has its own record).
+#[derive(serde::Serialize)]
+struct StoredRecord<'a> {
+    id: &'a str,
+    parent_id: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_of: &'a Option<String>,
+    playbook_id: &'a str,
+    playbook_name: &'a str,
+    trigger_type: TriggerType,
+    log_level: LogLevel,
+    status: ExecutionStatus,
+    message: &'a Option<String>,
+    queued_at: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+    completed_at: DateTime<Utc>,
+    duration_us: u64,
+    trigger: &'a Option<Value>,
+    nodes: &'a [crate::engine::NodeRecord],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    children: Vec<&'a str>,
+}
+
+impl<'a> StoredRecord<'a> {
+    fn of(execution: &'a Execution) -> Self {
+        Self {
+            id: &execution.id,
+            parent_id: &execution.parent_id,
+            replay_of: &execution.replay_of,
+            playbook_id: &execution.playbook_id,
+            playbook_name: &execution.playbook_name,
+            trigger_type: execution.trigger_type,
+            log_level: execution.log_level,
+            status: execution.status,
+            message: &execution.message,
+            queued_at: execution.queued_at,
+            started_at: execution.started_at,
+            completed_at: execution.completed_at,
+            duration_us: execution.duration_us,
+            trigger: &execution.trigger,
+            nodes: &execution.nodes,
+            children: execution.children.iter().map(|c| c.id.as_str()).collect(),
+        }
+    }
 }
 
 fn millis(time: DateTime<Utc>) -> i64 {
@@ -368,10 +450,24 @@ impl SqliteStore {
                 .map_err(open_error)?;
             transaction.commit().map_err(open_error)?;
         }
+        // The writer leaves checkpoints to their own thread.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_error)?;
+        let checkpointer = Self::connect(path).map_err(open_error)?;
+        let (checkpoints, commits) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("wasp-checkpoint".to_owned())
+            .spawn(move || checkpoint(checkpointer, commits))
+            .map_err(|e| Error::Open {
+                path: path.display().to_string(),
+                message: format!("cannot start the checkpoint thread: {e}"),
+            })?;
         Ok(Self {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            checkpoints,
         })
     }
 
@@ -380,6 +476,8 @@ impl SqliteStore {
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
+        // The log is emptied by checkpoints; keep its file from staying at its peak.
+        connection.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         Ok(connection)
     }
 
@@ -435,6 +533,22 @@ impl SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((rows, total))
         })
+    }
+
+    /// The step runs of execution `id`, in the order they ended.
+    fn step_records(&self, id: &str) -> Result<Vec<Value>, Error> {
+        let texts: Vec<String> = self.read(|c| {
+            c.prepare_cached("SELECT record FROM step_runs WHERE execution_id = ?1 ORDER BY num")?
+                .query_map([id], |r| r.get(0))?
+                .collect()
+        })?;
+        texts
+            .iter()
+            .map(|text| {
+                serde_json::from_str(text)
+                    .map_err(|e| Error::Corrupt(format!("a step run of `{id}`: {e}")))
+            })
+            .collect()
     }
 
     fn insert_started(
@@ -559,15 +673,8 @@ impl SqliteStore {
         transaction: &rusqlite::Transaction<'_>,
         execution: &Execution,
     ) -> Result<(), Error> {
-        let mut record = serde_json::to_value(execution)
+        let record = serde_json::to_string(&StoredRecord::of(execution))
             .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.id)))?;
-        if let Some(children) = record.get_mut("children") {
-            *children = execution
-                .children
-                .iter()
-                .map(|c| Value::from(c.id.clone()))
-                .collect();
-        }
         Self::upsert_row(
             transaction,
             &RowValues {
@@ -590,7 +697,7 @@ impl SqliteStore {
             .prepare_cached(
                 "INSERT OR REPLACE INTO execution_records (execution_id, record) VALUES (?1, ?2)",
             )?
-            .execute(params![execution.id, record.to_string()])?;
+            .execute(params![execution.id, record])?;
         let mut insert_step = transaction.prepare_cached(
             "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, status, \
                  error_kind, error_message, duration_us, child_id, record, started_at) \
@@ -634,6 +741,10 @@ impl SqliteStore {
                 ])?;
             }
         }
+        // Its record now holds its nodes' final states.
+        transaction
+            .prepare_cached("DELETE FROM node_states WHERE execution_id = ?1")?
+            .execute([&execution.id])?;
         transaction
             .prepare_cached(
                 "UPDATE playbooks SET last_run_at = ?1, last_run_id = ?2 \
@@ -753,10 +864,15 @@ impl Store for SqliteStore {
         })?;
         Ok(match record {
             None => None,
-            Some(Some(text)) => Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| Error::Corrupt(format!("execution `{key}`: {e}")))?,
-            ),
+            Some(Some(text)) => {
+                let mut record: Value = serde_json::from_str(&text)
+                    .map_err(|e| Error::Corrupt(format!("execution `{key}`: {e}")))?;
+                if let Some(id) = record.get("id").and_then(Value::as_str) {
+                    let id = id.to_owned();
+                    record["steps"] = Value::Array(self.step_records(&id)?);
+                }
+                Some(record)
+            }
             // Not finished: its record is the row.
             Some(None) => self
                 .execution(key)?
@@ -802,10 +918,24 @@ impl Store for SqliteStore {
         let mut writer = lock(&self.writer);
         let transaction = writer.transaction()?;
         let mut nums = Vec::new();
+        // A node state is kept only while its execution runs: the record of one that
+        // ends in this batch supersedes its node events.
+        fn ended<'a>(execution: &'a Execution, ids: &mut std::collections::HashSet<&'a str>) {
+            ids.insert(&execution.id);
+            for child in &execution.children {
+                ended(child, ids);
+            }
+        }
+        let mut ended_here = std::collections::HashSet::new();
+        for write in batch {
+            if let Write::Finish(execution) = write {
+                ended(execution, &mut ended_here);
+            }
+        }
         let events: Vec<&Event> = batch
             .iter()
             .filter_map(|w| match w {
-                Write::Event(event) => Some(event),
+                Write::Event(event) if !ended_here.contains(event.execution_id()) => Some(event),
                 _ => None,
             })
             .collect();
@@ -820,6 +950,8 @@ impl Store for SqliteStore {
         }
         Self::write_events(&transaction, &events)?;
         transaction.commit()?;
+        // Full means a checkpoint is already due.
+        let _ = self.checkpoints.try_send(());
         Ok(nums)
     }
 
@@ -1124,6 +1256,90 @@ mod tests {
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
         let playbook = store.playbook("triage").unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_new"));
+    }
+
+    #[test]
+    fn a_record_reads_back_whole_and_node_states_last_while_it_runs() {
+        use crate::engine::StepRun;
+        use crate::host::StepReport;
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let mut ended = execution("ex_whole", ExecutionStatus::Completed, now);
+        ended.steps = ["first", "second"]
+            .into_iter()
+            .map(|node| StepRun {
+                node: node.to_owned(),
+                app: "transform".to_owned(),
+                action: "join".to_owned(),
+                iteration: None,
+                attempt: 1,
+                input: Some(json!({"text": node})),
+                report: StepReport::success(json!({"node": node})),
+                capture: Default::default(),
+                started_at: now,
+                child: None,
+            })
+            .collect();
+        let mut child = execution("ex_child", ExecutionStatus::Completed, now);
+        child.parent_id = Some("ex_whole".to_owned());
+        ended.children = vec![child];
+        let started = NewExecution::running(&ended);
+        let node_started = |execution: &str, node: &str| {
+            Write::Event(Event::NodeStarted {
+                execution_id: execution.to_owned(),
+                node: node.to_owned(),
+                at: now,
+            })
+        };
+        store
+            .write(&[Write::Start(started), node_started("ex_whole", "first")])
+            .unwrap();
+        let running = store.node_states("ex_whole").unwrap();
+        assert_eq!(running.len(), 1, "{running:?}");
+        assert_eq!(running[0]["status"], "Running");
+
+        // The end, with node events that arrive in the same batch: the record wins.
+        store
+            .write(&[
+                node_started("ex_whole", "second"),
+                node_started("ex_child", "only"),
+                Write::Finish(Box::new(ended.clone())),
+            ])
+            .unwrap();
+        assert_eq!(store.node_states("ex_whole").unwrap(), Vec::<Value>::new());
+        assert_eq!(store.node_states("ex_child").unwrap(), Vec::<Value>::new());
+        let mut expected = serde_json::to_value(&ended).unwrap();
+        expected["children"] = json!(["ex_child"]);
+        assert_eq!(store.execution_record("ex_whole").unwrap(), Some(expected));
+        let child = store.execution_record("ex_child").unwrap().unwrap();
+        assert_eq!(child["parent_id"], "ex_whole");
+        assert_eq!(child["steps"], json!([]));
+    }
+
+    #[test]
+    fn a_database_of_the_first_schema_is_upgraded_and_keeps_its_executions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let first = Connection::open(&path).unwrap();
+            first.execute_batch(MIGRATIONS[0]).unwrap();
+            first.pragma_update(None, "user_version", 1).unwrap();
+            first
+                .execute(
+                    "INSERT INTO executions (id, playbook_xid, playbook_name, trigger_type, \
+                         log_level, status, queued_at, completed_at) \
+                     VALUES ('ex_kept', 'triage', 'Triage', 'MANUAL', 'info', 'Completed', ?1, ?1)",
+                    [millis(Utc::now())],
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
+        assert_eq!(page.rows[0].id, "ex_kept");
+        let version: i64 = lock(&store.writer)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
     #[test]
