@@ -157,8 +157,9 @@ impl Redactor {
 
 /// The largest value captured in a trace, in bytes: one step run's input, output,
 /// stdout or stderr. Past it the value is replaced by its head and its size, and the
-/// record says so.
-pub const MAX_CAPTURED_BYTES: usize = 1 << 20;
+/// record says so. It is the host's default output limit, so that an output the host
+/// accepted is kept whole (stdout and stderr are capped lower, as they are captured).
+pub const MAX_CAPTURED_BYTES: usize = 16 << 20;
 
 /// Cap a captured JSON value at `max` bytes of JSON text: a larger value becomes
 /// `{"truncated": true, "bytes": <its size>, "head": "<its first bytes>"}`. Returns

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod engine;
 mod hostile;
+mod page;
 mod playbooks;
 mod server;
 mod traces;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::common::{cache_dir, example_apps_dir};
 
 /// A running `wasp serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     agent: ureq::Agent,
@@ -23,7 +23,7 @@ struct Server {
 
 impl Server {
     /// Serve the sample playbooks, storing in `db`, with `extra` arguments.
-    fn start(db: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(db: &Path, extra: &[&str]) -> Self {
         let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
         let assets = format!("{playbooks}/assets.yaml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
@@ -82,7 +82,7 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -93,7 +93,7 @@ impl Server {
         }
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .auth(self.agent.get(self.url(path)))
             .call()
@@ -109,7 +109,7 @@ impl Server {
         read(response)
     }
 
-    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &str) -> (u16, Value) {
         let response = self
             .auth(self.agent.post(self.url(path)))
             .content_type("application/json")
@@ -119,7 +119,7 @@ impl Server {
     }
 
     /// Wait until execution `id` is no longer Running.
-    fn wait_for_end(&self, id: &str) -> Value {
+    pub(crate) fn wait_for_end(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, execution) = self.get(&format!("/api/v1/executions/{id}"));
@@ -146,6 +146,8 @@ fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response
         .body_mut()
+        .with_config()
+        .limit(64 << 20)
         .read_to_string()
         .expect("the server answers");
     let value = serde_json::from_str(&body)
@@ -153,7 +155,7 @@ fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
     (status, value)
 }
 
-fn sample_input(name: &str) -> String {
+pub(crate) fn sample_input(name: &str) -> String {
     std::fs::read_to_string(format!(
         "{}/../example-apps/playbooks/{name}.input.json",
         env!("CARGO_MANIFEST_DIR")

@@ -5,6 +5,8 @@
 //!   absent: only the step's timeout, the reaper or a kill ends it.
 //! - `sleep` waits `ms` milliseconds without using the CPU.
 //! - `fail` fails with the error code, message and retryability it is given.
+//! - `flood` writes many log lines and returns a large output, to see how a trace and
+//!   the page carry them.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,48 @@ fn default_message() -> String {
 
 fn default_code() -> String {
     "internal".to_owned()
+}
+
+/// How much to produce.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FloodInput {
+    /// Log lines to write (at most 100,000).
+    #[serde(default)]
+    pub lines: u32,
+    /// Bytes of output text (at most 64 MiB).
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+/// What a `flood` produced.
+#[derive(Debug, Serialize, JsonSchema, PartialEq)]
+pub struct Flooded {
+    /// Log lines written.
+    pub lines: u32,
+    /// `bytes` bytes of text.
+    pub data: String,
+}
+
+/// The most `flood` produces, so that a typo cannot ask for gigabytes.
+const MAX_FLOOD_LINES: u32 = 100_000;
+const MAX_FLOOD_BYTES: u64 = 64 << 20;
+
+/// The output of a flood of `input.bytes` bytes, or why it is refused.
+pub fn flood_output(input: &FloodInput) -> Result<Flooded, StepError> {
+    if input.lines > MAX_FLOOD_LINES || input.bytes > MAX_FLOOD_BYTES {
+        return Err(StepError::invalid_input(format!(
+            "`lines` is at most {MAX_FLOOD_LINES} and `bytes` at most {MAX_FLOOD_BYTES}"
+        )));
+    }
+    let pattern = b"wasp-flood ";
+    let data = (0..input.bytes)
+        .map(|i| char::from(pattern[(i % pattern.len() as u64) as usize]))
+        .collect();
+    Ok(Flooded {
+        lines: input.lines,
+        data,
+    })
 }
 
 /// `fail` never returns an output; this type only names that in the schema.
@@ -151,6 +195,17 @@ impl App for Chaos {
                 "Fail with the given error code, message and retryability.",
                 |input: FailInput| Err::<Never, _>(failure(input)),
             ),
+            Action::new(
+                "flood",
+                "Write `lines` log lines and return `bytes` bytes of text.",
+                |input: FloodInput| {
+                    let output = flood_output(&input)?;
+                    for i in 1..=input.lines {
+                        info!("flood line {i} of {}", input.lines);
+                    }
+                    Ok(output)
+                },
+            ),
         ]
     }
 }
@@ -160,6 +215,30 @@ wasp_sdk::export_app!(Chaos);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flood_makes_what_it_is_asked_for_within_its_bounds() {
+        let output = flood_output(&FloodInput {
+            lines: 3,
+            bytes: 25,
+        })
+        .unwrap();
+        assert_eq!(output.data, "wasp-flood wasp-flood was");
+        assert!(
+            flood_output(&FloodInput {
+                lines: 0,
+                bytes: u64::MAX
+            })
+            .is_err()
+        );
+        assert!(
+            flood_output(&FloodInput {
+                lines: u32::MAX,
+                bytes: 0
+            })
+            .is_err()
+        );
+    }
 
     #[test]
     fn spin_stops_at_its_time() {

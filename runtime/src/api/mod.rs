@@ -9,6 +9,7 @@
 mod openapi;
 mod secmaster;
 mod soar;
+mod web;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -473,6 +474,8 @@ pub fn router(service: Arc<Service>) -> Router {
             Arc::clone(&service),
             authorize,
         ))
+        // The page holds no data: it asks for the token and sends it with each call.
+        .merge(web::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(service)
@@ -1200,7 +1203,7 @@ async fn execution_steps(
 }
 
 /// The condition of a log query: TQL over [`LOG_FIELDS`], plus `level` (that level and
-/// above), `q` (text the message contains) and `node`.
+/// above), `q` (text the message contains), `node` and `iteration` (of a `for_each`).
 fn log_condition(params: &HashMap<String, String>) -> Result<tql::Condition, ApiError> {
     let mut condition = schema_condition(params, LOG_FIELDS)?;
     if let Some(level) = params.get("level") {
@@ -1231,6 +1234,11 @@ fn log_condition(params: &HashMap<String, String>) -> Result<tql::Condition, Api
     }
     if let Some(node) = params.get("node") {
         condition = and_equal(condition, "l.node", node);
+    }
+    if params.contains_key("iteration") {
+        let iteration = number_param(params, "iteration", 0, 0..=i64::MAX)?;
+        condition.sql = format!("(s.iteration = ?) AND {}", condition.sql);
+        condition.params.insert(0, tql::Param::Integer(iteration));
     }
     Ok(condition)
 }

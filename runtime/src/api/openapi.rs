@@ -137,6 +137,7 @@ const OPERATIONS: &[Operation] = &[
             ("level", "This level and above."),
             ("q", "Text the message contains."),
             ("node", "Only this node."),
+            ("iteration", "Only this iteration of a for_each."),
             ("format", "json or csv."),
         ],
         body: false,
