@@ -33,7 +33,9 @@ struct Browser {
     base: String,
     session: String,
     agent: ureq::Agent,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
+    /// Where the browser saves downloads.
+    downloads: tempfile::TempDir,
 }
 
 impl Browser {
@@ -81,15 +83,15 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver never became ready");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let profile = tempfile::tempdir().expect("a profile directory");
         let mut browser = Self {
             driver,
             base,
             session: String::new(),
             agent,
-            _profile: profile,
+            profile: tempfile::tempdir().expect("a profile directory"),
+            downloads: tempfile::tempdir().expect("a download directory"),
         };
-        let user_data = format!("--user-data-dir={}", browser._profile.path().display());
+        let user_data = format!("--user-data-dir={}", browser.profile.path().display());
         let session = browser.command(
             "POST",
             "/session",
@@ -101,6 +103,10 @@ impl Browser {
                              "--disable-background-networking", "--disable-component-update",
                              "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
                              "--window-size=1400,1000", user_data],
+                    "prefs": {
+                        "download.default_directory": browser.downloads.path(),
+                        "download.prompt_for_download": false,
+                    },
                 },
             }}}),
         );
@@ -219,6 +225,24 @@ impl Browser {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// The contents of the file the browser downloaded as `name`, once it is complete.
+    fn downloaded(&self, name: &str) -> Vec<u8> {
+        let path = self.downloads.path().join(name);
+        let deadline = Instant::now() + PATIENCE;
+        while !path.exists() {
+            let present: Vec<_> = std::fs::read_dir(self.downloads.path())
+                .expect("the download directory")
+                .map(|e| e.expect("an entry").file_name())
+                .collect();
+            assert!(
+                Instant::now() < deadline,
+                "no download {name}; the directory holds {present:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read(&path).expect("the download")
     }
 
     /// Save a PNG screenshot of the page to `path`.
@@ -616,7 +640,13 @@ fn a_large_execution_stays_usable() {
     );
     assert!(shown_bytes.as_u64().unwrap() < 200_000, "{shown_bytes}");
 
-    // 10,000 log lines: a page of them, a search, and the count of all.
+    browser.click("#download-whole");
+    let whole: Value =
+        serde_json::from_slice(&browser.downloaded(&format!("{id}-flood-output.json")))
+            .expect("the output as JSON");
+    assert_eq!(whole["data"].as_str().map(str::len), Some(5_000_000));
+
+    // 10,000 log lines: a page of them, a search, the count of all, and all as CSV.
     browser.click("#tab-logs");
     browser.wait_for(
         "the first page of log lines",
@@ -629,6 +659,15 @@ fn a_large_execution_stays_usable() {
         ),
         500
     );
+    browser.click("#log-csv");
+    let csv = String::from_utf8(browser.downloaded(&format!("{id}-flood-logs.csv"))).unwrap();
+    assert_eq!(csv.lines().count(), 10_001, "a header and every line");
+    assert!(
+        csv.lines()
+            .last()
+            .unwrap()
+            .contains("flood line 10000 of 10000")
+    );
     browser.type_into("#log-search", "line 9999 of");
     browser.wait_for(
         "the searched line",
@@ -636,6 +675,12 @@ fn a_large_execution_stays_usable() {
          return rows.length === 1 && rows[0].textContent.includes('flood line 9999 of 10000');",
     );
     browser.screenshot(&screenshot_path("large-execution.png"));
+
+    // Every step's stdout and stderr, zipped, from the OS Logs tab.
+    browser.click("#tab-oslogs");
+    browser.click("#download-os-logs");
+    let zip = browser.downloaded(&format!("{id}-os-logs.zip"));
+    assert!(zip.starts_with(b"PK"), "a ZIP archive");
 }
 
 #[test]
