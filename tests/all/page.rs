@@ -27,8 +27,13 @@ fn binary(variable: &str, default: &str) -> PathBuf {
     std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from)
 }
 
+/// Held by the running browser: one at a time, so that two Chromiums never share the
+/// machine's two cores with the server under test.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A headless Chromium session through ChromeDriver; both end when it is dropped.
 struct Browser {
+    _turn: std::sync::MutexGuard<'static, ()>,
     driver: Child,
     base: String,
     session: String,
@@ -57,6 +62,7 @@ impl Browser {
             eprintln!("skipping a browser test: {message}");
             return None;
         }
+        let turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -84,6 +90,7 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut browser = Self {
+            _turn: turn,
             driver,
             base,
             session: String::new(),
@@ -389,10 +396,22 @@ fn an_ended_execution_is_drawn_in_its_colours_with_its_inputs_and_iterations() {
     let second = browser.text("#tab-panel");
     assert_ne!(first, second, "each iteration shows its own input");
 
-    // The keyboard reaches a node too: focus it, press Enter.
-    browser.script(
-        "document.querySelector(\"[data-node='spoofing']\").focus()",
-        json!([]),
+    // The keyboard reaches the graph too: Tab from the zoom buttons lands on one node
+    // (the selected one), the arrows move along the edges, Enter opens a node.
+    browser.script("document.querySelector('#zoom-fit').focus()", json!([]));
+    browser.press("\u{E004}");
+    let focused = browser.script("return document.activeElement.dataset.node", json!([]));
+    assert_eq!(focused, "lookup", "Tab lands on the selected node");
+    browser.press("\u{E012}");
+    browser.press("\u{E012}");
+    let focused = browser.script("return document.activeElement.dataset.node", json!([]));
+    assert_eq!(focused, "parse", "two steps left along the edges");
+    browser.press("\u{E014}");
+    browser.press("\u{E015}");
+    let focused = browser.script("return document.activeElement.dataset.node", json!([]));
+    assert_eq!(
+        focused, "spoofing",
+        "right to the first child, down to its sibling"
     );
     browser.press("\u{E007}");
     browser.wait_for(
@@ -425,16 +444,24 @@ fn inputs_not_captured_at_info_are_explained() {
     );
 }
 
-/// A playbook whose first step sleeps `ms` milliseconds (or spins forever, without).
+/// A playbook of two steps that sleep `ms` milliseconds each (or a first that spins
+/// forever, without), then a last one.
 fn slow_playbook(server: &Server, id: &str, ms: Option<u64>) {
-    let step = match ms {
-        Some(ms) => format!("{{ app: chaos, action: sleep, input: {{ ms: {ms} }} }}"),
-        None => "{ app: chaos, action: spin, timeout: 1h, input: {} }".to_owned(),
+    let (wait, then) = match ms {
+        Some(ms) => (
+            format!("{{ app: chaos, action: sleep, input: {{ ms: {ms} }} }}"),
+            format!("{{ app: chaos, action: sleep, input: {{ ms: {ms} }} }}"),
+        ),
+        None => (
+            "{ app: chaos, action: spin, timeout: 1h, input: {} }".to_owned(),
+            "{ app: chaos, action: sleep, input: { ms: 1 } }".to_owned(),
+        ),
     };
     let yaml = format!(
         "id: {id}\nname: {id}\nlog_level: debug\nmax_runtime: 5m\ntrigger: {{ type: manual }}\n\
-         nodes:\n  wait: {step}\n  after:\n    app: transform\n    action: join\n    \
-         input: {{ items: [\"done\"], separator: \" \" }}\nedges:\n  - wait -> after\n"
+         nodes:\n  wait: {wait}\n  then: {then}\n  after:\n    app: transform\n    \
+         action: join\n    input: {{ items: [\"done\"], separator: \" \" }}\n\
+         edges:\n  - wait -> then\n  - then -> after\n"
     );
     let (status, created) = server.post("/api/v1/playbooks", &yaml);
     assert_eq!(status, 201, "{created}");
@@ -446,7 +473,7 @@ fn a_running_execution_turns_done_on_the_page_without_a_reload() {
         return;
     };
     let (_dir, server) = server();
-    slow_playbook(&server, "slow", Some(3_000));
+    slow_playbook(&server, "slow", Some(2_500));
     let (status, started) = server.post("/api/v1/playbooks/slow/run", "{}");
     assert_eq!(status, 202, "{started}");
     let id = started["execution_id"].as_str().unwrap();
@@ -465,6 +492,14 @@ fn a_running_execution_turns_done_on_the_page_without_a_reload() {
     );
     // A mark on this page: a reload would lose it.
     browser.script("window.waspMark = 'same page'", json!([]));
+
+    // The first step's end and the second's start arrive as events.
+    browser.wait_for(
+        "the first step done and the second running",
+        "const s = (id) => document.querySelector(`[data-node='${id}']`).dataset.status; \
+         return s('wait') === 'Succeeded' && s('then') === 'Running' || null;",
+    );
+    assert_eq!(browser.script(HEADER_STATUS, json!([])), "Running");
 
     browser.wait_for(
         "the execution completed",

@@ -1195,3 +1195,45 @@ fn every_operation_in_the_openapi_document_is_served() {
     }
     assert!(operations >= 30, "{operations}");
 }
+
+#[test]
+fn a_change_asked_for_by_another_sites_page_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let host = server.url("").trim_start_matches("http://").to_owned();
+    let post = |headers: &[(&str, &str)]| {
+        let mut request = server
+            .agent
+            .post(server.url("/api/v1/playbooks/ip-enrichment/run"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read(
+            request
+                .content_type("text/plain")
+                .send("{\"ips\": []}")
+                .unwrap(),
+        )
+    };
+    // A form post from a page elsewhere: no token is needed on loopback, so only its
+    // origin gives it away.
+    let (status, body) = post(&[("Origin", "http://evil.example")]);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("evil.example"),
+        "{body}"
+    );
+    let (status, body) = post(&[("Sec-Fetch-Site", "cross-site")]);
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = server.get("/api/v1/executions");
+    assert_eq!(status, 200, "reading is not a change");
+    // The server's own page, and clients that are not browsers, may.
+    let origin = format!("http://{host}");
+    let (status, body) = post(&[
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ]);
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(&[]);
+    assert_eq!(status, 202, "{body}");
+}

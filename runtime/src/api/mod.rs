@@ -350,6 +350,9 @@ pub enum ApiError {
     /// No valid token.
     #[error("this server requires `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// Refused whoever asks: the message says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// wasp failed; the cause is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -362,6 +365,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -393,7 +397,7 @@ impl IntoResponse for TcError {
         let code = match &self.0 {
             ApiError::Tql(_) => "0x2001",
             ApiError::NotFound(_) => "0x1004",
-            ApiError::Unauthorized => "0x1001",
+            ApiError::Unauthorized | ApiError::Forbidden(_) => "0x1001",
             ApiError::BadRequest(_) | ApiError::Conflict(_) => "0x1002",
             ApiError::Internal(_) => "0x1000",
         };
@@ -507,6 +511,9 @@ pub fn check_exposure(addr: &SocketAddr, token: Option<&str>) -> Result<(), Stri
 }
 
 async fn authorize(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    if let Some(refused) = cross_site(&request) {
+        return ApiError::Forbidden(refused).into_response();
+    }
     if let Some(token) = &service.token {
         let presented = request
             .headers()
@@ -518,6 +525,30 @@ async fn authorize(State(service): State<Arc<Service>>, request: Request, next: 
         }
     }
     next.run(request).await
+}
+
+/// Why a request that changes something comes from another site's page, if it does:
+/// a browser sends such a request (a plain form post carries no token and needs no
+/// preflight) to any server, loopback included, so it is refused. Clients that are not
+/// browsers send no `Origin`, and the page's own requests are same-origin.
+fn cross_site(request: &Request) -> Option<String> {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return None;
+    }
+    let headers = request.headers();
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return Some("a request from another site's page is refused".to_owned());
+    }
+    let origin = text(header::ORIGIN)?;
+    let host = text(header::HOST).unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    (origin_host != host).then(|| {
+        format!("a request from the page of `{origin}` is refused: only this server's own page may change things here")
+    })
 }
 
 /// Compare without an early exit, so that response times do not reveal the token.
@@ -1417,7 +1448,7 @@ fn os_logs_zip(id: &str, steps: &[Value]) -> Result<Vec<u8>, zip::result::ZipErr
                 "{name}.{stream}.txt: {} bytes{}\n",
                 text.len(),
                 if truncated {
-                    ", cut at the 1 MiB capture cap"
+                    ", cut at the capture cap"
                 } else {
                     ""
                 }

@@ -30,7 +30,8 @@ const INDEX: &str = include_str!("web/index.html");
 /// Only this server's own scripts, styles and API; no frames, no plugins.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-     form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+     form-action 'none'; frame-ancestors 'none'; base-uri 'none'; \
+     require-trusted-types-for 'script'; trusted-types 'none'";
 
 /// `GET /` and `GET /ui/{file}`.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -45,11 +46,11 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 async fn asset(Path(name): Path<String>) -> Response {
     match FILES.iter().find(|(file, _, _)| *file == name) {
         Some((_, media_type, body)) => file(media_type, body),
-        None => (
-            StatusCode::NOT_FOUND,
-            format!("the page has no file `{name}`"),
-        )
-            .into_response(),
+        None => {
+            let mut response = file("text/plain; charset=utf-8", "the page has no such file");
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
     }
 }
 

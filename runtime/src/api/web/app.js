@@ -48,13 +48,16 @@ function askToken() {
     dialog.addEventListener(
       "close",
       () => {
-        token = $("#token-input").value.trim() || null;
+        const given = dialog.returnValue === "ok" ? $("#token-input").value.trim() : "";
+        token = given || null;
         if (token) sessionStorage.setItem("wasp-token", token);
         asking = null;
         resolve(token);
       },
       { once: true },
     );
+    dialog.returnValue = "";
+    $("#token-input").value = "";
     dialog.showModal();
   });
   return asking;
@@ -79,7 +82,12 @@ async function api(path, { method = "GET", body, raw = false } = {}) {
       headers: authorized(body === undefined ? {} : { "Content-Type": "application/json" }),
       body,
     });
-    if (response.status === 401 && (await askToken())) continue;
+    if (response.status === 401) {
+      // A token the server refuses is forgotten, and a new one asked for.
+      sessionStorage.removeItem("wasp-token");
+      token = null;
+      if (await askToken()) continue;
+    }
     if (!response.ok) {
       let message = `${response.status} ${response.statusText}`;
       try {
@@ -96,8 +104,12 @@ async function api(path, { method = "GET", body, raw = false } = {}) {
 
 /** Save what `path` answers as `file`. */
 async function downloadPath(path, file) {
-  const response = await api(path, { raw: true });
-  saveBlob(await response.blob(), file);
+  try {
+    const response = await api(path, { raw: true });
+    saveBlob(await response.blob(), file);
+  } catch (e) {
+    alertIn($("#view"), `The download of ${file} failed: ${e.message}`);
+  }
 }
 
 function saveBlob(blob, file) {
@@ -221,21 +233,41 @@ const running = (status) => status === "Running" || status === "Queued";
 // Routing: #/ is the list, #/executions/{id} one execution.
 
 let leave = () => {};
+let generation = 0;
+
+/** Whether the view started as generation `mine` is still the one shown. */
+const current = (mine) => mine === generation;
 
 async function route() {
+  // An in-page anchor (the skip link) is not a route.
+  if (location.hash && !location.hash.startsWith("#/")) return;
   leave();
   leave = () => {};
+  const mine = ++generation;
   const view = $("#view");
   const match = location.hash.match(/^#\/executions\/([^/?]+)(?:\?node=([^&]+))?/);
   try {
     if (match) {
-      await executionView(view, decodeURIComponent(match[1]), match[2] && decodeURIComponent(match[2]));
+      await executionView(view, decodeURIComponent(match[1]), match[2] && decodeURIComponent(match[2]), mine);
     } else {
-      await homeView(view);
+      await homeView(view, mine);
     }
+    if (current(mine) && !document.querySelector("dialog[open]") && !view.contains(document.activeElement)) view.focus();
   } catch (e) {
+    if (!current(mine)) return;
     view.replaceChildren(el("h1", {}, "Something went wrong"), el("p", { class: "error", role: "alert" }, e.message));
   }
+}
+
+/** Follow `path` for the view of generation `mine`, stopped when the view is left. */
+function followFor(mine, path, handle, onEnd) {
+  if (!current(mine)) return;
+  const stop = follow(path, handle, onEnd);
+  const previous = leave;
+  leave = () => {
+    previous();
+    stop();
+  };
 }
 
 window.addEventListener("hashchange", route);
@@ -246,7 +278,7 @@ window.addEventListener("DOMContentLoaded", route);
 
 const PAGE = 25;
 
-async function homeView(view) {
+async function homeView(view, mine) {
   document.title = "wasp — playbooks and executions";
   const playbooks = el("tbody");
   const rows = el("tbody");
@@ -257,6 +289,8 @@ async function homeView(view) {
     "aria-describedby": "tql-error",
     value: sessionStorage.getItem("wasp-tql") || "",
   });
+  // The query the list shows: what was last applied, not what is being typed.
+  let applied = tql.value.trim();
   const tqlError = el("p", { id: "tql-error", class: "error", role: "alert" });
   const summary = el("span", { class: "muted", id: "executions-summary" });
   const previous = el("button", { type: "button", id: "previous-page" }, "Previous");
@@ -278,7 +312,7 @@ async function homeView(view) {
       el("label", { for: "tql", class: "inline" }, "TQL"),
       el("div", { class: "grow" }, tql),
       el("button", { type: "submit", class: "primary" }, "Filter"),
-      el("button", { type: "button", id: "tql-clear", onclick: () => ((tql.value = ""), load(0)) }, "Clear"),
+      el("button", { type: "button", id: "tql-clear", onclick: () => ((tql.value = ""), apply()) }, "Clear"),
     ),
     tqlError,
     el(
@@ -293,14 +327,19 @@ async function homeView(view) {
     ),
     el("div", { class: "pager" }, previous, next, summary),
   );
+  const apply = () => {
+    applied = tql.value.trim();
+    load(0);
+  };
   $("#tql-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    load(0);
+    apply();
   });
   previous.addEventListener("click", () => load(Math.max(0, offset - PAGE)));
   next.addEventListener("click", () => load(offset + PAGE));
 
   const list = await api("/api/v1/playbooks");
+  if (!current(mine)) return;
   playbooks.replaceChildren(
     ...list.data
       .filter((p) => !p.is_deleted)
@@ -319,13 +358,14 @@ async function homeView(view) {
   if (!list.data.length) playbooks.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No playbooks are loaded.")));
 
   async function load(at) {
-    const text = tql.value.trim();
+    const text = applied;
     sessionStorage.setItem("wasp-tql", text);
     const query = new URLSearchParams({ limit: PAGE, offset: at, count: "true" });
     if (text) query.set("tql", text);
     let page;
     try {
       page = await api(`/api/v1/executions?${query}`);
+      if (!current(mine)) return;
     } catch (e) {
       // The parser's message names the position and what it expected.
       tqlError.textContent = e.message;
@@ -361,13 +401,18 @@ async function homeView(view) {
 
   // New and ended executions show up on the first page without a reload.
   let pending = null;
-  leave = follow("/api/v1/events", (name) => {
+  followFor(mine, "/api/v1/events", (name) => {
     if (offset !== 0 || pending || (name !== "execution_ended" && name !== "node_started")) return;
     pending = setTimeout(() => {
       pending = null;
-      if (!tqlError.textContent) load(0);
-    }, 500);
+      if (current(mine) && !tqlError.textContent) load(0);
+    }, 1000);
   });
+  const stopStream = leave;
+  leave = () => {
+    stopStream();
+    clearTimeout(pending);
+  };
 }
 
 /** The Run dialog for playbook `p`: a JSON payload and a log level. */
@@ -392,12 +437,17 @@ function runDialog(p) {
     }
     const query = new URLSearchParams();
     if ($("#run-level").value) query.set("log_level", $("#run-level").value);
+    const button = $("#run-submit");
+    if (button.disabled) return;
+    button.disabled = true;
     try {
       const started = await api(`/api/v1/playbooks/${encodeURIComponent(p.xid)}/run?${query}`, { method: "POST", body });
       close();
       location.hash = `#/executions/${encodeURIComponent(started.execution_id)}`;
     } catch (failure) {
       error.textContent = failure.message;
+    } finally {
+      button.disabled = false;
     }
   };
   const close = () => {
@@ -427,8 +477,9 @@ function confirmDialog(title, question) {
 // ---------------------------------------------------------------------------------
 // One execution: facts, the graph, and the selected node's details.
 
-async function executionView(view, id, selectedNode) {
+async function executionView(view, id, selectedNode, mine) {
   let record = await api(`/api/v1/executions/${encodeURIComponent(id)}`);
+  if (!current(mine)) return;
   id = record.id;
   document.title = `wasp — ${record.playbook_name} ${record.id}`;
   const states = new Map();
@@ -466,7 +517,12 @@ async function executionView(view, id, selectedNode) {
     for (const node of nodes || []) states.set(node.id ?? node.node, node);
   }
   setStates(record.nodes);
-  const graph = drawGraph(graphBox, record.graph || { nodes: [], edges: [] }, (node) => select(node));
+  // The playbook may have changed since: what ran is drawn even when its graph lacks it.
+  record.graph ||= { nodes: [], edges: [] };
+  for (const id of new Set([...(record.nodes || []).map((n) => n.id), ...(record.steps || []).map((s) => s.node)])) {
+    if (!record.graph.nodes.some((n) => n.id === id)) record.graph.nodes.push({ id, kind: "app", app: null, action: null, for_each: false });
+  }
+  const graph = drawGraph(graphBox, record.graph, (node) => select(node));
 
   function refresh() {
     renderHeader();
@@ -523,10 +579,15 @@ async function executionView(view, id, selectedNode) {
   }
 
   function renderDetails() {
+    // Re-rendering must not lose the keyboard's place.
+    const focused = details.contains(document.activeElement) && document.activeElement.id;
     renderNodeDetails(details, record, states, selected, iteration, (i) => {
       iteration = i;
       renderDetails();
     });
+    const again = focused && document.getElementById(focused);
+    if (again && !again.disabled) again.focus();
+    else if (focused && focused.startsWith("iteration-")) document.getElementById("iteration-index")?.focus();
   }
 
   refresh();
@@ -534,12 +595,21 @@ async function executionView(view, id, selectedNode) {
 
   // While it runs, the graph follows its events; at its end the whole record is read.
   if (running(record.status)) {
+    let reloading = false;
     const reload = async () => {
-      record = await api(`/api/v1/executions/${encodeURIComponent(id)}`);
-      setStates(record.nodes);
-      refresh();
+      if (reloading) return;
+      reloading = true;
+      try {
+        const latest = await api(`/api/v1/executions/${encodeURIComponent(id)}`);
+        if (!current(mine)) return;
+        record = latest;
+        setStates(record.nodes);
+        refresh();
+      } finally {
+        reloading = false;
+      }
     };
-    leave = follow(`/api/v1/executions/${encodeURIComponent(id)}/events`, (name, data) => {
+    followFor(mine, `/api/v1/executions/${encodeURIComponent(id)}/events`, (name, data) => {
       if (name === "snapshot") {
         setStates(data.nodes);
         if (data.execution) record.status = data.execution.status;
@@ -549,7 +619,7 @@ async function executionView(view, id, selectedNode) {
         states.set(data.node, { ...(states.get(data.node) || {}), id: data.node, status: "Running", started_at: data.at });
         refresh();
       } else if (name === "node_ended") {
-        states.set(data.node, { ...(states.get(data.node) || {}), id: data.node, status: data.status, duration_us: data.duration_us, error: data.error, iterations: data.iterations });
+        states.set(data.node, { ...(states.get(data.node) || {}), id: data.node, status: data.status, duration_us: data.duration_us, pathway: data.pathway, error: data.error, iterations: data.iterations });
         refresh();
       } else if (name === "execution_ended" || name === "lagged") {
         reload();
@@ -665,7 +735,7 @@ function drawGraph(box, graph, onSelect) {
     const state = svg("text", { class: "state", x: 10, y: 50 }, "");
     const group = svg(
       "g",
-      { class: "node s-grey", tabindex: 0, role: "button", transform: `translate(${node.x} ${node.y})`, "data-node": node.id },
+      { class: "node s-grey", tabindex: -1, role: "button", transform: `translate(${node.x} ${node.y})`, "data-node": node.id },
       svg("rect", { width: NODE_W, height: NODE_H }),
       svg("text", { x: 10, y: 18, "font-weight": 600 }, clip(node.id, 22)),
       svg("text", { x: 10, y: 34, class: "kind" }, clip(`${kind}${node.for_each ? " ⟳ each" : ""}`, 24)),
@@ -673,7 +743,11 @@ function drawGraph(box, graph, onSelect) {
     );
     group.addEventListener("click", () => onSelect(node.id));
     group.addEventListener("keydown", (e) => {
-      const move = (target) => target && shapes.get(target.id).group.focus();
+      const move = (target) => {
+        if (!target) return;
+        rove(target.id);
+        shapes.get(target.id).group.focus();
+      };
       if (e.key === "Enter" || e.key === " ") {
         e.preventDefault();
         onSelect(node.id);
@@ -688,6 +762,11 @@ function drawGraph(box, graph, onSelect) {
     layer.append(group);
   }
   box.replaceChildren(root);
+  // One Tab stop for the whole graph (the selected node, else the first); arrows move.
+  const rove = (nodeId) => {
+    for (const shape of shapes.values()) shape.group.tabIndex = shape.node.id === nodeId ? 0 : -1;
+  };
+  if (nodes.length) rove(nodes[0].id);
 
   // The view box is the camera: zoom scales it, dragging moves it.
   let view = { x: 0, y: 0, w: width, h: height };
@@ -742,7 +821,12 @@ function drawGraph(box, graph, onSelect) {
       }
     },
     mark(nodeId) {
-      for (const { group, node } of shapes.values()) group.classList.toggle("selected", node.id === nodeId);
+      for (const { group, node } of shapes.values()) {
+        group.classList.toggle("selected", node.id === nodeId);
+        if (node.id === nodeId) group.setAttribute("aria-current", "true");
+        else group.removeAttribute("aria-current");
+      }
+      if (shapes.has(nodeId)) rove(nodeId);
     },
   };
 }
@@ -888,7 +972,7 @@ function notCaptured(record, what) {
 
 function inputsPanel(record, node, step) {
   if (node.kind === "trigger") return el("p", { class: "notice", "data-empty": "trigger" }, "Trigger inputs not available: a trigger takes no inputs. Its payload is under Outputs.");
-  if (!step) return el("p", { class: "notice", "data-empty": "not-run" }, running(record.status) ? "This step has not finished yet: its details appear when it ends." : "This step did not run, so it has no inputs.");
+  if (!step) return el("p", { class: "notice", "data-empty": "not-run" }, running(record.status) ? "The execution is still running: each step's inputs appear here when it ends." : "This step did not run, so it has no inputs.");
   if (step.input === null || step.input === undefined) return step.capture?.data ? el("p", { class: "muted" }, "This step had no input.") : notCaptured(record, "Inputs");
   return jsonView(step.input, `${record.id}-${node.id}-input.json`);
 }
@@ -900,7 +984,7 @@ function outputsPanel(record, node, step, state) {
   }
   if (!step) {
     if (state.output !== null && state.output !== undefined) return jsonView(state.output, `${record.id}-${node.id}-output.json`);
-    return el("p", { class: "notice", "data-empty": "not-run" }, running(record.status) ? "This step has not finished yet: its outputs appear when it ends." : "This step did not run, so it has no outputs.");
+    return el("p", { class: "notice", "data-empty": "not-run" }, running(record.status) ? "The execution is still running: each step's outputs appear here when it ends." : "This step did not run, so it has no outputs.");
   }
   const output = step.report.output;
   if (output === null || output === undefined) {
@@ -952,14 +1036,21 @@ function logsPanel(record, node, step) {
     return q;
   };
   let shown = 0;
+  let asked = 0;
   const load = async (offset) => {
+    const mine = ++asked;
+    more.disabled = true;
     let page;
     try {
       page = await api(`/api/v1/executions/${encodeURIComponent(record.id)}/logs?${query(offset)}`);
     } catch (e) {
-      counter.textContent = e.message;
+      if (mine === asked) counter.textContent = e.message;
       return;
+    } finally {
+      more.disabled = false;
     }
+    // A later search or page has been asked for: this answer is stale.
+    if (mine !== asked) return;
     if (offset === 0) rows.replaceChildren();
     for (const line of page.data) {
       const fields = line.fields && Object.keys(line.fields).length ? ` ${JSON.stringify(line.fields)}` : "";
@@ -1010,7 +1101,9 @@ function osLogsPanel(record, node, step) {
     return box;
   }
   const { stdout = "", stderr = "", truncated = {} } = step.report;
-  if (!stdout && !stderr) {
+  if (!stdout && !stderr && !step.capture?.data) {
+    box.append(notCaptured(record, "OS logs (stdout and stderr)"));
+  } else if (!stdout && !stderr) {
     box.append(el("p", { class: "notice", "data-empty": "none" }, "OS Logs not available for this selection: the step wrote nothing to stdout or stderr."));
   }
   for (const [name, text, dropped] of [["stdout", stdout, truncated.stdout_bytes_dropped], ["stderr", stderr, truncated.stderr_bytes_dropped]]) {
