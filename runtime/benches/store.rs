@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::json;
 use wasp_runtime::engine::{Execution, ExecutionStatus, NodeRecord, NodeStatus, TriggerType};
-use wasp_runtime::store::{EXECUTION_FIELDS, Query, Sort, SqliteStore, Store};
+use wasp_runtime::store::{EXECUTION_FIELDS, PlaybookFields, Query, Sort, SqliteStore, Store};
 use wasp_runtime::tql;
 use wasp_runtime::trace::LogLevel;
 
@@ -60,9 +60,24 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("bench.db")).expect("store");
+    let steps = json!({});
     for p in 0..10 {
+        let xid = format!("playbook-{p}");
         store
-            .save_playbook(&format!("playbook-{p}"), "x", "", &json!({}), "file")
+            .save_playbook(&PlaybookFields {
+                xid: &xid,
+                name: "x",
+                description: "",
+                steps: &steps,
+                source: "file",
+                category: None,
+                enabled: true,
+                auto_execute: false,
+                trigger_conditions: Vec::new(),
+                tags: &[],
+                mitre_tactics: &[],
+                mitre_techniques: &[],
+            })
             .expect("playbook");
     }
     let started = Instant::now();

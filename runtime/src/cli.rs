@@ -589,13 +589,9 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     }
     for (playbook, definition) in &playbooks {
         store
-            .save_playbook(
-                &playbook.id,
-                &playbook.name,
-                &playbook.description,
-                definition,
-                "file",
-            )
+            .save_playbook(&crate::store::PlaybookFields::of(
+                playbook, definition, "file",
+            ))
             .map_err(|e| Failure::Internal(e.to_string()))?;
     }
     let runner = Arc::new(
@@ -603,6 +599,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
             .with_playbooks(playbooks.iter().map(|(p, _)| Arc::clone(p))),
     );
     let service = Arc::new(crate::api::Service::new(store, runner, args.token));
+    service.start_timers();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", args.addr)))?;

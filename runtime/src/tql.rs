@@ -994,6 +994,189 @@ fn collated(field: &Field) -> String {
     }
 }
 
+/// Whether `record` (a JSON object, such as an incoming event) satisfies `expr`, with
+/// the meaning the same query has over stored rows: a field is a key, or a dotted path
+/// of keys (`fields.src_ip`); a missing or null field satisfies nothing but `ISNULL`
+/// (and `NOT` of anything); `=` and `IN` compare text exactly and `CONTAINS`,
+/// `STARTSWITH`, `ENDSWITH` and `LIKE` ignore ASCII case; numbers compare as numbers
+/// (a numeric string counts), dates as dates (`NOW() - 1 HOUR`, RFC 3339). A field
+/// holding a list satisfies a comparison when one of its items does, and a negated one
+/// (`!=`, `NOT IN`, `NOT CONTAINS`, …) when none of its items satisfies the positive.
+pub fn matches(expr: &Expr, record: &serde_json::Value, now: DateTime<Utc>) -> bool {
+    match expr {
+        Expr::And(a, b) => matches(a, record, now) && matches(b, record, now),
+        Expr::Or(a, b) => matches(a, record, now) || matches(b, record, now),
+        Expr::Not(e) => !matches(e, record, now),
+        Expr::IsNull { field, negated } => {
+            let missing = lookup(record, field).is_none_or(serde_json::Value::is_null);
+            missing != *negated
+        }
+        Expr::In {
+            field,
+            values,
+            negated,
+        } => {
+            let positive = |item: &serde_json::Value| {
+                values
+                    .iter()
+                    .any(|v| compare_one(item, Op::Eq, v, now) == Some(true))
+            };
+            holds(record, field, positive, *negated)
+        }
+        Expr::Compare { field, op, value } => {
+            let (positive_op, negated) = match op {
+                Op::Ne => (Op::Eq, true),
+                Op::NotLike => (Op::Like, true),
+                Op::NotContains => (Op::Contains, true),
+                Op::NotStartsWith => (Op::StartsWith, true),
+                Op::NotEndsWith => (Op::EndsWith, true),
+                other => (*other, false),
+            };
+            let positive =
+                |item: &serde_json::Value| compare_one(item, positive_op, value, now) == Some(true);
+            holds(record, field, positive, negated)
+        }
+    }
+}
+
+/// Whether `field` of `record` satisfies `positive` (any item of a list), or, when
+/// `negated`, is present and satisfies it nowhere.
+fn holds(
+    record: &serde_json::Value,
+    field: &str,
+    positive: impl Fn(&serde_json::Value) -> bool,
+    negated: bool,
+) -> bool {
+    let Some(value) = lookup(record, field).filter(|v| !v.is_null()) else {
+        return false;
+    };
+    let any = match value {
+        serde_json::Value::Array(items) => items.iter().any(&positive),
+        one => positive(one),
+    };
+    any != negated
+}
+
+/// The value at `field`: a key, or else a path of dotted keys.
+fn lookup<'a>(record: &'a serde_json::Value, field: &str) -> Option<&'a serde_json::Value> {
+    if let Some(value) = record.get(field) {
+        return Some(value);
+    }
+    field.split('.').try_fold(record, |value, key| match value {
+        serde_json::Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => value.get(key),
+    })
+}
+
+/// `value op literal` for one (non-list) value; `None` when they do not compare.
+fn compare_one(
+    value: &serde_json::Value,
+    op: Op,
+    literal: &Literal,
+    now: DateTime<Utc>,
+) -> Option<bool> {
+    use std::cmp::Ordering;
+    let ordered = |ordering: Ordering| match op {
+        Op::Eq => ordering == Ordering::Equal,
+        Op::Lt => ordering == Ordering::Less,
+        Op::Le => ordering != Ordering::Greater,
+        Op::Gt => ordering == Ordering::Greater,
+        Op::Ge => ordering != Ordering::Less,
+        _ => false,
+    };
+    let text = match value {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    if op.is_text_match() {
+        let (text, Literal::Text(pattern)) = (text?, literal) else {
+            return None;
+        };
+        let (text, pattern) = (text.to_ascii_lowercase(), pattern.to_ascii_lowercase());
+        return Some(match op {
+            Op::Contains => text.contains(&pattern),
+            Op::StartsWith => text.starts_with(&pattern),
+            Op::EndsWith => text.ends_with(&pattern),
+            _ => like(&text, &pattern),
+        });
+    }
+    let number = |v: &serde_json::Value| match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match literal {
+        Literal::Number(n) => {
+            let (a, b) = (number(value)?, n.parse::<f64>().ok()?);
+            Some(ordered(a.partial_cmp(&b)?))
+        }
+        Literal::Bool(b) => match (value, op) {
+            (serde_json::Value::Bool(v), Op::Eq) => Some(v == b),
+            _ => None,
+        },
+        Literal::Relative { .. } => {
+            let at = match param_time(literal, now)? {
+                Param::Integer(millis) => millis,
+                _ => return None,
+            };
+            let when = parse_date(&text?)?.timestamp_millis();
+            Some(ordered(when.cmp(&at)))
+        }
+        Literal::Text(literal_text) => {
+            let text = text?;
+            if let Some(when) = parse_date(&text)
+                && let Some(Param::Integer(at)) = param_time(literal, now)
+            {
+                return Some(ordered(when.timestamp_millis().cmp(&at)));
+            }
+            if matches!(value, serde_json::Value::Number(_))
+                && let Some(b) = literal_text.trim().parse::<f64>().ok()
+            {
+                return Some(ordered(number(value)?.partial_cmp(&b)?));
+            }
+            Some(ordered(text.as_str().cmp(literal_text.as_str())))
+        }
+    }
+}
+
+/// The time a relative date literal means at `now`, as compiled for SQL.
+fn param_time(literal: &Literal, now: DateTime<Utc>) -> Option<Param> {
+    let field = Field {
+        keyword: "",
+        column: "",
+        kind: Type::Date,
+        description: "",
+    };
+    param(&field, literal, now).ok()
+}
+
+/// SQL's `LIKE` without an escape: `%` any text, `_` any one character.
+fn like(text: &str, pattern: &str) -> bool {
+    let (text, pattern): (Vec<char>, Vec<char>) =
+        (text.chars().collect(), pattern.chars().collect());
+    // Classic wildcard matching with backtracking to the last `%`.
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '_' || pattern[p] == text[t]) {
+            t += 1;
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == '%' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '%')
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

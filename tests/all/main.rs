@@ -10,3 +10,4 @@ mod page;
 mod playbooks;
 mod server;
 mod traces;
+mod triggers;

@@ -15,7 +15,7 @@ use crate::common::{cache_dir, example_apps_dir};
 pub(crate) struct Server {
     child: Child,
     base: String,
-    agent: ureq::Agent,
+    pub(crate) agent: ureq::Agent,
     token: Option<String>,
     /// What the server wrote to stderr, shown when a test fails.
     log: std::sync::Arc<std::sync::Mutex<String>>,

@@ -9,6 +9,7 @@
 mod openapi;
 mod secmaster;
 mod soar;
+mod triggers;
 mod web;
 
 use std::collections::HashMap;
@@ -62,6 +63,11 @@ pub struct Service {
     broadcast: broadcast::Sender<Arc<Event>>,
     /// Writes someone waits for, batched with the events.
     jobs: mpsc::UnboundedSender<Job>,
+    /// Per playbook with `max_concurrent`: its limit and the permits of its running
+    /// executions (a fair semaphore, so that queued ones start in order).
+    gates: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
+    /// The running timers, by playbook.
+    timers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -203,6 +209,8 @@ impl Service {
             events,
             broadcast,
             jobs,
+            gates: Mutex::new(HashMap::new()),
+            timers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -223,6 +231,11 @@ impl Service {
             .runner
             .playbook(xid)
             .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{xid}`")))?;
+        if !playbook.enabled {
+            return Err(ApiError::Conflict(format!(
+                "playbook `{xid}` is disabled; set `enabled: true` to run it"
+            )));
+        }
         let start = Start {
             trigger_type,
             log_level,
@@ -239,6 +252,11 @@ impl Service {
         mut start: Start,
     ) -> Result<Started, ApiError> {
         start.events = Some(self.events.clone());
+        // Over its playbook's limit, an execution waits as Queued.
+        let gate = playbook
+            .max_concurrent
+            .map(|limit| self.gate(&playbook.id, limit));
+        let queued = gate.as_ref().is_some_and(|g| g.available_permits() == 0);
         let new = NewExecution {
             id: start.id.clone(),
             parent_id: start.parent_id.clone(),
@@ -247,14 +265,18 @@ impl Service {
             playbook_name: playbook.name.clone(),
             trigger_type: start.trigger_type,
             log_level: start.log_level.unwrap_or(playbook.log_level),
-            status: ExecutionStatus::Running,
+            status: if queued {
+                ExecutionStatus::Queued
+            } else {
+                ExecutionStatus::Running
+            },
             queued_at: start.queued_at,
         };
         let id = start.id.clone();
         // Killable from the moment it is reported.
         crate::lock(&self.running).insert(id.clone(), start.kill.clone());
         let (reply, answer) = oneshot::channel();
-        let _ = self.jobs.send(Job::Start(new, reply));
+        let _ = self.jobs.send(Job::Start(new.clone(), reply));
         let num = match answer.await {
             Ok(Ok(num)) => num,
             failed => {
@@ -270,6 +292,26 @@ impl Service {
         let service = Arc::clone(self);
         let done = tokio::spawn(async move {
             let id = start.id.clone();
+            // Held until the execution is stored; a kill while queued ends the wait.
+            let _permit = match gate {
+                None => None,
+                Some(gate) => {
+                    let permit = tokio::select! {
+                        permit = gate.acquire_owned() => permit.ok(),
+                        () = start.kill.cancelled() => None,
+                    };
+                    if queued && permit.is_some() {
+                        let (reply, answer) = oneshot::channel();
+                        let running = NewExecution {
+                            status: ExecutionStatus::Running,
+                            ..new
+                        };
+                        let _ = service.jobs.send(Job::Start(running, reply));
+                        let _ = answer.await;
+                    }
+                    permit
+                }
+            };
             let execution = engine::execute(Arc::clone(&service.runner), playbook, start).await;
             // A batch that fails rolls back whole, so trying again is safe.
             for attempt in 1..=3 {
@@ -294,6 +336,20 @@ impl Service {
             execution
         });
         Ok(Started { id, num, done })
+    }
+
+    /// The gate of playbook `xid` for `limit` executions at once (a new one when the
+    /// limit changed: executions holding the old one finish under it).
+    fn gate(&self, xid: &str, limit: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut gates = crate::lock(&self.gates);
+        match gates.get(xid) {
+            Some((old, gate)) if *old == limit => Arc::clone(gate),
+            _ => {
+                let gate = Arc::new(tokio::sync::Semaphore::new(limit));
+                gates.insert(xid.to_owned(), (limit, Arc::clone(&gate)));
+                gate
+            }
+        }
     }
 
     /// Announce that `execution` and its children ended (after they were stored).
@@ -471,7 +527,7 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/api/v1/playbooks/{id}/run", post(run_playbook))
         .route("/api/v1/executions/{id}/events", get(execution_events))
-        .route("/api/v1/events", get(all_events))
+        .route("/api/v1/events", get(all_events).post(triggers::event))
         .merge(limited)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -480,6 +536,9 @@ pub fn router(service: Arc<Service>) -> Router {
         ))
         // The page holds no data: it asks for the token and sends it with each call.
         .merge(web::router())
+        // A signed webhook is authenticated by its signature; the handler asks for the
+        // token otherwise.
+        .route("/api/v1/hooks/{id}", post(triggers::hook))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(service)
@@ -511,7 +570,7 @@ pub fn check_exposure(addr: &SocketAddr, token: Option<&str>) -> Result<(), Stri
 }
 
 async fn authorize(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
-    if let Some(refused) = cross_site(&request) {
+    if let Some(refused) = cross_site(request.method(), request.headers()) {
         return ApiError::Forbidden(refused).into_response();
     }
     if let Some(token) = &service.token {
@@ -531,14 +590,10 @@ async fn authorize(State(service): State<Arc<Service>>, request: Request, next: 
 /// a browser sends such a request (a plain form post carries no token and needs no
 /// preflight) to any server, loopback included, so it is refused. Clients that are not
 /// browsers send no `Origin`, and the page's own requests are same-origin.
-fn cross_site(request: &Request) -> Option<String> {
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
+fn cross_site(method: &Method, headers: &axum::http::HeaderMap) -> Option<String> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
-    let headers = request.headers();
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
         return Some("a request from another site's page is refused".to_owned());
@@ -593,8 +648,23 @@ fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> 
 }
 
 async fn list_playbooks(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
-    let playbooks = service.blocking(|store| store.playbooks()).await?;
-    Ok(Json(json!({"count": playbooks.len(), "data": playbooks})))
+    let (playbooks, mut stats) = service
+        .blocking(|store| {
+            let playbooks = store.playbooks()?;
+            let xids: Vec<String> = playbooks.iter().map(|p| p.xid.clone()).collect();
+            Ok((playbooks, triggers::stats_of(store, &xids)?))
+        })
+        .await?;
+    let data: Vec<Value> = playbooks
+        .into_iter()
+        .map(|playbook| {
+            let stats = stats.remove(&playbook.xid).unwrap_or_default();
+            let mut record = serde_json::to_value(playbook).unwrap_or_default();
+            triggers::enrich(&service, &mut record, stats);
+            record
+        })
+        .collect();
+    Ok(Json(json!({"count": data.len(), "data": data})))
 }
 
 async fn get_playbook(
@@ -602,12 +672,21 @@ async fn get_playbook(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = id.clone();
-    let playbook = service
-        .blocking(move |store| store.playbook(&key))
-        .await?
-        .filter(|p| !p.is_deleted)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
-    Ok(Json(serde_json::to_value(playbook).unwrap_or_default()))
+    let (playbook, stats) = service
+        .blocking(move |store| {
+            let playbook = store.playbook(&key)?.filter(|p| !p.is_deleted);
+            let stats = match &playbook {
+                Some(p) => store.run_stats(&p.xid)?,
+                None => Value::Null,
+            };
+            Ok((playbook, stats))
+        })
+        .await?;
+    let playbook =
+        playbook.ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
+    let mut record = serde_json::to_value(playbook).unwrap_or_default();
+    triggers::enrich(&service, &mut record, stats);
+    Ok(Json(record))
 }
 
 /// A JSON request body; an empty one is `{}`.
@@ -1504,17 +1583,14 @@ async fn save(
     let saved = Arc::clone(&playbook);
     let record = service
         .blocking(move |store| {
-            store.save_playbook(
-                &saved.id,
-                &saved.name,
-                &saved.description,
-                &definition,
-                "api",
-            )
+            store.save_playbook(&store::PlaybookFields::of(&saved, &definition, "api"))
         })
         .await?;
-    service.runner.set_playbook(playbook);
-    Ok(serde_json::to_value(record).unwrap_or_default())
+    service.runner.set_playbook(Arc::clone(&playbook));
+    service.schedule(&playbook);
+    let mut record = serde_json::to_value(record).unwrap_or_default();
+    triggers::enrich(service, &mut record, json!({}));
+    Ok(record)
 }
 
 /// `POST /api/v1/playbooks`: a new playbook (YAML or JSON), validated before it is
@@ -1572,6 +1648,7 @@ async fn delete_playbook(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
     service.runner.remove_playbook(&deleted.xid);
+    service.unschedule(&deleted.xid);
     Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
 }
 

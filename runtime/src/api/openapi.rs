@@ -164,6 +164,21 @@ const OPERATIONS: &[Operation] = &[
         body: false,
     },
     Operation {
+        method: "post",
+        path: "/api/v1/events",
+        summary: "An event: fires every enabled auto_execute playbook whose trigger_conditions hold.",
+        query: &[],
+        body: true,
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/hooks/{id}",
+        summary: "A webhook: runs the playbook with the request as its trigger payload \
+                  (signed with X-Wasp-Signature-256 when the playbook has a secret).",
+        query: &[("wait", "Answer when it has ended.")],
+        body: true,
+    },
+    Operation {
         method: "get",
         path: "/api/v1/steps",
         summary: "Step runs across executions.",

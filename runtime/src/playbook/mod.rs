@@ -7,6 +7,7 @@
 
 mod spec;
 pub mod template;
+pub mod trigger;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -178,6 +179,19 @@ impl fmt::Display for On {
     }
 }
 
+/// What a playbook's record says about it beyond its graph (seed 003's fields).
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    /// The incident-response phase it serves.
+    pub category: Option<String>,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// MITRE ATT&CK tactic ids.
+    pub mitre_tactics: Vec<String>,
+    /// MITRE ATT&CK technique ids.
+    pub mitre_techniques: Vec<String>,
+}
+
 /// A checked playbook: a DAG whose first node is the trigger.
 #[derive(Debug, Clone)]
 pub struct Playbook {
@@ -193,8 +207,18 @@ pub struct Playbook {
     pub max_runtime: Duration,
     /// Steps running at once in one execution.
     pub concurrency: usize,
-    /// `manual`, `webhook`, `timer` or `event`.
-    pub trigger: String,
+    /// What starts it.
+    pub trigger: trigger::Trigger,
+    /// The conditions an event must satisfy to fire it.
+    pub conditions: trigger::Conditions,
+    /// Whether it may run.
+    pub enabled: bool,
+    /// Whether matching events fire it.
+    pub auto_execute: bool,
+    /// Executions running at once, when limited.
+    pub max_concurrent: Option<usize>,
+    /// The record's descriptive fields (category, tags, MITRE ids).
+    pub labels: Labels,
     /// The DAG: nodes and the edges between them.
     pub graph: DiGraph<Node, On>,
     index: HashMap<String, NodeIndex>,
@@ -262,30 +286,43 @@ impl Playbook {
         if spec.concurrency == Some(0) {
             problem(None, Some("concurrency"), "must be at least 1".to_owned());
         }
-        let trigger = match &spec.trigger {
+        let (trigger, conditions) = match &spec.trigger {
             None => {
                 problem(
                     None,
                     Some("trigger"),
                     "the playbook has no trigger; add `trigger: { type: manual }`".to_owned(),
                 );
-                "manual".to_owned()
+                (trigger::Trigger::Manual, trigger::Conditions::default())
             }
-            Some(t) if ["manual", "webhook", "timer", "event"].contains(&t.kind.as_str()) => {
-                t.kind.clone()
-            }
-            Some(t) => {
-                problem(
-                    None,
-                    Some("trigger.type"),
-                    format!(
-                        "`{}` is not a trigger type; expected manual, webhook, timer or event",
-                        t.kind
-                    ),
-                );
-                t.kind.clone()
-            }
+            Some(t) => trigger::check(t, &spec.trigger_conditions, &mut |field, message| {
+                problem(None, Some(&field), message);
+            }),
         };
+        if spec.auto_execute && !matches!(trigger, trigger::Trigger::Event) {
+            problem(
+                None,
+                Some("auto_execute"),
+                format!(
+                    "only an event trigger fires on its own conditions; this one is `{}`",
+                    trigger.kind()
+                ),
+            );
+        }
+        if !spec.trigger_conditions.is_empty() && !matches!(trigger, trigger::Trigger::Event) {
+            problem(
+                None,
+                Some("trigger_conditions"),
+                "only an event trigger has conditions".to_owned(),
+            );
+        }
+        if spec.max_concurrent == Some(0) {
+            problem(
+                None,
+                Some("max_concurrent"),
+                "must be at least 1".to_owned(),
+            );
+        }
 
         let mut graph: DiGraph<Node, On> = DiGraph::new();
         let mut index = HashMap::new();
@@ -553,6 +590,16 @@ impl Playbook {
             max_runtime,
             concurrency: spec.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
             trigger,
+            conditions,
+            enabled: spec.enabled.unwrap_or(true),
+            auto_execute: spec.auto_execute,
+            max_concurrent: spec.max_concurrent,
+            labels: Labels {
+                category: spec.category,
+                tags: spec.tags,
+                mitre_tactics: spec.mitre_tactics,
+                mitre_techniques: spec.mitre_techniques,
+            },
             graph,
             index,
         })

@@ -31,6 +31,31 @@ pub struct PlaybookSpec {
     /// What starts it.
     #[serde(default)]
     pub trigger: Option<TriggerSpec>,
+    /// Whether it may run at all (default true): a disabled playbook is not fired by
+    /// its trigger and refuses runs.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Whether an event whose fields satisfy `trigger_conditions` fires it.
+    #[serde(default)]
+    pub auto_execute: bool,
+    /// TQL conditions over an event's fields, all of which must hold to fire it.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub trigger_conditions: Vec<String>,
+    /// Executions of this playbook running at once; more wait as Queued, in order.
+    #[serde(default)]
+    pub max_concurrent: Option<usize>,
+    /// The incident-response phase it serves.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Free-form tags.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub tags: Vec<String>,
+    /// MITRE ATT&CK tactic ids it addresses.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub mitre_tactics: Vec<String>,
+    /// MITRE ATT&CK technique ids it addresses.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub mitre_techniques: Vec<String>,
     /// The nodes, by id, in file order. A list of pairs rather than a map, so that a
     /// duplicate id is reported rather than silently replacing the first node.
     #[serde(deserialize_with = "nodes_in_order")]
@@ -47,6 +72,18 @@ pub struct TriggerSpec {
     /// `manual`, `webhook`, `timer` or `event`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// A webhook's HMAC-SHA256 secret: `env:VARIABLE` or `file:PATH`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// A timer's cron expression: 5 fields, or 6 with seconds first.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// The time zone of `cron` (an IANA name; UTC by default).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// A timer's fixed interval, e.g. `30s`.
+    #[serde(default)]
+    pub every: Option<String>,
 }
 
 /// One node: exactly one of `app`, `operator` or `playbook`.

@@ -432,18 +432,60 @@ pub const AUDIT_FIELDS: &[&str] = &[
     "trigger_type",
 ];
 
+/// What a playbook's record is saved from: its definition and its seed-003 fields.
+#[derive(Debug, Clone)]
+pub struct PlaybookFields<'a> {
+    /// The XID.
+    pub xid: &'a str,
+    /// The name.
+    pub name: &'a str,
+    /// What it does.
+    pub description: &'a str,
+    /// The definition as written (the record's `steps`).
+    pub steps: &'a Value,
+    /// `file` or `api`.
+    pub source: &'a str,
+    /// The incident-response phase it serves.
+    pub category: Option<&'a str>,
+    /// Whether it may run.
+    pub enabled: bool,
+    /// Whether matching events fire it.
+    pub auto_execute: bool,
+    /// Its event conditions, as written.
+    pub trigger_conditions: Vec<&'a str>,
+    /// Free-form tags.
+    pub tags: &'a [String],
+    /// MITRE ATT&CK tactic ids.
+    pub mitre_tactics: &'a [String],
+    /// MITRE ATT&CK technique ids.
+    pub mitre_techniques: &'a [String],
+}
+
+impl<'a> PlaybookFields<'a> {
+    /// The fields of `playbook`, defined by `steps`, from `source`.
+    pub fn of(playbook: &'a crate::playbook::Playbook, steps: &'a Value, source: &'a str) -> Self {
+        Self {
+            xid: &playbook.id,
+            name: &playbook.name,
+            description: &playbook.description,
+            steps,
+            source,
+            category: playbook.labels.category.as_deref(),
+            enabled: playbook.enabled,
+            auto_execute: playbook.auto_execute,
+            trigger_conditions: playbook.conditions.texts(),
+            tags: &playbook.labels.tags,
+            mitre_tactics: &playbook.labels.mitre_tactics,
+            mitre_techniques: &playbook.labels.mitre_techniques,
+        }
+    }
+}
+
 /// Where playbooks and traces are kept.
 pub trait Store: Send + Sync + 'static {
     /// Insert the playbook with XID `xid` from a file or the API, or update it (keeping
     /// its ids, creation stamp and run statistics).
-    fn save_playbook(
-        &self,
-        xid: &str,
-        name: &str,
-        description: &str,
-        steps: &Value,
-        source: &str,
-    ) -> Result<PlaybookRecord, Error>;
+    fn save_playbook(&self, playbook: &PlaybookFields<'_>) -> Result<PlaybookRecord, Error>;
 
     /// Soft-delete the playbook with string id, numeric id or XID `key`; returns its
     /// record, or `None` when there is no such playbook or it was already deleted.
@@ -485,6 +527,10 @@ pub trait Store: Send + Sync + 'static {
     /// persistence cheap under load); returns the numeric ids of the executions it
     /// started, in order.
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error>;
+
+    /// What the ended executions of playbook `xid` add up to: how many ended in each
+    /// status, and the mean and 95th percentile of their durations in milliseconds.
+    fn run_stats(&self, xid: &str) -> Result<Value, Error>;
 
     /// The node states written by [`Write::Event`]s for execution `execution_id`,
     /// in the order they started: what a running execution has done so far. (Once it

@@ -21,7 +21,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{
-    Error, ExecutionRow, LogRow, NewExecution, Page, PlaybookRecord, Query, Sort, Store, Write,
+    Error, ExecutionRow, LogRow, NewExecution, Page, PlaybookFields, PlaybookRecord, Query, Sort,
+    Store, Write,
 };
 use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
@@ -763,38 +764,96 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn save_playbook(
-        &self,
-        xid: &str,
-        name: &str,
-        description: &str,
-        steps: &Value,
-        source: &str,
-    ) -> Result<PlaybookRecord, Error> {
+    fn save_playbook(&self, playbook: &PlaybookFields<'_>) -> Result<PlaybookRecord, Error> {
         let now = millis(Utc::now());
+        let list = |items: &[String]| Value::from(items.to_vec()).to_string();
         {
             let writer = lock(&self.writer);
             writer.execute(
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
-                     description, steps) \
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7) \
+                     description, steps, category, enabled, auto_execute, trigger_conditions, \
+                     tags, mitre_tactics, mitre_techniques) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
                  ON CONFLICT (xid) DO UPDATE SET updated_at = excluded.updated_at, \
                      source = excluded.source, name = excluded.name, \
                      description = excluded.description, steps = excluded.steps, \
-                     deleted_at = NULL",
+                     category = excluded.category, enabled = excluded.enabled, \
+                     auto_execute = excluded.auto_execute, \
+                     trigger_conditions = excluded.trigger_conditions, tags = excluded.tags, \
+                     mitre_tactics = excluded.mitre_tactics, \
+                     mitre_techniques = excluded.mitre_techniques, deleted_at = NULL",
                 params![
                     format!("pb_{}", ulid::Ulid::new()),
-                    xid,
+                    playbook.xid,
                     now,
-                    source,
-                    name,
-                    description,
-                    steps.to_string(),
+                    playbook.source,
+                    playbook.name,
+                    playbook.description,
+                    playbook.steps.to_string(),
+                    playbook.category,
+                    playbook.enabled,
+                    playbook.auto_execute,
+                    Value::from(playbook.trigger_conditions.clone()).to_string(),
+                    list(playbook.tags),
+                    list(playbook.mitre_tactics),
+                    list(playbook.mitre_techniques),
                 ],
             )?;
         }
-        self.playbook(xid)?
-            .ok_or_else(|| Error::Corrupt(format!("playbook `{xid}` vanished after saving")))
+        self.playbook(playbook.xid)?.ok_or_else(|| {
+            Error::Corrupt(format!("playbook `{}` vanished after saving", playbook.xid))
+        })
+    }
+
+    fn run_stats(&self, xid: &str) -> Result<Value, Error> {
+        self.read(|c| {
+            let mut by_status = serde_json::Map::new();
+            let mut ended = 0_i64;
+            let mut statement = c.prepare_cached(
+                "SELECT status, count(*), avg(duration_ms) FROM executions \
+                 WHERE playbook_xid = ?1 AND completed_at IS NOT NULL GROUP BY status",
+            )?;
+            let mut total_ms = 0.0;
+            for row in statement.query_map([xid], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<f64>>(2)?,
+                ))
+            })? {
+                let (status, count, mean) = row?;
+                ended += count;
+                total_ms += mean.unwrap_or(0.0) * count as f64;
+                by_status.insert(status, Value::from(count));
+            }
+            let running: i64 = c.query_row(
+                "SELECT count(*) FROM executions WHERE playbook_xid = ?1 AND completed_at IS NULL",
+                [xid],
+                |r| r.get(0),
+            )?;
+            // The duration below which 95% of them ended (nearest rank).
+            let p95: Option<i64> = if ended == 0 {
+                None
+            } else {
+                let rank = ((ended as f64) * 0.95).ceil() as i64 - 1;
+                c.query_row(
+                    "SELECT duration_ms FROM executions \
+                     WHERE playbook_xid = ?1 AND completed_at IS NOT NULL \
+                     ORDER BY duration_ms LIMIT 1 OFFSET ?2",
+                    params![xid, rank.max(0)],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten()
+            };
+            Ok(serde_json::json!({
+                "total": ended,
+                "running": running,
+                "by_status": by_status,
+                "mean_duration_ms": (ended > 0).then(|| (total_ms / ended as f64).round() as i64),
+                "p95_duration_ms": p95,
+            }))
+        })
     }
 
     fn delete_playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error> {
@@ -1182,6 +1241,23 @@ mod tests {
         (dir, store)
     }
 
+    fn fields<'a>(xid: &'a str, name: &'a str, steps: &'a Value) -> PlaybookFields<'a> {
+        PlaybookFields {
+            xid,
+            name,
+            description: "",
+            steps,
+            source: "api",
+            category: Some("containment"),
+            enabled: true,
+            auto_execute: false,
+            trigger_conditions: Vec::new(),
+            tags: &[],
+            mitre_tactics: &[],
+            mitre_techniques: &[],
+        }
+    }
+
     fn execution(id: &str, status: ExecutionStatus, queued_at: DateTime<Utc>) -> Execution {
         Execution {
             id: id.to_owned(),
@@ -1224,7 +1300,7 @@ mod tests {
     fn executions_are_stored_queried_by_tql_and_read_back() {
         let (_dir, store) = store();
         let playbook = store
-            .save_playbook("triage", "Triage", "", &json!({"id": "triage"}), "file")
+            .save_playbook(&fields("triage", "Triage", &json!({"id": "triage"})))
             .unwrap();
         assert!(playbook.id.starts_with("pb_"));
         let old = Utc::now() - chrono::Duration::hours(3);
@@ -1346,11 +1422,11 @@ mod tests {
     fn an_all_digit_xid_wins_over_a_number_and_a_delete_takes_one_playbook() {
         let (_dir, store) = store();
         let first = store
-            .save_playbook("alpha", "A", "", &json!({}), "api")
+            .save_playbook(&fields("alpha", "A", &json!({})))
             .unwrap();
         let digits = first.num.to_string();
         let second = store
-            .save_playbook(&digits, "B", "", &json!({}), "api")
+            .save_playbook(&fields(&digits, "B", &json!({})))
             .unwrap();
         assert_ne!(first.num, second.num);
         assert_eq!(store.playbook(&digits).unwrap().unwrap().xid, digits);

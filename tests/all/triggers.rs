@@ -1,0 +1,312 @@
+//! Playbooks that start themselves, end to end against the real server: a signed
+//! webhook (and a badly signed one refused), events matched by TQL conditions, a timer
+//! on a short interval, the queue under a per-playbook concurrency limit, conditions
+//! refused at save time, and the run statistics served with the playbook.
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::server::Server;
+
+fn server() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    (dir, server)
+}
+
+/// Create playbook `id` with the given top-level `settings` (YAML lines) and one step
+/// that joins `${trigger…}` text.
+fn create(server: &Server, id: &str, settings: &str) {
+    let yaml = format!(
+        "id: {id}\nname: {id}\nlog_level: debug\n{settings}\nnodes:\n  note:\n    app: transform\n    \
+         action: join\n    input: {{ items: [\"fired\"], separator: \" \" }}\nedges: []\n"
+    );
+    let (status, body) = server.post("/api/v1/playbooks", &yaml);
+    assert_eq!(status, 201, "{body}");
+}
+
+fn sign(secret: &[u8], body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn a_signed_webhook_starts_its_playbook_and_a_bad_signature_is_refused() {
+    let (dir, server) = server();
+    let secret_file = dir.path().join("hook.secret");
+    std::fs::write(&secret_file, "s3cret-hook-key\n").unwrap();
+    create(
+        &server,
+        "hooked",
+        &format!(
+            "trigger: {{ type: webhook, secret: \"file:{}\" }}",
+            secret_file.display()
+        ),
+    );
+    let body = r#"{"alert": {"id": 42, "rule": "impossible travel"}}"#;
+    let post = |signature: Option<&str>| {
+        let mut request = server
+            .agent
+            .post(server.url("/api/v1/hooks/hooked?source=siem&wait=true"))
+            .header("Content-Type", "application/json")
+            .header("Authorization", "Bearer not-for-the-record");
+        if let Some(signature) = signature {
+            request = request.header("X-Wasp-Signature-256", signature);
+        }
+        let mut response = request.send(body).unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_json::<Value>().unwrap())
+    };
+
+    let (status, execution) = post(Some(&sign(b"s3cret-hook-key", body)));
+    assert_eq!(status, 200, "{execution}");
+    assert_eq!(execution["status"], "Completed");
+    assert_eq!(execution["trigger_type"], "WEBHOOK");
+    let trigger = &execution["trigger"];
+    assert_eq!(trigger["body"]["alert"]["id"], 42, "{trigger}");
+    assert_eq!(trigger["query"], json!({"source": "siem"}), "{trigger}");
+    assert_eq!(trigger["headers"]["content-type"], "application/json");
+    assert!(
+        trigger["headers"].get("authorization").is_none(),
+        "{trigger}"
+    );
+    assert!(
+        trigger["headers"].get("x-wasp-signature-256").is_none(),
+        "{trigger}"
+    );
+
+    for (signature, why) in [
+        (None, "is missing"),
+        (Some(sign(b"another-key", body)), "does not match"),
+        (Some("sha256=zz".to_owned()), "not hexadecimal"),
+        (Some("md5=abc".to_owned()), "sha256="),
+    ] {
+        let (status, error) = post(signature.as_deref());
+        assert_eq!(status, 403, "{error}");
+        assert!(
+            error["error"].as_str().unwrap().contains(why),
+            "{why}: {error}"
+        );
+    }
+    let (_, page) =
+        server.get("/api/v1/executions?tql=playbookXid%20%3D%20%22hooked%22&count=true");
+    assert_eq!(page["count"], 1, "refused calls start nothing: {page}");
+
+    // A playbook started otherwise is not a webhook.
+    let (status, error) = server.post("/api/v1/hooks/phishing-triage", "{}");
+    assert_eq!(status, 409, "{error}");
+    let (status, _) = server.post("/api/v1/hooks/nothing-here", "{}");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn events_fire_the_enabled_playbooks_whose_conditions_all_hold() {
+    let (_dir, server) = server();
+    create(
+        &server,
+        "severe-alerts",
+        "trigger: { type: event }\nauto_execute: true\ntrigger_conditions:\n  \
+         - type = \"alert\"\n  - severity >= 7\n  - tags IN (\"phishing\", \"malware\")",
+    );
+    create(
+        &server,
+        "from-edr",
+        "trigger: { type: event }\nauto_execute: true\ntrigger_conditions:\n  \
+         - source.product STARTSWITH \"edr\"\n  - host.owner ISNULL",
+    );
+    create(
+        &server,
+        "switched-off",
+        "trigger: { type: event }\nauto_execute: true\nenabled: false",
+    );
+    create(&server, "not-automatic", "trigger: { type: event }");
+
+    let fire = |event: Value| {
+        let (status, body) = server.post("/api/v1/events", &event.to_string());
+        assert_eq!(status, 202, "{body}");
+        let mut fired: Vec<String> = body["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["playbook"].as_str().unwrap().to_owned())
+            .collect();
+        fired.sort();
+        (fired, body)
+    };
+    let (fired, body) = fire(json!({
+        "type": "alert", "severity": 9, "tags": ["phishing"],
+        "source": {"product": "EDR-North"},
+    }));
+    assert_eq!(fired, ["from-edr", "severe-alerts"], "{body}");
+    assert_eq!(body["matched"], 2);
+    let id = body["executions"][0]["execution_id"].as_str().unwrap();
+    let execution = server.wait_for_end(id);
+    assert_eq!(execution["trigger_type"], "EVENT", "{execution}");
+    assert_eq!(
+        execution["trigger"]["type"], "alert",
+        "the event is the payload"
+    );
+
+    // A number too small, a list without the tag, a field present that must be absent.
+    let (fired, _) = fire(json!({"type": "alert", "severity": 6, "tags": ["phishing"]}));
+    assert_eq!(fired, Vec::<String>::new());
+    let (fired, _) = fire(json!({"type": "alert", "severity": "8", "tags": ["benign"]}));
+    assert_eq!(fired, Vec::<String>::new());
+    let (fired, _) = fire(json!({"source": {"product": "edr"}, "host": {"owner": "bob"}}));
+    assert_eq!(fired, Vec::<String>::new());
+    // Missing fields match nothing but ISNULL; a numeric string counts as a number.
+    let (fired, _) = fire(json!({"type": "alert", "severity": "7", "tags": ["malware"]}));
+    assert_eq!(fired, ["severe-alerts"]);
+
+    for bad in ["[1, 2]", "not json"] {
+        let (status, error) = server.post("/api/v1/events", bad);
+        assert_eq!(status, 400, "{error}");
+    }
+}
+
+#[test]
+fn a_bad_condition_or_schedule_is_refused_at_save_time_with_its_position() {
+    let (_dir, server) = server();
+    let yaml = "id: broken\nname: Broken\ntrigger: { type: event }\nauto_execute: true\n\
+                trigger_conditions:\n  - severity >= 7\n  - type = \nnodes:\n  \
+                note: { app: transform, action: join, input: { items: [\"x\"] } }\n";
+    let (status, error) = server.post("/api/v1/playbooks", yaml);
+    assert_eq!(status, 400, "{error}");
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("trigger_conditions[1]") && message.contains("position 7"),
+        "{message}"
+    );
+    let yaml = "id: broken\nname: Broken\ntrigger: { type: timer, cron: \"* * 31 2 *\" }\nnodes:\n  \
+                note: { app: transform, action: join, input: { items: [\"x\"] } }\n";
+    let (status, error) = server.post("/api/v1/playbooks", yaml);
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("trigger.cron"),
+        "{error}"
+    );
+    let (status, _) = server.get("/api/v1/playbooks/broken");
+    assert_eq!(status, 404, "nothing was saved");
+}
+
+#[test]
+fn a_timer_fires_on_its_interval_and_shows_its_next_runs() {
+    let (_dir, server) = server();
+    create(&server, "ticking", "trigger: { type: timer, every: 1s }");
+    let (_, playbook) = server.get("/api/v1/playbooks/ticking");
+    let next = playbook["trigger"]["next_runs"].as_array().unwrap();
+    assert_eq!(next.len(), 5, "{playbook}");
+    assert_eq!(playbook["trigger"]["every"], "1s");
+
+    let query = "/api/v1/executions?tql=playbookXid%20%3D%20%22ticking%22&count=true";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let (_, page) = server.get(query);
+        if page["count"].as_u64().unwrap() >= 2 || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page["count"].as_u64().unwrap() >= 2, "{page}");
+    assert!(
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["trigger_type"] == "TIMER"),
+        "{page}"
+    );
+
+    // Disabled, it stops firing and shows no next run.
+    let yaml = "id: ticking\nname: ticking\nenabled: false\ntrigger: { type: timer, every: 1s }\n\
+                nodes:\n  note: { app: transform, action: join, input: { items: [\"x\"] } }\n";
+    let response = server
+        .agent
+        .put(server.url("/api/v1/playbooks/ticking"))
+        .send(yaml)
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, before) = server.get(query);
+    std::thread::sleep(Duration::from_millis(2_500));
+    let (_, after) = server.get(query);
+    let ended = |page: &Value| page["count"].as_u64().unwrap();
+    assert_eq!(
+        ended(&before),
+        ended(&after),
+        "a disabled timer does not fire"
+    );
+    let (_, playbook) = server.get("/api/v1/playbooks/ticking");
+    assert_eq!(playbook["trigger"]["next_runs"], json!([]));
+    assert_eq!(playbook["enabled"], false);
+    let (status, error) = server.post("/api/v1/playbooks/ticking/run", "{}");
+    assert_eq!(status, 409, "{error}");
+}
+
+#[test]
+fn over_its_limit_a_playbook_queues_executions_and_starts_them_in_order() {
+    let (_dir, server) = server();
+    let yaml = "id: one-at-a-time\nname: One at a time\nmax_concurrent: 1\n\
+                trigger: { type: manual }\nnodes:\n  \
+                nap: { app: chaos, action: sleep, input: { ms: 400 } }\n";
+    let (status, body) = server.post("/api/v1/playbooks", yaml);
+    assert_eq!(status, 201, "{body}");
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let (status, started) = server.post("/api/v1/playbooks/one-at-a-time/run", "{}");
+            assert_eq!(status, 202, "{started}");
+            started["execution_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let (_, second) = server.get(&format!("/api/v1/executions/{}", ids[1]));
+    assert_eq!(second["status"], "Queued", "{second}");
+    let ended: Vec<Value> = ids
+        .iter()
+        .map(|id| wait_for_completion(&server, id))
+        .collect();
+    for pair in ended.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(
+            b["started_at"].as_str() >= a["completed_at"].as_str(),
+            "one at a time, in order: {a} then {b}"
+        );
+    }
+    let waited = |e: &Value| {
+        let at = |f: &str| chrono::DateTime::parse_from_rfc3339(e[f].as_str().unwrap()).unwrap();
+        (at("started_at") - at("queued_at")).num_milliseconds()
+    };
+    assert!(
+        waited(&ended[2]) >= 600,
+        "the third waited for two naps: {}",
+        ended[2]
+    );
+
+    // The statistics served with the playbook.
+    let (_, playbook) = server.get("/api/v1/playbooks/one-at-a-time");
+    let stats = &playbook["run_stats"];
+    assert_eq!(stats["total"], 3, "{stats}");
+    assert_eq!(stats["by_status"]["Completed"], 3, "{stats}");
+    assert!(stats["p95_duration_ms"].as_i64().unwrap() >= 400, "{stats}");
+    assert!(
+        stats["mean_duration_ms"].as_i64().unwrap() >= 400,
+        "{stats}"
+    );
+    assert_eq!(playbook["last_run_id"].as_str(), Some(ids[2].as_str()));
+}
+
+fn wait_for_completion(server: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, execution) = server.get(&format!("/api/v1/executions/{id}"));
+        if !matches!(execution["status"].as_str(), Some("Running" | "Queued")) {
+            assert_eq!(execution["status"], "Completed", "{execution}");
+            return execution;
+        }
+        assert!(Instant::now() < deadline, "{execution}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
