@@ -64,20 +64,7 @@ fn main() {
     for p in 0..10 {
         let xid = format!("playbook-{p}");
         store
-            .save_playbook(&PlaybookFields {
-                xid: &xid,
-                name: "x",
-                description: "",
-                steps: &steps,
-                source: "file",
-                category: None,
-                enabled: true,
-                auto_execute: false,
-                trigger_conditions: Vec::new(),
-                tags: &[],
-                mitre_tactics: &[],
-                mitre_techniques: &[],
-            })
+            .save_playbook(&PlaybookFields::plain(&xid, "x", &steps, "file"))
             .expect("playbook");
     }
     let started = Instant::now();

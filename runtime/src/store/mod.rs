@@ -462,6 +462,24 @@ pub struct PlaybookFields<'a> {
 }
 
 impl<'a> PlaybookFields<'a> {
+    /// A playbook named `name` with no labels, enabled, fired by nothing automatic.
+    pub fn plain(xid: &'a str, name: &'a str, steps: &'a Value, source: &'a str) -> Self {
+        Self {
+            xid,
+            name,
+            description: "",
+            steps,
+            source,
+            category: None,
+            enabled: true,
+            auto_execute: false,
+            trigger_conditions: Vec::new(),
+            tags: &[],
+            mitre_tactics: &[],
+            mitre_techniques: &[],
+        }
+    }
+
     /// The fields of `playbook`, defined by `steps`, from `source`.
     pub fn of(playbook: &'a crate::playbook::Playbook, steps: &'a Value, source: &'a str) -> Self {
         Self {

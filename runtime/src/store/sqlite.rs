@@ -1243,18 +1243,8 @@ mod tests {
 
     fn fields<'a>(xid: &'a str, name: &'a str, steps: &'a Value) -> PlaybookFields<'a> {
         PlaybookFields {
-            xid,
-            name,
-            description: "",
-            steps,
-            source: "api",
             category: Some("containment"),
-            enabled: true,
-            auto_execute: false,
-            trigger_conditions: Vec::new(),
-            tags: &[],
-            mitre_tactics: &[],
-            mitre_techniques: &[],
+            ..PlaybookFields::plain(xid, name, steps, "api")
         }
     }
 
