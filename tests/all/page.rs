@@ -572,6 +572,16 @@ fn the_list_filters_by_tql_with_inline_errors_and_runs_a_playbook() {
         "return document.querySelectorAll('#executions tbody tr[data-id]').length === 1",
     );
 
+    // Each playbook says what starts it.
+    let trigger = browser.script(
+        "return document.querySelector(\"button[data-playbook='severe-alert']\").closest('tr').querySelector('.trigger').textContent",
+        json!([]),
+    );
+    assert_eq!(
+        trigger,
+        "event when type = \"alert\" AND severity >= 7 AND ips IS NOT NULL"
+    );
+
     browser.type_into("#tql", "status = ");
     browser.press("\u{E007}");
     let error = browser.wait_for(

@@ -183,7 +183,8 @@ fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
             "parent-child",
             "partial-failure",
             "phishing-triage",
-            "runaway"
+            "runaway",
+            "severe-alert"
         ]
     );
     let (status, playbook) = server.get("/api/v1/playbooks/phishing-triage");

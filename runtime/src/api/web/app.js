@@ -302,7 +302,7 @@ async function homeView(view, mine) {
     el(
       "table",
       { id: "playbooks" },
-      el("thead", {}, el("tr", {}, ["Name", "ID", "Description", "Last run", ""].map((h) => el("th", { scope: "col" }, h)))),
+      el("thead", {}, el("tr", {}, ["Name", "ID", "Description", "Trigger", "Last run", ""].map((h) => el("th", { scope: "col" }, h)))),
       playbooks,
     ),
     el("h2", {}, "Executions"),
@@ -350,12 +350,13 @@ async function homeView(view, mine) {
           el("td", {}, p.name),
           el("td", { class: "mono" }, p.xid),
           el("td", {}, p.description || ""),
+          el("td", { class: "trigger" }, triggerText(p)),
           el("td", {}, p.last_run_id ? el("a", { href: `#/executions/${encodeURIComponent(p.last_run_id)}` }, time(p.last_run_at)) : "never"),
-          el("td", {}, el("button", { type: "button", class: "run", "data-playbook": p.xid, onclick: () => runDialog(p) }, `Run ${p.name}`)),
+          el("td", {}, el("button", { type: "button", class: "run", "data-playbook": p.xid, disabled: !p.enabled, title: p.enabled ? null : "disabled", onclick: () => runDialog(p) }, `Run ${p.name}`)),
         ),
       ),
   );
-  if (!list.data.length) playbooks.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No playbooks are loaded.")));
+  if (!list.data.length) playbooks.append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No playbooks are loaded.")));
 
   async function load(at) {
     const text = applied;
@@ -413,6 +414,19 @@ async function homeView(view, mine) {
     stopStream();
     clearTimeout(pending);
   };
+}
+
+/** What starts playbook `p`, in words: its trigger, and whether it is switched off. */
+function triggerText(p) {
+  const trigger = p.trigger || {};
+  let text = trigger.type || "manual";
+  if (trigger.type === "webhook") text += trigger.signed ? " (signed)" : "";
+  if (trigger.type === "timer") {
+    text += trigger.cron ? ` ${trigger.cron}${trigger.timezone && trigger.timezone !== "UTC" ? ` ${trigger.timezone}` : ""}` : ` every ${trigger.every}`;
+    if (trigger.next_runs?.length) text += `, next ${time(trigger.next_runs[0])}`;
+  }
+  if (trigger.type === "event") text += p.auto_execute ? ` when ${(trigger.conditions || []).join(" AND ") || "any event arrives"}` : " (not automatic)";
+  return p.enabled === false ? `${text} — disabled` : text;
 }
 
 /** The Run dialog for playbook `p`: a JSON payload and a log level. */
