@@ -1152,29 +1152,71 @@ fn param_time(literal: &Literal, now: DateTime<Utc>) -> Option<Param> {
     param(&field, literal, now).ok()
 }
 
-/// SQL's `LIKE` without an escape: `%` any text, `_` any one character.
+/// SQL's `LIKE … ESCAPE '\\'`: `%` any text, `_` any one character, `\\` before
+/// either (or itself) that character as it is.
 fn like(text: &str, pattern: &str) -> bool {
-    let (text, pattern): (Vec<char>, Vec<char>) =
-        (text.chars().collect(), pattern.chars().collect());
-    // Classic wildcard matching with backtracking to the last `%`.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Part {
+        Any,
+        One,
+        Char(char),
+    }
+    let mut parts = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        parts.push(match c {
+            '%' => Part::Any,
+            '_' => Part::One,
+            '\\' => Part::Char(chars.next().unwrap_or('\\')),
+            c => Part::Char(c),
+        });
+    }
+    let text: Vec<char> = text.chars().collect();
+    // Wildcard matching, backtracking to the last `%`.
     let (mut t, mut p) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '_' || pattern[p] == text[t]) {
-            t += 1;
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == '%' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((star_p, star_t)) = star {
-            p = star_p + 1;
-            t = star_t + 1;
-            star = Some((star_p, star_t + 1));
-        } else {
-            return false;
+        match parts.get(p) {
+            Some(Part::Any) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(Part::One) => {
+                t += 1;
+                p += 1;
+            }
+            Some(Part::Char(c)) if *c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
         }
     }
-    pattern[p..].iter().all(|c| *c == '%')
+    parts[p..].iter().all(|part| *part == Part::Any)
+}
+
+#[cfg(test)]
+mod like_tests {
+    use super::like;
+
+    #[test]
+    fn like_reads_wildcards_and_escapes_as_sqlite_does() {
+        assert!(like("%xab", "%ab"));
+        assert!(like("evil.example.com", "%.example._om"));
+        assert!(like("50%", "50\\%"));
+        assert!(!like("500", "50\\%"));
+        assert!(like("a_b", "a\\_b"));
+        assert!(!like("axb", "a\\_b"));
+        assert!(!like("abc", "ab"));
+        assert!(like("", "%"));
+    }
 }
 
 #[cfg(test)]

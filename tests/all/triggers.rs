@@ -268,17 +268,16 @@ fn over_its_limit_a_playbook_queues_executions_and_starts_them_in_order() {
         .iter()
         .map(|id| wait_for_completion(&server, id))
         .collect();
+    let at =
+        |e: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(e[f].as_str().unwrap()).unwrap();
     for pair in ended.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         assert!(
-            b["started_at"].as_str() >= a["completed_at"].as_str(),
+            at(b, "started_at") >= at(a, "completed_at"),
             "one at a time, in order: {a} then {b}"
         );
     }
-    let waited = |e: &Value| {
-        let at = |f: &str| chrono::DateTime::parse_from_rfc3339(e[f].as_str().unwrap()).unwrap();
-        (at("started_at") - at("queued_at")).num_milliseconds()
-    };
+    let waited = |e: &Value| (at(e, "started_at") - at(e, "queued_at")).num_milliseconds();
     assert!(
         waited(&ended[2]) >= 600,
         "the third waited for two naps: {}",
@@ -309,4 +308,79 @@ fn wait_for_completion(server: &Server, id: &str) -> Value {
         assert!(Instant::now() < deadline, "{execution}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn on_a_server_with_a_token_a_signature_suffices_and_an_unsigned_hook_needs_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("hook.secret");
+    std::fs::write(&secret_file, "another-hook-key").unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &["--token", "api-token"]);
+    let signed_trigger = format!(
+        "trigger: {{ type: webhook, secret: \"file:{}\" }}",
+        secret_file.display()
+    );
+    for (id, trigger) in [
+        ("signed", signed_trigger.as_str()),
+        ("unsigned", "trigger: { type: webhook }"),
+    ] {
+        create(&server, id, trigger);
+    }
+    let body = r#"{"ok": true}"#;
+    let post = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = server
+            .agent
+            .post(server.url(path))
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.send(body).unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_json::<Value>().unwrap())
+    };
+    let signature = sign(b"another-hook-key", body);
+    let signed = [("X-Hub-Signature-256", signature.as_str())];
+    let (status, started) = post("/api/v1/hooks/signed", &signed);
+    assert_eq!(status, 202, "the signature is the credential: {started}");
+    // Reading the record back (`wait`) is the API's business: it needs the token.
+    let (status, _) = post("/api/v1/hooks/signed?wait=true", &signed);
+    assert_eq!(status, 401);
+    let (status, _) = post("/api/v1/hooks/unsigned", &[]);
+    assert_eq!(status, 401);
+    let bearer = ("Authorization", "Bearer api-token");
+    let (status, started) = post("/api/v1/hooks/unsigned", &[bearer]);
+    assert_eq!(status, 202, "{started}");
+    // A form another site's page posts is refused before the token is asked for.
+    let (status, _) = post(
+        "/api/v1/hooks/unsigned",
+        &[bearer, ("Origin", "http://evil.example")],
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn a_queued_execution_killed_while_it_waits_ends_killed_and_frees_its_place() {
+    let (_dir, server) = server();
+    let yaml = "id: single\nname: Single\nmax_concurrent: 1\ntrigger: { type: manual }\nnodes:\n  \
+                nap: { app: chaos, action: sleep, input: { ms: 300 } }\n";
+    let (status, body) = server.post("/api/v1/playbooks", yaml);
+    assert_eq!(status, 201, "{body}");
+    let run = || {
+        let (status, started) = server.post("/api/v1/playbooks/single/run", "{}");
+        assert_eq!(status, 202, "{started}");
+        started
+    };
+    let first = run();
+    let second = run();
+    assert_eq!(second["status"], "Queued", "{second}");
+    let second = second["execution_id"].as_str().unwrap();
+    let (status, _) = server.post(&format!("/api/v1/executions/{second}/kill"), "");
+    assert!(status < 300, "{status}");
+    let killed = server.wait_for_end(second);
+    assert_eq!(killed["status"], "Killed", "{killed}");
+    wait_for_completion(&server, first["execution_id"].as_str().unwrap());
+    // Its place was given back: the next one runs.
+    let third = run();
+    wait_for_completion(&server, third["execution_id"].as_str().unwrap());
 }

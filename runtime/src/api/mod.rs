@@ -67,7 +67,7 @@ pub struct Service {
     /// executions (a fair semaphore, so that queued ones start in order).
     gates: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
     /// The running timers, by playbook.
-    timers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    timers: Mutex<HashMap<String, triggers::Timer>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -84,6 +84,8 @@ pub struct Started {
     pub id: String,
     /// The numeric id.
     pub num: i64,
+    /// Whether it waits for its playbook's concurrency limit.
+    pub queued: bool,
     /// Resolves to the execution's record once it has ended and been stored.
     pub done: tokio::task::JoinHandle<Execution>,
 }
@@ -249,14 +251,34 @@ impl Service {
     pub async fn start(
         self: &Arc<Self>,
         playbook: Arc<Playbook>,
+        start: Start,
+    ) -> Result<Started, ApiError> {
+        // On a task of its own, so that a caller who goes away (a client hanging up, a
+        // timer stopped) never leaves a recorded start without its execution.
+        let service = Arc::clone(self);
+        tokio::spawn(async move { service.start_detached(playbook, start).await })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    }
+
+    async fn start_detached(
+        self: Arc<Self>,
+        playbook: Arc<Playbook>,
         mut start: Start,
     ) -> Result<Started, ApiError> {
+        use futures_util::FutureExt as _;
         start.events = Some(self.events.clone());
-        // Over its playbook's limit, an execution waits as Queued.
-        let gate = playbook
-            .max_concurrent
-            .map(|limit| self.gate(&playbook.id, limit));
-        let queued = gate.as_ref().is_some_and(|g| g.available_permits() == 0);
+        // Over its playbook's limit, an execution waits as Queued: it takes its place in
+        // the (fair) line now, so that queued executions start in the order they came.
+        let (mut permit, mut waiting) = (None, None);
+        if let Some(limit) = playbook.max_concurrent {
+            let mut acquire = Box::pin(self.gate(&playbook.id, limit).acquire_owned());
+            match (&mut acquire).now_or_never() {
+                Some(ready) => permit = ready.ok(),
+                None => waiting = Some(acquire),
+            }
+        }
+        let queued = waiting.is_some();
         let new = NewExecution {
             id: start.id.clone(),
             parent_id: start.parent_id.clone(),
@@ -289,29 +311,27 @@ impl Service {
                 return Err(ApiError::Internal(message));
             }
         };
-        let service = Arc::clone(self);
+        let service = Arc::clone(&self);
         let done = tokio::spawn(async move {
             let id = start.id.clone();
-            // Held until the execution is stored; a kill while queued ends the wait.
-            let _permit = match gate {
-                None => None,
-                Some(gate) => {
-                    let permit = tokio::select! {
-                        permit = gate.acquire_owned() => permit.ok(),
-                        () = start.kill.cancelled() => None,
+            // Held until the execution is stored; a kill while queued ends the wait (and
+            // the execution, at once).
+            if let Some(acquire) = waiting {
+                permit = tokio::select! {
+                    acquired = acquire => acquired.ok(),
+                    () = start.kill.cancelled() => None,
+                };
+                if permit.is_some() {
+                    let (reply, answer) = oneshot::channel();
+                    let running = NewExecution {
+                        status: ExecutionStatus::Running,
+                        ..new
                     };
-                    if queued && permit.is_some() {
-                        let (reply, answer) = oneshot::channel();
-                        let running = NewExecution {
-                            status: ExecutionStatus::Running,
-                            ..new
-                        };
-                        let _ = service.jobs.send(Job::Start(running, reply));
-                        let _ = answer.await;
-                    }
-                    permit
+                    let _ = service.jobs.send(Job::Start(running, reply));
+                    let _ = answer.await;
                 }
-            };
+            }
+            let _permit = permit;
             let execution = engine::execute(Arc::clone(&service.runner), playbook, start).await;
             // A batch that fails rolls back whole, so trying again is safe.
             for attempt in 1..=3 {
@@ -335,7 +355,12 @@ impl Service {
             service.ended(&execution);
             execution
         });
-        Ok(Started { id, num, done })
+        Ok(Started {
+            id,
+            num,
+            queued,
+            done,
+        })
     }
 
     /// The gate of playbook `xid` for `limit` executions at once (a new one when the
@@ -752,7 +777,7 @@ async fn answer_started(started: Started, wait: bool) -> Result<Response, ApiErr
     let body = json!({
         "execution_id": started.id,
         "id": started.num,
-        "status": "Running",
+        "status": if started.queued { "Queued" } else { "Running" },
         "links": {"execution": format!("/api/v1/executions/{}", started.id)},
     });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())

@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -29,15 +29,20 @@ use crate::playbook::trigger::{Schedule, Trigger};
 /// GitHub's name for the same thing is accepted too.
 const SIGNATURE_HEADERS: [&str; 2] = ["x-wasp-signature-256", "x-hub-signature-256"];
 
-/// Headers never copied into a trigger payload: they carry credentials.
-const PRIVATE_HEADERS: [&str; 6] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
-    SIGNATURE_HEADERS[0],
-    SIGNATURE_HEADERS[1],
-];
+/// Whether a header may carry a credential, and so is never copied into a trigger
+/// payload (which is stored at DEBUG and TRACE).
+fn private_header(name: &str) -> bool {
+    const WORDS: [&str; 7] = [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "signature",
+        "auth",
+    ];
+    WORDS.iter().any(|word| name.contains(word)) || name.contains("password")
+}
 
 /// How many upcoming fire times a timer playbook shows.
 const NEXT_RUNS: usize = 5;
@@ -68,35 +73,51 @@ pub(super) async fn hook(
     };
     match secret {
         Some(source) => {
+            // The cause is logged, never sent: the caller may be anyone.
             let key = source
                 .read()
                 .map_err(|e| ApiError::Internal(format!("the secret of webhook `{xid}`: {e}")))?;
             verify(&key, &headers, &body)?;
         }
-        None => service.check_token(&headers)?,
+        None => {
+            if let Some(refused) = super::cross_site(&axum::http::Method::POST, &headers) {
+                return Err(ApiError::Forbidden(refused));
+            }
+            service.check_token(&headers)?;
+        }
     }
-    let payload = json!({
+    // A signature vouches for the body only; waiting for (and so reading) the whole
+    // record needs the API token as well, when the server has one.
+    let wait = flag(&params, "wait")?;
+    if wait {
+        service.check_token(&headers)?;
+    }
+    let mut payload = json!({
         "body": match serde_json::from_slice::<Value>(&body) {
             Ok(value) => value,
             Err(_) => Value::String(String::from_utf8_lossy(&body).into_owned()),
         },
         "headers": headers
             .iter()
-            .filter(|(name, _)| !PRIVATE_HEADERS.contains(&name.as_str()))
+                        .filter(|(name, _)| !private_header(name.as_str()))
             .map(|(name, value)| {
                 (name.as_str().to_owned(), Value::from(String::from_utf8_lossy(value.as_bytes())))
             })
             .collect::<serde_json::Map<_, _>>(),
         "query": params
             .iter()
-            .filter(|(name, _)| *name != "wait")
+                        .filter(|(name, _)| *name != "wait" && !private_header(&name.to_ascii_lowercase()))
             .map(|(name, value)| (name.clone(), Value::from(value.clone())))
             .collect::<serde_json::Map<_, _>>(),
     });
+    if secret.is_some() {
+        // What a replayed signed request could change: say so to the playbook.
+        payload["signed"] = json!(["body"]);
+    }
     let started = service
         .run(&xid, payload, TriggerType::Webhook, None)
         .await?;
-    answer_started(started, flag(&params, "wait")?).await
+    answer_started(started, wait).await
 }
 
 /// Check the signature `headers` carry for `body` under `key`, in constant time.
@@ -149,19 +170,25 @@ pub(super) async fn event(
         })
         .collect();
     fired.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut executions = Vec::new();
+    let (mut executions, mut failed) = (Vec::new(), Vec::new());
+    let matched = fired.len();
     for playbook in fired {
-        let started = service
+        // One that cannot start does not hide the ones that did.
+        match service
             .run(&playbook.id, event.clone(), TriggerType::Event, None)
-            .await?;
-        executions.push(json!({
-            "playbook": playbook.id,
-            "execution_id": started.id,
-            "id": started.num,
-            "links": {"execution": format!("/api/v1/executions/{}", started.id)},
-        }));
+            .await
+        {
+            Ok(started) => executions.push(json!({
+                "playbook": playbook.id,
+                "execution_id": started.id,
+                "id": started.num,
+                "status": if started.queued { "Queued" } else { "Running" },
+                "links": {"execution": format!("/api/v1/executions/{}", started.id)},
+            })),
+            Err(e) => failed.push(json!({"playbook": playbook.id, "error": e.to_string()})),
+        }
     }
-    let body = json!({"matched": executions.len(), "executions": executions});
+    let body = json!({"matched": matched, "executions": executions, "failed": failed});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
@@ -193,46 +220,82 @@ impl Service {
 
     /// (Re)start the timer of `playbook`, or stop it when it has none or is disabled.
     pub(super) fn schedule(self: &Arc<Self>, playbook: &Arc<Playbook>) {
-        self.unschedule(&playbook.id);
+        let mut timers = crate::lock(&self.timers);
+        if let Some(old) = timers.remove(&playbook.id) {
+            old.task.abort();
+        }
         let Trigger::Timer(schedule) = &playbook.trigger else {
             return;
         };
         if !playbook.enabled {
             return;
         }
+        let due = Arc::new(std::sync::Mutex::new(schedule.next_after(Utc::now())));
         let task = tokio::spawn(tick(
             Arc::downgrade(self),
             playbook.id.clone(),
             schedule.clone(),
+            Arc::clone(&due),
         ));
-        crate::lock(&self.timers).insert(playbook.id.clone(), task.abort_handle());
+        timers.insert(
+            playbook.id.clone(),
+            Timer {
+                task: task.abort_handle(),
+                due,
+            },
+        );
     }
 
     /// Stop the timer of playbook `xid`, if it has one.
     pub(super) fn unschedule(&self, xid: &str) {
         if let Some(timer) = crate::lock(&self.timers).remove(xid) {
-            timer.abort();
+            timer.task.abort();
         }
+    }
+
+    /// When the timer of playbook `xid` fires next, if it runs.
+    fn next_due(&self, xid: &str) -> Option<DateTime<Utc>> {
+        let timers = crate::lock(&self.timers);
+        *crate::lock(&timers.get(xid)?.due)
     }
 }
 
-/// Fire playbook `xid` on `schedule` until the service is gone or the timer is stopped.
-async fn tick(service: std::sync::Weak<Service>, xid: String, schedule: Schedule) {
-    let mut due = schedule.next_after(Utc::now());
-    while let Some(at) = due {
+/// A running timer: its task, and when it fires next.
+#[derive(Debug)]
+pub(super) struct Timer {
+    task: tokio::task::AbortHandle,
+    due: Due,
+}
+
+/// A timer's next fire time, shared by its task and the playbook's record.
+type Due = Arc<std::sync::Mutex<Option<DateTime<Utc>>>>;
+
+/// Fire playbook `xid` on `schedule` until the service is gone or the timer is stopped,
+/// keeping `due` at the next fire time.
+async fn tick(service: std::sync::Weak<Service>, xid: String, schedule: Schedule, due: Due) {
+    loop {
+        let Some(at) = *crate::lock(&due) else {
+            return;
+        };
         let wait = (at - Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
         let Some(service) = service.upgrade() else {
             return;
         };
         let payload = json!({"scheduled_at": at, "fired_at": Utc::now()});
-        if let Err(e) = service.run(&xid, payload, TriggerType::Timer, None).await {
+        // Started apart from this task, so that stopping the timer never cuts a start
+        // in half.
+        let run = {
+            let xid = xid.clone();
+            tokio::spawn(async move { service.run(&xid, payload, TriggerType::Timer, None).await })
+        };
+        if let Ok(Err(e)) = run.await {
             tracing::warn!(playbook = %xid, error = %e, "a timer could not start its playbook");
         }
         // The next due time after this one, or after now if this one fired late: missed
         // times are skipped, never made up in a burst.
         let now = Utc::now();
-        due = schedule
+        *crate::lock(&due) = schedule
             .next_after(at)
             .filter(|next| *next > now)
             .or_else(|| schedule.next_after(now));
@@ -241,7 +304,7 @@ async fn tick(service: std::sync::Weak<Service>, xid: String, schedule: Schedule
 
 /// What a playbook's record shows of its trigger: the type, its settings (a secret by
 /// where it is kept, never its value) and, for a timer, its next fire times.
-pub(super) fn describe(playbook: &Playbook) -> Value {
+pub(super) fn describe(service: &Service, playbook: &Playbook) -> Value {
     let mut trigger = json!({"type": playbook.trigger.kind()});
     match &playbook.trigger {
         Trigger::Webhook { secret } => {
@@ -258,10 +321,16 @@ pub(super) fn describe(playbook: &Playbook) -> Value {
                     trigger["every"] = json!(format!("{}s", every.as_secs_f64()));
                 }
             }
-            trigger["next_runs"] = if playbook.enabled {
-                json!(schedule.upcoming(Utc::now(), NEXT_RUNS))
-            } else {
-                json!([])
+            // From the running timer's next due time (an interval counts from when it
+            // started), else from now.
+            trigger["next_runs"] = match service.next_due(&playbook.id) {
+                Some(due) if playbook.enabled => {
+                    let mut runs = vec![due];
+                    runs.extend(schedule.upcoming(due, NEXT_RUNS - 1));
+                    json!(runs)
+                }
+                _ if playbook.enabled => json!(schedule.upcoming(Utc::now(), NEXT_RUNS)),
+                _ => json!([]),
             };
         }
         Trigger::Event => {
@@ -284,7 +353,8 @@ pub(super) fn enrich(service: &Service, record: &mut Value, stats: Value) {
     };
     record["run_stats"] = stats;
     if let Some(playbook) = service.runner.playbook(&xid)
-        && let (Some(target), Value::Object(extra)) = (record.as_object_mut(), describe(&playbook))
+        && let (Some(target), Value::Object(extra)) =
+            (record.as_object_mut(), describe(service, &playbook))
     {
         target.extend(extra);
     }

@@ -809,21 +809,26 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut by_status = serde_json::Map::new();
             let mut ended = 0_i64;
+            // Durations: of the ended executions that have one (one a restart
+            // interrupted has none).
+            let (mut timed, mut total_ms) = (0_i64, 0_i64);
             let mut statement = c.prepare_cached(
-                "SELECT status, count(*), avg(duration_ms) FROM executions \
-                 WHERE playbook_xid = ?1 AND completed_at IS NOT NULL GROUP BY status",
+                "SELECT status, count(*), count(duration_ms), coalesce(sum(duration_ms), 0) \
+                 FROM executions WHERE playbook_xid = ?1 AND completed_at IS NOT NULL \
+                 GROUP BY status",
             )?;
-            let mut total_ms = 0.0;
             for row in statement.query_map([xid], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
-                    r.get::<_, Option<f64>>(2)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
                 ))
             })? {
-                let (status, count, mean) = row?;
+                let (status, count, with_duration, sum_ms) = row?;
                 ended += count;
-                total_ms += mean.unwrap_or(0.0) * count as f64;
+                timed += with_duration;
+                total_ms += sum_ms;
                 by_status.insert(status, Value::from(count));
             }
             let running: i64 = c.query_row(
@@ -831,26 +836,26 @@ impl Store for SqliteStore {
                 [xid],
                 |r| r.get(0),
             )?;
-            // The duration below which 95% of them ended (nearest rank).
-            let p95: Option<i64> = if ended == 0 {
+            // The duration at or below which 95% of them ended (nearest rank).
+            let p95: Option<i64> = if timed == 0 {
                 None
             } else {
-                let rank = ((ended as f64) * 0.95).ceil() as i64 - 1;
+                let rank = ((timed as f64) * 0.95).ceil() as i64 - 1;
                 c.query_row(
                     "SELECT duration_ms FROM executions \
                      WHERE playbook_xid = ?1 AND completed_at IS NOT NULL \
+                         AND duration_ms IS NOT NULL \
                      ORDER BY duration_ms LIMIT 1 OFFSET ?2",
                     params![xid, rank.max(0)],
                     |r| r.get(0),
                 )
                 .optional()?
-                .flatten()
             };
             Ok(serde_json::json!({
                 "total": ended,
                 "running": running,
                 "by_status": by_status,
-                "mean_duration_ms": (ended > 0).then(|| (total_ms / ended as f64).round() as i64),
+                "mean_duration_ms": (timed > 0).then(|| (total_ms as f64 / timed as f64).round() as i64),
                 "p95_duration_ms": p95,
             }))
         })
@@ -1461,6 +1466,13 @@ mod tests {
         let row = store.execution("ex_running").unwrap().unwrap();
         assert_eq!(row.status, ExecutionStatus::Failed);
         assert_eq!(row.message.as_deref(), Some("interrupted by restart"));
+        // It counts as ended, but has no duration to weigh in the mean or the p95.
+        let stats = store.run_stats("triage").unwrap();
+        assert_eq!(stats["total"], 2, "{stats}");
+        assert_eq!(stats["by_status"], json!({"Completed": 1, "Failed": 1}));
+        assert_eq!(stats["mean_duration_ms"], 5, "{stats}");
+        assert_eq!(stats["p95_duration_ms"], 5, "{stats}");
+        assert_eq!(stats["running"], 0, "{stats}");
         assert!(row.completed_at.is_some());
         let row = store.execution("ex_done").unwrap().unwrap();
         assert_eq!(row.status, ExecutionStatus::Completed);
