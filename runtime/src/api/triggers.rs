@@ -99,14 +99,16 @@ pub(super) async fn hook(
         },
         "headers": headers
             .iter()
-                        .filter(|(name, _)| !private_header(name.as_str()))
+            .filter(|(name, _)| !private_header(name.as_str()))
             .map(|(name, value)| {
                 (name.as_str().to_owned(), Value::from(String::from_utf8_lossy(value.as_bytes())))
             })
             .collect::<serde_json::Map<_, _>>(),
         "query": params
             .iter()
-                        .filter(|(name, _)| *name != "wait" && !private_header(&name.to_ascii_lowercase()))
+            .filter(|(name, _)| {
+                *name != "wait" && !private_header(&name.to_ascii_lowercase())
+            })
             .map(|(name, value)| (name.clone(), Value::from(value.clone())))
             .collect::<serde_json::Map<_, _>>(),
     });
