@@ -118,12 +118,13 @@ impl Server {
         read(response)
     }
 
-    /// Wait until execution `id` is no longer Running.
+    /// Wait until execution `id` is no longer Queued or Running.
     pub(crate) fn wait_for_end(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, execution) = self.get(&format!("/api/v1/executions/{id}"));
-            if execution["status"] != "Running" || Instant::now() > deadline {
+            let waiting = matches!(execution["status"].as_str(), Some("Running" | "Queued"));
+            if !waiting || Instant::now() > deadline {
                 return execution;
             }
             std::thread::sleep(Duration::from_millis(20));
