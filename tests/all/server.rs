@@ -1239,3 +1239,54 @@ fn a_change_asked_for_by_another_sites_page_is_refused() {
     let (status, body) = post(&[]);
     assert_eq!(status, 202, "{body}");
 }
+
+#[test]
+fn a_kill_whose_body_arrives_late_keeps_the_connection_open() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // One connection, several requests, each body sent a moment after its head (as a
+    // loaded client's may be). A server that answered before reading the body would
+    // close the connection, and a client reusing it would see "peer disconnected".
+    for _ in 0..3 {
+        let head = format!(
+            "POST /api/v1/executions/ex_none/kill HTTP/1.1\r\nHost: {address}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        stream.write_all(b"{}").unwrap();
+        let answer = read_response(&mut stream);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    }
+}
+
+/// The head of the next response on `stream`, its body read and dropped.
+fn read_response(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0_u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("the connection stays open");
+        assert_eq!(n, 1, "the server closed the connection after {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("an HTTP head is text");
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let line = line.to_ascii_lowercase();
+            line.strip_prefix("content-length:")
+                .map(|n| n.trim().parse().expect("a length"))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0_u8; length];
+    stream.read_exact(&mut body).expect("the announced body");
+    head
+}

@@ -872,6 +872,10 @@ fn graph(playbook: &Playbook) -> Value {
 async fn kill_execution(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
+    // Read before answering, though ignored: hyper closes a keep-alive connection
+    // whose request body has not arrived when the answer is sent, and a client reusing
+    // it then fails ("peer disconnected").
+    _body: Bytes,
 ) -> Result<Response, ApiError> {
     let key = id.clone();
     let row = service
