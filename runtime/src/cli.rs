@@ -607,7 +607,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         .local_addr()
         .map_err(|e| Failure::Internal(e.to_string()))?;
     eprintln!(
-        "wasp serving on http://{addr} (database `{}`)",
+        "wasp serving on http://{addr} (database `{}`); the web page is http://{addr}/",
         args.db.display()
     );
     crate::api::serve(listener, service, shutdown_signal())

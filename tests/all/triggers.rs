@@ -146,6 +146,15 @@ fn events_fire_the_enabled_playbooks_whose_conditions_all_hold() {
     let id = body["executions"][0]["execution_id"].as_str().unwrap();
     let execution = server.wait_for_end(id);
     assert_eq!(execution["trigger_type"], "EVENT", "{execution}");
+    let (status, audit) = server.post(
+        "/v1/p1/workspaces/w1/soc/playbooks/instances/auditlogs?offset=0&limit=10",
+        r#"{"instance_type": "PLAYBOOK", "trigger_type": "EVENT"}"#,
+    );
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(
+        audit["count"], 2,
+        "both executions the event started: {audit}"
+    );
     assert_eq!(
         execution["trigger"]["type"], "alert",
         "the event is the payload"
@@ -220,6 +229,13 @@ fn a_timer_fires_on_its_interval_and_shows_its_next_runs() {
             .all(|e| e["trigger_type"] == "TIMER"),
         "{page}"
     );
+    // SecMaster's view reports the timer in its own word.
+    let (status, audit) = server.post(
+        "/v1/p1/workspaces/w1/soc/playbooks/instances/auditlogs?offset=0&limit=10",
+        r#"{"instance_type": "PLAYBOOK", "trigger_type": "TIMER"}"#,
+    );
+    assert_eq!(status, 200, "{audit}");
+    assert!(audit["count"].as_u64().unwrap() >= 2, "{audit}");
 
     // Disabled, it stops firing and shows no next run.
     let yaml = "id: ticking\nname: ticking\nenabled: false\ntrigger: { type: timer, every: 1s }\n\
