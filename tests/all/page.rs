@@ -847,3 +847,38 @@ fn the_page_is_served_without_the_token_and_loads_nothing_from_elsewhere() {
         .expect("answered");
     assert_eq!(response.status(), 401);
 }
+
+#[test]
+fn a_partially_failed_execution_is_orange_and_its_failed_step_red_with_its_message() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let (_dir, server) = server();
+    let (status, execution) = server.post(
+        "/api/v1/playbooks/partial-failure/run?wait=true",
+        &sample_input("partial-failure"),
+    );
+    assert_eq!(status, 200, "{execution}");
+    assert_eq!(execution["status"], "Partially Failed");
+    let id = execution["id"].as_str().unwrap();
+    browser.open(&server.url(&format!("/#/executions/{id}?node=classify")));
+    let header = browser.wait_for(
+        "the header's status",
+        "const s = document.querySelector('#facts .status'); \
+         return s && [s.dataset.status, getComputedStyle(s).color];",
+    );
+    assert_eq!(header, json!(["Partially Failed", "rgb(188, 76, 0)"]));
+    let shown = browser.wait_for("the graph", NODE_STATUSES);
+    assert_eq!(shown["classify"], "Failed", "{shown}");
+    assert_eq!(shown["ticket"], "Succeeded", "{shown}");
+    let stroke = browser.script(
+        "return getComputedStyle(document.querySelector(\"[data-node='classify'] rect\")).stroke",
+        json!([]),
+    );
+    assert_eq!(stroke, "rgb(207, 34, 46)");
+    let facts = browser.text("#node-facts");
+    assert!(
+        facts.contains("Message"),
+        "the failure's message is shown: {facts}"
+    );
+}
