@@ -596,6 +596,22 @@ fn events_stream_live_node_and_step_states_after_they_are_stored() {
         json!("Failed")
     )));
 
+    // A stream of only some types carries only those; an unknown type is refused.
+    let mut ends = SseReader::open(&server, "/api/v1/events?types=execution_ended");
+    let (_, started) = server.post(
+        "/api/v1/playbooks/partial-failure/run",
+        &sample_input("partial-failure"),
+    );
+    let (name, data) = ends.next().expect("an event");
+    assert_eq!(name, "execution_ended");
+    assert_eq!(data["execution_id"], started["execution_id"]);
+    let (status, error) = server.get("/api/v1/events?types=node_started,lunch");
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("`lunch`"),
+        "{error}"
+    );
+
     // One execution's stream: a snapshot, live events, and the end.
     let (_, started) = server.post("/api/v1/playbooks/runaway/run", "{\"indicator\": \"x\"}");
     let id = started["execution_id"].as_str().unwrap().to_owned();

@@ -1117,14 +1117,27 @@ async fn tc_tql() -> Json<Value> {
     Json(json!({"data": data, "count": data.len(), "status": "Success"}))
 }
 
+/// The names of the events a stream carries.
+const EVENT_TYPES: [&str; 4] = [
+    "node_started",
+    "node_ended",
+    "step_ended",
+    "execution_ended",
+];
+
+/// The SSE event name of `event`.
+fn event_type(event: &Event) -> &'static str {
+    match event {
+        Event::NodeStarted { .. } => EVENT_TYPES[0],
+        Event::NodeEnded { .. } => EVENT_TYPES[1],
+        Event::StepEnded { .. } => EVENT_TYPES[2],
+        Event::ExecutionEnded { .. } => EVENT_TYPES[3],
+    }
+}
+
 /// One SSE message for `event`.
 fn sse(event: &Event) -> SseEvent {
-    let name = match event {
-        Event::NodeStarted { .. } => "node_started",
-        Event::NodeEnded { .. } => "node_ended",
-        Event::StepEnded { .. } => "step_ended",
-        Event::ExecutionEnded { .. } => "execution_ended",
-    };
+    let name = event_type(event);
     SseEvent::default()
         .event(name)
         .json_data(event)
@@ -1242,13 +1255,43 @@ async fn execution_events(
 }
 
 /// `GET /api/v1/events`: every execution's events as they happen.
-async fn all_events(State(service): State<Arc<Service>>) -> EventStream {
+/// `GET /api/v1/events[?types=node_started,execution_ended]`: every execution's events,
+/// or only those of the named types (a list page needs starts and ends, not every
+/// step's log lines).
+async fn all_events(
+    State(service): State<Arc<Service>>,
+    Query(params): Params,
+) -> Result<EventStream, ApiError> {
+    let types: Option<Vec<String>> = match params.get("types") {
+        None => None,
+        Some(list) => Some(
+            list.split(',')
+                .map(|name| {
+                    let name = name.trim();
+                    if EVENT_TYPES.contains(&name) {
+                        Ok(name.to_owned())
+                    } else {
+                        Err(ApiError::BadRequest(format!(
+                            "`types`: `{name}` is not an event type; expected {}",
+                            EVENT_TYPES.join(", ")
+                        )))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
     let receiver = service.broadcast.subscribe();
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let next = next_event(&mut receiver, |_| true).await?;
-        Some((Ok(next.message()), receiver))
-    });
-    Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default())
+    let stream =
+        futures_util::stream::unfold((receiver, types), |(mut receiver, types)| async move {
+            let keep = |event: &Event| {
+                types
+                    .as_ref()
+                    .is_none_or(|types| types.iter().any(|t| t == event_type(event)))
+            };
+            let next = next_event(&mut receiver, keep).await?;
+            Some((Ok(next.message()), (receiver, types)))
+        });
+    Ok(Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default()))
 }
 
 /// The window and order of a list: `offset`, `limit` (1 to 10,000), `sort` asc|desc.

@@ -160,7 +160,10 @@ const OPERATIONS: &[Operation] = &[
         method: "get",
         path: "/api/v1/events",
         summary: "Server-Sent Events of every execution.",
-        query: &[],
+        query: &[(
+            "types",
+            "Only these events: node_started, node_ended, step_ended, execution_ended.",
+        )],
         body: false,
     },
     Operation {

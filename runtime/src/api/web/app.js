@@ -402,8 +402,8 @@ async function homeView(view, mine) {
 
   // New and ended executions show up on the first page without a reload.
   let pending = null;
-  followFor(mine, "/api/v1/events", (name) => {
-    if (offset !== 0 || pending || (name !== "execution_ended" && name !== "node_started")) return;
+  followFor(mine, "/api/v1/events?types=node_started,execution_ended", () => {
+    if (offset !== 0 || pending) return;
     pending = setTimeout(() => {
       pending = null;
       if (current(mine) && !tqlError.textContent) load(0);
