@@ -90,6 +90,13 @@ pub struct Started {
     pub done: tokio::task::JoinHandle<Execution>,
 }
 
+impl Started {
+    /// `Queued` when it waits for its playbook's concurrency limit, else `Running`.
+    pub fn status(&self) -> &'static str {
+        if self.queued { "Queued" } else { "Running" }
+    }
+}
+
 /// Events a slow SSE client may fall behind by before it is told to catch up.
 const BROADCAST_CAPACITY: usize = 4096;
 
@@ -598,15 +605,8 @@ async fn authorize(State(service): State<Arc<Service>>, request: Request, next: 
     if let Some(refused) = cross_site(request.method(), request.headers()) {
         return ApiError::Forbidden(refused).into_response();
     }
-    if let Some(token) = &service.token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
-            return ApiError::Unauthorized.into_response();
-        }
+    if let Err(refused) = service.check_token(request.headers()) {
+        return refused.into_response();
     }
     next.run(request).await
 }
@@ -777,16 +777,10 @@ async fn answer_started(started: Started, wait: bool) -> Result<Response, ApiErr
     let body = json!({
         "execution_id": started.id,
         "id": started.num,
-        "status": if started.queued { "Queued" } else { "Running" },
+        "status": started.status(),
         "links": {"execution": format!("/api/v1/executions/{}", started.id)},
     });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
-}
-
-/// The compiled TQL condition of `params["tql"]`, or everything.
-fn tql_condition(params: &HashMap<String, String>) -> Result<tql::Condition, ApiError> {
-    let text = params.get("tql").map_or("", String::as_str);
-    Ok(tql::condition(text, EXECUTION_FIELDS, Utc::now())?)
 }
 
 /// `GET /api/v1/executions?tql=&offset=&limit=&sort=&count=true`: a page of
@@ -796,7 +790,11 @@ async fn list_executions(
     State(service): State<Arc<Service>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let mut query = window(&params, tql_condition(&params)?, Sort::NewestFirst)?;
+    let mut query = window(
+        &params,
+        schema_condition(&params, EXECUTION_FIELDS)?,
+        Sort::NewestFirst,
+    )?;
     query.count = flag(&params, "count")?;
     let page = service
         .blocking(move |store| store.executions(&query))
@@ -951,7 +949,7 @@ async fn tc_list(
     // does, only on the first page.
     let count = flag(&params, "count")? && start == 0;
     let query = StoreQuery {
-        condition: tql_condition(&params)?,
+        condition: schema_condition(&params, EXECUTION_FIELDS)?,
         offset: start,
         limit,
         sort,
@@ -1337,6 +1335,7 @@ async fn execution_id(service: &Arc<Service>, key: &str) -> Result<String, ApiEr
         .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{key}`")))
 }
 
+/// The compiled TQL condition of `params["tql"]` over `schema`, or everything.
 fn schema_condition(
     params: &HashMap<String, String>,
     schema: tql::Schema,

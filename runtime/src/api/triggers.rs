@@ -184,7 +184,7 @@ pub(super) async fn event(
                 "playbook": playbook.id,
                 "execution_id": started.id,
                 "id": started.num,
-                "status": if started.queued { "Queued" } else { "Running" },
+                "status": started.status(),
                 "links": {"execution": format!("/api/v1/executions/{}", started.id)},
             })),
             Err(e) => failed.push(json!({"playbook": playbook.id, "error": e.to_string()})),
