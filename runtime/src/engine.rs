@@ -345,10 +345,10 @@ impl StepRunner for HostRunner {
                 format!("the app `{}` is not loaded", call.app),
             );
         };
-        let settings = match &call.asset {
-            None => Arc::default(),
+        let asset = match &call.asset {
+            None => None,
             Some(name) => match self.assets.get(name) {
-                Some(asset) if asset.app == call.app => Arc::clone(&asset.settings),
+                Some(asset) if asset.app == call.app => Some(asset),
                 Some(asset) => {
                     return input_failure(format!(
                         "asset `{name}` is for app `{}`, not `{}`",
@@ -356,23 +356,34 @@ impl StepRunner for HostRunner {
                     ));
                 }
                 None => {
-                    return input_failure(format!(
-                        "asset `{name}` is not configured (see --assets)"
-                    ));
+                    return input_failure(format!("asset `{name}` is not configured"));
                 }
             },
         };
         let defaults = Limits::default();
+        // The node's own limits first, then the asset's, then the host's defaults.
         let host_call = Call {
             action: call.action,
             input: call.input.to_string(),
             level: call.level,
             limits: Limits {
-                timeout: call.timeout.unwrap_or(defaults.timeout),
-                memory_bytes: call.memory.unwrap_or(defaults.memory_bytes),
+                timeout: call
+                    .timeout
+                    .or(asset.as_ref().and_then(|a| a.timeout))
+                    .unwrap_or(defaults.timeout),
+                memory_bytes: call
+                    .memory
+                    .or(asset.as_ref().and_then(|a| a.memory))
+                    .unwrap_or(defaults.memory_bytes),
                 ..defaults
             },
-            settings,
+            settings: asset
+                .as_ref()
+                .map_or_else(Arc::default, |a| Arc::clone(&a.settings)),
+            egress: asset
+                .as_ref()
+                .map_or_else(Arc::default, |a| Arc::clone(&a.egress)),
+            asset: call.asset,
             kill: call.kill,
         };
         self.host

@@ -93,6 +93,7 @@
 mod action;
 pub mod config;
 mod error;
+pub mod http;
 pub mod json;
 pub mod log;
 pub mod testing;

@@ -17,7 +17,11 @@ use std::collections::BTreeMap;
 
 use crate::log::Level;
 
+/// What answers HTTP requests natively.
+type Responder = Box<dyn Fn(&crate::http::Request) -> crate::http::Response>;
+
 thread_local! {
+    static RESPONDER: RefCell<Option<Responder>> = const { RefCell::new(None) };
     static CONFIG: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
     static LOGS: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
 }
@@ -30,6 +34,21 @@ pub fn set_config<K: Into<String>, V: Into<String>>(settings: impl IntoIterator<
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
     });
+}
+
+/// Answer this thread's HTTP requests ([`crate::http`]) with `responder`, standing in
+/// for the remote service in a native unit test.
+pub fn respond_with(responder: impl Fn(&crate::http::Request) -> crate::http::Response + 'static) {
+    RESPONDER.with(|r| *r.borrow_mut() = Some(Box::new(responder)));
+}
+
+/// Stop answering this thread's HTTP requests.
+pub fn clear_responder() {
+    RESPONDER.with(|r| *r.borrow_mut() = None);
+}
+
+pub(crate) fn respond(request: &crate::http::Request) -> Option<crate::http::Response> {
+    RESPONDER.with(|r| r.borrow().as_ref().map(|responder| responder(request)))
 }
 
 /// Take the lines this thread logged so far, with their levels.

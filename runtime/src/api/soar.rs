@@ -128,7 +128,7 @@ fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Soar
         return Err(bad("`targets` is empty: name at least one app".to_owned()));
     }
     let apps: Vec<_> = service.runner.apps().apps().collect();
-    let assets: Vec<_> = service.runner.assets().iter().collect();
+    let assets: Vec<_> = service.runner.assets().list();
     let mut plans = Vec::new();
     for (t, target) in request.targets.iter().enumerate() {
         let (app_num, app) = find(&apps, &target.app_id, |a| &a.info.name).ok_or_else(|| {
@@ -171,11 +171,12 @@ fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Soar
         }
         let mut resolved: Vec<Option<(String, usize)>> = Vec::new();
         for key in &target.assets {
-            let Some((num, (name, asset))) = find(&assets, key, |(name, _)| name) else {
+            let Some((num, asset)) = find(&assets, key, |asset| &asset.name) else {
                 return Err(bad(format!(
                     "`targets[{t}].assets` names {key}, which is not a configured asset"
                 )));
             };
+            let name = &asset.name;
             if asset.app != app.info.name {
                 return Err(bad(format!(
                     "asset `{name}` is for app `{}`, not `{}`",
@@ -187,7 +188,7 @@ fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Soar
                     "`targets[{t}].assets` names asset `{name}` twice"
                 )));
             }
-            resolved.push(Some(((*name).to_owned(), num)));
+            resolved.push(Some((name.clone(), num)));
         }
         if plans.len() + resolved.len() > MAX_APP_RUNS {
             return Err(bad(format!(

@@ -154,8 +154,15 @@ impl LogSink {
         level >= self.level
     }
 
-    pub(crate) fn push(
+    pub(crate) fn push(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+        let ts = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        self.push_at(ts, level, message, fields);
+    }
+
+    /// Record one line stamped `ts` (the host's own lines, stamped when they happened).
+    pub(crate) fn push_at(
         &mut self,
+        ts: String,
         level: LogLevel,
         mut message: String,
         fields: Vec<(String, String)>,
@@ -174,7 +181,7 @@ impl LogSink {
         }
         self.bytes += size;
         self.lines.push(LogLine {
-            ts: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            ts,
             level,
             message,
             fields,

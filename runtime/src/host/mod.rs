@@ -26,6 +26,7 @@
 
 mod cache;
 mod capture;
+mod egress;
 mod registry;
 mod sandbox;
 
@@ -45,11 +46,13 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 
 pub use cache::default_cache_dir;
+pub use egress::Egress;
 pub use registry::Registry;
 pub use sandbox::Settings;
 
 use cache::ComponentCache;
 use capture::{BoundedPipe, LogCaps, LogSink};
+use egress::{Hooks, Records};
 use sandbox::{Interrupt, Limiter, StepState};
 
 use crate::trace::{LogLevel, LogLine, Redactor, truncate_utf8};
@@ -259,6 +262,10 @@ pub struct Call {
     pub limits: Limits,
     /// The settings (and secrets) of the bound asset.
     pub settings: Arc<Settings>,
+    /// The bound asset's name, for messages.
+    pub asset: Option<String>,
+    /// Where the step may reach over HTTP: the bound asset's grant.
+    pub egress: Arc<Egress>,
     /// Cancelled to kill the step.
     pub kill: CancellationToken,
 }
@@ -272,6 +279,8 @@ impl Call {
             level: LogLevel::Info,
             limits: Limits::default(),
             settings: Arc::default(),
+            asset: None,
+            egress: Arc::default(),
             kill: CancellationToken::new(),
         }
     }
@@ -512,6 +521,9 @@ impl Host {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        // Apps that call out import `wasi:http`; the hooks decide what a call may reach.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         bindings::App::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         start_ticker(&engine);
@@ -600,6 +612,7 @@ impl Host {
             &limits,
             LogLevel::Error,
             Arc::default(),
+            Hooks::new(Arc::default(), None, limits.timeout),
             CancellationToken::new(),
         );
         let described = tokio::time::timeout(limits.timeout + GRACE, async {
@@ -622,6 +635,7 @@ impl Host {
         limits: &Limits,
         level: LogLevel,
         settings: Arc<Settings>,
+        http_hooks: Hooks,
         kill: CancellationToken,
     ) -> Store<StepState> {
         let stdout = BoundedPipe::new(limits.max_stdio_bytes);
@@ -633,6 +647,8 @@ impl Host {
             .build();
         let state = StepState {
             wasi,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks,
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_cap: limits.memory_bytes,
@@ -703,10 +719,18 @@ impl Host {
             .map_err(|_| Error::Engine("the host is shutting down".into()))?;
         let redactor = call.settings.redactor();
         let started = Instant::now();
+        let records = Records::default();
+        let mut hooks = Hooks::new(
+            Arc::clone(&call.egress),
+            call.asset.clone(),
+            call.limits.timeout,
+        );
+        hooks.records = records.clone();
         let mut store = self.store(
             &call.limits,
             call.level,
             Arc::clone(&call.settings),
+            hooks,
             call.kill.clone(),
         );
         let invocation = bindings::wasp::playbook::types::Invocation {
@@ -728,6 +752,16 @@ impl Host {
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
 
         let state = store.data_mut();
+        let requests = records.take();
+        if !requests.is_empty() {
+            for request in &requests {
+                let (ts, level, message, fields) = request.line();
+                state.logs.push_at(ts, level, message, fields);
+            }
+            // The request lines join the app's own in time order (the stamps are
+            // fixed-width RFC 3339 in UTC, so they sort as text).
+            state.logs.lines.sort_by(|a, b| a.ts.cmp(&b.ts));
+        }
         let (stdout, stdout_dropped) = state.stdout.take();
         let (stderr, stderr_dropped) = state.stderr.take();
         let mut report = StepReport {

@@ -12,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::wasp::playbook::{config, log, types};
 use super::capture::{BoundedPipe, LogSink};
+use super::egress::Hooks;
 use crate::trace::{LogLevel, Redactor};
 
 /// Why the host stopped a guest from inside the epoch callback or the limiter. Carried
@@ -137,6 +139,8 @@ impl Settings {
 /// Everything a store holds for one step run.
 pub(crate) struct StepState {
     pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) http_hooks: Hooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: Limiter,
     pub(crate) logs: LogSink,
@@ -152,6 +156,16 @@ impl WasiView for StepState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StepState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

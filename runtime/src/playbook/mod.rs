@@ -695,13 +695,13 @@ fn valid_id(id: &str) -> bool {
 
 /// A duration such as `30s` or `500ms`, with an error naming the text. Playbook
 /// fields and command-line flags read durations the same way.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration like `30s` or `500ms`: {e}"))
 }
 
 /// A size such as `32MiB`, in bytes, with an error naming the text.
-pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, String> {
     let size: bytesize::ByteSize = text
         .parse()
         .map_err(|e| format!("`{text}` is not a size like `32MiB`: {e}"))?;
