@@ -283,9 +283,7 @@ impl Url {
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use wasi::http::outgoing_handler;
-    use wasi::http::types::{
-        ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
-    };
+    use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
     use wasi::io::streams::StreamError;
 
     use super::{HttpError, HttpErrorKind, Request, Response, Url};
@@ -376,21 +374,37 @@ mod imp {
                 Ok(chunk) => bytes.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    drop(stream);
-                    // The host says why in the body's trailers future; a failed read
-                    // is reported with what the host classified.
-                    let trailers = IncomingBody::finish(body);
-                    trailers.subscribe().block();
-                    if let Some(Ok(Err(code))) = trailers.get() {
+                    // The host classifies a failed read (a cap, a timeout) as an HTTP
+                    // error code.
+                    if let Some(code) = wasi::http::types::http_error_code(&e) {
                         return Err(classify(&fail, code));
                     }
-                    return Err(fail(
-                        HttpErrorKind::Other,
-                        format!("reading the response failed: {}", e.to_debug_string()),
-                    ));
+                    // wasmtime 48 does not carry the code of a failed body read to
+                    // `http-error-code`, only its text: classify by that.
+                    let text = e.to_debug_string();
+                    let lower = text.to_ascii_lowercase();
+                    let (kind, why) = if lower.contains("size exceeds limit") {
+                        (
+                            HttpErrorKind::TooLarge,
+                            format!("the response is over the asset's size cap ({text})"),
+                        )
+                    } else if lower.contains("timeout") || lower.contains("timed out") {
+                        (
+                            HttpErrorKind::Timeout,
+                            format!("timed out reading the response ({text})"),
+                        )
+                    } else {
+                        (
+                            HttpErrorKind::Other,
+                            format!("reading the response failed: {text}"),
+                        )
+                    };
+                    return Err(fail(kind, why));
                 }
             }
         }
+        drop(stream);
+        drop(body);
         Ok(Response {
             status,
             headers,

@@ -4,6 +4,7 @@
 mod apps;
 mod cli;
 mod common;
+mod egress;
 mod engine;
 mod hostile;
 mod page;

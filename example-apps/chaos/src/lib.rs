@@ -7,12 +7,15 @@
 //! - `fail` fails with the error code, message and retryability it is given.
 //! - `flood` writes many log lines and returns a large output, to see how a trace and
 //!   the page carry them.
+//! - `leak` spills a setting of its asset (say an API key) everywhere it can: a log
+//!   line and its fields, stdout, stderr, the output, and with `fail` the error message,
+//!   to see that the host masks secrets in all of them.
 
 use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use wasp_sdk::{Action, App, ErrorCode, StepError, info};
+use wasp_sdk::{Action, App, ErrorCode, StepError, config, info};
 
 /// How long to spin.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -159,6 +162,38 @@ pub fn failure(input: FailInput) -> StepError {
     }
 }
 
+/// Which setting to spill.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeakInput {
+    /// The setting's name.
+    pub key: String,
+    /// Fail with the value in the message instead of returning it.
+    #[serde(default)]
+    pub fail: bool,
+}
+
+/// The spilled setting.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Leaked {
+    /// Its value.
+    pub value: String,
+    /// Its value inside a longer text.
+    pub sentence: String,
+}
+
+fn leak(input: LeakInput) -> Result<Leaked, StepError> {
+    let value = config::require(&input.key)?;
+    let sentence = format!("the {} is {value}!", input.key);
+    info!(key = input.key, value = value; "{sentence}");
+    println!("stdout: {sentence}");
+    eprintln!("stderr: {sentence}");
+    if input.fail {
+        return Err(StepError::unauthorized(format!("rejected: {sentence}")));
+    }
+    Ok(Leaked { value, sentence })
+}
+
 struct Chaos;
 
 impl App for Chaos {
@@ -205,6 +240,11 @@ impl App for Chaos {
                     }
                     Ok(output)
                 },
+            ),
+            Action::new(
+                "leak",
+                "Spill the setting `key` into logs, stdout, stderr and the output (or the error).",
+                leak,
             ),
         ]
     }

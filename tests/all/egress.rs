@@ -1,0 +1,413 @@
+//! Outbound HTTP from real components (`http-request`, `reputation`) through the real
+//! host, against a mock service on 127.0.0.1 that the test starts: what an asset
+//! allows is reached, everything else is refused with a step error that says why, and
+//! a service that hangs or floods cannot hold a step or the host's memory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wasp_runtime::assets::{AssetSpec, Source};
+use wasp_runtime::host::{Call, StepReport, StepStatus};
+use wasp_runtime::trace::LogLevel;
+
+use crate::common::{example_app, invoke, load};
+
+/// A mock of an AbuseIPDB-style service and of misbehaving servers, on 127.0.0.1.
+pub(crate) struct MockService {
+    pub(crate) port: u16,
+    /// Bytes of the flood routes the service managed to write.
+    pub(crate) flooded: Arc<AtomicU64>,
+}
+
+/// The API key the mock service accepts.
+pub(crate) const API_KEY: &str = "k-7f3a9c2e51d04b8f";
+
+impl MockService {
+    pub(crate) fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port on 127.0.0.1");
+        let port = listener.local_addr().expect("an address").port();
+        let flooded = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&flooded);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let counter = Arc::clone(&counter);
+                std::thread::spawn(move || serve(stream, &counter));
+            }
+        });
+        Self { port, flooded }
+    }
+}
+
+fn serve(mut stream: TcpStream, flooded: &AtomicU64) {
+    let mut reader = BufReader::new(stream.try_clone().expect("a socket"));
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.trim_end().split_once(':') {
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(length) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+    }
+    let target = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let respond = |stream: &mut TcpStream, status: &str, body: &str| {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    };
+    match path {
+        "/api/v2/check" => {
+            if header("key").as_deref() != Some(API_KEY) {
+                respond(
+                    &mut stream,
+                    "401 Unauthorized",
+                    r#"{"errors":[{"detail":"Authentication failed."}]}"#,
+                );
+                return;
+            }
+            let ip = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("ipAddress="))
+                .unwrap_or("");
+            let score = if ip.starts_with("185.220.") { 100 } else { 0 };
+            let body = json!({"data": {
+                "ipAddress": ip, "isPublic": true, "abuseConfidenceScore": score,
+                "countryCode": "DE", "usageType": "Data Center/Web Hosting/Transit",
+                "isp": "Example Hosting", "totalReports": score * 14,
+                "lastReportedAt": "2026-11-21T10:01:02+00:00"
+            }});
+            respond(&mut stream, "200 OK", &body.to_string());
+        }
+        "/echo" => {
+            let body = json!({"path": path, "query": query, "headers": headers
+                .iter()
+                .map(|(n, v)| (n.clone(), Value::String(v.clone())))
+                .collect::<serde_json::Map<_, _>>()});
+            respond(&mut stream, "200 OK", &body.to_string());
+        }
+        // Never answers: only the client's timeout ends the wait.
+        "/hang" => std::thread::sleep(Duration::from_secs(120)),
+        // 1 GiB, chunked (no length to refuse up front), until the client hangs up.
+        "/flood" => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            );
+            let chunk = vec![b'x'; 64 << 10];
+            for _ in 0..(1u64 << 30) / chunk.len() as u64 {
+                if write!(stream, "{:x}\r\n", chunk.len()).is_err()
+                    || stream.write_all(&chunk).is_err()
+                    || stream.write_all(b"\r\n").is_err()
+                {
+                    return;
+                }
+                flooded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+            let _ = stream.write_all(b"0\r\n\r\n");
+        }
+        // Declares 1 GiB up front.
+        "/declared" => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                1u64 << 30
+            );
+            let chunk = vec![b'x'; 64 << 10];
+            while stream.write_all(&chunk).is_ok() {
+                flooded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        }
+        _ => respond(&mut stream, "404 Not Found", r#"{"error":"no such route"}"#),
+    }
+}
+
+/// Run `action` of example app `app` on `input`, bound to the asset defined by `yaml`.
+async fn run_bound(app: &str, action: &str, yaml: &str, input: Value) -> StepReport {
+    let spec: AssetSpec = serde_saphyr::from_str(yaml).expect("the asset parses");
+    let asset = spec
+        .resolve("intel", Path::new("."), Source::Api)
+        .expect("the asset resolves");
+    let component = load(example_app(app)).await;
+    let mut call = Call::new(action, input.to_string());
+    call.level = LogLevel::Debug;
+    call.settings = Arc::clone(&asset.settings);
+    call.egress = Arc::clone(&asset.egress);
+    call.asset = Some(asset.name.clone());
+    if let Some(timeout) = asset.timeout {
+        call.limits.timeout = timeout;
+    }
+    invoke(&component, call).await
+}
+
+fn error_of(report: &StepReport) -> (String, String) {
+    let error = report
+        .error
+        .as_ref()
+        .unwrap_or_else(|| panic!("the step succeeded: {report:#?}"));
+    (
+        error.code.clone().unwrap_or_default(),
+        error.message.clone(),
+    )
+}
+
+fn log_text(report: &StepReport) -> String {
+    report
+        .logs
+        .iter()
+        .map(|line| format!("{:?} {}\n", line.level, line.message))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_allowed_host_is_reached_and_the_request_recorded() {
+    let service = MockService::start();
+    let port = service.port;
+    let yaml = format!(
+        "app: reputation\nsettings: {{base_url: 'http://127.0.0.1:{port}/api/v2'}}\n\
+         secrets: {{api_key: {{file: '{}'}}}}\nhosts: ['127.0.0.1:{port}']\n",
+        key_file()
+    );
+    let report = run_bound("reputation", "check", &yaml, json!({"ip": "185.220.101.4"})).await;
+    assert_eq!(report.status, StepStatus::Succeeded, "{report:#?}");
+    let output = report.output.clone().expect("an output");
+    assert_eq!(output["score"], 100);
+    assert_eq!(output["verdict"], "malicious");
+    assert_eq!(output["country"], "DE");
+    // The request is in the trace at DEBUG: method, URL without query values, status,
+    // duration and bytes.
+    let line = report
+        .logs
+        .iter()
+        .find(|line| line.message.starts_with("GET "))
+        .unwrap_or_else(|| panic!("no request line: {}", log_text(&report)));
+    assert_eq!(line.level, LogLevel::Debug);
+    assert!(
+        line.message.starts_with(&format!(
+            "GET http://127.0.0.1:{port}/api/v2/check?ipAddress=…&maxAgeInDays=… → 200 in "
+        )),
+        "{}",
+        line.message
+    );
+    let field = |name: &str| {
+        line.fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(field("status").as_deref(), Some("200"));
+    assert!(field("bytes").is_some_and(|b| b.parse::<u64>().is_ok_and(|b| b > 100)));
+    assert!(field("duration_ms").is_some());
+    assert!(
+        !format!("{report:?}").contains("185.220.101.4&"),
+        "no query values in the record"
+    );
+}
+
+/// A file holding the API key, as a secret's `file:` reference names it.
+pub(crate) fn key_file() -> String {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("egress-api-key");
+    std::fs::write(&path, format!("{API_KEY}\n")).expect("the key file is written");
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn hosts_off_the_list_and_loopback_by_name_are_refused() {
+    let service = MockService::start();
+    let port = service.port;
+    let allowed_elsewhere = "app: http-request\nhosts: ['api.example.com', '*.abuseipdb.com']\n";
+    let report = run_bound(
+        "http-request",
+        "request",
+        allowed_elsewhere,
+        json!({"url": format!("http://127.0.0.1:{port}/echo")}),
+    )
+    .await;
+    let (code, message) = error_of(&report);
+    assert_eq!(code, "misconfigured");
+    assert!(
+        message.contains(&format!("GET http://127.0.0.1:{port}/echo"))
+            && message.contains("does not allow this host"),
+        "{message}"
+    );
+    assert!(
+        log_text(&report).contains(&format!(
+            "127.0.0.1:{port} is not an allowed host; asset `intel` allows only api.example.com, *.abuseipdb.com"
+        )),
+        "{}",
+        log_text(&report)
+    );
+
+    // Allowed by name, but the name is loopback: refused after resolving.
+    let by_name = format!("app: http-request\nhosts: ['localhost:{port}']\n");
+    let report = run_bound(
+        "http-request",
+        "request",
+        &by_name,
+        json!({"url": format!("http://localhost:{port}/echo")}),
+    )
+    .await;
+    let (code, message) = error_of(&report);
+    assert_eq!(code, "misconfigured");
+    assert!(
+        message.contains("loopback, private or link-local"),
+        "{message}"
+    );
+    assert!(
+        log_text(&report).contains("(loopback)"),
+        "{}",
+        log_text(&report)
+    );
+
+    // Named explicitly: reached.
+    let named = format!(
+        "app: http-request\nhosts: ['localhost:{port}', '127.0.0.1:{port}', '[::1]:{port}']\n"
+    );
+    let report = run_bound(
+        "http-request",
+        "request",
+        &named,
+        json!({"url": format!("http://localhost:{port}/echo")}),
+    )
+    .await;
+    assert_eq!(report.status, StepStatus::Succeeded, "{report:#?}");
+
+    // No asset: nothing at all.
+    let component = load(example_app("http-request")).await;
+    let call = Call::new(
+        "request",
+        json!({"url": "https://example.com/"}).to_string(),
+    );
+    let report = invoke(&component, call).await;
+    assert!(
+        log_text(&report).contains("the step binds no asset, so it may not reach any host"),
+        "{}",
+        log_text(&report)
+    );
+    // The metadata address of clouds, even when its rule names only a port elsewhere.
+    let report = run_bound(
+        "http-request",
+        "request",
+        "app: http-request\nhosts: ['metadata.example']\n",
+        json!({"url": "http://169.254.169.254/latest/meta-data/"}),
+    )
+    .await;
+    assert_eq!(error_of(&report).0, "misconfigured");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_ends_at_the_host_side_timeout() {
+    let service = MockService::start();
+    let port = service.port;
+    let yaml = format!(
+        "app: http-request\nhosts: ['127.0.0.1:{port}']\nhttp: {{first_byte_timeout: 300ms}}\n"
+    );
+    let started = Instant::now();
+    let report = run_bound(
+        "http-request",
+        "request",
+        &yaml,
+        json!({"url": format!("http://127.0.0.1:{port}/hang")}),
+    )
+    .await;
+    let (code, message) = error_of(&report);
+    assert_eq!(code, "timeout", "{message}");
+    assert!(report.error.as_ref().is_some_and(|e| e.retryable));
+    assert!(
+        log_text(&report).contains("the response's first byte took longer than 300ms"),
+        "{}",
+        log_text(&report)
+    );
+    // The step's own deadline (30 s) was not what ended it.
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // With generous HTTP timeouts, the step's deadline still bounds the wait.
+    let yaml = format!(
+        "app: http-request\nhosts: ['127.0.0.1:{port}']\nlimits: {{timeout: 500ms}}\n\
+         http: {{first_byte_timeout: 1h, timeout: 1h}}\n"
+    );
+    let report = run_bound(
+        "http-request",
+        "request",
+        &yaml,
+        json!({"url": format!("http://127.0.0.1:{port}/hang")}),
+    )
+    .await;
+    let error = report.error.as_ref().expect("the step failed");
+    assert!(
+        matches!(
+            error.kind,
+            wasp_runtime::host::FailureKind::Timeout | wasp_runtime::host::FailureKind::AppError
+        ),
+        "{error:?}"
+    );
+    assert!(
+        log_text(&report).contains("ran into the step's deadline")
+            || error.message.contains("deadline"),
+        "{error:?}\n{}",
+        log_text(&report)
+    );
+}
+
+#[tokio::test]
+async fn a_gigabyte_response_is_stopped_at_the_cap() {
+    let service = MockService::start();
+    let port = service.port;
+    let yaml =
+        format!("app: http-request\nhosts: ['127.0.0.1:{port}']\nhttp: {{max_response: 1MiB}}\n");
+    for route in ["flood", "declared"] {
+        service.flooded.store(0, Ordering::Relaxed);
+        let report = run_bound(
+            "http-request",
+            "request",
+            &yaml,
+            json!({"url": format!("http://127.0.0.1:{port}/{route}")}),
+        )
+        .await;
+        let (code, message) = error_of(&report);
+        assert_eq!(code, "unavailable", "{route}: {message}");
+        assert!(
+            message.contains("over the asset's size cap"),
+            "{route}: {message}"
+        );
+        assert!(
+            log_text(&report).contains("1048576-byte cap"),
+            "{route}: {}",
+            log_text(&report)
+        );
+        // The server was cut off long before its gigabyte: what it wrote is what the
+        // socket buffers took, not the whole.
+        std::thread::sleep(Duration::from_millis(200));
+        let written = service.flooded.load(Ordering::Relaxed);
+        assert!(
+            written < 256 << 20,
+            "{route}: the server wrote {written} bytes"
+        );
+    }
+}
