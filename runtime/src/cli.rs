@@ -380,6 +380,9 @@ async fn run_playbook(
         HostRunner::new(host.clone(), Arc::new(registry), Arc::new(assets))
             .with_playbooks(children),
     );
+    if let Some(unmet) = runner.unmet_requirements(&playbook) {
+        return Err(Failure::Usage(format!("{unmet} (see --assets)")));
+    }
     let start = Start {
         trigger_type: if args.debug {
             TriggerType::Debug
@@ -599,6 +602,10 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
             .with_playbooks(playbooks.iter().map(|(p, _)| Arc::clone(p))),
     );
     let service = Arc::new(crate::api::Service::new(store, runner, args.token));
+    service
+        .load_stored_assets()
+        .and_then(|()| service.load_stored_playbooks())
+        .map_err(|e| Failure::Internal(e.to_string()))?;
     service.start_timers();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

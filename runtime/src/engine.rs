@@ -327,6 +327,31 @@ impl HostRunner {
     pub fn assets(&self) -> &Assets {
         &self.assets
     }
+
+    /// Why `playbook` may not run yet: the assets it requires
+    /// (`required_connector_ids`) that are not configured, or are for another app than
+    /// a node that binds them expects. `None` when it may run.
+    pub fn unmet_requirements(&self, playbook: &Playbook) -> Option<String> {
+        let missing: Vec<&str> = playbook
+            .labels
+            .required_connector_ids
+            .iter()
+            .filter(|name| self.assets.get(name).is_none())
+            .map(String::as_str)
+            .collect();
+        match missing.as_slice() {
+            [] => None,
+            [one] => Some(format!(
+                "playbook `{}` requires asset `{one}`, which is not configured",
+                playbook.id
+            )),
+            many => Some(format!(
+                "playbook `{}` requires assets that are not configured: {}",
+                playbook.id,
+                many.join(", ")
+            )),
+        }
+    }
 }
 
 impl StepRunner for HostRunner {

@@ -411,3 +411,155 @@ async fn a_gigabyte_response_is_stopped_at_the_cap() {
         );
     }
 }
+
+/// Every API view of an execution, as text, to search for a secret.
+fn everything_served(server: &crate::server::Server, id: &str) -> String {
+    let mut seen = String::new();
+    for path in [
+        format!("/api/v1/executions/{id}"),
+        format!("/api/v1/executions/{id}/steps"),
+        format!("/api/v1/executions/{id}/logs?level=trace&limit=1000"),
+        format!("/api/v1/executions/{id}/logs?level=trace&format=csv"),
+        format!("/api/v3/playbook/executions/{id}"),
+        "/api/v3/playbook/executions?resultLimit=100".to_owned(),
+        "/api/v1/steps?limit=500".to_owned(),
+        "/api/v1/logs?limit=1000".to_owned(),
+        "/api/v1/assets".to_owned(),
+        "/api/v1/playbooks".to_owned(),
+    ] {
+        let (status, body) = server.get_bytes(&path);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        seen.push_str(&String::from_utf8_lossy(&body));
+    }
+    // The OS logs come zipped (deflated): look inside.
+    let (status, zipped) = server.get_bytes(&format!("/api/v1/executions/{id}/oslogs.zip"));
+    assert_eq!(status, 200);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zipped)).expect("a ZIP");
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).expect("an entry");
+        let mut text = String::new();
+        file.read_to_string(&mut text).expect("text");
+        seen.push_str(&text);
+    }
+    let (_, audit) = server.post(
+        "/v1/p/workspaces/w/soc/playbooks/instances/auditlogs?limit=100",
+        "{}",
+    );
+    seen.push_str(&audit.to_string());
+    seen
+}
+
+#[test]
+fn an_app_that_logs_and_returns_its_api_key_leaves_no_trace_of_it() {
+    let service = MockService::start();
+    let port = service.port;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("wasp.db");
+    let server =
+        crate::server::Server::start_with_env(&db, &[], &[("WASP_TEST_LEAK_KEY", API_KEY)]);
+    // Assets through the API: secrets by reference only.
+    let (status, refused) = server.post(
+        "/api/v1/assets",
+        r#"{"name": "bad", "app": "chaos", "secrets": {"api_key": {"value": "in clear"}}}"#,
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("never stores a secret's value")),
+        "{refused}"
+    );
+    let (status, leaky) = server.post(
+        "/api/v1/assets",
+        r#"{"name": "leaky", "app": "chaos", "secrets": {"api_key": {"env": "WASP_TEST_LEAK_KEY"}}}"#,
+    );
+    assert_eq!(status, 201, "{leaky}");
+    assert_eq!(
+        leaky["secrets"]["api_key"],
+        json!({"env": "WASP_TEST_LEAK_KEY"})
+    );
+    assert_eq!(leaky["source"], "api");
+    let intel = json!({
+        "app": "reputation",
+        "settings": {"base_url": format!("http://127.0.0.1:{port}/api/v2")},
+        "secrets": {"api_key": {"env": "WASP_TEST_LEAK_KEY"}},
+        "hosts": [format!("127.0.0.1:{port}")],
+    });
+    let (status, body) = server.send("PUT", "/api/v1/assets/intel", &intel.to_string());
+    assert_eq!(status, 201, "{body}");
+    let echo = json!({
+        "app": "http-request",
+        "settings": {"base_url": format!("http://127.0.0.1:{port}")},
+        "secrets": {"authorization": {"env": "WASP_TEST_LEAK_KEY"}},
+        "hosts": [format!("127.0.0.1:{port}")],
+    });
+    let (status, body) = server.send("PUT", "/api/v1/assets/echo", &echo.to_string());
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.send("DELETE", "/api/v1/assets/soc-feed", "");
+    assert_eq!(
+        status, 409,
+        "assets from the file are read-only here: {body}"
+    );
+
+    let playbook = r#"
+id: leaky
+name: Leaky
+log_level: trace
+trigger: { type: manual }
+required_connector_ids: [leaky, intel, echo]
+nodes:
+  leak:      { app: chaos, action: leak, asset: leaky, input: { key: api_key } }
+  leak_fail: { app: chaos, action: leak, asset: leaky, input: { key: api_key, fail: true } }
+  rep:       { app: reputation, action: check, asset: intel, input: { ip: 185.220.101.4 } }
+  echo:      { app: http-request, action: request, asset: echo, input: { url: /echo } }
+edges: []
+"#;
+    let (status, body) = server.post("/api/v1/playbooks", playbook);
+    assert_eq!(status, 201, "{body}");
+    let (status, execution) = server.post("/api/v1/playbooks/leaky/run?wait=true", "{}");
+    assert_eq!(status, 200, "{execution}");
+    let id = execution["id"].as_str().expect("an id").to_owned();
+    assert_eq!(execution["status"], "Partially Failed", "{execution}");
+
+    // The key was really used (the service checks it) and really spilled (masked).
+    let (_, steps) = server.get(&format!("/api/v1/executions/{id}/steps"));
+    let steps = steps.to_string();
+    assert!(steps.contains(r#""verdict":"malicious""#), "{steps}");
+    assert!(steps.contains("the api_key is ***!"), "{steps}");
+    assert!(steps.contains("rejected: the api_key is ***!"), "{steps}");
+    assert!(steps.contains(r#""authorization":"***""#), "{steps}");
+
+    let served = everything_served(&server, &id);
+    assert!(served.contains("***"));
+    assert!(!served.contains(API_KEY), "the API shows the key");
+    assert!(
+        !server.log().contains(API_KEY),
+        "the server's log holds the key"
+    );
+    drop(server);
+    for file in ["wasp.db", "wasp.db-wal", "wasp.db-shm"] {
+        let path = dir.path().join(file);
+        if let Ok(bytes) = std::fs::read(&path) {
+            let found = bytes
+                .windows(API_KEY.len())
+                .any(|window| window == API_KEY.as_bytes());
+            assert!(!found, "{file} holds the key");
+        }
+    }
+
+    // A required asset that is missing stops the playbook before it runs.
+    let server = crate::server::Server::start(&db, &[]);
+    let (status, body) = server.post("/api/v1/playbooks/leaky/run", "{}");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(
+            |m| m.contains("requires assets that are not configured: leaky, intel, echo")
+        ),
+        "{body}"
+    );
+    assert!(
+        server.log().contains("WASP_TEST_LEAK_KEY"),
+        "the stored assets say why they cannot be used: {}",
+        server.log()
+    );
+}

@@ -24,6 +24,11 @@ pub(crate) struct Server {
 impl Server {
     /// Serve the sample playbooks, storing in `db`, with `extra` arguments.
     pub(crate) fn start(db: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(db, extra, &[])
+    }
+
+    /// A server whose process also has the environment variables `env`.
+    pub(crate) fn start_with_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
         let assets = format!("{playbooks}/assets.yaml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
@@ -35,6 +40,7 @@ impl Server {
             .env("WASP_CACHE_DIR", cache_dir())
             .env_remove("WASP_API_TOKEN")
             .env_remove("WASP_LOG")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("wasp serve starts");
@@ -80,6 +86,44 @@ impl Server {
             token,
             log,
         }
+    }
+
+    /// What the server wrote to stderr so far.
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `GET path`, the body as bytes.
+    pub(crate) fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let mut response = self
+            .auth(self.agent.get(self.url(path)))
+            .call()
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .expect("the server answers");
+        (status, body)
+    }
+
+    /// `method path` with a body.
+    pub(crate) fn send(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .header("Content-Type", "application/json");
+        let request = match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        };
+        let response = self
+            .agent
+            .run(request.body(body.to_owned()).expect("a request"))
+            .expect("the server answers");
+        read(response)
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

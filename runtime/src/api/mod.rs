@@ -6,6 +6,7 @@
 //! Bad input is a 4xx whose message says what to fix; a store failure is a 500 that
 //! says "internal error" to the client and logs the cause.
 
+mod assets;
 mod openapi;
 mod secmaster;
 mod soar;
@@ -223,6 +224,45 @@ impl Service {
         }
     }
 
+    /// Serve the playbooks created through the API in earlier runs, kept in the store
+    /// (those from the playbooks directory are loaded from their files). One that no
+    /// longer validates (an app gone) is skipped with a warning naming why.
+    pub fn load_stored_playbooks(&self) -> Result<(), store::Error> {
+        let mut pending: Vec<store::PlaybookRecord> = self
+            .store
+            .playbooks()?
+            .into_iter()
+            .filter(|p| p.source == "api" && self.runner.playbook(&p.xid).is_none())
+            .collect();
+        // A playbook may call another stored one: load until no more can be.
+        loop {
+            let before = pending.len();
+            let mut failed = Vec::new();
+            for record in pending {
+                match validated(self, record.steps.to_string().as_bytes()) {
+                    Ok((playbook, _)) => self.runner.set_playbook(Arc::new(playbook)),
+                    Err(e) => failed.push((record, e)),
+                }
+            }
+            if failed.len() == before || failed.is_empty() {
+                for (record, error) in &failed {
+                    tracing::warn!(playbook = %record.xid, %error, "a stored playbook cannot be served");
+                    eprintln!(
+                        "playbook `{}` from the database cannot be served: {error}",
+                        record.xid
+                    );
+                }
+                return Ok(());
+            }
+            pending = failed.into_iter().map(|(record, _)| record).collect();
+        }
+    }
+
+    /// Use the assets created through the API, kept in the store.
+    pub fn load_stored_assets(&self) -> Result<(), store::Error> {
+        assets::load_stored(self)
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -244,6 +284,9 @@ impl Service {
             return Err(ApiError::Conflict(format!(
                 "playbook `{xid}` is disabled; set `enabled: true` to run it"
             )));
+        }
+        if let Some(unmet) = self.runner.unmet_requirements(&playbook) {
+            return Err(ApiError::Conflict(unmet));
         }
         let start = Start {
             trigger_type,
@@ -516,6 +559,11 @@ pub fn router(service: Arc<Service>) -> Router {
             get(get_playbook)
                 .put(update_playbook)
                 .delete(delete_playbook),
+        )
+        .route("/api/v1/assets", get(assets::list).post(assets::create))
+        .route(
+            "/api/v1/assets/{name}",
+            get(assets::get).put(assets::put).delete(assets::delete),
         )
         .route("/api/v1/executions", get(list_executions))
         .route("/api/v1/executions/{id}", get(get_execution))

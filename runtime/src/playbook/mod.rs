@@ -190,6 +190,8 @@ pub struct Labels {
     pub mitre_tactics: Vec<String>,
     /// MITRE ATT&CK technique ids.
     pub mitre_techniques: Vec<String>,
+    /// Assets that must be configured before it may run.
+    pub required_connector_ids: Vec<String>,
 }
 
 /// A checked playbook: a DAG whose first node is the trigger.
@@ -599,6 +601,7 @@ impl Playbook {
                 tags: spec.tags,
                 mitre_tactics: spec.mitre_tactics,
                 mitre_techniques: spec.mitre_techniques,
+                required_connector_ids: spec.required_connector_ids,
             },
             graph,
             index,

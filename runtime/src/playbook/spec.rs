@@ -56,6 +56,9 @@ pub struct PlaybookSpec {
     /// MITRE ATT&CK technique ids it addresses.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub mitre_techniques: Vec<String>,
+    /// Assets that must be configured before it may run (seed 003's connectors).
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub required_connector_ids: Vec<String>,
     /// The nodes, by id, in file order. A list of pairs rather than a map, so that a
     /// duplicate id is reported rather than silently replacing the first node.
     #[serde(deserialize_with = "nodes_in_order")]

@@ -459,6 +459,8 @@ pub struct PlaybookFields<'a> {
     pub mitre_tactics: &'a [String],
     /// MITRE ATT&CK technique ids.
     pub mitre_techniques: &'a [String],
+    /// Assets that must be configured for it to run.
+    pub required_connector_ids: &'a [String],
 }
 
 impl<'a> PlaybookFields<'a> {
@@ -477,6 +479,7 @@ impl<'a> PlaybookFields<'a> {
             tags: &[],
             mitre_tactics: &[],
             mitre_techniques: &[],
+            required_connector_ids: &[],
         }
     }
 
@@ -495,6 +498,7 @@ impl<'a> PlaybookFields<'a> {
             tags: &playbook.labels.tags,
             mitre_tactics: &playbook.labels.mitre_tactics,
             mitre_techniques: &playbook.labels.mitre_techniques,
+            required_connector_ids: &playbook.labels.required_connector_ids,
         }
     }
 }
@@ -595,4 +599,14 @@ pub trait Store: Send + Sync + 'static {
     /// Mark every execution left Queued or Running (by a process that died) Failed,
     /// "interrupted by restart"; returns how many.
     fn interrupt_unfinished(&self) -> Result<usize, Error>;
+
+    /// Add or replace the API-defined asset `name` of `app`; `spec` holds secrets as
+    /// references only.
+    fn save_asset(&self, name: &str, app: &str, spec: &Value) -> Result<(), Error>;
+
+    /// Remove the API-defined asset `name`; whether there was one.
+    fn delete_asset(&self, name: &str) -> Result<bool, Error>;
+
+    /// Every API-defined asset: name and definition.
+    fn assets(&self) -> Result<Vec<(String, Value)>, Error>;
 }

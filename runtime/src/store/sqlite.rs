@@ -203,6 +203,17 @@ CREATE INDEX executions_parent ON executions (parent_id) WHERE parent_id IS NOT 
 DROP INDEX executions_replay_of;
 CREATE INDEX executions_replay_of ON executions (replay_of) WHERE replay_of IS NOT NULL;
 ",
+    r"
+-- Assets created through the API. A secret is kept as its reference (`env:` or
+-- `file:`), never as a value: the spec column holds what the API shows.
+CREATE TABLE assets (
+    name TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+",
 ];
 
 /// The columns of an executions row, as written.
@@ -772,8 +783,8 @@ impl Store for SqliteStore {
             writer.execute(
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
                      description, steps, category, enabled, auto_execute, trigger_conditions, \
-                     tags, mitre_tactics, mitre_techniques) \
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                     tags, mitre_tactics, mitre_techniques, required_connector_ids) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
                  ON CONFLICT (xid) DO UPDATE SET updated_at = excluded.updated_at, \
                      source = excluded.source, name = excluded.name, \
                      description = excluded.description, steps = excluded.steps, \
@@ -781,7 +792,8 @@ impl Store for SqliteStore {
                      auto_execute = excluded.auto_execute, \
                      trigger_conditions = excluded.trigger_conditions, tags = excluded.tags, \
                      mitre_tactics = excluded.mitre_tactics, \
-                     mitre_techniques = excluded.mitre_techniques, deleted_at = NULL",
+                     mitre_techniques = excluded.mitre_techniques, \
+                     required_connector_ids = excluded.required_connector_ids, deleted_at = NULL",
                 params![
                     format!("pb_{}", ulid::Ulid::new()),
                     playbook.xid,
@@ -797,6 +809,7 @@ impl Store for SqliteStore {
                     list(playbook.tags),
                     list(playbook.mitre_tactics),
                     list(playbook.mitre_techniques),
+                    list(playbook.required_connector_ids),
                 ],
             )?;
         }
@@ -1217,6 +1230,41 @@ impl Store for SqliteStore {
                 }))
             },
         )
+    }
+
+    fn save_asset(&self, name: &str, app: &str, spec: &Value) -> Result<(), Error> {
+        let now = millis(Utc::now());
+        lock(&self.writer).execute(
+            "INSERT INTO assets (name, app, spec, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (name) DO UPDATE SET app = excluded.app, spec = excluded.spec, \
+                 updated_at = excluded.updated_at",
+            params![name, app, spec.to_string(), now],
+        )?;
+        Ok(())
+    }
+
+    fn delete_asset(&self, name: &str) -> Result<bool, Error> {
+        Ok(lock(&self.writer).execute("DELETE FROM assets WHERE name = ?1", [name])? > 0)
+    }
+
+    fn assets(&self) -> Result<Vec<(String, Value)>, Error> {
+        let rows: Vec<(String, String)> = self.read(|c| {
+            let mut statement = c.prepare("SELECT name, spec FROM assets ORDER BY name")?;
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|(name, spec)| {
+                let spec = serde_json::from_str(&spec).map_err(|e| {
+                    Error::Corrupt(format!(
+                        "asset `{name}`: the stored definition is not JSON: {e}"
+                    ))
+                })?;
+                Ok((name, spec))
+            })
+            .collect()
     }
 
     fn interrupt_unfinished(&self) -> Result<usize, Error> {
