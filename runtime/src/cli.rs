@@ -244,6 +244,12 @@ struct RunArgs {
     /// replaced by `***` in everything printed.
     #[arg(long = "secret", value_name = "KEY=SOURCE")]
     secret: Vec<String>,
+
+    /// A host the app may reach over HTTP: `api.example.com`, `host:8443`,
+    /// `*.example.com`, or an IP literal (the only way to reach loopback or private
+    /// addresses). Repeatable; without it the app reaches nothing.
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    allow_host: Vec<String>,
 }
 
 /// What stopped a command before or instead of running a step.
@@ -836,6 +842,10 @@ async fn run_app(host: &Host, apps_dir: &Path, args: RunArgs) -> Result<ExitCode
             ..Limits::default()
         },
         settings: Arc::new(settings),
+        egress: Arc::new(
+            crate::host::Egress::allowing(&args.allow_host)
+                .map_err(|e| Failure::Usage(format!("--allow-host: {e}")))?,
+        ),
         ..Call::new(args.action, input)
     };
     let report = host.invoke(&app, call).await?;

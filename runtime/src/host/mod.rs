@@ -21,7 +21,8 @@
 //!
 //! The guest gets WASI p2 with nothing granted: no preopened directories, no
 //! environment, no arguments, no sockets, no name lookups; clocks and randomness
-//! remain. Every step gets a fresh `Store` and instance, dropped after the call, so
+//! remain. HTTP goes only through `wasi:http/outgoing-handler`, to the hosts the bound
+//! asset allows, under host-side timeouts and a response cap (see `egress`). Every step gets a fresh `Store` and instance, dropped after the call, so
 //! nothing leaks between steps and a trapped store is never reused.
 
 mod cache;
