@@ -134,9 +134,11 @@ impl Host {
     fn matches(&self, host: &Host) -> bool {
         match (self, host) {
             (Self::Name(rule), Self::Name(name)) => rule == name,
+            // `suffix` starts with its dot: `a.example.com` ends with `.example.com`,
+            // `example.com` and `evilexample.com` do not.
             (Self::Subdomains(suffix), Self::Name(name)) => name
                 .strip_suffix(suffix.as_str())
-                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                .is_some_and(|head| !head.is_empty()),
             (Self::Ip(rule), Self::Ip(ip)) => rule == ip,
             _ => false,
         }
