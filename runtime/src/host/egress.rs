@@ -37,6 +37,10 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::trace::LogLevel;
 
+/// Requests one step run may make: enough for paging through an API, few enough that a
+/// hostile app cannot use the host's sockets to flood an allowed service.
+pub const MAX_REQUESTS_PER_STEP: usize = 256;
+
 /// What the steps bound to one asset may reach over HTTP, and how long and how much
 /// they may wait for and read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,11 +360,24 @@ impl Record {
 /// The requests of one step run, shared between the store's hooks and the tasks that
 /// carry the requests.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Records(Arc<Mutex<Vec<Record>>>);
+pub(crate) struct Records(Arc<Mutex<Requests>>);
+
+#[derive(Debug, Default)]
+struct Requests {
+    made: Vec<Record>,
+    /// Requests refused past [`MAX_REQUESTS_PER_STEP`], counted, not recorded.
+    over_limit: u64,
+}
 
 impl Records {
-    fn start(&self, method: &str, url: String) -> usize {
-        let mut records = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Record a new request; `None` (and counted) past the step's limit.
+    fn start(&self, method: &str, url: String) -> Option<usize> {
+        let mut requests = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if requests.made.len() >= MAX_REQUESTS_PER_STEP {
+            requests.over_limit += 1;
+            return None;
+        }
+        let records = &mut requests.made;
         records.push(Record {
             ts: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
             method: method.to_owned(),
@@ -372,12 +389,12 @@ impl Records {
             problem: None,
             refused: false,
         });
-        records.len() - 1
+        Some(records.len() - 1)
     }
 
     fn update(&self, index: usize, change: impl FnOnce(&mut Record)) {
-        let mut records = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(record) = records.get_mut(index) {
+        let mut requests = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(record) = requests.made.get_mut(index) {
             change(record);
         }
     }
@@ -404,9 +421,10 @@ impl Records {
         error
     }
 
-    /// Every request so far.
-    pub(crate) fn take(&self) -> Vec<Record> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    /// Every request so far, and how many more were refused past the step's limit.
+    pub(crate) fn take(&self) -> (Vec<Record>, u64) {
+        let mut requests = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (std::mem::take(&mut requests.made), requests.over_limit)
     }
 }
 
@@ -519,9 +537,12 @@ impl Request {
         Error,
     > {
         let uri = request.uri().clone();
-        let index = self
+        let Some(index) = self
             .records
-            .start(request.method().as_str(), recorded_url(&uri));
+            .start(request.method().as_str(), recorded_url(&uri))
+        else {
+            return Err(Error::HttpRequestDenied);
+        };
         let https = uri.scheme() == Some(&Scheme::HTTPS);
         let default_port = if https { 443 } else { 80 };
         let host = uri.host().unwrap_or("").to_owned();
@@ -934,6 +955,18 @@ mod tests {
         assert!(egress.names("127.0.0.1".parse().unwrap()));
         assert!(egress.names("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!egress.names("127.0.0.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn requests_past_the_limit_are_counted_not_recorded() {
+        let records = Records::default();
+        for i in 0..MAX_REQUESTS_PER_STEP {
+            assert_eq!(records.start("GET", "http://a/".into()), Some(i));
+        }
+        assert_eq!(records.start("GET", "http://a/".into()), None);
+        assert_eq!(records.start("GET", "http://a/".into()), None);
+        let (made, over_limit) = records.take();
+        assert_eq!((made.len(), over_limit), (MAX_REQUESTS_PER_STEP, 2));
     }
 
     #[test]

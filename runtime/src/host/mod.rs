@@ -753,11 +753,21 @@ impl Host {
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
 
         let state = store.data_mut();
-        let requests = records.take();
+        let (requests, over_limit) = records.take();
         if !requests.is_empty() {
             for request in &requests {
                 let (ts, level, message, fields) = request.line();
                 state.logs.push_at(ts, level, message, fields);
+            }
+            if over_limit > 0 {
+                state.logs.push(
+                    LogLevel::Warn,
+                    format!(
+                        "the host refused {over_limit} more requests: a step may make {} at most",
+                        egress::MAX_REQUESTS_PER_STEP
+                    ),
+                    Vec::new(),
+                );
             }
             // The request lines join the app's own in time order (the stamps are
             // fixed-width RFC 3339 in UTC, so they sort as text).
