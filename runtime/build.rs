@@ -11,9 +11,15 @@
 //!   `target/wasm32-wasip2/guest/`, exported as `WASP_GUEST_DIR` to the tests.
 //! - Without the `wasm32-wasip2` target this warns and builds nothing (the README's
 //!   first command installs it). `WASP_SKIP_GUEST_BUILD=1` skips the step.
+//! - The example apps written in Python and JavaScript are built first, by the pinned
+//!   componentize-py and componentize-js, into `target/apps/` too: see
+//!   `build/foreign.rs` (what it installs, how it caches, and `WASP_FOREIGN_APPS`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "build/foreign.rs"]
+mod foreign;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -40,10 +46,12 @@ fn main() {
         "cargo::rustc-env=WASP_EXAMPLE_APPS_DIR={}",
         apps_dir.display()
     );
+    foreign::declare(&root, &target_dir);
 
     if std::env::var_os("WASP_SKIP_GUEST_BUILD").is_some_and(|v| v == "1") {
         return;
     }
+    foreign::build(&root, &target_dir);
 
     let examples = crates_in(&root.join("example-apps"));
     let guests = crates_in(&root.join("tests/guests"));

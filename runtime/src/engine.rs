@@ -381,7 +381,9 @@ impl StepRunner for HostRunner {
                     ));
                 }
                 None => {
-                    return input_failure(format!("asset `{name}` is not configured"));
+                    return input_failure(format!(
+                        "asset `{name}` is not configured (see --assets, or /api/v1/assets)"
+                    ));
                 }
             },
         };

@@ -4,8 +4,9 @@
 //! and `…/action_result` report on it in the seed's shapes and status words.
 //!
 //! Splunk numbers apps and assets; wasp names them. `app_id` and `assets` take the
-//! name, or the 1-based position of the app in `wasp app list` order (of the asset in
-//! the assets file, by name), so that clients that send numbers work too.
+//! name, or the 1-based position of the app in `wasp app list` order (of the asset
+//! among all assets, file and API, by name), so that clients that send numbers work
+//! too.
 //! Errors are `{"failed": true, "message": …}`: Splunk clients test `failed` first.
 
 use std::collections::HashMap;

@@ -71,19 +71,15 @@ impl ComponentCache {
         bytes: &[u8],
     ) -> Result<Component, Error> {
         let entry = self.entry(hash, "cwasm");
-        if let Some(entry) = entry.as_deref().filter(|e| e.exists()) {
-            #[expect(
-                unsafe_code,
-                reason = "the cache directory is the host's own and entries are written \
-                          whole by `Component::serialize` for this engine's compatibility hash"
-            )]
-            // SAFETY: see the module docs and the reason above.
-            match unsafe { Component::deserialize_file(engine, entry) } {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(entry = %entry.display(), error = %e, "cache entry unusable; recompiling")
-                }
-            }
+        if let Some(component) = self.cached(engine, entry.as_deref()) {
+            return Ok(component);
+        }
+        // One compiler per entry, across processes (a test suite starts many `wasp`
+        // processes at once, and a Python component takes ~10 s and ~0.5 GiB): the
+        // others wait on the lock, then load what the first wrote.
+        let lock = entry.as_deref().and_then(lock_entry);
+        if let Some(component) = self.cached(engine, entry.as_deref()) {
+            return Ok(component);
         }
         let component = Component::from_binary(engine, bytes).map_err(|e| Error::Compile {
             path: source.to_owned(),
@@ -94,8 +90,34 @@ impl ComponentCache {
                 Ok(compiled) => self.write(&entry, &compiled),
                 Err(e) => tracing::warn!(error = %e, "could not serialize a compiled component"),
             }
+            // The entry exists now, so later loads need no lock: leave no lock file
+            // behind. (A process that opened it just before may compile once more;
+            // entries are written whole, so that costs time, never correctness.)
+            if lock.is_some() {
+                let _ = std::fs::remove_file(entry.with_extension("lock"));
+            }
         }
+        drop(lock);
         Ok(component)
+    }
+
+    /// The compiled component of `entry`, when it exists and loads.
+    fn cached(&self, engine: &Engine, entry: Option<&Path>) -> Option<Component> {
+        if let Some(entry) = entry.filter(|e| e.exists()) {
+            #[expect(
+                unsafe_code,
+                reason = "the cache directory is the host's own and entries are written \
+                          whole by `Component::serialize` for this engine's compatibility hash"
+            )]
+            // SAFETY: see the module docs and the reason above.
+            match unsafe { Component::deserialize_file(engine, entry) } {
+                Ok(component) => return Some(component),
+                Err(e) => {
+                    tracing::warn!(entry = %entry.display(), error = %e, "cache entry unusable; recompiling")
+                }
+            }
+        }
+        None
     }
 
     /// The cached description (JSON) of the component with `hash`, if any.
@@ -123,6 +145,21 @@ impl ComponentCache {
             tracing::warn!(path = %path.display(), error = %e, "could not write to the component cache");
         }
     }
+}
+
+/// An exclusive lock on `entry`'s lock file, held until dropped; `None` (compile
+/// without it) when the lock cannot be taken.
+fn lock_entry(entry: &Path) -> Option<std::fs::File> {
+    let dir = entry.parent()?;
+    create_private_dir(dir).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(entry.with_extension("lock"))
+        .ok()?;
+    file.lock().ok()?;
+    Some(file)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
