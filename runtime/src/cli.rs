@@ -196,6 +196,28 @@ enum AppCommand {
     Describe(DescribeArgs),
     /// Run one action of an app in a fresh sandbox and print the step's record as JSON.
     Run(RunArgs),
+    /// Make a new app that builds and passes its own test out of the box.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// The app's name: 1–64 characters of a-z, 0-9 and `-` (Rust also allows `_`).
+    name: String,
+
+    /// The language to write it in.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: crate::scaffold::Lang,
+
+    /// The directory to make the app's directory in.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+
+    /// The wasp checkout whose SDK and WIT the app uses by path. Found by default above
+    /// `--dir`, or where this `wasp` was built from; without one, the app gets its own
+    /// copy of the WIT (and a Rust app a note on where to point `wasp-sdk`).
+    #[arg(long)]
+    wasp_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +306,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    if let Command::App(AppCommand::New(args)) = &cli.command {
+        return new_app(args);
+    }
     let host = Host::new(HostConfig {
         cache_dir: cli.cache_dir.clone().or_else(host::default_cache_dir),
         ..HostConfig::default()
@@ -300,6 +325,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::App(AppCommand::Run(args)) => run_app(&host, &apps_dir, args).await,
+        Command::App(AppCommand::New(args)) => new_app(&args),
         Command::Validate(args) => {
             let playbook = load_playbook(&host, &apps_dir, &args).await?;
             println!(
@@ -854,6 +880,31 @@ async fn run_app(host: &Host, apps_dir: &Path, args: RunArgs) -> Result<ExitCode
         StepStatus::Succeeded => ExitCode::SUCCESS,
         StepStatus::Failed => ExitCode::from(EXIT_FAILED),
     })
+}
+
+/// `wasp app new`: scaffold the app, then say how to build and test it.
+fn new_app(args: &NewArgs) -> Result<ExitCode, Failure> {
+    let is_checkout =
+        |dir: &Path| dir.join("sdk/Cargo.toml").is_file() && dir.join("wit/app.wit").is_file();
+    let root = args.wasp_root.clone().or_else(|| {
+        let dir = args.dir.canonicalize().ok()?;
+        dir.ancestors()
+            .find(|d| is_checkout(d))
+            .map(Path::to_path_buf)
+    });
+    let root = root.or_else(|| {
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+        is_checkout(built_from).then(|| built_from.to_path_buf())
+    });
+    let made = crate::scaffold::new_app(&args.name, args.lang, &args.dir, root.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    println!(
+        "made the {} app `{}` in {}; its README says how to build and test it",
+        args.lang.as_str(),
+        args.name,
+        made.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_input(spec: &str) -> Result<String, Failure> {

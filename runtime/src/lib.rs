@@ -27,6 +27,7 @@ pub mod engine;
 pub mod env;
 pub mod host;
 pub mod playbook;
+pub mod scaffold;
 pub mod store;
 pub mod tql;
 pub mod trace;

@@ -24,7 +24,10 @@ const WIT: &str = include_str!("../../wit/app.wit");
 type Template = (&'static str, &'static str);
 
 const RUST: &[Template] = &[
-    ("Cargo.toml", include_str!("../templates/rust/Cargo.toml.tmpl")),
+    (
+        "Cargo.toml",
+        include_str!("../templates/rust/Cargo.toml.tmpl"),
+    ),
     ("src/lib.rs", include_str!("../templates/rust/src/lib.rs")),
     ("README.md", include_str!("../templates/rust/README.md")),
     (".gitignore", include_str!("../templates/rust/gitignore")),
@@ -32,9 +35,15 @@ const RUST: &[Template] = &[
 
 const PYTHON: &[Template] = &[
     ("app.py", include_str!("../templates/python/app.py")),
-    ("test_app.py", include_str!("../templates/python/test_app.py")),
+    (
+        "test_app.py",
+        include_str!("../templates/python/test_app.py"),
+    ),
     ("Makefile", include_str!("../templates/python/Makefile")),
-    ("requirements.txt", include_str!("../templates/python/requirements.txt")),
+    (
+        "requirements.txt",
+        include_str!("../templates/python/requirements.txt"),
+    ),
     ("README.md", include_str!("../templates/python/README.md")),
     (".gitignore", include_str!("../templates/python/gitignore")),
 ];
@@ -318,7 +327,8 @@ fn render(name: &str, lang: Lang, app_dir: &Path, root: Option<&Path>) -> Vec<(S
     };
     // Directly in `example-apps/`, a Rust app is a member of the wasp workspace (its
     // `members` glob), which `cargo build` builds; anywhere else it stands alone.
-    let in_workspace = root.is_some_and(|root| app_dir.parent() == Some(&root.join("example-apps")));
+    let in_workspace =
+        root.is_some_and(|root| app_dir.parent() == Some(&root.join("example-apps")));
     let workspace = if in_workspace {
         String::new()
     } else {
@@ -330,7 +340,10 @@ fn render(name: &str, lang: Lang, app_dir: &Path, root: Option<&Path>) -> Vec<(S
         ("{{crate}}", name.replace('-', "_")),
         ("{{sdk_dependency}}", sdk_dependency),
         ("{{workspace}}", workspace),
-        ("{{wit_dir}}", wit_dir.clone().unwrap_or_else(|| "wit".to_owned())),
+        (
+            "{{wit_dir}}",
+            wit_dir.clone().unwrap_or_else(|| "wit".to_owned()),
+        ),
     ];
     let mut files: Vec<(String, String)> = lang
         .templates()
@@ -382,7 +395,13 @@ mod tests {
 
     #[test]
     fn valid_names_are_accepted_in_every_language() {
-        for name in ["defang", "severity-score", "ip_classify2", "a", &"x".repeat(64)] {
+        for name in [
+            "defang",
+            "severity-score",
+            "ip_classify2",
+            "a",
+            &"x".repeat(64),
+        ] {
             for lang in [Lang::Rust, Lang::Python, Lang::Js] {
                 assert!(validate_name(name, lang).is_ok(), "`{name}` in {lang}");
             }
@@ -463,7 +482,11 @@ mod tests {
                 (root.join("example-apps/python/my-app"), Some(root)),
             ] {
                 for (file, text) in render("my-app", lang, &dir, root) {
-                    assert!(!text.contains("{{"), "{lang} {file} in {}: {text}", dir.display());
+                    assert!(
+                        !text.contains("{{"),
+                        "{lang} {file} in {}: {text}",
+                        dir.display()
+                    );
                 }
             }
         }
@@ -475,7 +498,14 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let dir = new_app("scan-me", Lang::Python, parent.path(), None).unwrap();
         assert_eq!(dir, parent.path().canonicalize().unwrap().join("scan-me"));
-        for file in ["app.py", "test_app.py", "Makefile", "README.md", ".gitignore", "wit/app.wit"] {
+        for file in [
+            "app.py",
+            "test_app.py",
+            "Makefile",
+            "README.md",
+            ".gitignore",
+            "wit/app.wit",
+        ] {
             assert!(dir.join(file).is_file(), "{file}");
         }
         assert!(
@@ -499,7 +529,10 @@ mod tests {
         assert!(dir.join(&sdk).join("Cargo.toml").is_file());
 
         let dir = new_app("scan-js", Lang::Js, parent.path(), Some(root)).unwrap();
-        assert!(!dir.join("wit").exists(), "the checkout's WIT is used, not a copy");
+        assert!(
+            !dir.join("wit").exists(),
+            "the checkout's WIT is used, not a copy"
+        );
         let package = std::fs::read_to_string(dir.join("package.json")).unwrap();
         let package: serde_json::Value = serde_json::from_str(&package).unwrap();
         assert_eq!(package["name"], "scan-js");
@@ -510,7 +543,9 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let missing = parent.path().join("nowhere");
         assert_eq!(
-            new_app("x", Lang::Js, &missing, None).unwrap_err().to_string(),
+            new_app("x", Lang::Js, &missing, None)
+                .unwrap_err()
+                .to_string(),
             format!("the directory `{}` does not exist", missing.display())
         );
         assert_eq!(
@@ -534,7 +569,10 @@ mod tests {
         for (file, text) in JS.iter().filter(|(f, _)| f.starts_with("wit-stubs/")) {
             let name = file.trim_start_matches("wit-stubs/");
             let theirs = std::fs::read_to_string(example.join(name)).unwrap();
-            assert_eq!(*text, theirs, "wit-stubs/{name} differs from the example app's");
+            assert_eq!(
+                *text, theirs,
+                "wit-stubs/{name} differs from the example app's"
+            );
         }
     }
 }

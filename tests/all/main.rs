@@ -7,6 +7,7 @@ mod common;
 mod egress;
 mod engine;
 mod hostile;
+mod languages;
 mod page;
 mod playbooks;
 mod server;
