@@ -398,7 +398,7 @@ fn install(layout: &Layout, language: Language) -> Result<Tool, Unavailable> {
     }
     match language {
         Language::Python => {
-            require("python3", "python3 (3.10 or later)")?;
+            require_version("python3", "python3 (3.10 or later)", (3, 10))?;
             run_tool(
                 Command::new("python3").args(["-m", "venv"]).arg(&home),
                 "python3 -m venv (on Debian: apt-get install python3-venv)",
@@ -421,7 +421,7 @@ fn install(layout: &Layout, language: Language) -> Result<Tool, Unavailable> {
             )?;
         }
         Language::Js => {
-            require("node", "node (20 or later)")?;
+            require_version("node", "node (20 or later)", (20, 0))?;
             require("npm", "npm")?;
             std::fs::create_dir_all(&home)
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
@@ -465,6 +465,33 @@ fn install(layout: &Layout, language: Language) -> Result<Tool, Unavailable> {
         started.elapsed().as_secs_f64()
     );
     Ok(tool)
+}
+
+/// Fail with what is missing unless `program --version` runs and prints a version of at
+/// least `min` (major, minor): `Python 3.11.7`, `v20.20.2`.
+fn require_version(program: &str, what: &str, min: (u32, u32)) -> Result<(), Unavailable> {
+    let output = Command::new(program)
+        .arg("--version")
+        .output()
+        .map_err(|e| Unavailable(format!("{what} is not installed ({program}: {e})")))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let version = text.split_whitespace().find_map(|word| {
+        let mut parts = word.trim_start_matches('v').split('.');
+        let major = parts.next()?.parse::<u32>().ok()?;
+        let minor = parts.next()?.parse::<u32>().ok()?;
+        Some((major, minor))
+    });
+    match version {
+        Some(found) if output.status.success() && found >= min => Ok(()),
+        Some((major, minor)) => Err(Unavailable(format!(
+            "{what} is needed; `{program} --version` says {major}.{minor}"
+        ))),
+        None => Err(Unavailable(format!(
+            "{what} is needed; `{program} --version` printed no version: {}",
+            text.trim()
+        ))),
+    }
 }
 
 /// Fail with what is missing unless `program --version` runs.

@@ -91,6 +91,12 @@ struct ServeArgs {
     /// Require `Authorization: Bearer <TOKEN>` on every request.
     #[arg(long, env = crate::env::API_TOKEN, hide_env_values = true)]
     token: Option<String>,
+
+    /// The directory whose files assets created through the API may name as secrets
+    /// (`{"file": "name"}`, relative to it). Without it, such assets take secrets from
+    /// `WASP_SECRET_*` environment variables only.
+    #[arg(long, env = crate::env::SECRETS_DIR, value_name = "DIR")]
+    secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -633,7 +639,9 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         HostRunner::new(host.clone(), Arc::new(registry), Arc::new(assets))
             .with_playbooks(playbooks.iter().map(|(p, _)| Arc::clone(p))),
     );
-    let service = Arc::new(crate::api::Service::new(store, runner, args.token));
+    let service = Arc::new(
+        crate::api::Service::new(store, runner, args.token).with_secrets_dir(args.secrets_dir),
+    );
     service
         .load_stored_assets()
         .and_then(|()| service.load_stored_playbooks())

@@ -329,8 +329,8 @@ impl HostRunner {
     }
 
     /// Why `playbook` may not run yet: the assets it requires
-    /// (`required_connector_ids`) that are not configured, or are for another app than
-    /// a node that binds them expects. `None` when it may run.
+    /// (`required_connector_ids`) that are not configured. `None` when it may run. (A
+    /// node bound to an asset of another app fails its step, naming both.)
     pub fn unmet_requirements(&self, playbook: &Playbook) -> Option<String> {
         let missing: Vec<&str> = playbook
             .labels

@@ -13,3 +13,9 @@ pub const LOG: &str = "WASP_LOG";
 pub const API_TOKEN: &str = "WASP_API_TOKEN";
 /// The database file (`--db`).
 pub const DB: &str = "WASP_DB";
+/// The directory whose files assets created through the API may name as secrets
+/// (`wasp serve --secrets-dir`).
+pub const SECRETS_DIR: &str = "WASP_SECRETS_DIR";
+/// The prefix of the environment variables assets created through the API may name as
+/// secrets: the API cannot read the rest of the server's environment.
+pub const SECRET_ENV_PREFIX: &str = "WASP_SECRET_";

@@ -91,6 +91,19 @@ pub struct LogLine {
     pub fields: Vec<(String, String)>,
 }
 
+/// `text` with every byte but RFC 3986's unreserved characters percent-encoded.
+fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// The mask that replaces a secret's value.
 pub const REDACTED: &str = "***";
 
@@ -104,10 +117,18 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// A redactor for `secrets`; empty values are ignored (they would match
-    /// everywhere).
+    /// A redactor for `secrets`, and for each its percent-encoded form (as it appears
+    /// in a URL); empty values are ignored (they would match everywhere).
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .flat_map(|s| {
+                let encoded = percent_encoded(&s);
+                [Some(s), Some(encoded)]
+            })
+            .flatten()
+            .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Self { secrets }
@@ -213,6 +234,12 @@ mod tests {
         let mut v = json!({"abcdef": ["x abc y", 1, {"k": "abcdef"}]});
         r.json(&mut v);
         assert_eq!(v, json!({"***": ["x *** y", 1, {"k": "***"}]}));
+    }
+
+    #[test]
+    fn a_secret_is_redacted_percent_encoded_too() {
+        let r = Redactor::new(["a+b/c=".to_owned()]);
+        assert_eq!(r.text("/x?key=a%2Bb%2Fc%3D&k2=a+b/c="), "/x?key=***&k2=***");
     }
 
     #[test]

@@ -335,20 +335,28 @@ mod imp {
             .map_err(|()| invalid("path"))?;
         let body = outgoing.body().map_err(|()| invalid("body"))?;
         let pending = outgoing_handler::handle(outgoing, None).map_err(|e| classify(&fail, e))?;
-        if !request.body.is_empty() {
-            let stream = body.write().map_err(|()| invalid("body"))?;
-            for chunk in request.body.chunks(4096) {
-                stream.blocking_write_and_flush(chunk).map_err(|e| {
-                    fail(
-                        HttpErrorKind::Unreachable,
-                        format!("sending the body failed: {e:?}"),
-                    )
-                })?;
+        let sent = (|| {
+            if !request.body.is_empty() {
+                let stream = body.write().map_err(|()| invalid("body"))?;
+                for chunk in request.body.chunks(4096) {
+                    stream.blocking_write_and_flush(chunk).map_err(|e| {
+                        fail(
+                            HttpErrorKind::Unreachable,
+                            format!("sending the body failed: {e:?}"),
+                        )
+                    })?;
+                }
             }
-            drop(stream);
-        }
-        OutgoingBody::finish(body, None).map_err(|e| classify(&fail, e))?;
+            OutgoingBody::finish(body, None).map_err(|e| classify(&fail, e))
+        })();
         pending.subscribe().block();
+        if let Err(sending) = sent {
+            // A request the host refused fails its body too: the response says why.
+            return Err(match pending.get() {
+                Some(Ok(Err(code))) => classify(&fail, code),
+                _ => sending,
+            });
+        }
         let incoming = match pending.get() {
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(e))) => return Err(classify(&fail, e)),
@@ -423,6 +431,10 @@ mod imp {
             ErrorCode::DestinationIpProhibited => (
                 K::Refused,
                 "the host refused the request: the name resolves to a loopback, private or link-local address the asset does not name (see the step's logs)".to_owned(),
+            ),
+            ErrorCode::ConnectionLimitReached => (
+                K::Refused,
+                "the host refused the request: the step made as many requests as a step may".to_owned(),
             ),
             ErrorCode::DnsTimeout
             | ErrorCode::ConnectionTimeout

@@ -490,7 +490,12 @@ fn max_runtime_on_the_command_line_lets_the_reaper_end_the_run() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("■ killed     parse"), "{text}");
+    // Usually during `parse`; on a loaded machine `parse` may end before the reaper's
+    // kill lands, and a later step is the one killed.
+    assert!(
+        lines[..7].iter().any(|line| line.starts_with("■ killed")),
+        "{text}"
+    );
     assert!(lines[7].starts_with("Failed in "), "{text}");
     assert_eq!(
         lines[8],

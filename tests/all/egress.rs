@@ -310,15 +310,66 @@ async fn hosts_off_the_list_and_loopback_by_name_are_refused() {
         "{}",
         log_text(&report)
     );
-    // The metadata address of clouds, even when its rule names only a port elsewhere.
+    // A named address is reachable on its rule's port only, whatever name leads there.
+    let other_port = format!("app: http-request\nhosts: ['localhost:{port}', '127.0.0.1:1']\n");
     let report = run_bound(
         "http-request",
         "request",
-        "app: http-request\nhosts: ['metadata.example']\n",
-        json!({"url": "http://169.254.169.254/latest/meta-data/"}),
+        &other_port,
+        json!({"url": format!("http://localhost:{port}/echo")}),
     )
     .await;
     assert_eq!(error_of(&report).0, "misconfigured");
+    assert!(
+        log_text(&report).contains("127.0.0.1 (loopback)"),
+        "{}",
+        log_text(&report)
+    );
+
+    // A refused POST says it was refused (not that its body could not be sent).
+    let report = run_bound(
+        "http-request",
+        "request",
+        allowed_elsewhere,
+        json!({"method": "POST", "url": format!("http://127.0.0.1:{port}/echo"), "json": {"a": 1}}),
+    )
+    .await;
+    let (code, message) = error_of(&report);
+    assert_eq!(code, "misconfigured", "{message}");
+    assert!(message.contains("does not allow this host"), "{message}");
+}
+
+#[tokio::test]
+async fn at_info_a_refusal_is_recorded_and_a_request_is_not() {
+    let service = MockService::start();
+    let port = service.port;
+    let spec: AssetSpec =
+        serde_saphyr::from_str(&format!("app: http-request\nhosts: ['127.0.0.1:{port}']\n"))
+            .expect("the asset parses");
+    let asset = spec
+        .resolve("local", Path::new("."), Source::Api)
+        .expect("the asset resolves");
+    let component = load(example_app("http-request")).await;
+    let call = |url: String| {
+        let mut call = Call::new("request", json!({"url": url}).to_string());
+        call.egress = Arc::clone(&asset.egress);
+        call.asset = Some(asset.name.clone());
+        call
+    };
+    let report = invoke(&component, call(format!("http://127.0.0.1:{port}/echo"))).await;
+    assert_eq!(report.status, StepStatus::Succeeded, "{report:#?}");
+    assert_eq!(
+        log_text(&report),
+        "",
+        "an INFO execution keeps no DEBUG request lines"
+    );
+    let report = invoke(&component, call("http://example.com/".to_owned())).await;
+    assert_eq!(
+        log_text(&report),
+        "Warn the host refused GET http://example.com/: example.com:80 is not an allowed host; \
+         asset `local` allows only 127.0.0.1:{port}\n"
+            .replace("{port}", &port.to_string())
+    );
 }
 
 #[tokio::test]
@@ -456,7 +507,7 @@ fn an_app_that_logs_and_returns_its_api_key_leaves_no_trace_of_it() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = dir.path().join("wasp.db");
     let server =
-        crate::server::Server::start_with_env(&db, &[], &[("WASP_TEST_LEAK_KEY", API_KEY)]);
+        crate::server::Server::start_with_env(&db, &[], &[("WASP_SECRET_TEST_LEAK_KEY", API_KEY)]);
     // Assets through the API: secrets by reference only.
     let (status, refused) = server.post(
         "/api/v1/assets",
@@ -469,20 +520,44 @@ fn an_app_that_logs_and_returns_its_api_key_leaves_no_trace_of_it() {
             .is_some_and(|m| m.contains("never stores a secret's value")),
         "{refused}"
     );
+    // The API cannot reach the server's own environment or files.
+    for (body, expected) in [
+        (
+            r#"{"name": "env", "app": "chaos", "secrets": {"k": {"env": "HOME"}}}"#,
+            "reads only environment variables named WASP_SECRET_*, not `HOME`",
+        ),
+        (
+            r#"{"name": "file", "app": "chaos", "secrets": {"k": {"file": "/etc/passwd"}}}"#,
+            "has no secrets directory",
+        ),
+        (
+            r#"{"name": "plain", "app": "chaos", "settings": {"k": {"file": "/etc/passwd"}}}"#,
+            "not a file of the server",
+        ),
+    ] {
+        let (status, refused) = server.post("/api/v1/assets", body);
+        assert_eq!(status, 400, "{refused}");
+        assert!(
+            refused["error"]
+                .as_str()
+                .is_some_and(|m| m.contains(expected)),
+            "{refused}"
+        );
+    }
     let (status, leaky) = server.post(
         "/api/v1/assets",
-        r#"{"name": "leaky", "app": "chaos", "secrets": {"api_key": {"env": "WASP_TEST_LEAK_KEY"}}}"#,
+        r#"{"name": "leaky", "app": "chaos", "secrets": {"api_key": {"env": "WASP_SECRET_TEST_LEAK_KEY"}}}"#,
     );
     assert_eq!(status, 201, "{leaky}");
     assert_eq!(
         leaky["secrets"]["api_key"],
-        json!({"env": "WASP_TEST_LEAK_KEY"})
+        json!({"env": "WASP_SECRET_TEST_LEAK_KEY"})
     );
     assert_eq!(leaky["source"], "api");
     let intel = json!({
         "app": "reputation",
         "settings": {"base_url": format!("http://127.0.0.1:{port}/api/v2")},
-        "secrets": {"api_key": {"env": "WASP_TEST_LEAK_KEY"}},
+        "secrets": {"api_key": {"env": "WASP_SECRET_TEST_LEAK_KEY"}},
         "hosts": [format!("127.0.0.1:{port}")],
     });
     let (status, body) = server.send("PUT", "/api/v1/assets/intel", &intel.to_string());
@@ -490,7 +565,7 @@ fn an_app_that_logs_and_returns_its_api_key_leaves_no_trace_of_it() {
     let echo = json!({
         "app": "http-request",
         "settings": {"base_url": format!("http://127.0.0.1:{port}")},
-        "secrets": {"authorization": {"env": "WASP_TEST_LEAK_KEY"}},
+        "secrets": {"authorization": {"env": "WASP_SECRET_TEST_LEAK_KEY"}},
         "hosts": [format!("127.0.0.1:{port}")],
     });
     let (status, body) = server.send("PUT", "/api/v1/assets/echo", &echo.to_string());
@@ -558,7 +633,7 @@ edges: []
         "{body}"
     );
     assert!(
-        server.log().contains("WASP_TEST_LEAK_KEY"),
+        server.log().contains("WASP_SECRET_TEST_LEAK_KEY"),
         "the stored assets say why they cannot be used: {}",
         server.log()
     );

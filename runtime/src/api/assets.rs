@@ -1,8 +1,10 @@
 //! `/api/v1/assets`: list, read, create or replace, and delete assets.
 //!
 //! An asset created here is kept in the database with its secrets as references
-//! (`{"env": "VAR"}` or `{"file": "/path"}`), resolved by the server process; a secret's
-//! value is never accepted, stored or shown. Assets from the assets file are listed too
+//! (`{"env": "WASP_SECRET_…"}`, or `{"file": "name"}` inside `wasp serve
+//! --secrets-dir`), resolved by the server process; a secret's value is never accepted,
+//! stored or shown, and the API cannot reach the rest of the server's environment or
+//! files. Assets from the assets file are listed too
 //! (`"source": "file"`) and are read-only here: change them in the file.
 
 use std::path::Path as FsPath;
@@ -16,7 +18,49 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{ApiError, Service};
-use crate::assets::{Asset, AssetSpec, Source};
+use crate::assets::{Asset, AssetSpec, Source, ValueSpec};
+use crate::env::SECRET_ENV_PREFIX;
+
+/// Refuse what an asset sent to the API may not read on the server: a file as a plain
+/// setting, an environment variable outside `WASP_SECRET_*`, a file outside the
+/// secrets directory. Without this, anyone holding the API token could copy the
+/// server's own credentials into an asset and send them to a host of their choosing.
+fn check_reach(name: &str, spec: &AssetSpec, secrets_dir: Option<&FsPath>) -> Result<(), String> {
+    for (key, value) in &spec.settings {
+        if matches!(value, ValueSpec::File { .. }) {
+            return Err(format!(
+                "asset `{name}`, setting `{key}`: an asset created through the API gives a setting's value, not a file of the server"
+            ));
+        }
+    }
+    for (key, secret) in &spec.secrets {
+        let what = format!("asset `{name}`, secret `{key}`");
+        if let Some(var) = &secret.env
+            && !var.starts_with(SECRET_ENV_PREFIX)
+        {
+            return Err(format!(
+                "{what}: an asset created through the API reads only environment variables named {SECRET_ENV_PREFIX}*, not `{var}`"
+            ));
+        }
+        if let Some(file) = &secret.file {
+            if secrets_dir.is_none() {
+                return Err(format!(
+                    "{what}: this server has no secrets directory (wasp serve --secrets-dir), so an asset created through the API cannot read a file"
+                ));
+            }
+            let relative = FsPath::new(file);
+            let inside = relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(format!(
+                    "{what}: `{file}` must be a plain relative path inside the secrets directory"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// What the API shows of an asset: its definition, with secrets as references.
 fn view(asset: &Asset) -> Value {
@@ -41,9 +85,13 @@ pub(crate) fn load_stored(service: &Service) -> Result<(), crate::store::Error> 
             tracing::warn!(asset = %name, "a stored asset has the name of one in the assets file; the file's wins");
             continue;
         }
+        let base = service.secrets_dir.as_deref().unwrap_or(FsPath::new("."));
         let resolved = serde_json::from_value::<AssetSpec>(spec)
             .map_err(|e| e.to_string())
-            .and_then(|spec| spec.resolve(&name, FsPath::new("."), Source::Api));
+            .and_then(|spec| {
+                check_reach(&name, &spec, service.secrets_dir.as_deref())?;
+                spec.resolve(&name, base, Source::Api)
+            });
         match resolved {
             Ok(asset) => service.runner.assets().put(asset),
             Err(problem) => {
@@ -196,8 +244,10 @@ async fn save(service: &Arc<Service>, name: &str, spec: Value) -> Result<Arc<Ass
             spec.app
         )));
     }
+    let secrets_dir = service.secrets_dir.as_deref();
+    check_reach(name, &spec, secrets_dir).map_err(ApiError::BadRequest)?;
     let asset = spec
-        .resolve(name, FsPath::new("."), Source::Api)
+        .resolve(name, secrets_dir.unwrap_or(FsPath::new(".")), Source::Api)
         .map_err(ApiError::BadRequest)?;
     let stored = serde_json::to_value(&asset.spec).unwrap_or_default();
     let (key, app) = (name.to_owned(), asset.app.clone());
@@ -210,4 +260,51 @@ async fn save(service: &Arc<Service>, name: &str, spec: Value) -> Result<Arc<Ass
         .assets()
         .get(name)
         .ok_or_else(|| ApiError::Internal(format!("asset `{name}` vanished after saving")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> AssetSpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn api_assets_reach_only_prefixed_variables_and_the_secrets_directory() {
+        let dir = Some(FsPath::new("/srv/wasp-secrets"));
+        let allowed = spec("app: a\nsecrets: {k: {env: WASP_SECRET_K}, f: {file: intel/key}}");
+        assert_eq!(check_reach("x", &allowed, dir), Ok(()));
+        for (yaml, secrets_dir, expected) in [
+            (
+                "app: a\nsecrets: {k: {env: AWS_SECRET_ACCESS_KEY}}",
+                dir,
+                "WASP_SECRET_*",
+            ),
+            (
+                "app: a\nsecrets: {k: {file: ../etc/shadow}}",
+                dir,
+                "plain relative path",
+            ),
+            (
+                "app: a\nsecrets: {k: {file: /etc/shadow}}",
+                dir,
+                "plain relative path",
+            ),
+            (
+                "app: a\nsecrets: {k: {file: key}}",
+                None,
+                "no secrets directory",
+            ),
+            (
+                "app: a\nsettings: {k: {file: key}}",
+                dir,
+                "not a file of the server",
+            ),
+        ] {
+            let error = check_reach("x", &spec(yaml), secrets_dir).unwrap_err();
+            assert!(error.contains(expected), "{yaml}: {error}");
+            assert!(error.starts_with("asset `x`"), "{error}");
+        }
+    }
 }

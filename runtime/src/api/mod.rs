@@ -69,6 +69,8 @@ pub struct Service {
     gates: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
     /// The running timers, by playbook.
     timers: Mutex<HashMap<String, triggers::Timer>>,
+    /// The only directory whose files API-defined assets may read as secrets.
+    secrets_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Service {
@@ -221,7 +223,16 @@ impl Service {
             jobs,
             gates: Mutex::new(HashMap::new()),
             timers: Mutex::new(HashMap::new()),
+            secrets_dir: None,
         }
+    }
+
+    /// The same service, letting assets created through the API read secrets from the
+    /// files of `dir` (and nowhere else on the server).
+    #[must_use]
+    pub fn with_secrets_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.secrets_dir = dir;
+        self
     }
 
     /// Serve the playbooks created through the API in earlier runs, kept in the store

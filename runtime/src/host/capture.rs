@@ -156,16 +156,29 @@ impl LogSink {
 
     pub(crate) fn push(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         let ts = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-        self.push_at(ts, level, message, fields);
+        self.push_line(ts, level, message, fields, false);
     }
 
-    /// Record one line stamped `ts` (the host's own lines, stamped when they happened).
-    pub(crate) fn push_at(
+    /// Record one of the host's own lines about the step (an HTTP request), stamped
+    /// `ts` when it happened. These are few (bounded by the host) and are kept even when
+    /// the app filled the caps with its own lines: an app cannot push them out.
+    pub(crate) fn push_host(
+        &mut self,
+        ts: String,
+        level: LogLevel,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) {
+        self.push_line(ts, level, message, fields, true);
+    }
+
+    fn push_line(
         &mut self,
         ts: String,
         level: LogLevel,
         mut message: String,
         fields: Vec<(String, String)>,
+        host: bool,
     ) {
         if !self.enabled(level) {
             return;
@@ -175,7 +188,8 @@ impl LogSink {
             self.truncated_lines += 1;
         }
         let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if self.lines.len() >= self.caps.lines || self.bytes + size > self.caps.bytes {
+        let full = self.lines.len() >= self.caps.lines || self.bytes + size > self.caps.bytes;
+        if full && !host {
             self.dropped_lines += 1;
             return;
         }

@@ -41,6 +41,10 @@ use crate::trace::LogLevel;
 /// hostile app cannot use the host's sockets to flood an allowed service.
 pub const MAX_REQUESTS_PER_STEP: usize = 256;
 
+/// Requests of one step run open at once (connecting, waiting, or with a body being
+/// read); more wait for one to end. Bounds the sockets a step can hold.
+pub const MAX_OPEN_REQUESTS_PER_STEP: usize = 8;
+
 /// What the steps bound to one asset may reach over HTTP, and how long and how much
 /// they may wait for and read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,12 +100,16 @@ impl Egress {
             .any(|rule| rule.port.unwrap_or(default_port) == port && rule.host.matches(&host))
     }
 
-    /// Whether the special address `ip` is named by a rule, and so may be reached.
-    fn names(&self, ip: IpAddr) -> bool {
+    /// Whether the special address `ip` is named, on `port`, by a rule that is that IP
+    /// literal, and so may be reached. (Another rule's port does not carry over: with
+    /// `10.0.0.5:8080` and `*.example.com`, a name resolving to 10.0.0.5 reaches port
+    /// 8080 only.)
+    fn names(&self, ip: IpAddr, port: u16, default_port: u16) -> bool {
         let ip = canonical(ip);
-        self.rules
-            .iter()
-            .any(|rule| matches!(rule.host, Host::Ip(named) if named == ip))
+        self.rules.iter().any(|rule| {
+            matches!(rule.host, Host::Ip(named) if named == ip)
+                && rule.port.unwrap_or(default_port) == port
+        })
     }
 }
 
@@ -256,10 +264,20 @@ fn special(ip: IpAddr) -> Option<&'static str> {
                 Some("private (unique local)")
             } else if segments[0] & 0xffc0 == 0xfe80 {
                 Some("link-local")
-            } else if segments[0..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                // NAT64: the IPv4 address it carries decides.
+            } else if segments[0] & 0xffc0 == 0xfec0 {
+                Some("site-local")
+            } else if segments[0..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[0..6] == [0; 6] {
+                // NAT64 and the old IPv4-compatible form: the IPv4 address they carry
+                // decides.
                 let [a, b] = segments[6].to_be_bytes();
                 let [c, d] = segments[7].to_be_bytes();
+                special_v4(Ipv4Addr::new(a, b, c, d))
+            } else if segments[0..2] == [0x64, 0xff9b] {
+                Some("local-use NAT64")
+            } else if segments[0] == 0x2002 {
+                // 6to4: the IPv4 address it carries decides.
+                let [a, b] = segments[1].to_be_bytes();
+                let [c, d] = segments[2].to_be_bytes();
                 special_v4(Ipv4Addr::new(a, b, c, d))
             } else if segments[0] == 0x2001 && segments[1] == 0x0db8 {
                 Some("documentation")
@@ -284,7 +302,10 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("shared (CGNAT)")
     } else if ip.is_multicast() || ip.is_broadcast() || a >= 240 {
         Some("multicast or reserved")
-    } else if ip.is_documentation() || (a == 198 && (b == 18 || b == 19)) {
+    } else if ip.is_documentation()
+        || (a == 198 && (b == 18 || b == 19))
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+    {
         Some("documentation or benchmarking")
     } else {
         None
@@ -435,6 +456,7 @@ pub(crate) struct Hooks {
     pub(crate) asset: Option<String>,
     pub(crate) deadline: Instant,
     pub(crate) records: Records,
+    open: Arc<tokio::sync::Semaphore>,
 }
 
 impl Hooks {
@@ -445,6 +467,7 @@ impl Hooks {
             asset,
             deadline: Instant::now() + timeout,
             records: Records::default(),
+            open: Arc::new(tokio::sync::Semaphore::new(MAX_OPEN_REQUESTS_PER_STEP)),
         }
     }
 }
@@ -473,6 +496,7 @@ impl WasiHttpHooks for Hooks {
             asset: self.asset.clone(),
             deadline: self.deadline,
             records: self.records.clone(),
+            open: Arc::clone(&self.open),
         };
         Box::new(request_to.send(request, options))
     }
@@ -484,6 +508,7 @@ struct Request {
     asset: Option<String>,
     deadline: Instant,
     records: Records,
+    open: Arc<tokio::sync::Semaphore>,
 }
 
 /// The URL as recorded: no user information, query parameter names without values.
@@ -537,19 +562,31 @@ impl Request {
         Error,
     > {
         let uri = request.uri().clone();
+        let head = request.method() == http::Method::HEAD;
         let Some(index) = self
             .records
             .start(request.method().as_str(), recorded_url(&uri))
         else {
-            return Err(Error::HttpRequestDenied);
+            return Err(Error::ConnectionLimitReached);
         };
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // The guest's authority becomes the `Host` header as written: credentials
+            // there would reach the server (and confuse front-ends routing by Host).
+            let why = "the URL carries credentials (`user@host`); send them in a header".to_owned();
+            return Err(self
+                .records
+                .refuse(index, why, Error::HttpRequestUriInvalid));
+        }
         let https = uri.scheme() == Some(&Scheme::HTTPS);
         let default_port = if https { 443 } else { 80 };
         let host = uri.host().unwrap_or("").to_owned();
         let port = uri.port_u16().unwrap_or(default_port);
         if !self.egress.allows(&host, port, default_port) {
             let grant = match (&self.asset, self.egress.rules.is_empty()) {
-                (None, _) => "the step binds no asset, so it may not reach any host".to_owned(),
+                (None, true) => "the step binds no asset, so it may not reach any host".to_owned(),
+                (None, false) => {
+                    format!("the step may reach only {}", self.egress.hosts().join(", "))
+                }
                 (Some(asset), true) => format!("asset `{asset}` allows no hosts"),
                 (Some(asset), false) => format!(
                     "asset `{asset}` allows only {}",
@@ -568,9 +605,21 @@ impl Request {
         let deadline = tokio::time::Instant::from_std(
             (Instant::now() + self.egress.request_timeout).min(self.deadline),
         );
+        // Held until the body is read or dropped.
+        let Ok(Ok(permit)) =
+            tokio::time::timeout_at(deadline, Arc::clone(&self.open).acquire_owned()).await
+        else {
+            return Err(self.timed_out(
+                index,
+                "waiting for another request of the step to end",
+                self.egress.request_timeout,
+            ));
+        };
         let connect_by = (tokio::time::Instant::now() + connect_timeout).min(deadline);
 
-        let addresses = self.resolve(index, &host, port, connect_by).await?;
+        let addresses = self
+            .resolve(index, (&host, port, default_port), connect_by)
+            .await?;
         let stream = self.connect(index, &addresses, connect_by).await?;
         let stream: Box<dyn Stream> = if https {
             let name = match Host::of(&host) {
@@ -652,7 +701,9 @@ impl Request {
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if let Some(length) = declared.filter(|&length| length > cap) {
+        // A HEAD answer, a 204 and a 304 carry no body whatever their length says.
+        let bodiless = head || status == 204 || status == 304;
+        if let Some(length) = declared.filter(|&length| length > cap && !bodiless) {
             return Err(self.records.fail(
                 index,
                 format!(
@@ -671,6 +722,7 @@ impl Request {
                 records,
                 index,
                 ended: false,
+                _permit: permit,
             }
             .boxed_unsync()
         });
@@ -689,8 +741,7 @@ impl Request {
     async fn resolve(
         &self,
         index: usize,
-        host: &str,
-        port: u16,
+        (host, port, default_port): (&str, u16, u16),
         by: tokio::time::Instant,
     ) -> Result<Vec<SocketAddr>, Error> {
         let bare = host
@@ -722,7 +773,7 @@ impl Request {
         let allowed: Vec<SocketAddr> = found
             .into_iter()
             .filter(|address| match special(address.ip()) {
-                Some(kind) if !self.egress.names(address.ip()) => {
+                Some(kind) if !self.egress.names(address.ip(), port, default_port) => {
                     refused.push(format!("{} ({kind})", address.ip()));
                     false
                 }
@@ -786,6 +837,7 @@ struct Capped {
     records: Records,
     index: usize,
     ended: bool,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Body for Capped {
@@ -937,6 +989,11 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::10.0.0.1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "fec0::1",
+            "::127.0.0.1",
+            "192.0.0.8",
         ] {
             assert!(
                 special(special_ip.parse().unwrap()).is_some(),
@@ -948,13 +1005,18 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "64:ff9b::8.8.8.8",
+            "2002:0808:0808::1",
         ] {
             assert_eq!(special(public.parse().unwrap()), None, "{public}");
         }
-        let egress = Egress::allowing(["127.0.0.1:8080"]).unwrap();
-        assert!(egress.names("127.0.0.1".parse().unwrap()));
-        assert!(egress.names("::ffff:127.0.0.1".parse().unwrap()));
-        assert!(!egress.names("127.0.0.2".parse().unwrap()));
+        let egress = Egress::allowing(["127.0.0.1:8080", "*.example.com", "10.0.0.5"]).unwrap();
+        assert!(egress.names("127.0.0.1".parse().unwrap(), 8080, 80));
+        assert!(egress.names("::ffff:127.0.0.1".parse().unwrap(), 8080, 80));
+        assert!(!egress.names("127.0.0.2".parse().unwrap(), 8080, 80));
+        // A name resolving to a named address reaches it on that rule's port only.
+        assert!(!egress.names("127.0.0.1".parse().unwrap(), 443, 443));
+        assert!(egress.names("10.0.0.5".parse().unwrap(), 443, 443));
+        assert!(!egress.names("10.0.0.5".parse().unwrap(), 8443, 443));
     }
 
     #[test]

@@ -757,10 +757,12 @@ impl Host {
         if !requests.is_empty() {
             for request in &requests {
                 let (ts, level, message, fields) = request.line();
-                state.logs.push_at(ts, level, message, fields);
+                state.logs.push_host(ts, level, message, fields);
             }
             if over_limit > 0 {
-                state.logs.push(
+                let ts = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+                state.logs.push_host(
+                    ts,
                     LogLevel::Warn,
                     format!(
                         "the host refused {over_limit} more requests: a step may make {} at most",
