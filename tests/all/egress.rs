@@ -638,3 +638,25 @@ edges: []
         server.log()
     );
 }
+
+#[tokio::test]
+async fn a_secret_longer_than_the_line_cap_leaves_no_prefix_behind() {
+    // 70,000 bytes: a log line holding it is cut at the 64 KiB line cap.
+    let secret: String = (0..70_000)
+        .map(|i| char::from(b'a' + u8::try_from(i % 26).expect("a letter")))
+        .collect();
+    let app = load(example_app("chaos")).await;
+    let mut call = Call::new("leak", json!({"key": "api_key"}).to_string());
+    call.level = LogLevel::Trace;
+    call.settings =
+        Arc::new(wasp_runtime::host::Settings::new().with_secret("api_key", secret.clone()));
+    let report = invoke(&app, call).await;
+    assert_eq!(report.status, StepStatus::Succeeded, "{:?}", report.error);
+    let line = &report.logs[0];
+    assert_eq!(line.message, "the api_key is ***!");
+    let recorded = serde_json::to_string(&report).expect("JSON");
+    assert!(
+        !recorded.contains(&secret[..32]),
+        "a piece of the secret was recorded"
+    );
+}
