@@ -502,3 +502,43 @@ fn max_runtime_on_the_command_line_lets_the_reaper_end_the_run() {
         "the execution ran past its maximum runtime of 1ms; the reaper ended it"
     );
 }
+
+#[test]
+fn app_new_makes_an_app_once_and_refuses_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().to_str().unwrap();
+    let output = wasp(&[
+        "app",
+        "new",
+        "phish-score",
+        "--lang",
+        "python",
+        "--dir",
+        parent,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    for file in ["app.py", "test_app.py", "Makefile", "README.md"] {
+        assert!(
+            dir.path().join("phish-score").join(file).is_file(),
+            "{file}"
+        );
+    }
+    let output = wasp(&[
+        "app",
+        "new",
+        "phish-score",
+        "--lang",
+        "python",
+        "--dir",
+        parent,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("already exists"),
+        "{}",
+        stderr(&output)
+    );
+    let output = wasp(&["app", "new", "Bad Name", "--dir", parent]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("Bad Name"), "{}", stderr(&output));
+}

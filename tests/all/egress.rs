@@ -660,3 +660,58 @@ async fn a_secret_longer_than_the_line_cap_leaves_no_prefix_behind() {
         "a piece of the secret was recorded"
     );
 }
+
+#[test]
+fn wasp_app_run_reaches_only_the_hosts_given_with_allow_host() {
+    let service = MockService::start();
+    let port = service.port;
+    let input = json!({"url": format!("http://127.0.0.1:{port}/echo")}).to_string();
+    let base = [
+        "app",
+        "run",
+        "http-request",
+        "--action",
+        "request",
+        "--input",
+        &input,
+    ];
+    let allowed = format!("127.0.0.1:{port}");
+
+    let output = crate::cli::wasp(
+        &[
+            &base[..],
+            &["--allow-host", &allowed, "--log-level", "debug"],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::cli::stderr(&output)
+    );
+    let report = crate::cli::stdout_json(&output);
+    assert_eq!(report["output"]["status"], 200);
+    assert!(
+        report["logs"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("GET http://127.0.0.1:{port}/echo → 200"))),
+        "{report}"
+    );
+
+    let output = crate::cli::wasp(&[&base[..], &["--allow-host", "api.example.com"]].concat());
+    assert_eq!(output.status.code(), Some(1));
+    let report = crate::cli::stdout_json(&output);
+    assert!(
+        report["logs"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!(
+                "127.0.0.1:{port} is not an allowed host; the step may reach only api.example.com"
+            ))),
+        "{report}"
+    );
+
+    let output = crate::cli::wasp(&[&base[..], &["--allow-host", "*"]].concat());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(crate::cli::stderr(&output).contains("--allow-host: host `*`"));
+}
