@@ -91,6 +91,39 @@ pub struct LogLine {
     pub fields: Vec<(String, String)>,
 }
 
+/// The length of the longest start of `secret`, shorter than it, that `text` ends
+/// with: Knuth–Morris–Pratt over the secret, linear in both (a guest chooses `text`).
+fn longest_start_at_end(secret: &[u8], text: &[u8]) -> usize {
+    if secret.len() < 2 {
+        return 0;
+    }
+    let mut fallback = vec![0usize; secret.len()];
+    let mut k = 0;
+    for i in 1..secret.len() {
+        while k > 0 && secret[i] != secret[k] {
+            k = fallback[k - 1];
+        }
+        if secret[i] == secret[k] {
+            k += 1;
+        }
+        fallback[i] = k;
+    }
+    let mut matched = 0;
+    for &byte in text {
+        while matched > 0 && (matched == secret.len() || byte != secret[matched]) {
+            matched = fallback[matched - 1];
+        }
+        if byte == secret[matched] {
+            matched += 1;
+        }
+    }
+    if matched == secret.len() {
+        fallback[matched - 1]
+    } else {
+        matched
+    }
+}
+
 /// `text` with every byte but RFC 3986's unreserved characters percent-encoded.
 fn percent_encoded(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -151,6 +184,22 @@ impl Redactor {
         for secret in &self.secrets {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
+    /// `text`, the head of something longer that was cut off, with every secret
+    /// replaced, and also a start of a secret that the cut left at its end.
+    pub fn text_cut(&self, text: &str) -> String {
+        let mut out = self.text(text);
+        for secret in &self.secrets {
+            // Shorter starts could be chance.
+            let k = longest_start_at_end(secret.as_bytes(), out.as_bytes());
+            if k >= 4 {
+                // Equal bytes from the start of a secret: a character boundary.
+                out.truncate(out.len() - k);
+                out.push_str(REDACTED);
             }
         }
         out
@@ -234,6 +283,28 @@ mod tests {
         let mut v = json!({"abcdef": ["x abc y", 1, {"k": "abcdef"}]});
         r.json(&mut v);
         assert_eq!(v, json!({"***": ["x *** y", 1, {"k": "***"}]}));
+    }
+
+    #[test]
+    fn the_start_of_a_secret_left_by_a_cut_is_masked() {
+        let r = Redactor::new(["s3cr3t-value".to_owned()]);
+        assert_eq!(
+            r.text_cut("key=s3cr3t-value, again s3cr3t-v"),
+            "key=***, again ***"
+        );
+        assert_eq!(
+            r.text_cut("ends with s3c"),
+            "ends with s3c",
+            "three bytes are chance"
+        );
+        assert_eq!(r.text_cut("nothing here"), "nothing here");
+        // Linear, whatever the text: a repetitive secret and a text built against it.
+        let secret = "x".repeat(200_000) + "y";
+        let text = "x".repeat(300_000) + "z";
+        let r = Redactor::new([secret]);
+        assert_eq!(r.text_cut(&text), text);
+        assert_eq!(longest_start_at_end(b"abcab", b"zzabca"), 4);
+        assert_eq!(longest_start_at_end(b"aab", b"aaaa"), 2);
     }
 
     #[test]

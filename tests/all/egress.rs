@@ -661,6 +661,29 @@ async fn a_secret_longer_than_the_line_cap_leaves_no_prefix_behind() {
     );
 }
 
+#[tokio::test]
+async fn a_secret_cut_by_the_stdout_cap_leaves_no_prefix_behind() {
+    // 1.5 MB: stdout keeps its first MiB, which ends inside the secret.
+    let secret: String = (0..1_500_000)
+        .map(|i| char::from(b'a' + u8::try_from(i % 26).expect("a letter")))
+        .collect();
+    let app = load(example_app("chaos")).await;
+    let mut call = Call::new("leak", json!({"key": "api_key"}).to_string());
+    call.level = LogLevel::Trace;
+    call.limits.memory_bytes = 256 << 20;
+    call.settings =
+        Arc::new(wasp_runtime::host::Settings::new().with_secret("api_key", secret.clone()));
+    let report = invoke(&app, call).await;
+    assert_eq!(report.status, StepStatus::Succeeded, "{:?}", report.error);
+    assert!(report.truncated.stdout_bytes_dropped > 0);
+    assert_eq!(report.stdout, "stdout: the api_key is ***");
+    let recorded = serde_json::to_string(&report).expect("JSON");
+    assert!(
+        !recorded.contains(&secret[..32]),
+        "a piece of the secret was recorded"
+    );
+}
+
 #[test]
 fn wasp_app_run_reaches_only_the_hosts_given_with_allow_host() {
     let service = MockService::start();

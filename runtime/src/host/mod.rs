@@ -991,8 +991,16 @@ fn redact(report: &mut StepReport, redactor: &Redactor) {
             *value = redactor.text(value);
         }
     }
-    report.stdout = redactor.text(&report.stdout);
-    report.stderr = redactor.text(&report.stderr);
+    // A cut stream may end in the start of a secret.
+    let redact_stream = |text: &str, dropped: u64| {
+        if dropped > 0 {
+            redactor.text_cut(text)
+        } else {
+            redactor.text(text)
+        }
+    };
+    report.stdout = redact_stream(&report.stdout, report.truncated.stdout_bytes_dropped);
+    report.stderr = redact_stream(&report.stderr, report.truncated.stderr_bytes_dropped);
 }
 
 /// Check a description a guest returned and turn it into the host's form.
