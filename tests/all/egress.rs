@@ -166,6 +166,11 @@ async fn run_bound(app: &str, action: &str, yaml: &str, input: Value) -> StepRep
     invoke(&component, call).await
 }
 
+/// A `GET` of `url` by the `http-request` app bound to the asset defined by `yaml`.
+async fn get_via(yaml: &str, url: &str) -> StepReport {
+    run_bound("http-request", "request", yaml, json!({ "url": url })).await
+}
+
 fn error_of(report: &StepReport) -> (String, String) {
     let error = report
         .error
@@ -242,13 +247,7 @@ async fn hosts_off_the_list_and_loopback_by_name_are_refused() {
     let service = MockService::start();
     let port = service.port;
     let allowed_elsewhere = "app: http-request\nhosts: ['api.example.com', '*.abuseipdb.com']\n";
-    let report = run_bound(
-        "http-request",
-        "request",
-        allowed_elsewhere,
-        json!({"url": format!("http://127.0.0.1:{port}/echo")}),
-    )
-    .await;
+    let report = get_via(allowed_elsewhere, &format!("http://127.0.0.1:{port}/echo")).await;
     let (code, message) = error_of(&report);
     assert_eq!(code, "misconfigured");
     assert!(
@@ -266,13 +265,7 @@ async fn hosts_off_the_list_and_loopback_by_name_are_refused() {
 
     // Allowed by name, but the name is loopback: refused after resolving.
     let by_name = format!("app: http-request\nhosts: ['localhost:{port}']\n");
-    let report = run_bound(
-        "http-request",
-        "request",
-        &by_name,
-        json!({"url": format!("http://localhost:{port}/echo")}),
-    )
-    .await;
+    let report = get_via(&by_name, &format!("http://localhost:{port}/echo")).await;
     let (code, message) = error_of(&report);
     assert_eq!(code, "misconfigured");
     assert!(
@@ -289,13 +282,7 @@ async fn hosts_off_the_list_and_loopback_by_name_are_refused() {
     let named = format!(
         "app: http-request\nhosts: ['localhost:{port}', '127.0.0.1:{port}', '[::1]:{port}']\n"
     );
-    let report = run_bound(
-        "http-request",
-        "request",
-        &named,
-        json!({"url": format!("http://localhost:{port}/echo")}),
-    )
-    .await;
+    let report = get_via(&named, &format!("http://localhost:{port}/echo")).await;
     assert_eq!(report.status, StepStatus::Succeeded, "{report:#?}");
 
     // No asset: nothing at all.
@@ -312,13 +299,7 @@ async fn hosts_off_the_list_and_loopback_by_name_are_refused() {
     );
     // A named address is reachable on its rule's port only, whatever name leads there.
     let other_port = format!("app: http-request\nhosts: ['localhost:{port}', '127.0.0.1:1']\n");
-    let report = run_bound(
-        "http-request",
-        "request",
-        &other_port,
-        json!({"url": format!("http://localhost:{port}/echo")}),
-    )
-    .await;
+    let report = get_via(&other_port, &format!("http://localhost:{port}/echo")).await;
     assert_eq!(error_of(&report).0, "misconfigured");
     assert!(
         log_text(&report).contains("127.0.0.1 (loopback)"),
@@ -380,13 +361,7 @@ async fn a_server_that_never_answers_ends_at_the_host_side_timeout() {
         "app: http-request\nhosts: ['127.0.0.1:{port}']\nhttp: {{first_byte_timeout: 300ms}}\n"
     );
     let started = Instant::now();
-    let report = run_bound(
-        "http-request",
-        "request",
-        &yaml,
-        json!({"url": format!("http://127.0.0.1:{port}/hang")}),
-    )
-    .await;
+    let report = get_via(&yaml, &format!("http://127.0.0.1:{port}/hang")).await;
     let (code, message) = error_of(&report);
     assert_eq!(code, "timeout", "{message}");
     assert!(report.error.as_ref().is_some_and(|e| e.retryable));
@@ -403,13 +378,7 @@ async fn a_server_that_never_answers_ends_at_the_host_side_timeout() {
         "app: http-request\nhosts: ['127.0.0.1:{port}']\nlimits: {{timeout: 500ms}}\n\
          http: {{first_byte_timeout: 1h, timeout: 1h}}\n"
     );
-    let report = run_bound(
-        "http-request",
-        "request",
-        &yaml,
-        json!({"url": format!("http://127.0.0.1:{port}/hang")}),
-    )
-    .await;
+    let report = get_via(&yaml, &format!("http://127.0.0.1:{port}/hang")).await;
     let error = report.error.as_ref().expect("the step failed");
     assert!(
         matches!(
@@ -434,13 +403,7 @@ async fn a_gigabyte_response_is_stopped_at_the_cap() {
         format!("app: http-request\nhosts: ['127.0.0.1:{port}']\nhttp: {{max_response: 1MiB}}\n");
     for route in ["flood", "declared"] {
         service.flooded.store(0, Ordering::Relaxed);
-        let report = run_bound(
-            "http-request",
-            "request",
-            &yaml,
-            json!({"url": format!("http://127.0.0.1:{port}/{route}")}),
-        )
-        .await;
+        let report = get_via(&yaml, &format!("http://127.0.0.1:{port}/{route}")).await;
         let (code, message) = error_of(&report);
         assert_eq!(code, "unavailable", "{route}: {message}");
         assert!(

@@ -115,16 +115,21 @@ pub(super) async fn list(State(service): State<Arc<Service>>) -> Json<Value> {
     Json(json!({"count": data.len(), "data": data}))
 }
 
+/// The asset called `name`, or a 404 naming it.
+fn existing(service: &Service, name: &str) -> Result<Arc<Asset>, ApiError> {
+    service
+        .runner
+        .assets()
+        .get(name)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no asset `{name}`")))
+}
+
 /// `GET /api/v1/assets/{name}`.
 pub(super) async fn get(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let asset = service
-        .runner
-        .assets()
-        .get(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no asset `{name}`")))?;
+    let asset = existing(&service, &name)?;
     Ok(Json(view(&asset)))
 }
 
@@ -183,11 +188,7 @@ pub(super) async fn delete(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let asset = service
-        .runner
-        .assets()
-        .get(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no asset `{name}`")))?;
+    let asset = existing(&service, &name)?;
     read_only(&asset)?;
     let key = name.clone();
     service
