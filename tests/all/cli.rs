@@ -507,7 +507,7 @@ fn max_runtime_on_the_command_line_lets_the_reaper_end_the_run() {
 fn app_new_makes_an_app_once_and_refuses_bad_names() {
     let dir = tempfile::tempdir().unwrap();
     let parent = dir.path().to_str().unwrap();
-    let output = wasp(&[
+    let new = [
         "app",
         "new",
         "phish-score",
@@ -515,7 +515,8 @@ fn app_new_makes_an_app_once_and_refuses_bad_names() {
         "python",
         "--dir",
         parent,
-    ]);
+    ];
+    let output = wasp(&new);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     for file in ["app.py", "test_app.py", "Makefile", "README.md"] {
         assert!(
@@ -523,15 +524,7 @@ fn app_new_makes_an_app_once_and_refuses_bad_names() {
             "{file}"
         );
     }
-    let output = wasp(&[
-        "app",
-        "new",
-        "phish-score",
-        "--lang",
-        "python",
-        "--dir",
-        parent,
-    ]);
+    let output = wasp(&new);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("already exists"),

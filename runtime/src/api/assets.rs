@@ -73,7 +73,7 @@ fn view(asset: &Asset) -> Value {
 }
 
 /// Load the assets the API created earlier into the runner; one that no longer
-/// resolves (a variable unset, a file gone) is skipped with a warning naming why.
+/// resolves (a variable unset, a file gone) is skipped, saying why on stderr.
 pub(crate) fn load_stored(service: &Service) -> Result<(), crate::store::Error> {
     for (name, spec) in service.store.assets()? {
         if service
@@ -82,7 +82,9 @@ pub(crate) fn load_stored(service: &Service) -> Result<(), crate::store::Error> 
             .get(&name)
             .is_some_and(|a| a.source == Source::File)
         {
-            tracing::warn!(asset = %name, "a stored asset has the name of one in the assets file; the file's wins");
+            eprintln!(
+                "asset `{name}` from the database has the name of one in the assets file; the file's is used"
+            );
             continue;
         }
         let base = service.secrets_dir.as_deref().unwrap_or(FsPath::new("."));
@@ -95,7 +97,6 @@ pub(crate) fn load_stored(service: &Service) -> Result<(), crate::store::Error> 
         match resolved {
             Ok(asset) => service.runner.assets().put(asset),
             Err(problem) => {
-                tracing::warn!(asset = %name, %problem, "a stored asset cannot be used");
                 eprintln!("asset `{name}` from the database cannot be used: {problem}");
             }
         }

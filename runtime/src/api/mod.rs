@@ -237,7 +237,7 @@ impl Service {
 
     /// Serve the playbooks created through the API in earlier runs, kept in the store
     /// (those from the playbooks directory are loaded from their files). One that no
-    /// longer validates (an app gone) is skipped with a warning naming why.
+    /// longer validates (an app gone) is skipped, saying why on stderr.
     pub fn load_stored_playbooks(&self) -> Result<(), store::Error> {
         let mut pending: Vec<store::PlaybookRecord> = self
             .store
@@ -257,7 +257,6 @@ impl Service {
             }
             if failed.len() == before || failed.is_empty() {
                 for (record, error) in &failed {
-                    tracing::warn!(playbook = %record.xid, %error, "a stored playbook cannot be served");
                     eprintln!(
                         "playbook `{}` from the database cannot be served: {error}",
                         record.xid

@@ -16,7 +16,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::trace::{LogLevel, LogLine, truncate_utf8};
+use crate::trace::{LogLevel, LogLine, Redactor, truncate_utf8};
 
 #[derive(Debug, Default)]
 struct Buffer {
@@ -132,6 +132,9 @@ pub(crate) struct LogCaps {
 pub(crate) struct LogSink {
     level: LogLevel,
     caps: LogCaps,
+    /// Masks the step's secrets in every line before it is cut to its cap, so that a
+    /// cut never leaves the start of a secret behind.
+    redactor: Arc<Redactor>,
     bytes: usize,
     pub(crate) lines: Vec<LogLine>,
     pub(crate) dropped_lines: u64,
@@ -139,10 +142,11 @@ pub(crate) struct LogSink {
 }
 
 impl LogSink {
-    pub(crate) fn new(level: LogLevel, caps: LogCaps) -> Self {
+    pub(crate) fn new(level: LogLevel, caps: LogCaps, redactor: Arc<Redactor>) -> Self {
         Self {
             level,
             caps,
+            redactor,
             bytes: 0,
             lines: Vec::new(),
             dropped_lines: 0,
@@ -177,11 +181,18 @@ impl LogSink {
         ts: String,
         level: LogLevel,
         mut message: String,
-        fields: Vec<(String, String)>,
+        mut fields: Vec<(String, String)>,
         host: bool,
     ) {
         if !self.enabled(level) {
             return;
+        }
+        if !self.redactor.is_empty() {
+            message = self.redactor.text(&message);
+            for (key, value) in &mut fields {
+                *key = self.redactor.text(key);
+                *value = self.redactor.text(value);
+            }
         }
         if truncate_utf8(&mut message, self.caps.line_bytes) {
             message.push_str(" …[truncated]");
@@ -222,7 +233,7 @@ mod tests {
             bytes: 1024,
             line_bytes: 5,
         };
-        let mut sink = LogSink::new(LogLevel::Info, caps);
+        let mut sink = LogSink::new(LogLevel::Info, caps, Arc::default());
         sink.push(LogLevel::Debug, "hidden".into(), vec![]);
         sink.push(LogLevel::Info, "one".into(), vec![]);
         sink.push(LogLevel::Error, "a long line".into(), vec![]);
@@ -230,5 +241,23 @@ mod tests {
         let messages: Vec<&str> = sink.lines.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(messages, ["one", "a lon …[truncated]"]);
         assert_eq!((sink.dropped_lines, sink.truncated_lines), (1, 1));
+    }
+
+    #[test]
+    fn log_sink_masks_secrets_before_cutting_a_line() {
+        let caps = LogCaps {
+            lines: 10,
+            bytes: 1024,
+            line_bytes: 12,
+        };
+        let redactor = Arc::new(Redactor::new(["hunter2-secret".to_owned()]));
+        let mut sink = LogSink::new(LogLevel::Info, caps, redactor);
+        sink.push(
+            LogLevel::Info,
+            "key hunter2-secret".into(),
+            vec![("k".into(), "hunter2-secret".into())],
+        );
+        assert_eq!(sink.lines[0].message, "key ***");
+        assert_eq!(sink.lines[0].fields, [("k".to_owned(), "***".to_owned())]);
     }
 }

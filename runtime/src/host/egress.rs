@@ -452,20 +452,20 @@ impl Records {
 /// The `wasi:http` hooks of one step run: its asset's grant, its deadline, and where
 /// its requests are recorded.
 pub(crate) struct Hooks {
-    pub(crate) egress: Arc<Egress>,
-    pub(crate) asset: Option<String>,
-    pub(crate) deadline: Instant,
+    egress: Arc<Egress>,
+    asset: Option<String>,
+    deadline: Instant,
     pub(crate) records: Records,
     open: Arc<tokio::sync::Semaphore>,
 }
 
 impl Hooks {
-    /// The hooks of a step run that must end within `timeout` from now.
-    pub(crate) fn new(egress: Arc<Egress>, asset: Option<String>, timeout: Duration) -> Self {
+    /// The hooks of a step run that must end by `deadline`.
+    pub(crate) fn new(egress: Arc<Egress>, asset: Option<String>, deadline: Instant) -> Self {
         Self {
             egress,
             asset,
-            deadline: Instant::now() + timeout,
+            deadline,
             records: Records::default(),
             open: Arc::new(tokio::sync::Semaphore::new(MAX_OPEN_REQUESTS_PER_STEP)),
         }
@@ -620,7 +620,9 @@ impl Request {
         let addresses = self
             .resolve(index, (&host, port, default_port), connect_by)
             .await?;
-        let stream = self.connect(index, &addresses, connect_by).await?;
+        let stream = self
+            .connect(index, &addresses, (connect_by, connect_timeout))
+            .await?;
         let stream: Box<dyn Stream> = if https {
             let name = match Host::of(&host) {
                 Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
@@ -796,7 +798,7 @@ impl Request {
         &self,
         index: usize,
         addresses: &[SocketAddr],
-        by: tokio::time::Instant,
+        (by, timeout): (tokio::time::Instant, Duration),
     ) -> Result<Box<dyn Stream>, Error> {
         let mut last = String::new();
         for address in addresses {
@@ -808,7 +810,7 @@ impl Request {
                 }
                 Ok(Err(e)) => last = format!("cannot connect to {address}: {e}"),
                 Err(_) => {
-                    return Err(self.timed_out(index, "connecting", self.egress.connect_timeout));
+                    return Err(self.timed_out(index, "connecting", timeout));
                 }
             }
         }

@@ -53,7 +53,7 @@ pub use sandbox::Settings;
 
 use cache::ComponentCache;
 use capture::{BoundedPipe, LogCaps, LogSink};
-use egress::{Hooks, Records};
+use egress::Hooks;
 use sandbox::{Interrupt, Limiter, StepState};
 
 use crate::trace::{LogLevel, LogLine, Redactor, truncate_utf8};
@@ -613,7 +613,7 @@ impl Host {
             &limits,
             LogLevel::Error,
             Arc::default(),
-            Hooks::new(Arc::default(), None, limits.timeout),
+            (Arc::default(), None),
             CancellationToken::new(),
         );
         let described = tokio::time::timeout(limits.timeout + GRACE, async {
@@ -636,9 +636,10 @@ impl Host {
         limits: &Limits,
         level: LogLevel,
         settings: Arc<Settings>,
-        http_hooks: Hooks,
+        (egress, asset): (Arc<Egress>, Option<String>),
         kill: CancellationToken,
     ) -> Store<StepState> {
+        let deadline = Instant::now() + limits.timeout;
         let stdout = BoundedPipe::new(limits.max_stdio_bytes);
         let stderr = BoundedPipe::new(limits.max_stdio_bytes);
         // The builder grants nothing by default: no files, env, args or network.
@@ -649,7 +650,7 @@ impl Host {
         let state = StepState {
             wasi,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            http_hooks,
+            http_hooks: Hooks::new(egress, asset, deadline),
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_cap: limits.memory_bytes,
@@ -665,11 +666,12 @@ impl Host {
                     bytes: limits.max_log_bytes,
                     line_bytes: limits.max_log_line_bytes,
                 },
+                settings.redactor(),
             ),
             stdout,
             stderr,
             settings,
-            deadline: Instant::now() + limits.timeout,
+            deadline,
             kill,
         };
         let mut store = Store::new(&self.inner.engine, state);
@@ -720,18 +722,11 @@ impl Host {
             .map_err(|_| Error::Engine("the host is shutting down".into()))?;
         let redactor = call.settings.redactor();
         let started = Instant::now();
-        let records = Records::default();
-        let mut hooks = Hooks::new(
-            Arc::clone(&call.egress),
-            call.asset.clone(),
-            call.limits.timeout,
-        );
-        hooks.records = records.clone();
         let mut store = self.store(
             &call.limits,
             call.level,
             Arc::clone(&call.settings),
-            hooks,
+            (Arc::clone(&call.egress), call.asset.clone()),
             call.kill.clone(),
         );
         let invocation = bindings::wasp::playbook::types::Invocation {
@@ -753,7 +748,7 @@ impl Host {
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
 
         let state = store.data_mut();
-        let (requests, over_limit) = records.take();
+        let (requests, over_limit) = state.http_hooks.records.take();
         if !requests.is_empty() {
             for request in &requests {
                 let (ts, level, message, fields) = request.line();
@@ -984,13 +979,7 @@ fn redact(report: &mut StepReport, redactor: &Redactor) {
     if let Some(error) = &mut report.error {
         error.message = redactor.text(&error.message);
     }
-    for line in &mut report.logs {
-        line.message = redactor.text(&line.message);
-        for (key, value) in &mut line.fields {
-            *key = redactor.text(key);
-            *value = redactor.text(value);
-        }
-    }
+    // Log lines, the app's and the host's, were masked as they were recorded.
     // A cut stream may end in the start of a secret.
     let redact_stream = |text: &str, dropped: u64| {
         if dropped > 0 {
