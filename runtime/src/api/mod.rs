@@ -89,8 +89,10 @@ pub struct Started {
     pub num: i64,
     /// Whether it waits for its playbook's concurrency limit.
     pub queued: bool,
-    /// Resolves to the execution's record once it has ended and been stored.
-    pub done: tokio::task::JoinHandle<Execution>,
+    /// Resolves to the execution's record once it has ended and been stored (`None`
+    /// only for an execution whose start could not be stored, which is never returned
+    /// as started).
+    pub done: tokio::task::JoinHandle<Option<Execution>>,
 }
 
 impl Started {
@@ -114,35 +116,68 @@ enum Job {
 /// The most writes in one transaction.
 const MAX_BATCH: usize = 4096;
 
-/// Store everything in batches — a batch is what arrived while the last one was being
-/// written, so a busy server makes few, large commits instead of one per change — then
-/// answer the waiters and broadcast the events: a client never hears of a state the
-/// store does not hold.
+/// How long a node event may wait to be stored: an execution that ends by then has its
+/// events superseded by its record, and they are never written.
+const EVENT_LINGER: Duration = Duration::from_millis(10);
+
+/// Store everything in batches, then broadcast the events and answer the waiters: a
+/// client never hears of a state the store does not hold, and hears of an execution's
+/// nodes before its end.
+///
+/// A batch is what arrived while the last one was being written, so a busy server makes
+/// few, large commits instead of one per change. Only starts and finishes have someone
+/// waiting: they go in the next batch. A node event waits up to [`EVENT_LINGER`] for a
+/// batch (or the end of its execution): most executions end sooner, and then only their
+/// start and their record are written. (A node event was never waited for, so a crash
+/// could always lose the last ones; the execution's start and end are what is durable.)
+///
+/// Runs on a thread of its own ("wasp-writer"), writing inline: the store is the one
+/// place every execution waits on, so a batch should start the moment the last one
+/// ends, without a hop through the blocking pool and back.
 async fn persist(
     store: Arc<dyn Store>,
     mut events: mpsc::UnboundedReceiver<Event>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     broadcast: broadcast::Sender<Arc<Event>>,
 ) {
-    let (mut new_events, mut new_jobs) = (Vec::new(), Vec::new());
-    let (mut events_open, mut jobs_open) = (true, true);
-    while events_open || jobs_open {
-        tokio::select! {
-            n = events.recv_many(&mut new_events, MAX_BATCH), if events_open => events_open = n > 0,
-            n = jobs.recv_many(&mut new_jobs, MAX_BATCH), if jobs_open => jobs_open = n > 0,
+    use std::collections::{HashSet, VecDeque};
+    use tokio::time::Instant;
+
+    fn ending<'a>(execution: &'a Execution, ids: &mut HashSet<&'a str>) {
+        ids.insert(&execution.id);
+        for child in &execution.children {
+            ending(child, ids);
         }
-        while new_events.len() < MAX_BATCH {
+    }
+
+    let (mut arrived, mut new_jobs) = (Vec::new(), Vec::new());
+    // Events not stored yet, with when they arrived, oldest first.
+    let mut waiting: VecDeque<(Instant, Event)> = VecDeque::new();
+    let (mut events_open, mut jobs_open) = (true, true);
+    while events_open || jobs_open || !waiting.is_empty() {
+        let due = waiting.front().map(|(at, _)| *at + EVENT_LINGER);
+        tokio::select! {
+            n = events.recv_many(&mut arrived, MAX_BATCH), if events_open => events_open = n > 0,
+            n = jobs.recv_many(&mut new_jobs, MAX_BATCH), if jobs_open => jobs_open = n > 0,
+            () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
+        }
+        while arrived.len() < MAX_BATCH {
             let Ok(event) = events.try_recv() else { break };
-            new_events.push(event);
+            arrived.push(event);
         }
         while new_jobs.len() < MAX_BATCH {
             let Ok(job) = jobs.try_recv() else { break };
             new_jobs.push(job);
         }
-        if new_events.is_empty() && new_jobs.is_empty() {
+        let now = Instant::now();
+        waiting.extend(arrived.drain(..).map(|event| (now, event)));
+        // Once nothing more can come, whatever waits is stored now.
+        let closing = !events_open && !jobs_open;
+        let ripe = |at: Instant| closing || at + EVENT_LINGER <= now;
+        if new_jobs.is_empty() && !waiting.front().is_some_and(|(at, _)| ripe(*at)) {
             continue;
         }
-        let mut writes = Vec::with_capacity(new_jobs.len() + new_events.len());
+        let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
         let mut replies = Vec::with_capacity(new_jobs.len());
         for job in new_jobs.drain(..) {
             match job {
@@ -156,13 +191,26 @@ async fn persist(
                 }
             }
         }
-        writes.extend(new_events.drain(..).map(store::Write::Event));
-        let store = Arc::clone(&store);
-        let written = tokio::task::spawn_blocking(move || (store.write(&writes), writes)).await;
-        let (result, writes) = match written {
-            Ok(done) => done,
-            Err(e) => (Err(store::Error::Corrupt(e.to_string())), Vec::new()),
-        };
+        // The events that go now: those that waited long enough, and those of the
+        // executions ending in this batch (the store keeps their records instead).
+        let mut ended = HashSet::new();
+        for write in &writes {
+            if let store::Write::Finish(execution) = write {
+                ending(execution, &mut ended);
+            }
+        }
+        let (mut going, mut staying) = (Vec::new(), VecDeque::new());
+        for (at, event) in waiting.drain(..) {
+            if ripe(at) || ended.contains(event.execution_id()) {
+                going.push(event);
+            } else {
+                staying.push_back((at, event));
+            }
+        }
+        drop(ended);
+        waiting = staying;
+        writes.extend(going.into_iter().map(store::Write::Event));
+        let result = store.write(&writes);
         let mut nums = match &result {
             Ok(nums) => nums.clone().into_iter(),
             Err(e) => {
@@ -171,6 +219,14 @@ async fn persist(
             }
         };
         let failure = result.as_ref().err().map(ToString::to_string);
+        if failure.is_none() {
+            for write in writes {
+                if let store::Write::Event(event) = write {
+                    // No subscriber is fine.
+                    let _ = broadcast.send(Arc::new(event));
+                }
+            }
+        }
         for reply in replies {
             // A waiter that went away is not the batch's problem.
             match (reply, &failure) {
@@ -188,31 +244,35 @@ async fn persist(
                 }
             }
         }
-        if failure.is_none() {
-            for write in writes {
-                if let store::Write::Event(event) = write {
-                    // No subscriber is fine.
-                    let _ = broadcast.send(Arc::new(event));
-                }
-            }
-        }
     }
 }
 
 impl Service {
     /// A service over `store`, running the playbooks of `runner`; every request must
-    /// carry `token` as a bearer token when it is set. Must be called within a Tokio
-    /// runtime: it starts the task that stores and broadcasts events.
+    /// carry `token` as a bearer token when it is set. Starts the thread that stores
+    /// and broadcasts events; it ends when the service and its executions are gone.
     pub fn new(store: Arc<dyn Store>, runner: Arc<HostRunner>, token: Option<String>) -> Self {
         let (events, receiver) = mpsc::unbounded_channel();
         let (jobs, job_receiver) = mpsc::unbounded_channel();
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
-        tokio::spawn(persist(
+        let writer = persist(
             Arc::clone(&store),
             receiver,
             job_receiver,
             broadcast.clone(),
-        ));
+        );
+        let started = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .and_then(|runtime| {
+                std::thread::Builder::new()
+                    .name("wasp-writer".to_owned())
+                    .spawn(move || runtime.block_on(writer))
+            });
+        if let Err(e) = started {
+            // Without its writer nothing can run; say so on every start.
+            tracing::error!(error = %e, "cannot start the store's writer thread");
+        }
         Self {
             store,
             runner,
@@ -308,21 +368,13 @@ impl Service {
 
     /// Start an execution of `playbook` from `start`; it is recorded Running before this
     /// returns and stored whole when it ends.
+    ///
+    /// The execution's own task records its start and runs it: a caller who goes away (a
+    /// client hanging up, a timer stopped) never leaves a recorded start without its
+    /// execution, and the steps begin the moment the start is stored, without waiting
+    /// for this caller to be scheduled again.
     pub async fn start(
         self: &Arc<Self>,
-        playbook: Arc<Playbook>,
-        start: Start,
-    ) -> Result<Started, ApiError> {
-        // On a task of its own, so that a caller who goes away (a client hanging up, a
-        // timer stopped) never leaves a recorded start without its execution.
-        let service = Arc::clone(self);
-        tokio::spawn(async move { service.start_detached(playbook, start).await })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-    }
-
-    async fn start_detached(
-        self: Arc<Self>,
         playbook: Arc<Playbook>,
         mut start: Start,
     ) -> Result<Started, ApiError> {
@@ -357,23 +409,24 @@ impl Service {
         let id = start.id.clone();
         // Killable from the moment it is reported.
         crate::lock(&self.running).insert(id.clone(), start.kill.clone());
-        let (reply, answer) = oneshot::channel();
-        let _ = self.jobs.send(Job::Start(new.clone(), reply));
-        let num = match answer.await {
-            Ok(Ok(num)) => num,
-            failed => {
-                crate::lock(&self.running).remove(&id);
-                let message = match failed {
-                    Ok(Err(e)) => e,
-                    Err(e) => e.to_string(),
-                    Ok(Ok(_)) => String::new(),
-                };
-                return Err(ApiError::Internal(message));
-            }
-        };
-        let service = Arc::clone(&self);
+        let (recorded, number) = oneshot::channel();
+        let service = Arc::clone(self);
         let done = tokio::spawn(async move {
             let id = start.id.clone();
+            let (reply, answer) = oneshot::channel();
+            let _ = service.jobs.send(Job::Start(new.clone(), reply));
+            let answer = match answer.await {
+                Ok(answer) => answer,
+                Err(e) => Err(e.to_string()),
+            };
+            let failed = answer.is_err();
+            if failed {
+                crate::lock(&service.running).remove(&id);
+            }
+            let _ = recorded.send(answer);
+            if failed {
+                return None;
+            }
             // Held until the execution is stored; a kill while queued ends the wait (and
             // the execution, at once).
             if let Some(acquire) = waiting {
@@ -413,14 +466,18 @@ impl Service {
             }
             crate::lock(&service.running).remove(&id);
             service.ended(&execution);
-            execution
+            Some(execution)
         });
-        Ok(Started {
-            id,
-            num,
-            queued,
-            done,
-        })
+        match number.await {
+            Ok(Ok(num)) => Ok(Started {
+                id,
+                num,
+                queued,
+                done,
+            }),
+            Ok(Err(e)) => Err(ApiError::Internal(e)),
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        }
     }
 
     /// The gate of playbook `xid` for `limit` executions at once (a new one when the
@@ -439,11 +496,13 @@ impl Service {
 
     /// Announce that `execution` and its children ended (after they were stored).
     fn ended(&self, execution: &Execution) {
-        let _ = self.events.send(Event::ExecutionEnded {
+        // Nothing to store (the record is): straight to the streams, after the
+        // execution's node events, which were broadcast before its record was answered.
+        let _ = self.broadcast.send(Arc::new(Event::ExecutionEnded {
             execution_id: execution.id.clone(),
             status: execution.status,
             at: execution.completed_at,
-        });
+        }));
         for child in &execution.children {
             self.ended(child);
         }
@@ -827,7 +886,8 @@ async fn answer_started(started: Started, wait: bool) -> Result<Response, ApiErr
         let execution = started
             .done
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(|| ApiError::Internal("the execution was not recorded".to_owned()))?;
         let mut record = serde_json::to_value(&execution).unwrap_or_default();
         record["num"] = json!(started.num);
         return Ok((StatusCode::OK, Json(record)).into_response());

@@ -3,9 +3,10 @@
 //! ([`SqliteStore`]) is the embedded default; a PostgreSQL backend (workers on several
 //! machines) is another implementation of the same trait.
 //!
-//! The trait is synchronous: SQLite is a library call, and a server runs each call on
-//! Tokio's blocking pool ([`tokio::task::spawn_blocking`]) so that a slow disk never
-//! stalls the executions' tasks.
+//! The trait is synchronous: SQLite is a library call. A server makes its writes on a
+//! thread of its own and its reads on Tokio's blocking pool
+//! ([`tokio::task::spawn_blocking`]), so that a slow disk never stalls the executions'
+//! tasks.
 
 mod sqlite;
 
