@@ -6,6 +6,8 @@
 //! store, then through the server's `Service` with the SQLite store. Then it serves the
 //! API on 127.0.0.1 and, when `wrk` is installed (`apt-get install wrk`), drives
 //! `POST /api/v1/playbooks/three-steps/run?wait=true` with 16 connections for 10 s.
+//! `WASP_BENCH_RUNS` and `WASP_BENCH_CONCURRENCY` change the runs and the concurrency;
+//! `WASP_BENCH_NO_HTTP` stops before the HTTP part (for profiling the rest).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,8 +21,28 @@ use wasp_runtime::host::{AppInfo, Host, HostConfig, Registry};
 use wasp_runtime::playbook::{Catalog, Playbook};
 use wasp_runtime::store::{NewExecution, SqliteStore, Store, Write};
 
-const RUNS: usize = 2_000;
-const CONCURRENCY: usize = 16;
+/// The allocator the `wasp` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Runs of each in-process part; `WASP_BENCH_RUNS` sets another number.
+fn runs() -> usize {
+    knob("WASP_BENCH_RUNS", 2_000)
+}
+
+/// Executions at once in process and connections over HTTP; `WASP_BENCH_CONCURRENCY`.
+fn concurrency() -> usize {
+    knob("WASP_BENCH_CONCURRENCY", 16)
+}
+
+fn knob(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not `{value}`")),
+        Err(_) => default,
+    }
+}
 
 struct Apps<'a>(&'a Registry);
 
@@ -38,23 +60,50 @@ fn trigger(i: usize) -> Value {
     json!({"id": i, "score": 85, "severity": "high"})
 }
 
-/// Run `one` RUNS times, CONCURRENCY at once; the wall time and runs per second.
+/// CPU time the process has used so far, all threads (Linux: `/proc/self/stat`, in
+/// USER_HZ = 100 ticks a second); zero elsewhere.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command (which may hold spaces) start after its `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are the 14th and 15th fields; the 3rd is the first after `)`.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Run `one` [`runs`] times, [`concurrency`] at once; the wall time and runs per second.
+/// Also prints the CPU time an execution took, all threads together.
 async fn load<F, Fut>(one: F) -> (Duration, f64)
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let started = Instant::now();
+    let cpu = cpu_time();
     let mut running = tokio::task::JoinSet::new();
-    for i in 0..RUNS {
+    for i in 0..runs() {
         running.spawn(one(i));
-        if running.len() >= CONCURRENCY {
+        if running.len() >= concurrency() {
             running.join_next().await;
         }
     }
     while running.join_next().await.is_some() {}
     let elapsed = started.elapsed();
-    (elapsed, RUNS as f64 / elapsed.as_secs_f64())
+    let cpu = cpu_time().saturating_sub(cpu);
+    println!(
+        "  CPU {:.0} µs an execution ({:.2} cores busy)",
+        cpu.as_secs_f64() * 1e6 / runs() as f64,
+        cpu.as_secs_f64() / elapsed.as_secs_f64()
+    );
+    (elapsed, runs() as f64 / elapsed.as_secs_f64())
 }
 
 /// Write `done` and their `events` into a fresh store on one thread, as the server's
@@ -86,10 +135,11 @@ fn store_alone(events: &[engine::Event], done: &[engine::Execution]) {
     }
     let elapsed = started.elapsed();
     println!(
-        "the store alone, one thread  {RUNS} executions ({} writes, {BATCH} a batch) in {elapsed:>8.1?}  \
+        "the store alone, one thread  {} executions ({} writes, {BATCH} a batch) in {elapsed:>8.1?}  \
          {:.0} µs an execution",
+        done.len(),
         writes.len(),
-        elapsed.as_secs_f64() * 1e6 / RUNS as f64
+        elapsed.as_secs_f64() * 1e6 / done.len() as f64
     );
 }
 
@@ -141,7 +191,7 @@ fn main() {
         })
         .await;
         drop(events);
-        println!("in process, no store         {RUNS} runs in {elapsed:>8.1?}  {rate:>7.0} runs/s");
+        println!("in process, no store         {} runs in {elapsed:>8.1?}  {rate:>7.0} runs/s", runs());
         let mut writes = Vec::new();
         while let Some(event) = produced.recv().await {
             writes.push(event);
@@ -158,17 +208,21 @@ fn main() {
                     .run("three-steps", trigger(i), TriggerType::Manual, None)
                     .await
                     .expect("started");
-                let execution = started.done.await.expect("ended");
+                let execution = started.done.await.expect("ended").expect("recorded");
                 assert_eq!(execution.status, ExecutionStatus::Completed);
             }
         })
         .await;
         println!(
-            "in process, SQLite store     {RUNS} runs in {stored_elapsed:>8.1?}  {stored_rate:>7.0} runs/s  \
+            "in process, SQLite store     {} runs in {stored_elapsed:>8.1?}  {stored_rate:>7.0} runs/s  \
              (persistence adds {:.0}%)",
+            runs(),
             (stored_elapsed.as_secs_f64() / elapsed.as_secs_f64() - 1.0) * 100.0
         );
 
+        if std::env::var_os("WASP_BENCH_NO_HTTP").is_some() {
+            return;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
         let addr = listener.local_addr().expect("address");
         let server = tokio::spawn(api::serve(listener, Arc::clone(&service), std::future::pending()));
@@ -184,7 +238,7 @@ fn main() {
             let (script, url) = (script.clone(), url.clone());
             move || {
                 std::process::Command::new("wrk")
-                    .args(["-t", "2", "-c", &CONCURRENCY.to_string(), "-d", "10s", "--latency", "-s"])
+                    .args(["-t", "2", "-c", &concurrency().to_string(), "-d", "10s", "--latency", "-s"])
                     .arg(&script)
                     .arg(&url)
                     .output()
@@ -193,7 +247,7 @@ fn main() {
         let wrk = tokio::task::spawn_blocking(command).await.expect("wrk's thread");
         match wrk {
             Ok(output) => {
-                println!("over HTTP: wrk -t 2 -c {CONCURRENCY} -d 10s --latency POST {url}");
+                println!("over HTTP: wrk -t 2 -c {} -d 10s --latency POST {url}", concurrency());
                 print!("{}", String::from_utf8_lossy(&output.stdout));
             }
             Err(e) => println!("over HTTP: skipped, `wrk` could not run ({e}); apt-get install wrk"),

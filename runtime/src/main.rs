@@ -6,6 +6,11 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wasp_runtime::{cli, env};
 
+/// Many threads allocate at once here (the steps, the store's writer, the HTTP server):
+/// mimalloc's per-thread heaps keep them from waiting on each other's allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
