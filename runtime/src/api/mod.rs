@@ -140,15 +140,8 @@ async fn persist(
     mut jobs: mpsc::UnboundedReceiver<Job>,
     broadcast: broadcast::Sender<Arc<Event>>,
 ) {
-    use std::collections::{HashSet, VecDeque};
+    use std::collections::VecDeque;
     use tokio::time::Instant;
-
-    fn ending<'a>(execution: &'a Execution, ids: &mut HashSet<&'a str>) {
-        ids.insert(&execution.id);
-        for child in &execution.children {
-            ending(child, ids);
-        }
-    }
 
     let (mut arrived, mut new_jobs) = (Vec::new(), Vec::new());
     // Events not stored yet, with when they arrived, oldest first.
@@ -193,12 +186,7 @@ async fn persist(
         }
         // The events that go now: those that waited long enough, and those of the
         // executions ending in this batch (the store keeps their records instead).
-        let mut ended = HashSet::new();
-        for write in &writes {
-            if let store::Write::Finish(execution) = write {
-                ending(execution, &mut ended);
-            }
-        }
+        let ended = store::Write::ended_in(&writes);
         let (mut going, mut staying) = (Vec::new(), VecDeque::new());
         for (at, event) in waiting.drain(..) {
             if ripe(at) || ended.contains(event.execution_id()) {

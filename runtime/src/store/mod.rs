@@ -184,6 +184,25 @@ pub enum Write {
     Finish(Box<Execution>),
 }
 
+impl Write {
+    /// The ids of the executions that `batch` ends, their children's too.
+    pub fn ended_in(batch: &[Write]) -> std::collections::HashSet<&str> {
+        fn add<'a>(execution: &'a Execution, ids: &mut std::collections::HashSet<&'a str>) {
+            ids.insert(&execution.id);
+            for child in &execution.children {
+                add(child, ids);
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for write in batch {
+            if let Write::Finish(execution) = write {
+                add(execution, &mut ids);
+            }
+        }
+        ids
+    }
+}
+
 /// A page of executions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Page {

@@ -997,18 +997,7 @@ impl Store for SqliteStore {
         let mut nums = Vec::new();
         // A node state is kept only while its execution runs: the record of one that
         // ends in this batch supersedes its node events.
-        fn ended<'a>(execution: &'a Execution, ids: &mut std::collections::HashSet<&'a str>) {
-            ids.insert(&execution.id);
-            for child in &execution.children {
-                ended(child, ids);
-            }
-        }
-        let mut ended_here = std::collections::HashSet::new();
-        for write in batch {
-            if let Write::Finish(execution) = write {
-                ended(execution, &mut ended_here);
-            }
-        }
+        let ended_here = Write::ended_in(batch);
         let events: Vec<&Event> = batch
             .iter()
             .filter_map(|w| match w {
