@@ -184,12 +184,14 @@ async fn persist(
                 }
             }
         }
-        // The events that go now: those that waited long enough, and those of the
-        // executions ending in this batch (the store keeps their records instead).
+        // The events that go now: those that waited long enough are stored; those of the
+        // executions ending in this batch are only announced (their records hold them).
         let ended = store::Write::ended_in(&writes);
-        let (mut going, mut staying) = (Vec::new(), VecDeque::new());
+        let (mut going, mut superseded, mut staying) = (Vec::new(), Vec::new(), VecDeque::new());
         for (at, event) in waiting.drain(..) {
-            if ripe(at) || ended.contains(event.execution_id()) {
+            if ended.contains(event.execution_id()) {
+                superseded.push(event);
+            } else if ripe(at) {
                 going.push(event);
             } else {
                 staying.push_back((at, event));
@@ -207,12 +209,14 @@ async fn persist(
             }
         };
         let failure = result.as_ref().err().map(ToString::to_string);
-        if failure.is_none() {
-            for write in writes {
-                if let store::Write::Event(event) = write {
-                    // No subscriber is fine.
-                    let _ = broadcast.send(Arc::new(event));
-                }
+        // Nobody listening is the common case: then there is nothing to send.
+        if failure.is_none() && broadcast.receiver_count() > 0 {
+            let stored = writes.into_iter().filter_map(|write| match write {
+                store::Write::Event(event) => Some(event),
+                _ => None,
+            });
+            for event in stored.chain(superseded) {
+                let _ = broadcast.send(Arc::new(event));
             }
         }
         for reply in replies {
@@ -403,10 +407,9 @@ impl Service {
             let id = start.id.clone();
             let (reply, answer) = oneshot::channel();
             let _ = service.jobs.send(Job::Start(new.clone(), reply));
-            let answer = match answer.await {
-                Ok(answer) => answer,
-                Err(e) => Err(e.to_string()),
-            };
+            let answer = answer
+                .await
+                .unwrap_or_else(|_| Err("the store's writer is not running".to_owned()));
             let failed = answer.is_err();
             if failed {
                 crate::lock(&service.running).remove(&id);
