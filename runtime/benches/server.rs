@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasp_runtime::api::{self, Service};
+use wasp_runtime::api::{self, Report, Service};
 use wasp_runtime::assets::Assets;
 use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, Start, TriggerType};
 use wasp_runtime::host::{AppInfo, Host, HostConfig, Registry};
@@ -60,27 +60,48 @@ fn trigger(i: usize) -> Value {
     json!({"id": i, "score": 85, "severity": "high"})
 }
 
-/// CPU time the process has used so far, all threads (Linux: `/proc/self/stat`, in
-/// USER_HZ = 100 ticks a second); zero elsewhere.
+/// CPU time the process has used so far, all threads (Linux: `/proc/self/stat`); zero
+/// elsewhere.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// CPU time each kind of thread has used so far (threads of one name together), from
+/// `/proc/self/task`; empty elsewhere.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, Duration> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        *by_name.entry(name.trim().to_owned()).or_default() += ticks(&stat);
+    }
+    by_name
+}
+
+/// The user and system time in a `stat` file of `/proc` (in USER_HZ = 100 ticks a
+/// second).
+fn ticks(stat: &str) -> Duration {
     // The fields after the command (which may hold spaces) start after its `)`.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| {
+    let field = |i: usize| {
         fields
             .get(i)
             .and_then(|f| f.parse::<u64>().ok())
             .unwrap_or(0)
     };
     // utime and stime are the 14th and 15th fields; the 3rd is the first after `)`.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    Duration::from_millis((field(11) + field(12)) * 10)
 }
 
 /// Run `one` [`runs`] times, [`concurrency`] at once; the wall time and runs per second.
-/// Also prints the CPU time an execution took, all threads together.
+/// Also prints the CPU time an execution took, all threads together and by thread.
 async fn load<F, Fut>(one: F) -> (Duration, f64)
 where
     F: Fn(usize) -> Fut,
@@ -88,6 +109,7 @@ where
 {
     let started = Instant::now();
     let cpu = cpu_time();
+    let threads = cpu_by_thread();
     let mut running = tokio::task::JoinSet::new();
     for i in 0..runs() {
         running.spawn(one(i));
@@ -103,6 +125,18 @@ where
         cpu.as_secs_f64() * 1e6 / runs() as f64,
         cpu.as_secs_f64() / elapsed.as_secs_f64()
     );
+    let by_thread: Vec<String> = cpu_by_thread()
+        .into_iter()
+        .map(|(name, used)| {
+            (
+                name.clone(),
+                used.saturating_sub(threads.get(&name).copied().unwrap_or_default()),
+            )
+        })
+        .filter(|(_, used)| !used.is_zero())
+        .map(|(name, used)| format!("{name} {:.0}", used.as_secs_f64() * 1e6 / runs() as f64))
+        .collect();
+    println!("  by thread, µs an execution: {}", by_thread.join(", "));
     (elapsed, runs() as f64 / elapsed.as_secs_f64())
 }
 
@@ -205,10 +239,10 @@ fn main() {
             let service = Arc::clone(&service);
             async move {
                 let started = service
-                    .run("three-steps", trigger(i), TriggerType::Manual, None)
+                    .run("three-steps", trigger(i), TriggerType::Manual, None, Report::End)
                     .await
                     .expect("started");
-                let execution = started.done.await.expect("ended").expect("recorded");
+                let (_, execution) = started.done.await.expect("ended").expect("recorded");
                 assert_eq!(execution.status, ExecutionStatus::Completed);
             }
         })

@@ -77,6 +77,21 @@ async fn the_phishing_triage_sample_validates_into_a_dag() {
     );
 }
 
+/// Only a node bound to an asset (network access, secrets) or one running another
+/// playbook can act outside wasp; the server orders its writes by this.
+#[tokio::test]
+async fn a_playbook_reaches_out_through_an_asset_or_another_playbook() {
+    let apps = Apps {
+        playbooks: vec!["ip-enrichment"],
+        ..apps().await
+    };
+    let reaches = |file: &str| Playbook::load(&sample(file), &apps).unwrap().reaches_out();
+    assert!(reaches("phishing-triage.yaml"), "its lookup binds soc-feed");
+    assert!(reaches("parent-child.yaml"), "it runs ip-enrichment");
+    assert!(!reaches("runaway.yaml"));
+    assert!(!reaches("partial-failure.yaml"));
+}
+
 const BROKEN: &str = r#"
 id: broken
 name: Broken on purpose

@@ -387,6 +387,49 @@ fn a_running_execution_is_killed_over_http() {
     );
 }
 
+/// A caller who waits for the end is told nothing before it, so the steps of a playbook
+/// that cannot reach outside wasp do not wait for the start to be stored; the start still
+/// is, soon, and the execution is listed Running while it runs.
+#[test]
+fn a_run_waited_for_is_listed_running_while_it_runs_and_answered_with_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            server.post(
+                "/api/v1/playbooks/runaway/run?wait=true",
+                "{\"indicator\": \"x\"}",
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let running = loop {
+            let (_, page) = server.get(
+                "/api/v1/executions?tql=playbookXid%20%3D%20%22runaway%22%20AND%20status%20%3D%20%22Running%22",
+            );
+            if let Some(row) = page["data"].as_array().and_then(|rows| rows.first()) {
+                break row.clone();
+            }
+            assert!(Instant::now() < deadline, "never listed Running: {page}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let id = running["id"].as_str().unwrap().to_owned();
+        let (status, _) = server.post(&format!("/api/v1/executions/{id}/kill"), "");
+        assert_eq!(status, 202);
+        let (status, ended) = waiting.join().unwrap();
+        assert_eq!(status, 200, "{ended}");
+        assert_eq!(
+            (&ended["id"], &ended["status"]),
+            (&json!(id), &json!("Killed"))
+        );
+        assert_eq!(ended["num"], running["num"], "{ended}");
+        let (_, stored) = server.get(&format!("/api/v1/executions/{}", running["num"]));
+        assert_eq!(
+            (&stored["id"], &stored["status"]),
+            (&json!(id), &json!("Killed"))
+        );
+    });
+}
+
 #[test]
 fn bad_input_gets_a_4xx_that_says_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();

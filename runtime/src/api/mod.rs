@@ -85,14 +85,34 @@ impl std::fmt::Debug for Service {
 pub struct Started {
     /// The string id.
     pub id: String,
-    /// The numeric id.
-    pub num: i64,
+    /// The numeric id, when the start was reported ([`Report::Start`]; else `done`
+    /// gives it).
+    pub num: Option<i64>,
     /// Whether it waits for its playbook's concurrency limit.
     pub queued: bool,
-    /// Resolves to the execution's record once it has ended and been stored (`None`
-    /// only for an execution whose start could not be stored, which is never returned
-    /// as started).
-    pub done: tokio::task::JoinHandle<Option<Execution>>,
+    /// Resolves to the execution's numeric id and record once it has ended and been
+    /// stored (`None` when it could not be stored: its start, which is then never
+    /// returned as started, or its record).
+    pub done: tokio::task::JoinHandle<Option<(i64, Execution)>>,
+}
+
+/// When the caller of [`Service::start`] hears of the execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// As soon as it is recorded as started (with its numeric id).
+    Start,
+    /// Only when it has ended (`Started::done`). An execution whose playbook cannot
+    /// reach outside wasp ([`Playbook::reaches_out`]) then runs at once, without
+    /// waiting for its start to be stored: nobody can hear of it before its record is,
+    /// and one cut short by a crash has done nothing anybody could miss.
+    End,
+}
+
+impl Report {
+    /// [`Report::End`] for a caller that waits for the end, else [`Report::Start`].
+    pub fn when(wait_for_end: bool) -> Self {
+        if wait_for_end { Self::End } else { Self::Start }
+    }
 }
 
 impl Started {
@@ -107,10 +127,31 @@ const BROADCAST_CAPACITY: usize = 4096;
 
 /// A write that someone waits for.
 enum Job {
-    /// Record an execution as running; answers its numeric id.
+    /// Record an execution as queued or running; answers its numeric id. `urgent` when
+    /// someone waits for that; otherwise it may wait like a node event, and is never
+    /// written when the execution ends by then (its record says all).
+    Start {
+        execution: NewExecution,
+        reply: oneshot::Sender<Result<i64, String>>,
+        urgent: bool,
+    },
+    /// Store an ended execution whole; answers its numeric id once it is stored.
+    Finish(Box<Execution>, oneshot::Sender<Result<i64, String>>),
+}
+
+/// A write that may wait for a batch (see [`persist`]).
+enum Lingering {
+    Event(Event),
     Start(NewExecution, oneshot::Sender<Result<i64, String>>),
-    /// Store an ended execution whole; answers when it is stored.
-    Finish(Box<Execution>, oneshot::Sender<Result<(), String>>),
+}
+
+impl Lingering {
+    fn execution_id(&self) -> &str {
+        match self {
+            Self::Event(event) => event.execution_id(),
+            Self::Start(execution, _) => &execution.id,
+        }
+    }
 }
 
 /// The most writes in one transaction.
@@ -125,11 +166,12 @@ const EVENT_LINGER: Duration = Duration::from_millis(10);
 /// nodes before its end.
 ///
 /// A batch is what arrived while the last one was being written, so a busy server makes
-/// few, large commits instead of one per change. Only starts and finishes have someone
-/// waiting: they go in the next batch. A node event waits up to [`EVENT_LINGER`] for a
-/// batch (or the end of its execution): most executions end sooner, and then only their
-/// start and their record are written. (A node event was never waited for, so a crash
-/// could always lose the last ones; the execution's start and end are what is durable.)
+/// few, large commits instead of one per change. Finishes and urgent starts have someone
+/// waiting: they go in the next batch. A node event, or a start nobody waits for, waits
+/// up to [`EVENT_LINGER`] for a batch (or the end of its execution): most executions end
+/// sooner, and then only their start and their record are written, or only their record.
+/// (A node event was never waited for, so a crash could always lose the last ones; the
+/// execution's start, when reported, and its end are what is durable.)
 ///
 /// Runs on a thread of its own ("wasp-writer"), writing inline: the store is the one
 /// place every execution waits on, so a batch should start the moment the last one
@@ -144,97 +186,137 @@ async fn persist(
     use tokio::time::Instant;
 
     let (mut arrived, mut new_jobs) = (Vec::new(), Vec::new());
-    // Events not stored yet, with when they arrived, oldest first.
-    let mut waiting: VecDeque<(Instant, Event)> = VecDeque::new();
+    // Writes not made yet, with when they arrived, oldest first.
+    let mut waiting: VecDeque<(Instant, Lingering)> = VecDeque::new();
     let (mut events_open, mut jobs_open) = (true, true);
     while events_open || jobs_open || !waiting.is_empty() {
         let due = waiting.front().map(|(at, _)| *at + EVENT_LINGER);
+        // Only the first event after a quiet spell wakes the writer (to set the timer):
+        // while some wait, later ones are picked up at the next wake-up, which comes by
+        // the time the oldest is due. (A wake-up is a system call on each side.)
+        let listen = events_open && waiting.is_empty();
         tokio::select! {
-            n = events.recv_many(&mut arrived, MAX_BATCH), if events_open => events_open = n > 0,
             n = jobs.recv_many(&mut new_jobs, MAX_BATCH), if jobs_open => jobs_open = n > 0,
+            n = events.recv_many(&mut arrived, MAX_BATCH), if listen => events_open = n > 0,
             () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
         }
-        while arrived.len() < MAX_BATCH {
-            let Ok(event) = events.try_recv() else { break };
-            arrived.push(event);
+        // Events first: the start of an execution whose events are here is here too.
+        while events_open && arrived.len() < MAX_BATCH {
+            match events.try_recv() {
+                Ok(event) => arrived.push(event),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => events_open = false,
+            }
         }
         while new_jobs.len() < MAX_BATCH {
             let Ok(job) = jobs.try_recv() else { break };
             new_jobs.push(job);
         }
         let now = Instant::now();
-        waiting.extend(arrived.drain(..).map(|event| (now, event)));
-        // Once nothing more can come, whatever waits is stored now.
-        let closing = !events_open && !jobs_open;
-        let ripe = |at: Instant| closing || at + EVENT_LINGER <= now;
-        if new_jobs.is_empty() && !waiting.front().is_some_and(|(at, _)| ripe(*at)) {
-            continue;
-        }
         let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
         let mut replies = Vec::with_capacity(new_jobs.len());
         for job in new_jobs.drain(..) {
             match job {
-                Job::Start(execution, reply) => {
+                Job::Start {
+                    execution,
+                    reply,
+                    urgent: false,
+                } => waiting.push_back((now, Lingering::Start(execution, reply))),
+                Job::Start {
+                    execution, reply, ..
+                } => {
                     writes.push(store::Write::Start(execution));
-                    replies.push(Ok(reply));
+                    replies.push(reply);
                 }
                 Job::Finish(execution, reply) => {
                     writes.push(store::Write::Finish(execution));
-                    replies.push(Err(reply));
+                    replies.push(reply);
                 }
             }
         }
-        // The events that go now: those that waited long enough are stored; those of the
-        // executions ending in this batch are only announced (their records hold them).
+        waiting.extend(
+            arrived
+                .drain(..)
+                .map(|event| (now, Lingering::Event(event))),
+        );
+        // Once nothing more can come, whatever waits is written now.
+        let closing = !events_open && !jobs_open;
+        let ripe = |at: Instant| closing || at + EVENT_LINGER <= now;
+        if writes.is_empty() && !waiting.front().is_some_and(|(at, _)| ripe(*at)) {
+            continue;
+        }
+        // What waited and goes now: the writes of executions ending in this batch are
+        // superseded by their records (their events only announced, their starts answered
+        // with the finish's number); the others are written once they waited long enough.
         let ended = store::Write::ended_in(&writes);
-        let (mut going, mut superseded, mut staying) = (Vec::new(), Vec::new(), VecDeque::new());
-        for (at, event) in waiting.drain(..) {
-            if ended.contains(event.execution_id()) {
-                superseded.push(event);
-            } else if ripe(at) {
-                going.push(event);
-            } else {
-                staying.push_back((at, event));
+        let (mut superseded, mut merged, mut staying) = (Vec::new(), Vec::new(), VecDeque::new());
+        let (mut going, mut started) = (Vec::new(), Vec::new());
+        for (at, write) in waiting.drain(..) {
+            match write {
+                write if !ended.contains(write.execution_id()) && !ripe(at) => {
+                    staying.push_back((at, write));
+                }
+                Lingering::Event(event) if ended.contains(event.execution_id()) => {
+                    superseded.push(event);
+                }
+                Lingering::Start(execution, reply) if ended.contains(execution.id.as_str()) => {
+                    merged.push((execution.id, reply));
+                }
+                Lingering::Event(event) => going.push(event),
+                Lingering::Start(execution, reply) => started.push((execution, reply)),
             }
         }
         drop(ended);
         waiting = staying;
+        for (execution, reply) in started {
+            writes.push(store::Write::Start(execution));
+            replies.push(reply);
+        }
         writes.extend(going.into_iter().map(store::Write::Event));
         let result = store.write(&writes);
-        let mut nums = match &result {
-            Ok(nums) => nums.clone().into_iter(),
-            Err(e) => {
-                tracing::error!(error = %e, "storing a batch of execution changes failed");
-                Vec::new().into_iter()
-            }
-        };
         let failure = result.as_ref().err().map(ToString::to_string);
+        if let Some(e) = &failure {
+            tracing::error!(error = %e, "storing a batch of execution changes failed");
+        }
         // Nobody listening is the common case: then there is nothing to send.
         if failure.is_none() && broadcast.receiver_count() > 0 {
-            let stored = writes.into_iter().filter_map(|write| match write {
-                store::Write::Event(event) => Some(event),
+            let stored = writes.iter().filter_map(|write| match write {
+                store::Write::Event(event) => Some(event.clone()),
                 _ => None,
             });
             for event in stored.chain(superseded) {
                 let _ = broadcast.send(Arc::new(event));
             }
         }
-        for reply in replies {
-            // A waiter that went away is not the batch's problem.
-            match (reply, &failure) {
-                (Ok(start), None) => {
-                    let _ = start.send(nums.next().ok_or_else(|| "no number".to_owned()));
-                }
-                (Ok(start), Some(e)) => {
-                    let _ = start.send(Err(e.clone()));
-                }
-                (Err(finish), None) => {
-                    let _ = finish.send(Ok(()));
-                }
-                (Err(finish), Some(e)) => {
-                    let _ = finish.send(Err(e.clone()));
-                }
+        // A waiter that went away is not the batch's problem.
+        let mut nums = result.unwrap_or_default().into_iter();
+        let numbered = writes.iter().filter_map(|write| match write {
+            store::Write::Start(execution) => Some(execution.id.as_str()),
+            store::Write::Finish(execution) => Some(execution.id.as_str()),
+            store::Write::Event(_) => None,
+        });
+        let mut by_id = HashMap::new();
+        for (id, reply) in numbered.zip(replies) {
+            let answer = match &failure {
+                None => nums
+                    .next()
+                    .ok_or_else(|| "the store gave no number".to_owned()),
+                Some(e) => Err(e.clone()),
+            };
+            if let Ok(num) = &answer {
+                by_id.insert(id, *num);
             }
+            let _ = reply.send(answer);
+        }
+        for (id, reply) in merged {
+            let answer = match &failure {
+                None => by_id
+                    .get(id.as_str())
+                    .copied()
+                    .ok_or_else(|| "the store gave no number".to_owned()),
+                Some(e) => Err(e.clone()),
+            };
+            let _ = reply.send(answer);
         }
     }
 }
@@ -337,6 +419,7 @@ impl Service {
         trigger: Value,
         trigger_type: TriggerType,
         log_level: Option<LogLevel>,
+        report: Report,
     ) -> Result<Started, ApiError> {
         let playbook = self
             .runner
@@ -355,20 +438,21 @@ impl Service {
             log_level,
             ..Start::new(trigger)
         };
-        self.start(playbook, start).await
+        self.start(playbook, start, report).await
     }
 
-    /// Start an execution of `playbook` from `start`; it is recorded Running before this
-    /// returns and stored whole when it ends.
+    /// Start an execution of `playbook` from `start`; it is stored whole when it ends.
+    /// With [`Report::Start`] it is recorded Queued or Running before this returns.
     ///
     /// The execution's own task records its start and runs it: a caller who goes away (a
     /// client hanging up, a timer stopped) never leaves a recorded start without its
-    /// execution, and the steps begin the moment the start is stored, without waiting
-    /// for this caller to be scheduled again.
+    /// execution, and the steps begin the moment the start is stored (or at once, see
+    /// [`Report::End`]), without waiting for this caller to be scheduled again.
     pub async fn start(
         self: &Arc<Self>,
         playbook: Arc<Playbook>,
         mut start: Start,
+        report: Report,
     ) -> Result<Started, ApiError> {
         use futures_util::FutureExt as _;
         start.events = Some(self.events.clone());
@@ -401,22 +485,32 @@ impl Service {
         let id = start.id.clone();
         // Killable from the moment it is reported.
         crate::lock(&self.running).insert(id.clone(), start.kill.clone());
+        // Whether the steps wait for the start to be stored: when someone is told of it
+        // sooner than its end, or a step could act outside wasp (and a crash must not
+        // leave that act without a trace).
+        let urgent = report == Report::Start || queued || playbook.reaches_out();
         let (recorded, number) = oneshot::channel();
         let service = Arc::clone(self);
         let done = tokio::spawn(async move {
             let id = start.id.clone();
             let (reply, answer) = oneshot::channel();
-            let _ = service.jobs.send(Job::Start(new.clone(), reply));
-            let answer = answer
-                .await
-                .unwrap_or_else(|_| Err("the store's writer is not running".to_owned()));
-            let failed = answer.is_err();
-            if failed {
-                crate::lock(&service.running).remove(&id);
-            }
-            let _ = recorded.send(answer);
-            if failed {
-                return None;
+            let _ = service.jobs.send(Job::Start {
+                execution: new.clone(),
+                reply,
+                urgent,
+            });
+            if urgent {
+                let answer = answer
+                    .await
+                    .unwrap_or_else(|_| Err("the store's writer is not running".to_owned()));
+                let failed = answer.is_err();
+                if failed {
+                    crate::lock(&service.running).remove(&id);
+                }
+                let _ = recorded.send(answer);
+                if failed {
+                    return None;
+                }
             }
             // Held until the execution is stored; a kill while queued ends the wait (and
             // the execution, at once).
@@ -431,20 +525,31 @@ impl Service {
                         status: ExecutionStatus::Running,
                         ..new
                     };
-                    let _ = service.jobs.send(Job::Start(running, reply));
-                    let _ = answer.await;
+                    let urgent = playbook.reaches_out();
+                    let _ = service.jobs.send(Job::Start {
+                        execution: running,
+                        reply,
+                        urgent,
+                    });
+                    if urgent {
+                        let _ = answer.await;
+                    }
                 }
             }
             let _permit = permit;
             let execution = engine::execute(Arc::clone(&service.runner), playbook, start).await;
             // A batch that fails rolls back whole, so trying again is safe.
+            let mut num = None;
             for attempt in 1..=3 {
                 let (reply, stored) = oneshot::channel();
                 let _ = service
                     .jobs
                     .send(Job::Finish(Box::new(execution.clone()), reply));
                 match stored.await {
-                    Ok(Ok(())) => break,
+                    Ok(Ok(stored)) => {
+                        num = Some(stored);
+                        break;
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(execution = %id, attempt, error = %e, "storing a finished execution failed");
                         tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
@@ -457,12 +562,20 @@ impl Service {
             }
             crate::lock(&service.running).remove(&id);
             service.ended(&execution);
-            Some(execution)
+            num.map(|num| (num, execution))
         });
+        if report == Report::End {
+            return Ok(Started {
+                id,
+                num: None,
+                queued,
+                done,
+            });
+        }
         match number.await {
             Ok(Ok(num)) => Ok(Started {
                 id,
-                num,
+                num: Some(num),
                 queued,
                 done,
             }),
@@ -866,21 +979,24 @@ async fn run_playbook(
             .map(|p| p.xid)
             .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?,
     };
-    let started = service.run(&xid, trigger, trigger_type, log_level).await?;
-    answer_started(started, flag(&params, "wait")?).await
+    let wait = flag(&params, "wait")?;
+    let started = service
+        .run(&xid, trigger, trigger_type, log_level, Report::when(wait))
+        .await?;
+    answer_started(started, wait).await
 }
 
 /// The answer to a request that started an execution: at once (202, its ids), or when
 /// it has ended (200, its whole record) when the caller waits.
 async fn answer_started(started: Started, wait: bool) -> Result<Response, ApiError> {
     if wait {
-        let execution = started
+        let (num, execution) = started
             .done
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .ok_or_else(|| ApiError::Internal("the execution was not recorded".to_owned()))?;
         let mut record = serde_json::to_value(&execution).unwrap_or_default();
-        record["num"] = json!(started.num);
+        record["num"] = json!(num);
         return Ok((StatusCode::OK, Json(record)).into_response());
     }
     let body = json!({
@@ -1904,8 +2020,11 @@ async fn replay_step(
         replay_of: Some(id),
         ..Start::new(input)
     };
-    let started = service.start(Arc::new(playbook), start).await?;
-    answer_started(started, flag(&params, "wait")?).await
+    let wait = flag(&params, "wait")?;
+    let started = service
+        .start(Arc::new(playbook), start, Report::when(wait))
+        .await?;
+    answer_started(started, wait).await
 }
 
 /// A one-node playbook that runs node `node` of playbook `xid` (as stored now) on the

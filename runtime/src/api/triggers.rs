@@ -117,7 +117,13 @@ pub(super) async fn hook(
         payload["signed"] = json!(["body"]);
     }
     let started = service
-        .run(&xid, payload, TriggerType::Webhook, None)
+        .run(
+            &xid,
+            payload,
+            TriggerType::Webhook,
+            None,
+            super::Report::when(wait),
+        )
         .await?;
     answer_started(started, wait).await
 }
@@ -177,7 +183,13 @@ pub(super) async fn event(
     for playbook in fired {
         // One that cannot start does not hide the ones that did.
         match service
-            .run(&playbook.id, event.clone(), TriggerType::Event, None)
+            .run(
+                &playbook.id,
+                event.clone(),
+                TriggerType::Event,
+                None,
+                super::Report::Start,
+            )
             .await
         {
             Ok(started) => executions.push(json!({
@@ -289,7 +301,17 @@ async fn tick(service: std::sync::Weak<Service>, xid: String, schedule: Schedule
         // in half.
         let run = {
             let xid = xid.clone();
-            tokio::spawn(async move { service.run(&xid, payload, TriggerType::Timer, None).await })
+            tokio::spawn(async move {
+                service
+                    .run(
+                        &xid,
+                        payload,
+                        TriggerType::Timer,
+                        None,
+                        super::Report::Start,
+                    )
+                    .await
+            })
         };
         if let Ok(Err(e)) = run.await {
             tracing::warn!(playbook = %xid, error = %e, "a timer could not start its playbook");

@@ -243,6 +243,15 @@ impl Playbook {
         self.index.get(id).map(|&i| &self.graph[i])
     }
 
+    /// Whether a step of it can act outside wasp: a node that binds an asset (the only
+    /// way a step gets network access or secrets) or runs another playbook. The steps
+    /// of one that cannot leave nothing behind but their outputs.
+    pub fn reaches_out(&self) -> bool {
+        self.graph
+            .node_weights()
+            .any(|node| node.asset.is_some() || matches!(node.kind, NodeKind::Playbook { .. }))
+    }
+
     /// The graph index of the node with id `id`.
     pub fn index_of(&self, id: &str) -> Option<NodeIndex> {
         self.index.get(id).copied()

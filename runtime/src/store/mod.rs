@@ -566,8 +566,9 @@ pub trait Store: Send + Sync + 'static {
     fn executions(&self, query: &Query) -> Result<Page, Error>;
 
     /// Apply `batch` in one transaction (one commit for many writes is what keeps
-    /// persistence cheap under load); returns the numeric ids of the executions it
-    /// started, in order.
+    /// persistence cheap under load); returns the numeric id of the execution of each
+    /// start and finish in it, in order. A finish whose start was never written records
+    /// the execution whole; a start never changes an execution that has ended.
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error>;
 
     /// What the ended executions of playbook `xid` add up to: how many ended in each

@@ -584,12 +584,12 @@ impl SqliteStore {
                 completed_at: None,
                 duration_ms: None,
             },
-        )?;
-        Ok(writer.last_insert_rowid())
+        )
     }
 
-    /// Insert an executions row, or update the one with its id.
-    fn upsert_row(writer: &rusqlite::Transaction<'_>, row: &RowValues<'_>) -> Result<(), Error> {
+    /// Insert an executions row, or update the one with its id unless it has ended (a
+    /// start that comes late never undoes an end); its numeric id.
+    fn upsert_row(writer: &rusqlite::Transaction<'_>, row: &RowValues<'_>) -> Result<i64, Error> {
         let playbook_num = playbook_num(writer, row.playbook_xid)?;
         writer
             .prepare_cached(
@@ -600,7 +600,8 @@ impl SqliteStore {
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
                  message = excluded.message, started_at = excluded.started_at, \
                  completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
-                 log_level = excluded.log_level",
+                 log_level = excluded.log_level \
+             WHERE executions.completed_at IS NULL",
             )?
             .execute(params![
                 row.id,
@@ -618,7 +619,10 @@ impl SqliteStore {
                 row.duration_ms,
                 row.replay_of,
             ])?;
-        Ok(())
+        // Not `RETURNING num`: with it, a batch took half as long again.
+        Ok(writer
+            .prepare_cached("SELECT num FROM executions WHERE id = ?1")?
+            .query_row([row.id], |r| r.get(0))?)
     }
 
     /// Node state changes, in `transaction`.
@@ -681,13 +685,14 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Store `execution` whole, its children too; its numeric id.
     fn write_execution(
         transaction: &rusqlite::Transaction<'_>,
         execution: &Execution,
-    ) -> Result<(), Error> {
+    ) -> Result<i64, Error> {
         let record = serde_json::to_string(&StoredRecord::of(execution))
             .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.id)))?;
-        Self::upsert_row(
+        let num = Self::upsert_row(
             transaction,
             &RowValues {
                 id: &execution.id,
@@ -770,7 +775,7 @@ impl SqliteStore {
         for child in &execution.children {
             Self::write_execution(transaction, child)?;
         }
-        Ok(())
+        Ok(num)
     }
 }
 
@@ -1010,7 +1015,9 @@ impl Store for SqliteStore {
                 Write::Start(execution) => {
                     nums.push(Self::insert_started(&transaction, execution)?)
                 }
-                Write::Finish(execution) => Self::write_execution(&transaction, execution)?,
+                Write::Finish(execution) => {
+                    nums.push(Self::write_execution(&transaction, execution)?)
+                }
                 Write::Event(_) => {}
             }
         }
@@ -1364,6 +1371,40 @@ mod tests {
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
         let playbook = store.playbook("triage").unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_new"));
+    }
+
+    #[test]
+    fn a_batch_numbers_its_starts_and_finishes_and_a_late_start_never_undoes_an_end() {
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let running = execution("ex_running", ExecutionStatus::Completed, now);
+        let whole = execution("ex_whole", ExecutionStatus::Failed, now);
+        let nums = store
+            .write(&[
+                Write::Start(NewExecution::running(&running)),
+                Write::Finish(Box::new(whole.clone())),
+            ])
+            .unwrap();
+        assert_eq!(nums.len(), 2, "one number a start and a finish: {nums:?}");
+        assert_eq!(store.execution("ex_running").unwrap().unwrap().num, nums[0]);
+        // A finish whose start was never written records the execution whole.
+        let row = store.execution("ex_whole").unwrap().unwrap();
+        assert_eq!((row.num, row.status), (nums[1], ExecutionStatus::Failed));
+        assert!(row.started_at.is_some() && row.completed_at.is_some());
+
+        // A finish of an execution whose start was written answers the same number.
+        let again = store
+            .write(&[Write::Finish(Box::new(running.clone()))])
+            .unwrap();
+        assert_eq!(again, [nums[0]]);
+        // A start that comes after the end changes nothing.
+        let late = store
+            .write(&[Write::Start(NewExecution::running(&whole))])
+            .unwrap();
+        assert_eq!(late, [nums[1]]);
+        let row = store.execution("ex_whole").unwrap().unwrap();
+        assert_eq!(row.status, ExecutionStatus::Failed);
+        assert!(row.completed_at.is_some());
     }
 
     #[test]
