@@ -214,6 +214,66 @@ CREATE TABLE assets (
     updated_at INTEGER NOT NULL
 );
 ",
+    r"
+-- Each ended execution writes its record in the same batch as its row: key the record
+-- by the row's number, one B-tree where a text key took two (the table and its index).
+CREATE TABLE records_by_num (num INTEGER PRIMARY KEY, record TEXT NOT NULL);
+INSERT INTO records_by_num (num, record)
+    SELECT e.num, r.record FROM execution_records r JOIN executions e ON e.id = r.execution_id;
+DROP VIEW audit_logs;
+DROP TABLE execution_records;
+ALTER TABLE records_by_num RENAME TO execution_records;
+CREATE VIEW audit_logs AS
+SELECT 'PLAYBOOK' AS instance_type,
+    e.playbook_xid AS action_id,
+    e.playbook_name AS action_name,
+    e.id AS instance_id,
+    e.parent_id AS parent_instance_id,
+    upper(e.log_level) AS log_level,
+    coalesce(json_extract(r.record, '$.trigger'), '') AS input,
+    '' AS output,
+    coalesce(e.message, '') AS error_msg,
+    e.started_at AS start_time,
+    e.completed_at AS end_time,
+    CASE e.status
+        WHEN 'Queued' THEN 'CREATED'
+        WHEN 'Running' THEN 'RUNNING'
+        WHEN 'Completed' THEN 'FINISHED'
+        WHEN 'Killed' THEN 'TERMINATED'
+        ELSE 'FAILED' END AS status,
+    CASE coalesce(p.trigger_type, e.trigger_type)
+        WHEN 'WEBHOOK' THEN 'EVENT'
+        WHEN 'PLAYBOOK' THEN 'MANUAL'
+        ELSE coalesce(p.trigger_type, e.trigger_type) END AS trigger_type
+FROM executions e
+    LEFT JOIN execution_records r ON r.num = e.num
+    LEFT JOIN executions p ON p.id = e.parent_id
+UNION ALL
+SELECT 'APP',
+    s.app,
+    s.action,
+    'sr_' || s.num,
+    s.execution_id,
+    upper(e.log_level),
+    coalesce(json_extract(s.record, '$.input'), ''),
+    coalesce(json_extract(s.record, '$.report.output'), ''),
+    coalesce(s.error_message, ''),
+    s.started_at,
+    s.started_at + s.duration_us / 1000,
+    CASE s.status
+        WHEN 'Succeeded' THEN 'FINISHED'
+        WHEN 'Killed' THEN 'TERMINATED'
+        ELSE 'FAILED' END,
+    CASE coalesce(p.trigger_type, e.trigger_type)
+        WHEN 'WEBHOOK' THEN 'EVENT'
+        WHEN 'PLAYBOOK' THEN 'MANUAL'
+        ELSE coalesce(p.trigger_type, e.trigger_type) END
+FROM step_runs s JOIN executions e ON e.id = s.execution_id
+    LEFT JOIN executions p ON p.id = e.parent_id;
+-- A playbook's last run is read from the executions (see PLAYBOOK_COLUMNS).
+ALTER TABLE playbooks DROP COLUMN last_run_at;
+ALTER TABLE playbooks DROP COLUMN last_run_id;
+",
 ];
 
 /// The columns of an executions row, as written.
@@ -363,10 +423,17 @@ fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
     })
 }
 
+/// A playbook's last run is its newest execution, read from the executions' index
+/// rather than written to the playbook on every finish (which rewrote its whole row,
+/// definition included, in every batch).
 const PLAYBOOK_COLUMNS: &str = "num, id, xid, tenant_id, created_at, updated_at, created_by, \
     updated_by, source, deleted_at, schema_version, name, description, category, \
     trigger_conditions, auto_execute, mitre_tactics, mitre_techniques, steps, \
-    required_connector_ids, owner_id, enabled, last_run_at, last_run_id, run_stats, tags";
+    required_connector_ids, owner_id, enabled, \
+    (SELECT queued_at FROM executions WHERE playbook_xid = playbooks.xid \
+        ORDER BY num DESC LIMIT 1), \
+    (SELECT id FROM executions WHERE playbook_xid = playbooks.xid ORDER BY num DESC LIMIT 1), \
+    run_stats, tags";
 
 fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
     let json =
@@ -712,9 +779,9 @@ impl SqliteStore {
         )?;
         transaction
             .prepare_cached(
-                "INSERT OR REPLACE INTO execution_records (execution_id, record) VALUES (?1, ?2)",
+                "INSERT OR REPLACE INTO execution_records (num, record) VALUES (?1, ?2)",
             )?
-            .execute(params![execution.id, record])?;
+            .execute(params![num, record])?;
         let mut insert_step = transaction.prepare_cached(
             "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, status, \
                  error_kind, error_message, duration_us, child_id, record, started_at) \
@@ -762,16 +829,6 @@ impl SqliteStore {
         transaction
             .prepare_cached("DELETE FROM node_states WHERE execution_id = ?1")?
             .execute([&execution.id])?;
-        transaction
-            .prepare_cached(
-                "UPDATE playbooks SET last_run_at = ?1, last_run_id = ?2 \
-             WHERE xid = ?3 AND (last_run_at IS NULL OR last_run_at <= ?1)",
-            )?
-            .execute(params![
-                millis(execution.queued_at),
-                execution.id,
-                execution.playbook_id
-            ])?;
         for child in &execution.children {
             Self::write_execution(transaction, child)?;
         }
@@ -937,7 +994,7 @@ impl Store for SqliteStore {
         let record: Option<Option<String>> = self.read(|c| {
             c.query_row(
                 "SELECT r.record FROM executions e \
-                 LEFT JOIN execution_records r ON r.execution_id = e.id \
+                 LEFT JOIN execution_records r ON r.num = e.num \
                  WHERE e.id = ?1 OR e.num = ?2",
                 params![key, number(key)],
                 |r| r.get(0),
@@ -1481,10 +1538,39 @@ mod tests {
                     [millis(Utc::now())],
                 )
                 .unwrap();
+            first
+                .execute(
+                    "INSERT INTO execution_records (execution_id, record) \
+                     VALUES ('ex_kept', '{\"id\": \"ex_kept\", \"trigger\": {\"ip\": \"8.8.8.8\"}}')",
+                    [],
+                )
+                .unwrap();
+            first
+                .execute(
+                    "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, steps, \
+                         last_run_id) \
+                     VALUES ('pb_1', 'triage', 0, 0, 'api', 'Triage', '{}', 'ex_gone')",
+                    [],
+                )
+                .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
         let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
         assert_eq!(page.rows[0].id, "ex_kept");
+        // Records moved to their number's key, and the audit log view reads them there.
+        let record = store.execution_record("ex_kept").unwrap().unwrap();
+        assert_eq!(record["trigger"]["ip"], "8.8.8.8");
+        let input: String = lock(&store.writer)
+            .query_row(
+                "SELECT input FROM audit_logs WHERE instance_id = 'ex_kept'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(input, r#"{"ip":"8.8.8.8"}"#);
+        // A playbook's last run is its newest execution.
+        let playbook = store.playbook("triage").unwrap().unwrap();
+        assert_eq!(playbook.last_run_id.as_deref(), Some("ex_kept"));
         let version: i64 = lock(&store.writer)
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
