@@ -103,8 +103,10 @@ pub enum Report {
     Start,
     /// Only when it has ended (`Started::done`). An execution whose playbook cannot
     /// reach outside wasp ([`Playbook::reaches_out`]) then runs at once, without
-    /// waiting for its start to be stored: nobody can hear of it before its record is,
-    /// and one cut short by a crash has done nothing anybody could miss.
+    /// waiting for its start to be stored (which it is within 10 ms, or with
+    /// its record if it ends sooner): nobody hears of it before its start is stored
+    /// (lists read the store, streams are sent what was stored), and one cut short by a
+    /// crash before then has done nothing anybody could miss.
     End,
 }
 
