@@ -216,6 +216,8 @@ async fn persist(
         }
         let now = Instant::now();
         let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
+        // One reply for each start and finish in `writes`, pushed with it, in its order:
+        // the store answers a number for each, in that order.
         let mut replies = Vec::with_capacity(new_jobs.len());
         for job in new_jobs.drain(..) {
             match job {
