@@ -10,6 +10,7 @@
 //! Times are stored as milliseconds since the epoch (UTC), so that TQL date conditions
 //! compare integers on an index.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -293,6 +294,51 @@ struct RowValues<'a> {
     duration_ms: Option<i64>,
 }
 
+/// What the writer knows from its earlier batches, so that a write does not ask the
+/// database. Only what a committed batch wrote is remembered (node states: also those
+/// stored when the store opened), and a number not known takes the long way. It
+/// assumes what `wasp serve` does: one process writes executions to a database.
+#[derive(Debug, Default)]
+struct Memo {
+    /// The numeric id of each playbook by XID (`None`: not stored); forgotten whenever
+    /// a playbook is saved.
+    playbook_nums: HashMap<String, Option<i64>>,
+    /// Executions whose start this store wrote and whose record it has not: their
+    /// numbers, to update their row by its key.
+    open: HashMap<String, i64>,
+    /// Executions with node states stored: only these have any to delete when their
+    /// record is written.
+    with_node_states: HashSet<String>,
+}
+
+/// What a batch changes in the [`Memo`], in its order, applied once it is committed:
+/// each execution started (with its number) or ended (`None`).
+type Learned = Vec<(String, Option<i64>)>;
+
+impl Memo {
+    fn apply(&mut self, learned: Learned, events: &[&Event]) {
+        for event in events {
+            if let Event::NodeStarted { execution_id, .. } | Event::NodeEnded { execution_id, .. } =
+                event
+                && !self.with_node_states.contains(execution_id)
+            {
+                self.with_node_states.insert(execution_id.clone());
+            }
+        }
+        for (id, started) in learned {
+            match started {
+                Some(num) => {
+                    self.open.insert(id, num);
+                }
+                None => {
+                    self.open.remove(&id);
+                    self.with_node_states.remove(&id);
+                }
+            }
+        }
+    }
+}
+
 /// Readers kept open for reuse; more are opened under load and closed after.
 const IDLE_READERS: usize = 4;
 
@@ -301,6 +347,8 @@ const IDLE_READERS: usize = 4;
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
+    /// Locked only while `writer` is.
+    memo: Mutex<Memo>,
     readers: Mutex<Vec<Connection>>,
     /// Told after each commit; copies the write-ahead log into the database on its own
     /// thread, so that a commit never waits for a checkpoint and its fsync.
@@ -482,11 +530,28 @@ fn sql_params(params: &[tql::Param]) -> Vec<SqlValue> {
 }
 
 /// The numeric id of the playbook with XID `xid`, when the store has it.
-fn playbook_num(connection: &Connection, xid: &str) -> Result<Option<i64>, rusqlite::Error> {
-    connection
+fn playbook_num(
+    connection: &Connection,
+    memo: &mut Memo,
+    xid: &str,
+) -> Result<Option<i64>, rusqlite::Error> {
+    if let Some(num) = memo.playbook_nums.get(xid) {
+        return Ok(*num);
+    }
+    let num = connection
         .prepare_cached("SELECT num FROM playbooks WHERE xid = ?1")?
         .query_row([xid], |r| r.get(0))
-        .optional()
+        .optional()?;
+    memo.playbook_nums.insert(xid.to_owned(), num);
+    Ok(num)
+}
+
+/// The executions that have node states stored.
+fn with_node_states(connection: &Connection) -> Result<HashSet<String>, rusqlite::Error> {
+    connection
+        .prepare("SELECT DISTINCT execution_id FROM node_states")?
+        .query_map([], |r| r.get(0))?
+        .collect()
 }
 
 /// `key` as a numeric id, when it is one.
@@ -544,6 +609,10 @@ impl SqliteStore {
             })?;
         Ok(Self {
             path: path.to_owned(),
+            memo: Mutex::new(Memo {
+                with_node_states: with_node_states(&writer).map_err(open_error)?,
+                ..Memo::default()
+            }),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             checkpoints,
@@ -632,10 +701,12 @@ impl SqliteStore {
 
     fn insert_started(
         writer: &rusqlite::Transaction<'_>,
+        memo: &mut Memo,
         execution: &NewExecution,
     ) -> Result<i64, Error> {
         Self::upsert_row(
             writer,
+            memo,
             &RowValues {
                 id: &execution.id,
                 parent_id: execution.parent_id.as_deref(),
@@ -655,20 +726,46 @@ impl SqliteStore {
     }
 
     /// Insert an executions row, or update the one with its id unless it has ended (a
-    /// start that comes late never undoes an end); its numeric id.
-    fn upsert_row(writer: &rusqlite::Transaction<'_>, row: &RowValues<'_>) -> Result<i64, Error> {
-        let playbook_num = playbook_num(writer, row.playbook_xid)?;
-        writer
+    /// start that comes late never undoes an end); its numeric id. One statement when
+    /// the row is new or its number is in `memo`.
+    fn upsert_row(
+        writer: &rusqlite::Transaction<'_>,
+        memo: &mut Memo,
+        row: &RowValues<'_>,
+    ) -> Result<i64, Error> {
+        // The columns a later write changes (?1 to ?6), and the row's key (?7).
+        const SET: &str = "SET status = ?1, message = ?2, started_at = ?3, completed_at = ?4, \
+             duration_ms = ?5, log_level = ?6";
+        let (status, level) = (word(&row.status), row.log_level.to_string());
+        let (started_at, completed_at) = (row.started_at.map(millis), row.completed_at.map(millis));
+        let update = |key: &dyn rusqlite::ToSql, by: &str| -> Result<usize, Error> {
+            Ok(writer
+                .prepare_cached(&format!(
+                    "UPDATE executions {SET} WHERE {by} = ?7 AND completed_at IS NULL"
+                ))?
+                .execute(params![
+                    status,
+                    row.message,
+                    started_at,
+                    completed_at,
+                    row.duration_ms,
+                    level,
+                    key
+                ])?)
+        };
+        if let Some(&num) = memo.open.get(row.id)
+            && update(&num, "num")? == 1
+        {
+            return Ok(num);
+        }
+        let playbook_num = playbook_num(writer, memo, row.playbook_xid)?;
+        let inserted = writer
             .prepare_cached(
                 "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
                  trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
                  duration_ms, replay_of) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-                 message = excluded.message, started_at = excluded.started_at, \
-                 completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
-                 log_level = excluded.log_level \
-             WHERE executions.completed_at IS NULL",
+             ON CONFLICT (id) DO NOTHING",
             )?
             .execute(params![
                 row.id,
@@ -677,15 +774,20 @@ impl SqliteStore {
                 row.playbook_xid,
                 row.playbook_name,
                 word(&row.trigger_type),
-                row.log_level.to_string(),
-                word(&row.status),
+                level,
+                status,
                 row.message,
                 millis(row.queued_at),
-                row.started_at.map(millis),
-                row.completed_at.map(millis),
+                started_at,
+                completed_at,
                 row.duration_ms,
                 row.replay_of,
             ])?;
+        if inserted == 1 {
+            return Ok(writer.last_insert_rowid());
+        }
+        // Stored before by another batch or process: changed unless it has ended.
+        update(&row.id, "id")?;
         // Not `RETURNING num`: with it, a batch took half as long again.
         Ok(writer
             .prepare_cached("SELECT num FROM executions WHERE id = ?1")?
@@ -755,12 +857,15 @@ impl SqliteStore {
     /// Store `execution` whole, its children too; its numeric id.
     fn write_execution(
         transaction: &rusqlite::Transaction<'_>,
+        memo: &mut Memo,
+        learned: &mut Learned,
         execution: &Execution,
     ) -> Result<i64, Error> {
         let record = serde_json::to_string(&StoredRecord::of(execution))
             .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.id)))?;
         let num = Self::upsert_row(
             transaction,
+            memo,
             &RowValues {
                 id: &execution.id,
                 parent_id: execution.parent_id.as_deref(),
@@ -826,11 +931,14 @@ impl SqliteStore {
             }
         }
         // Its record now holds its nodes' final states.
-        transaction
-            .prepare_cached("DELETE FROM node_states WHERE execution_id = ?1")?
-            .execute([&execution.id])?;
+        if memo.with_node_states.contains(&execution.id) {
+            transaction
+                .prepare_cached("DELETE FROM node_states WHERE execution_id = ?1")?
+                .execute([&execution.id])?;
+        }
+        learned.push((execution.id.clone(), None));
         for child in &execution.children {
-            Self::write_execution(transaction, child)?;
+            Self::write_execution(transaction, memo, learned, child)?;
         }
         Ok(num)
     }
@@ -842,6 +950,7 @@ impl Store for SqliteStore {
         let list = |items: &[String]| Value::from(items.to_vec()).to_string();
         {
             let writer = lock(&self.writer);
+            lock(&self.memo).playbook_nums.remove(playbook.xid);
             writer.execute(
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
                      description, steps, category, enabled, auto_execute, trigger_conditions, \
@@ -1055,8 +1164,9 @@ impl Store for SqliteStore {
 
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error> {
         let mut writer = lock(&self.writer);
+        let mut memo = lock(&self.memo);
         let transaction = writer.transaction()?;
-        let mut nums = Vec::new();
+        let (mut nums, mut learned) = (Vec::new(), Learned::default());
         // A node state is kept only while its execution runs: the record of one that
         // ends in this batch supersedes its node events.
         let ended_here = Write::ended_in(batch);
@@ -1070,16 +1180,22 @@ impl Store for SqliteStore {
         for write in batch {
             match write {
                 Write::Start(execution) => {
-                    nums.push(Self::insert_started(&transaction, execution)?)
+                    let num = Self::insert_started(&transaction, &mut memo, execution)?;
+                    learned.push((execution.id.clone(), Some(num)));
+                    nums.push(num);
                 }
-                Write::Finish(execution) => {
-                    nums.push(Self::write_execution(&transaction, execution)?)
-                }
+                Write::Finish(execution) => nums.push(Self::write_execution(
+                    &transaction,
+                    &mut memo,
+                    &mut learned,
+                    execution,
+                )?),
                 Write::Event(_) => {}
             }
         }
         Self::write_events(&transaction, &events)?;
         transaction.commit()?;
+        memo.apply(learned, &events);
         // Full means a checkpoint is already due.
         let _ = self.checkpoints.try_send(());
         Ok(nums)
@@ -1595,6 +1711,69 @@ mod tests {
         assert!(
             store.delete_playbook(&digits).unwrap().is_none(),
             "already deleted"
+        );
+    }
+
+    #[test]
+    fn what_another_store_wrote_is_found_without_the_writers_memo() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasp.db");
+        let now = Utc::now();
+        let ended = execution("ex_across", ExecutionStatus::Completed, now);
+        let queued = NewExecution {
+            status: ExecutionStatus::Queued,
+            ..NewExecution::running(&ended)
+        };
+        let first = SqliteStore::open(&path).unwrap();
+        let num = first.write(&[Write::Start(queued)]).unwrap()[0];
+        first
+            .write(&[Write::Event(Event::NodeStarted {
+                execution_id: "ex_across".to_owned(),
+                node: "only".to_owned(),
+                at: now,
+            })])
+            .unwrap();
+        // Not stored yet: the first execution of a playbook has no number for it.
+        assert_eq!(
+            first.execution("ex_across").unwrap().unwrap().playbook_num,
+            None
+        );
+        drop(first);
+
+        let second = SqliteStore::open(&path).unwrap();
+        // Its start, again (queued, then running), and its end: the same row throughout,
+        // and the node state written by the first store goes with the record.
+        let running = second
+            .write(&[Write::Start(NewExecution::running(&ended))])
+            .unwrap();
+        assert_eq!(running, [num]);
+        assert_eq!(
+            second.execution("ex_across").unwrap().unwrap().status,
+            ExecutionStatus::Running
+        );
+        assert_eq!(second.node_states("ex_across").unwrap().len(), 1);
+        let finished = second
+            .write(&[Write::Finish(Box::new(ended.clone()))])
+            .unwrap();
+        assert_eq!(finished, [num]);
+        let row = second.execution("ex_across").unwrap().unwrap();
+        assert_eq!(row.status, ExecutionStatus::Completed);
+        assert!(row.completed_at.is_some());
+        assert_eq!(
+            second.node_states("ex_across").unwrap(),
+            Vec::<Value>::new()
+        );
+
+        // A playbook saved after the writer looked for it: later executions carry its
+        // number.
+        let saved = second
+            .save_playbook(&fields("triage", "Triage", &json!({"nodes": {}})))
+            .unwrap();
+        let later = execution("ex_later", ExecutionStatus::Completed, now);
+        second.write(&[Write::Finish(Box::new(later))]).unwrap();
+        assert_eq!(
+            second.execution("ex_later").unwrap().unwrap().playbook_num,
+            Some(saved.num)
         );
     }
 
