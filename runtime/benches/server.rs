@@ -3,10 +3,12 @@
 //!
 //! `cargo bench --bench server`. Runs the 3-node playbook `benches/playbooks/
 //! three-steps.yaml` (real components) 2,000 times, 16 at a time: in process without a
-//! store, then through the server's `Service` with the SQLite store. Then it serves the
+//! store, then through the server's `Service` with the SQLite store, in 5 such rounds
+//! (the median round's difference is the figure). Then it serves the
 //! API on 127.0.0.1 and, when `wrk` is installed (`apt-get install wrk`), drives
 //! `POST /api/v1/playbooks/three-steps/run?wait=true` with 16 connections for 10 s.
-//! `WASP_BENCH_RUNS` and `WASP_BENCH_CONCURRENCY` change the runs and the concurrency;
+//! `WASP_BENCH_RUNS`, `WASP_BENCH_ROUNDS` and `WASP_BENCH_CONCURRENCY` change the runs,
+//! the rounds and the concurrency;
 //! `WASP_BENCH_NO_HTTP` stops before the HTTP part (for profiling the rest).
 
 use std::path::PathBuf;
@@ -28,6 +30,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Runs of each in-process part; `WASP_BENCH_RUNS` sets another number.
 fn runs() -> usize {
     knob("WASP_BENCH_RUNS", 2_000)
+}
+
+/// Rounds of the in-process comparison; `WASP_BENCH_ROUNDS`.
+fn rounds() -> usize {
+    knob("WASP_BENCH_ROUNDS", 5).max(1)
 }
 
 /// Executions at once in process and connections over HTTP; `WASP_BENCH_CONCURRENCY`.
@@ -205,53 +212,70 @@ fn main() {
         for i in 0..50 {
             engine::execute(Arc::clone(&runner), Arc::clone(&playbook), Start::new(trigger(i))).await;
         }
-        // Keep what the runs produce, to time the store alone below.
-        let (events, mut produced) = tokio::sync::mpsc::unbounded_channel();
-        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (elapsed, rate) = load(|i| {
-            let runner = Arc::clone(&runner);
-            let playbook = Arc::clone(&playbook);
-            let events = events.clone();
-            let done = Arc::clone(&done);
-            async move {
-                let start = Start {
-                    events: Some(events.clone()),
-                    ..Start::new(trigger(i))
-                };
-                let execution = engine::execute(runner, playbook, start).await;
-                assert_eq!(execution.status, ExecutionStatus::Completed);
-                done.lock().expect("not poisoned").push(execution);
-            }
-        })
-        .await;
-        drop(events);
-        println!("in process, no store         {} runs in {elapsed:>8.1?}  {rate:>7.0} runs/s", runs());
-        let mut writes = Vec::new();
-        while let Some(event) = produced.recv().await {
-            writes.push(event);
-        }
-        store_alone(&writes, &done.lock().expect("not poisoned"));
-
         let db = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(SqliteStore::open(&db.path().join("bench.db")).expect("store"));
         let service = Arc::new(Service::new(store, Arc::clone(&runner), None));
-        let (stored_elapsed, stored_rate) = load(|i| {
-            let service = Arc::clone(&service);
-            async move {
-                let started = service
-                    .run("three-steps", trigger(i), TriggerType::Manual, None, Report::End)
-                    .await
-                    .expect("started");
-                let (_, execution) = started.done.await.expect("ended").expect("recorded");
-                assert_eq!(execution.status, ExecutionStatus::Completed);
+        // Rounds of the same runs without and with the store, one after the other, so
+        // that a noisy neighbour slows both sides of a round alike; the median round is
+        // the figure.
+        let mut added = Vec::new();
+        for round in 1..=rounds() {
+            println!("round {round} of {}", rounds());
+            // Keep what the runs produce, to time the store alone after the first round.
+            let (events, mut produced) = tokio::sync::mpsc::unbounded_channel();
+            let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (elapsed, rate) = load(|i| {
+                let runner = Arc::clone(&runner);
+                let playbook = Arc::clone(&playbook);
+                let events = events.clone();
+                let done = Arc::clone(&done);
+                async move {
+                    let start = Start {
+                        events: Some(events.clone()),
+                        ..Start::new(trigger(i))
+                    };
+                    let execution = engine::execute(runner, playbook, start).await;
+                    assert_eq!(execution.status, ExecutionStatus::Completed);
+                    done.lock().expect("not poisoned").push(execution);
+                }
+            })
+            .await;
+            drop(events);
+            println!("in process, no store         {} runs in {elapsed:>8.1?}  {rate:>7.0} runs/s", runs());
+            if round == 1 {
+                let mut writes = Vec::new();
+                while let Some(event) = produced.recv().await {
+                    writes.push(event);
+                }
+                store_alone(&writes, &done.lock().expect("not poisoned"));
             }
-        })
-        .await;
+            let (stored_elapsed, stored_rate) = load(|i| {
+                let service = Arc::clone(&service);
+                async move {
+                    let started = service
+                        .run("three-steps", trigger(i), TriggerType::Manual, None, Report::End)
+                        .await
+                        .expect("started");
+                    let (_, execution) = started.done.await.expect("ended").expect("recorded");
+                    assert_eq!(execution.status, ExecutionStatus::Completed);
+                }
+            })
+            .await;
+            let adds = (stored_elapsed.as_secs_f64() / elapsed.as_secs_f64() - 1.0) * 100.0;
+            println!(
+                "in process, SQLite store     {} runs in {stored_elapsed:>8.1?}  {stored_rate:>7.0} runs/s  \
+                 (persistence adds {adds:.0}%)",
+                runs(),
+            );
+            added.push(adds);
+        }
+        added.sort_by(f64::total_cmp);
         println!(
-            "in process, SQLite store     {} runs in {stored_elapsed:>8.1?}  {stored_rate:>7.0} runs/s  \
-             (persistence adds {:.0}%)",
-            runs(),
-            (stored_elapsed.as_secs_f64() / elapsed.as_secs_f64() - 1.0) * 100.0
+            "persistence adds {:.0}% (the median of {} rounds; from {:.0}% to {:.0}%)",
+            added[added.len() / 2],
+            added.len(),
+            added[0],
+            added[added.len() - 1]
         );
 
         if std::env::var_os("WASP_BENCH_NO_HTTP").is_some() {
