@@ -2,10 +2,11 @@
 //! second over HTTP from a real load generator.
 //!
 //! `cargo bench --bench server`. Runs the 3-node playbook `benches/playbooks/
-//! three-steps.yaml` (real components) 2,000 times, 16 at a time: in process without a
-//! store, then through the server's `Service` with the SQLite store, in 5 such rounds
-//! (the median round's difference is the figure). Then it serves the
-//! API on 127.0.0.1 and, when `wrk` is installed (`apt-get install wrk`), drives
+//! three-steps.yaml` (real components) 1,000 times, 16 at a time: in process without a
+//! store, then through the server's `Service` with the SQLite store, in 9 such rounds
+//! (the median round's difference is the figure; the fastest rounds are compared too).
+//! Then it serves the API on 127.0.0.1 and, when `wrk` is installed (`apt-get install
+//! wrk`), drives
 //! `POST /api/v1/playbooks/three-steps/run?wait=true` with 16 connections for 10 s.
 //! `WASP_BENCH_RUNS`, `WASP_BENCH_ROUNDS` and `WASP_BENCH_CONCURRENCY` change the runs,
 //! the rounds and the concurrency;
@@ -27,14 +28,14 @@ use wasp_runtime::store::{NewExecution, SqliteStore, Store, Write};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Runs of each in-process part; `WASP_BENCH_RUNS` sets another number.
+/// Runs of each in-process part in a round; `WASP_BENCH_RUNS` sets another number.
 fn runs() -> usize {
-    knob("WASP_BENCH_RUNS", 2_000)
+    knob("WASP_BENCH_RUNS", 1_000)
 }
 
 /// Rounds of the in-process comparison; `WASP_BENCH_ROUNDS`.
 fn rounds() -> usize {
-    knob("WASP_BENCH_ROUNDS", 5).max(1)
+    knob("WASP_BENCH_ROUNDS", 9).max(1)
 }
 
 /// Executions at once in process and connections over HTTP; `WASP_BENCH_CONCURRENCY`.
@@ -149,9 +150,9 @@ where
 
 /// Write `done` and their `events` into a fresh store on one thread, as the server's
 /// writer would: each execution's start, its node events, its record, in batches of
-/// `BATCH` writes.
+/// `WASP_BENCH_STORE_BATCH` (48) writes.
 fn store_alone(events: &[engine::Event], done: &[engine::Execution]) {
-    const BATCH: usize = 48;
+    let batch = knob("WASP_BENCH_STORE_BATCH", 48);
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("alone.db")).expect("store");
     let mut by_execution: std::collections::HashMap<&str, Vec<&engine::Event>> = Default::default();
@@ -171,12 +172,12 @@ fn store_alone(events: &[engine::Event], done: &[engine::Execution]) {
         writes.push(Write::Finish(Box::new(execution.clone())));
     }
     let started = Instant::now();
-    for batch in writes.chunks(BATCH) {
-        store.write(batch).expect("written");
+    for chunk in writes.chunks(batch) {
+        store.write(chunk).expect("written");
     }
     let elapsed = started.elapsed();
     println!(
-        "the store alone, one thread  {} executions ({} writes, {BATCH} a batch) in {elapsed:>8.1?}  \
+        "the store alone, one thread  {} executions ({} writes, {batch} a batch) in {elapsed:>8.1?}  \
          {:.0} µs an execution",
         done.len(),
         writes.len(),
@@ -218,7 +219,7 @@ fn main() {
         // Rounds of the same runs without and with the store, one after the other, so
         // that a noisy neighbour slows both sides of a round alike; the median round is
         // the figure.
-        let mut added = Vec::new();
+        let (mut added, mut best, mut best_stored) = (Vec::new(), Duration::MAX, Duration::MAX);
         for round in 1..=rounds() {
             println!("round {round} of {}", rounds());
             // Keep what the runs produce, to time the store alone after the first round.
@@ -268,14 +269,18 @@ fn main() {
                 runs(),
             );
             added.push(adds);
+            best = best.min(elapsed);
+            best_stored = best_stored.min(stored_elapsed);
         }
         added.sort_by(f64::total_cmp);
         println!(
-            "persistence adds {:.0}% (the median of {} rounds; from {:.0}% to {:.0}%)",
+            "persistence adds {:.0}% (the median of {} rounds; from {:.0}% to {:.0}%); \
+             the fastest round with the store took {:.0}% longer than the fastest without",
             added[added.len() / 2],
             added.len(),
             added[0],
-            added[added.len() - 1]
+            added[added.len() - 1],
+            (best_stored.as_secs_f64() / best.as_secs_f64() - 1.0) * 100.0
         );
 
         if std::env::var_os("WASP_BENCH_NO_HTTP").is_some() {
