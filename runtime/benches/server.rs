@@ -6,11 +6,10 @@
 //! store, then through the server's `Service` with the SQLite store, in 9 such rounds
 //! (the median round's difference is the figure; the fastest rounds are compared too).
 //! Then it serves the API on 127.0.0.1 and, when `wrk` is installed (`apt-get install
-//! wrk`), drives
-//! `POST /api/v1/playbooks/three-steps/run?wait=true` with 16 connections for 10 s.
-//! `WASP_BENCH_RUNS`, `WASP_BENCH_ROUNDS` and `WASP_BENCH_CONCURRENCY` change the runs,
-//! the rounds and the concurrency;
-//! `WASP_BENCH_NO_HTTP` stops before the HTTP part (for profiling the rest).
+//! wrk`), drives `POST /api/v1/playbooks/three-steps/run?wait=true` with 16 connections
+//! for 10 s. `WASP_BENCH_RUNS`, `WASP_BENCH_ROUNDS` and `WASP_BENCH_CONCURRENCY` change
+//! the runs, the rounds and the concurrency; `WASP_BENCH_STORE_BATCH` the batch of the
+//! store alone; `WASP_BENCH_NO_HTTP` stops before the HTTP part (for profiling the rest).
 
 use std::path::PathBuf;
 use std::sync::Arc;
