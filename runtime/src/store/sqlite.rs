@@ -10,7 +10,6 @@
 //! Times are stored as milliseconds since the epoch (UTC), so that TQL date conditions
 //! compare integers on an index.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -294,51 +293,6 @@ struct RowValues<'a> {
     duration_ms: Option<i64>,
 }
 
-/// What the writer knows from its earlier batches, so that a write does not ask the
-/// database. Only what a committed batch wrote is remembered (node states: also those
-/// stored when the store opened), and a number not known takes the long way. It
-/// assumes what `wasp serve` does: one process writes executions to a database.
-#[derive(Debug, Default)]
-struct Memo {
-    /// The numeric id of each playbook by XID (`None`: not stored); forgotten whenever
-    /// a playbook is saved.
-    playbook_nums: HashMap<String, Option<i64>>,
-    /// Executions whose start this store wrote and whose record it has not: their
-    /// numbers, to update their row by its key.
-    open: HashMap<String, i64>,
-    /// Executions with node states stored: only these have any to delete when their
-    /// record is written.
-    with_node_states: HashSet<String>,
-}
-
-/// What a batch changes in the [`Memo`], in its order, applied once it is committed:
-/// each execution started (with its number) or ended (`None`).
-type Learned = Vec<(String, Option<i64>)>;
-
-impl Memo {
-    fn apply(&mut self, learned: Learned, events: &[&Event]) {
-        for event in events {
-            if let Event::NodeStarted { execution_id, .. } | Event::NodeEnded { execution_id, .. } =
-                event
-                && !self.with_node_states.contains(execution_id)
-            {
-                self.with_node_states.insert(execution_id.clone());
-            }
-        }
-        for (id, started) in learned {
-            match started {
-                Some(num) => {
-                    self.open.insert(id, num);
-                }
-                None => {
-                    self.open.remove(&id);
-                    self.with_node_states.remove(&id);
-                }
-            }
-        }
-    }
-}
-
 /// Readers kept open for reuse; more are opened under load and closed after.
 const IDLE_READERS: usize = 4;
 
@@ -347,8 +301,6 @@ const IDLE_READERS: usize = 4;
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
-    /// Locked only while `writer` is.
-    memo: Mutex<Memo>,
     readers: Mutex<Vec<Connection>>,
     /// Told after each commit; copies the write-ahead log into the database on its own
     /// thread, so that a commit never waits for a checkpoint and its fsync.
@@ -530,28 +482,11 @@ fn sql_params(params: &[tql::Param]) -> Vec<SqlValue> {
 }
 
 /// The numeric id of the playbook with XID `xid`, when the store has it.
-fn playbook_num(
-    connection: &Connection,
-    memo: &mut Memo,
-    xid: &str,
-) -> Result<Option<i64>, rusqlite::Error> {
-    if let Some(num) = memo.playbook_nums.get(xid) {
-        return Ok(*num);
-    }
-    let num = connection
+fn playbook_num(connection: &Connection, xid: &str) -> Result<Option<i64>, rusqlite::Error> {
+    connection
         .prepare_cached("SELECT num FROM playbooks WHERE xid = ?1")?
         .query_row([xid], |r| r.get(0))
-        .optional()?;
-    memo.playbook_nums.insert(xid.to_owned(), num);
-    Ok(num)
-}
-
-/// The executions that have node states stored.
-fn with_node_states(connection: &Connection) -> Result<HashSet<String>, rusqlite::Error> {
-    connection
-        .prepare("SELECT DISTINCT execution_id FROM node_states")?
-        .query_map([], |r| r.get(0))?
-        .collect()
+        .optional()
 }
 
 /// `key` as a numeric id, when it is one.
@@ -609,10 +544,6 @@ impl SqliteStore {
             })?;
         Ok(Self {
             path: path.to_owned(),
-            memo: Mutex::new(Memo {
-                with_node_states: with_node_states(&writer).map_err(open_error)?,
-                ..Memo::default()
-            }),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             checkpoints,
@@ -701,12 +632,10 @@ impl SqliteStore {
 
     fn insert_started(
         writer: &rusqlite::Transaction<'_>,
-        memo: &mut Memo,
         execution: &NewExecution,
     ) -> Result<i64, Error> {
         Self::upsert_row(
             writer,
-            memo,
             &RowValues {
                 id: &execution.id,
                 parent_id: execution.parent_id.as_deref(),
@@ -726,46 +655,20 @@ impl SqliteStore {
     }
 
     /// Insert an executions row, or update the one with its id unless it has ended (a
-    /// start that comes late never undoes an end); its numeric id. One statement when
-    /// the row is new or its number is in `memo`.
-    fn upsert_row(
-        writer: &rusqlite::Transaction<'_>,
-        memo: &mut Memo,
-        row: &RowValues<'_>,
-    ) -> Result<i64, Error> {
-        // The columns a later write changes (?1 to ?6), and the row's key (?7).
-        const SET: &str = "SET status = ?1, message = ?2, started_at = ?3, completed_at = ?4, \
-             duration_ms = ?5, log_level = ?6";
-        let (status, level) = (word(&row.status), row.log_level.to_string());
-        let (started_at, completed_at) = (row.started_at.map(millis), row.completed_at.map(millis));
-        let update = |key: &dyn rusqlite::ToSql, by: &str| -> Result<usize, Error> {
-            Ok(writer
-                .prepare_cached(&format!(
-                    "UPDATE executions {SET} WHERE {by} = ?7 AND completed_at IS NULL"
-                ))?
-                .execute(params![
-                    status,
-                    row.message,
-                    started_at,
-                    completed_at,
-                    row.duration_ms,
-                    level,
-                    key
-                ])?)
-        };
-        if let Some(&num) = memo.open.get(row.id)
-            && update(&num, "num")? == 1
-        {
-            return Ok(num);
-        }
-        let playbook_num = playbook_num(writer, memo, row.playbook_xid)?;
-        let inserted = writer
+    /// start that comes late never undoes an end); its numeric id.
+    fn upsert_row(writer: &rusqlite::Transaction<'_>, row: &RowValues<'_>) -> Result<i64, Error> {
+        let playbook_num = playbook_num(writer, row.playbook_xid)?;
+        writer
             .prepare_cached(
                 "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
                  trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
                  duration_ms, replay_of) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 message = excluded.message, started_at = excluded.started_at, \
+                 completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
+                 log_level = excluded.log_level \
+             WHERE executions.completed_at IS NULL",
             )?
             .execute(params![
                 row.id,
@@ -774,20 +677,15 @@ impl SqliteStore {
                 row.playbook_xid,
                 row.playbook_name,
                 word(&row.trigger_type),
-                level,
-                status,
+                row.log_level.to_string(),
+                word(&row.status),
                 row.message,
                 millis(row.queued_at),
-                started_at,
-                completed_at,
+                row.started_at.map(millis),
+                row.completed_at.map(millis),
                 row.duration_ms,
                 row.replay_of,
             ])?;
-        if inserted == 1 {
-            return Ok(writer.last_insert_rowid());
-        }
-        // Stored before by another batch or process: changed unless it has ended.
-        update(&row.id, "id")?;
         // Not `RETURNING num`: with it, a batch took half as long again.
         Ok(writer
             .prepare_cached("SELECT num FROM executions WHERE id = ?1")?
@@ -857,15 +755,12 @@ impl SqliteStore {
     /// Store `execution` whole, its children too; its numeric id.
     fn write_execution(
         transaction: &rusqlite::Transaction<'_>,
-        memo: &mut Memo,
-        learned: &mut Learned,
         execution: &Execution,
     ) -> Result<i64, Error> {
         let record = serde_json::to_string(&StoredRecord::of(execution))
             .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.id)))?;
         let num = Self::upsert_row(
             transaction,
-            memo,
             &RowValues {
                 id: &execution.id,
                 parent_id: execution.parent_id.as_deref(),
@@ -931,14 +826,11 @@ impl SqliteStore {
             }
         }
         // Its record now holds its nodes' final states.
-        if memo.with_node_states.contains(&execution.id) {
-            transaction
-                .prepare_cached("DELETE FROM node_states WHERE execution_id = ?1")?
-                .execute([&execution.id])?;
-        }
-        learned.push((execution.id.clone(), None));
+        transaction
+            .prepare_cached("DELETE FROM node_states WHERE execution_id = ?1")?
+            .execute([&execution.id])?;
         for child in &execution.children {
-            Self::write_execution(transaction, memo, learned, child)?;
+            Self::write_execution(transaction, child)?;
         }
         Ok(num)
     }
@@ -950,7 +842,6 @@ impl Store for SqliteStore {
         let list = |items: &[String]| Value::from(items.to_vec()).to_string();
         {
             let writer = lock(&self.writer);
-            lock(&self.memo).playbook_nums.remove(playbook.xid);
             writer.execute(
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
                      description, steps, category, enabled, auto_execute, trigger_conditions, \
@@ -1164,9 +1055,8 @@ impl Store for SqliteStore {
 
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error> {
         let mut writer = lock(&self.writer);
-        let mut memo = lock(&self.memo);
         let transaction = writer.transaction()?;
-        let (mut nums, mut learned) = (Vec::new(), Learned::default());
+        let mut nums = Vec::new();
         // A node state is kept only while its execution runs: the record of one that
         // ends in this batch supersedes its node events.
         let ended_here = Write::ended_in(batch);
@@ -1180,22 +1070,16 @@ impl Store for SqliteStore {
         for write in batch {
             match write {
                 Write::Start(execution) => {
-                    let num = Self::insert_started(&transaction, &mut memo, execution)?;
-                    learned.push((execution.id.clone(), Some(num)));
-                    nums.push(num);
+                    nums.push(Self::insert_started(&transaction, execution)?)
                 }
-                Write::Finish(execution) => nums.push(Self::write_execution(
-                    &transaction,
-                    &mut memo,
-                    &mut learned,
-                    execution,
-                )?),
+                Write::Finish(execution) => {
+                    nums.push(Self::write_execution(&transaction, execution)?)
+                }
                 Write::Event(_) => {}
             }
         }
         Self::write_events(&transaction, &events)?;
         transaction.commit()?;
-        memo.apply(learned, &events);
         // Full means a checkpoint is already due.
         let _ = self.checkpoints.try_send(());
         Ok(nums)
@@ -1715,7 +1599,7 @@ mod tests {
     }
 
     #[test]
-    fn what_another_store_wrote_is_found_without_the_writers_memo() {
+    fn a_second_store_on_the_same_file_continues_what_the_first_wrote() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wasp.db");
         let now = Utc::now();
