@@ -372,6 +372,124 @@ impl<'a> StoredRecord<'a> {
     }
 }
 
+/// A step run as `step_runs.record` holds it: without the fields that hold nothing (an
+/// input not captured, no output, no logs, empty stdout and stderr, nothing cut), which
+/// are most of a step run at INFO; [`restore_step`] puts them back on reading.
+#[derive(serde::Serialize)]
+struct StoredStep<'a> {
+    node: &'a str,
+    app: &'a str,
+    action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iteration: Option<usize>,
+    attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a Value>,
+    report: StoredReport<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture: Option<&'a crate::engine::Capture>,
+    started_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    child: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct StoredReport<'a> {
+    status: crate::host::StepStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pathway: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a crate::host::StepFailure>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    logs: &'a [crate::trace::LogLine],
+    #[serde(skip_serializing_if = "str::is_empty")]
+    stdout: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    stderr: &'a str,
+    duration_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<&'a crate::host::Truncation>,
+}
+
+impl<'a> StoredStep<'a> {
+    fn of(step: &'a crate::engine::StepRun) -> Self {
+        // Every field named: a field added to a step run must be stored, or this stops
+        // compiling.
+        let crate::engine::StepRun {
+            node,
+            app,
+            action,
+            iteration,
+            attempt,
+            input,
+            report,
+            capture,
+            started_at,
+            child,
+        } = step;
+        let crate::host::StepReport {
+            status,
+            output,
+            pathway,
+            error,
+            logs,
+            stdout,
+            stderr,
+            duration_us,
+            truncated,
+        } = report;
+        Self {
+            node,
+            app,
+            action,
+            iteration: *iteration,
+            attempt: *attempt,
+            input: input.as_ref(),
+            report: StoredReport {
+                status: *status,
+                output: output.as_ref(),
+                pathway: pathway.as_deref(),
+                error: error.as_ref(),
+                logs,
+                stdout,
+                stderr,
+                duration_us: *duration_us,
+                truncated: (!truncated.is_empty()).then_some(truncated),
+            },
+            capture: (capture.data || !capture.truncated.is_empty()).then_some(capture),
+            started_at: *started_at,
+            child: child.as_deref(),
+        }
+    }
+}
+
+/// Put back the fields [`StoredStep`] leaves out, as a step run serializes them.
+fn restore_step(record: &mut Value) {
+    let Some(step) = record.as_object_mut() else {
+        return;
+    };
+    step.entry("input").or_insert(Value::Null);
+    step.entry("capture").or_insert_with(|| {
+        serde_json::to_value(crate::engine::Capture::default()).unwrap_or_default()
+    });
+    if let Some(report) = step.get_mut("report").and_then(Value::as_object_mut) {
+        for key in ["output", "pathway", "error"] {
+            report.entry(key).or_insert(Value::Null);
+        }
+        report
+            .entry("logs")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        for key in ["stdout", "stderr"] {
+            report.entry(key).or_insert_with(|| Value::from(""));
+        }
+        report.entry("truncated").or_insert_with(|| {
+            serde_json::to_value(crate::host::Truncation::default()).unwrap_or_default()
+        });
+    }
+}
+
 fn millis(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
@@ -624,8 +742,10 @@ impl SqliteStore {
         texts
             .iter()
             .map(|text| {
-                serde_json::from_str(text)
-                    .map_err(|e| Error::Corrupt(format!("a step run of `{id}`: {e}")))
+                let mut record = serde_json::from_str(text)
+                    .map_err(|e| Error::Corrupt(format!("a step run of `{id}`: {e}")))?;
+                restore_step(&mut record);
+                Ok(record)
             })
             .collect()
     }
@@ -793,7 +913,7 @@ impl SqliteStore {
         )?;
         for step in &execution.steps {
             let error = step.report.error.as_ref();
-            let record = serde_json::to_string(step)
+            let record = serde_json::to_string(&StoredStep::of(step))
                 .map_err(|e| Error::Corrupt(format!("a step of {}: {e}", execution.id)))?;
             insert_step.execute(params![
                 execution.id,
@@ -1118,6 +1238,7 @@ impl Store for SqliteStore {
             "s.num, s.execution_id, s.status, s.record",
             |r| {
                 let mut record = json_column(&r.get::<_, String>(3)?);
+                restore_step(&mut record);
                 record["num"] = Value::from(r.get::<_, i64>(0)?);
                 record["execution_id"] = Value::from(r.get::<_, String>(1)?);
                 record["status"] = Value::from(r.get::<_, String>(2)?);
@@ -1596,6 +1717,110 @@ mod tests {
             store.delete_playbook(&digits).unwrap().is_none(),
             "already deleted"
         );
+    }
+
+    #[test]
+    fn a_step_run_is_stored_without_its_empty_fields_and_reads_back_whole() {
+        use crate::engine::{Capture, StepRun};
+        use crate::host::{FailureKind, StepReport, Truncation};
+        use crate::trace::LogLine;
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let step = |node: &str, report: StepReport| StepRun {
+            node: node.to_owned(),
+            app: "transform".to_owned(),
+            action: "join".to_owned(),
+            iteration: None,
+            attempt: 1,
+            input: None,
+            report,
+            capture: Capture::default(),
+            started_at: now,
+            child: None,
+        };
+        // At INFO: nothing captured, nothing logged, nothing cut.
+        let bare = step(
+            "bare",
+            StepReport {
+                output: None,
+                ..StepReport::success(Value::Null)
+            },
+        );
+        // Every field holding something.
+        let mut full = step(
+            "full",
+            StepReport {
+                pathway: Some("true".to_owned()),
+                logs: vec![LogLine {
+                    ts: "2026-11-23T06:00:00.000000Z".to_owned(),
+                    level: LogLevel::Warn,
+                    message: "slow".to_owned(),
+                    fields: vec![("ms".to_owned(), "900".to_owned())],
+                }],
+                stdout: "out".to_owned(),
+                stderr: "err".to_owned(),
+                duration_us: 1_234,
+                truncated: Truncation {
+                    log_lines_dropped: 1,
+                    log_lines_cut: 2,
+                    stdout_bytes_dropped: 3,
+                    stderr_bytes_dropped: 4,
+                },
+                ..StepReport::success(json!({"joined": "a b"}))
+            },
+        );
+        full.iteration = Some(2);
+        full.attempt = 3;
+        full.input = Some(json!({"items": ["a", "b"]}));
+        full.capture = Capture {
+            data: true,
+            truncated: vec!["stdout"],
+        };
+        full.child = Some("ex_child".to_owned());
+        let failed = step(
+            "failed",
+            StepReport::failure(FailureKind::Timeout, "too slow".to_owned()),
+        );
+        let mut ended = execution("ex_steps", ExecutionStatus::Failed, now);
+        ended.steps = vec![bare.clone(), full.clone(), failed.clone()];
+        store.write(&[Write::Finish(Box::new(ended))]).unwrap();
+
+        let stored: String = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT record FROM step_runs WHERE node = 'bare'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        for absent in ["input", "capture", "output", "logs", "stdout", "truncated"] {
+            assert!(
+                !stored.contains(&format!("\"{absent}\"")),
+                "{absent} in {stored}"
+            );
+        }
+        let expected: Vec<Value> = [bare, full, failed]
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect();
+        assert_eq!(store.step_records("ex_steps").unwrap(), expected);
+        let (listed, _) = store
+            .step_runs(&Query {
+                condition: tql::condition("", crate::store::STEP_FIELDS, now).unwrap(),
+                offset: 0,
+                limit: 10,
+                sort: Sort::OldestFirst,
+                count: false,
+            })
+            .unwrap();
+        for (listed, expected) in listed.iter().zip(&expected) {
+            let mut listed = listed.clone();
+            for added in ["num", "execution_id", "status"] {
+                listed.as_object_mut().unwrap().remove(added);
+            }
+            assert_eq!(&listed, expected);
+        }
     }
 
     #[test]
