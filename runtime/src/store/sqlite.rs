@@ -1842,7 +1842,7 @@ mod tests {
                 at: now,
             })])
             .unwrap();
-        // Not stored yet: the first execution of a playbook has no number for it.
+        // Its playbook is not in the store (yet): no playbook number.
         assert_eq!(
             first.execution("ex_across").unwrap().unwrap().playbook_num,
             None
