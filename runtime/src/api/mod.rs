@@ -129,13 +129,13 @@ const BROADCAST_CAPACITY: usize = 4096;
 
 /// A write that someone waits for.
 enum Job {
-    /// Record an execution as queued or running; answers its numeric id. `urgent` when
-    /// someone waits for that; otherwise it may wait like a node event, and is never
-    /// written when the execution ends by then (its record says all).
+    /// Record an execution as queued or running. With a `reply`, someone waits for it:
+    /// it goes in the next batch and answers the execution's numeric id. Without, it may
+    /// wait like a node event, and is never written when the execution ends by then
+    /// (its record says all).
     Start {
         execution: NewExecution,
-        reply: oneshot::Sender<Result<i64, String>>,
-        urgent: bool,
+        reply: Option<oneshot::Sender<Result<i64, String>>>,
     },
     /// Store an ended execution whole; answers its numeric id once it is stored.
     Finish(Box<Execution>, oneshot::Sender<Result<i64, String>>),
@@ -144,14 +144,14 @@ enum Job {
 /// A write that may wait for a batch (see [`persist`]).
 enum Lingering {
     Event(Event),
-    Start(NewExecution, oneshot::Sender<Result<i64, String>>),
+    Start(NewExecution),
 }
 
 impl Lingering {
     fn execution_id(&self) -> &str {
         match self {
             Self::Event(event) => event.execution_id(),
-            Self::Start(execution, _) => &execution.id,
+            Self::Start(execution) => &execution.id,
         }
     }
 }
@@ -216,25 +216,25 @@ async fn persist(
         }
         let now = Instant::now();
         let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
-        // One reply for each start and finish in `writes`, pushed with it, in its order:
-        // the store answers a number for each, in that order.
+        // One place for each start and finish in `writes`, pushed with it, in its order
+        // (the store answers a number for each, in that order): who waits for it, if any.
         let mut replies = Vec::with_capacity(new_jobs.len());
         for job in new_jobs.drain(..) {
             match job {
                 Job::Start {
                     execution,
-                    reply,
-                    urgent: false,
-                } => waiting.push_back((now, Lingering::Start(execution, reply))),
+                    reply: None,
+                } => waiting.push_back((now, Lingering::Start(execution))),
                 Job::Start {
-                    execution, reply, ..
+                    execution,
+                    reply: Some(reply),
                 } => {
                     writes.push(store::Write::Start(execution));
-                    replies.push(reply);
+                    replies.push(Some(reply));
                 }
                 Job::Finish(execution, reply) => {
                     writes.push(store::Write::Finish(execution));
-                    replies.push(reply);
+                    replies.push(Some(reply));
                 }
             }
         }
@@ -250,10 +250,10 @@ async fn persist(
             continue;
         }
         // What waited and goes now: the writes of executions ending in this batch are
-        // superseded by their records (their events only announced, their starts answered
-        // with the finish's number); the others are written once they waited long enough.
+        // superseded by their records (their events only announced, their starts never
+        // written); the others are written once they waited long enough.
         let ended = store::Write::ended_in(&writes);
-        let (mut superseded, mut merged, mut staying) = (Vec::new(), Vec::new(), VecDeque::new());
+        let (mut superseded, mut staying) = (Vec::new(), VecDeque::new());
         let (mut going, mut started) = (Vec::new(), Vec::new());
         for (at, write) in waiting.drain(..) {
             match write {
@@ -263,18 +263,16 @@ async fn persist(
                 Lingering::Event(event) if ended.contains(event.execution_id()) => {
                     superseded.push(event);
                 }
-                Lingering::Start(execution, reply) if ended.contains(execution.id.as_str()) => {
-                    merged.push((execution.id, reply));
-                }
+                Lingering::Start(execution) if ended.contains(execution.id.as_str()) => {}
                 Lingering::Event(event) => going.push(event),
-                Lingering::Start(execution, reply) => started.push((execution, reply)),
+                Lingering::Start(execution) => started.push(execution),
             }
         }
         drop(ended);
         waiting = staying;
-        for (execution, reply) in started {
+        for execution in started {
             writes.push(store::Write::Start(execution));
-            replies.push(reply);
+            replies.push(None);
         }
         writes.extend(going.into_iter().map(store::Write::Event));
         let result = store.write(&writes);
@@ -294,33 +292,16 @@ async fn persist(
         }
         // A waiter that went away is not the batch's problem.
         let mut nums = result.unwrap_or_default().into_iter();
-        let numbered = writes.iter().filter_map(|write| match write {
-            store::Write::Start(execution) => Some(execution.id.as_str()),
-            store::Write::Finish(execution) => Some(execution.id.as_str()),
-            store::Write::Event(_) => None,
-        });
-        let mut by_id = HashMap::new();
-        for (id, reply) in numbered.zip(replies) {
+        for reply in replies {
             let answer = match &failure {
                 None => nums
                     .next()
                     .ok_or_else(|| "the store gave no number".to_owned()),
                 Some(e) => Err(e.clone()),
             };
-            if let Ok(num) = &answer {
-                by_id.insert(id, *num);
+            if let Some(reply) = reply {
+                let _ = reply.send(answer);
             }
-            let _ = reply.send(answer);
-        }
-        for (id, reply) in merged {
-            let answer = match &failure {
-                None => by_id
-                    .get(id.as_str())
-                    .copied()
-                    .ok_or_else(|| "the store gave no number".to_owned()),
-                Some(e) => Err(e.clone()),
-            };
-            let _ = reply.send(answer);
         }
     }
 }
@@ -497,13 +478,7 @@ impl Service {
         let service = Arc::clone(self);
         let done = tokio::spawn(async move {
             let id = start.id.clone();
-            let (reply, answer) = oneshot::channel();
-            let _ = service.jobs.send(Job::Start {
-                execution: new.clone(),
-                reply,
-                urgent,
-            });
-            if urgent {
+            if let Some(answer) = service.send_start(new.clone(), urgent) {
                 let answer = answer
                     .await
                     .unwrap_or_else(|_| Err("the store's writer is not running".to_owned()));
@@ -524,18 +499,11 @@ impl Service {
                     () = start.kill.cancelled() => None,
                 };
                 if permit.is_some() {
-                    let (reply, answer) = oneshot::channel();
                     let running = NewExecution {
                         status: ExecutionStatus::Running,
                         ..new
                     };
-                    let urgent = playbook.reaches_out();
-                    let _ = service.jobs.send(Job::Start {
-                        execution: running,
-                        reply,
-                        urgent,
-                    });
-                    if urgent {
+                    if let Some(answer) = service.send_start(running, playbook.reaches_out()) {
                         let _ = answer.await;
                     }
                 }
@@ -586,6 +554,18 @@ impl Service {
             Ok(Err(e)) => Err(ApiError::Internal(e)),
             Err(e) => Err(ApiError::Internal(e.to_string())),
         }
+    }
+
+    /// Send the start of `execution` to the writer; when the caller `waits` for it to be
+    /// stored, the answer to await (its numeric id).
+    fn send_start(
+        &self,
+        execution: NewExecution,
+        waits: bool,
+    ) -> Option<oneshot::Receiver<Result<i64, String>>> {
+        let (reply, answer) = waits.then(oneshot::channel).unzip();
+        let _ = self.jobs.send(Job::Start { execution, reply });
+        answer
     }
 
     /// The gate of playbook `xid` for `limit` executions at once (a new one when the
