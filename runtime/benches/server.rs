@@ -9,7 +9,8 @@
 //! wrk`), drives `POST /api/v1/playbooks/three-steps/run?wait=true` with 16 connections
 //! for 10 s. `WASP_BENCH_RUNS`, `WASP_BENCH_ROUNDS` and `WASP_BENCH_CONCURRENCY` change
 //! the runs, the rounds and the concurrency; `WASP_BENCH_STORE_BATCH` the batch of the
-//! store alone; `WASP_BENCH_NO_HTTP` stops before the HTTP part (for profiling the rest).
+//! store alone; `WASP_BENCH_NO_HTTP` stops before the HTTP part (for profiling the rest);
+//! `WASP_BENCH_CACHE` keeps the compiled components in a directory for the next run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -193,9 +194,12 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
+        // A fresh cache compiles the components (a minute on 2 cores); one kept in
+        // `WASP_BENCH_CACHE` is reused by later runs.
         let cache = tempfile::tempdir().expect("temp dir");
+        let cache_dir = std::env::var_os("WASP_BENCH_CACHE").map_or_else(|| cache.path().to_owned(), PathBuf::from);
         let host = Host::new(HostConfig {
-            cache_dir: Some(cache.path().to_owned()),
+            cache_dir: Some(cache_dir),
             ..HostConfig::default()
         })
         .expect("host");

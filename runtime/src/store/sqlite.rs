@@ -339,8 +339,11 @@ struct StoredRecord<'a> {
     log_level: LogLevel,
     status: ExecutionStatus,
     message: &'a Option<String>,
+    #[serde(serialize_with = "rfc3339")]
     queued_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
     started_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
     completed_at: DateTime<Utc>,
     duration_us: u64,
     trigger: &'a Option<Value>,
@@ -388,6 +391,7 @@ struct StoredStep<'a> {
     report: StoredReport<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     capture: Option<&'a crate::engine::Capture>,
+    #[serde(serialize_with = "rfc3339")]
     started_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     child: Option<&'a str>,
@@ -488,6 +492,48 @@ fn restore_step(record: &mut Value) {
             serde_json::to_value(crate::host::Truncation::default()).unwrap_or_default()
         });
     }
+}
+
+/// Serialize `time` as chrono does (RFC 3339 with `Z`, and 0, 3, 6 or 9 fractional
+/// digits, the fewest that hold it) but written straight into a buffer: chrono's goes
+/// through `fmt`, and serde_json escapes each piece, which made the timestamps a
+/// twentieth of the writer's time.
+fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    use chrono::{Datelike as _, Timelike as _};
+    use serde::Serialize as _;
+    /// Write `value` as `digits.len()` decimal digits, zero-padded.
+    fn put(digits: &mut [u8], mut value: u32) {
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    let (year, nanos) = (time.year(), time.nanosecond());
+    // Years chrono writes with a sign, and leap seconds, are left to chrono.
+    let Ok(year) = u32::try_from(year) else {
+        return time.serialize(serializer);
+    };
+    if year > 9999 || nanos >= 1_000_000_000 {
+        return time.serialize(serializer);
+    }
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    put(&mut text[0..4], year);
+    put(&mut text[5..7], time.month());
+    put(&mut text[8..10], time.day());
+    put(&mut text[11..13], time.hour());
+    put(&mut text[14..16], time.minute());
+    put(&mut text[17..19], time.second());
+    let digits = match nanos {
+        0 => 0,
+        n if n % 1_000_000 == 0 => 3,
+        n if n % 1_000 == 0 => 6,
+        _ => 9,
+    };
+    put(&mut text[20..29], nanos);
+    let end = if digits == 0 { 19 } else { 20 + digits };
+    text[end] = b'Z';
+    let text = std::str::from_utf8(&text[..=end]).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(text)
 }
 
 fn millis(time: DateTime<Utc>) -> i64 {
@@ -597,14 +643,6 @@ fn sql_params(params: &[tql::Param]) -> Vec<SqlValue> {
             tql::Param::Text(t) => SqlValue::Text(t.clone()),
         })
         .collect()
-}
-
-/// The numeric id of the playbook with XID `xid`, when the store has it.
-fn playbook_num(connection: &Connection, xid: &str) -> Result<Option<i64>, rusqlite::Error> {
-    connection
-        .prepare_cached("SELECT num FROM playbooks WHERE xid = ?1")?
-        .query_row([xid], |r| r.get(0))
-        .optional()
 }
 
 /// `key` as a numeric id, when it is one.
@@ -749,82 +787,62 @@ impl SqliteStore {
             })
             .collect()
     }
+}
 
-    fn insert_started(
-        writer: &rusqlite::Transaction<'_>,
-        execution: &NewExecution,
-    ) -> Result<i64, Error> {
-        Self::upsert_row(
-            writer,
-            &RowValues {
-                id: &execution.id,
-                parent_id: execution.parent_id.as_deref(),
-                replay_of: execution.replay_of.as_deref(),
-                playbook_xid: &execution.playbook_id,
-                playbook_name: &execution.playbook_name,
-                trigger_type: execution.trigger_type,
-                log_level: execution.log_level,
-                status: execution.status,
-                message: None,
-                queued_at: execution.queued_at,
-                started_at: (execution.status == ExecutionStatus::Running).then(Utc::now),
-                completed_at: None,
-                duration_ms: None,
-            },
-        )
-    }
+/// The statements a batch of writes runs, prepared once for the batch.
+struct Batch<'t> {
+    connection: &'t Connection,
+    playbook_num: rusqlite::CachedStatement<'t>,
+    insert_row: rusqlite::CachedStatement<'t>,
+    update_row: rusqlite::CachedStatement<'t>,
+    row_num: rusqlite::CachedStatement<'t>,
+    record: rusqlite::CachedStatement<'t>,
+    step: rusqlite::CachedStatement<'t>,
+    line: rusqlite::CachedStatement<'t>,
+    clear_nodes: rusqlite::CachedStatement<'t>,
+    node_started: rusqlite::CachedStatement<'t>,
+    node_ended: rusqlite::CachedStatement<'t>,
+}
 
-    /// Insert an executions row, or update the one with its id unless it has ended (a
-    /// start that comes late never undoes an end); its numeric id.
-    fn upsert_row(writer: &rusqlite::Transaction<'_>, row: &RowValues<'_>) -> Result<i64, Error> {
-        let playbook_num = playbook_num(writer, row.playbook_xid)?;
-        writer
-            .prepare_cached(
+impl<'t> Batch<'t> {
+    fn prepare(transaction: &'t rusqlite::Transaction<'_>) -> Result<Self, rusqlite::Error> {
+        Ok(Self {
+            connection: transaction,
+            playbook_num: transaction.prepare_cached("SELECT num FROM playbooks WHERE xid = ?1")?,
+            insert_row: transaction.prepare_cached(
                 "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
-                 trigger_type, log_level, status, message, queued_at, started_at, completed_at, \
-                 duration_ms, replay_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-                 message = excluded.message, started_at = excluded.started_at, \
-                 completed_at = excluded.completed_at, duration_ms = excluded.duration_ms, \
-                 log_level = excluded.log_level \
-             WHERE executions.completed_at IS NULL",
-            )?
-            .execute(params![
-                row.id,
-                row.parent_id,
-                playbook_num,
-                row.playbook_xid,
-                row.playbook_name,
-                word(&row.trigger_type),
-                row.log_level.to_string(),
-                word(&row.status),
-                row.message,
-                millis(row.queued_at),
-                row.started_at.map(millis),
-                row.completed_at.map(millis),
-                row.duration_ms,
-                row.replay_of,
-            ])?;
-        // Not `RETURNING num`: with it, a batch took half as long again.
-        Ok(writer
-            .prepare_cached("SELECT num FROM executions WHERE id = ?1")?
-            .query_row([row.id], |r| r.get(0))?)
-    }
-
-    /// Node state changes, in `transaction`.
-    fn write_events(
-        transaction: &rusqlite::Transaction<'_>,
-        events: &[&Event],
-    ) -> Result<(), Error> {
-        {
-            let mut started = transaction.prepare_cached(
+                     trigger_type, log_level, status, message, queued_at, started_at, \
+                     completed_at, duration_ms, replay_of) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                 ON CONFLICT (id) DO NOTHING",
+            )?,
+            update_row: transaction.prepare_cached(
+                "UPDATE executions SET status = ?2, message = ?3, started_at = ?4, \
+                     completed_at = ?5, duration_ms = ?6, log_level = ?7 \
+                 WHERE id = ?1 AND completed_at IS NULL",
+            )?,
+            row_num: transaction.prepare_cached("SELECT num FROM executions WHERE id = ?1")?,
+            record: transaction.prepare_cached(
+                "INSERT OR REPLACE INTO execution_records (num, record) VALUES (?1, ?2)",
+            )?,
+            step: transaction.prepare_cached(
+                "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, \
+                     status, error_kind, error_message, duration_us, child_id, record, started_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?,
+            line: transaction.prepare_cached(
+                "INSERT INTO log_lines (execution_id, step_num, node, ts, level, message, fields) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            clear_nodes: transaction
+                .prepare_cached("DELETE FROM node_states WHERE execution_id = ?1")?,
+            node_started: transaction.prepare_cached(
                 "INSERT INTO node_states (execution_id, node, status, started_at) \
                  VALUES (?1, ?2, 'Running', ?3) \
                  ON CONFLICT (execution_id, node) DO UPDATE SET status = 'Running', \
                      started_at = excluded.started_at",
-            )?;
-            let mut ended = transaction.prepare_cached(
+            )?,
+            node_ended: transaction.prepare_cached(
                 "INSERT INTO node_states (execution_id, node, status, ended_at, duration_us, \
                      pathway, error, iterations) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
@@ -832,90 +850,136 @@ impl SqliteStore {
                      ended_at = excluded.ended_at, duration_us = excluded.duration_us, \
                      pathway = excluded.pathway, error = excluded.error, \
                      iterations = excluded.iterations",
-            )?;
-            for event in events {
-                match *event {
-                    Event::NodeStarted {
-                        execution_id,
-                        node,
-                        at,
-                    } => {
-                        started.execute(params![execution_id, node, millis(*at)])?;
-                    }
-                    Event::NodeEnded {
-                        execution_id,
-                        node,
-                        status,
-                        at,
-                        duration_us,
-                        pathway,
-                        error,
-                        iterations,
-                    } => {
-                        ended.execute(params![
-                            execution_id,
-                            node,
-                            word(status),
-                            millis(*at),
-                            i64::try_from(*duration_us).unwrap_or(i64::MAX),
-                            pathway,
-                            error
-                                .as_ref()
-                                .map(|e| serde_json::to_string(e).unwrap_or_default()),
-                            iterations.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
-                        ])?;
-                    }
-                    Event::StepEnded { .. } | Event::ExecutionEnded { .. } => {}
+            )?,
+        })
+    }
+
+    fn insert_started(&mut self, execution: &NewExecution) -> Result<i64, Error> {
+        self.upsert_row(&RowValues {
+            id: &execution.id,
+            parent_id: execution.parent_id.as_deref(),
+            replay_of: execution.replay_of.as_deref(),
+            playbook_xid: &execution.playbook_id,
+            playbook_name: &execution.playbook_name,
+            trigger_type: execution.trigger_type,
+            log_level: execution.log_level,
+            status: execution.status,
+            message: None,
+            queued_at: execution.queued_at,
+            started_at: (execution.status == ExecutionStatus::Running).then(Utc::now),
+            completed_at: None,
+            duration_ms: None,
+        })
+    }
+
+    /// Insert an executions row, or update the one with its id unless it has ended (a
+    /// start that comes late never undoes an end); its numeric id.
+    fn upsert_row(&mut self, row: &RowValues<'_>) -> Result<i64, Error> {
+        let playbook_num: Option<i64> = self
+            .playbook_num
+            .query_row([row.playbook_xid], |r| r.get(0))
+            .optional()?;
+        let (log_level, status) = (row.log_level.to_string(), word(&row.status));
+        let inserted = self.insert_row.execute(params![
+            row.id,
+            row.parent_id,
+            playbook_num,
+            row.playbook_xid,
+            row.playbook_name,
+            word(&row.trigger_type),
+            log_level,
+            status,
+            row.message,
+            millis(row.queued_at),
+            row.started_at.map(millis),
+            row.completed_at.map(millis),
+            row.duration_ms,
+            row.replay_of,
+        ])?;
+        // Most rows are new (an execution that ends fast is written once, at its end):
+        // the row just inserted has the connection's last number. (Not an upsert with
+        // `RETURNING num`: with it, a batch took half as long again.)
+        if inserted == 1 {
+            return Ok(self.connection.last_insert_rowid());
+        }
+        self.update_row.execute(params![
+            row.id,
+            status,
+            row.message,
+            row.started_at.map(millis),
+            row.completed_at.map(millis),
+            row.duration_ms,
+            log_level,
+        ])?;
+        Ok(self.row_num.query_row([row.id], |r| r.get(0))?)
+    }
+
+    /// Node state changes.
+    fn write_events(&mut self, events: &[&Event]) -> Result<(), Error> {
+        for event in events {
+            match *event {
+                Event::NodeStarted {
+                    execution_id,
+                    node,
+                    at,
+                } => {
+                    self.node_started
+                        .execute(params![execution_id, node, millis(*at)])?;
                 }
+                Event::NodeEnded {
+                    execution_id,
+                    node,
+                    status,
+                    at,
+                    duration_us,
+                    pathway,
+                    error,
+                    iterations,
+                } => {
+                    self.node_ended.execute(params![
+                        execution_id,
+                        node,
+                        word(status),
+                        millis(*at),
+                        i64::try_from(*duration_us).unwrap_or(i64::MAX),
+                        pathway,
+                        error
+                            .as_ref()
+                            .map(|e| serde_json::to_string(e).unwrap_or_default()),
+                        iterations.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+                    ])?;
+                }
+                Event::StepEnded { .. } | Event::ExecutionEnded { .. } => {}
             }
         }
         Ok(())
     }
 
     /// Store `execution` whole, its children too; its numeric id.
-    fn write_execution(
-        transaction: &rusqlite::Transaction<'_>,
-        execution: &Execution,
-    ) -> Result<i64, Error> {
+    fn write_execution(&mut self, execution: &Execution) -> Result<i64, Error> {
         let record = serde_json::to_string(&StoredRecord::of(execution))
             .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.id)))?;
-        let num = Self::upsert_row(
-            transaction,
-            &RowValues {
-                id: &execution.id,
-                parent_id: execution.parent_id.as_deref(),
-                replay_of: execution.replay_of.as_deref(),
-                playbook_xid: &execution.playbook_id,
-                playbook_name: &execution.playbook_name,
-                trigger_type: execution.trigger_type,
-                log_level: execution.log_level,
-                status: execution.status,
-                message: execution.message.as_deref(),
-                queued_at: execution.queued_at,
-                started_at: Some(execution.started_at),
-                completed_at: Some(execution.completed_at),
-                duration_ms: Some(i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX)),
-            },
-        )?;
-        transaction
-            .prepare_cached(
-                "INSERT OR REPLACE INTO execution_records (num, record) VALUES (?1, ?2)",
-            )?
-            .execute(params![num, record])?;
-        let mut insert_step = transaction.prepare_cached(
-            "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, status, \
-                 error_kind, error_message, duration_us, child_id, record, started_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        let mut insert_line = transaction.prepare_cached(
-            "INSERT INTO log_lines (execution_id, step_num, node, ts, level, message, fields) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
+        let num = self.upsert_row(&RowValues {
+            id: &execution.id,
+            parent_id: execution.parent_id.as_deref(),
+            replay_of: execution.replay_of.as_deref(),
+            playbook_xid: &execution.playbook_id,
+            playbook_name: &execution.playbook_name,
+            trigger_type: execution.trigger_type,
+            log_level: execution.log_level,
+            status: execution.status,
+            message: execution.message.as_deref(),
+            queued_at: execution.queued_at,
+            started_at: Some(execution.started_at),
+            completed_at: Some(execution.completed_at),
+            duration_ms: Some(i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX)),
+        })?;
+        self.record.execute(params![num, record])?;
         for step in &execution.steps {
             let error = step.report.error.as_ref();
             let record = serde_json::to_string(&StoredStep::of(step))
                 .map_err(|e| Error::Corrupt(format!("a step of {}: {e}", execution.id)))?;
-            insert_step.execute(params![
+            self.step.execute(params![
                 execution.id,
                 step.node,
                 step.app,
@@ -930,11 +994,11 @@ impl SqliteStore {
                 record,
                 millis(step.started_at),
             ])?;
-            let step_num = transaction.last_insert_rowid();
+            let step_num = self.connection.last_insert_rowid();
             for line in &step.report.logs {
                 let fields = (!line.fields.is_empty())
                     .then(|| serde_json::to_string(&line.fields).unwrap_or_default());
-                insert_line.execute(params![
+                self.line.execute(params![
                     execution.id,
                     step_num,
                     step.node,
@@ -946,11 +1010,9 @@ impl SqliteStore {
             }
         }
         // Its record now holds its nodes' final states.
-        transaction
-            .prepare_cached("DELETE FROM node_states WHERE execution_id = ?1")?
-            .execute([&execution.id])?;
+        self.clear_nodes.execute([&execution.id])?;
         for child in &execution.children {
-            Self::write_execution(transaction, child)?;
+            self.write_execution(child)?;
         }
         Ok(num)
     }
@@ -1176,6 +1238,7 @@ impl Store for SqliteStore {
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error> {
         let mut writer = lock(&self.writer);
         let transaction = writer.transaction()?;
+        let mut statements = Batch::prepare(&transaction)?;
         let mut nums = Vec::new();
         // A node state is kept only while its execution runs: the record of one that
         // ends in this batch supersedes its node events.
@@ -1189,16 +1252,13 @@ impl Store for SqliteStore {
             .collect();
         for write in batch {
             match write {
-                Write::Start(execution) => {
-                    nums.push(Self::insert_started(&transaction, execution)?)
-                }
-                Write::Finish(execution) => {
-                    nums.push(Self::write_execution(&transaction, execution)?)
-                }
+                Write::Start(execution) => nums.push(statements.insert_started(execution)?),
+                Write::Finish(execution) => nums.push(statements.write_execution(execution)?),
                 Write::Event(_) => {}
             }
         }
-        Self::write_events(&transaction, &events)?;
+        statements.write_events(&events)?;
+        drop(statements);
         transaction.commit()?;
         // Full means a checkpoint is already due.
         let _ = self.checkpoints.try_send(());
@@ -1454,6 +1514,32 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        /// The store writes a time exactly as chrono would, whatever its precision.
+        #[test]
+        fn a_time_is_written_as_chrono_writes_it(
+            // From before year 0 to past year 9999, which chrono writes with a sign.
+            seconds in -70_000_000_000_i64..320_000_000_000,
+            nanos in 0_u32..1_000_000_000,
+            precision in 0_u32..4,
+        ) {
+            // Times on whole seconds, milliseconds and microseconds, as well as any.
+            let nanos = match precision {
+                0 => 0,
+                1 => nanos / 1_000_000 * 1_000_000,
+                2 => nanos / 1_000 * 1_000,
+                _ => nanos,
+            };
+            let time = chrono::DateTime::from_timestamp(seconds, nanos).expect("in range");
+            let mut ours = serde_json::Serializer::new(Vec::new());
+            super::rfc3339(&time, &mut ours).expect("written");
+            proptest::prop_assert_eq!(
+                String::from_utf8(ours.into_inner()).expect("text"),
+                serde_json::to_string(&time).expect("chrono's")
+            );
+        }
+    }
+
     use std::sync::Arc;
 
     use serde_json::json;
