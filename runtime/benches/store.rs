@@ -81,6 +81,8 @@ fn main() {
         r#"playbookXid = "playbook-3""#,
         r#"status = "Failed" AND completedTime > "NOW() - 1 DAY""#,
         r#"status IN ("Failed", "Partially Failed") AND playbookId = 4"#,
+        r#"playbookId = 4"#,
+        r#"queueTime > "NOW() - 1 HOUR""#,
         "",
         r#"playbookName CONTAINS "triage 7""#,
     ];

@@ -740,6 +740,20 @@ pub struct Field {
     pub kind: Type,
     /// What it is.
     pub description: &'static str,
+    /// When set, `column` is a column of another table, reached through this.
+    pub via: Option<Lookup>,
+}
+
+/// How a record reaches the table a field's column is in: a condition on the column
+/// holds for the record when its `key` is among the `select`ed rows where the condition
+/// holds (`e.playbook_xid IN (SELECT xid FROM playbooks WHERE num = ?)`). A record
+/// whose key selects no row satisfies nothing but `ISNULL`, as a NULL column would.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    /// The record's column that names a row of the other table.
+    pub key: &'static str,
+    /// The `SELECT` of the other table's matching column, without a `WHERE`.
+    pub select: &'static str,
 }
 
 /// The fields of one kind of record.
@@ -924,11 +938,20 @@ fn compile_into(
         Expr::Not(e) => format!("(({}) IS NOT 1)", compile_into(e, schema, now, params)?),
         Expr::IsNull { field, negated } => {
             let field = field_of(schema, field)?;
-            format!(
-                "({} IS {}NULL)",
-                field.column,
-                if *negated { "NOT " } else { "" }
-            )
+            match field.via {
+                // Null when the key selects no row.
+                Some(via) => format!(
+                    "({} {}IN ({}))",
+                    via.key,
+                    if *negated { "" } else { "NOT " },
+                    via.select
+                ),
+                None => format!(
+                    "({} IS {}NULL)",
+                    field.column,
+                    if *negated { "NOT " } else { "" }
+                ),
+            }
         }
         Expr::In {
             field,
@@ -941,7 +964,7 @@ fn compile_into(
             }
             let marks = vec!["?"; values.len()].join(", ");
             let not = if *negated { "NOT " } else { "" };
-            format!("({} {not}IN ({marks}))", collated(&field))
+            through(&field, format!("({} {not}IN ({marks}))", collated(&field)))
         }
         Expr::Compare { field, op, value } => {
             let field = field_of(schema, field)?;
@@ -977,13 +1000,24 @@ fn compile_into(
                 };
                 params.push(Param::Text(pattern));
                 let not = if negated { "NOT " } else { "" };
-                format!("({} {not}LIKE ? ESCAPE '\\')", field.column)
+                through(
+                    &field,
+                    format!("({} {not}LIKE ? ESCAPE '\\')", field.column),
+                )
             } else {
                 params.push(param(&field, value, now)?);
-                format!("({} {} ?)", collated(&field), op.text())
+                through(&field, format!("({} {} ?)", collated(&field), op.text()))
             }
         }
     })
+}
+
+/// `condition` on `field`'s column, as a condition on the record (see [`Lookup`]).
+fn through(field: &Field, condition: String) -> String {
+    match field.via {
+        Some(via) => format!("({} IN ({} WHERE {condition}))", via.key, via.select),
+        None => condition,
+    }
 }
 
 /// The column, compared without regard to case for an enum.
@@ -1148,6 +1182,7 @@ fn param_time(literal: &Literal, now: DateTime<Utc>) -> Option<Param> {
         column: "",
         kind: Type::Date,
         description: "",
+        via: None,
     };
     param(&field, literal, now).ok()
 }
@@ -1232,24 +1267,28 @@ mod tests {
             column: "e.num",
             kind: Type::Integer,
             description: "",
+            via: None,
         },
         Field {
             keyword: "playbookXid",
             column: "e.playbook_xid",
             kind: Type::String,
             description: "",
+            via: None,
         },
         Field {
             keyword: "status",
             column: "e.status",
             kind: Type::Enum(&["Completed", "Failed", "Partially Failed"]),
             description: "",
+            via: None,
         },
         Field {
             keyword: "completedTime",
             column: "e.completed_at",
             kind: Type::Date,
             description: "",
+            via: None,
         },
     ];
 

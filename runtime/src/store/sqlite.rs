@@ -274,6 +274,13 @@ FROM step_runs s JOIN executions e ON e.id = s.execution_id
 ALTER TABLE playbooks DROP COLUMN last_run_at;
 ALTER TABLE playbooks DROP COLUMN last_run_id;
 ",
+    r"
+-- Every index is one more B-tree each stored execution writes and each commit copies a
+-- page of. `playbookId` is answered through the playbook's XID and its index; a page of
+-- `queueTime` reads the executions newest first, so only counts used its index.
+DROP INDEX executions_playbook_num;
+DROP INDEX executions_queued_at;
+",
 ];
 
 /// The columns of an executions row, as written.
@@ -1635,6 +1642,62 @@ mod tests {
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
         let playbook = store.playbook("triage").unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_new"));
+    }
+
+    #[test]
+    fn playbook_id_is_answered_through_the_playbooks_xid() {
+        let (_dir, store) = store();
+        let triage = store
+            .save_playbook(&fields("triage", "Triage", &json!({"id": "triage"})))
+            .unwrap();
+        let other = store
+            .save_playbook(&fields("other", "Other", &json!({"id": "other"})))
+            .unwrap();
+        let now = Utc::now();
+        let of = |id: &str, playbook: &str| Execution {
+            playbook_id: playbook.to_owned(),
+            ..execution(id, ExecutionStatus::Completed, now)
+        };
+        for (id, playbook) in [
+            ("ex_triage", "triage"),
+            ("ex_other", "other"),
+            ("ex_unsaved", "unsaved"),
+        ] {
+            store.finish_execution(&of(id, playbook)).unwrap();
+        }
+        // A playbook saved after its executions were stored is found by them too.
+        store.finish_execution(&of("ex_later", "later")).unwrap();
+        let later = store
+            .save_playbook(&fields("later", "Later", &json!({"id": "later"})))
+            .unwrap();
+        let ids = |tql: &str| {
+            let mut ids: Vec<String> = query(&store, tql).rows.into_iter().map(|r| r.id).collect();
+            ids.sort();
+            ids
+        };
+        let (t, o, l) = (triage.num, other.num, later.num);
+        assert_eq!(ids(&format!("playbookId = {t}")), ["ex_triage"]);
+        assert_eq!(ids(&format!("playbookId != {t}")), ["ex_later", "ex_other"]);
+        assert_eq!(
+            ids(&format!("playbookId IN ({t}, {o})")),
+            ["ex_other", "ex_triage"]
+        );
+        assert_eq!(ids(&format!("playbookId NOT IN ({t}, {o})")), ["ex_later"]);
+        assert_eq!(ids(&format!("playbookId >= {l}")), ["ex_later"]);
+        // An execution whose playbook the store does not hold has no playbook id.
+        assert_eq!(ids("playbookId ISNULL"), ["ex_unsaved"]);
+        assert_eq!(
+            ids("playbookId IS NOT NULL"),
+            ["ex_later", "ex_other", "ex_triage"]
+        );
+        assert_eq!(
+            ids(&format!("NOT playbookId = {t}")),
+            ["ex_later", "ex_other", "ex_unsaved"]
+        );
+        assert_eq!(
+            ids(&format!("playbookId = {o} OR playbookXid = \"triage\"")),
+            ["ex_other", "ex_triage"]
+        );
     }
 
     #[test]
