@@ -137,8 +137,19 @@ enum Job {
         execution: NewExecution,
         reply: Option<oneshot::Sender<Result<i64, String>>>,
     },
-    /// Store an ended execution whole; answers its numeric id once it is stored.
-    Finish(Box<Execution>, oneshot::Sender<Result<i64, String>>),
+    /// Store an ended execution whole; answers its numeric id once it is stored, and
+    /// hands the execution back (it is moved to the writer, not copied).
+    Finish(Box<Execution>, oneshot::Sender<Stored>),
+}
+
+/// The answer to [`Job::Finish`]: the execution's numeric id, or why it could not be
+/// stored; and the execution.
+type Stored = (Result<i64, String>, Box<Execution>);
+
+/// Who waits for a start or a finish of a batch.
+enum Reply {
+    Start(oneshot::Sender<Result<i64, String>>),
+    Finish(oneshot::Sender<Stored>),
 }
 
 /// A write that may wait for a batch (see [`persist`]).
@@ -230,11 +241,11 @@ async fn persist(
                     reply: Some(reply),
                 } => {
                     writes.push(store::Write::Start(execution));
-                    replies.push(Some(reply));
+                    replies.push(Some(Reply::Start(reply)));
                 }
                 Job::Finish(execution, reply) => {
                     writes.push(store::Write::Finish(execution));
-                    replies.push(Some(reply));
+                    replies.push(Some(Reply::Finish(reply)));
                 }
             }
         }
@@ -280,27 +291,41 @@ async fn persist(
         if let Some(e) = &failure {
             tracing::error!(error = %e, "storing a batch of execution changes failed");
         }
-        // Nobody listening is the common case: then there is nothing to send.
-        if failure.is_none() && broadcast.receiver_count() > 0 {
-            let stored = writes.iter().filter_map(|write| match write {
-                store::Write::Event(event) => Some(event.clone()),
-                _ => None,
-            });
-            for event in stored.chain(superseded) {
+        // The events first (a client hears of an execution's nodes before its end), to
+        // those listening: nobody is the common case, and then nothing is sent.
+        let listening = failure.is_none() && broadcast.receiver_count() > 0;
+        let mut answered = Vec::with_capacity(replies.len());
+        for write in writes {
+            match write {
+                store::Write::Event(event) if listening => {
+                    let _ = broadcast.send(Arc::new(event));
+                }
+                store::Write::Event(_) => {}
+                write => answered.push(write),
+            }
+        }
+        if listening {
+            for event in superseded {
                 let _ = broadcast.send(Arc::new(event));
             }
         }
         // A waiter that went away is not the batch's problem.
         let mut nums = result.unwrap_or_default().into_iter();
-        for reply in replies {
+        for (write, reply) in answered.into_iter().zip(replies) {
             let answer = match &failure {
                 None => nums
                     .next()
                     .ok_or_else(|| "the store gave no number".to_owned()),
                 Some(e) => Err(e.clone()),
             };
-            if let Some(reply) = reply {
-                let _ = reply.send(answer);
+            match (reply, write) {
+                (Some(Reply::Start(reply)), _) => {
+                    let _ = reply.send(answer);
+                }
+                (Some(Reply::Finish(reply)), store::Write::Finish(execution)) => {
+                    let _ = reply.send((answer, execution));
+                }
+                _ => {}
             }
         }
     }
@@ -509,32 +534,43 @@ impl Service {
                 }
             }
             let _permit = permit;
-            let execution = engine::execute(Arc::clone(&service.runner), playbook, start).await;
+            let mut execution =
+                Box::new(engine::execute(Arc::clone(&service.runner), playbook, start).await);
             // A batch that fails rolls back whole, so trying again is safe.
             let mut num = None;
             for attempt in 1..=3 {
                 let (reply, stored) = oneshot::channel();
-                let _ = service
-                    .jobs
-                    .send(Job::Finish(Box::new(execution.clone()), reply));
+                if let Err(unsent) = service.jobs.send(Job::Finish(execution, reply)) {
+                    tracing::error!(execution = %id, "the store's writer is not running");
+                    let Job::Finish(unsent, _) = unsent.0 else {
+                        return None;
+                    };
+                    execution = unsent;
+                    break;
+                }
                 match stored.await {
-                    Ok(Ok(stored)) => {
+                    Ok((Ok(stored), back)) => {
+                        execution = back;
                         num = Some(stored);
                         break;
                     }
-                    Ok(Err(e)) => {
+                    Ok((Err(e), back)) => {
+                        execution = back;
                         tracing::error!(execution = %id, attempt, error = %e, "storing a finished execution failed");
                         tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                     }
                     Err(e) => {
+                        // The writer went away holding the execution: nothing more can
+                        // be stored or told of it.
                         tracing::error!(execution = %id, error = %e, "the store's writer stopped");
-                        break;
+                        crate::lock(&service.running).remove(&id);
+                        return None;
                     }
                 }
             }
             crate::lock(&service.running).remove(&id);
             service.ended(&execution);
-            num.map(|num| (num, execution))
+            num.map(|num| (num, *execution))
         });
         if report == Report::End {
             return Ok(Started {
