@@ -82,6 +82,8 @@ fn main() {
         r#"status = "Failed" AND completedTime > "NOW() - 1 DAY""#,
         r#"status IN ("Failed", "Partially Failed") AND playbookId = 4"#,
         r#"playbookId = 4"#,
+        r#"status = "Failed""#,
+        r#"status = "Killed""#,
         r#"queueTime > "NOW() - 1 HOUR""#,
         "",
         r#"playbookName CONTAINS "triage 7""#,

@@ -276,10 +276,15 @@ ALTER TABLE playbooks DROP COLUMN last_run_id;
 ",
     r"
 -- Every index is one more B-tree each stored execution writes and each commit copies a
--- page of. `playbookId` is answered through the playbook's XID and its index; a page of
--- `queueTime` reads the executions newest first, so only counts used its index.
+-- page of. `playbookId` is answered through the playbook's XID and its index. A page of
+-- `queueTime` or `status` reads the executions newest first (TQL compares a status
+-- without regard to case, which a plain index cannot serve), so only counts used those
+-- indexes. What a restart must find, the unfinished executions, keeps an index of its
+-- own, which an execution leaves when it ends (and one stored at its end never enters).
 DROP INDEX executions_playbook_num;
 DROP INDEX executions_queued_at;
+DROP INDEX executions_status;
+CREATE INDEX executions_unfinished ON executions (status) WHERE completed_at IS NULL;
 ",
 ];
 
@@ -1513,7 +1518,7 @@ impl Store for SqliteStore {
         Ok(writer.execute(
             "UPDATE executions SET status = 'Failed', message = 'interrupted by restart', \
                  completed_at = ?1 \
-             WHERE status IN ('Queued', 'Running')",
+             WHERE completed_at IS NULL AND status IN ('Queued', 'Running')",
             [millis(Utc::now())],
         )?)
     }
