@@ -804,6 +804,9 @@ impl SqliteStore {
 /// The statements a batch of writes runs, prepared once for the batch.
 struct Batch<'t> {
     connection: &'t Connection,
+    /// The playbooks' numbers looked up in this batch, by XID (none can change while
+    /// the batch holds the writer).
+    playbook_nums: std::collections::HashMap<String, Option<i64>>,
     playbook_num: rusqlite::CachedStatement<'t>,
     insert_row: rusqlite::CachedStatement<'t>,
     update_row: rusqlite::CachedStatement<'t>,
@@ -820,6 +823,7 @@ impl<'t> Batch<'t> {
     fn prepare(transaction: &'t rusqlite::Transaction<'_>) -> Result<Self, rusqlite::Error> {
         Ok(Self {
             connection: transaction,
+            playbook_nums: std::collections::HashMap::new(),
             playbook_num: transaction.prepare_cached("SELECT num FROM playbooks WHERE xid = ?1")?,
             insert_row: transaction.prepare_cached(
                 "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
@@ -887,10 +891,17 @@ impl<'t> Batch<'t> {
     /// Insert an executions row, or update the one with its id unless it has ended (a
     /// start that comes late never undoes an end); its numeric id.
     fn upsert_row(&mut self, row: &RowValues<'_>) -> Result<i64, Error> {
-        let playbook_num: Option<i64> = self
-            .playbook_num
-            .query_row([row.playbook_xid], |r| r.get(0))
-            .optional()?;
+        let playbook_num = match self.playbook_nums.get(row.playbook_xid) {
+            Some(num) => *num,
+            None => {
+                let num: Option<i64> = self
+                    .playbook_num
+                    .query_row([row.playbook_xid], |r| r.get(0))
+                    .optional()?;
+                self.playbook_nums.insert(row.playbook_xid.to_owned(), num);
+                num
+            }
+        };
         let (log_level, status) = (row.log_level.to_string(), word(&row.status));
         let inserted = self.insert_row.execute(params![
             row.id,
