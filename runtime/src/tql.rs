@@ -744,16 +744,26 @@ pub struct Field {
     pub via: Option<Lookup>,
 }
 
-/// How a record reaches the table a field's column is in: a condition on the column
-/// holds for the record when its `key` is among the `select`ed rows where the condition
-/// holds (`e.playbook_xid IN (SELECT xid FROM playbooks WHERE num = ?)`). A record
-/// whose key selects no row satisfies nothing but `ISNULL`, as a NULL column would.
+/// How a field's column is reached other than directly.
 #[derive(Debug, Clone, Copy)]
-pub struct Lookup {
-    /// The record's column that names a row of the other table.
-    pub key: &'static str,
-    /// The `SELECT` of the other table's matching column, without a `WHERE`.
-    pub select: &'static str,
+pub enum Lookup {
+    /// The column is another table's: a condition on it holds for the record when its
+    /// `key` is among the `select`ed rows where the condition holds
+    /// (`e.playbook_xid IN (SELECT p.xid FROM playbooks p WHERE p.num = ?)`). A record
+    /// whose key selects no row satisfies nothing but `ISNULL`, as a NULL column would.
+    Rows {
+        /// The record's column that names a row of the other table.
+        key: &'static str,
+        /// The `SELECT` of the other table's matching column, without a `WHERE`.
+        select: &'static str,
+    },
+    /// The column is the record's own, and the records equal to a value lie within
+    /// `range`, a condition with a `?` for the value wherever it needs it: `=` reads
+    /// only those rows (the step runs of one execution, by number).
+    Within {
+        /// The condition that bounds them.
+        range: &'static str,
+    },
 }
 
 /// The fields of one kind of record.
@@ -940,13 +950,11 @@ fn compile_into(
             let field = field_of(schema, field)?;
             match field.via {
                 // Null when the key selects no row.
-                Some(via) => format!(
-                    "({} {}IN ({}))",
-                    via.key,
+                Some(Lookup::Rows { key, select }) => format!(
+                    "({key} {}IN ({select}))",
                     if *negated { "" } else { "NOT " },
-                    via.select
                 ),
-                None => format!(
+                Some(Lookup::Within { .. }) | None => format!(
                     "({} IS {}NULL)",
                     field.column,
                     if *negated { "NOT " } else { "" }
@@ -1005,8 +1013,19 @@ fn compile_into(
                     format!("({} {not}LIKE ? ESCAPE '\\')", field.column),
                 )
             } else {
-                params.push(param(&field, value, now)?);
-                through(&field, format!("({} {} ?)", collated(&field), op.text()))
+                let value = param(&field, value, now)?;
+                let within = match field.via {
+                    Some(Lookup::Within { range }) if *op == Op::Eq => {
+                        params.extend(range.matches('?').map(|_| value.clone()));
+                        format!("{range} AND ")
+                    }
+                    _ => String::new(),
+                };
+                params.push(value);
+                through(
+                    &field,
+                    format!("({within}{} {} ?)", collated(&field), op.text()),
+                )
             }
         }
     })
@@ -1015,8 +1034,8 @@ fn compile_into(
 /// `condition` on `field`'s column, as a condition on the record (see [`Lookup`]).
 fn through(field: &Field, condition: String) -> String {
     match field.via {
-        Some(via) => format!("({} IN ({} WHERE {condition}))", via.key, via.select),
-        None => condition,
+        Some(Lookup::Rows { key, select }) => format!("({key} IN ({select} WHERE {condition}))"),
+        Some(Lookup::Within { .. }) | None => condition,
     }
 }
 

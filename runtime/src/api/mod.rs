@@ -1570,6 +1570,24 @@ fn and_equal(mut condition: tql::Condition, column: &str, value: &str) -> tql::C
     condition
 }
 
+/// `condition` over step runs, of execution `id` only: compiled as TQL's
+/// `executionId = "…"`, which reads only that execution's step runs.
+fn steps_of(condition: tql::Condition, id: &str) -> Result<tql::Condition, ApiError> {
+    let of = tql::compile(
+        &tql::Expr::Compare {
+            field: "executionId".to_owned(),
+            op: tql::Op::Eq,
+            value: tql::Literal::Text(id.to_owned()),
+        },
+        STEP_FIELDS,
+        Utc::now(),
+    )?;
+    Ok(tql::Condition {
+        sql: format!("{} AND {}", of.sql, condition.sql),
+        params: of.params.into_iter().chain(condition.params).collect(),
+    })
+}
+
 /// The string id of execution `key` (a string or numeric id), or 404.
 async fn execution_id(service: &Arc<Service>, key: &str) -> Result<String, ApiError> {
     let lookup = key.to_owned();
@@ -1613,11 +1631,7 @@ async fn execution_steps(
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let id = execution_id(&service, &id).await?;
-    let mut condition = and_equal(
-        schema_condition(&params, STEP_FIELDS)?,
-        "s.execution_id",
-        &id,
-    );
+    let mut condition = steps_of(schema_condition(&params, STEP_FIELDS)?, &id)?;
     if let Some(node) = params.get("node") {
         condition = and_equal(condition, "s.node", node);
     }
@@ -1772,11 +1786,7 @@ async fn step_runs_of(
     id: &str,
     node: Option<&str>,
 ) -> Result<Vec<Value>, ApiError> {
-    let mut condition = and_equal(
-        tql::condition("", STEP_FIELDS, Utc::now())?,
-        "s.execution_id",
-        id,
-    );
+    let mut condition = steps_of(tql::condition("", STEP_FIELDS, Utc::now())?, id)?;
     if let Some(node) = node {
         condition = and_equal(condition, "s.node", node);
     }

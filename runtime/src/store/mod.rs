@@ -262,7 +262,7 @@ pub const EXECUTION_FIELDS: tql::Schema = &[
         description: "The numeric id of the playbook that was executed.",
         // Through the XID's index: an index of its own was one more B-tree for every
         // stored execution to touch.
-        via: Some(tql::Lookup {
+        via: Some(tql::Lookup::Rows {
             key: "e.playbook_xid",
             select: "SELECT p.xid FROM playbooks p",
         }),
@@ -404,11 +404,21 @@ const fn integer(keyword: &'static str, column: &'static str, about: &'static st
 
 /// The fields TQL may name over step runs (`/api/v1/steps`).
 pub const STEP_FIELDS: tql::Schema = &[
-    text(
-        "executionId",
-        "s.execution_id",
-        "The execution the step ran in.",
-    ),
+    tql::Field {
+        // An execution's step runs have consecutive numbers, which its record keeps.
+        via: Some(tql::Lookup::Within {
+            range: "s.num BETWEEN \
+                (SELECT r.first_step FROM executions e \
+                    JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
+                AND (SELECT r.last_step FROM executions e \
+                    JOIN execution_records r ON r.num = e.num WHERE e.id = ?)",
+        }),
+        ..text(
+            "executionId",
+            "s.execution_id",
+            "The execution the step ran in.",
+        )
+    },
     text("node", "s.node", "The node."),
     text(
         "app",

@@ -286,6 +286,18 @@ DROP INDEX executions_queued_at;
 DROP INDEX executions_status;
 CREATE INDEX executions_unfinished ON executions (status) WHERE completed_at IS NULL;
 ",
+    r"
+-- An execution's step runs are written together, one after the other: its record keeps
+-- the first and the last number, and finding them reads that range of step_runs. Their
+-- index by execution was three more B-tree entries for every execution of three steps.
+ALTER TABLE execution_records ADD COLUMN first_step INTEGER;
+ALTER TABLE execution_records ADD COLUMN last_step INTEGER;
+UPDATE execution_records SET (first_step, last_step) = (
+    SELECT min(s.num), max(s.num)
+    FROM executions e JOIN step_runs s ON s.execution_id = e.id
+    WHERE e.num = execution_records.num);
+DROP INDEX step_runs_execution;
+",
 ];
 
 /// The columns of an executions row, as written.
@@ -785,9 +797,12 @@ impl SqliteStore {
     /// The step runs of execution `id`, in the order they ended.
     fn step_records(&self, id: &str) -> Result<Vec<Value>, Error> {
         let texts: Vec<String> = self.read(|c| {
-            c.prepare_cached("SELECT record FROM step_runs WHERE execution_id = ?1 ORDER BY num")?
-                .query_map([id], |r| r.get(0))?
-                .collect()
+            c.prepare_cached(&format!(
+                "SELECT s.record FROM step_runs s WHERE {STEPS_OF} AND s.execution_id = ?1 \
+                 ORDER BY s.num"
+            ))?
+            .query_map([id], |r| r.get(0))?
+            .collect()
         })?;
         texts
             .iter()
@@ -800,6 +815,14 @@ impl SqliteStore {
             .collect()
     }
 }
+
+/// The step runs of the execution whose id is `?1` lie in this range of numbers (see
+/// migration 6): a condition that reads only those rows.
+const STEPS_OF: &str = "s.num BETWEEN \
+    (SELECT r.first_step FROM executions e JOIN execution_records r ON r.num = e.num \
+        WHERE e.id = ?1) \
+    AND (SELECT r.last_step FROM executions e JOIN execution_records r ON r.num = e.num \
+        WHERE e.id = ?1)";
 
 /// The statements a batch of writes runs, prepared once for the batch.
 struct Batch<'t> {
@@ -839,7 +862,8 @@ impl<'t> Batch<'t> {
             )?,
             row_num: transaction.prepare_cached("SELECT num FROM executions WHERE id = ?1")?,
             record: transaction.prepare_cached(
-                "INSERT OR REPLACE INTO execution_records (num, record) VALUES (?1, ?2)",
+                "INSERT OR REPLACE INTO execution_records (num, record, first_step, last_step) \
+                 VALUES (?1, ?2, ?3, ?4)",
             )?,
             step: transaction.prepare_cached(
                 "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, \
@@ -997,7 +1021,8 @@ impl<'t> Batch<'t> {
             completed_at: Some(execution.completed_at),
             duration_ms: Some(i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX)),
         })?;
-        self.record.execute(params![num, record])?;
+        // Its step runs, one after the other: the record keeps the first and the last.
+        let mut steps: Option<(i64, i64)> = None;
         for step in &execution.steps {
             let error = step.report.error.as_ref();
             let record = serde_json::to_string(&StoredStep::of(step))
@@ -1018,6 +1043,7 @@ impl<'t> Batch<'t> {
                 millis(step.started_at),
             ])?;
             let step_num = self.connection.last_insert_rowid();
+            steps = Some((steps.map_or(step_num, |(first, _)| first), step_num));
             for line in &step.report.logs {
                 let fields = (!line.fields.is_empty())
                     .then(|| serde_json::to_string(&line.fields).unwrap_or_default());
@@ -1032,6 +1058,12 @@ impl<'t> Batch<'t> {
                 ])?;
             }
         }
+        self.record.execute(params![
+            num,
+            record,
+            steps.map(|(first, _)| first),
+            steps.map(|(_, last)| last)
+        ])?;
         // Its record now holds its nodes' final states.
         self.clear_nodes.execute([&execution.id])?;
         for child in &execution.children {
@@ -1839,6 +1871,32 @@ mod tests {
                     [],
                 )
                 .unwrap();
+            // Step runs of two executions, found through an index then, by range now.
+            first
+                .execute(
+                    "INSERT INTO executions (id, playbook_xid, playbook_name, trigger_type, \
+                         log_level, status, queued_at, completed_at) \
+                     VALUES ('ex_two', 'other', 'Other', 'MANUAL', 'info', 'Completed', 0, 0)",
+                    [],
+                )
+                .unwrap();
+            first
+                .execute(
+                    "INSERT INTO execution_records (execution_id, record) \
+                     VALUES ('ex_two', '{\"id\": \"ex_two\"}')",
+                    [],
+                )
+                .unwrap();
+            for (execution, node) in [("ex_kept", "a"), ("ex_kept", "b"), ("ex_two", "c")] {
+                first
+                    .execute(
+                        "INSERT INTO step_runs (execution_id, node, app, action, attempt, \
+                             status, duration_us, record) \
+                         VALUES (?1, ?2, 'transform', 'join', 1, 'Succeeded', 5, ?3)",
+                        params![execution, node, json!({"node": node}).to_string()],
+                    )
+                    .unwrap();
+            }
         }
         let store = SqliteStore::open(&path).unwrap();
         let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
@@ -1846,6 +1904,17 @@ mod tests {
         // Records moved to their number's key, and the audit log view reads them there.
         let record = store.execution_record("ex_kept").unwrap().unwrap();
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
+        let nodes = |record: &Value| -> Vec<String> {
+            record["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["node"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(nodes(&record), ["a", "b"]);
+        let two = store.execution_record("ex_two").unwrap().unwrap();
+        assert_eq!(nodes(&two), ["c"]);
         let input: String = lock(&store.writer)
             .query_row(
                 "SELECT input FROM audit_logs WHERE instance_id = 'ex_kept'",
@@ -1881,6 +1950,122 @@ mod tests {
         assert!(
             store.delete_playbook(&digits).unwrap().is_none(),
             "already deleted"
+        );
+    }
+
+    #[test]
+    fn an_executions_step_runs_are_found_by_their_range_of_numbers() {
+        use crate::engine::{Capture, StepRun};
+        use crate::host::StepReport;
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let steps = |nodes: &[&str]| -> Vec<StepRun> {
+            nodes
+                .iter()
+                .map(|node| StepRun {
+                    node: (*node).to_owned(),
+                    app: "transform".to_owned(),
+                    action: "join".to_owned(),
+                    iteration: None,
+                    attempt: 1,
+                    input: None,
+                    report: StepReport::success(Value::Null),
+                    capture: Capture::default(),
+                    started_at: now,
+                    child: None,
+                })
+                .collect()
+        };
+        let with = |id: &str, nodes: &[&str]| Execution {
+            steps: steps(nodes),
+            ..execution(id, ExecutionStatus::Completed, now)
+        };
+        // A parent with a child, each with step runs of its own, an execution without
+        // any, and executions of one batch and of the next.
+        let mut parent = with("ex_parent", &["p1", "p2"]);
+        parent.children = vec![Execution {
+            parent_id: Some("ex_parent".to_owned()),
+            ..with("ex_child", &["c1"])
+        }];
+        store
+            .write(&[
+                Write::Finish(Box::new(with("ex_first", &["f1", "f2", "f3"]))),
+                Write::Finish(Box::new(parent)),
+                Write::Finish(Box::new(with("ex_none", &[]))),
+            ])
+            .unwrap();
+        store
+            .write(&[Write::Finish(Box::new(with("ex_next", &["n1"])))])
+            .unwrap();
+        let nodes = |id: &str| -> Vec<String> {
+            let record = store.execution_record(id).unwrap().unwrap();
+            record["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["node"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(nodes("ex_first"), ["f1", "f2", "f3"]);
+        assert_eq!(nodes("ex_parent"), ["p1", "p2"]);
+        assert_eq!(nodes("ex_child"), ["c1"]);
+        assert!(nodes("ex_none").is_empty());
+        assert_eq!(nodes("ex_next"), ["n1"]);
+        let listed = |tql: &str| -> Vec<String> {
+            let condition = tql::condition(tql, super::super::STEP_FIELDS, now).unwrap();
+            let (rows, total) = store
+                .step_runs(&Query {
+                    condition,
+                    offset: 0,
+                    limit: 100,
+                    sort: Sort::OldestFirst,
+                    count: true,
+                })
+                .unwrap();
+            assert_eq!(total as usize, rows.len());
+            rows.iter()
+                .map(|s| s["node"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(listed(r#"executionId = "ex_parent""#), ["p1", "p2"]);
+        assert_eq!(
+            listed(r#"executionId = "ex_child" AND node = "c1""#),
+            ["c1"]
+        );
+        assert!(listed(r#"executionId = "ex_none""#).is_empty());
+        assert!(listed(r#"executionId = "ex_unknown""#).is_empty());
+        assert_eq!(
+            listed(r#"executionId IN ("ex_child", "ex_next")"#),
+            ["c1", "n1"]
+        );
+        assert_eq!(
+            listed(r#"executionId != "ex_first" AND NOT executionId = "ex_parent""#),
+            ["c1", "n1"]
+        );
+        // `=` reads the execution's numbers only, not the whole table.
+        let condition = tql::condition(
+            r#"executionId = "ex_first""#,
+            super::super::STEP_FIELDS,
+            now,
+        )
+        .unwrap();
+        let plan: Vec<String> = lock(&store.writer)
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT s.num FROM step_runs s WHERE {}",
+                condition.sql
+            ))
+            .unwrap()
+            .query_map(
+                rusqlite::params_from_iter(sql_params(&condition.params)),
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH s USING INTEGER PRIMARY KEY")),
+            "{plan:?}"
         );
     }
 
