@@ -503,7 +503,9 @@ impl Service {
         let service = Arc::clone(self);
         let done = tokio::spawn(async move {
             let id = start.id.clone();
-            if let Some(answer) = service.send_start(new.clone(), urgent) {
+            // Kept only to record the start again as Running once a queued one may run.
+            let queued_start = waiting.is_some().then(|| new.clone());
+            if let Some(answer) = service.send_start(new, urgent) {
                 let answer = answer
                     .await
                     .unwrap_or_else(|_| Err("the store's writer is not running".to_owned()));
@@ -518,7 +520,7 @@ impl Service {
             }
             // Held until the execution is stored; a kill while queued ends the wait (and
             // the execution, at once).
-            if let Some(acquire) = waiting {
+            if let (Some(acquire), Some(new)) = (waiting, queued_start) {
                 permit = tokio::select! {
                     acquired = acquire => acquired.ok(),
                     () = start.kill.cancelled() => None,
@@ -620,6 +622,10 @@ impl Service {
 
     /// Announce that `execution` and its children ended (after they were stored).
     fn ended(&self, execution: &Execution) {
+        // Nobody listening is the common case: then there is nothing to send.
+        if self.broadcast.receiver_count() == 0 {
+            return;
+        }
         // Nothing to store (the record is): straight to the streams, after the
         // execution's node events, which were broadcast before its record was answered.
         let _ = self.broadcast.send(Arc::new(Event::ExecutionEnded {
