@@ -160,6 +160,11 @@ struct RunPlaybookArgs {
     /// `text` for people, `json` for the whole trace [default: text on a terminal, else json]
     #[arg(long)]
     output: Option<OutputFormat>,
+
+    /// Also store the execution, and the playbook, in this SQLite database (as `wasp
+    /// serve` does), for `wasp executions list` and `show` to query.
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -421,6 +426,25 @@ async fn run_playbook(
     if let Some(unmet) = runner.unmet_requirements(&playbook) {
         return Err(Failure::Usage(format!("{unmet} (see --assets)")));
     }
+    // Opened before the run, so that a database that cannot be used stops it.
+    let store = match &args.db {
+        Some(path) => {
+            let store = open_store(path)?;
+            let definition = std::fs::read_to_string(&args.playbook.file)
+                .ok()
+                .and_then(|text| serde_saphyr::from_str::<serde_json::Value>(&text).ok())
+                .unwrap_or_default();
+            store
+                .save_playbook(&crate::store::PlaybookFields::of(
+                    &playbook,
+                    &definition,
+                    "file",
+                ))
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            Some((store, path))
+        }
+        None => None,
+    };
     let start = Start {
         trigger_type: if args.debug {
             TriggerType::Debug
@@ -435,6 +459,18 @@ async fn run_playbook(
         ..Start::new(trigger)
     };
     let execution = engine::execute(runner, Arc::new(playbook), start).await;
+    if let Some((store, path)) = store {
+        store
+            .finish_execution(&execution)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        eprintln!(
+            "stored as execution {} in `{}` (`wasp executions show {} --db {}`)",
+            execution.id,
+            path.display(),
+            execution.id,
+            path.display()
+        );
+    }
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
         OutputFormat::Text
     } else {

@@ -347,6 +347,64 @@ fn run_executes_the_phishing_triage_playbook_on_real_components() {
 }
 
 #[test]
+fn a_run_with_db_is_stored_and_queried_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wasp.db");
+    let db = db.to_str().unwrap();
+    let [playbook, input, assets] = sample("phishing-triage");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run", &playbook, "--input", &input, "--assets", &assets, "--output", "json",
+        ];
+        args.extend_from_slice(extra);
+        wasp(&args)
+    };
+    let output = run(&["--db", db]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let ran = stdout_json(&output);
+    let id = ran["id"].as_str().unwrap();
+    assert!(stderr(&output).contains(id), "{}", stderr(&output));
+
+    let listed = wasp(&[
+        "executions",
+        "list",
+        "--db",
+        db,
+        "--tql",
+        r#"playbookXid = "phishing-triage" AND status = "Completed""#,
+    ]);
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let listed = stdout_json(&listed);
+    assert_eq!(listed["count"], 1);
+    assert_eq!(listed["data"][0]["id"], id);
+    // The playbook was stored with it, so its number answers too.
+    assert!(listed["data"][0]["playbook_num"].is_i64(), "{listed}");
+
+    let shown = wasp(&["executions", "show", id, "--db", db]);
+    assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+    let stored = stdout_json(&shown);
+    assert_eq!(stored["status"], "Completed");
+    assert_eq!(stored["nodes"], ran["nodes"]);
+    let nodes = |execution: &serde_json::Value| -> Vec<String> {
+        execution["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["node"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(nodes(&stored), nodes(&ran));
+    assert!(!nodes(&stored).is_empty());
+
+    // A database that cannot be opened stops the run before it starts, naming it.
+    let directory = dir.path().to_str().unwrap();
+    let refused = run(&["--db", directory]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains(directory), "{}", stderr(&refused));
+    assert!(refused.stdout.is_empty());
+}
+
+#[test]
 fn the_other_sample_playbooks_end_as_documented() {
     let run = |name: &str| {
         let [playbook, input, assets] = sample(name);
