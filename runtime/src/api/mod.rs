@@ -542,12 +542,11 @@ impl Service {
             let mut num = None;
             for attempt in 1..=3 {
                 let (reply, stored) = oneshot::channel();
-                if let Err(unsent) = service.jobs.send(Job::Finish(execution, reply)) {
+                if let Err(mpsc::error::SendError(Job::Finish(back, _))) =
+                    service.jobs.send(Job::Finish(execution, reply))
+                {
                     tracing::error!(execution = %id, "the store's writer is not running");
-                    let Job::Finish(unsent, _) = unsent.0 else {
-                        return None;
-                    };
-                    execution = unsent;
+                    execution = back;
                     break;
                 }
                 match stored.await {
