@@ -430,10 +430,7 @@ async fn run_playbook(
     let store = match &args.db {
         Some(path) => {
             let store = open_store(path)?;
-            let definition = std::fs::read_to_string(&args.playbook.file)
-                .ok()
-                .and_then(|text| serde_saphyr::from_str::<serde_json::Value>(&text).ok())
-                .unwrap_or_default();
+            let definition = definition(&args.playbook.file);
             store
                 .save_playbook(&crate::store::PlaybookFields::of(
                     &playbook,
@@ -616,6 +613,15 @@ async fn load_playbook_with_apps(
     Ok((playbook, catalog.registry, children))
 }
 
+/// The playbook file at `path` as stored (its `steps`): the file as JSON (YAML read as
+/// JSON), or null when it cannot be read (`Playbook::load` then says why).
+fn definition(path: &Path) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_saphyr::from_str::<serde_json::Value>(&text).ok())
+        .unwrap_or_default()
+}
+
 /// Every valid playbook in `dir`, validated against the apps of `registry`; each
 /// invalid one is reported on stderr and skipped, so that one bad file does not keep
 /// the others from being served.
@@ -629,10 +635,7 @@ fn load_directory(
     };
     let mut loaded = Vec::new();
     for (_, path) in &catalog.playbooks {
-        let definition = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| serde_saphyr::from_str::<serde_json::Value>(&text).ok())
-            .unwrap_or_default();
+        let definition = definition(path);
         match Playbook::load(path, &catalog) {
             Ok(playbook) => loaded.push((Arc::new(playbook), definition)),
             Err(e) => eprintln!("warning: not serving `{}`: {e}", path.display()),

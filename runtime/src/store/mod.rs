@@ -402,16 +402,20 @@ const fn integer(keyword: &'static str, column: &'static str, about: &'static st
     field(keyword, column, tql::Type::Integer, about)
 }
 
+/// Where the step runs (`s`) of the execution whose id is bound to both `?` lie: they
+/// are written one after the other, and the execution's record keeps the first and the
+/// last number. A condition that reads only those rows.
+pub(crate) const STEPS_OF_EXECUTION: &str = "s.num BETWEEN \
+    (SELECT r.first_step FROM executions e \
+        JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
+    AND (SELECT r.last_step FROM executions e \
+        JOIN execution_records r ON r.num = e.num WHERE e.id = ?)";
+
 /// The fields TQL may name over step runs (`/api/v1/steps`).
 pub const STEP_FIELDS: tql::Schema = &[
     tql::Field {
-        // An execution's step runs have consecutive numbers, which its record keeps.
         via: Some(tql::Lookup::Within {
-            range: "s.num BETWEEN \
-                (SELECT r.first_step FROM executions e \
-                    JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
-                AND (SELECT r.last_step FROM executions e \
-                    JOIN execution_records r ON r.num = e.num WHERE e.id = ?)",
+            range: STEPS_OF_EXECUTION,
         }),
         ..text(
             "executionId",

@@ -798,10 +798,11 @@ impl SqliteStore {
     fn step_records(&self, id: &str) -> Result<Vec<Value>, Error> {
         let texts: Vec<String> = self.read(|c| {
             c.prepare_cached(&format!(
-                "SELECT s.record FROM step_runs s WHERE {STEPS_OF} AND s.execution_id = ?1 \
-                 ORDER BY s.num"
+                "SELECT s.record FROM step_runs s \
+                 WHERE {} AND s.execution_id = ? ORDER BY s.num",
+                super::STEPS_OF_EXECUTION
             ))?
-            .query_map([id], |r| r.get(0))?
+            .query_map([id, id, id], |r| r.get(0))?
             .collect()
         })?;
         texts
@@ -815,14 +816,6 @@ impl SqliteStore {
             .collect()
     }
 }
-
-/// The step runs of the execution whose id is `?1` lie in this range of numbers (see
-/// migration 6): a condition that reads only those rows.
-const STEPS_OF: &str = "s.num BETWEEN \
-    (SELECT r.first_step FROM executions e JOIN execution_records r ON r.num = e.num \
-        WHERE e.id = ?1) \
-    AND (SELECT r.last_step FROM executions e JOIN execution_records r ON r.num = e.num \
-        WHERE e.id = ?1)";
 
 /// The statements a batch of writes runs, prepared once for the batch.
 struct Batch<'t> {
