@@ -1221,31 +1221,38 @@ impl Store for SqliteStore {
     }
 
     fn execution_record(&self, key: &str) -> Result<Option<Value>, Error> {
-        let record: Option<Option<String>> = self.read(|c| {
+        // The row and the record in one statement, so from one snapshot: read apart, an
+        // execution ending between the two reads was answered as its ended row without
+        // its record (no trigger, no nodes).
+        let found: Option<(ExecutionRow, Option<String>)> = self.read(|c| {
             c.query_row(
-                "SELECT r.record FROM executions e \
-                 LEFT JOIN execution_records r ON r.num = e.num \
-                 WHERE e.id = ?1 OR e.num = ?2",
+                &format!(
+                    "SELECT {EXECUTION_COLUMNS}, r.record FROM executions e \
+                     LEFT JOIN execution_records r ON r.num = e.num \
+                     WHERE e.id = ?1 OR e.num = ?2"
+                ),
                 params![key, number(key)],
-                |r| r.get(0),
+                // The record is the column after the row's.
+                |r| {
+                    Ok((
+                        execution_row(r)?,
+                        r.get(EXECUTION_COLUMNS.matches(',').count() + 1)?,
+                    ))
+                },
             )
             .optional()
         })?;
-        Ok(match record {
+        Ok(match found {
             None => None,
-            Some(Some(text)) => {
+            Some((row, Some(text))) => {
                 let mut record: Value = serde_json::from_str(&text)
                     .map_err(|e| Error::Corrupt(format!("execution `{key}`: {e}")))?;
-                if let Some(id) = record.get("id").and_then(Value::as_str) {
-                    let id = id.to_owned();
-                    record["steps"] = Value::Array(self.step_records(&id)?);
-                }
+                // Its step runs were stored with the record, so they are there too.
+                record["steps"] = Value::Array(self.step_records(&row.id)?);
                 Some(record)
             }
             // Not finished: its record is the row.
-            Some(None) => self
-                .execution(key)?
-                .map(|row| serde_json::to_value(row).unwrap_or_default()),
+            Some((row, None)) => Some(serde_json::to_value(row).unwrap_or_default()),
         })
     }
 
@@ -1683,6 +1690,46 @@ mod tests {
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
         let playbook = store.playbook("triage").unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_new"));
+    }
+
+    #[test]
+    fn a_record_read_while_its_execution_ends_is_never_an_ended_row_without_it() {
+        let (_dir, store) = store();
+        let store = std::sync::Arc::new(store);
+        let now = Utc::now();
+        let ids: Vec<String> = (0..300).map(|i| format!("ex_race{i:03}")).collect();
+        let (current, watched) = std::sync::mpsc::channel::<String>();
+        let reader = {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut ended_seen = 0;
+                for id in watched {
+                    // Read until it shows its end.
+                    loop {
+                        let Some(record) = store.execution_record(&id).unwrap() else {
+                            continue;
+                        };
+                        if record["status"] == "Running" {
+                            continue;
+                        }
+                        assert_eq!(record["trigger"]["ip"], "8.8.8.8", "{record}");
+                        ended_seen += 1;
+                        break;
+                    }
+                }
+                ended_seen
+            })
+        };
+        for id in &ids {
+            let execution = execution(id, ExecutionStatus::Completed, now);
+            store
+                .write(&[Write::Start(NewExecution::running(&execution))])
+                .unwrap();
+            current.send(id.clone()).unwrap();
+            store.write(&[Write::Finish(Box::new(execution))]).unwrap();
+        }
+        drop(current);
+        assert_eq!(reader.join().unwrap(), ids.len());
     }
 
     #[test]
