@@ -55,8 +55,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Service {
     store: Arc<dyn Store>,
     runner: Arc<HostRunner>,
-    /// Kill switches of the executions running now, by id.
-    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Kill switches of the executions running now, by id (the writer counts them).
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     token: Option<String>,
     /// Where executions send their events, to be stored and then broadcast.
     events: mpsc::UnboundedSender<Event>,
@@ -174,13 +174,26 @@ const MAX_BATCH: usize = 4096;
 /// events superseded by its record, and they are never written.
 const EVENT_LINGER: Duration = Duration::from_millis(10);
 
+/// How long a batch that ends executions waits for more to end, when at least
+/// [`GROUP_COMMIT_SIBLINGS`] others are running: a commit costs about the same for one
+/// execution as for several (each B-tree it touches is a page of the write-ahead log),
+/// so under load fewer, larger commits leave more of the CPU to the steps. (PostgreSQL's
+/// `commit_delay` and `commit_siblings`, for the same reason.)
+const GROUP_COMMIT_DELAY: Duration = Duration::from_micros(500);
+
+/// How many other executions must be running for a batch to wait
+/// [`GROUP_COMMIT_DELAY`]: with fewer, none is likely to end within it, and waiting
+/// would only slow the one that has.
+const GROUP_COMMIT_SIBLINGS: usize = 2;
+
 /// Store everything in batches, then broadcast the events and answer the waiters: a
 /// client never hears of a state the store does not hold, and hears of an execution's
 /// nodes before its end.
 ///
 /// A batch is what arrived while the last one was being written, so a busy server makes
-/// few, large commits instead of one per change. Finishes and urgent starts have someone
-/// waiting: they go in the next batch. A node event, or a start nobody waits for, waits
+/// few, large commits instead of one per change; one that ends executions while others
+/// run waits [`GROUP_COMMIT_DELAY`] for more to end. Finishes and urgent starts have
+/// someone waiting: they go in the next batch. A node event, or a start nobody waits for, waits
 /// up to [`EVENT_LINGER`] for a batch (or the end of its execution): most executions end
 /// sooner, and then only their start and their record are written, or only their record.
 /// (A node event was never waited for, so a crash could always lose the last ones; the
@@ -194,6 +207,7 @@ async fn persist(
     mut events: mpsc::UnboundedReceiver<Event>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     broadcast: broadcast::Sender<Arc<Event>>,
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
 ) {
     use std::collections::VecDeque;
     use tokio::time::Instant;
@@ -213,7 +227,25 @@ async fn persist(
             n = events.recv_many(&mut arrived, MAX_BATCH), if listen => events_open = n > 0,
             () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
         }
-        // Events first: the start of an execution whose events are here is here too.
+        let mut take_jobs = |new_jobs: &mut Vec<Job>| {
+            while new_jobs.len() < MAX_BATCH {
+                let Ok(job) = jobs.try_recv() else { break };
+                new_jobs.push(job);
+            }
+        };
+        take_jobs(&mut new_jobs);
+        // Group commit: under load, give other executions a moment to end too. (A
+        // thread sleep: this thread is the writer's own, and nothing else runs on it.)
+        let ending = new_jobs
+            .iter()
+            .filter(|job| matches!(job, Job::Finish(..)))
+            .count();
+        if ending > 0 && crate::lock(&running).len() >= ending + GROUP_COMMIT_SIBLINGS {
+            std::thread::sleep(GROUP_COMMIT_DELAY);
+            take_jobs(&mut new_jobs);
+        }
+        // Events, then jobs again: the start of an execution whose events are here is
+        // here too.
         while events_open && arrived.len() < MAX_BATCH {
             match events.try_recv() {
                 Ok(event) => arrived.push(event),
@@ -221,10 +253,7 @@ async fn persist(
                 Err(mpsc::error::TryRecvError::Disconnected) => events_open = false,
             }
         }
-        while new_jobs.len() < MAX_BATCH {
-            let Ok(job) = jobs.try_recv() else { break };
-            new_jobs.push(job);
-        }
+        take_jobs(&mut new_jobs);
         let now = Instant::now();
         let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
         // One place for each start and finish in `writes`, pushed with it, in its order
@@ -339,11 +368,13 @@ impl Service {
         let (events, receiver) = mpsc::unbounded_channel();
         let (jobs, job_receiver) = mpsc::unbounded_channel();
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let running = Arc::new(Mutex::new(HashMap::new()));
         let writer = persist(
             Arc::clone(&store),
             receiver,
             job_receiver,
             broadcast.clone(),
+            Arc::clone(&running),
         );
         let started = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -360,7 +391,7 @@ impl Service {
         Self {
             store,
             runner,
-            running: Mutex::new(HashMap::new()),
+            running,
             token,
             events,
             broadcast,
