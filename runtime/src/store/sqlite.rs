@@ -823,6 +823,10 @@ struct Batch<'t> {
     /// The playbooks' numbers looked up in this batch, by XID (none can change while
     /// the batch holds the writer).
     playbook_nums: std::collections::HashMap<String, Option<i64>>,
+    /// Whether `node_states` held any row when the batch began. The server's batches
+    /// mostly find it empty (an execution that ends within 10 ms never has its node
+    /// events written), and then an ended execution has none to clear.
+    nodes_stored: bool,
     playbook_num: rusqlite::CachedStatement<'t>,
     insert_row: rusqlite::CachedStatement<'t>,
     update_row: rusqlite::CachedStatement<'t>,
@@ -840,6 +844,11 @@ impl<'t> Batch<'t> {
         Ok(Self {
             connection: transaction,
             playbook_nums: std::collections::HashMap::new(),
+            nodes_stored: transaction.query_row(
+                "SELECT EXISTS (SELECT 1 FROM node_states)",
+                [],
+                |r| r.get(0),
+            )?,
             playbook_num: transaction.prepare_cached("SELECT num FROM playbooks WHERE xid = ?1")?,
             insert_row: transaction.prepare_cached(
                 "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
@@ -1058,7 +1067,9 @@ impl<'t> Batch<'t> {
             steps.map(|(_, last)| last)
         ])?;
         // Its record now holds its nodes' final states.
-        self.clear_nodes.execute([&execution.id])?;
+        if self.nodes_stored {
+            self.clear_nodes.execute([&execution.id])?;
+        }
         for child in &execution.children {
             self.write_execution(child)?;
         }
