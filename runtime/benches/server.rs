@@ -3,8 +3,11 @@
 //!
 //! `cargo bench --bench server`. Runs the 3-node playbook `benches/playbooks/
 //! three-steps.yaml` (real components) 1,000 times, 16 at a time: in process without a
-//! store, then through the server's `Service` with the SQLite store, in 9 such rounds
-//! (the median round's difference is the figure; the fastest rounds are compared too).
+//! store, as `wasp run` does (no event stream), then through the server's `Service`
+//! with the SQLite store, in 9 such rounds (the median round's difference is the
+//! figure; the fastest rounds are compared too). Each side drops an execution as soon as
+//! it has checked it. What one untimed pass of runs produces, with their events, is
+//! first written by the store alone, on one thread.
 //! Then it serves the API on 127.0.0.1 and, when `wrk` is installed (`apt-get install
 //! wrk`), drives `POST /api/v1/playbooks/three-steps/run?wait=true` with 16 connections
 //! for 10 s. `WASP_BENCH_RUNS`, `WASP_BENCH_ROUNDS` and `WASP_BENCH_CONCURRENCY` change
@@ -219,40 +222,46 @@ fn main() {
         let db = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(SqliteStore::open(&db.path().join("bench.db")).expect("store"));
         let service = Arc::new(Service::new(store, Arc::clone(&runner), None));
+        // What the runs produce, with their events, for the store alone (untimed).
+        {
+            let (events, mut produced) = tokio::sync::mpsc::unbounded_channel();
+            let (mut running, mut done) = (tokio::task::JoinSet::new(), Vec::new());
+            for i in 0..runs() {
+                let start = Start {
+                    events: Some(events.clone()),
+                    ..Start::new(trigger(i))
+                };
+                running.spawn(engine::execute(Arc::clone(&runner), Arc::clone(&playbook), start));
+                if running.len() >= concurrency()
+                    && let Some(ended) = running.join_next().await
+                {
+                    done.push(ended.expect("an execution"));
+                }
+            }
+            drop(events);
+            done.extend(running.join_all().await);
+            let mut writes = Vec::new();
+            while let Some(event) = produced.recv().await {
+                writes.push(event);
+            }
+            store_alone(&writes, &done);
+        }
         // Rounds of the same runs without and with the store, one after the other, so
         // that a noisy neighbour slows both sides of a round alike; the median round is
         // the figure.
         let (mut added, mut best, mut best_stored) = (Vec::new(), Duration::MAX, Duration::MAX);
         for round in 1..=rounds() {
             println!("round {round} of {}", rounds());
-            // Keep what the runs produce, to time the store alone after the first round.
-            let (events, mut produced) = tokio::sync::mpsc::unbounded_channel();
-            let done = Arc::new(std::sync::Mutex::new(Vec::new()));
             let (elapsed, rate) = load(|i| {
                 let runner = Arc::clone(&runner);
                 let playbook = Arc::clone(&playbook);
-                let events = events.clone();
-                let done = Arc::clone(&done);
                 async move {
-                    let start = Start {
-                        events: Some(events.clone()),
-                        ..Start::new(trigger(i))
-                    };
-                    let execution = engine::execute(runner, playbook, start).await;
+                    let execution = engine::execute(runner, playbook, Start::new(trigger(i))).await;
                     assert_eq!(execution.status, ExecutionStatus::Completed);
-                    done.lock().expect("not poisoned").push(execution);
                 }
             })
             .await;
-            drop(events);
             println!("in process, no store         {} runs in {elapsed:>8.1?}  {rate:>7.0} runs/s", runs());
-            if round == 1 {
-                let mut writes = Vec::new();
-                while let Some(event) = produced.recv().await {
-                    writes.push(event);
-                }
-                store_alone(&writes, &done.lock().expect("not poisoned"));
-            }
             let (stored_elapsed, stored_rate) = load(|i| {
                 let service = Arc::clone(&service);
                 async move {
