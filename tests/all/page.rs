@@ -238,18 +238,31 @@ impl Browser {
     fn downloaded(&self, name: &str) -> Vec<u8> {
         let path = self.downloads.path().join(name);
         let deadline = Instant::now() + PATIENCE;
-        while !path.exists() {
+        let mut last_size = None;
+        loop {
             let present: Vec<_> = std::fs::read_dir(self.downloads.path())
                 .expect("the download directory")
                 .map(|e| e.expect("an entry").file_name())
                 .collect();
+            // Chromium writes a download into a temporary file (`.crdownload`, or a
+            // hidden `.org.chromium.Chromium.*`) and renames it when done; once, in CI,
+            // the name held an empty file before the rename. A download is whole when
+            // nothing is being written and its size holds (none of these is empty).
+            let writing = present.iter().any(|file| {
+                let file = file.to_string_lossy();
+                file.ends_with(".crdownload") || file.starts_with(".org.chromium.")
+            });
+            let size = std::fs::metadata(&path).map(|m| m.len()).ok();
+            if !writing && size.is_some_and(|s| s > 0) && size == last_size {
+                return std::fs::read(&path).expect("the download");
+            }
+            last_size = size;
             assert!(
                 Instant::now() < deadline,
-                "no download {name}; the directory holds {present:?}"
+                "no whole download {name}; the directory holds {present:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::fs::read(&path).expect("the download")
     }
 
     /// Save a PNG screenshot of the page to `path`.
