@@ -111,8 +111,29 @@ fn ticks(stat: &str) -> Duration {
     Duration::from_millis((field(11) + field(12)) * 10)
 }
 
-/// Run `one` [`runs`] times, [`concurrency`] at once; the wall time and runs per second.
-/// Also prints the CPU time an execution took, all threads together and by thread.
+/// Run `one` [`runs`] times, [`concurrency`] at once; what each run gave, in the order
+/// they ended. A run that panics (a failed check) stops the bench.
+async fn run_all<F, Fut>(one: F) -> Vec<Fut::Output>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let (mut running, mut ended) = (tokio::task::JoinSet::new(), Vec::with_capacity(runs()));
+    for i in 0..runs() {
+        running.spawn(one(i));
+        if running.len() >= concurrency()
+            && let Some(output) = running.join_next().await
+        {
+            ended.push(output.expect("a run"));
+        }
+    }
+    ended.extend(running.join_all().await);
+    ended
+}
+
+/// [`run_all`], timed: the wall time and runs per second. Also prints the CPU time an
+/// execution took, all threads together and by thread.
 async fn load<F, Fut>(one: F) -> (Duration, f64)
 where
     F: Fn(usize) -> Fut,
@@ -121,14 +142,7 @@ where
     let started = Instant::now();
     let cpu = cpu_time();
     let threads = cpu_by_thread();
-    let mut running = tokio::task::JoinSet::new();
-    for i in 0..runs() {
-        running.spawn(one(i));
-        if running.len() >= concurrency() {
-            running.join_next().await;
-        }
-    }
-    while running.join_next().await.is_some() {}
+    run_all(one).await;
     let elapsed = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu);
     println!(
@@ -225,21 +239,15 @@ fn main() {
         // What the runs produce, with their events, for the store alone (untimed).
         {
             let (events, mut produced) = tokio::sync::mpsc::unbounded_channel();
-            let (mut running, mut done) = (tokio::task::JoinSet::new(), Vec::new());
-            for i in 0..runs() {
+            let done = run_all(|i| {
                 let start = Start {
                     events: Some(events.clone()),
                     ..Start::new(trigger(i))
                 };
-                running.spawn(engine::execute(Arc::clone(&runner), Arc::clone(&playbook), start));
-                if running.len() >= concurrency()
-                    && let Some(ended) = running.join_next().await
-                {
-                    done.push(ended.expect("an execution"));
-                }
-            }
+                engine::execute(Arc::clone(&runner), Arc::clone(&playbook), start)
+            })
+            .await;
             drop(events);
-            done.extend(running.join_all().await);
             let mut writes = Vec::new();
             while let Some(event) = produced.recv().await {
                 writes.push(event);
