@@ -193,8 +193,8 @@ const GROUP_COMMIT_SIBLINGS: usize = 2;
 /// A batch is what arrived while the last one was being written, so a busy server makes
 /// few, large commits instead of one per change; one that ends executions while others
 /// run waits [`GROUP_COMMIT_DELAY`] for more to end. Finishes and urgent starts have
-/// someone waiting: they go in the next batch. A node event, or a start nobody waits for, waits
-/// up to [`EVENT_LINGER`] for a batch (or the end of its execution): most executions end
+/// someone waiting: they go in the next batch. A node event, or a start nobody waits
+/// for, waits up to [`EVENT_LINGER`] for a batch (or the end of its execution): most executions end
 /// sooner, and then only their start and their record are written, or only their record.
 /// (A node event was never waited for, so a crash could always lose the last ones; the
 /// execution's start, when reported, and its end are what is durable.)
@@ -242,10 +242,9 @@ async fn persist(
             .count();
         if ending > 0 && crate::lock(&running).len() >= ending + GROUP_COMMIT_SIBLINGS {
             std::thread::sleep(GROUP_COMMIT_DELAY);
-            take_jobs(&mut new_jobs);
         }
-        // Events, then jobs again: the start of an execution whose events are here is
-        // here too.
+        // Events, then jobs again (those that ended meanwhile too): the start of an
+        // execution whose events are here is here too.
         while events_open && arrived.len() < MAX_BATCH {
             match events.try_recv() {
                 Ok(event) => arrived.push(event),
