@@ -142,6 +142,15 @@ enum Job {
     Finish(Box<Execution>, oneshot::Sender<Stored>),
 }
 
+impl Job {
+    /// How many of `jobs` end an execution.
+    fn finishes(jobs: &[Self]) -> usize {
+        jobs.iter()
+            .filter(|job| matches!(job, Self::Finish(..)))
+            .count()
+    }
+}
+
 /// The answer to [`Job::Finish`]: the execution's numeric id, or why it could not be
 /// stored; and the execution.
 type Stored = (Result<i64, String>, Box<Execution>);
@@ -174,17 +183,56 @@ const MAX_BATCH: usize = 4096;
 /// events superseded by its record, and they are never written.
 const EVENT_LINGER: Duration = Duration::from_millis(10);
 
-/// How long a batch that ends executions waits for more to end, when at least
+/// How many more executions a batch that ends some waits for to end too, when at least
 /// [`GROUP_COMMIT_SIBLINGS`] others are running: a commit costs about the same for one
-/// execution as for several (each B-tree it touches is a page of the write-ahead log),
-/// so under load fewer, larger commits leave more of the CPU to the steps. (PostgreSQL's
-/// `commit_delay` and `commit_siblings`, for the same reason.)
-const GROUP_COMMIT_DELAY: Duration = Duration::from_micros(500);
+/// execution as for several (each B-tree it touches is a page of the write-ahead log,
+/// written with two system calls), so under load fewer, larger commits leave more of
+/// the CPU to the steps. (PostgreSQL's `commit_delay` and `commit_siblings`, for the
+/// same reason.) The wait is this many of the recent intervals between finishes (see
+/// [`Pace`]): a fixed wait suits one speed of machine only. 500 µs, best where an
+/// execution of three steps took 250 µs of CPU, made one that took 60 µs twice as slow.
+const GROUP_COMMIT_FINISHES: u32 = 3;
 
-/// How many other executions must be running for a batch to wait
-/// [`GROUP_COMMIT_DELAY`]: with fewer, none is likely to end within it, and waiting
-/// would only slow the one that has.
+/// The longest group-commit wait.
+const GROUP_COMMIT_MAX_DELAY: Duration = Duration::from_micros(500);
+
+/// How many other executions must be running for a batch to wait for more to end:
+/// with fewer, none is likely to end within the wait, and waiting would only slow the
+/// one that has.
 const GROUP_COMMIT_SIBLINGS: usize = 2;
+
+/// The pace at which executions end, as the writer sees their finishes arrive: a moving
+/// average of the interval between two, each interval at most
+/// [`GROUP_COMMIT_MAX_DELAY`] (a quiet spell says nothing of the pace under load).
+#[derive(Debug, Default)]
+struct Pace {
+    /// When the last finishes arrived.
+    last: Option<std::time::Instant>,
+    /// The average interval, in nanoseconds.
+    interval_ns: u64,
+}
+
+impl Pace {
+    /// `finishes` arrived since the last call, the last of them by `now`.
+    fn ended(&mut self, now: std::time::Instant, finishes: usize) {
+        let cap = u64::try_from(GROUP_COMMIT_MAX_DELAY.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(last) = self.last.replace(now) {
+            let elapsed = u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
+            let interval = (elapsed / u64::try_from(finishes.max(1)).unwrap_or(1)).min(cap);
+            // An eighth of the way to the new interval.
+            self.interval_ns = self.interval_ns - self.interval_ns / 8 + interval / 8;
+        }
+    }
+
+    /// How long a batch that ends executions waits for more to end.
+    fn wait(&self) -> Duration {
+        Duration::from_nanos(
+            self.interval_ns
+                .saturating_mul(u64::from(GROUP_COMMIT_FINISHES)),
+        )
+        .min(GROUP_COMMIT_MAX_DELAY)
+    }
+}
 
 /// Store everything in batches, then broadcast the events and answer the waiters: a
 /// client never hears of a state the store does not hold, and hears of an execution's
@@ -192,7 +240,8 @@ const GROUP_COMMIT_SIBLINGS: usize = 2;
 ///
 /// A batch is what arrived while the last one was being written, so a busy server makes
 /// few, large commits instead of one per change; one that ends executions while others
-/// run waits [`GROUP_COMMIT_DELAY`] for more to end. Finishes and urgent starts have
+/// run waits a few of the recent intervals between finishes for more to end
+/// ([`GROUP_COMMIT_FINISHES`]). Finishes and urgent starts have
 /// someone waiting: they go in the next batch. A node event, or a start nobody waits
 /// for, waits up to [`EVENT_LINGER`] for a batch (or the end of its execution): most executions end
 /// sooner, and then only their start and their record are written, or only their record.
@@ -216,6 +265,7 @@ async fn persist(
     // Writes not made yet, with when they arrived, oldest first.
     let mut waiting: VecDeque<(Instant, Lingering)> = VecDeque::new();
     let (mut events_open, mut jobs_open) = (true, true);
+    let mut pace = Pace::default();
     while events_open || jobs_open || !waiting.is_empty() {
         let due = waiting.front().map(|(at, _)| *at + EVENT_LINGER);
         // Only the first event after a quiet spell wakes the writer (to set the timer):
@@ -236,12 +286,13 @@ async fn persist(
         take_jobs(&mut new_jobs);
         // Group commit: under load, give other executions a moment to end too. (A
         // thread sleep: this thread is the writer's own, and nothing else runs on it.)
-        let ending = new_jobs
-            .iter()
-            .filter(|job| matches!(job, Job::Finish(..)))
-            .count();
-        if ending > 0 && crate::lock(&running).len() >= ending + GROUP_COMMIT_SIBLINGS {
-            std::thread::sleep(GROUP_COMMIT_DELAY);
+        let ending = Job::finishes(&new_jobs);
+        let wait = pace.wait();
+        if ending > 0
+            && !wait.is_zero()
+            && crate::lock(&running).len() >= ending + GROUP_COMMIT_SIBLINGS
+        {
+            std::thread::sleep(wait);
         }
         // Events, then jobs again (those that ended meanwhile too): the start of an
         // execution whose events are here is here too.
@@ -254,6 +305,10 @@ async fn persist(
         }
         take_jobs(&mut new_jobs);
         let now = Instant::now();
+        let finishes = Job::finishes(&new_jobs);
+        if finishes > 0 {
+            pace.ended(now.into_std(), finishes);
+        }
         let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
         // One place for each start and finish in `writes`, pushed with it, in its order
         // (the store answers a number for each, in that order): who waits for it, if any.
@@ -2137,4 +2192,47 @@ async fn replay_playbook(
     };
     Playbook::validate("the replayed node", spec, &catalog)
         .map_err(|e| ApiError::Conflict(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_group_commit_wait_follows_the_pace_of_finishes_and_is_bounded() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.wait(), Duration::ZERO, "no wait before any finish");
+        // Two finishes every 80 µs: one every 40 µs.
+        let mut now = std::time::Instant::now();
+        for _ in 0..100 {
+            pace.ended(now, 2);
+            now += Duration::from_micros(80);
+        }
+        let wait = pace.wait();
+        let expected = Duration::from_micros(40) * GROUP_COMMIT_FINISHES;
+        assert!(
+            wait.abs_diff(expected) < Duration::from_micros(5),
+            "{wait:?}, not about {expected:?}"
+        );
+        // A slower pace waits longer, never beyond the bound; a quiet spell counts as
+        // no more than the bound.
+        for _ in 0..100 {
+            pace.ended(now, 1);
+            now += Duration::from_millis(1);
+        }
+        assert_eq!(pace.wait(), GROUP_COMMIT_MAX_DELAY);
+        pace.ended(now + Duration::from_secs(3600), 1);
+        assert_eq!(pace.wait(), GROUP_COMMIT_MAX_DELAY);
+        // Back under load, the wait comes down again.
+        now += Duration::from_secs(3600);
+        for _ in 0..100 {
+            now += Duration::from_micros(40);
+            pace.ended(now, 1);
+        }
+        assert!(
+            pace.wait() < Duration::from_micros(200),
+            "{:?}",
+            pace.wait()
+        );
+    }
 }
