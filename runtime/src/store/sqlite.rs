@@ -1374,8 +1374,7 @@ impl Store for SqliteStore {
         {
             tracing::warn!(error = %e, "a checkpoint of the store's write-ahead log failed");
         }
-        // A write that failed half way was rolled back; one cut short by a panic may
-        // have left its transaction open.
+        // A write cut short by a panic may have left its transaction open.
         if !writer.is_autocommit() {
             writer.execute_batch("ROLLBACK")?;
         }
@@ -1386,18 +1385,24 @@ impl Store for SqliteStore {
         // parsing `BEGIN`, `COMMIT` and the `EXISTS` of `Batch::prepare` again for each
         // batch was 5% of the writer's time.)
         writer.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        match Self::write_batch(&writer, batch) {
+        let written = Self::write_batch(&writer, batch).and_then(|nums| {
+            writer.prepare_cached("COMMIT")?.execute([])?;
+            Ok(nums)
+        });
+        match written {
             Ok(nums) => {
-                if let Err(e) = writer.prepare_cached("COMMIT")?.execute([]) {
-                    writer.execute_batch("ROLLBACK")?;
-                    return Err(e.into());
-                }
                 // Full means a checkpoint is already due.
                 let _ = self.checkpoints.try_send(());
                 Ok(nums)
             }
             Err(e) => {
-                writer.execute_batch("ROLLBACK")?;
+                // The whole batch goes; the error that stopped it is the one to tell (SQLite
+                // may have rolled back already, and a second rollback would only say so).
+                if !writer.is_autocommit()
+                    && let Err(rollback) = writer.execute_batch("ROLLBACK")
+                {
+                    tracing::warn!(error = %rollback, "rolling back a failed batch failed");
+                }
                 Err(e)
             }
         }
