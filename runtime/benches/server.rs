@@ -73,44 +73,28 @@ fn trigger(i: usize) -> Value {
     json!({"id": i, "score": 85, "severity": "high"})
 }
 
-/// CPU time the process has used so far, all threads (Linux: `/proc/self/stat`); zero
-/// elsewhere.
-fn cpu_time() -> Duration {
-    ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
-}
-
-/// CPU time each kind of thread has used so far (threads of one name together), from
-/// `/proc/self/task`; empty elsewhere.
-fn cpu_by_thread() -> std::collections::BTreeMap<String, Duration> {
-    let mut by_name = std::collections::BTreeMap::new();
+/// What each kind of thread (threads of one name together) has used so far: CPU time
+/// and times it was put on a CPU, from `/proc/self/task/*/schedstat` (nanoseconds, where
+/// `stat` counts 10 ms ticks); empty elsewhere. Threads that ended are not counted.
+fn by_thread() -> std::collections::BTreeMap<String, (Duration, u64)> {
+    let mut by_name = std::collections::BTreeMap::<String, (Duration, u64)>::new();
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
         .flatten()
     {
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        *by_name.entry(name.trim().to_owned()).or_default() += ticks(&stat);
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        // On CPU (ns), waiting for a CPU (ns), times run.
+        let mut fields = stat
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0));
+        let (on_cpu, _, runs) = (fields.next(), fields.next(), fields.next());
+        let entry = by_name.entry(name.trim().to_owned()).or_default();
+        entry.0 += Duration::from_nanos(on_cpu.unwrap_or(0));
+        entry.1 += runs.unwrap_or(0);
     }
     by_name
-}
-
-/// The user and system time in a `stat` file of `/proc` (in USER_HZ = 100 ticks a
-/// second).
-fn ticks(stat: &str) -> Duration {
-    // The fields after the command (which may hold spaces) start after its `)`.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are the 14th and 15th fields; the 3rd is the first after `)`.
-    Duration::from_millis((field(11) + field(12)) * 10)
 }
 
 /// Run `one` [`runs`] times, [`concurrency`] at once; what each run gave, in the order
@@ -134,37 +118,52 @@ where
     ended
 }
 
-/// [`run_all`], timed: the wall time and runs per second. Also prints the CPU time an
-/// execution took, all threads together and by thread.
-async fn load<F, Fut>(one: F) -> (Duration, f64)
+/// [`run_all`], timed: the wall time, runs per second and CPU time (all threads). Also
+/// prints the CPU time an execution took, all threads together and by thread.
+async fn load<F, Fut>(one: F) -> (Duration, f64, Duration)
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let started = Instant::now();
-    let cpu = cpu_time();
-    let threads = cpu_by_thread();
+    let before = by_thread();
     run_all(one).await;
     let elapsed = started.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu);
-    println!(
-        "  CPU {:.0} µs an execution ({:.2} cores busy)",
-        cpu.as_secs_f64() * 1e6 / runs() as f64,
-        cpu.as_secs_f64() / elapsed.as_secs_f64()
-    );
-    let by_thread: Vec<String> = cpu_by_thread()
+    let used: Vec<(String, Duration, u64)> = by_thread()
         .into_iter()
-        .map(|(name, used)| {
+        .map(|(name, (cpu, switches))| {
+            let (cpu_before, switches_before) = before.get(&name).copied().unwrap_or_default();
             (
-                name.clone(),
-                used.saturating_sub(threads.get(&name).copied().unwrap_or_default()),
+                name,
+                cpu.saturating_sub(cpu_before),
+                switches.saturating_sub(switches_before),
             )
         })
-        .filter(|(_, used)| !used.is_zero())
-        .map(|(name, used)| format!("{name} {:.0}", used.as_secs_f64() * 1e6 / runs() as f64))
+        .filter(|(_, cpu, _)| !cpu.is_zero())
         .collect();
-    println!("  by thread, µs an execution: {}", by_thread.join(", "));
-    (elapsed, runs() as f64 / elapsed.as_secs_f64())
+    let cpu: Duration = used.iter().map(|(_, cpu, _)| *cpu).sum();
+    let per_run = |d: Duration| d.as_secs_f64() * 1e6 / runs() as f64;
+    println!(
+        "  CPU {:.1} µs an execution ({:.2} cores busy), {:.2} times on a CPU",
+        per_run(cpu),
+        cpu.as_secs_f64() / elapsed.as_secs_f64(),
+        used.iter().map(|(_, _, n)| *n).sum::<u64>() as f64 / runs() as f64
+    );
+    let listed: Vec<String> = used
+        .iter()
+        .map(|(name, cpu, n)| {
+            format!(
+                "{name} {:.1} ({:.2})",
+                per_run(*cpu),
+                *n as f64 / runs() as f64
+            )
+        })
+        .collect();
+    println!(
+        "  by thread, µs (times on a CPU) an execution: {}",
+        listed.join(", ")
+    );
+    (elapsed, runs() as f64 / elapsed.as_secs_f64(), cpu)
 }
 
 /// Write `done` and their `events` into a fresh store on one thread, as the server's
@@ -260,9 +259,10 @@ fn main() {
         // that a noisy neighbour slows both sides of a round alike; the median round is
         // the figure.
         let (mut added, mut best, mut best_stored) = (Vec::new(), Duration::MAX, Duration::MAX);
+        let mut cpu_added = Vec::new();
         for round in 1..=rounds() {
             println!("round {round} of {}", rounds());
-            let (elapsed, rate) = load(|i| {
+            let (elapsed, rate, cpu) = load(|i| {
                 let runner = Arc::clone(&runner);
                 let playbook = Arc::clone(&playbook);
                 async move {
@@ -272,7 +272,7 @@ fn main() {
             })
             .await;
             println!("in process, no store         {} runs in {elapsed:>8.1?}  {rate:>7.0} runs/s", runs());
-            let (stored_elapsed, stored_rate) = load(|i| {
+            let (stored_elapsed, stored_rate, stored_cpu) = load(|i| {
                 let service = Arc::clone(&service);
                 async move {
                     let started = service
@@ -291,6 +291,7 @@ fn main() {
                 runs(),
             );
             added.push(adds);
+            cpu_added.push((stored_cpu.as_secs_f64() / cpu.as_secs_f64() - 1.0) * 100.0);
             best = best.min(elapsed);
             best_stored = best_stored.min(stored_elapsed);
         }
@@ -303,6 +304,15 @@ fn main() {
             added[0],
             added[added.len() - 1],
             (best_stored.as_secs_f64() / best.as_secs_f64() - 1.0) * 100.0
+        );
+        cpu_added.sort_by(f64::total_cmp);
+        println!(
+            "the CPU time of an execution, all threads: persistence adds {:.0}% (the median of {} \
+             rounds; from {:.0}% to {:.0}%)",
+            cpu_added[cpu_added.len() / 2],
+            cpu_added.len(),
+            cpu_added[0],
+            cpu_added[cpu_added.len() - 1]
         );
 
         if std::env::var_os("WASP_BENCH_NO_HTTP").is_some() {
