@@ -26,9 +26,23 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code: wasp itself failed.
 pub const EXIT_INTERNAL: u8 = 3;
 
-/// The apps directory used when neither `--apps` nor `WASP_APPS` is given: where the
-/// build puts the example apps, relative to the repository root.
+/// The apps directory used when neither `--apps` nor `WASP_APPS` is given and
+/// `CARGO_TARGET_DIR` is not set: where the build puts the example apps, relative to
+/// the repository root.
 pub const DEFAULT_APPS_DIR: &str = "target/apps";
+
+/// The apps directory used when neither `--apps` nor `WASP_APPS` is given: `apps` in
+/// Cargo's target directory, where the build puts the example apps. That is
+/// `CARGO_TARGET_DIR` when it is set (a relative one from the current directory, as
+/// Cargo reads it), else [`DEFAULT_APPS_DIR`].
+fn default_apps_dir() -> PathBuf {
+    std::env::var_os(crate::env::CARGO_TARGET_DIR)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(
+            || PathBuf::from(DEFAULT_APPS_DIR),
+            |dir| PathBuf::from(dir).join("apps"),
+        )
+}
 
 /// wasp: WebAssembly Sandboxed Playbooks.
 ///
@@ -37,7 +51,8 @@ pub const DEFAULT_APPS_DIR: &str = "target/apps";
 #[derive(Debug, Parser)]
 #[command(name = "wasp", version)]
 pub struct Cli {
-    /// Directory of app components (`.wasm` files) [default: target/apps]
+    /// Directory of app components (`.wasm` files) [default: target/apps, or apps in
+    /// $CARGO_TARGET_DIR]
     #[arg(long, global = true, env = crate::env::APPS, value_name = "DIR")]
     apps: Option<PathBuf>,
 
@@ -324,10 +339,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         cache_dir: cli.cache_dir.clone().or_else(host::default_cache_dir),
         ..HostConfig::default()
     })?;
-    let apps_dir = cli
-        .apps
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_APPS_DIR));
+    let apps_dir = cli.apps.clone().unwrap_or_else(default_apps_dir);
     match cli.command {
         Command::App(AppCommand::List(args)) => list(&host, &apps_dir, &args).await,
         Command::App(AppCommand::Describe(args)) => {

@@ -4,6 +4,9 @@
 
 /// The directory of app components (`--apps`).
 pub const APPS: &str = "WASP_APPS";
+/// Cargo's target directory: without `--apps` or `WASP_APPS`, the apps are looked for in
+/// its `apps` directory, where the build puts the example apps (else in `target/apps`).
+pub const CARGO_TARGET_DIR: &str = "CARGO_TARGET_DIR";
 /// Where compiled components are cached (`--cache-dir`).
 pub const CACHE_DIR: &str = "WASP_CACHE_DIR";
 /// The diagnostics filter for wasp's own logs on stderr, in `tracing`'s

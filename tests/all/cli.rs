@@ -593,3 +593,49 @@ fn app_new_makes_an_app_once_and_refuses_bad_names() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("Bad Name"), "{}", stderr(&output));
 }
+
+/// Without `--apps` or `WASP_APPS`, the apps are where the build put them: `apps` in
+/// `CARGO_TARGET_DIR` when that is set, else `target/apps` under the current directory
+/// (and a missing one is named).
+#[test]
+fn the_default_apps_directory_follows_cargo_target_dir() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target_dir = example_apps_dir()
+        .parent()
+        .expect("the apps are in the target directory")
+        .to_owned();
+    let list = |target: Option<&std::path::Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasp"));
+        command
+            .args(["app", "list", "--json"])
+            .current_dir(elsewhere.path())
+            .env_remove("WASP_APPS")
+            .env_remove("CARGO_TARGET_DIR")
+            .env("WASP_CACHE_DIR", cache_dir());
+        if let Some(target) = target {
+            command.env("CARGO_TARGET_DIR", target);
+        }
+        command.output().expect("wasp runs")
+    };
+
+    let found = list(Some(&target_dir));
+    assert_eq!(found.status.code(), Some(0), "{}", stderr(&found));
+    let names = stdout_json(&found).to_string();
+    assert!(names.contains("\"ioc-extract\""), "{names}");
+
+    let missing = list(None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("the apps directory `target/apps` does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+    let missing = list(Some(elsewhere.path()));
+    assert_eq!(missing.status.code(), Some(2));
+    let named = elsewhere.path().join("apps");
+    assert!(
+        stderr(&missing).contains(&format!("`{}` does not exist", named.display())),
+        "{}",
+        stderr(&missing)
+    );
+}
