@@ -3,11 +3,11 @@
 //!
 //! `cargo bench --bench server`. Runs the 3-node playbook `benches/playbooks/
 //! three-steps.yaml` (real components) 4,000 times, 16 at a time: in process without a
-//! store, as `wasp run` does (no event stream), then through the server's `Service`
-//! with the SQLite store, in 9 such rounds (the median round's difference is the
-//! figure; the fastest rounds are compared too). Each side drops an execution as soon as
-//! it has checked it. What one untimed pass of runs produces, with their events, is
-//! first written by the store alone, on one thread.
+//! store, as `wasp run` does (no event stream), then through the server's `Service` with
+//! the SQLite store, in 9 such rounds (the median round's difference is the figure; the
+//! fastest rounds are compared too, and the CPU time of all threads). Each side drops an
+//! execution as soon as it has checked it. What one untimed pass of runs produces, with
+//! their events, is first written by the store alone, on one thread.
 //! Then it serves the API on 127.0.0.1 and, when `wrk` is installed (`apt-get install
 //! wrk`), drives `POST /api/v1/playbooks/three-steps/run?wait=true` with 16 connections
 //! for 10 s. `WASP_BENCH_RUNS`, `WASP_BENCH_ROUNDS` and `WASP_BENCH_CONCURRENCY` change
