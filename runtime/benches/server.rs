@@ -73,11 +73,12 @@ fn trigger(i: usize) -> Value {
     json!({"id": i, "score": 85, "severity": "high"})
 }
 
-/// What each kind of thread (threads of one name together) has used so far: CPU time
-/// and times it was put on a CPU, from `/proc/self/task/*/schedstat` (nanoseconds, where
-/// `stat` counts 10 ms ticks); empty elsewhere. Threads that ended are not counted.
-fn by_thread() -> std::collections::BTreeMap<String, (Duration, u64)> {
-    let mut by_name = std::collections::BTreeMap::<String, (Duration, u64)>::new();
+/// What each thread has used so far, by thread id: its name, CPU time and the times it
+/// was put on a CPU, from `/proc/self/task/*/schedstat` (kept in nanoseconds, where
+/// `stat` counts 10 ms ticks; a thread on a CPU at the moment of reading lags by up to
+/// a tick); empty elsewhere.
+fn by_thread() -> std::collections::BTreeMap<String, (String, Duration, u64)> {
+    let mut threads = std::collections::BTreeMap::new();
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
@@ -90,11 +91,16 @@ fn by_thread() -> std::collections::BTreeMap<String, (Duration, u64)> {
             .split_whitespace()
             .map(|f| f.parse::<u64>().unwrap_or(0));
         let (on_cpu, _, runs) = (fields.next(), fields.next(), fields.next());
-        let entry = by_name.entry(name.trim().to_owned()).or_default();
-        entry.0 += Duration::from_nanos(on_cpu.unwrap_or(0));
-        entry.1 += runs.unwrap_or(0);
+        threads.insert(
+            task.file_name().to_string_lossy().into_owned(),
+            (
+                name.trim().to_owned(),
+                Duration::from_nanos(on_cpu.unwrap_or(0)),
+                runs.unwrap_or(0),
+            ),
+        );
     }
-    by_name
+    threads
 }
 
 /// Run `one` [`runs`] times, [`concurrency`] at once; what each run gave, in the order
@@ -125,21 +131,23 @@ where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let started = Instant::now();
     let before = by_thread();
+    let started = Instant::now();
     run_all(one).await;
     let elapsed = started.elapsed();
-    let used: Vec<(String, Duration, u64)> = by_thread()
+    // What each thread used in the round (a thread that ended in it is not counted), by
+    // kind of thread: threads of one name together.
+    let mut by_name = std::collections::BTreeMap::<String, (Duration, u64)>::new();
+    for (id, (name, cpu, switches)) in by_thread() {
+        let (_, cpu_before, switches_before) = before.get(&id).cloned().unwrap_or_default();
+        let entry = by_name.entry(name).or_default();
+        entry.0 += cpu.saturating_sub(cpu_before);
+        entry.1 += switches.saturating_sub(switches_before);
+    }
+    let used: Vec<(String, Duration, u64)> = by_name
         .into_iter()
-        .map(|(name, (cpu, switches))| {
-            let (cpu_before, switches_before) = before.get(&name).copied().unwrap_or_default();
-            (
-                name,
-                cpu.saturating_sub(cpu_before),
-                switches.saturating_sub(switches_before),
-            )
-        })
-        .filter(|(_, cpu, _)| !cpu.is_zero())
+        .filter(|(_, (cpu, _))| !cpu.is_zero())
+        .map(|(name, (cpu, switches))| (name, cpu, switches))
         .collect();
     let cpu: Duration = used.iter().map(|(_, cpu, _)| *cpu).sum();
     let per_run = |d: Duration| d.as_secs_f64() * 1e6 / runs() as f64;
@@ -291,7 +299,10 @@ fn main() {
                 runs(),
             );
             added.push(adds);
-            cpu_added.push((stored_cpu.as_secs_f64() / cpu.as_secs_f64() - 1.0) * 100.0);
+            // Zero where `/proc` does not tell.
+            if !cpu.is_zero() {
+                cpu_added.push((stored_cpu.as_secs_f64() / cpu.as_secs_f64() - 1.0) * 100.0);
+            }
             best = best.min(elapsed);
             best_stored = best_stored.min(stored_elapsed);
         }
@@ -306,14 +317,16 @@ fn main() {
             (best_stored.as_secs_f64() / best.as_secs_f64() - 1.0) * 100.0
         );
         cpu_added.sort_by(f64::total_cmp);
-        println!(
-            "the CPU time of an execution, all threads: persistence adds {:.0}% (the median of {} \
-             rounds; from {:.0}% to {:.0}%)",
-            cpu_added[cpu_added.len() / 2],
-            cpu_added.len(),
-            cpu_added[0],
-            cpu_added[cpu_added.len() - 1]
-        );
+        if !cpu_added.is_empty() {
+            println!(
+                "the CPU time of an execution, all threads: persistence adds {:.0}% (the \
+                 median of {} rounds; from {:.0}% to {:.0}%)",
+                cpu_added[cpu_added.len() / 2],
+                cpu_added.len(),
+                cpu_added[0],
+                cpu_added[cpu_added.len() - 1]
+            );
+        }
 
         if std::env::var_os("WASP_BENCH_NO_HTTP").is_some() {
             return;
