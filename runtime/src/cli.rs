@@ -27,14 +27,15 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INTERNAL: u8 = 3;
 
 /// The apps directory used when neither `--apps` nor `WASP_APPS` is given and
-/// `CARGO_TARGET_DIR` is not set: where the build puts the example apps, relative to
-/// the repository root.
+/// `CARGO_TARGET_DIR` is not set (or empty): where the build puts the example apps,
+/// relative to the repository root.
 pub const DEFAULT_APPS_DIR: &str = "target/apps";
 
-/// The apps directory used when neither `--apps` nor `WASP_APPS` is given: `apps` in
-/// Cargo's target directory, where the build puts the example apps. That is
-/// `CARGO_TARGET_DIR` when it is set (a relative one from the current directory, as
-/// Cargo reads it), else [`DEFAULT_APPS_DIR`].
+/// The apps directory used when neither `--apps` nor `WASP_APPS` is given: where the
+/// build puts the example apps, `apps` in `CARGO_TARGET_DIR` when that variable is set
+/// (a relative one from the current directory; the build reads it from the repository
+/// root, so the two agree when wasp runs there), else [`DEFAULT_APPS_DIR`]. Cargo's
+/// other ways to move the target directory (`build.target-dir`) are not read.
 fn default_apps_dir() -> PathBuf {
     std::env::var_os(crate::env::CARGO_TARGET_DIR)
         .filter(|dir| !dir.is_empty())
@@ -51,8 +52,8 @@ fn default_apps_dir() -> PathBuf {
 #[derive(Debug, Parser)]
 #[command(name = "wasp", version)]
 pub struct Cli {
-    /// Directory of app components (`.wasm` files) [default: target/apps, or apps in
-    /// $CARGO_TARGET_DIR]
+    /// Directory of app components (`.wasm` files) [default: target/apps, or
+    /// $CARGO_TARGET_DIR/apps when that is set]
     #[arg(long, global = true, env = crate::env::APPS, value_name = "DIR")]
     apps: Option<PathBuf>,
 
@@ -801,8 +802,10 @@ async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
     if !apps_dir.is_dir() {
         return Err(Failure::Usage(format!(
             "the apps directory `{}` does not exist; build the example apps with `cargo build` \
-             from the repository root, or name a directory with --apps or {}",
+             from the repository root (they go to `apps` in {} when that is set), or name a \
+             directory with --apps or {}",
             apps_dir.display(),
+            crate::env::CARGO_TARGET_DIR,
             crate::env::APPS
         )));
     }

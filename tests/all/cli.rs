@@ -604,13 +604,14 @@ fn the_default_apps_directory_follows_cargo_target_dir() {
         .parent()
         .expect("the apps are in the target directory")
         .to_owned();
-    let list = |target: Option<&std::path::Path>| {
+    let list = |target: Option<&std::ffi::OsStr>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasp"));
         command
             .args(["app", "list", "--json"])
             .current_dir(elsewhere.path())
             .env_remove("WASP_APPS")
             .env_remove("CARGO_TARGET_DIR")
+            .env_remove("WASP_LOG")
             .env("WASP_CACHE_DIR", cache_dir());
         if let Some(target) = target {
             command.env("CARGO_TARGET_DIR", target);
@@ -618,19 +619,28 @@ fn the_default_apps_directory_follows_cargo_target_dir() {
         command.output().expect("wasp runs")
     };
 
-    let found = list(Some(&target_dir));
+    let found = list(Some(target_dir.as_os_str()));
     assert_eq!(found.status.code(), Some(0), "{}", stderr(&found));
-    let names = stdout_json(&found).to_string();
-    assert!(names.contains("\"ioc-extract\""), "{names}");
+    let apps = stdout_json(&found);
+    let ioc_extract = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|app| app["name"] == "ioc-extract")
+        .unwrap_or_else(|| panic!("no ioc-extract in {apps}"));
+    let path = std::path::PathBuf::from(ioc_extract["path"].as_str().unwrap());
+    assert!(path.starts_with(&target_dir), "{}", path.display());
 
-    let missing = list(None);
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(
-        stderr(&missing).contains("the apps directory `target/apps` does not exist"),
-        "{}",
-        stderr(&missing)
-    );
-    let missing = list(Some(elsewhere.path()));
+    for unset in [None, Some(std::ffi::OsStr::new(""))] {
+        let missing = list(unset);
+        assert_eq!(missing.status.code(), Some(2));
+        assert!(
+            stderr(&missing).contains("the apps directory `target/apps` does not exist"),
+            "{}",
+            stderr(&missing)
+        );
+    }
+    let missing = list(Some(elsewhere.path().as_os_str()));
     assert_eq!(missing.status.code(), Some(2));
     let named = elsewhere.path().join("apps");
     assert!(
