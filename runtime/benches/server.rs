@@ -124,9 +124,49 @@ where
     ended
 }
 
-/// [`run_all`], timed: the wall time, runs per second and CPU time (all threads). Also
-/// prints the CPU time an execution took, all threads together and by thread.
-async fn load<F, Fut>(one: F) -> (Duration, f64, Duration)
+/// One timed [`run_all`].
+struct Load {
+    elapsed: Duration,
+    /// Runs per second.
+    rate: f64,
+    /// The CPU time of all threads.
+    cpu: Duration,
+    /// By kind of thread (threads of one name together): CPU time and times put on a
+    /// CPU, for those that used any.
+    threads: std::collections::BTreeMap<String, (Duration, u64)>,
+}
+
+impl Load {
+    /// The CPU time an execution took, all threads together and by thread.
+    fn print_cpu(&self) {
+        let per_run = |d: Duration| d.as_secs_f64() * 1e6 / runs() as f64;
+        let scheduled: u64 = self.threads.values().map(|(_, n)| n).sum();
+        println!(
+            "  CPU {:.1} µs an execution ({:.2} cores busy), {:.2} times on a CPU",
+            per_run(self.cpu),
+            self.cpu.as_secs_f64() / self.elapsed.as_secs_f64(),
+            scheduled as f64 / runs() as f64
+        );
+        let listed: Vec<String> = self
+            .threads
+            .iter()
+            .map(|(name, (cpu, n))| {
+                format!(
+                    "{name} {:.1} ({:.2})",
+                    per_run(*cpu),
+                    *n as f64 / runs() as f64
+                )
+            })
+            .collect();
+        println!(
+            "  by thread, µs (times on a CPU) an execution: {}",
+            listed.join(", ")
+        );
+    }
+}
+
+/// [`run_all`], timed.
+async fn load<F, Fut>(one: F) -> Load
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -135,43 +175,31 @@ where
     let started = Instant::now();
     run_all(one).await;
     let elapsed = started.elapsed();
-    // What each thread used in the round (a thread that ended in it is not counted), by
-    // kind of thread: threads of one name together.
-    let mut by_name = std::collections::BTreeMap::<String, (Duration, u64)>::new();
-    for (id, (name, cpu, switches)) in by_thread() {
-        let (_, cpu_before, switches_before) = before.get(&id).cloned().unwrap_or_default();
-        let entry = by_name.entry(name).or_default();
+    // What each thread used in the round (a thread that ended in it is not counted).
+    let mut threads = std::collections::BTreeMap::<String, (Duration, u64)>::new();
+    for (id, (name, cpu, scheduled)) in by_thread() {
+        let (_, cpu_before, scheduled_before) = before.get(&id).cloned().unwrap_or_default();
+        let entry = threads.entry(name).or_default();
         entry.0 += cpu.saturating_sub(cpu_before);
-        entry.1 += switches.saturating_sub(switches_before);
+        entry.1 += scheduled.saturating_sub(scheduled_before);
     }
-    let used: Vec<(String, Duration, u64)> = by_name
-        .into_iter()
-        .filter(|(_, (cpu, _))| !cpu.is_zero())
-        .map(|(name, (cpu, switches))| (name, cpu, switches))
-        .collect();
-    let cpu: Duration = used.iter().map(|(_, cpu, _)| *cpu).sum();
-    let per_run = |d: Duration| d.as_secs_f64() * 1e6 / runs() as f64;
-    println!(
-        "  CPU {:.1} µs an execution ({:.2} cores busy), {:.2} times on a CPU",
-        per_run(cpu),
-        cpu.as_secs_f64() / elapsed.as_secs_f64(),
-        used.iter().map(|(_, _, n)| *n).sum::<u64>() as f64 / runs() as f64
-    );
-    let listed: Vec<String> = used
-        .iter()
-        .map(|(name, cpu, n)| {
-            format!(
-                "{name} {:.1} ({:.2})",
-                per_run(*cpu),
-                *n as f64 / runs() as f64
-            )
-        })
-        .collect();
-    println!(
-        "  by thread, µs (times on a CPU) an execution: {}",
-        listed.join(", ")
-    );
-    (elapsed, runs() as f64 / elapsed.as_secs_f64(), cpu)
+    threads.retain(|_, (cpu, _)| !cpu.is_zero());
+    Load {
+        elapsed,
+        rate: runs() as f64 / elapsed.as_secs_f64(),
+        cpu: threads.values().map(|(cpu, _)| *cpu).sum(),
+        threads,
+    }
+}
+
+/// The median, the lowest and the highest of `values` (not empty).
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
 }
 
 /// Write `done` and their `events` into a fresh store on one thread, as the server's
@@ -268,9 +296,12 @@ fn main() {
         // the figure.
         let (mut added, mut best, mut best_stored) = (Vec::new(), Duration::MAX, Duration::MAX);
         let mut cpu_added = Vec::new();
+        let percent_more = |with: Duration, without: Duration| {
+            (with.as_secs_f64() / without.as_secs_f64() - 1.0) * 100.0
+        };
         for round in 1..=rounds() {
             println!("round {round} of {}", rounds());
-            let (elapsed, rate, cpu) = load(|i| {
+            let bare = load(|i| {
                 let runner = Arc::clone(&runner);
                 let playbook = Arc::clone(&playbook);
                 async move {
@@ -279,8 +310,14 @@ fn main() {
                 }
             })
             .await;
-            println!("in process, no store         {} runs in {elapsed:>8.1?}  {rate:>7.0} runs/s", runs());
-            let (stored_elapsed, stored_rate, stored_cpu) = load(|i| {
+            println!(
+                "in process, no store         {} runs in {:>8.1?}  {:>7.0} runs/s",
+                runs(),
+                bare.elapsed,
+                bare.rate
+            );
+            bare.print_cpu();
+            let stored = load(|i| {
                 let service = Arc::clone(&service);
                 async move {
                     let started = service
@@ -292,39 +329,37 @@ fn main() {
                 }
             })
             .await;
-            let adds = (stored_elapsed.as_secs_f64() / elapsed.as_secs_f64() - 1.0) * 100.0;
+            let adds = percent_more(stored.elapsed, bare.elapsed);
             println!(
-                "in process, SQLite store     {} runs in {stored_elapsed:>8.1?}  {stored_rate:>7.0} runs/s  \
+                "in process, SQLite store     {} runs in {:>8.1?}  {:>7.0} runs/s  \
                  (persistence adds {adds:.0}%)",
                 runs(),
+                stored.elapsed,
+                stored.rate
             );
+            stored.print_cpu();
             added.push(adds);
             // Zero where `/proc` does not tell.
-            if !cpu.is_zero() {
-                cpu_added.push((stored_cpu.as_secs_f64() / cpu.as_secs_f64() - 1.0) * 100.0);
+            if !bare.cpu.is_zero() {
+                cpu_added.push(percent_more(stored.cpu, bare.cpu));
             }
-            best = best.min(elapsed);
-            best_stored = best_stored.min(stored_elapsed);
+            best = best.min(bare.elapsed);
+            best_stored = best_stored.min(stored.elapsed);
         }
-        added.sort_by(f64::total_cmp);
+        let (median, lowest, highest) = spread(added);
         println!(
-            "persistence adds {:.0}% (the median of {} rounds; from {:.0}% to {:.0}%); \
-             the fastest round with the store took {:.0}% longer than the fastest without",
-            added[added.len() / 2],
-            added.len(),
-            added[0],
-            added[added.len() - 1],
-            (best_stored.as_secs_f64() / best.as_secs_f64() - 1.0) * 100.0
+            "persistence adds {median:.0}% (the median of {} rounds; from {lowest:.0}% to \
+             {highest:.0}%); the fastest round with the store took {:.0}% longer than the \
+             fastest without",
+            rounds(),
+            percent_more(best_stored, best)
         );
-        cpu_added.sort_by(f64::total_cmp);
         if !cpu_added.is_empty() {
+            let rounds = cpu_added.len();
+            let (median, lowest, highest) = spread(cpu_added);
             println!(
-                "the CPU time of an execution, all threads: persistence adds {:.0}% (the \
-                 median of {} rounds; from {:.0}% to {:.0}%)",
-                cpu_added[cpu_added.len() / 2],
-                cpu_added.len(),
-                cpu_added[0],
-                cpu_added[cpu_added.len() - 1]
+                "the CPU time of an execution, all threads: persistence adds {median:.0}% (the \
+                 median of {rounds} rounds; from {lowest:.0}% to {highest:.0}%)"
             );
         }
 
