@@ -188,13 +188,13 @@ const EVENT_LINGER: Duration = Duration::from_millis(10);
 /// execution as for several (each B-tree it touches is a page of the write-ahead log,
 /// written with two system calls), so under load fewer, larger commits leave more of
 /// the CPU to the steps. (PostgreSQL's `commit_delay` and `commit_siblings`, for the
-/// same reason.) The wait is this many of the recent intervals between finishes (see
-/// [`Pace`]): a fixed wait suits one speed of machine only. 500 µs was best where an
-/// execution of three steps took 250 µs of CPU; where one took 60 µs, it made the store
-/// add 84–89% to the bench's in-process time, against 37–39% with this wait.
-const GROUP_COMMIT_FINISHES: u32 = 3;
+/// same reason.) Counted rather than timed, so that it suits any speed of machine: in
+/// the server bench (16 at once, 2 cores), waiting for 8 more made persistence add
+/// 25–27% to an execution, for 3 more 39%, and for half of those running 27–30%.
+const GROUP_COMMIT_MORE: usize = 8;
 
-/// The longest group-commit wait.
+/// The longest group-commit wait. (Tokio's timer counts whole milliseconds: a wait ends
+/// at the first tick after this, within about a millisecond more.)
 const GROUP_COMMIT_MAX_DELAY: Duration = Duration::from_micros(500);
 
 /// How many other executions must be running for a batch to wait for more to end:
@@ -202,36 +202,22 @@ const GROUP_COMMIT_MAX_DELAY: Duration = Duration::from_micros(500);
 /// one that has.
 const GROUP_COMMIT_SIBLINGS: usize = 2;
 
-/// The pace at which executions end, as the writer sees their finishes arrive: a moving
-/// average of the interval between two, each interval at most
-/// [`GROUP_COMMIT_MAX_DELAY`] (a quiet spell says nothing of the pace under load).
-#[derive(Debug, Default)]
-struct Pace {
-    /// When the last finishes arrived.
-    last: Option<std::time::Instant>,
-    /// The average interval, in nanoseconds.
-    interval_ns: u64,
+/// How many executions a batch that ends `ending` of the `running` (those included)
+/// waits to have ended before it is written: `ending` itself when it does not wait.
+fn group_commit_target(ending: usize, running: usize) -> usize {
+    let others = running.saturating_sub(ending);
+    if ending == 0 || others < GROUP_COMMIT_SIBLINGS {
+        ending
+    } else {
+        ending + others.min(GROUP_COMMIT_MORE)
+    }
 }
 
-impl Pace {
-    /// `finishes` arrived since the last call, the last of them by `now`.
-    fn ended(&mut self, now: std::time::Instant, finishes: usize) {
-        let cap = u64::try_from(GROUP_COMMIT_MAX_DELAY.as_nanos()).unwrap_or(u64::MAX);
-        if let Some(last) = self.last.replace(now) {
-            let elapsed = u64::try_from(now.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
-            let interval = (elapsed / u64::try_from(finishes.max(1)).unwrap_or(1)).min(cap);
-            // An eighth of the way to the new interval.
-            self.interval_ns = self.interval_ns - self.interval_ns / 8 + interval / 8;
-        }
-    }
-
-    /// How long a batch that ends executions waits for more to end.
-    fn wait(&self) -> Duration {
-        Duration::from_nanos(
-            self.interval_ns
-                .saturating_mul(u64::from(GROUP_COMMIT_FINISHES)),
-        )
-        .min(GROUP_COMMIT_MAX_DELAY)
+/// Move what waits on `jobs` to `new_jobs`, up to [`MAX_BATCH`] in all.
+fn take_jobs(jobs: &mut mpsc::UnboundedReceiver<Job>, new_jobs: &mut Vec<Job>) {
+    while new_jobs.len() < MAX_BATCH {
+        let Ok(job) = jobs.try_recv() else { break };
+        new_jobs.push(job);
     }
 }
 
@@ -241,17 +227,20 @@ impl Pace {
 ///
 /// A batch is what arrived while the last one was being written, so a busy server makes
 /// few, large commits instead of one per change; one that ends executions while others
-/// run waits a few of the recent intervals between finishes for more to end
-/// ([`GROUP_COMMIT_FINISHES`]). Finishes and urgent starts have
+/// run waits for a few more to end ([`GROUP_COMMIT_MORE`]). Finishes and urgent starts have
 /// someone waiting: they go in the next batch. A node event, or a start nobody waits
 /// for, waits up to [`EVENT_LINGER`] for a batch (or the end of its execution): most executions end
 /// sooner, and then only their start and their record are written, or only their record.
 /// (A node event was never waited for, so a crash could always lose the last ones; the
 /// execution's start, when reported, and its end are what is durable.)
 ///
-/// Runs on a thread of its own ("wasp-writer"), writing inline: the store is the one
-/// place every execution waits on, so a batch should start the moment the last one
-/// ends, without a hop through the blocking pool and back.
+/// Runs as a task on the service's runtime, and writes inline on the worker that polls
+/// it, without a hop to another thread and back: the store is the one place every
+/// execution waits on. (On a thread of its own, with a timed group-commit wait, the
+/// server bench measured persistence adding 35–50% to an execution, against 25–27% this
+/// way: the writer's thread was put on a CPU for each batch, and woke each waiter from
+/// afar. A batch holds its worker for about 30 µs an execution, a fraction of what
+/// running one takes; Tokio's other workers take over its queue meanwhile.)
 async fn persist(
     store: Arc<dyn Store>,
     mut events: mpsc::UnboundedReceiver<Event>,
@@ -266,7 +255,6 @@ async fn persist(
     // Writes not made yet, with when they arrived, oldest first.
     let mut waiting: VecDeque<(Instant, Lingering)> = VecDeque::new();
     let (mut events_open, mut jobs_open) = (true, true);
-    let mut pace = Pace::default();
     while events_open || jobs_open || !waiting.is_empty() {
         let due = waiting.front().map(|(at, _)| *at + EVENT_LINGER);
         // Only the first event after a quiet spell wakes the writer (to set the timer):
@@ -278,22 +266,16 @@ async fn persist(
             n = events.recv_many(&mut arrived, MAX_BATCH), if listen => events_open = n > 0,
             () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
         }
-        let mut take_jobs = |new_jobs: &mut Vec<Job>| {
-            while new_jobs.len() < MAX_BATCH {
-                let Ok(job) = jobs.try_recv() else { break };
-                new_jobs.push(job);
+        take_jobs(&mut jobs, &mut new_jobs);
+        // Group commit: under load, give other executions a moment to end too.
+        let target = group_commit_target(Job::finishes(&new_jobs), crate::lock(&running).len());
+        let deadline = Instant::now() + GROUP_COMMIT_MAX_DELAY;
+        while jobs_open && Job::finishes(&new_jobs) < target && new_jobs.len() < MAX_BATCH {
+            let room = MAX_BATCH - new_jobs.len();
+            tokio::select! {
+                n = jobs.recv_many(&mut new_jobs, room) => jobs_open = n > 0,
+                () = tokio::time::sleep_until(deadline) => break,
             }
-        };
-        take_jobs(&mut new_jobs);
-        // Group commit: under load, give other executions a moment to end too. (A
-        // thread sleep: this thread is the writer's own, and nothing else runs on it.)
-        let ending = Job::finishes(&new_jobs);
-        let wait = pace.wait();
-        if ending > 0
-            && !wait.is_zero()
-            && crate::lock(&running).len() >= ending + GROUP_COMMIT_SIBLINGS
-        {
-            std::thread::sleep(wait);
         }
         // Events, then jobs again (those that ended meanwhile too): the start of an
         // execution whose events are here is here too.
@@ -304,12 +286,8 @@ async fn persist(
                 Err(mpsc::error::TryRecvError::Disconnected) => events_open = false,
             }
         }
-        take_jobs(&mut new_jobs);
+        take_jobs(&mut jobs, &mut new_jobs);
         let now = Instant::now();
-        let finishes = Job::finishes(&new_jobs);
-        if finishes > 0 {
-            pace.ended(now.into_std(), finishes);
-        }
         let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
         // One place for each start and finish in `writes`, pushed with it, in its order
         // (the store answers a number for each, in that order): who waits for it, if any.
@@ -431,17 +409,10 @@ impl Service {
             broadcast.clone(),
             Arc::clone(&running),
         );
-        let started = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .and_then(|runtime| {
-                std::thread::Builder::new()
-                    .name("wasp-writer".to_owned())
-                    .spawn(move || runtime.block_on(writer))
-            });
-        if let Err(e) = started {
-            // Without its writer nothing can run; say so on every start.
-            tracing::error!(error = %e, "cannot start the store's writer thread");
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(writer)),
+            // Without its writer nothing can run; every start says so.
+            Err(e) => tracing::error!(error = %e, "the store's writer needs a Tokio runtime"),
         }
         Self {
             store,
@@ -2200,40 +2171,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_group_commit_wait_follows_the_pace_of_finishes_and_is_bounded() {
-        let mut pace = Pace::default();
-        assert_eq!(pace.wait(), Duration::ZERO, "no wait before any finish");
-        // Two finishes every 80 µs: one every 40 µs.
-        let mut now = std::time::Instant::now();
-        for _ in 0..100 {
-            pace.ended(now, 2);
-            now += Duration::from_micros(80);
-        }
-        let wait = pace.wait();
-        let expected = Duration::from_micros(40) * GROUP_COMMIT_FINISHES;
-        assert!(
-            wait.abs_diff(expected) < Duration::from_micros(5),
-            "{wait:?}, not about {expected:?}"
+    fn a_batch_waits_for_a_few_more_to_end_only_while_others_run() {
+        // Nothing ends: nothing to wait for.
+        assert_eq!(group_commit_target(0, 16), 0);
+        // One ends and fewer than GROUP_COMMIT_SIBLINGS others run: it goes alone.
+        assert_eq!(group_commit_target(1, 1), 1);
+        assert_eq!(group_commit_target(1, GROUP_COMMIT_SIBLINGS), 1);
+        // With enough others, as many as run, up to GROUP_COMMIT_MORE of them.
+        assert_eq!(
+            group_commit_target(1, 1 + GROUP_COMMIT_SIBLINGS),
+            1 + GROUP_COMMIT_SIBLINGS
         );
-        // A slower pace waits longer, never beyond the bound; a quiet spell counts as
-        // no more than the bound.
-        for _ in 0..100 {
-            pace.ended(now, 1);
-            now += Duration::from_millis(1);
-        }
-        assert_eq!(pace.wait(), GROUP_COMMIT_MAX_DELAY);
-        pace.ended(now + Duration::from_secs(3600), 1);
-        assert_eq!(pace.wait(), GROUP_COMMIT_MAX_DELAY);
-        // Back under load, the wait comes down again.
-        now += Duration::from_secs(3600);
-        for _ in 0..100 {
-            now += Duration::from_micros(40);
-            pace.ended(now, 1);
-        }
-        assert!(
-            pace.wait() < Duration::from_micros(200),
-            "{:?}",
-            pace.wait()
-        );
+        assert_eq!(group_commit_target(1, 16), 1 + GROUP_COMMIT_MORE);
+        assert_eq!(group_commit_target(5, 1000), 5 + GROUP_COMMIT_MORE);
+        // A count of running executions that lags (all ending) never makes it wait.
+        assert_eq!(group_commit_target(4, 2), 4);
     }
 }

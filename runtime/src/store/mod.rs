@@ -3,10 +3,11 @@
 //! ([`SqliteStore`]) is the embedded default; a PostgreSQL backend (workers on several
 //! machines) is another implementation of the same trait.
 //!
-//! The trait is synchronous: SQLite is a library call. A server makes its writes on a
-//! thread of its own and its reads on Tokio's blocking pool
-//! ([`tokio::task::spawn_blocking`]), so that a slow disk never stalls the executions'
-//! tasks.
+//! The trait is synchronous: SQLite is a library call. A server makes its reads on
+//! Tokio's blocking pool ([`tokio::task::spawn_blocking`]), so that a slow read never
+//! stalls the executions' tasks; its writes, in batches, inline on a worker (a commit
+//! in WAL mode with `synchronous = NORMAL` waits for no disk, and a hop to another
+//! thread cost more than the write: see `api::persist`).
 
 mod sqlite;
 

@@ -1,8 +1,8 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! One connection writes (SQLite allows one writer at a time anyway), behind a std
-//! `Mutex` — not a Tokio one, because callers are on threads that may block (the
-//! server's writer thread, the blocking pool) and nothing awaits while it is held. Readers take a connection from a small pool, so that lists and
+//! `Mutex` — not a Tokio one: nothing awaits while it is held, and the server's writer
+//! is one task, which never waits for it. Readers take a connection from a small pool, so that lists and
 //! reads never wait for a write to finish (WAL lets them read the last commit).
 //! `synchronous = NORMAL` in WAL mode: a commit survives the process dying (what the
 //! crash test kills); only an OS crash or power cut can lose the last commits.
