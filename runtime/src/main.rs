@@ -6,7 +6,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wasp_runtime::{cli, env};
 
-/// Many threads allocate at once here (the steps, the store's writer, the HTTP server):
+/// Many threads allocate at once here (Tokio's workers, which run the steps, the store's
+/// writes and the HTTP server; the blocking pool; the store's checkpoints):
 /// mimalloc's per-thread heaps keep them from waiting on each other's allocations.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -183,33 +183,46 @@ const MAX_BATCH: usize = 4096;
 /// events superseded by its record, and they are never written.
 const EVENT_LINGER: Duration = Duration::from_millis(10);
 
-/// How many more executions a batch that ends some waits for to end too, when at least
-/// [`GROUP_COMMIT_SIBLINGS`] others are running: a commit costs about the same for one
-/// execution as for several (each B-tree it touches is a page of the write-ahead log,
-/// written with two system calls), so under load fewer, larger commits leave more of
-/// the CPU to the steps. (PostgreSQL's `commit_delay` and `commit_siblings`, for the
-/// same reason.) Counted rather than timed, so that it suits any speed of machine: in
-/// the server bench (16 at once, 2 cores), waiting for 8 more made persistence add
-/// 25–27% to an execution, for 3 more 39%, and for half of those running 27–30%.
-const GROUP_COMMIT_MORE: usize = 8;
+/// When a batch that ends executions waits for more to end before it is written: a
+/// commit costs about the same for one execution as for several (each B-tree it touches
+/// is a page of the write-ahead log, written with two system calls), so under load
+/// fewer, larger commits leave more of the CPU to the steps. (PostgreSQL's
+/// `commit_delay` and `commit_siblings`, for the same reason.)
+#[derive(Debug, Clone, Copy)]
+struct GroupCommit {
+    /// How many more to wait for. Counted rather than timed, so that it suits any
+    /// speed of machine.
+    more: usize,
+    /// How many others must be running for a batch to wait: with fewer, none is likely
+    /// to end within the wait, and waiting would only slow the one that has.
+    siblings: usize,
+    /// The longest wait, for a count that does not come (the others are in slow
+    /// steps). Tokio's timer counts whole milliseconds: a wait ends at its first tick
+    /// after this.
+    max_delay: Duration,
+}
 
-/// The longest group-commit wait. (Tokio's timer counts whole milliseconds: a wait ends
-/// at the first tick after this, within about a millisecond more.)
-const GROUP_COMMIT_MAX_DELAY: Duration = Duration::from_micros(500);
+/// The server's group commit. In the server bench (16 at once, 2 cores), waiting for
+/// 6 to 12 more made persistence add 24–34% to an execution, no count clearly best,
+/// and no wait 45–52% (BENCHMARKS.md, "The writer as a task"). The 500 µs bound is
+/// 0.5–1.5 ms in effect.
+const GROUP_COMMIT: GroupCommit = GroupCommit {
+    more: 8,
+    siblings: 2,
+    max_delay: Duration::from_micros(500),
+};
 
-/// How many other executions must be running for a batch to wait for more to end:
-/// with fewer, none is likely to end within the wait, and waiting would only slow the
-/// one that has.
-const GROUP_COMMIT_SIBLINGS: usize = 2;
-
-/// How many executions a batch that ends `ending` of the `running` (those included)
-/// waits to have ended before it is written: `ending` itself when it does not wait.
-fn group_commit_target(ending: usize, running: usize) -> usize {
-    let others = running.saturating_sub(ending);
-    if ending == 0 || others < GROUP_COMMIT_SIBLINGS {
-        ending
-    } else {
-        ending + others.min(GROUP_COMMIT_MORE)
+impl GroupCommit {
+    /// How many executions a batch that ends `ending` of the `running` (those
+    /// included) waits to have ended before it is written: `ending` itself when it
+    /// does not wait.
+    fn target(self, ending: usize, running: usize) -> usize {
+        let others = running.saturating_sub(ending);
+        if ending == 0 || others < self.siblings {
+            ending
+        } else {
+            ending + others.min(self.more)
+        }
     }
 }
 
@@ -227,7 +240,7 @@ fn take_jobs(jobs: &mut mpsc::UnboundedReceiver<Job>, new_jobs: &mut Vec<Job>) {
 ///
 /// A batch is what arrived while the last one was being written, so a busy server makes
 /// few, large commits instead of one per change; one that ends executions while others
-/// run waits for a few more to end ([`GROUP_COMMIT_MORE`]). Finishes and urgent starts have
+/// run waits for a few more to end ([`GROUP_COMMIT`]). Finishes and urgent starts have
 /// someone waiting: they go in the next batch. A node event, or a start nobody waits
 /// for, waits up to [`EVENT_LINGER`] for a batch (or the end of its execution): most executions end
 /// sooner, and then only their start and their record are written, or only their record.
@@ -237,16 +250,19 @@ fn take_jobs(jobs: &mut mpsc::UnboundedReceiver<Job>, new_jobs: &mut Vec<Job>) {
 /// Runs as a task on the service's runtime, and writes inline on the worker that polls
 /// it, without a hop to another thread and back: the store is the one place every
 /// execution waits on. (On a thread of its own, with a timed group-commit wait, the
-/// server bench measured persistence adding 35–50% to an execution, against 25–27% this
-/// way: the writer's thread was put on a CPU for each batch, and woke each waiter from
-/// afar. A batch holds its worker for about 30 µs an execution, a fraction of what
-/// running one takes; Tokio's other workers take over its queue meanwhile.)
+/// server bench measured persistence adding 32–56% to an execution, median 36%, against
+/// 23–38%, median 28.5%, this way: the writer's thread was put on a CPU for each batch,
+/// and woke each waiter from afar. A batch holds its worker for about 30 µs an
+/// execution, a fraction of what running one takes, and an idle worker takes over its
+/// queue meanwhile. A commit waits for no disk, except once per 32 MiB of log, when
+/// the store starts its log over; see `SqliteStore::write`.)
 async fn persist(
     store: Arc<dyn Store>,
     mut events: mpsc::UnboundedReceiver<Event>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     broadcast: broadcast::Sender<Arc<Event>>,
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    group_commit: GroupCommit,
 ) {
     use std::collections::VecDeque;
     use tokio::time::Instant;
@@ -268,8 +284,8 @@ async fn persist(
         }
         take_jobs(&mut jobs, &mut new_jobs);
         // Group commit: under load, give other executions a moment to end too.
-        let target = group_commit_target(Job::finishes(&new_jobs), crate::lock(&running).len());
-        let deadline = Instant::now() + GROUP_COMMIT_MAX_DELAY;
+        let target = group_commit.target(Job::finishes(&new_jobs), crate::lock(&running).len());
+        let deadline = Instant::now() + group_commit.max_delay;
         while jobs_open && Job::finishes(&new_jobs) < target && new_jobs.len() < MAX_BATCH {
             let room = MAX_BATCH - new_jobs.len();
             tokio::select! {
@@ -395,8 +411,9 @@ async fn persist(
 
 impl Service {
     /// A service over `store`, running the playbooks of `runner`; every request must
-    /// carry `token` as a bearer token when it is set. Starts the thread that stores
-    /// and broadcasts events; it ends when the service and its executions are gone.
+    /// carry `token` as a bearer token when it is set. Starts the writer that stores
+    /// and broadcasts events, as a task on the current Tokio runtime (or, outside one,
+    /// on a thread of its own); it ends when the service and its executions are gone.
     pub fn new(store: Arc<dyn Store>, runner: Arc<HostRunner>, token: Option<String>) -> Self {
         let (events, receiver) = mpsc::unbounded_channel();
         let (jobs, job_receiver) = mpsc::unbounded_channel();
@@ -408,11 +425,23 @@ impl Service {
             job_receiver,
             broadcast.clone(),
             Arc::clone(&running),
+            GROUP_COMMIT,
         );
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(writer)),
-            // Without its writer nothing can run; every start says so.
-            Err(e) => tracing::error!(error = %e, "the store's writer needs a Tokio runtime"),
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(writer));
+        } else {
+            let started = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .and_then(|runtime| {
+                    std::thread::Builder::new()
+                        .name("wasp-writer".to_owned())
+                        .spawn(move || runtime.block_on(writer))
+                });
+            if let Err(e) = started {
+                // Without its writer nothing can run; every start says so.
+                tracing::error!(error = %e, "cannot start the store's writer");
+            }
         }
         Self {
             store,
@@ -2170,21 +2199,177 @@ async fn replay_playbook(
 mod tests {
     use super::*;
 
+    /// An execution that has ended, as the writer is handed it.
+    fn ended(id: &str) -> Box<Execution> {
+        let now = Utc::now();
+        Box::new(Execution {
+            id: id.to_owned(),
+            parent_id: None,
+            replay_of: None,
+            playbook_id: "a-playbook".to_owned(),
+            playbook_name: "A playbook".to_owned(),
+            trigger_type: TriggerType::Manual,
+            log_level: LogLevel::Info,
+            status: ExecutionStatus::Completed,
+            message: None,
+            queued_at: now,
+            started_at: now,
+            completed_at: now,
+            duration_us: 0,
+            trigger: None,
+            nodes: Vec::new(),
+            steps: Vec::new(),
+            children: Vec::new(),
+        })
+    }
+
+    /// Hand `id`, ended, to the writer; the answer to await.
+    fn finish(jobs: &mpsc::UnboundedSender<Job>, id: &str) -> oneshot::Receiver<Stored> {
+        let (reply, stored) = oneshot::channel();
+        assert!(
+            jobs.send(Job::Finish(ended(id), reply)).is_ok(),
+            "the writer is gone"
+        );
+        stored
+    }
+
+    /// A writer on a real store.
+    struct Writer {
+        jobs: mpsc::UnboundedSender<Job>,
+        events: mpsc::UnboundedSender<Event>,
+        task: tokio::task::JoinHandle<()>,
+        store: Arc<dyn Store>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A writer with `group_commit`, counting `running`.
+    fn start_writer(
+        group_commit: GroupCommit,
+        running: &Arc<Mutex<HashMap<String, CancellationToken>>>,
+    ) -> Writer {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(store::SqliteStore::open(&dir.path().join("w.db")).unwrap());
+        let (events, event_receiver) = mpsc::unbounded_channel();
+        let (jobs, job_receiver) = mpsc::unbounded_channel();
+        let (broadcast, _) = broadcast::channel(16);
+        let task = tokio::spawn(persist(
+            Arc::clone(&store),
+            event_receiver,
+            job_receiver,
+            broadcast,
+            Arc::clone(running),
+            group_commit,
+        ));
+        Writer {
+            jobs,
+            events,
+            task,
+            store,
+            _dir: dir,
+        }
+    }
+
+    /// Count `n` executions as running.
+    fn run(running: &Arc<Mutex<HashMap<String, CancellationToken>>>, n: usize) {
+        let mut running = crate::lock(running);
+        running.clear();
+        running.extend((0..n).map(|i| (format!("ex_{i}"), CancellationToken::new())));
+    }
+
+    /// Its number, once stored.
+    fn stored(answer: Result<Stored, oneshot::error::RecvError>) -> i64 {
+        answer.expect("answered").0.expect("stored")
+    }
+
+    // On Tokio's one-thread runtime the writer runs whenever this test yields, so what
+    // it has done by then is certain, without timing anything.
+    #[tokio::test]
+    async fn a_batch_waits_for_its_count_while_others_run_and_not_forever() {
+        // A wait that never ends by itself: the count alone ends it.
+        let patient = GroupCommit {
+            max_delay: Duration::from_secs(3600),
+            ..GROUP_COMMIT
+        };
+        let running = Arc::new(Mutex::new(HashMap::new()));
+        let Writer {
+            jobs,
+            events,
+            task,
+            store,
+            _dir,
+        } = start_writer(patient, &running);
+
+        // Too few others running: written at once.
+        run(&running, patient.siblings);
+        let mut alone = finish(&jobs, "ex_alone");
+        tokio::task::yield_now().await;
+        let alone = stored(
+            alone
+                .try_recv()
+                .map_err(|e| panic!("not written at once: {e}")),
+        );
+
+        // Enough others: it waits for `more` of them to end, and is written with them
+        // the moment the last arrives.
+        run(&running, 1 + patient.more + 5);
+        let mut first = finish(&jobs, "ex_first");
+        tokio::task::yield_now().await;
+        let mut next: Vec<_> = (1..patient.more)
+            .map(|i| finish(&jobs, &format!("ex_next_{i}")))
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(first.try_recv().is_err(), "written before its count came");
+        next.push(finish(&jobs, "ex_last"));
+        tokio::task::yield_now().await;
+        let mut nums = vec![stored(
+            first.try_recv().map_err(|e| panic!("still waiting: {e}")),
+        )];
+        for mut answer in next {
+            nums.push(stored(
+                answer.try_recv().map_err(|e| panic!("still waiting: {e}")),
+            ));
+        }
+        assert_eq!(nums.len(), 1 + patient.more);
+        assert!(alone < nums[0], "{alone} {nums:?}");
+        assert!(
+            nums.windows(2).all(|w| w[1] == w[0] + 1),
+            "in the order they ended: {nums:?}"
+        );
+        for id in ["ex_alone", "ex_first", "ex_next_1", "ex_last"] {
+            assert!(store.execution(id).unwrap().is_some(), "{id} not stored");
+        }
+        // Once nothing more can come, the writer ends, whatever it waited for.
+        let mut waiting = finish(&jobs, "ex_at_close");
+        tokio::task::yield_now().await;
+        assert!(waiting.try_recv().is_err());
+        drop((jobs, events));
+        task.await.unwrap();
+        stored(waiting.await);
+
+        // With the server's bound, a count that never comes ends the wait.
+        let running = Arc::new(Mutex::new(HashMap::new()));
+        run(&running, 10);
+        let writer = start_writer(GROUP_COMMIT, &running);
+        let lonely = finish(&writer.jobs, "ex_lonely");
+        let answer = tokio::time::timeout(Duration::from_secs(60), lonely).await;
+        stored(answer.expect("waited past its bound"));
+    }
+
     #[test]
     fn a_batch_waits_for_a_few_more_to_end_only_while_others_run() {
+        let more = GROUP_COMMIT.more;
+        let siblings = GROUP_COMMIT.siblings;
         // Nothing ends: nothing to wait for.
-        assert_eq!(group_commit_target(0, 16), 0);
-        // One ends and fewer than GROUP_COMMIT_SIBLINGS others run: it goes alone.
-        assert_eq!(group_commit_target(1, 1), 1);
-        assert_eq!(group_commit_target(1, GROUP_COMMIT_SIBLINGS), 1);
-        // With enough others, as many as run, up to GROUP_COMMIT_MORE of them.
-        assert_eq!(
-            group_commit_target(1, 1 + GROUP_COMMIT_SIBLINGS),
-            1 + GROUP_COMMIT_SIBLINGS
-        );
-        assert_eq!(group_commit_target(1, 16), 1 + GROUP_COMMIT_MORE);
-        assert_eq!(group_commit_target(5, 1000), 5 + GROUP_COMMIT_MORE);
-        // A count of running executions that lags (all ending) never makes it wait.
-        assert_eq!(group_commit_target(4, 2), 4);
+        assert_eq!(GROUP_COMMIT.target(0, 16), 0);
+        // One ends and fewer than `siblings` others run: it goes alone.
+        assert_eq!(GROUP_COMMIT.target(1, 1), 1);
+        assert_eq!(GROUP_COMMIT.target(1, siblings), 1);
+        // With enough others, as many as run, up to `more` of them.
+        assert_eq!(GROUP_COMMIT.target(1, 1 + siblings), 1 + siblings);
+        assert_eq!(GROUP_COMMIT.target(1, 16), 1 + more);
+        assert_eq!(GROUP_COMMIT.target(5, 1000), 5 + more);
+        // A count that lags (those ending already gone from it) never makes it wait.
+        assert_eq!(GROUP_COMMIT.target(4, 2), 4);
     }
 }

@@ -6,8 +6,8 @@
 //! The trait is synchronous: SQLite is a library call. A server makes its reads on
 //! Tokio's blocking pool ([`tokio::task::spawn_blocking`]), so that a slow read never
 //! stalls the executions' tasks; its writes, in batches, inline on a worker (a commit
-//! in WAL mode with `synchronous = NORMAL` waits for no disk, and a hop to another
-//! thread cost more than the write: see `api::persist`).
+//! in WAL mode with `synchronous = NORMAL` waits for no disk but when the log starts
+//! over, and a hop to another thread cost more than the write: see `api::persist`).
 
 mod sqlite;
 

@@ -1,8 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! One connection writes (SQLite allows one writer at a time anyway), behind a std
-//! `Mutex` — not a Tokio one: nothing awaits while it is held, and the server's writer
-//! is one task, which never waits for it. Readers take a connection from a small pool, so that lists and
+//! `Mutex` — not a Tokio one: nothing awaits while it is held (the server's writer, a
+//! task, holds it for a batch; a change made through the API, on the blocking pool,
+//! for its own write). Readers take a connection from a small pool, so that lists and
 //! reads never wait for a write to finish (WAL lets them read the last commit).
 //! `synchronous = NORMAL` in WAL mode: a commit survives the process dying (what the
 //! crash test kills); only an OS crash or power cut can lose the last commits.
