@@ -250,9 +250,9 @@ fn take_jobs(jobs: &mut mpsc::UnboundedReceiver<Job>, new_jobs: &mut Vec<Job>) {
 /// Runs as a task on the service's runtime, and writes inline on the worker that polls
 /// it, without a hop to another thread and back: the store is the one place every
 /// execution waits on. (On a thread of its own, with a timed group-commit wait, the
-/// server bench measured persistence adding 32–56% to an execution, median 36%, against
-/// 23–38%, median 28.5%, this way: the writer's thread was put on a CPU for each batch,
-/// and woke each waiter from afar. A batch holds its worker for about 30 µs an
+/// server bench measured persistence adding 32–56% to an execution, median 38% over 17
+/// runs, against 19–47%, median 29% over 31 runs, this way: the writer's thread was put
+/// on a CPU for each batch, and woke each waiter from afar. A batch holds its worker for about 30 µs an
 /// execution, a fraction of what running one takes, and an idle worker takes over its
 /// queue meanwhile. A commit waits for no disk, except once per 32 MiB of log, when
 /// the store starts its log over; see `SqliteStore::write`.)
