@@ -252,9 +252,9 @@ fn take_jobs(jobs: &mut mpsc::UnboundedReceiver<Job>, new_jobs: &mut Vec<Job>) {
 /// execution waits on. (On a thread of its own, with a timed group-commit wait, the
 /// server bench measured persistence adding 32–56% to an execution, median 38% over 17
 /// runs, against 19–47%, median 29% over 31 runs, this way: the writer's thread was put
-/// on a CPU for each batch, and woke each waiter from afar. A batch holds its worker for about 30 µs an
-/// execution, a fraction of what running one takes, and an idle worker takes over its
-/// queue meanwhile. A commit waits for no disk, except once per 32 MiB of log, when
+/// on a CPU for each batch, and woke each waiter from afar. A batch holds its worker for
+/// about 30 µs an execution, a fraction of what running one takes, and an idle worker
+/// takes over its queue meanwhile. A commit waits for no disk, except once per 32 MiB of log, when
 /// the store starts its log over; see `SqliteStore::write`.)
 async fn persist(
     store: Arc<dyn Store>,
@@ -2199,35 +2199,12 @@ async fn replay_playbook(
 mod tests {
     use super::*;
 
-    /// An execution that has ended, as the writer is handed it.
-    fn ended(id: &str) -> Box<Execution> {
-        let now = Utc::now();
-        Box::new(Execution {
-            id: id.to_owned(),
-            parent_id: None,
-            replay_of: None,
-            playbook_id: "a-playbook".to_owned(),
-            playbook_name: "A playbook".to_owned(),
-            trigger_type: TriggerType::Manual,
-            log_level: LogLevel::Info,
-            status: ExecutionStatus::Completed,
-            message: None,
-            queued_at: now,
-            started_at: now,
-            completed_at: now,
-            duration_us: 0,
-            trigger: None,
-            nodes: Vec::new(),
-            steps: Vec::new(),
-            children: Vec::new(),
-        })
-    }
-
     /// Hand `id`, ended, to the writer; the answer to await.
     fn finish(jobs: &mpsc::UnboundedSender<Job>, id: &str) -> oneshot::Receiver<Stored> {
         let (reply, stored) = oneshot::channel();
+        let ended = store::testing::execution(id, ExecutionStatus::Completed, Utc::now());
         assert!(
-            jobs.send(Job::Finish(ended(id), reply)).is_ok(),
+            jobs.send(Job::Finish(Box::new(ended), reply)).is_ok(),
             "the writer is gone"
         );
         stored

@@ -666,3 +666,44 @@ pub trait Store: Send + Sync + 'static {
     /// Every API-defined asset: name and definition.
     fn assets(&self) -> Result<Vec<(String, Value)>, Error>;
 }
+
+/// What tests of the store and its writer share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
+
+    use crate::engine::{Execution, ExecutionStatus, NodeRecord, NodeStatus, TriggerType};
+    use crate::trace::LogLevel;
+
+    /// An execution of playbook `triage` that ended with `status`, queued at
+    /// `queued_at`: one node, a trigger, no step runs.
+    pub(crate) fn execution(
+        id: &str,
+        status: ExecutionStatus,
+        queued_at: DateTime<Utc>,
+    ) -> Execution {
+        Execution {
+            id: id.to_owned(),
+            parent_id: None,
+            replay_of: None,
+            playbook_id: "triage".to_owned(),
+            playbook_name: "Triage".to_owned(),
+            trigger_type: TriggerType::Manual,
+            log_level: LogLevel::Debug,
+            status,
+            message: None,
+            queued_at,
+            started_at: queued_at,
+            completed_at: queued_at + chrono::Duration::milliseconds(5),
+            duration_us: 5_000,
+            trigger: Some(json!({"ip": "8.8.8.8"})),
+            nodes: vec![NodeRecord {
+                output: Some(json!({"ok": true})),
+                ..NodeRecord::new("only".to_owned(), NodeStatus::Succeeded)
+            }],
+            steps: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+}

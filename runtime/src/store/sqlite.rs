@@ -1689,8 +1689,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::engine::{NodeRecord, NodeStatus};
     use crate::store::EXECUTION_FIELDS;
+    use crate::store::testing::execution;
 
     fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -1702,31 +1702,6 @@ mod tests {
         PlaybookFields {
             category: Some("containment"),
             ..PlaybookFields::plain(xid, name, steps, "api")
-        }
-    }
-
-    fn execution(id: &str, status: ExecutionStatus, queued_at: DateTime<Utc>) -> Execution {
-        Execution {
-            id: id.to_owned(),
-            parent_id: None,
-            replay_of: None,
-            playbook_id: "triage".to_owned(),
-            playbook_name: "Triage".to_owned(),
-            trigger_type: TriggerType::Manual,
-            log_level: LogLevel::Debug,
-            status,
-            message: None,
-            queued_at,
-            started_at: queued_at,
-            completed_at: queued_at + chrono::Duration::milliseconds(5),
-            duration_us: 5_000,
-            trigger: Some(json!({"ip": "8.8.8.8"})),
-            nodes: vec![NodeRecord {
-                output: Some(json!({"ok": true})),
-                ..NodeRecord::new("only".to_owned(), NodeStatus::Succeeded)
-            }],
-            steps: Vec::new(),
-            children: Vec::new(),
         }
     }
 
