@@ -67,3 +67,32 @@ pub async fn output_of(name: &str, action: &str, input: serde_json::Value) -> se
         .clone()
         .unwrap_or_else(|| panic!("{name} {action} failed: {report:#?}"))
 }
+
+/// A playbook of `count` `transform select` nodes, as JSON: a chain where each node
+/// reads the one before it, or a fan-out where every node reads the trigger.
+pub fn generated(count: usize, chain: bool) -> String {
+    let nodes: serde_json::Map<String, serde_json::Value> = (0..count)
+        .map(|i| {
+            let data = if chain && i > 0 {
+                format!("${{n{}.output}}", i - 1)
+            } else {
+                "${trigger}".to_owned()
+            };
+            let node = serde_json::json!({
+                "app": "transform", "action": "select",
+                "input": { "data": data, "path": "$" },
+            });
+            (format!("n{i}"), node)
+        })
+        .collect();
+    let edges: Vec<String> = if chain {
+        (1..count).map(|i| format!("n{} -> n{i}", i - 1)).collect()
+    } else {
+        Vec::new()
+    };
+    serde_json::json!({
+        "id": "generated", "name": "Generated", "trigger": { "type": "manual" },
+        "nodes": nodes, "edges": edges,
+    })
+    .to_string()
+}

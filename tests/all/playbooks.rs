@@ -8,7 +8,7 @@ use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, NodeStatus, Start}
 use wasp_runtime::host::{AppInfo, Registry};
 use wasp_runtime::playbook::{Catalog, Playbook, PlaybookSpec};
 
-use crate::common::{HOST, example_apps_dir};
+use crate::common::{HOST, example_apps_dir, generated};
 
 struct Apps {
     registry: Registry,
@@ -175,6 +175,67 @@ edges:
     );
 }
 
+// Issue 21: `timeout: 500000000000y` was taken, then panicked ("overflow when adding
+// duration to instant") at run time; `memory: 1EiB` was taken too.
+#[tokio::test]
+async fn durations_and_sizes_past_their_bounds_are_refused_naming_the_field() {
+    let text = r#"
+id: huge
+name: Huge
+max_runtime: 500000000000y
+trigger: { type: timer, every: 2y }
+nodes:
+  spin: { app: chaos, action: spin, timeout: 500000000000y, memory: 1EiB, retry: { attempts: 2, backoff: 400d } }
+"#;
+    let spec = PlaybookSpec::parse("huge.yaml", text).unwrap();
+    let error = Playbook::validate("huge.yaml", spec, &apps().await).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`huge.yaml` has 5 problems:
+  - `max_runtime`: `500000000000y` is longer than 365 days, the longest duration wasp accepts
+  - `trigger.every`: `2y` is longer than 365 days, the longest duration wasp accepts
+  - node `spin`, `timeout`: `500000000000y` is longer than 365 days, the longest duration wasp accepts
+  - node `spin`, `retry.backoff`: `400d` is longer than 365 days, the longest duration wasp accepts
+  - node `spin`, `memory`: `1EiB` is more than 4.0 GiB, the largest size wasp accepts"
+    );
+}
+
+#[test]
+fn a_deeply_nested_file_is_refused_without_recursing_into_it() {
+    for (file, text) in [
+        (
+            "deep.yaml",
+            format!(
+                "id: x\nname: y\nnodes:\n  a:\n    app: x\n    input: {}\n",
+                "[".repeat(100_000)
+            ),
+        ),
+        (
+            "deep.json",
+            format!(
+                r#"{{"id": "x", "name": "y", "nodes": {{"a": {{"app": "x", "input": {}"#,
+                "[".repeat(100_000)
+            ),
+        ),
+    ] {
+        let text = text.clone();
+        let error = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || PlaybookSpec::parse(file, &text).unwrap_err().to_string())
+            .unwrap()
+            .join()
+            .expect("parsing must not overflow the stack");
+        assert!(
+            error.starts_with(&format!("`{file}` is not a valid playbook: ")),
+            "{error}"
+        );
+        assert!(
+            error.contains("depth") || error.contains("recursion"),
+            "{error}"
+        );
+    }
+}
+
 #[test]
 fn unknown_fields_and_bad_yaml_are_refused_with_their_position() {
     let error = PlaybookSpec::parse("typo.yaml", "id: x\nname: y\nnodes: {}\nmax_runtme: 5s\n")
@@ -263,5 +324,69 @@ edges:
             .unwrap()
             .message,
         "the step was killed"
+    );
+}
+
+/// Validate `text` on a thread with a small stack (256 KiB, an eighth of a Tokio
+/// worker's): validation must not recurse with the size of the graph.
+fn validate_on_a_small_stack(apps: Arc<Apps>, text: String) -> Result<Playbook, String> {
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let spec = PlaybookSpec::parse("generated.json", &text).map_err(|e| e.to_string())?;
+            Playbook::validate("generated.json", spec, &*apps).map_err(|e| e.to_string())
+        })
+        .expect("a thread starts")
+        .join()
+        .expect("validation must not overflow the stack")
+}
+
+// Issue 21: a 4,000-node chain overflowed the stack of the thread that validated it
+// (a recursive cycle search), and checking references was quadratic.
+#[tokio::test]
+async fn a_chain_and_a_fan_out_at_the_node_bound_validate() {
+    let apps = Arc::new(apps().await);
+    let count = wasp_runtime::playbook::MAX_NODES;
+    let chain = validate_on_a_small_stack(Arc::clone(&apps), generated(count, true)).unwrap();
+    assert_eq!(chain.graph.node_count(), count + 1);
+    assert_eq!(chain.graph.edge_count(), count);
+    let fan = validate_on_a_small_stack(Arc::clone(&apps), generated(count, false)).unwrap();
+    assert_eq!(
+        fan.graph.edge_count(),
+        count,
+        "every node hangs off the trigger"
+    );
+
+    // A reference to a node that is not upstream is still found in a long chain.
+    let wrong = generated(count, true).replace("${n10.output}", "${n4000.output}");
+    let error = validate_on_a_small_stack(Arc::clone(&apps), wrong).unwrap_err();
+    assert!(
+        error.contains(
+            "node `n11`, `input`: `${n4000.output}` reads `n4000`, which is not upstream of `n11`"
+        ),
+        "{error}"
+    );
+    // And a cycle closing the whole chain is named, without recursing along it.
+    let cycle = generated(count, true).replace(r#""edges":["#, r#""edges":["n4999 -> n0","#);
+    let error = validate_on_a_small_stack(apps, cycle).unwrap_err();
+    assert!(
+        error.contains("the edges form a cycle through `n0`, `n1`, "),
+        "{}",
+        &error[..200.min(error.len())]
+    );
+}
+
+#[tokio::test]
+async fn a_playbook_past_the_node_or_edge_bound_is_refused_naming_it() {
+    let apps = Arc::new(apps().await);
+    let error = validate_on_a_small_stack(Arc::clone(&apps), generated(100_000, true)).unwrap_err();
+    assert_eq!(
+        error,
+        "`generated.json` has 2 problems:\n  - `nodes`: the playbook has 100000 nodes; at most 5000 are allowed\n  - `edges`: the playbook has 99999 edges; at most 20000 are allowed"
+    );
+    let error = validate_on_a_small_stack(apps, generated(100_000, false)).unwrap_err();
+    assert!(
+        error.contains("the playbook has 100000 nodes; at most 5000 are allowed"),
+        "{error}"
     );
 }

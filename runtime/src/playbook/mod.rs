@@ -9,14 +9,15 @@ mod spec;
 pub mod template;
 pub mod trigger;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use fixedbitset::FixedBitSet;
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::visit::{Bfs, EdgeRef, Reversed};
+use petgraph::visit::EdgeRef;
 use serde_json::Value;
 
 pub use spec::{EdgeSpec, LongEdge, NodeSpec, PlaybookSpec, RetrySpec, TriggerSpec};
@@ -33,6 +34,19 @@ const RESERVED: [&str; 5] = [TRIGGER, "item", "item_index", "execution", "playbo
 pub const DEFAULT_MAX_RUNTIME: Duration = Duration::from_secs(300);
 /// Steps running at once in one execution when the playbook sets no limit.
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// The most nodes a playbook may have. Real playbooks have tens; the bound keeps the
+/// work and memory of validating one request (and of running it) small: a client
+/// cannot make the server walk a graph of a million nodes.
+pub const MAX_NODES: usize = 5_000;
+/// The most edges a playbook may have: four per node on average at [`MAX_NODES`].
+pub const MAX_EDGES: usize = 20_000;
+/// The longest duration a playbook, an asset or a flag may name (a timeout, a
+/// `max_runtime`, a timer's interval): a year. Longer ones mean nothing here and would
+/// overflow the clock's arithmetic when a deadline is computed from them.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// The largest size a playbook, an asset or a flag may name (a memory limit, a
+/// response cap): 4 GiB, the most a 32-bit WebAssembly memory can address.
+pub const MAX_SIZE: u64 = 4 << 30;
 
 /// What validation needs to know about the world: the apps (their descriptions) and
 /// which other playbooks exist.
@@ -258,8 +272,33 @@ impl Playbook {
     }
 
     /// Check `spec` (from `file`) against `catalog`, reporting every problem at once.
+    ///
+    /// The work is linear in nodes and edges, except the check that every reference
+    /// reads a node upstream, which takes nodes × edges / 64 word operations (a bit set
+    /// of ancestors per node); [`MAX_NODES`] and [`MAX_EDGES`] bound both, and a spec
+    /// past them is refused before any of it.
     pub fn validate(file: &str, spec: PlaybookSpec, catalog: &dyn Catalog) -> Result<Self, Error> {
         let mut problems = Vec::new();
+        for (field, count, bound) in [
+            ("nodes", spec.nodes.len(), MAX_NODES),
+            ("edges", spec.edges.len(), MAX_EDGES),
+        ] {
+            if count > bound {
+                problems.push(Problem {
+                    node: None,
+                    field: Some(field.to_owned()),
+                    message: format!(
+                        "the playbook has {count} {field}; at most {bound} are allowed"
+                    ),
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid {
+                file: file.to_owned(),
+                problems,
+            });
+        }
         let mut problem = |node: Option<&str>, field: Option<&str>, message: String| {
             problems.push(Problem {
                 node: node.map(str::to_owned),
@@ -544,33 +583,39 @@ impl Playbook {
             graph.add_edge(trigger_index, entry, On::Success);
         }
 
-        let cycles = cycles(&graph);
-        for cycle in &cycles {
-            let through: Vec<String> = cycle.iter().map(|id| format!("`{id}`")).collect();
-            problem(
-                None,
-                Some("edges"),
-                format!("the edges form a cycle through {}", through.join(", ")),
-            );
-        }
-        if cycles.is_empty() {
-            for node in graph.node_indices() {
-                let upstream = ancestors(&graph, node);
-                let references = graph[node]
-                    .input
-                    .references()
-                    .into_iter()
-                    .chain(graph[node].for_each.as_ref());
-                for reference in references {
-                    if let Root::Output(read) = &reference.root
-                        && !upstream.contains(read.as_str())
-                    {
+        match petgraph::algo::toposort(&graph, None) {
+            Err(_) => {
+                for cycle in cycles(&graph) {
+                    let through: Vec<String> = cycle.iter().map(|id| format!("`{id}`")).collect();
+                    problem(
+                        None,
+                        Some("edges"),
+                        format!("the edges form a cycle through {}", through.join(", ")),
+                    );
+                }
+            }
+            Ok(order) => {
+                let upstream = Ancestors::of(&graph, &order);
+                for node in graph.node_indices() {
+                    let references = graph[node]
+                        .input
+                        .references()
+                        .into_iter()
+                        .chain(graph[node].for_each.as_ref());
+                    for reference in references {
+                        let Root::Output(read) = &reference.root else {
+                            continue;
+                        };
+                        let read_index = index.get(read).copied();
+                        if read_index.is_some_and(|r| upstream.contains(node, r)) {
+                            continue;
+                        }
                         let field = if graph[node].for_each.as_ref() == Some(reference) {
                             "for_each"
                         } else {
                             "input"
                         };
-                        let message = if index.contains_key(read) {
+                        let message = if read_index.is_some() {
                             format!(
                                 "`${{{}}}` reads `{read}`, which is not upstream of `{}`",
                                 reference.text, graph[node].id
@@ -705,18 +750,31 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A duration such as `30s` or `500ms`, with an error naming the text. Playbook
-/// fields and command-line flags read durations the same way.
+/// A duration such as `30s` or `500ms`, at most [`MAX_DURATION`], with an error naming
+/// the text. Playbook fields, assets and command-line flags read durations the same way.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration like `30s` or `500ms`: {e}"))
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like `30s` or `500ms`: {e}"))?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is longer than {} days, the longest duration wasp accepts",
+            MAX_DURATION.as_secs() / (24 * 60 * 60)
+        ));
+    }
+    Ok(duration)
 }
 
-/// A size such as `32MiB`, in bytes, with an error naming the text.
+/// A size such as `32MiB`, in bytes, at most [`MAX_SIZE`], with an error naming the text.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let size: bytesize::ByteSize = text
         .parse()
         .map_err(|e| format!("`{text}` is not a size like `32MiB`: {e}"))?;
+    if size.as_u64() > MAX_SIZE {
+        return Err(format!(
+            "`{text}` is more than {}, the largest size wasp accepts",
+            bytesize::ByteSize(MAX_SIZE).display().iec()
+        ));
+    }
     usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))
 }
 
@@ -816,9 +874,10 @@ fn node_kind(
 }
 
 /// Every cycle (strongly connected component of more than one node, or a self-loop),
-/// named by its node ids in order.
+/// named by its node ids in order. Kosaraju's search, which petgraph runs with explicit
+/// stacks: Tarjan's recursive one overflowed the stack on a long chain.
 fn cycles(graph: &DiGraph<Node, On>) -> Vec<Vec<String>> {
-    let mut found: Vec<Vec<String>> = petgraph::algo::tarjan_scc(graph)
+    let mut found: Vec<Vec<String>> = petgraph::algo::kosaraju_scc(graph)
         .into_iter()
         .filter(|component| component.len() > 1 || graph.contains_edge(component[0], component[0]))
         .map(|component| {
@@ -831,15 +890,30 @@ fn cycles(graph: &DiGraph<Node, On>) -> Vec<Vec<String>> {
     found
 }
 
-/// The ids of every node upstream of `node` (the trigger included).
-fn ancestors(graph: &DiGraph<Node, On>, node: NodeIndex) -> BTreeSet<&str> {
-    let reversed = Reversed(graph);
-    let mut bfs = Bfs::new(reversed, node);
-    let mut out = BTreeSet::new();
-    while let Some(n) = bfs.next(reversed) {
-        if n != node {
-            out.insert(graph[n].id.as_str());
+/// For every node of an acyclic graph, the set of nodes upstream of it (the trigger
+/// included), as one bit set per node: built in one pass over a topological order, each
+/// node's set the union of its predecessors' sets and the predecessors themselves.
+struct Ancestors {
+    sets: Vec<FixedBitSet>,
+}
+
+impl Ancestors {
+    fn of(graph: &DiGraph<Node, On>, order: &[NodeIndex]) -> Self {
+        let count = graph.node_count();
+        let mut sets = vec![FixedBitSet::new(); count];
+        for &node in order {
+            let mut set = FixedBitSet::with_capacity(count);
+            for predecessor in graph.neighbors_directed(node, Direction::Incoming) {
+                set.union_with(&sets[predecessor.index()]);
+                set.insert(predecessor.index());
+            }
+            sets[node.index()] = set;
         }
+        Self { sets }
     }
-    out
+
+    /// Whether `ancestor` is upstream of `node`.
+    fn contains(&self, node: NodeIndex, ancestor: NodeIndex) -> bool {
+        self.sets[node.index()].contains(ancestor.index())
+    }
 }

@@ -286,6 +286,10 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The most segments (`.field`, `[n]`, `[*]`) a reference's path may have: real ones
+/// have a handful, and following a path recurses once per segment.
+pub const MAX_PATH: usize = 64;
+
 fn parse_string(text: &str) -> Result<Template, SyntaxError> {
     let mut pieces = Vec::new();
     let mut rest = text;
@@ -405,6 +409,11 @@ fn parse_reference(inner: &str) -> Result<Reference, (usize, String)> {
     };
     let mut path = Vec::new();
     while let Some(c) = cursor.peek() {
+        if path.len() == MAX_PATH {
+            return Err(cursor.error(format!(
+                "a reference goes at most {MAX_PATH} fields or indexes deep"
+            )));
+        }
         match c {
             '.' => {
                 cursor.bump();
@@ -621,6 +630,19 @@ mod tests {
             error("${execution.name}"),
             "`${execution.name}`: `execution` has only `id`, not `name` (at character 16)"
         );
+    }
+
+    #[test]
+    fn a_path_past_its_bound_is_refused_not_followed() {
+        let path = |segments: usize| format!("${{trigger{}}}", ".a".repeat(segments));
+        assert!(Template::parse(&json!(path(MAX_PATH))).is_ok());
+        let error = Template::parse(&json!(path(MAX_PATH + 1))).unwrap_err();
+        assert_eq!(
+            error.message,
+            "a reference goes at most 64 fields or indexes deep"
+        );
+        // Following a path recurses once per segment: 100,000 would overflow the stack.
+        assert!(Template::parse(&json!(path(100_000))).is_err());
     }
 
     #[test]
