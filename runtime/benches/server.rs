@@ -368,7 +368,7 @@ fn main() {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
         let addr = listener.local_addr().expect("address");
-        let server = tokio::spawn(api::serve(listener, Arc::clone(&service), std::future::pending()));
+        let server = tokio::spawn(api::serve(listener, Arc::clone(&service), api::Edge::default(), std::future::pending()));
         let script = db.path().join("post.lua");
         std::fs::write(
             &script,

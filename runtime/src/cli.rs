@@ -104,9 +104,22 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     assets: Option<PathBuf>,
 
-    /// Require `Authorization: Bearer <TOKEN>` on every request.
+    /// Require `Authorization: Bearer <TOKEN>` on every request: at least 16
+    /// characters, 8 of them different (`openssl rand -hex 16` makes one).
     #[arg(long, env = crate::env::API_TOKEN, hide_env_values = true)]
     token: Option<String>,
+
+    /// A host name clients may reach the server by (the `Host` they send), besides
+    /// `localhost` and IP addresses; `*.example.com` allows every name under it.
+    /// Requests naming any other host are refused (421), which stops DNS rebinding.
+    /// Repeat it, or give a comma-separated list.
+    #[arg(long = "allowed-host", env = crate::env::ALLOWED_HOSTS, value_delimiter = ',', value_name = "NAME")]
+    allowed_hosts: Vec<String>,
+
+    /// How long a client may take to send a request's head, and may leave a connection
+    /// idle between requests, before the server closes it.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    header_timeout: std::time::Duration,
 
     /// The directory whose files assets created through the API may name as secrets
     /// (`{"file": "name"}`, relative to it). Without it, such assets take secrets from
@@ -659,6 +672,12 @@ fn load_directory(
 
 async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode, Failure> {
     crate::api::check_exposure(&args.addr, args.token.as_deref()).map_err(Failure::Usage)?;
+    let edge = crate::api::Edge {
+        header_timeout: args.header_timeout,
+        ..crate::api::Edge::default()
+    }
+    .allowing(&args.allowed_hosts)
+    .map_err(Failure::Usage)?;
     let registry = scan(host, apps_dir).await?;
     if !args.playbooks.is_dir() {
         return Err(Failure::Usage(format!(
@@ -675,9 +694,11 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     let interrupted = store
         .interrupt_unfinished()
         .map_err(|e| Failure::Internal(e.to_string()))?;
-    if interrupted > 0 {
+    if interrupted.executions > 0 || interrupted.action_runs > 0 {
         eprintln!(
-            "{interrupted} executions left unfinished by the last run are now Failed (interrupted by restart)"
+            "{} executions and {} Splunk action runs left unfinished by the last run are now \
+             failed (interrupted by restart)",
+            interrupted.executions, interrupted.action_runs
         );
     }
     for (playbook, definition) in &playbooks {
@@ -709,7 +730,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         "wasp serving on http://{addr} (database `{}`); the web page is http://{addr}/",
         args.db.display()
     );
-    crate::api::serve(listener, service, shutdown_signal())
+    crate::api::serve(listener, service, edge, shutdown_signal())
         .await
         .map_err(|e| Failure::Internal(e.to_string()))?;
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,9 @@ pub const CACHE_DIR: &str = "WASP_CACHE_DIR";
 pub const LOG: &str = "WASP_LOG";
 /// The bearer token `wasp serve` requires (`--token`).
 pub const API_TOKEN: &str = "WASP_API_TOKEN";
+/// Host names `wasp serve` answers to besides `localhost` and IP addresses,
+/// comma-separated (`--allowed-host`).
+pub const ALLOWED_HOSTS: &str = "WASP_ALLOWED_HOSTS";
 /// The database file (`--db`).
 pub const DB: &str = "WASP_DB";
 /// The directory whose files assets created through the API may name as secrets

@@ -796,13 +796,16 @@ fn the_page_asks_for_the_token_of_a_server_that_has_one() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("wasp.db"), &["--token", "page-token"]);
+    let server = Server::start(
+        &dir.path().join("wasp.db"),
+        &["--token", "page-token-0123456789"],
+    );
     browser.open(&server.url("/"));
     browser.wait_for(
         "the token dialog",
         "return document.querySelector('#token-dialog').open",
     );
-    browser.type_into("#token-input", "page-token");
+    browser.type_into("#token-input", "page-token-0123456789");
     browser.press("\u{E007}");
     browser.wait_for(
         "the playbooks, read with the token",
@@ -813,7 +816,10 @@ fn the_page_asks_for_the_token_of_a_server_that_has_one() {
 #[test]
 fn the_page_is_served_without_the_token_and_loads_nothing_from_elsewhere() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&dir.path().join("wasp.db"), &["--token", "page-token"]);
+    let server = Server::start(
+        &dir.path().join("wasp.db"),
+        &["--token", "page-token-0123456789"],
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

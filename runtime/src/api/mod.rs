@@ -7,6 +7,7 @@
 //! says "internal error" to the client and logs the cause.
 
 mod assets;
+mod listen;
 mod openapi;
 mod secmaster;
 mod soar;
@@ -15,7 +16,6 @@ mod web;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,9 +33,12 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
+
 use crate::engine::{
     self, Event, Execution, ExecutionStatus, HostRunner, Start, StepRunner, TriggerType,
 };
+use crate::playbook::trigger::Trigger;
 use crate::playbook::{Catalog, NodeKind, Playbook, PlaybookSpec};
 use crate::store::{
     self, EXECUTION_FIELDS, ExecutionRow, LOG_FIELDS, NewExecution, Query as StoreQuery,
@@ -480,7 +483,7 @@ impl Service {
             let before = pending.len();
             let mut failed = Vec::new();
             for record in pending {
-                match validated(self, record.steps.to_string().as_bytes()) {
+                match validate_body(self, record.steps.to_string().as_bytes()) {
                     Ok((playbook, _)) => self.runner.set_playbook(Arc::new(playbook)),
                     Err(e) => failed.push((record, e)),
                 }
@@ -768,6 +771,12 @@ pub enum ApiError {
     /// Refused whoever asks: the message says why.
     #[error("{0}")]
     Forbidden(String),
+    /// The request names the server by a name it does not answer to (`Host`).
+    #[error("{0}")]
+    MisdirectedHost(String),
+    /// It cannot be done now for a reason on the server's side, which its log names.
+    #[error("{0}")]
+    Unavailable(String),
     /// wasp failed; the cause is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -781,6 +790,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -812,9 +823,11 @@ impl IntoResponse for TcError {
         let code = match &self.0 {
             ApiError::Tql(_) => "0x2001",
             ApiError::NotFound(_) => "0x1004",
-            ApiError::Unauthorized | ApiError::Forbidden(_) => "0x1001",
+            ApiError::Unauthorized | ApiError::Forbidden(_) | ApiError::MisdirectedHost(_) => {
+                "0x1001"
+            }
             ApiError::BadRequest(_) | ApiError::Conflict(_) => "0x1002",
-            ApiError::Internal(_) => "0x1000",
+            ApiError::Internal(_) | ApiError::Unavailable(_) => "0x1000",
         };
         let body = json!({"errCode": code, "message": self.0.to_string(), "status": "Error"});
         (self.0.status(), Json(body)).into_response()
@@ -904,33 +917,28 @@ pub fn router(service: Arc<Service>) -> Router {
         // token otherwise.
         .route("/api/v1/hooks/{id}", post(triggers::hook))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            listen::BODY_TIMEOUT,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(service)
 }
 
-/// Serve `router` on `listener` until `shutdown` resolves, then let requests in flight
-/// finish.
+/// Serve the API of `service` on `listener` under `edge`'s bounds (the names it answers
+/// to, its connections and their timeouts) until `shutdown` resolves, then let requests
+/// in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
+    edge: Edge,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Whether the server may listen on `addr` with or without a token: beyond loopback,
-/// only with one.
-pub fn check_exposure(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> {
-    if addr.ip().is_loopback() || token.is_some_and(|t| !t.is_empty()) {
-        Ok(())
-    } else {
-        Err(format!(
-            "refusing to listen on {addr} without a token: anyone who can reach it could run \
-             playbooks. Set --token or WASP_API_TOKEN, or listen on 127.0.0.1"
-        ))
-    }
+    let edge = Arc::new(edge);
+    let router = router(service).layer(middleware::from_fn_with_state(
+        Arc::clone(&edge),
+        listen::check_host,
+    ));
+    listen::serve(listener, router, &edge, shutdown).await
 }
 
 async fn authorize(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
@@ -1974,8 +1982,17 @@ impl Catalog for ServerCatalog<'_> {
 }
 
 /// The playbook in a request body (YAML or JSON), validated, and its definition as
-/// JSON; every problem is named in the error.
-fn validated(service: &Service, body: &[u8]) -> Result<(Playbook, Value), ApiError> {
+/// JSON; every problem is named in the error. Parsing and validating a large body is
+/// CPU work of up to a few milliseconds per thousand nodes: it runs on the blocking
+/// pool, so that requests served meanwhile are not held behind it.
+async fn validated(service: &Arc<Service>, body: Bytes) -> Result<(Playbook, Value), ApiError> {
+    let service = Arc::clone(service);
+    tokio::task::spawn_blocking(move || validate_body(&service, &body))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+fn validate_body(service: &Service, body: &[u8]) -> Result<(Playbook, Value), ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".to_owned()))?;
     let spec = PlaybookSpec::parse("the request body", text)
@@ -1985,9 +2002,32 @@ fn validated(service: &Service, body: &[u8]) -> Result<(Playbook, Value), ApiErr
         runner: &service.runner,
         playbooks: service.runner.playbook_ids(),
     };
-    let playbook = Playbook::validate("the request body", spec, &catalog)
+    let mut playbook = Playbook::validate("the request body", spec, &catalog)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // A client names secrets as an API asset does: nothing else of the server's.
+    if let Trigger::Webhook {
+        secret: Some(secret),
+    } = &mut playbook.trigger
+    {
+        *secret = secret
+            .confined(service.secrets_dir.as_deref())
+            .map_err(|e| ApiError::BadRequest(format!("`trigger.secret`: {e}")))?;
+    }
     Ok((playbook, definition))
+}
+
+/// Refuse a playbook whose webhook secret cannot be read now: its hook could only
+/// ever refuse.
+fn check_secret_readable(playbook: &Playbook) -> Result<(), ApiError> {
+    if let Trigger::Webhook {
+        secret: Some(secret),
+    } = &playbook.trigger
+    {
+        secret
+            .read()
+            .map_err(|e| ApiError::BadRequest(format!("`trigger.secret`: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Store `playbook` and serve it from now on.
@@ -2016,7 +2056,8 @@ async fn create_playbook(
     State(service): State<Arc<Service>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (playbook, definition) = validated(&service, &body)?;
+    let (playbook, definition) = validated(&service, body).await?;
+    check_secret_readable(&playbook)?;
     let xid = playbook.id.clone();
     let key = xid.clone();
     let existing = service.blocking(move |store| store.playbook(&key)).await?;
@@ -2042,7 +2083,8 @@ async fn update_playbook(
         .await?
         .filter(|p| !p.is_deleted)
         .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
-    let (playbook, definition) = validated(&service, &body)?;
+    let (playbook, definition) = validated(&service, body).await?;
+    check_secret_readable(&playbook)?;
     if playbook.id != existing.xid {
         return Err(ApiError::BadRequest(format!(
             "the body is playbook `{}`, but this is playbook `{}`: a playbook's id (its XID) \
