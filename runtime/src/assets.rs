@@ -186,9 +186,16 @@ impl AssetSpec {
                 "`{name}` is not an asset name: use 1–64 characters of a-z, 0-9, `-` and `_`"
             ));
         }
+        // A client's asset reads only inside the secrets directory, following no link
+        // out of it; the operator's assets file reads where it says.
         let read = |what: String, relative: &str| {
-            std::fs::read_to_string(base.join(relative))
-                .map_err(|e| format!("{what}: cannot read `{relative}`: {e}"))
+            let bytes = match source {
+                Source::Api => crate::secrets::read_confined(base, Path::new(relative))
+                    .map_err(|e| format!("{what}: {e}"))?,
+                Source::File => std::fs::read(base.join(relative))
+                    .map_err(|e| format!("{what}: cannot read `{relative}`: {e}"))?,
+            };
+            String::from_utf8(bytes).map_err(|_| format!("{what}: `{relative}` is not UTF-8 text"))
         };
         let mut settings = Settings::new();
         for (key, value) in &self.settings {

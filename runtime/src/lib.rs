@@ -10,6 +10,7 @@
 //! | [`engine`] | running one execution: scheduling ready nodes, pathways, `for_each`, retries |
 //! | [`host`] | the wasmtime engine, the component cache, the sandbox (limits, capabilities), host imports, capture of logs and stdout/stderr, the app registry |
 //! | [`assets`] | configured app instances: settings and secrets a node binds |
+//! | [`secrets`] | secret references, and what a client of the API may name |
 //! | [`trace`] | log levels, log lines, and the redaction of secrets |
 //! | [`tql`] | the query language over executions, step runs and log lines, compiled to parameterised SQL |
 //! | [`store`] | persistence of playbooks and traces; SQLite is the embedded default |
@@ -28,6 +29,7 @@ pub mod env;
 pub mod host;
 pub mod playbook;
 pub mod scaffold;
+pub mod secrets;
 pub mod store;
 pub mod tql;
 pub mod trace;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{cache_dir, example_apps_dir};
+use crate::common::{cache_dir, example_apps_dir, generated};
 
 /// A running `wasp serve`, killed when dropped.
 pub(crate) struct Server {
@@ -29,9 +29,24 @@ impl Server {
 
     /// A server whose process also has the environment variables `env`.
     pub(crate) fn start_with_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(Command::new(env!("CARGO_BIN_EXE_wasp")), db, extra, env)
+    }
+
+    /// A server that may open at most `limit` files (soft and hard limit alike, so
+    /// that it cannot raise its own).
+    pub(crate) fn start_with_descriptor_limit(db: &Path, extra: &[&str], limit: u32) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_wasp"));
+        Self::launch(command, db, extra, &[])
+    }
+
+    fn launch(mut command: Command, db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
         let assets = format!("{playbooks}/assets.yaml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        let mut child = command
             .args(["serve", "--addr", "127.0.0.1:0", "--playbooks", playbooks])
             .args(["--assets", &assets, "--db"])
             .arg(db)
@@ -519,7 +534,10 @@ fn bad_input_gets_a_4xx_that_says_what_to_fix() {
 #[test]
 fn a_token_is_required_when_set_and_required_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("wasp.db"), &["--token", "s3cret"]);
+    let server = Server::start(
+        &dir.path().join("wasp.db"),
+        &["--token", "s3cret-0123456789"],
+    );
     assert_eq!(server.get("/api/v1/playbooks").0, 200);
     let response = server
         .agent
@@ -535,7 +553,7 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
     let response = server
         .agent
         .get(server.url("/api/v1/playbooks"))
-        .header("Authorization", "Bearer s3cre")
+        .header("Authorization", "Bearer s3cret-012345678")
         .call()
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
@@ -554,6 +572,22 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
         stderr.contains("refusing to listen on 0.0.0.0:0 without a token"),
         "{stderr}"
     );
+    // Issue 21: a blank or one-character token was taken on 0.0.0.0.
+    for weak in [" ", "x", "aaaaaaaaaaaaaaaaaaaa"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_wasp"))
+            .args(["serve", "--addr", "0.0.0.0:0", "--token", weak, "--db"])
+            .arg(dir.path().join("other.db"))
+            .env("WASP_APPS", example_apps_dir())
+            .env("WASP_CACHE_DIR", cache_dir())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{weak:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("refusing a weak token: the token has"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -575,6 +609,19 @@ fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(
             started["execution_id"].as_str().unwrap().to_owned()
         })
         .collect();
+    // Splunk action runs too (issue 21): one running a step, one still pending in its
+    // delay.
+    let spinning = spinning_action_run(&server);
+    let delayed = SPIN.replace(
+        r#""name":"hang""#,
+        r#""name":"later","exec_delay_secs":600"#,
+    );
+    let (_, created) = server.post("/rest/action_run", &delayed);
+    let pending = created["action_run_id"].as_i64().unwrap();
+    assert_eq!(
+        server.get(&format!("/rest/action_run/{pending}")).1["status"],
+        "pending"
+    );
     // SIGKILL: no chance to clean up.
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -591,6 +638,37 @@ fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(
     let (_, execution) = server.get(&format!("/api/v1/executions/{done_id}"));
     assert_eq!(execution["status"], "Completed");
     assert_eq!(execution["nodes"][0]["iterations"], 5);
+    for id in [spinning, pending] {
+        let (_, run) = server.get(&format!("/rest/action_run/{id}"));
+        assert_eq!(
+            (&run["status"], &run["message"]),
+            (&json!("failed"), &json!("interrupted by restart")),
+            "{run}"
+        );
+        assert!(run["close_time"].is_string(), "{run}");
+        let (status, error) = server.post(&format!("/rest/action_run/{id}"), r#"{"cancel": true}"#);
+        assert_eq!(status, 409, "{error}");
+        assert_eq!(
+            error["message"],
+            format!("action run {id} is not running: it is failed")
+        );
+    }
+    let (_, app_runs) = server.get(&format!("/rest/action_run/{spinning}/app_runs"));
+    let app_run = &app_runs["data"][0];
+    assert_eq!(
+        (
+            &app_run["status"],
+            &app_run["message"],
+            &app_run["exception_occured"]
+        ),
+        (
+            &json!("failed"),
+            &json!("interrupted by restart"),
+            &json!(true)
+        ),
+        "{app_runs}"
+    );
+    assert!(app_run["end_time"].is_string(), "{app_run}");
 }
 
 /// Reads Server-Sent Events: `(event name, data)` pairs.
@@ -822,14 +900,19 @@ fn steps_logs_csv_and_os_logs_of_an_execution() {
     );
     let bytes = response.body_mut().read_to_vec().unwrap();
     let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut names: Vec<&str> = archive.file_names().collect();
+    let mut names: Vec<String> = archive
+        .file_names()
+        .map(|name| name.expect("a UTF-8 name").into_owned())
+        .collect();
     names.sort_unstable();
     assert_eq!(names.len(), 15, "{names:?}");
     assert!(
-        names.contains(&"classify-iteration3-attempt1.stderr.txt"),
+        names
+            .iter()
+            .any(|n| n == "classify-iteration3-attempt1.stderr.txt"),
         "{names:?}"
     );
-    assert!(names.contains(&"README.txt"), "{names:?}");
+    assert!(names.iter().any(|n| n == "README.txt"), "{names:?}");
 }
 
 #[test]
@@ -1032,20 +1115,35 @@ fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
         error["message"],
         "`targets[0].assets` names asset `soc-feed` twice"
     );
+    let forever = r#"{"action":"extract","container_id":1,"name":"x","exec_delay_secs":18446744073709551615,"targets":[]}"#;
+    let (status, error) = server.post("/rest/action_run", forever);
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["message"],
+        "`exec_delay_secs` is 18446744073709551615; it may be at most 86400 (a day)"
+    );
+}
+
+/// An action run whose one app run spins until it is stopped.
+const SPIN: &str = r#"{"action":"spin","container_id":1,"name":"hang","targets":[{"app_id":"chaos","parameters":[{}]}]}"#;
+
+/// Start a [`SPIN`] action run and wait until it runs; its id.
+fn spinning_action_run(server: &Server) -> i64 {
+    let (_, created) = server.post("/rest/action_run", SPIN);
+    let id = created["action_run_id"].as_i64().expect("an action run id");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get(&format!("/rest/action_run/{id}")).1["status"] != "running" {
+        assert!(Instant::now() < deadline, "action run {id} never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    id
 }
 
 #[test]
 fn a_splunk_soar_action_run_is_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("wasp.db"), &[]);
-    let body = r#"{"action":"spin","container_id":1,"name":"hang","targets":[{"app_id":"chaos","parameters":[{}]}]}"#;
-    let (_, created) = server.post("/rest/action_run", body);
-    let id = created["action_run_id"].as_i64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.get(&format!("/rest/action_run/{id}")).1["status"] != "running" {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let id = spinning_action_run(&server);
     let (status, cancelled) = server.post(&format!("/rest/action_run/{id}"), r#"{"cancel": true}"#);
     assert_eq!(status, 200, "{cancelled}");
     assert_eq!(cancelled["cancelled"], true);
@@ -1396,4 +1494,141 @@ fn read_response(stream: &mut std::net::TcpStream) -> String {
     let mut body = vec![0_u8; length];
     stream.read_exact(&mut body).expect("the announced body");
     head
+}
+
+// Issue 21: a 4,000-node chain killed the server with a stack overflow, and validation
+// was quadratic on the threads serving requests.
+#[test]
+fn a_huge_playbook_is_refused_naming_the_bound_and_the_server_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    for chain in [true, false] {
+        let (status, error) = server.post("/api/v1/playbooks", &generated(100_000, chain));
+        assert_eq!(status, 400, "{error}");
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("`nodes`: the playbook has 100000 nodes; at most 5000 are allowed"),
+            "{error}"
+        );
+    }
+    let (status, created) = server.post("/api/v1/playbooks", &generated(4_000, true));
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = server.get("/api/v1/playbooks/generated");
+    assert_eq!(status, 200);
+}
+
+/// Send `request` (a whole HTTP/1.1 request) on a new connection; the response's head.
+fn raw(server: &Server, request: &str) -> String {
+    use std::io::Write;
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).expect("the server listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout can be set");
+    stream
+        .write_all(request.as_bytes())
+        .expect("the server reads");
+    read_response(&mut stream)
+}
+
+// Issue 21: with no token on loopback, a DNS-rebinding page controls both `Host` and
+// `Origin`, so comparing them let it run playbooks and create assets.
+#[test]
+fn a_request_naming_another_host_is_refused_on_every_route_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("wasp.db"),
+        &["--allowed-host", "wasp.test"],
+    );
+    let port = server.url("").rsplit_once(':').unwrap().1.to_owned();
+    let request = |method: &str, path: &str, host: &str| {
+        let origin = format!("http://{host}");
+        raw(
+            &server,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+        )
+    };
+    let evil = format!("evil.example:{port}");
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/api/v1/assets"),
+        ("POST", "/api/v1/assets"),
+        ("POST", "/api/v1/playbooks/ip-enrichment/run"),
+        ("POST", "/api/v1/hooks/ip-enrichment"),
+        ("GET", "/api/v3/playbook/executions"),
+        ("POST", "/rest/action_run"),
+    ] {
+        let answer = request(method, path, &evil);
+        assert!(
+            answer.starts_with("HTTP/1.1 421"),
+            "{method} {path}: {answer}"
+        );
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("wasp.test:{port}"),
+        format!("WASP.test:{port}"),
+    ] {
+        let answer = request("GET", "/api/v1/assets", &host);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+}
+
+// Issue 21: idle connections were held forever; at a 1,024-descriptor limit, 1,100 of
+// them left the server unable to accept anything.
+#[test]
+fn two_thousand_idle_connections_under_a_low_descriptor_limit_do_not_stop_the_server() {
+    let descriptors = wasp_runtime::api::raise_descriptor_limit().unwrap_or(u64::MAX);
+    assert!(
+        descriptors >= 2_200,
+        "this test holds 2,000 connections and may open only {descriptors} files: raise `ulimit -Hn`"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_descriptor_limit(
+        &dir.path().join("wasp.db"),
+        &["--header-timeout", "1s"],
+        1_024,
+    );
+    let address: std::net::SocketAddr = server
+        .url("")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let idle: Vec<tokio::net::TcpStream> = runtime.block_on(async {
+        let connects = (0..2_000).map(|_| {
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(address),
+            )
+        });
+        futures_util::future::join_all(connects)
+            .await
+            .into_iter()
+            .filter_map(|connected| connected.ok().and_then(Result::ok))
+            .collect()
+    });
+    assert!(
+        idle.len() > 1_024,
+        "only {} connections were made",
+        idle.len()
+    );
+    // They stay open, sending nothing, while a client asks for something.
+    let (status, _) = server.get("/api/v1/playbooks");
+    assert_eq!(status, 200);
+    assert!(
+        !server.log().contains("Too many open files"),
+        "{}",
+        server.log()
+    );
+    drop(idle);
 }

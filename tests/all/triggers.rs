@@ -34,18 +34,24 @@ fn sign(secret: &[u8], body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A server whose secrets directory is the test's directory.
+fn server_with_secrets(extra: &[&str]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secrets = dir.path().to_str().expect("a UTF-8 path").to_owned();
+    let mut args = vec!["--secrets-dir", secrets.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start(&dir.path().join("wasp.db"), &args);
+    (dir, server)
+}
+
 #[test]
 fn a_signed_webhook_starts_its_playbook_and_a_bad_signature_is_refused() {
-    let (dir, server) = server();
-    let secret_file = dir.path().join("hook.secret");
-    std::fs::write(&secret_file, "s3cret-hook-key\n").unwrap();
+    let (dir, server) = server_with_secrets(&[]);
+    std::fs::write(dir.path().join("hook.secret"), "s3cret-hook-key\n").unwrap();
     create(
         &server,
         "hooked",
-        &format!(
-            "trigger: {{ type: webhook, secret: \"file:{}\" }}",
-            secret_file.display()
-        ),
+        "trigger: { type: webhook, secret: \"file:hook.secret\" }",
     );
     let body = r#"{"alert": {"id": 42, "rule": "impossible travel"}}"#;
     let post = |signature: Option<&str>| {
@@ -96,11 +102,80 @@ fn a_signed_webhook_starts_its_playbook_and_a_bad_signature_is_refused() {
         server.get("/api/v1/executions?tql=playbookXid%20%3D%20%22hooked%22&count=true");
     assert_eq!(page["count"], 1, "refused calls start nothing: {page}");
 
-    // A playbook started otherwise is not a webhook.
+    // A playbook started otherwise is not a webhook, and the caller (anyone) cannot
+    // tell it from one that does not exist (issue 21).
     let (status, error) = server.post("/api/v1/hooks/phishing-triage", "{}");
-    assert_eq!(status, 409, "{error}");
-    let (status, _) = server.post("/api/v1/hooks/nothing-here", "{}");
-    assert_eq!(status, 404);
+    assert_eq!(
+        (status, &error["error"]),
+        (404, &json!("there is no webhook `phishing-triage`"))
+    );
+    let (status, error) = server.post("/api/v1/hooks/nothing-here", "{}");
+    assert_eq!(
+        (status, &error["error"]),
+        (404, &json!("there is no webhook `nothing-here`"))
+    );
+
+    // A secret that can no longer be read: the hook answers 503, and only the log says why.
+    std::fs::remove_file(dir.path().join("hook.secret")).unwrap();
+    let (status, error) = post(Some(&sign(b"s3cret-hook-key", body)));
+    assert_eq!(status, 503, "{error}");
+    assert!(
+        !error["error"].as_str().unwrap().contains("hook.secret"),
+        "{error}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("a webhook's secret cannot be read") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// Issue 21: a webhook secret sent through the API could name any file or variable of
+// the server, and the hook's 202 or 403 then confirmed guesses of its content.
+#[test]
+fn a_webhook_secret_sent_through_the_api_names_only_what_an_api_asset_may() {
+    let (dir, server) = server_with_secrets(&[]);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("private"), "root-only").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("private"), dir.path().join("escape")).unwrap();
+    for (secret, why) in [
+        (
+            "file:/etc/passwd",
+            "must be a plain relative path inside the secrets directory",
+        ),
+        (
+            "file:../private",
+            "must be a plain relative path inside the secrets directory",
+        ),
+        (
+            "env:HOME",
+            "only from environment variables named WASP_SECRET_*, not `HOME`",
+        ),
+        (
+            "file:escape",
+            "leads out of the secrets directory (a symbolic link)",
+        ),
+        ("file:missing", "cannot read the secret file `missing`"),
+        (
+            "env:WASP_SECRET_UNSET_HERE",
+            "the environment variable `WASP_SECRET_UNSET_HERE` is not set",
+        ),
+    ] {
+        let yaml = format!(
+            "id: guess\nname: guess\ntrigger: {{ type: webhook, secret: \"{secret}\" }}\nnodes:\n  \
+             note: {{ app: transform, action: join, input: {{ items: [\"x\"] }} }}\n"
+        );
+        let (status, error) = server.post("/api/v1/playbooks", &yaml);
+        assert_eq!(status, 400, "{secret}: {error}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.starts_with("`trigger.secret`: "), "{message}");
+        assert!(message.contains(why), "{secret}: {message}");
+    }
+    assert_eq!(
+        server.get("/api/v1/playbooks/guess").0,
+        404,
+        "nothing was saved"
+    );
 }
 
 #[test]
@@ -328,16 +403,13 @@ fn wait_for_completion(server: &Server, id: &str) -> Value {
 
 #[test]
 fn on_a_server_with_a_token_a_signature_suffices_and_an_unsigned_hook_needs_the_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("hook.secret");
-    std::fs::write(&secret_file, "another-hook-key").unwrap();
-    let server = Server::start(&dir.path().join("wasp.db"), &["--token", "api-token"]);
-    let signed_trigger = format!(
-        "trigger: {{ type: webhook, secret: \"file:{}\" }}",
-        secret_file.display()
-    );
+    let (dir, server) = server_with_secrets(&["--token", "api-token-0123456789"]);
+    std::fs::write(dir.path().join("hook.secret"), "another-hook-key").unwrap();
     for (id, trigger) in [
-        ("signed", signed_trigger.as_str()),
+        (
+            "signed",
+            "trigger: { type: webhook, secret: \"file:hook.secret\" }",
+        ),
         ("unsigned", "trigger: { type: webhook }"),
     ] {
         create(&server, id, trigger);
@@ -364,7 +436,7 @@ fn on_a_server_with_a_token_a_signature_suffices_and_an_unsigned_hook_needs_the_
     assert_eq!(status, 401);
     let (status, _) = post("/api/v1/hooks/unsigned", &[]);
     assert_eq!(status, 401);
-    let bearer = ("Authorization", "Bearer api-token");
+    let bearer = ("Authorization", "Bearer api-token-0123456789");
     let (status, started) = post("/api/v1/hooks/unsigned", &[bearer]);
     assert_eq!(status, 202, "{started}");
     // A form another site's page posts is refused before the token is asked for.

@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Service};
 use crate::assets::{Asset, AssetSpec, Source, ValueSpec};
-use crate::env::SECRET_ENV_PREFIX;
 
 /// Refuse what an asset sent to the API may not read on the server: a file as a plain
 /// setting, an environment variable outside `WASP_SECRET_*`, a file outside the
@@ -35,28 +34,11 @@ fn check_reach(name: &str, spec: &AssetSpec, secrets_dir: Option<&FsPath>) -> Re
     }
     for (key, secret) in &spec.secrets {
         let what = format!("asset `{name}`, secret `{key}`");
-        if let Some(var) = &secret.env
-            && !var.starts_with(SECRET_ENV_PREFIX)
-        {
-            return Err(format!(
-                "{what}: an asset created through the API reads only environment variables named {SECRET_ENV_PREFIX}*, not `{var}`"
-            ));
+        if let Some(refused) = secret.env.as_deref().and_then(crate::secrets::refuse_env) {
+            return Err(format!("{what}: {refused}"));
         }
         if let Some(file) = &secret.file {
-            if secrets_dir.is_none() {
-                return Err(format!(
-                    "{what}: this server has no secrets directory (wasp serve --secrets-dir), so an asset created through the API cannot read a file"
-                ));
-            }
-            let relative = FsPath::new(file);
-            let inside = relative
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-            if !inside {
-                return Err(format!(
-                    "{what}: `{file}` must be a plain relative path inside the secrets directory"
-                ));
-            }
+            crate::secrets::confine(secrets_dir, file).map_err(|e| format!("{what}: {e}"))?;
         }
     }
     Ok(())

@@ -94,6 +94,9 @@ impl std::fmt::Display for Key {
 const MAX_APP_RUNS: usize = 100;
 /// Parameter sets in one target (each is one sandboxed call).
 const MAX_PARAMETER_SETS: usize = 1_000;
+/// The longest `exec_delay_secs`: a day. A delayed run holds a place in the server
+/// until it starts.
+const MAX_EXEC_DELAY_SECS: u64 = 24 * 60 * 60;
 
 /// One app run to do: an app's action on one asset (or none), once per parameter set.
 struct Plan {
@@ -219,6 +222,12 @@ pub(super) async fn create(
 ) -> Result<Json<Value>, SoarError> {
     let request: ActionRunRequest = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the body is not a valid action run: {e}")))?;
+    if request.exec_delay_secs > MAX_EXEC_DELAY_SECS {
+        return Err(bad(format!(
+            "`exec_delay_secs` is {}; it may be at most {MAX_EXEC_DELAY_SECS} (a day)",
+            request.exec_delay_secs
+        )));
+    }
     let plans = plan(&service, &request)?;
     let created = now();
     let mut record = json!({

@@ -61,22 +61,22 @@ pub(super) async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let playbook = service
-        .runner
-        .playbook(&xid)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{xid}`")))?;
-    let Trigger::Webhook { secret } = &playbook.trigger else {
-        return Err(ApiError::Conflict(format!(
-            "playbook `{xid}` is started by `{}`, not by a webhook",
-            playbook.trigger.kind()
-        )));
+    // The caller may be anyone: a playbook that does not exist and one that a webhook
+    // does not start get the same answer, so that it learns nothing of which exist.
+    let playbook = service.runner.playbook(&xid);
+    let Some(Trigger::Webhook { secret }) = playbook.as_deref().map(|p| &p.trigger) else {
+        return Err(ApiError::NotFound(format!("there is no webhook `{xid}`")));
     };
     match secret {
         Some(source) => {
-            // The cause is logged, never sent: the caller may be anyone.
-            let key = source
-                .read()
-                .map_err(|e| ApiError::Internal(format!("the secret of webhook `{xid}`: {e}")))?;
+            // The cause is logged, never sent.
+            let key = source.read().map_err(|e| {
+                tracing::error!(playbook = %xid, error = %e, "a webhook's secret cannot be read");
+                ApiError::Unavailable(format!(
+                    "webhook `{xid}` cannot check signatures now: its secret cannot be read \
+                     (the server's log says why)"
+                ))
+            })?;
             verify(&key, &headers, &body)?;
         }
         None => {

@@ -5,7 +5,7 @@
 //! Conditions are TQL expressions, the language executions are queried with (one
 //! parser: [`crate::tql`]), evaluated over the event's JSON fields.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -51,6 +51,14 @@ pub enum SecretSource {
     Env(String),
     /// A file on the server.
     File(PathBuf),
+    /// A file inside the server's secrets directory, by a path relative to it: what a
+    /// playbook sent through the API names (see [`crate::secrets`]).
+    InSecretsDir {
+        /// The secrets directory.
+        dir: PathBuf,
+        /// The file, relative to it.
+        file: PathBuf,
+    },
 }
 
 impl SecretSource {
@@ -65,6 +73,26 @@ impl SecretSource {
         }
     }
 
+    /// The same reference, held to what a client of the API may name: a `WASP_SECRET_*`
+    /// variable, or a file inside `secrets_dir`.
+    pub fn confined(&self, secrets_dir: Option<&Path>) -> Result<Self, String> {
+        match self {
+            SecretSource::Env(var) => match crate::secrets::refuse_env(var) {
+                Some(refused) => Err(refused),
+                None => Ok(self.clone()),
+            },
+            SecretSource::File(path) => {
+                let text = path.to_string_lossy();
+                crate::secrets::confine(secrets_dir, &text)?;
+                Ok(SecretSource::InSecretsDir {
+                    dir: secrets_dir.unwrap_or(Path::new(".")).to_owned(),
+                    file: path.clone(),
+                })
+            }
+            SecretSource::InSecretsDir { .. } => Ok(self.clone()),
+        }
+    }
+
     /// The secret's bytes (a file's trailing newline dropped).
     pub fn read(&self) -> Result<Vec<u8>, String> {
         let bytes = match self {
@@ -73,6 +101,7 @@ impl SecretSource {
                 .map_err(|_| format!("the environment variable `{name}` is not set"))?,
             SecretSource::File(path) => std::fs::read(path)
                 .map_err(|e| format!("cannot read the secret file {}: {e}", path.display()))?,
+            SecretSource::InSecretsDir { dir, file } => crate::secrets::read_confined(dir, file)?,
         };
         let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
         let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);

@@ -204,6 +204,15 @@ impl Write {
     }
 }
 
+/// What [`Store::interrupt_unfinished`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted {
+    /// Executions left Queued or Running.
+    pub executions: usize,
+    /// Splunk SOAR action runs left pending or running.
+    pub action_runs: usize,
+}
+
 /// A page of executions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Page {
@@ -652,9 +661,10 @@ pub trait Store: Send + Sync + 'static {
     /// (or end time when `by_end`); and how many match.
     fn audit_logs(&self, query: &Query, by_end: bool) -> Result<(Vec<Value>, i64), Error>;
 
-    /// Mark every execution left Queued or Running (by a process that died) Failed,
-    /// "interrupted by restart"; returns how many.
-    fn interrupt_unfinished(&self) -> Result<usize, Error>;
+    /// Mark every execution left Queued or Running, and every Splunk action run left
+    /// pending or running with its app runs, by a process that died, failed:
+    /// "interrupted by restart". Returns how many of each.
+    fn interrupt_unfinished(&self) -> Result<Interrupted, Error>;
 
     /// Add or replace the API-defined asset `name` of `app`; `spec` holds secrets as
     /// references only.

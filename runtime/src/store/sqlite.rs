@@ -16,14 +16,14 @@ use std::sync::Mutex;
 
 use crate::lock;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{
-    Error, ExecutionRow, LogRow, NewExecution, Page, PlaybookFields, PlaybookRecord, Query, Sort,
-    Store, Write,
+    Error, ExecutionRow, Interrupted, LogRow, NewExecution, Page, PlaybookFields, PlaybookRecord,
+    Query, Sort, Store, Write,
 };
 use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
@@ -1645,14 +1645,36 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    fn interrupt_unfinished(&self) -> Result<usize, Error> {
-        let writer = lock(&self.writer);
-        Ok(writer.execute(
+    fn interrupt_unfinished(&self) -> Result<Interrupted, Error> {
+        let now = Utc::now();
+        // Splunk's records keep their times as text, in the shape the SOAR view writes.
+        let text = now.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut writer = lock(&self.writer);
+        let transaction = writer.transaction()?;
+        let executions = transaction.execute(
             "UPDATE executions SET status = 'Failed', message = 'interrupted by restart', \
                  completed_at = ?1 \
              WHERE completed_at IS NULL AND status IN ('Queued', 'Running')",
-            [millis(Utc::now())],
-        )?)
+            [millis(now)],
+        )?;
+        let action_runs = transaction.execute(
+            "UPDATE action_runs SET record = json_set(record, '$.status', 'failed', \
+                 '$.message', 'interrupted by restart', '$.close_time', ?1, '$.update_time', ?1) \
+             WHERE json_extract(record, '$.status') IN ('pending', 'running')",
+            [&text],
+        )?;
+        transaction.execute(
+            "UPDATE app_runs SET record = json_set(record, '$.status', 'failed', \
+                 '$.message', 'interrupted by restart', '$.end_time', ?1, \
+                 '$.exception_occured', json('true')) \
+             WHERE json_extract(record, '$.status') = 'running'",
+            [&text],
+        )?;
+        transaction.commit()?;
+        Ok(Interrupted {
+            executions,
+            action_runs,
+        })
     }
 }
 
@@ -2399,7 +2421,7 @@ mod tests {
                 .unwrap();
         }
         let store = Arc::new(SqliteStore::open(&path).unwrap());
-        assert_eq!(store.interrupt_unfinished().unwrap(), 1);
+        assert_eq!(store.interrupt_unfinished().unwrap().executions, 1);
         let row = store.execution("ex_running").unwrap().unwrap();
         assert_eq!(row.status, ExecutionStatus::Failed);
         assert_eq!(row.message.as_deref(), Some("interrupted by restart"));
