@@ -45,6 +45,20 @@ pub const MAX_REQUESTS_PER_STEP: usize = 256;
 /// read); more wait for one to end. Bounds the sockets a step can hold.
 pub const MAX_OPEN_REQUESTS_PER_STEP: usize = 8;
 
+/// Bytes a guest may hand a request body's stream in one write (what `check-write`
+/// offers). wasmtime-wasi-http's default is 1 MiB; with its one buffered chunk plus
+/// the one being written, an unsent request then held 2 MiB of host memory for a
+/// 4-byte handle.
+pub(crate) const BODY_CHUNK_BYTES: usize = 64 << 10;
+
+/// Writes a request body buffers before the request is sent or read (the hook's
+/// default).
+const BODY_BUFFER_CHUNKS: usize = 1;
+
+/// What one request body can hold on the host before it is sent: the channel between
+/// the guest's stream and the request holds `BODY_BUFFER_CHUNKS + 1` writes.
+pub(crate) const BODY_BUFFER_BYTES: usize = (BODY_BUFFER_CHUNKS + 1) * BODY_CHUNK_BYTES;
+
 /// What the steps bound to one asset may reach over HTTP, and how long and how much
 /// they may wait for and read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -499,6 +513,14 @@ impl WasiHttpHooks for Hooks {
             open: Arc::clone(&self.open),
         };
         Box::new(request_to.send(request, options))
+    }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
     }
 }
 
