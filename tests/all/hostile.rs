@@ -520,10 +520,27 @@ async fn secrets_are_masked_in_pathways_and_numbers() {
     assert_host_still_serves().await;
 }
 
+/// Counts the ERROR events emitted on this thread while it is the default subscriber
+/// (a `#[tokio::test]` runs its steps on the test's own thread).
+struct ErrorEvents(Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 // Issue 21, item 10: each of these was reported as `host_error`, which is kept for
-// wasp's own failures.
+// wasp's own failures, with an ERROR log line.
 #[tokio::test]
 async fn misusing_wasi_is_the_apps_fault_not_the_hosts() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(ErrorEvents(Arc::clone(&errors))),
+    );
     for (action, input, expected) in [
         (
             "exit",
@@ -562,6 +579,11 @@ async fn misusing_wasi_is_the_apps_fault_not_the_hosts() {
         let (kind, message) = failed(&report);
         assert_eq!((kind, message), (FailureKind::Trap, expected), "{action}");
     }
+    assert_eq!(
+        errors.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no ERROR line"
+    );
     assert_host_still_serves().await;
 }
 
