@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::trace::LogLevel;
+use crate::trace::{LogLevel, truncate_utf8};
 
 /// Requests one step run may make: enough for paging through an API, few enough that a
 /// hostile app cannot use the host's sockets to flood an allowed service.
@@ -415,7 +415,7 @@ impl Records {
         let records = &mut requests.made;
         records.push(Record {
             ts: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-            method: method.to_owned(),
+            method: recorded_head(method.to_owned(), MAX_RECORDED_METHOD_BYTES),
             url,
             started: Instant::now(),
             status: None,
@@ -533,7 +533,22 @@ struct Request {
     open: Arc<tokio::sync::Semaphore>,
 }
 
-/// The URL as recorded: no user information, query parameter names without values.
+/// Bytes of a request's URL, and of its method, kept in its record: the records are
+/// the host's own log lines, kept past the app's log caps, so the app must not choose
+/// their size.
+const MAX_RECORDED_URL_BYTES: usize = 2048;
+const MAX_RECORDED_METHOD_BYTES: usize = 32;
+
+/// `text` cut to `max` bytes, with `…` when it was cut.
+fn recorded_head(mut text: String, max: usize) -> String {
+    if truncate_utf8(&mut text, max) {
+        text.push('…');
+    }
+    text
+}
+
+/// The URL as recorded: no user information, query parameter names without values,
+/// at most [`MAX_RECORDED_URL_BYTES`].
 fn recorded_url(uri: &http::Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("https");
     let host = uri.host().unwrap_or("");
@@ -550,7 +565,7 @@ fn recorded_url(uri: &http::Uri) -> String {
         url.push('?');
         url.push_str(&names.join("&"));
     }
-    url
+    recorded_head(url, MAX_RECORDED_URL_BYTES)
 }
 
 static TLS: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
@@ -1067,5 +1082,9 @@ mod tests {
         );
         let uri: http::Uri = "http://user:pw@10.0.0.1:8080/x".parse().unwrap();
         assert_eq!(recorded_url(&uri), "http://10.0.0.1:8080/x");
+        let uri: http::Uri = format!("http://a/{}", "p".repeat(10_000)).parse().unwrap();
+        let recorded = recorded_url(&uri);
+        assert_eq!(recorded.len(), MAX_RECORDED_URL_BYTES + '…'.len_utf8());
+        assert!(recorded.ends_with("pp…"), "{recorded}");
     }
 }
