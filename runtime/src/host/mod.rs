@@ -782,8 +782,8 @@ impl Host {
             input: call.input,
         };
         // Which side failed decides who is at fault: instantiation is the host's
-        // work, while everything that fails inside the call (host calls included) was
-        // asked for by the app.
+        // work (but for the guest's start code), while everything that fails inside
+        // the call (host calls included) was asked for by the app.
         let run = async {
             let instance = app
                 .pre
@@ -867,7 +867,9 @@ impl Host {
             }
             Err(Some((phase, error))) => {
                 let interrupt = error.downcast_ref::<Interrupt>().copied();
-                let mut classified = if phase == Phase::Instantiate && interrupt.is_none() {
+                // Instantiation runs the guest's start code too: its traps are its own.
+                let guest_stopped = interrupt.is_some() || error.downcast_ref::<Trap>().is_some();
+                let mut classified = if phase == Phase::Instantiate && !guest_stopped {
                     host_failure(&error)
                 } else {
                     classify(&error, &report.stderr, &call.limits)
