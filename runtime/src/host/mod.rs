@@ -25,6 +25,9 @@
 //! | host memory held in resources | 16 MiB | `wasi:http` headers, request strings and unsent bodies kept on the host, outside the guest's memory cap |
 //! | a `fields` resource | 128 KiB (wasmtime-wasi-http's default) | one header map growing without end |
 //! | a request body's buffer | 2 writes of 64 KiB | an unsent request body holding the host's memory |
+//! | HTTP requests per step; open at once | 256; 8 (see `egress`) | an app flooding an allowed service, or holding the host's sockets |
+//! | HTTP connect, first byte, whole request; response body | 5 s, 10 s, 30 s; 16 MiB (the asset's) | a service that hangs or floods holding the step or the host's memory |
+//! | a request's recorded URL; method | 2 KiB; 32 bytes | the host's own log lines, kept past the app's caps, sized by the app |
 //! | data copied out of the guest in one host call | 128 MiB (wasmtime's hostcall fuel) | one call (a log line, the returned outcome) making the host allocate without bound |
 //! | component-model handles of the guest's own resources | 100,000 (wasmtime's default) | handles created without end |
 //! | instances, tables, memories per store | 64 | components that instantiate without end |
