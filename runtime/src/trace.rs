@@ -205,13 +205,25 @@ impl Redactor {
         out
     }
 
-    /// Redact every string (keys too) inside a JSON value, in place.
+    /// Redact every string (keys too) inside a JSON value, in place, and every number
+    /// whose decimal text holds a numeric secret (`8675309` for the secret
+    /// `"8675309"`): such a number becomes the string [`REDACTED`].
     pub fn json(&self, value: &mut Value) {
         if self.is_empty() {
             return;
         }
         match value {
             Value::String(s) => *s = self.text(s),
+            Value::Number(n) => {
+                let text = n.to_string();
+                if self
+                    .secrets
+                    .iter()
+                    .any(|secret| looks_numeric(secret) && text.contains(secret.as_str()))
+                {
+                    *value = Value::String(REDACTED.to_owned());
+                }
+            }
             Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
             Value::Object(map) => {
                 let entries = std::mem::take(map);
@@ -220,9 +232,17 @@ impl Redactor {
                     map.insert(self.text(&key), v);
                 }
             }
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            Value::Null | Value::Bool(_) => {}
         }
     }
+}
+
+/// Whether `secret` could be (part of) the text of a JSON number.
+fn looks_numeric(secret: &str) -> bool {
+    secret.bytes().any(|b| b.is_ascii_digit())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
 }
 
 /// The largest value captured in a trace, in bytes: one step run's input, output,
@@ -283,6 +303,17 @@ mod tests {
         let mut v = json!({"abcdef": ["x abc y", 1, {"k": "abcdef"}]});
         r.json(&mut v);
         assert_eq!(v, json!({"***": ["x *** y", 1, {"k": "***"}]}));
+    }
+
+    #[test]
+    fn numbers_holding_a_numeric_secret_are_masked() {
+        let r = Redactor::new(["8675309".to_owned(), "abc".to_owned()]);
+        let mut v = json!({"pin": 8675309, "n": 186753090, "other": 42, "f": 8675309.5});
+        r.json(&mut v);
+        assert_eq!(
+            v,
+            json!({"pin": "***", "n": "***", "other": 42, "f": "***"})
+        );
     }
 
     #[test]

@@ -65,9 +65,28 @@ fn serve(mut stream: TcpStream, flooded: &AtomicU64) {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
     };
+    let mut received = 0;
     if let Some(length) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
         let mut body = vec![0; length];
-        let _ = reader.read_exact(&mut body);
+        if reader.read_exact(&mut body).is_ok() {
+            received = body.len();
+        }
+    } else if header("transfer-encoding").as_deref() == Some("chunked") {
+        // A body streamed without a length: `<size in hex>\r\n<bytes>\r\n`, until 0.
+        loop {
+            let mut size = String::new();
+            let Ok(size) = reader
+                .read_line(&mut size)
+                .map(|_| usize::from_str_radix(size.trim(), 16).unwrap_or(0))
+            else {
+                break;
+            };
+            let mut chunk = vec![0; size + 2];
+            if size == 0 || reader.read_exact(&mut chunk).is_err() {
+                break;
+            }
+            received += size;
+        }
     }
     let target = request_line
         .split_whitespace()
@@ -112,6 +131,12 @@ fn serve(mut stream: TcpStream, flooded: &AtomicU64) {
                 .collect::<serde_json::Map<_, _>>()});
             respond(&mut stream, "200 OK", &body.to_string());
         }
+        // How much of the request's body arrived.
+        "/received" => respond(
+            &mut stream,
+            "200 OK",
+            &json!({ "bytes": received }).to_string(),
+        ),
         // Never answers: only the client's timeout ends the wait.
         "/hang" => std::thread::sleep(Duration::from_secs(120)),
         // 1 GiB, chunked (no length to refuse up front), until the client hangs up.
@@ -700,4 +725,29 @@ fn wasp_app_run_reaches_only_the_hosts_given_with_allow_host() {
     let output = crate::cli::wasp(&[&base[..], &["--allow-host", "*"]].concat());
     assert_eq!(output.status.code(), Some(2));
     assert!(crate::cli::stderr(&output).contains("--allow-host: host `*`"));
+}
+
+// Issue 21, item 8: a request body now streams through 64 KiB writes (it buffered
+// 1 MiB ones); a body larger than that still arrives whole.
+#[tokio::test]
+async fn a_request_body_larger_than_one_write_arrives_whole() {
+    let service = MockService::start();
+    let port = service.port;
+    let yaml = format!("app: http-request\nhosts: ['127.0.0.1:{port}']\n");
+    let report = run_bound(
+        "http-request",
+        "request",
+        &yaml,
+        json!({
+            "url": format!("http://127.0.0.1:{port}/received"),
+            "method": "POST",
+            "body": "b".repeat(1 << 20),
+        }),
+    )
+    .await;
+    assert_eq!(report.status, StepStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(
+        report.output.as_ref().map(|output| &output["json"]),
+        Some(&json!({ "bytes": 1 << 20 }))
+    );
 }

@@ -123,11 +123,27 @@ impl AsyncWrite for BoundedPipe {
 pub(crate) struct LogCaps {
     pub(crate) lines: usize,
     pub(crate) bytes: usize,
+    /// A whole line: its message and every field, each field counted with
+    /// [`FIELD_OVERHEAD`].
     pub(crate) line_bytes: usize,
+    pub(crate) fields: usize,
+    pub(crate) value_bytes: usize,
 }
 
-/// The log lines of one step run, capped in count and total bytes; one line is also
-/// capped in length. Lines below the step's level are neither kept nor counted.
+/// What one kept field costs the host beyond its text: the two `String`s that hold
+/// its name and value. Counted so that empty fields are not free: a million of them
+/// cost ~48 MB while their text is 0 bytes.
+pub(crate) const FIELD_OVERHEAD: usize = 2 * size_of::<String>();
+
+/// Bytes kept of a field's name: a name, not a payload.
+pub(crate) const MAX_FIELD_NAME_BYTES: usize = 256;
+
+/// The marker that ends a cut message or field value.
+const CUT: &str = " …[truncated]";
+
+/// The log lines of one step run, capped in count and total bytes; one line (its
+/// message and fields) is also capped in length, in fields and in bytes per field.
+/// Lines below the step's level are neither kept nor counted.
 #[derive(Debug)]
 pub(crate) struct LogSink {
     level: LogLevel,
@@ -187,6 +203,18 @@ impl LogSink {
         if !self.enabled(level) {
             return;
         }
+        let full = self.lines.len() >= self.caps.lines || self.bytes >= self.caps.bytes;
+        if full && !host {
+            // Nothing of this line can be kept: do not spend time masking it.
+            self.dropped_lines += 1;
+            return;
+        }
+        // Fields past the per-line count are dropped before anything is done with
+        // them; the rest are masked before they are cut, so that a cut never leaves
+        // the start of a secret behind.
+        let mut cut = false;
+        let dropped_fields = fields.len().saturating_sub(self.caps.fields);
+        fields.truncate(self.caps.fields);
         if !self.redactor.is_empty() {
             message = self.redactor.text(&message);
             for (key, value) in &mut fields {
@@ -195,14 +223,41 @@ impl LogSink {
             }
         }
         if truncate_utf8(&mut message, self.caps.line_bytes) {
-            message.push_str(" …[truncated]");
-            self.truncated_lines += 1;
+            message.push_str(CUT);
+            cut = true;
         }
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        let full = self.lines.len() >= self.caps.lines || self.bytes + size > self.caps.bytes;
+        let mut size = message.len();
+        let mut kept = 0;
+        for (key, value) in &mut fields {
+            if truncate_utf8(key, MAX_FIELD_NAME_BYTES) {
+                key.push_str(CUT);
+                cut = true;
+            }
+            if truncate_utf8(value, self.caps.value_bytes) {
+                value.push_str(CUT);
+                cut = true;
+            }
+            let field = key.len() + value.len() + FIELD_OVERHEAD;
+            if size + field > self.caps.line_bytes {
+                break;
+            }
+            size += field;
+            kept += 1;
+        }
+        let dropped_fields = dropped_fields + (fields.len() - kept);
+        fields.truncate(kept);
+        if dropped_fields > 0 {
+            // Say on the line itself what it lost; the note is the host's, not counted.
+            fields.push(("wasp.fields_dropped".to_owned(), dropped_fields.to_string()));
+            cut = true;
+        }
+        let full = self.bytes + size > self.caps.bytes;
         if full && !host {
             self.dropped_lines += 1;
             return;
+        }
+        if cut {
+            self.truncated_lines += 1;
         }
         self.bytes += size;
         self.lines.push(LogLine {
@@ -232,6 +287,8 @@ mod tests {
             lines: 2,
             bytes: 1024,
             line_bytes: 5,
+            fields: 8,
+            value_bytes: 64,
         };
         let mut sink = LogSink::new(LogLevel::Info, caps, Arc::default());
         sink.push(LogLevel::Debug, "hidden".into(), vec![]);
@@ -248,16 +305,64 @@ mod tests {
         let caps = LogCaps {
             lines: 10,
             bytes: 1024,
-            line_bytes: 12,
+            line_bytes: 128,
+            fields: 8,
+            value_bytes: 12,
         };
         let redactor = Arc::new(Redactor::new(["hunter2-secret".to_owned()]));
         let mut sink = LogSink::new(LogLevel::Info, caps, redactor);
         sink.push(
             LogLevel::Info,
             "key hunter2-secret".into(),
-            vec![("k".into(), "hunter2-secret".into())],
+            vec![("k".into(), "xxxxxxxxxx hunter2-secret".into())],
         );
         assert_eq!(sink.lines[0].message, "key ***");
-        assert_eq!(sink.lines[0].fields, [("k".to_owned(), "***".to_owned())]);
+        assert_eq!(
+            sink.lines[0].fields,
+            [("k".to_owned(), "xxxxxxxxxx * …[truncated]".to_owned())]
+        );
+    }
+
+    #[test]
+    fn log_fields_count_against_the_caps_and_cuts_are_stated() {
+        let caps = LogCaps {
+            lines: 100,
+            bytes: 1000,
+            line_bytes: 200,
+            fields: 4,
+            value_bytes: 10,
+        };
+        let mut sink = LogSink::new(LogLevel::Info, caps, Arc::default());
+        // Six empty fields: two past the count cap, and the four kept are not free.
+        let empty = vec![(String::new(), String::new()); 6];
+        sink.push(LogLevel::Info, "m".into(), empty);
+        assert_eq!(sink.lines[0].fields.len(), 5);
+        assert_eq!(
+            sink.lines[0].fields[4],
+            ("wasp.fields_dropped".to_owned(), "2".to_owned())
+        );
+        assert_eq!(sink.bytes, 1 + 4 * FIELD_OVERHEAD);
+        // A long value is cut to its cap; fields past the line's bytes are dropped.
+        let long = vec![("k".to_owned(), "v".repeat(1000)); 4];
+        sink.push(LogLevel::Info, "m".into(), long);
+        let line = &sink.lines[1];
+        assert_eq!(line.fields[0].1, format!("{} …[truncated]", "v".repeat(10)));
+        let kept = (200 - 1) / (1 + 10 + " …[truncated]".len() + FIELD_OVERHEAD);
+        assert_eq!(line.fields.len(), kept + 1);
+        assert_eq!(
+            line.fields[kept],
+            ("wasp.fields_dropped".to_owned(), (4 - kept).to_string())
+        );
+        assert_eq!(sink.truncated_lines, 2);
+        // Once the total is spent, lines are dropped and counted.
+        for _ in 0..10 {
+            sink.push(
+                LogLevel::Info,
+                "m".into(),
+                vec![(String::new(), "v".repeat(9)); 4],
+            );
+        }
+        assert!(sink.bytes <= 1000, "{}", sink.bytes);
+        assert!(sink.dropped_lines > 0);
     }
 }

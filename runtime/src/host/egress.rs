@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::trace::LogLevel;
+use crate::trace::{LogLevel, truncate_utf8};
 
 /// Requests one step run may make: enough for paging through an API, few enough that a
 /// hostile app cannot use the host's sockets to flood an allowed service.
@@ -44,6 +44,20 @@ pub const MAX_REQUESTS_PER_STEP: usize = 256;
 /// Requests of one step run open at once (connecting, waiting, or with a body being
 /// read); more wait for one to end. Bounds the sockets a step can hold.
 pub const MAX_OPEN_REQUESTS_PER_STEP: usize = 8;
+
+/// Bytes a guest may hand a request body's stream in one write (what `check-write`
+/// offers). wasmtime-wasi-http's default is 1 MiB; with its one buffered chunk plus
+/// the one being written, an unsent request then held 2 MiB of host memory for a
+/// 4-byte handle.
+pub(crate) const BODY_CHUNK_BYTES: usize = 64 << 10;
+
+/// Writes a request body buffers before the request is sent or read (the hook's
+/// default).
+const BODY_BUFFER_CHUNKS: usize = 1;
+
+/// What one request body can hold on the host before it is sent: the channel between
+/// the guest's stream and the request holds `BODY_BUFFER_CHUNKS + 1` writes.
+pub(crate) const BODY_BUFFER_BYTES: usize = (BODY_BUFFER_CHUNKS + 1) * BODY_CHUNK_BYTES;
 
 /// What the steps bound to one asset may reach over HTTP, and how long and how much
 /// they may wait for and read.
@@ -401,7 +415,7 @@ impl Records {
         let records = &mut requests.made;
         records.push(Record {
             ts: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-            method: method.to_owned(),
+            method: recorded_head(method.to_owned(), MAX_RECORDED_METHOD_BYTES),
             url,
             started: Instant::now(),
             status: None,
@@ -500,6 +514,14 @@ impl WasiHttpHooks for Hooks {
         };
         Box::new(request_to.send(request, options))
     }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
+    }
 }
 
 /// One request on its way out.
@@ -511,7 +533,22 @@ struct Request {
     open: Arc<tokio::sync::Semaphore>,
 }
 
-/// The URL as recorded: no user information, query parameter names without values.
+/// Bytes of a request's URL, and of its method, kept in its record: the records are
+/// the host's own log lines, kept past the app's log caps, so the app must not choose
+/// their size.
+const MAX_RECORDED_URL_BYTES: usize = 2048;
+const MAX_RECORDED_METHOD_BYTES: usize = 32;
+
+/// `text` cut to `max` bytes, with `…` when it was cut.
+fn recorded_head(mut text: String, max: usize) -> String {
+    if truncate_utf8(&mut text, max) {
+        text.push('…');
+    }
+    text
+}
+
+/// The URL as recorded: no user information, query parameter names without values,
+/// at most [`MAX_RECORDED_URL_BYTES`].
 fn recorded_url(uri: &http::Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("https");
     let host = uri.host().unwrap_or("");
@@ -528,7 +565,7 @@ fn recorded_url(uri: &http::Uri) -> String {
         url.push('?');
         url.push_str(&names.join("&"));
     }
-    url
+    recorded_head(url, MAX_RECORDED_URL_BYTES)
 }
 
 static TLS: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
@@ -1045,5 +1082,9 @@ mod tests {
         );
         let uri: http::Uri = "http://user:pw@10.0.0.1:8080/x".parse().unwrap();
         assert_eq!(recorded_url(&uri), "http://10.0.0.1:8080/x");
+        let uri: http::Uri = format!("http://a/{}", "p".repeat(10_000)).parse().unwrap();
+        let recorded = recorded_url(&uri);
+        assert_eq!(recorded.len(), MAX_RECORDED_URL_BYTES + '…'.len_utf8());
+        assert!(recorded.ends_with("pp…"), "{recorded}");
     }
 }

@@ -15,9 +15,23 @@
 //! | outer timeout (deadline + 100 ms) | | a host call that never returns (epochs do not interrupt host code) |
 //! | wasm stack | 1 MiB | unbounded recursion |
 //! | output | 16 MiB | one step's output flooding the trace and the next steps |
+//! | JSON values in the output | 1,000,000 | a small output that is costly to parse: `[0,0,…]` of 15 MiB took 511 MB of host memory as a `Value` |
+//! | error message | 64 KiB, the cut stated | an app's error text flooding the trace, the terminal and the store |
+//! | pathway | 256 bytes | a pathway as large as the output, copied into the error and the trace |
 //! | stdout, stderr | 1 MiB each, rest counted | print floods |
-//! | log lines | 10,000 lines, 4 MiB, 64 KiB a line | log floods |
+//! | log lines | 10,000 lines, 4 MiB, 64 KiB a line (message and fields) | log floods |
+//! | log fields | 64 a line, 16 KiB a value, 256 bytes a name; each counted with 48 bytes of overhead | floods of fields, empty ones included, that cost the host memory but no text |
+//! | resource handles held at once | 10,000 | handles that each make the host keep an object (`wasi:http` fields, requests, streams) |
+//! | host memory held in resources | 16 MiB | `wasi:http` headers, request strings and unsent bodies kept on the host, outside the guest's memory cap |
+//! | a `fields` resource | 128 KiB (wasmtime-wasi-http's default) | one header map growing without end |
+//! | a request body's buffer | 2 writes of 64 KiB | an unsent request body holding the host's memory |
+//! | HTTP requests per step; open at once | 256; 8 (see `egress`) | an app flooding an allowed service, or holding the host's sockets |
+//! | HTTP connect, first byte, whole request; response body | 5 s, 10 s, 30 s; 16 MiB (the asset's) | a service that hangs or floods holding the step or the host's memory |
+//! | a request's recorded URL; method | 2 KiB; 32 bytes | the host's own log lines, kept past the app's caps, sized by the app |
+//! | data copied out of the guest in one host call | 128 MiB (wasmtime's hostcall fuel) | one call (a log line, the returned outcome) making the host allocate without bound |
+//! | component-model handles of the guest's own resources | 100,000 (wasmtime's default) | handles created without end |
 //! | instances, tables, memories per store | 64 | components that instantiate without end |
+//! | elements of a table | 20,000 (the pooling allocator's slot size) | tables grown without end |
 //!
 //! The guest gets WASI p2 with nothing granted: no preopened directories, no
 //! environment, no arguments, no sockets, no name lookups; clocks and randomness
@@ -39,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
@@ -54,7 +68,7 @@ pub use sandbox::Settings;
 use cache::ComponentCache;
 use capture::{BoundedPipe, LogCaps, LogSink};
 use egress::Hooks;
-use sandbox::{Interrupt, Limiter, StepState};
+use sandbox::{Interrupt, Limiter, ResourceBudget, StepState};
 
 use crate::trace::{LogLevel, LogLine, Redactor, truncate_utf8};
 
@@ -170,8 +184,22 @@ pub struct Limits {
     pub max_log_lines: usize,
     /// Bytes of log text kept.
     pub max_log_bytes: usize,
-    /// Bytes kept of one log line.
+    /// Bytes kept of one log line: its message and its fields, each field counted
+    /// with a fixed overhead.
     pub max_log_line_bytes: usize,
+    /// Fields kept of one log line.
+    pub max_log_fields: usize,
+    /// Bytes kept of one log field's value.
+    pub max_log_value_bytes: usize,
+    /// JSON values (array elements, object members, and the document itself) in the
+    /// output; counted before it is parsed.
+    pub max_output_values: usize,
+    /// Resource handles (`wasi:http` fields, requests, responses, streams, pollables)
+    /// the step may hold at once.
+    pub max_resources: usize,
+    /// Host memory the step's resources may hold: headers, request strings and
+    /// buffered request bodies.
+    pub max_resource_bytes: usize,
 }
 
 impl Default for Limits {
@@ -184,6 +212,11 @@ impl Default for Limits {
             max_log_lines: 10_000,
             max_log_bytes: 4 << 20,
             max_log_line_bytes: 64 << 10,
+            max_log_fields: 64,
+            max_log_value_bytes: 16 << 10,
+            max_output_values: 1_000_000,
+            max_resources: 10_000,
+            max_resource_bytes: 16 << 20,
         }
     }
 }
@@ -312,7 +345,9 @@ pub enum FailureKind {
     MemoryLimit,
     /// The app exhausted its stack.
     StackOverflow,
-    /// The app trapped (out-of-bounds access, unreachable, …).
+    /// The app trapped (out-of-bounds access, unreachable, …), or a host call refused
+    /// what the app passed it (a handle it does not own, an empty poll list, more
+    /// data than one call may copy), or it called `exit`.
     Trap,
     /// The app panicked.
     Panic,
@@ -451,8 +486,13 @@ const GRACE: Duration = Duration::from_millis(100);
 const MAX_WASM_STACK: usize = 1 << 20;
 /// Instances, tables and memories one store may create.
 const MAX_INSTANCES_PER_STORE: usize = 64;
-/// Elements a table may grow to.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Elements a table may grow to: the pooling allocator's slots are sized for this many,
+/// and the limiter refuses more when allocating on demand, so both agree.
+const MAX_TABLE_ELEMENTS: usize = 20_000;
+/// Bytes kept of an app's error message; the cut is stated in the message.
+const MAX_ERROR_MESSAGE_BYTES: usize = 64 << 10;
+/// Bytes of a pathway name; a longer one is refused, and named by its head.
+const MAX_PATHWAY_BYTES: usize = 256;
 
 fn engine_config(pooling: Option<u32>) -> Config {
     let mut config = Config::new();
@@ -468,6 +508,7 @@ fn engine_config(pooling: Option<u32>) -> Config {
         pool.total_memories(slots * 4);
         pool.total_tables(slots * 8);
         pool.total_stacks(slots);
+        pool.table_elements(MAX_TABLE_ELEMENTS);
         // Keep a slot's pages mapped between instances instead of unmapping them and
         // faulting them back in: without this two workers in one process measured
         // slower than one (kernel time in mmap and page faults), and a trivial call
@@ -647,11 +688,13 @@ impl Host {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
         let state = StepState {
             wasi,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: Hooks::new(egress, asset, deadline),
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter {
                 memory_cap: limits.memory_bytes,
                 memory_used: 0,
@@ -659,12 +702,19 @@ impl Host {
                 table_elements_cap: MAX_TABLE_ELEMENTS,
                 instances_cap: MAX_INSTANCES_PER_STORE,
             },
+            resources: ResourceBudget {
+                cap: limits.max_resource_bytes,
+                body_bytes: egress::BODY_BUFFER_BYTES,
+                refused_at: None,
+            },
             logs: LogSink::new(
                 level,
                 LogCaps {
                     lines: limits.max_log_lines,
                     bytes: limits.max_log_bytes,
                     line_bytes: limits.max_log_line_bytes,
+                    fields: limits.max_log_fields,
+                    value_bytes: limits.max_log_value_bytes,
                 },
                 settings.redactor(),
             ),
@@ -680,14 +730,15 @@ impl Host {
         // late), and yield in between so a spinning guest does not starve the steps
         // sharing its worker thread.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|context| {
-            let state = context.data();
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
             if state.kill.is_cancelled() {
                 return Err(wasmtime::Error::new(Interrupt::Killed));
             }
             if Instant::now() >= state.deadline {
                 return Err(wasmtime::Error::new(Interrupt::Deadline));
             }
+            state.resources.check(&mut state.table)?;
             Ok(UpdateDeadline::Yield(1))
         });
         store
@@ -733,17 +784,29 @@ impl Host {
             action: call.action.clone(),
             input: call.input,
         };
+        // Which side failed decides who is at fault: instantiation is the host's
+        // work (but for the guest's start code), while everything that fails inside
+        // the call (host calls included) was asked for by the app.
         let run = async {
-            let instance = app.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, &invocation).await
+            let instance = app
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (Phase::Instantiate, e))?;
+            instance
+                .call_run(&mut store, &invocation)
+                .await
+                .map_err(|e| (Phase::Call, e))
         };
         let result = tokio::select! {
             result = tokio::time::timeout(call.limits.timeout + GRACE, run) => match result {
                 Ok(Ok(returned)) => Ok(returned),
-                Ok(Err(trap)) => Err(Some(trap)),
+                Ok(Err(failed)) => Err(Some(failed)),
                 Err(_elapsed) => Err(None),
             },
-            () = call.kill.cancelled() => Err(Some(wasmtime::Error::new(Interrupt::Killed))),
+            () = call.kill.cancelled() => {
+                Err(Some((Phase::Call, wasmtime::Error::new(Interrupt::Killed))))
+            }
         };
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
 
@@ -800,21 +863,41 @@ impl Host {
             Ok(Err(app_error)) => {
                 report.error = Some(StepFailure {
                     kind: FailureKind::AppError,
-                    message: app_error.message,
+                    message: capped_error_message(app_error.message, &redactor),
                     code: Some(error_code(app_error.code).to_owned()),
                     retryable: app_error.retryable,
                 });
             }
-            Err(Some(error)) => {
-                let mut classified = classify(&error, &report.stderr, &call.limits);
-                if classified.kind == FailureKind::MemoryLimit
-                    && let Some(asked) = store.data().limiter.memory_refused_at
-                {
-                    classified.message = format!(
-                        "the app asked for {} of memory, over its {} limit",
-                        human_bytes(asked),
-                        human_bytes(call.limits.memory_bytes)
-                    );
+            Err(Some((phase, error))) => {
+                let interrupt = error.downcast_ref::<Interrupt>().copied();
+                // Instantiation runs the guest's start code too: its traps are its own.
+                let guest_stopped = interrupt.is_some() || error.downcast_ref::<Trap>().is_some();
+                let mut classified = if phase == Phase::Instantiate && !guest_stopped {
+                    host_failure(&error)
+                } else {
+                    classify(&error, &report.stderr, &call.limits)
+                };
+                let state = store.data();
+                match (
+                    interrupt,
+                    state.limiter.memory_refused_at,
+                    state.resources.refused_at,
+                ) {
+                    (Some(Interrupt::Memory), Some(asked), _) => {
+                        classified.message = format!(
+                            "the app asked for {} of memory, over its {} limit",
+                            human_bytes(asked),
+                            human_bytes(call.limits.memory_bytes)
+                        );
+                    }
+                    (Some(Interrupt::Resources), _, Some(held)) => {
+                        classified.message = format!(
+                            "the app held {} of host memory in resources (HTTP headers, request bodies), over its {} limit",
+                            human_bytes(held),
+                            human_bytes(call.limits.max_resource_bytes)
+                        );
+                    }
+                    _ => {}
                 }
                 report.error = Some(classified);
             }
@@ -831,6 +914,42 @@ impl Host {
         redact(&mut report, &redactor);
         Ok(report)
     }
+}
+
+/// Where a call failed: see [`Host::invoke`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Call,
+}
+
+/// An app's error message, masked, then cut to [`MAX_ERROR_MESSAGE_BYTES`] with the
+/// cut stated (masked first, so that a cut cannot leave the start of a secret).
+fn capped_error_message(message: String, redactor: &Redactor) -> String {
+    let bytes = message.len();
+    let mut message = if redactor.is_empty() {
+        message
+    } else {
+        redactor.text(&message)
+    };
+    if truncate_utf8(&mut message, MAX_ERROR_MESSAGE_BYTES) {
+        message.push_str(&format!(
+            " …[truncated: the message was {}, over the {} limit]",
+            human_bytes(bytes),
+            human_bytes(MAX_ERROR_MESSAGE_BYTES)
+        ));
+    }
+    message
+}
+
+/// `text` cut to `max` bytes, with `…` if it was cut: to name a value the app chose in
+/// a message without copying all of it.
+fn head(text: &str, max: usize) -> String {
+    let mut head = text.to_owned();
+    if truncate_utf8(&mut head, max) {
+        head.push('…');
+    }
+    head
 }
 
 fn failure(kind: FailureKind, message: String) -> StepFailure {
@@ -871,13 +990,31 @@ fn check_outcome(
             human_bytes(limits.max_output_bytes)
         ));
     }
+    if let Some(pathway) = &outcome.pathway
+        && pathway.len() > MAX_PATHWAY_BYTES
+    {
+        return Err(format!(
+            "the app took a pathway of {}, over the {MAX_PATHWAY_BYTES}-byte limit: `{}`",
+            human_bytes(pathway.len()),
+            head(pathway, 64)
+        ));
+    }
+    // The size cap alone does not bound what parsing costs: 16 MiB of `[0,0,…]` is
+    // 8 million values of 32 bytes each, in vectors that double as they grow.
+    let values = json_values_at_most(&outcome.output);
+    if values > limits.max_output_values {
+        return Err(format!(
+            "the output holds more than {} JSON values (up to {values}), over the limit",
+            limits.max_output_values
+        ));
+    }
     let output: Value = serde_json::from_str(&outcome.output)
         .map_err(|e| format!("the output is not JSON: {e}"))?;
     match (&outcome.pathway, action.pathways.is_empty()) {
         (Some(pathway), false) if !action.offers_pathway(pathway) => Err(format!(
             "the app took pathway `{pathway}`, which action `{}` does not declare (it declares {})",
             action.name,
-            action.pathways.join(", ")
+            head(&action.pathways.join(", "), 1024)
         )),
         (Some(pathway), true) => Err(format!(
             "the app took pathway `{pathway}`, but action `{}` declares no pathways",
@@ -886,10 +1023,36 @@ fn check_outcome(
         (None, false) => Err(format!(
             "action `{}` routes ({}), but the app took no pathway",
             action.name,
-            action.pathways.join(", ")
+            head(&action.pathways.join(", "), 1024)
         )),
         _ => Ok((output, outcome.pathway)),
     }
+}
+
+/// An upper bound of the JSON values in `text` (the document, and every array element
+/// and object member), in one pass without parsing: a value other than the first of a
+/// container follows a `,`, the first follows its `[` or `{`.
+fn json_values_at_most(text: &str) -> usize {
+    let mut values = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' => values += 1,
+                _ => {}
+            }
+        }
+    }
+    values
 }
 
 /// Turn an error out of wasmtime into a classified failure.
@@ -915,6 +1078,13 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
                 FailureKind::MemoryLimit,
                 format!("the app grew a table past {MAX_TABLE_ELEMENTS} elements"),
             ),
+            Interrupt::Resources => failure(
+                FailureKind::MemoryLimit,
+                format!(
+                    "the app held more than {} of host memory in resources (HTTP headers, request bodies)",
+                    human_bytes(limits.max_resource_bytes)
+                ),
+            ),
         };
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
@@ -932,6 +1102,49 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
         }
         return failure(FailureKind::Trap, format!("the app trapped: {trap}"));
     }
+    if let Some(table) = error.downcast_ref::<ResourceTableError>() {
+        return match table {
+            ResourceTableError::Full => failure(
+                FailureKind::MemoryLimit,
+                format!(
+                    "the app held more than {} resource handles at once",
+                    limits.max_resources
+                ),
+            ),
+            other => failure(
+                FailureKind::Trap,
+                format!("the app passed a host call a resource handle it may not use: {other}"),
+            ),
+        };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return failure(
+            FailureKind::Trap,
+            format!(
+                "the app called exit({}) instead of returning from its action",
+                exit.0
+            ),
+        );
+    }
+    if error.downcast_ref::<wasmtime::OutOfMemory>().is_some() {
+        return host_failure(error);
+    }
+    // A host function refused what the app asked of it (an empty poll list, a handle
+    // it does not own, a write larger than it was offered, a string that is not
+    // UTF-8, too many random bytes): every import checks its arguments and fails the
+    // call, so this is the app's doing, and only worth a debug line.
+    // The root cause: the outer layers are wasmtime's backtrace of the guest.
+    let mut why = error.root_cause().to_string();
+    truncate_utf8(&mut why, 1024);
+    tracing::debug!(error = %why, "a host call of the app failed");
+    failure(
+        FailureKind::Trap,
+        format!("the host refused what the app passed it: {why}"),
+    )
+}
+
+/// The host itself failed: wasp's bug or a broken environment, logged as an error.
+fn host_failure(error: &wasmtime::Error) -> StepFailure {
     tracing::error!(
         error = format!("{error:#}"),
         "host error while running a step"
@@ -978,6 +1191,11 @@ fn redact(report: &mut StepReport, redactor: &Redactor) {
     }
     if let Some(error) = &mut report.error {
         error.message = redactor.text(&error.message);
+    }
+    // A `*` action's pathway is whatever the app chose, a secret included. Masking it
+    // also sends the step down no declared branch, which is what a secret deserves.
+    if let Some(pathway) = &mut report.pathway {
+        *pathway = redactor.text(pathway);
     }
     // Log lines, the app's and the host's, were masked as they were recorded.
     // A cut stream may end in the start of a secret.
@@ -1062,6 +1280,16 @@ mod tests {
             "the app panicked at src/lib.rs:10:5: boom at 3"
         );
         assert_eq!(panic_message("all fine"), None);
+    }
+
+    #[test]
+    fn json_values_are_bounded_without_parsing() {
+        assert_eq!(json_values_at_most("7"), 1);
+        assert_eq!(json_values_at_most("[0,0,0]"), 4);
+        assert_eq!(json_values_at_most(r#"{"a":[1,2],"b":{}}"#), 6);
+        // Commas and brackets inside strings, escaped quotes included, do not count.
+        assert_eq!(json_values_at_most(r#"["a,[{", "\",\"", 1]"#), 4);
+        assert_eq!(json_values_at_most(r#"["\\", ","]"#), 3);
     }
 
     #[test]

@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::p2::types::{
+    HostFutureIncomingResponse, HostIncomingResponse, HostOutgoingRequest,
+};
+use wasmtime_wasi_http::{FieldMap, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::wasp::playbook::{config, log, types};
 use super::capture::{BoundedPipe, LogSink};
@@ -35,6 +38,9 @@ pub(crate) enum Interrupt {
     /// The guest asked for a larger table than its cap.
     #[error("the app asked for a larger table than its limit")]
     Table,
+    /// The guest held more host memory in resources (HTTP headers, bodies) than its cap.
+    #[error("the app held more host memory in resources than its limit")]
+    Resources,
 }
 
 /// Caps on what one store may allocate.
@@ -94,6 +100,90 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// The host memory a step's resources may hold, beyond its linear memory: the
+/// `wasi:http` headers, request strings and buffered request bodies that a guest can
+/// make the host keep by holding handles (a `fields` of 127 KiB costs the guest a
+/// 4-byte handle). `ResourceTable::set_max_capacity` bounds how many handles; this
+/// bounds what they hold.
+///
+/// wasmtime-wasi-http has no hook that sees these allocations as they happen (it caps
+/// one `fields` at `WasiHttpCtx::set_field_size_limit` and one body's buffer by
+/// `p2_outgoing_body_chunk_size`, but not their sum), so the table is measured instead,
+/// at every epoch tick while the guest runs: a guest overshoots by at most what it can
+/// allocate in one tick, and the walk stops as soon as the cap is passed.
+#[derive(Debug)]
+pub(crate) struct ResourceBudget {
+    pub(crate) cap: usize,
+    /// What one request body may hold buffered until it is sent: the channel between
+    /// the guest's stream and the request holds this many bytes at most.
+    pub(crate) body_bytes: usize,
+    /// What the table held when the cap was passed.
+    pub(crate) refused_at: Option<usize>,
+}
+
+/// What one live handle costs the host besides its content: the table entry and its
+/// box.
+const ENTRY_OVERHEAD: usize = 128;
+
+impl ResourceBudget {
+    /// Measure `table`; an error once it holds more than the cap.
+    pub(crate) fn check(&mut self, table: &mut ResourceTable) -> wasmtime::Result<()> {
+        let mut held = 0usize;
+        for entry in table.iter_mut() {
+            held += ENTRY_OVERHEAD + self.charge(entry);
+            if held > self.cap {
+                self.refused_at = Some(held);
+                return Err(wasmtime::Error::new(Interrupt::Resources));
+            }
+        }
+        Ok(())
+    }
+
+    fn charge(&self, entry: &mut (dyn std::any::Any + Send)) -> usize {
+        if let Some(fields) = entry.downcast_ref::<FieldMap>() {
+            fields_bytes(fields)
+        } else if let Some(request) = entry.downcast_ref::<HostOutgoingRequest>() {
+            let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+            let method = match &request.method {
+                wasmtime_wasi_http::p2::bindings::http::types::Method::Other(name) => name.len(),
+                _ => 0,
+            };
+            fields_bytes(&request.headers)
+                + text(&request.path_with_query)
+                + text(&request.authority)
+                + method
+                + if request.body.is_some() {
+                    self.body_bytes
+                } else {
+                    0
+                }
+        } else if let Some(response) = entry.downcast_ref::<HostIncomingResponse>() {
+            fields_bytes(&response.headers)
+        } else if let Some(HostFutureIncomingResponse::Pending(_)) =
+            entry.downcast_ref::<HostFutureIncomingResponse>()
+        {
+            // A request on its way out still holds its body's buffer.
+            self.body_bytes
+        } else {
+            0
+        }
+    }
+}
+
+/// The bytes of a header map, counted as wasmtime-wasi-http counts them against its
+/// per-map limit: names and values with their in-memory structs.
+fn fields_bytes(fields: &FieldMap) -> usize {
+    fields
+        .iter()
+        .map(|(name, value)| {
+            name.as_str().len()
+                + size_of::<http::HeaderName>()
+                + value.len()
+                + size_of::<http::HeaderValue>()
+        })
+        .sum()
+}
+
 /// The settings of the asset bound to a step, some of them secret. Shared by every
 /// invocation that uses them.
 #[derive(Debug, Clone, Default)]
@@ -143,6 +233,7 @@ pub(crate) struct StepState {
     pub(crate) http_hooks: Hooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: Limiter,
+    pub(crate) resources: ResourceBudget,
     pub(crate) logs: LogSink,
     pub(crate) stdout: BoundedPipe,
     pub(crate) stderr: BoundedPipe,

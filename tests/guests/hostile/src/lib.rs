@@ -13,7 +13,7 @@ use std::io::Write;
 wit_bindgen::generate!({ path: "../../../wit", world: "app" });
 
 use wasp::playbook::log::log;
-use wasp::playbook::types::{ActionInfo, ErrorCode, LogLevel};
+use wasp::playbook::types::{ActionInfo, ErrorCode, Field, LogLevel};
 
 struct Hostile;
 
@@ -37,15 +37,67 @@ const ACTIONS: &[&str] = &[
     "sleep",
     "config",
     "leak-secret",
+    "empty-log-fields",
+    "big-log-field",
+    "hold-fields",
+    "hold-handles",
+    "hold-bodies",
+    "big-error",
+    "long-pathway",
+    "zeros",
+    "secret-pathway",
+    "number-setting",
+    "exit",
+    "empty-poll",
+    "forged-handle",
+    "big-blocking-write",
+    "random-flood",
+    "invalid-utf8-log",
 ];
+
+/// Actions that route by a pathway their input chooses.
+const ANY_PATHWAY: &[&str] = &["secret-pathway"];
 
 /// A number from the JSON input `{"n": 123}`; the guest has no JSON parser on purpose.
 fn number(input: &str) -> u64 {
+    nth_number(input, 0)
+}
+
+/// The `index`th number of the input: `{"n": 10, "bytes": 20}` has 10 and 20.
+fn nth_number(input: &str, index: usize) -> u64 {
     input
         .split(|c: char| !c.is_ascii_digit())
-        .find(|s| !s.is_empty())
+        .filter(|s| !s.is_empty())
+        .nth(index)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// Hold `n` outgoing requests, each with a body written as far as the host lets it be
+/// written without sending the request; never returns while the host allows more.
+fn hold_bodies(n: u64) -> Result<Outcome, StepError> {
+    use wasi::http::types::{Fields, OutgoingRequest};
+    let mut held = Vec::new();
+    let chunk = vec![b'b'; 1 << 20];
+    for _ in 0..n {
+        let request = OutgoingRequest::new(Fields::new());
+        let body = request.body().expect("a new request has a body");
+        let stream = body.write().expect("a new body has a stream");
+        for _ in 0..4 {
+            match stream.check_write() {
+                Ok(0) | Err(_) => break,
+                Ok(permitted) => {
+                    let n = (permitted as usize).min(chunk.len());
+                    if stream.write(&chunk[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Children before parents: the stream, then its body, then the request.
+        held.push((stream, body, request));
+    }
+    ok(format!("{{\"held\":{}}}", held.len()))
 }
 
 fn ok(output: String) -> Result<Outcome, StepError> {
@@ -82,7 +134,11 @@ impl Guest for Hostile {
                     description: String::new(),
                     input_schema: "{}".into(),
                     output_schema: "{}".into(),
-                    pathways: Vec::new(),
+                    pathways: if ANY_PATHWAY.contains(name) {
+                        vec!["*".into()]
+                    } else {
+                        Vec::new()
+                    },
                 })
                 .collect(),
         }
@@ -181,6 +237,107 @@ impl Guest for Hostile {
                     message: format!("the service refused key {key}"),
                     retryable: false,
                 })
+            }
+            "empty-log-fields" => {
+                // `{"fields": n, "calls": m}`: m lines of n empty fields each.
+                let fields = vec![
+                    Field {
+                        key: String::new(),
+                        value: String::new(),
+                    };
+                    nth_number(&input, 0) as usize
+                ];
+                for _ in 0..nth_number(&input, 1) {
+                    log(LogLevel::Info, "", &fields);
+                }
+                ok("{}".into())
+            }
+            "big-log-field" => {
+                let field = Field {
+                    key: "blob".into(),
+                    value: "v".repeat(number(&input) as usize),
+                };
+                log(LogLevel::Info, "one big field", &[field]);
+                ok("{}".into())
+            }
+            "hold-fields" => {
+                // `{"n": count, "bytes": of a value}`: header maps kept alive.
+                use wasi::http::types::Fields;
+                let value = vec![b'h'; nth_number(&input, 1) as usize];
+                let mut held = Vec::new();
+                for _ in 0..nth_number(&input, 0) {
+                    let fields = Fields::new();
+                    if fields.append("x-blob", &value).is_err() {
+                        return denied("appending a header", "refused");
+                    }
+                    held.push(fields);
+                }
+                ok(format!("{{\"held\":{}}}", held.len()))
+            }
+            "hold-handles" => {
+                let held: Vec<_> = (0..number(&input))
+                    .map(|_| wasi::http::types::Fields::new())
+                    .collect();
+                ok(format!("{{\"held\":{}}}", held.len()))
+            }
+            "hold-bodies" => hold_bodies(number(&input)),
+            "big-error" => Err(StepError {
+                code: ErrorCode::Internal,
+                message: "e".repeat(number(&input) as usize),
+                retryable: false,
+            }),
+            "long-pathway" => Ok(Outcome {
+                output: "{}".into(),
+                pathway: Some("p".repeat(number(&input) as usize)),
+            }),
+            "zeros" => {
+                let n = number(&input) as usize;
+                let mut out = String::with_capacity(2 * n + 2);
+                out.push('[');
+                for i in 0..n {
+                    out.push_str(if i == 0 { "0" } else { ",0" });
+                }
+                out.push(']');
+                ok(out)
+            }
+            "secret-pathway" => Ok(Outcome {
+                output: "{}".into(),
+                pathway: wasp::playbook::config::get("api_key"),
+            }),
+            "number-setting" => {
+                let pin = wasp::playbook::config::get("pin").unwrap_or_default();
+                ok(format!("{{\"pin\":{pin}}}"))
+            }
+            "exit" => {
+                wasi::cli::exit::exit(Ok(()));
+                ok("{}".into())
+            }
+            "empty-poll" => {
+                wasi::io::poll::poll(&[]);
+                ok("{}".into())
+            }
+            "forged-handle" => {
+                // SAFETY: not safe at all: a handle this instance was never given.
+                let forged = unsafe { wasi::http::types::Fields::from_handle(0x7fff) };
+                let _ = forged.entries();
+                ok("{}".into())
+            }
+            "big-blocking-write" => {
+                let stdout = wasi::cli::stdout::get_stdout();
+                let _ = stdout.blocking_write_and_flush(&vec![b'w'; number(&input) as usize]);
+                ok("{}".into())
+            }
+            "random-flood" => {
+                let bytes = wasi::random::random::get_random_bytes(number(&input));
+                ok(format!("{{\"bytes\":{}}}", bytes.len()))
+            }
+            "invalid-utf8-log" => {
+                let bytes: &[u8] = black_box(&[b'a', 0xff, 0xfe, b'z']);
+                // SAFETY: not safe at all: the host must refuse a string that is not
+                // UTF-8, which only a guest that lies about its strings can send.
+                let text = unsafe { std::str::from_utf8_unchecked(bytes) };
+                log(LogLevel::Info, text, &[]);
+                ok("{}".into())
             }
             other => Err(StepError {
                 code: ErrorCode::InvalidInput,
