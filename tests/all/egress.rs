@@ -177,7 +177,7 @@ fn serve(mut stream: TcpStream, flooded: &AtomicU64) {
 async fn run_bound(app: &str, action: &str, yaml: &str, input: Value) -> StepReport {
     let spec: AssetSpec = serde_saphyr::from_str(yaml).expect("the asset parses");
     let asset = spec
-        .resolve("intel", Path::new("."), Source::Api)
+        .resolve("intel", Path::new("."), Source::File)
         .expect("the asset resolves");
     let component = load(example_app(app)).await;
     let mut call = Call::new(action, input.to_string());
@@ -353,7 +353,7 @@ async fn at_info_a_refusal_is_recorded_and_a_request_is_not() {
         serde_saphyr::from_str(&format!("app: http-request\nhosts: ['127.0.0.1:{port}']\n"))
             .expect("the asset parses");
     let asset = spec
-        .resolve("local", Path::new("."), Source::Api)
+        .resolve("local", Path::new("."), Source::File)
         .expect("the asset resolves");
     let component = load(example_app("http-request")).await;
     let call = |url: String| {
@@ -512,7 +512,7 @@ fn an_app_that_logs_and_returns_its_api_key_leaves_no_trace_of_it() {
     for (body, expected) in [
         (
             r#"{"name": "env", "app": "chaos", "secrets": {"k": {"env": "HOME"}}}"#,
-            "reads only environment variables named WASP_SECRET_*, not `HOME`",
+            "read only from environment variables named WASP_SECRET_*, not `HOME`",
         ),
         (
             r#"{"name": "file", "app": "chaos", "secrets": {"k": {"file": "/etc/passwd"}}}"#,
