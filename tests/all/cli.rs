@@ -649,3 +649,109 @@ fn the_default_apps_directory_follows_cargo_target_dir() {
         stderr(&missing)
     );
 }
+
+/// `wasp` with `args`, the apps of `apps` and the cache in `cache`.
+fn wasp_with(apps: &std::path::Path, cache: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(args)
+        .env("WASP_APPS", apps)
+        .env("WASP_CACHE_DIR", cache)
+        .env_remove("WASP_LOG")
+        .output()
+        .expect("wasp runs")
+}
+
+/// Issue 21, item 11: a cache directory others can write is refused, and says so.
+#[cfg(unix)]
+#[test]
+fn a_cache_directory_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = wasp_with(&example_apps_dir(), cache.path(), &["app", "list"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: the component cache `{}` is writable by others (mode 0777); wasp creates it \
+             0700: wasp loads no compiled code from it (make it the user's own and not \
+             writable by others, e.g. `chmod 700`, or name another with --cache-dir)\n",
+            cache.path().display()
+        )
+    );
+    assert!(output.stdout.is_empty());
+}
+
+/// Issue 21, item 11: a corrupted compiled entry (once a SIGTRAP) and an entry others
+/// can write are refused and recompiled, never run, and wasp says so.
+#[cfg(unix)]
+#[test]
+fn a_corrupted_or_unprotected_cache_entry_is_refused_and_recompiled() {
+    use std::os::unix::fs::PermissionsExt;
+    let apps = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crate::common::example_app("ioc-extract"),
+        apps.path().join("ioc-extract.wasm"),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        wasp_with(
+            apps.path(),
+            cache.path(),
+            &[
+                "app",
+                "run",
+                "ioc-extract",
+                "--action",
+                "extract",
+                "--input",
+                r#"{"text":"see 10.1.2[.]3"}"#,
+            ],
+        )
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let entry = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("a compiled entry");
+
+    // The middle of the compiled code overwritten with `int3` (0xcc).
+    let mut compiled = std::fs::read(&entry).unwrap();
+    let (from, to) = (compiled.len() / 3, compiled.len() * 2 / 3);
+    compiled[from..to].fill(0xcc);
+    std::fs::write(&entry, &compiled).unwrap();
+    let corrupted = run();
+    assert_eq!(corrupted.status.code(), Some(0), "{}", stderr(&corrupted));
+    assert_eq!(
+        stdout_json(&corrupted)["output"]["ipv4"],
+        serde_json::json!(["10.1.2.3"])
+    );
+    assert!(
+        stderr(&corrupted).contains(
+            "cache entry refused: its content does not match its checksum (corrupted or altered); recompiling"
+        ),
+        "{}",
+        stderr(&corrupted)
+    );
+
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let unprotected = run();
+    assert_eq!(
+        unprotected.status.code(),
+        Some(0),
+        "{}",
+        stderr(&unprotected)
+    );
+    assert!(
+        stderr(&unprotected).contains(
+            "cache entry refused: is writable by others (mode 0666); wasp creates it 0600; recompiling"
+        ),
+        "{}",
+        stderr(&unprotected)
+    );
+    let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the entry was written anew, private");
+}

@@ -1,9 +1,10 @@
 //! The app registry: the components of an apps directory, addressed by the name their
 //! `describe()` gives.
 //!
-//! A directory is scanned once; each `.wasm` file is loaded (compiled or taken from
-//! the cache, described once per content hash). A file that fails to load does not
-//! hide the others: it is listed with its error, so `wasp app list` shows both.
+//! A directory is scanned once; its `.wasm` files are loaded at once (compiled within
+//! the compile bounds or taken from the cache, described once per content hash), so a
+//! component that is slow to compile delays no other. A file that fails to load does
+//! not hide the others: it is listed with its error, so `wasp app list` shows both.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Load every `.wasm` file in `dir` (not recursively), in name order. Two files
-    /// describing the same app name: the first is kept and the second is a problem.
+    /// Load every `.wasm` file in `dir` (not recursively), all at once. Two files
+    /// describing the same app name: the first in name order is kept and the second is
+    /// a problem.
     pub async fn scan(host: &Host, dir: &Path) -> Result<Self, Error> {
         let read = |source| Error::Read {
             path: dir.to_owned(),
@@ -35,9 +37,23 @@ impl Registry {
             }
         }
         files.sort();
+        let mut loads = tokio::task::JoinSet::new();
+        for (index, path) in files.into_iter().enumerate() {
+            let host = host.clone();
+            loads.spawn(async move {
+                let loaded = host.load(&path).await;
+                (index, path, loaded)
+            });
+        }
+        let mut loaded = Vec::new();
+        while let Some(joined) = loads.join_next().await {
+            loaded.push(joined.map_err(|e| Error::Engine(format!("loading an app failed: {e}")))?);
+        }
+        // Problems in file-name order, whichever load ended first.
+        loaded.sort_by_key(|(index, _, _)| *index);
         let mut registry = Self::default();
-        for path in files {
-            match host.load(&path).await {
+        for (_, path, loaded) in loaded {
+            match loaded {
                 Ok(app) => registry.add(app),
                 Err(e) => registry.problems.push((path, e.to_string())),
             }
