@@ -809,7 +809,13 @@ async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
             crate::env::APPS
         )));
     }
-    Ok(Registry::scan(host, apps_dir).await?)
+    let registry = Registry::scan(host, apps_dir).await?;
+    // Every command that loads the directory says what it refused, `wasp serve` at
+    // start included: two files claiming one name are refused loudly, never picked.
+    for (path, problem) in registry.problems() {
+        eprintln!("warning: skipped `{}`: {problem}", path.display());
+    }
+    Ok(registry)
 }
 
 /// An app named `name` in the apps directory, or the component file at `name`.
@@ -818,6 +824,18 @@ async fn resolve(host: &Host, apps_dir: &Path, name: &str) -> Result<Arc<host::A
         return Ok(host.load(Path::new(name)).await?);
     }
     let registry = scan(host, apps_dir).await?;
+    if let Some(claimants) = registry.claimants(name) {
+        let files: Vec<String> = claimants
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect();
+        return Err(Failure::Usage(format!(
+            "app `{name}` is claimed by {} files in `{}`, so none is used: {}",
+            files.len(),
+            apps_dir.display(),
+            files.join(", ")
+        )));
+    }
     registry.get(name).cloned().ok_or_else(|| {
         let known: Vec<&str> = registry.apps().map(|a| a.info.name.as_str()).collect();
         Failure::Usage(format!(
@@ -834,9 +852,6 @@ async fn resolve(host: &Host, apps_dir: &Path, name: &str) -> Result<Arc<host::A
 
 async fn list(host: &Host, apps_dir: &Path, args: &ListArgs) -> Result<ExitCode, Failure> {
     let registry = scan(host, apps_dir).await?;
-    for (path, problem) in registry.problems() {
-        eprintln!("warning: skipped `{}`: {problem}", path.display());
-    }
     if args.json {
         let apps: Vec<_> = registry
             .apps()

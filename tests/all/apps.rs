@@ -461,6 +461,57 @@ async fn chaos_spins_sleeps_and_fails_as_asked() {
     assert_eq!(report.error.unwrap().kind, FailureKind::Timeout);
 }
 
+/// The apps directory and the component cache (issue 21, item 11): two files that
+/// claim one name are both refused, each naming the other.
+#[tokio::test]
+async fn two_files_claiming_one_name_are_both_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("http-request.wasm");
+    let evil = dir.path().join("0-evil.wasm");
+    std::fs::copy(example_app("http-request"), &real).unwrap();
+    std::fs::copy(example_app("http-request"), &evil).unwrap();
+    std::fs::copy(
+        example_app("ioc-extract"),
+        dir.path().join("ioc-extract.wasm"),
+    )
+    .unwrap();
+
+    let registry = Registry::scan(&crate::common::HOST, dir.path())
+        .await
+        .unwrap();
+    assert!(
+        registry.get("http-request").is_none(),
+        "a contested name is not served"
+    );
+    assert_eq!(
+        registry.claimants("http-request"),
+        Some(&[evil.clone(), real.clone()][..])
+    );
+    assert!(registry.get("ioc-extract").is_some(), "the others are");
+    let problems: Vec<(std::path::PathBuf, String)> = registry.problems().to_vec();
+    assert_eq!(
+        problems,
+        vec![
+            (
+                evil.clone(),
+                format!(
+                    "describes itself as `http-request`, as `{}` does: no file claiming \
+                     `http-request` is used until only one does",
+                    real.display()
+                )
+            ),
+            (
+                real.clone(),
+                format!(
+                    "describes itself as `http-request`, as `{}` does: no file claiming \
+                     `http-request` is used until only one does",
+                    evil.display()
+                )
+            ),
+        ]
+    );
+}
+
 /// Issue 21, item 11: a compiled entry copied over another app's entry ran the other
 /// app's code. The entry names the component it was compiled from, so it is refused
 /// and the app recompiled.

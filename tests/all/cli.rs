@@ -661,6 +661,79 @@ fn wasp_with(apps: &std::path::Path, cache: &std::path::Path, args: &[&str]) -> 
         .expect("wasp runs")
 }
 
+/// Issue 21, item 11: two files claiming one name are refused loudly wherever the
+/// directory is loaded, `wasp serve` at start included; neither is picked.
+#[test]
+fn two_files_claiming_one_name_are_refused_by_every_command() {
+    let apps = tempfile::tempdir().unwrap();
+    let real = apps.path().join("http-request.wasm");
+    let evil = apps.path().join("0-evil.wasm");
+    std::fs::copy(crate::common::example_app("http-request"), &real).unwrap();
+    std::fs::copy(crate::common::example_app("http-request"), &evil).unwrap();
+    let warning = |path: &std::path::Path, other: &std::path::Path| {
+        format!(
+            "warning: skipped `{}`: describes itself as `http-request`, as `{}` does: no file \
+             claiming `http-request` is used until only one does",
+            path.display(),
+            other.display()
+        )
+    };
+
+    let list = wasp_with(apps.path(), &cache_dir(), &["app", "list", "--json"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    assert_eq!(stdout_json(&list), serde_json::json!([]));
+    for expected in [warning(&evil, &real), warning(&real, &evil)] {
+        assert!(stderr(&list).contains(&expected), "{}", stderr(&list));
+    }
+
+    let run = wasp_with(
+        apps.path(),
+        &cache_dir(),
+        &["app", "run", "http-request", "--action", "get"],
+    );
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(&format!(
+            "error: app `http-request` is claimed by 2 files in `{}`, so none is used: `{}`, `{}`",
+            apps.path().display(),
+            evil.display(),
+            real.display()
+        )),
+        "{}",
+        stderr(&run)
+    );
+
+    // `wasp serve` says so before it serves.
+    let playbooks = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--playbooks"])
+        .arg(playbooks.path())
+        .arg("--db")
+        .arg(playbooks.path().join("wasp.db"))
+        .env("WASP_APPS", apps.path())
+        .env("WASP_CACHE_DIR", cache_dir())
+        .env_remove("WASP_LOG")
+        .env_remove("WASP_API_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wasp serve starts");
+    let mut before_serving = Vec::new();
+    let stderr_pipe = serve.stderr.take().unwrap();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)) {
+        let line = line.unwrap();
+        if line.starts_with("wasp serving on") {
+            break;
+        }
+        before_serving.push(line);
+    }
+    let _ = serve.kill();
+    serve.wait().unwrap();
+    for expected in [warning(&evil, &real), warning(&real, &evil)] {
+        assert!(before_serving.contains(&expected), "{before_serving:#?}");
+    }
+}
+
 /// Issue 21, item 11: a cache directory others can write is refused, and says so.
 #[cfg(unix)]
 #[test]
