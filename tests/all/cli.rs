@@ -661,6 +661,97 @@ fn wasp_with(apps: &std::path::Path, cache: &std::path::Path, args: &[&str]) -> 
         .expect("wasp runs")
 }
 
+/// The terminal test guest: its description carries escape sequences and a forged line.
+fn terminal_guest() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("WASP_GUEST_DIR")).join("wasp_test_terminal.wasm")
+}
+
+/// What no text printed for people may hold: ESC, BEL, a C1 control (CSI), or a
+/// line an app started.
+fn assert_inert(what: &str, text: &str) {
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+        "{what} holds a raw control character: {text:?}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.starts_with("✔ succeeded  forged")),
+        "{what} holds a forged line: {text:?}"
+    );
+}
+
+/// Issue 21, item 10: app text reaches the terminal escaped: an error message in
+/// `wasp run --output text`, a description in `wasp app list`, a bad name in a warning.
+#[test]
+fn app_text_reaches_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("hostile-text.yaml");
+    std::fs::write(
+        &playbook,
+        r#"id: hostile-text
+name: Hostile text
+trigger: { type: manual }
+nodes:
+  boom:
+    app: chaos
+    action: fail
+    input: { message: "${trigger.message}" }
+"#,
+    )
+    .unwrap();
+    let message =
+        "done\u{1b}[2J\u{1b}]0;pwned\u{7}\u{1b}]52;c;ZXZpbA==\u{7}\n✔ succeeded  forged\u{9b}31m";
+    let input = serde_json::json!({ "message": message }).to_string();
+    let run = wasp(&[
+        "run",
+        playbook.to_str().unwrap(),
+        "--output",
+        "text",
+        "--input",
+        &input,
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_inert("wasp run --output text", &text);
+    assert!(
+        text.contains(
+            r"app_error: done\x1b[2J\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\n✔ succeeded  forged\u{9b}31m"
+        ),
+        "{text}"
+    );
+
+    let apps = tempfile::tempdir().unwrap();
+    std::fs::copy(terminal_guest(), apps.path().join("terminal.wasm")).unwrap();
+    // The same component with its name overwritten by an escape sequence of the same
+    // length (its name is one literal in its data).
+    let mut renamed = std::fs::read(terminal_guest()).unwrap();
+    let name = b"terminal-probe";
+    let at = renamed
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("the guest holds its name");
+    renamed[at..at + name.len()].copy_from_slice(b"\x1b]0;pwned\x07\x1b[2J");
+    std::fs::write(apps.path().join("renamed.wasm"), renamed).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let list = wasp_with(apps.path(), cache.path(), &["app", "list"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    let table = String::from_utf8_lossy(&list.stdout);
+    assert_inert("wasp app list", &table);
+    assert!(
+        table.contains(
+            r"probe\x1b[2J\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\n✔ succeeded  forged\u{9b}31m"
+        ),
+        "{table}"
+    );
+    let warnings = stderr(&list);
+    assert_inert("the warnings of wasp app list", &warnings);
+    assert!(
+        warnings.contains(r"returned the app name `\x1b]0;pwned\x07\x1b[2J`"),
+        "{warnings}"
+    );
+}
+
 /// Issue 21, item 11: two files claiming one name are refused loudly wherever the
 /// directory is loaded, `wasp serve` at start included; neither is picked.
 #[test]
