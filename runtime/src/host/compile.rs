@@ -263,24 +263,30 @@ impl Compiler {
             path: source.to_owned(),
             refusal,
         };
-        check_shape(&bytes, &self.limits).map_err(|e| match e {
+        if lock(&self.timed_out).contains(hash) {
+            return Err(refused(Refusal::Timeout {
+                bound: self.limits.timeout,
+            }));
+        }
+        // The shape check reads every function's header (tens of milliseconds for a
+        // large component) and a cache entry is hashed whole: both off the async workers.
+        let (checked, bytes) = {
+            let (engine, cache, hash) = (engine.clone(), Arc::clone(cache), hash.to_owned());
+            let limits = self.limits;
+            tokio::task::spawn_blocking(move || {
+                let checked = check_shape(&bytes, &limits).map(|()| cache.compiled(&engine, &hash));
+                (checked, bytes)
+            })
+            .await
+            .map_err(|e| Error::Engine(format!("the cache task failed: {e}")))?
+        };
+        let cached = checked.map_err(|e| match e {
             Ok(refusal) => refused(refusal),
             Err(message) => Error::Compile {
                 path: source.to_owned(),
                 message,
             },
         })?;
-        if lock(&self.timed_out).contains(hash) {
-            return Err(refused(Refusal::Timeout {
-                bound: self.limits.timeout,
-            }));
-        }
-        let cached = {
-            let (engine, cache, hash) = (engine.clone(), Arc::clone(cache), hash.to_owned());
-            tokio::task::spawn_blocking(move || cache.compiled(&engine, &hash))
-                .await
-                .map_err(|e| Error::Engine(format!("the cache task failed: {e}")))?
-        };
         if let Some(component) = cached {
             return Ok(component);
         }
@@ -312,14 +318,19 @@ impl Compiler {
         lock(&self.running).push(source.to_owned());
         // A thread of its own, not the blocking pool: an abandoned compilation may run
         // for minutes, and the slot (moved in) is given back only when it ends.
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("wasp-compile".into())
             .spawn(move || {
                 let result = job.run();
                 drop(slot);
                 let _ = sender.send(result);
-            })
-            .map_err(|e| Error::Engine(format!("cannot start a compiler thread: {e}")))?;
+            });
+        if let Err(e) = spawned {
+            forget(&self.running, source);
+            return Err(Error::Engine(format!(
+                "cannot start a compiler thread: {e}"
+            )));
+        }
         match tokio::time::timeout(bound, receiver).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Engine(
@@ -371,11 +382,16 @@ impl Job {
                 }),
         };
         drop(entry_lock);
-        let mut running = lock(&self.running);
-        if let Some(at) = running.iter().position(|p| *p == self.source) {
-            running.swap_remove(at);
-        }
+        forget(&self.running, &self.source);
         result
+    }
+}
+
+/// Take one `source` off the list of files being compiled.
+fn forget(running: &Mutex<Vec<PathBuf>>, source: &Path) {
+    let mut running = lock(running);
+    if let Some(at) = running.iter().position(|p| p == source) {
+        running.swap_remove(at);
     }
 }
 
