@@ -674,13 +674,15 @@ async fn a_component_past_the_compile_bounds_is_refused_naming_the_bound() {
 
 /// Issue 21, item 9: a compilation that takes longer than the bound is abandoned and
 /// the app refused, naming the bound; loading it again is refused at once, without a
-/// second compilation.
+/// second compilation; while the abandoned one holds the only compiler slot, another
+/// component is refused within the bound too, naming what holds the slot.
 #[tokio::test]
 async fn a_compilation_past_the_time_bound_is_refused() {
     let host = Host::new(HostConfig {
         cache_dir: None,
         compile: CompileLimits {
             timeout: std::time::Duration::from_millis(20),
+            max_parallel: 1,
             ..CompileLimits::default()
         },
         ..HostConfig::default()
@@ -701,4 +703,37 @@ async fn a_compilation_past_the_time_bound_is_refused() {
             )
         );
     }
+    let other = dir.path().join("other.wasm");
+    std::fs::write(&other, live_locals_component(500, 21)).unwrap();
+    assert_eq!(
+        host.load(&other).await.unwrap_err().to_string(),
+        format!(
+            "`{}` is refused: no compiler was free within 20ms: still compiling `{}` \
+             (compilations past their bound run on until they end)",
+            other.display(),
+            slow.display()
+        )
+    );
+}
+
+/// Issue 21, item 9: a file past the size bound is refused before it is read whole.
+#[tokio::test]
+async fn a_component_past_the_size_bound_is_refused() {
+    let host = Host::new(HostConfig {
+        cache_dir: None,
+        compile: CompileLimits {
+            max_component_bytes: 100_000,
+            ..CompileLimits::default()
+        },
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let path = example_app("ip-classify");
+    let size = std::fs::metadata(&path).unwrap().len();
+    let error = host.load(&path).await.unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("`{}` is refused: it is ", path.display()))
+            && error.ends_with("over the 97.7 KiB bound on a component's size"),
+        "{error} ({size} bytes)"
+    );
 }

@@ -155,9 +155,8 @@ pub enum Refusal {
     },
     /// Every compiler slot stayed taken.
     #[error(
-        "no compiler was free within {}: {} compilations still run, of {}",
+        "no compiler was free within {}: still compiling {} (compilations past their bound run on until they end)",
         humantime::format_duration(*bound),
-        running.len(),
         running.join(", ")
     )]
     Busy {
