@@ -288,12 +288,20 @@ fn not_private(metadata: &std::fs::Metadata, is_dir: bool) -> Option<String> {
     (is_dir != metadata.is_dir()).then(|| "is not of the expected kind".to_owned())
 }
 
+/// Create `dir` (`0700`) if it is missing, and check that it is private: it may have
+/// appeared, made by someone else, after the host checked it at start.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    builder.create(dir)?;
+    match not_private(&std::fs::metadata(dir)?, true) {
+        Some(problem) => Err(std::io::Error::other(format!(
+            "the cache directory {problem}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -324,5 +332,25 @@ mod tests {
         // No header.
         write(b"payload");
         assert_eq!(read_entry(&path, &a), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn nothing_is_written_to_a_directory_others_made_writable_since_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let dir = root.path().join("cache");
+        create_private_dir(&dir).expect("a new directory is private");
+        let mode = std::fs::metadata(&dir)
+            .expect("it exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let error = create_private_dir(&dir).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "the cache directory is writable by others (mode 0777); wasp creates it 0700"
+        );
     }
 }
