@@ -18,6 +18,11 @@ use std::sync::Arc;
 
 use super::{App, Error, Host};
 
+/// Files of a directory loaded at once: enough that a few slow ones (each holds one of
+/// the host's compiler slots at most until the compile bound) delay no other, few
+/// enough to bound the component bytes held in memory (16 × 64 MiB at the most).
+const MAX_LOADS_AT_ONCE: usize = 16;
+
 /// The apps found in a directory.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -44,10 +49,15 @@ impl Registry {
             }
         }
         files.sort();
+        // Each load holds its file's bytes (up to the compile bound's 64 MiB) until it
+        // is compiled: a directory of many large files must not hold them all at once.
+        let at_once = Arc::new(tokio::sync::Semaphore::new(MAX_LOADS_AT_ONCE));
         let mut loads = tokio::task::JoinSet::new();
         for (index, path) in files.into_iter().enumerate() {
             let host = host.clone();
+            let at_once = Arc::clone(&at_once);
             loads.spawn(async move {
+                let _permit = at_once.acquire_owned().await;
                 let loaded = host.load(&path).await;
                 (index, path, loaded)
             });
