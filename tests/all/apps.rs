@@ -708,8 +708,8 @@ async fn a_compilation_past_the_time_bound_is_refused() {
     assert_eq!(
         host.load(&other).await.unwrap_err().to_string(),
         format!(
-            "`{}` is refused: no compiler was free within 20ms: still compiling `{}` \
-             (compilations past their bound run on until they end)",
+            "`{}` is refused: no compiler was free within 20ms: every one is still compiling \
+             a component past its bound (`{}`), and such compilations run on until they end",
             other.display(),
             slow.display()
         )

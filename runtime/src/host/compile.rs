@@ -22,8 +22,10 @@
 //!    it ends, and its result is neither used nor cached, so the app is refused again
 //!    the next time (at once in this process: its content hash is remembered).
 //! 3. At most [`CompileLimits::max_parallel`] compilations run at once, abandoned ones
-//!    included, so runaway compilations never pile up; a load that finds no slot free
-//!    within the time bound is refused too, naming the compilations that hold them.
+//!    included, so runaway compilations never pile up. A load waits for a slot while
+//!    the compilations holding them are within their bound (each ends or is abandoned
+//!    by then); when every slot is held by an abandoned one for a whole bound, it is
+//!    refused, naming them.
 //!
 //! Loads that find their component in the cache skip 2 and 3 (loading compiled code
 //! takes milliseconds), and the registry loads the files of a directory at once, so
@@ -31,7 +33,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -153,17 +155,17 @@ pub enum Refusal {
         /// The bound.
         bound: Duration,
     },
-    /// Every compiler slot stayed taken.
+    /// Every compiler slot stayed held by a compilation past its bound.
     #[error(
-        "no compiler was free within {}: still compiling {} (compilations past their bound run on until they end)",
+        "no compiler was free within {}: every one is still compiling a component past its bound ({}), and such compilations run on until they end",
         humantime::format_duration(*bound),
-        running.join(", ")
+        abandoned.join(", ")
     )]
     Busy {
         /// The bound.
         bound: Duration,
-        /// The files being compiled.
-        running: Vec<String>,
+        /// The files whose abandoned compilations hold the slots.
+        abandoned: Vec<String>,
     },
 }
 
@@ -228,10 +230,21 @@ pub(crate) fn check_shape(
 pub(crate) struct Compiler {
     limits: CompileLimits,
     slots: Arc<Semaphore>,
-    /// The files being compiled, for the message of a load that finds no slot.
-    running: Arc<Mutex<Vec<PathBuf>>>,
+    /// The compilations holding a slot.
+    running: Arc<Mutex<Vec<Running>>>,
+    /// Numbers the compilations, to find them in `running`.
+    next_id: AtomicU64,
     /// The content hashes of components whose compilation ran past the bound.
     timed_out: Mutex<HashSet<String>>,
+}
+
+/// A compilation holding a slot.
+#[derive(Debug)]
+struct Running {
+    id: u64,
+    source: PathBuf,
+    /// Past its bound: nobody waits for it any more.
+    abandoned: bool,
 }
 
 impl Compiler {
@@ -240,6 +253,7 @@ impl Compiler {
             slots: Arc::new(Semaphore::new(limits.max_parallel.max(1))),
             limits,
             running: Arc::default(),
+            next_id: AtomicU64::new(0),
             timed_out: Mutex::default(),
         }
     }
@@ -291,30 +305,43 @@ impl Compiler {
         }
 
         let bound = self.limits.timeout;
-        let slot = match tokio::time::timeout(bound, Arc::clone(&self.slots).acquire_owned()).await
-        {
-            Ok(Ok(slot)) => slot,
-            Ok(Err(_)) => return Err(Error::Engine("the compiler is closed".into())),
-            Err(_) => {
-                let running = lock(&self.running)
-                    .iter()
-                    .map(|p| format!("`{}`", p.display()))
-                    .collect();
-                return Err(refused(Refusal::Busy { bound, running }));
+        let slot = loop {
+            match tokio::time::timeout(bound, Arc::clone(&self.slots).acquire_owned()).await {
+                Ok(Ok(slot)) => break slot,
+                Ok(Err(_)) => return Err(Error::Engine("the compiler is closed".into())),
+                Err(_) => {
+                    let running = lock(&self.running);
+                    let abandoned: Vec<String> = running
+                        .iter()
+                        .filter(|r| r.abandoned)
+                        .map(|r| format!("`{}`", r.source.display()))
+                        .collect();
+                    if abandoned.len() >= self.limits.max_parallel.max(1) {
+                        return Err(refused(Refusal::Busy { bound, abandoned }));
+                    }
+                    // Compilations within their bound hold a slot: each ends or is
+                    // abandoned within a bound, so waiting on makes progress.
+                }
             }
         };
         let abandoned = Arc::new(AtomicBool::new(false));
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let job = Job {
             engine: engine.clone(),
             cache: Arc::clone(cache),
+            id,
             source: source.to_owned(),
             hash: hash.to_owned(),
             bytes,
             abandoned: Arc::clone(&abandoned),
             running: Arc::clone(&self.running),
         };
-        lock(&self.running).push(source.to_owned());
+        lock(&self.running).push(Running {
+            id,
+            source: source.to_owned(),
+            abandoned: false,
+        });
         // A thread of its own, not the blocking pool: an abandoned compilation may run
         // for minutes, and the slot (moved in) is given back only when it ends.
         let spawned = std::thread::Builder::new()
@@ -325,7 +352,7 @@ impl Compiler {
                 let _ = sender.send(result);
             });
         if let Err(e) = spawned {
-            forget(&self.running, source);
+            forget(&self.running, id);
             return Err(Error::Engine(format!(
                 "cannot start a compiler thread: {e}"
             )));
@@ -337,6 +364,9 @@ impl Compiler {
             )),
             Err(_) => {
                 abandoned.store(true, Ordering::Release);
+                if let Some(running) = lock(&self.running).iter_mut().find(|r| r.id == id) {
+                    running.abandoned = true;
+                }
                 lock(&self.timed_out).insert(hash.to_owned());
                 tracing::warn!(
                     path = %source.display(),
@@ -353,11 +383,12 @@ impl Compiler {
 struct Job {
     engine: Engine,
     cache: Arc<ComponentCache>,
+    id: u64,
     source: PathBuf,
     hash: String,
     bytes: Vec<u8>,
     abandoned: Arc<AtomicBool>,
-    running: Arc<Mutex<Vec<PathBuf>>>,
+    running: Arc<Mutex<Vec<Running>>>,
 }
 
 impl Job {
@@ -381,17 +412,14 @@ impl Job {
                 }),
         };
         drop(entry_lock);
-        forget(&self.running, &self.source);
+        forget(&self.running, self.id);
         result
     }
 }
 
-/// Take one `source` off the list of files being compiled.
-fn forget(running: &Mutex<Vec<PathBuf>>, source: &Path) {
-    let mut running = lock(running);
-    if let Some(at) = running.iter().position(|p| p == source) {
-        running.swap_remove(at);
-    }
+/// Take compilation `id` off the list of those holding a slot.
+fn forget(running: &Mutex<Vec<Running>>, id: u64) {
+    lock(running).retain(|r| r.id != id);
 }
 
 /// `mutex`'s value; a panic while it was held leaves nothing half-done here.
