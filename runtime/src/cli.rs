@@ -4,6 +4,8 @@
 //! errors to stderr. Exit codes: 0 the step succeeded, 1 it failed, 2 bad usage
 //! (unknown app or action, invalid JSON, missing file), 3 wasp itself failed.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -323,11 +325,54 @@ enum Failure {
 
 impl From<host::Error> for Failure {
     fn from(error: host::Error) -> Self {
+        // A host error can quote an app (its description, a name it gave): escaped
+        // whole, so that no line of it can pass for one of wasp's.
+        let message = for_terminal(&error.to_string()).into_owned();
         match error {
-            host::Error::Engine(_) => Failure::Internal(error.to_string()),
-            _ => Failure::Usage(error.to_string()),
+            host::Error::Engine(_) => Failure::Internal(message),
+            _ => Failure::Usage(message),
         }
     }
+}
+
+/// `text` made safe to print to a terminal as one field: every control character (C0,
+/// newlines and tabs included; DEL; C1) and every bidirectional-text control is shown
+/// as a Rust escape (`\x1b`, `\n`, `\u{9b}`, `\u{202e}`). Apps write much of what wasp
+/// prints (error messages, pathways, descriptions, the names they give): raw, their
+/// escape sequences would clear the screen, set the window title or write the
+/// clipboard, and a newline would start a line that looks like wasp's own (a forged
+/// `✔ succeeded`). JSON output needs none of this: serde escapes controls.
+pub fn for_terminal(text: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii() && unsafe_char(c) => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// wasp's own message `text`, which may span lines (a playbook's problems, one a line),
+/// for a terminal: each line escaped as by [`for_terminal`].
+fn lines_for_terminal(text: &str) -> String {
+    text.split('\n')
+        .map(for_terminal)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Run the command line `cli`.
@@ -335,11 +380,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
         Ok(code) => code,
         Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", lines_for_terminal(&message));
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Internal(message)) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", lines_for_terminal(&message));
             ExitCode::from(EXIT_INTERNAL)
         }
     }
@@ -367,8 +412,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let playbook = load_playbook(&host, &apps_dir, &args).await?;
             println!(
                 "`{}` is valid: playbook `{}`, {} nodes, {} edges",
-                args.file.display(),
-                playbook.id,
+                for_terminal(&args.file.display().to_string()),
+                for_terminal(&playbook.id),
                 playbook.graph.node_count(),
                 playbook.graph.edge_count()
             );
@@ -486,12 +531,10 @@ async fn run_playbook(
         store
             .finish_execution(&execution)
             .map_err(|e| Failure::Internal(e.to_string()))?;
+        let path = for_terminal(&path.display().to_string()).into_owned();
         eprintln!(
-            "stored as execution {} in `{}` (`wasp executions show {} --db {}`)",
-            execution.id,
-            path.display(),
-            execution.id,
-            path.display()
+            "stored as execution {} in `{path}` (`wasp executions show {} --db {path}`)",
+            execution.id, execution.id,
         );
     }
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
@@ -522,11 +565,11 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
     let width = execution
         .nodes
         .iter()
-        .map(|n| n.id.len())
+        .map(|n| for_terminal(&n.id).chars().count())
         .max()
         .unwrap_or(0);
     for node in &execution.nodes {
-        let id = &node.id;
+        let id = for_terminal(&node.id);
         let mark = match node.status {
             NodeStatus::Succeeded => "✔ succeeded",
             NodeStatus::Failed => "✘ failed   ",
@@ -541,7 +584,7 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
             line.push_str(&format!("  {:>9}", format_us(node.duration_us)));
         }
         if let Some(pathway) = &node.pathway {
-            line.push_str(&format!("  → {pathway}"));
+            line.push_str(&format!("  → {}", for_terminal(pathway)));
         }
         if let Some(iterations) = node.iterations {
             line.push_str(&format!(
@@ -554,7 +597,7 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            line.push_str(&format!("  {kind}: {}", error.message));
+            line.push_str(&format!("  {kind}: {}", for_terminal(&error.message)));
         }
         out.push_str(indent);
         out.push_str(line.trim_end());
@@ -567,7 +610,8 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
             let nested = format!("{indent}    ");
             out.push_str(&format!(
                 "{nested}child execution {} of playbook `{}`:\n",
-                child.id, child.playbook_id
+                child.id,
+                for_terminal(&child.playbook_id)
             ));
             write_summary(out, child, &format!("{nested}  "));
         }
@@ -582,7 +626,7 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
         execution.id
     ));
     if let Some(message) = &execution.message {
-        out.push_str(&format!("{indent}{message}\n"));
+        out.push_str(&format!("{indent}{}\n", for_terminal(message)));
     }
 }
 
@@ -664,7 +708,11 @@ fn load_directory(
         let definition = definition(path);
         match Playbook::load(path, &catalog) {
             Ok(playbook) => loaded.push((Arc::new(playbook), definition)),
-            Err(e) => eprintln!("warning: not serving `{}`: {e}", path.display()),
+            Err(e) => eprintln!(
+                "warning: not serving `{}`: {}",
+                for_terminal(&path.display().to_string()),
+                lines_for_terminal(&e.to_string())
+            ),
         }
     }
     (loaded, catalog.registry)
@@ -830,7 +878,17 @@ async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
             crate::env::APPS
         )));
     }
-    Ok(Registry::scan(host, apps_dir).await?)
+    let registry = Registry::scan(host, apps_dir).await?;
+    // Every command that loads the directory says what it refused, `wasp serve` at
+    // start included: two files claiming one name are refused loudly, never picked.
+    for (path, problem) in registry.problems() {
+        eprintln!(
+            "warning: skipped `{}`: {}",
+            for_terminal(&path.display().to_string()),
+            for_terminal(problem)
+        );
+    }
+    Ok(registry)
 }
 
 /// An app named `name` in the apps directory, or the component file at `name`.
@@ -839,6 +897,21 @@ async fn resolve(host: &Host, apps_dir: &Path, name: &str) -> Result<Arc<host::A
         return Ok(host.load(Path::new(name)).await?);
     }
     let registry = scan(host, apps_dir).await?;
+    if let Some(claimants) = registry.claimants(name) {
+        let files: Vec<String> = claimants
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect();
+        return Err(Failure::Usage(
+            for_terminal(&format!(
+                "app `{name}` is claimed by {} files in `{}`, so none is used: {}",
+                files.len(),
+                apps_dir.display(),
+                files.join(", ")
+            ))
+            .into_owned(),
+        ));
+    }
     registry.get(name).cloned().ok_or_else(|| {
         let known: Vec<&str> = registry.apps().map(|a| a.info.name.as_str()).collect();
         Failure::Usage(format!(
@@ -855,9 +928,6 @@ async fn resolve(host: &Host, apps_dir: &Path, name: &str) -> Result<Arc<host::A
 
 async fn list(host: &Host, apps_dir: &Path, args: &ListArgs) -> Result<ExitCode, Failure> {
     let registry = scan(host, apps_dir).await?;
-    for (path, problem) in registry.problems() {
-        eprintln!("warning: skipped `{}`: {problem}", path.display());
-    }
     if args.json {
         let apps: Vec<_> = registry
             .apps()
@@ -879,11 +949,12 @@ async fn list(host: &Host, apps_dir: &Path, args: &ListArgs) -> Result<ExitCode,
         .map(|app| {
             let actions: Vec<&str> = app.info.actions.iter().map(|a| a.name.as_str()).collect();
             [
-                app.info.name.clone(),
-                app.info.version.clone(),
-                actions.join(", "),
-                app.info.description.clone(),
+                &app.info.name,
+                &app.info.version,
+                &actions.join(", "),
+                &app.info.description,
             ]
+            .map(|cell| for_terminal(cell).into_owned())
         })
         .collect();
     let headers = ["NAME", "VERSION", "ACTIONS", "DESCRIPTION"];
@@ -1057,5 +1128,20 @@ fn print_json<T: serde::Serialize>(value: &T) {
             let _ = writeln!(stdout.lock(), "{text}");
         }
         Err(e) => eprintln!("error: cannot encode the result as JSON: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_for_a_terminal_has_no_control_characters() {
+        assert!(matches!(for_terminal("plain ✔ text"), Cow::Borrowed(_)));
+        assert_eq!(
+            for_terminal("a\u{1b}[2J\u{1b}]0;t\u{7}\tb\r\n✔ ok\u{7f}\u{9b}1m\u{202e}x\0"),
+            r"a\x1b[2J\x1b]0;t\x07\tb\r\n✔ ok\x7f\u{9b}1m\u{202e}x\x00"
+        );
+        assert_eq!(lines_for_terminal("one\u{1b}[2J\ntwo"), "one\\x1b[2J\ntwo");
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use wasp_runtime::host::{Call, FailureKind, Limits, Settings, StepReport};
+use wasp_runtime::host::{
+    Call, CompileLimits, FailureKind, Host, HostConfig, Limits, Registry, Settings, StepReport,
+};
 
 use crate::common::{example_app, fixture, invoke, load, output_of};
 
@@ -457,4 +459,281 @@ async fn chaos_spins_sleeps_and_fails_as_asked() {
     };
     let report = invoke(&app, call).await;
     assert_eq!(report.error.unwrap().kind, FailureKind::Timeout);
+}
+
+/// The apps directory and the component cache (issue 21, item 11): two files that
+/// claim one name are both refused, each naming the other.
+#[tokio::test]
+async fn two_files_claiming_one_name_are_both_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("http-request.wasm");
+    let evil = dir.path().join("0-evil.wasm");
+    std::fs::copy(example_app("http-request"), &real).unwrap();
+    std::fs::copy(example_app("http-request"), &evil).unwrap();
+    std::fs::copy(
+        example_app("ioc-extract"),
+        dir.path().join("ioc-extract.wasm"),
+    )
+    .unwrap();
+
+    let registry = Registry::scan(&crate::common::HOST, dir.path())
+        .await
+        .unwrap();
+    assert!(
+        registry.get("http-request").is_none(),
+        "a contested name is not served"
+    );
+    assert_eq!(
+        registry.claimants("http-request"),
+        Some(&[evil.clone(), real.clone()][..])
+    );
+    assert!(registry.get("ioc-extract").is_some(), "the others are");
+    let problems: Vec<(std::path::PathBuf, String)> = registry.problems().to_vec();
+    assert_eq!(
+        problems,
+        vec![
+            (
+                evil.clone(),
+                format!(
+                    "describes itself as `http-request`, as `{}` does: no file claiming \
+                     `http-request` is used until only one does",
+                    real.display()
+                )
+            ),
+            (
+                real.clone(),
+                format!(
+                    "describes itself as `http-request`, as `{}` does: no file claiming \
+                     `http-request` is used until only one does",
+                    evil.display()
+                )
+            ),
+        ]
+    );
+}
+
+/// Issue 21, item 11: a compiled entry copied over another app's entry ran the other
+/// app's code. The entry names the component it was compiled from, so it is refused
+/// and the app recompiled.
+#[tokio::test]
+async fn a_compiled_entry_copied_over_another_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || HostConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        ..HostConfig::default()
+    };
+    let first = Host::new(config()).unwrap();
+    let classify = first.load(&example_app("ip-classify")).await.unwrap();
+    let extract = first.load(&example_app("ioc-extract")).await.unwrap();
+    let entry = |hash: &str| {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with(hash) && name.ends_with(".cwasm")
+            })
+            .unwrap_or_else(|| panic!("no compiled entry for {hash}"))
+    };
+    std::fs::copy(entry(&classify.hash), entry(&extract.hash)).unwrap();
+
+    let second = Host::new(config()).unwrap();
+    let reloaded = second.load(&example_app("ioc-extract")).await.unwrap();
+    let report = second
+        .invoke(
+            &reloaded,
+            Call::new("extract", json!({"text": "see 10.1.2[.]3"}).to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        report.output.as_ref().map(|o| &o["ipv4"]),
+        Some(&json!(["10.1.2.3"])),
+        "ioc-extract's own code ran: {report:?}"
+    );
+    assert_ne!(
+        std::fs::read(entry(&extract.hash)).unwrap(),
+        std::fs::read(entry(&classify.hash)).unwrap(),
+        "the swapped entry was replaced"
+    );
+}
+
+/// A component with one core module whose one function keeps `locals` i64 locals live
+/// across a loop, each updated from another in every iteration, `rounds` times over:
+/// the shape that took cranelift 11.5 s at 650 KB and more than 7 minutes at 1.5 MB
+/// (issue 21, item 9). Written byte by byte, so no WebAssembly tooling is needed.
+fn live_locals_component(locals: u32, rounds: u32) -> Vec<u8> {
+    fn leb(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(content.len() as u64, out);
+        out.extend_from_slice(content);
+    }
+    let mut body = vec![1];
+    leb(u64::from(locals), &mut body);
+    body.push(0x7e); // i64
+    body.extend([0x03, 0x40]); // loop
+    for round in 0..rounds {
+        for i in 0..locals {
+            let other = (i * 7 + round + 1) % locals;
+            body.push(0x20); // local.get i
+            leb(u64::from(i), &mut body);
+            body.push(0x20); // local.get other
+            leb(u64::from(other), &mut body);
+            body.push(0x7c); // i64.add
+            body.push(0x21); // local.set i
+            leb(u64::from(i), &mut body);
+        }
+    }
+    body.push(0x20); // local.get 0
+    body.push(0);
+    body.push(0x50); // i64.eqz
+    body.extend([0x0d, 0]); // br_if 0: loop while local 0 is zero
+    body.push(0x0b); // end loop
+    body.push(0x0b); // end function
+    let mut code = vec![1];
+    leb(body.len() as u64, &mut code);
+    code.extend(body);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut module); // one type: [] -> []
+    section(3, &[1, 0], &mut module); // one function of it
+    section(10, &code, &mut module);
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    section(1, &module, &mut component); // a core module
+    component
+}
+
+/// Issue 21, item 9: a function too large, with too many locals, or with too many
+/// locals for its size (the shape that took the compiler minutes) is refused before
+/// anything compiles, the error naming the file and the bound; the other apps of the
+/// directory load.
+#[tokio::test]
+async fn a_component_past_the_compile_bounds_is_refused_naming_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = dir.path().join("large.wasm");
+    std::fs::write(&large, live_locals_component(2_000, 60)).unwrap();
+    let locals = dir.path().join("locals.wasm");
+    std::fs::write(&locals, live_locals_component(20_000, 1)).unwrap();
+    // 300 live locals over 418 KB of code: 8 s of compilation on a 2-core machine.
+    let complex = dir.path().join("complex.wasm");
+    std::fs::write(&complex, live_locals_component(300, 160)).unwrap();
+    std::fs::copy(
+        example_app("ioc-extract"),
+        dir.path().join("ioc-extract.wasm"),
+    )
+    .unwrap();
+
+    let registry = Registry::scan(&crate::common::HOST, dir.path())
+        .await
+        .unwrap();
+    assert!(registry.get("ioc-extract").is_some());
+    let problem = |path: &std::path::Path| {
+        registry
+            .problems()
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, problem)| problem.clone())
+            .unwrap_or_else(|| panic!("{} was not refused", path.display()))
+    };
+    let too_large = problem(&large);
+    assert!(
+        too_large.starts_with(&format!(
+            "`{}` is refused: its function 0 ",
+            large.display()
+        )) && too_large.ends_with("of code, over the 1 MiB bound on one function"),
+        "{too_large}"
+    );
+    assert_eq!(
+        problem(&locals),
+        format!(
+            "`{}` is refused: its function 0 (counting the functions of all its modules \
+             from 0) declares 20000 locals, over the bound of 10000 locals in one function",
+            locals.display()
+        )
+    );
+    assert_eq!(
+        problem(&complex),
+        format!(
+            "`{}` is refused: its function 0 (counting the functions of all its modules \
+             from 0) declares 300 locals over 408.8 KiB of code, 125571900 locals × bytes, \
+             over the bound of 67108864 (the shape that makes compiling slow)",
+            complex.display()
+        )
+    );
+}
+
+/// Issue 21, item 9: a compilation that takes longer than the bound is abandoned and
+/// the app refused, naming the bound; loading it again is refused at once, without a
+/// second compilation; while the abandoned one holds the only compiler slot, another
+/// component is refused within the bound too, naming what holds the slot.
+#[tokio::test]
+async fn a_compilation_past_the_time_bound_is_refused() {
+    let host = Host::new(HostConfig {
+        cache_dir: None,
+        compile: CompileLimits {
+            timeout: std::time::Duration::from_millis(20),
+            max_parallel: 1,
+            ..CompileLimits::default()
+        },
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow.wasm");
+    // Within every shape bound, and ~0.8 s of compilation on a 2-core machine.
+    std::fs::write(&slow, live_locals_component(500, 20)).unwrap();
+    for _ in 0..2 {
+        let error = host.load(&slow).await.unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "`{}` is refused: compiling it took longer than the 20ms bound \
+                 (a function too complex for the compiler?)",
+                slow.display()
+            )
+        );
+    }
+    let other = dir.path().join("other.wasm");
+    std::fs::write(&other, live_locals_component(500, 21)).unwrap();
+    assert_eq!(
+        host.load(&other).await.unwrap_err().to_string(),
+        format!(
+            "`{}` is refused: no compiler was free within 20ms: every one is still compiling \
+             a component past its bound (`{}`), and such compilations run on until they end",
+            other.display(),
+            slow.display()
+        )
+    );
+}
+
+/// Issue 21, item 9: a file past the size bound is refused before it is read whole.
+#[tokio::test]
+async fn a_component_past_the_size_bound_is_refused() {
+    let host = Host::new(HostConfig {
+        cache_dir: None,
+        compile: CompileLimits {
+            max_component_bytes: 100_000,
+            ..CompileLimits::default()
+        },
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let path = example_app("ip-classify");
+    let size = std::fs::metadata(&path).unwrap().len();
+    let error = host.load(&path).await.unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("`{}` is refused: it is ", path.display()))
+            && error.ends_with("over the 97.7 KiB bound on a component's size"),
+        "{error} ({size} bytes)"
+    );
 }

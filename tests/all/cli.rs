@@ -649,3 +649,273 @@ fn the_default_apps_directory_follows_cargo_target_dir() {
         stderr(&missing)
     );
 }
+
+/// `wasp` with `args`, the apps of `apps` and the cache in `cache`.
+fn wasp_with(apps: &std::path::Path, cache: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(args)
+        .env("WASP_APPS", apps)
+        .env("WASP_CACHE_DIR", cache)
+        .env_remove("WASP_LOG")
+        .output()
+        .expect("wasp runs")
+}
+
+/// The terminal test guest: its description carries escape sequences and a forged line.
+fn terminal_guest() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("WASP_GUEST_DIR")).join("wasp_test_terminal.wasm")
+}
+
+/// What no text printed for people may hold: ESC, BEL, a C1 control (CSI), or a
+/// line an app started.
+fn assert_inert(what: &str, text: &str) {
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+        "{what} holds a raw control character: {text:?}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.starts_with("✔ succeeded  forged")),
+        "{what} holds a forged line: {text:?}"
+    );
+}
+
+/// Issue 21, item 10: app text reaches the terminal escaped: an error message in
+/// `wasp run --output text`, a description in `wasp app list`, a bad name in a warning.
+#[test]
+fn app_text_reaches_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("hostile-text.yaml");
+    std::fs::write(
+        &playbook,
+        r#"id: hostile-text
+name: Hostile text
+trigger: { type: manual }
+nodes:
+  boom:
+    app: chaos
+    action: fail
+    input: { message: "${trigger.message}" }
+"#,
+    )
+    .unwrap();
+    let message =
+        "done\u{1b}[2J\u{1b}]0;pwned\u{7}\u{1b}]52;c;ZXZpbA==\u{7}\n✔ succeeded  forged\u{9b}31m";
+    let input = serde_json::json!({ "message": message }).to_string();
+    let run = wasp(&[
+        "run",
+        playbook.to_str().unwrap(),
+        "--output",
+        "text",
+        "--input",
+        &input,
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_inert("wasp run --output text", &text);
+    assert!(
+        text.contains(
+            r"app_error: done\x1b[2J\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\n✔ succeeded  forged\u{9b}31m"
+        ),
+        "{text}"
+    );
+
+    let apps = tempfile::tempdir().unwrap();
+    std::fs::copy(terminal_guest(), apps.path().join("terminal.wasm")).unwrap();
+    // The same component with its name overwritten by an escape sequence of the same
+    // length (its name is one literal in its data).
+    let mut renamed = std::fs::read(terminal_guest()).unwrap();
+    let name = b"terminal-probe";
+    let at = renamed
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("the guest holds its name");
+    renamed[at..at + name.len()].copy_from_slice(b"\x1b]0;pwned\x07\x1b[2J");
+    std::fs::write(apps.path().join("renamed.wasm"), renamed).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let list = wasp_with(apps.path(), cache.path(), &["app", "list"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    let table = String::from_utf8_lossy(&list.stdout);
+    assert_inert("wasp app list", &table);
+    assert!(
+        table.contains(
+            r"probe\x1b[2J\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\n✔ succeeded  forged\u{9b}31m"
+        ),
+        "{table}"
+    );
+    let warnings = stderr(&list);
+    assert_inert("the warnings of wasp app list", &warnings);
+    assert!(
+        warnings.contains(r"returned the app name `\x1b]0;pwned\x07\x1b[2J`"),
+        "{warnings}"
+    );
+}
+
+/// Issue 21, item 11: two files claiming one name are refused loudly wherever the
+/// directory is loaded, `wasp serve` at start included; neither is picked.
+#[test]
+fn two_files_claiming_one_name_are_refused_by_every_command() {
+    let apps = tempfile::tempdir().unwrap();
+    let real = apps.path().join("http-request.wasm");
+    let evil = apps.path().join("0-evil.wasm");
+    std::fs::copy(crate::common::example_app("http-request"), &real).unwrap();
+    std::fs::copy(crate::common::example_app("http-request"), &evil).unwrap();
+    let warning = |path: &std::path::Path, other: &std::path::Path| {
+        format!(
+            "warning: skipped `{}`: describes itself as `http-request`, as `{}` does: no file \
+             claiming `http-request` is used until only one does",
+            path.display(),
+            other.display()
+        )
+    };
+
+    let list = wasp_with(apps.path(), &cache_dir(), &["app", "list", "--json"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    assert_eq!(stdout_json(&list), serde_json::json!([]));
+    for expected in [warning(&evil, &real), warning(&real, &evil)] {
+        assert!(stderr(&list).contains(&expected), "{}", stderr(&list));
+    }
+
+    let run = wasp_with(
+        apps.path(),
+        &cache_dir(),
+        &["app", "run", "http-request", "--action", "get"],
+    );
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains(&format!(
+            "error: app `http-request` is claimed by 2 files in `{}`, so none is used: `{}`, `{}`",
+            apps.path().display(),
+            evil.display(),
+            real.display()
+        )),
+        "{}",
+        stderr(&run)
+    );
+
+    // `wasp serve` says so before it serves.
+    let playbooks = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--playbooks"])
+        .arg(playbooks.path())
+        .arg("--db")
+        .arg(playbooks.path().join("wasp.db"))
+        .env("WASP_APPS", apps.path())
+        .env("WASP_CACHE_DIR", cache_dir())
+        .env_remove("WASP_LOG")
+        .env_remove("WASP_API_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wasp serve starts");
+    let mut before_serving = Vec::new();
+    let stderr_pipe = serve.stderr.take().unwrap();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)) {
+        let line = line.unwrap();
+        if line.starts_with("wasp serving on") {
+            break;
+        }
+        before_serving.push(line);
+    }
+    let _ = serve.kill();
+    serve.wait().unwrap();
+    for expected in [warning(&evil, &real), warning(&real, &evil)] {
+        assert!(before_serving.contains(&expected), "{before_serving:#?}");
+    }
+}
+
+/// Issue 21, item 11: a cache directory others can write is refused, and says so.
+#[cfg(unix)]
+#[test]
+fn a_cache_directory_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = wasp_with(&example_apps_dir(), cache.path(), &["app", "list"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: the component cache `{}` is writable by others (mode 0777); wasp creates it \
+             0700: wasp loads no compiled code from it (make it the user's own and not \
+             writable by others, e.g. `chmod 700`, or name another with --cache-dir)\n",
+            cache.path().display()
+        )
+    );
+    assert!(output.stdout.is_empty());
+}
+
+/// Issue 21, item 11: a corrupted compiled entry (once a SIGTRAP) and an entry others
+/// can write are refused and recompiled, never run, and wasp says so.
+#[cfg(unix)]
+#[test]
+fn a_corrupted_or_unprotected_cache_entry_is_refused_and_recompiled() {
+    use std::os::unix::fs::PermissionsExt;
+    let apps = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crate::common::example_app("ioc-extract"),
+        apps.path().join("ioc-extract.wasm"),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        wasp_with(
+            apps.path(),
+            cache.path(),
+            &[
+                "app",
+                "run",
+                "ioc-extract",
+                "--action",
+                "extract",
+                "--input",
+                r#"{"text":"see 10.1.2[.]3"}"#,
+            ],
+        )
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let entry = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("a compiled entry");
+
+    // The middle of the compiled code overwritten with `int3` (0xcc).
+    let mut compiled = std::fs::read(&entry).unwrap();
+    let (from, to) = (compiled.len() / 3, compiled.len() * 2 / 3);
+    compiled[from..to].fill(0xcc);
+    std::fs::write(&entry, &compiled).unwrap();
+    let corrupted = run();
+    assert_eq!(corrupted.status.code(), Some(0), "{}", stderr(&corrupted));
+    assert_eq!(
+        stdout_json(&corrupted)["output"]["ipv4"],
+        serde_json::json!(["10.1.2.3"])
+    );
+    assert!(
+        stderr(&corrupted).contains(
+            "cache entry refused: its content does not match its checksum (corrupted or altered); recompiling"
+        ),
+        "{}",
+        stderr(&corrupted)
+    );
+
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let unprotected = run();
+    assert_eq!(
+        unprotected.status.code(),
+        Some(0),
+        "{}",
+        stderr(&unprotected)
+    );
+    assert!(
+        stderr(&unprotected).contains(
+            "cache entry refused: is writable by others (mode 0666); wasp creates it 0600; recompiling"
+        ),
+        "{}",
+        stderr(&unprotected)
+    );
+    let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the entry was written anew, private");
+}

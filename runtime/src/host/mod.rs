@@ -41,6 +41,7 @@
 
 mod cache;
 mod capture;
+mod compile;
 mod egress;
 mod registry;
 mod sandbox;
@@ -61,12 +62,14 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 
 pub use cache::default_cache_dir;
+pub use compile::{CompileLimits, Refusal};
 pub use egress::Egress;
 pub use registry::Registry;
 pub use sandbox::Settings;
 
 use cache::ComponentCache;
 use capture::{BoundedPipe, LogCaps, LogSink};
+use compile::Compiler;
 use egress::Hooks;
 use sandbox::{Interrupt, Limiter, ResourceBudget, StepState};
 
@@ -94,6 +97,27 @@ pub enum Error {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The component cache directory may not be trusted.
+    #[error(
+        "the component cache `{}` {problem}: wasp loads no compiled code from it \
+         (make it the user's own and not writable by others, e.g. `chmod 700`, \
+         or name another with --cache-dir)",
+        path.display()
+    )]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The component is past a bound on what wasp compiles (see [`CompileLimits`]).
+    #[error("`{}` is refused: {refusal}", path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Which bound, and by how much.
+        refusal: Refusal,
     },
     /// The file is not a valid component.
     #[error("`{}` is not a WebAssembly component: {message}", path.display())]
@@ -157,6 +181,8 @@ pub struct HostConfig {
     /// Steps running at once in this process; more wait for a slot. Bounds the
     /// pooling allocator's slots and host memory (concurrency × memory cap).
     pub max_concurrent_steps: usize,
+    /// Bounds on the components the host compiles.
+    pub compile: CompileLimits,
 }
 
 impl Default for HostConfig {
@@ -165,6 +191,7 @@ impl Default for HostConfig {
             cache_dir: default_cache_dir(),
             allocator: Allocator::Auto,
             max_concurrent_steps: 64,
+            compile: CompileLimits::default(),
         }
     }
 }
@@ -465,7 +492,8 @@ pub struct Host {
 struct Inner {
     engine: Engine,
     linker: Linker<StepState>,
-    cache: ComponentCache,
+    cache: Arc<ComponentCache>,
+    compiler: Compiler,
     allocator: Allocator,
     slots: Semaphore,
 }
@@ -568,13 +596,14 @@ impl Host {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         bindings::App::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let cache = Arc::new(ComponentCache::new(&engine, config.cache_dir)?);
         start_ticker(&engine);
-        let cache = ComponentCache::new(&engine, config.cache_dir);
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 cache,
+                compiler: Compiler::new(config.compile),
                 allocator,
                 slots: Semaphore::new(config.max_concurrent_steps.max(1)),
             }),
@@ -586,25 +615,18 @@ impl Host {
         self.inner.allocator
     }
 
-    /// Load the component at `path`: compile it (or take it from the cache),
-    /// pre-instantiate it, and describe it (once per content hash, then cached).
+    /// Load the component at `path`: check its shape against the compile bounds,
+    /// compile it (or take it from the cache) off the async workers and within the
+    /// time bound, pre-instantiate it, and describe it (once per content hash, then
+    /// cached).
     pub async fn load(&self, path: &Path) -> Result<Arc<App>, Error> {
-        let bytes = tokio::fs::read(path).await.map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = self.read_component(path).await?;
         let hash = cache::content_hash(&bytes);
-        let inner = Arc::clone(&self.inner);
-        let source = path.to_owned();
-        let hash_for_compile = hash.clone();
-        // Compilation is CPU-bound and can take seconds: keep it off the async workers.
-        let component = tokio::task::spawn_blocking(move || {
-            inner
-                .cache
-                .component(&inner.engine, &source, &hash_for_compile, &bytes)
-        })
-        .await
-        .map_err(|e| Error::Engine(format!("compilation task failed: {e}")))??;
+        let component = self
+            .inner
+            .compiler
+            .component(&self.inner.engine, &self.inner.cache, path, &hash, bytes)
+            .await?;
         let link = |e: wasmtime::Error| Error::Link {
             path: path.to_owned(),
             message: format!("{e:#}"),
@@ -631,6 +653,35 @@ impl Host {
             info,
             pre,
         }))
+    }
+
+    /// The bytes of the component file at `path`, read no further than the size bound
+    /// (a larger file is refused before it is held in memory).
+    async fn read_component(&self, path: &Path) -> Result<Vec<u8>, Error> {
+        use tokio::io::AsyncReadExt;
+        let read = |source| Error::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let bound = self.inner.compiler.limits().max_component_bytes;
+        let file = tokio::fs::File::open(path).await.map_err(read)?;
+        let mut bytes = Vec::new();
+        file.take(u64::try_from(bound).unwrap_or(u64::MAX).saturating_add(1))
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(read)?;
+        if bytes.len() > bound {
+            let size = tokio::fs::metadata(path)
+                .await
+                .ok()
+                .and_then(|m| usize::try_from(m.len()).ok())
+                .unwrap_or(bytes.len());
+            return Err(Error::Refused {
+                path: path.to_owned(),
+                refusal: Refusal::Size { size, bound },
+            });
+        }
+        Ok(bytes)
     }
 
     fn cached_description(&self, hash: &str) -> Option<AppInfo> {

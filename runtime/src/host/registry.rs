@@ -1,9 +1,16 @@
 //! The app registry: the components of an apps directory, addressed by the name their
 //! `describe()` gives.
 //!
-//! A directory is scanned once; each `.wasm` file is loaded (compiled or taken from
-//! the cache, described once per content hash). A file that fails to load does not
-//! hide the others: it is listed with its error, so `wasp app list` shows both.
+//! A directory is scanned once; its `.wasm` files are loaded at once (compiled within
+//! the compile bounds or taken from the cache, described once per content hash), so a
+//! component that is slow to compile delays no other. A file that fails to load does
+//! not hide the others: it is listed with its error, so `wasp app list` shows both.
+//!
+//! A name is an app's identity: a playbook node, an asset and an API call all address
+//! the app by it. Two files that claim one name are both refused, each problem naming
+//! the other file: were one picked (say the first in name order), a file
+//! `0-evil.wasm` describing itself as `http-request` would silently take the real
+//! app's place.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,16 +18,23 @@ use std::sync::Arc;
 
 use super::{App, Error, Host};
 
+/// Files of a directory loaded at once: enough that a few slow ones (each holds one of
+/// the host's compiler slots at most until the compile bound) delay no other, few
+/// enough to bound the component bytes held in memory (16 × 64 MiB at the most).
+const MAX_LOADS_AT_ONCE: usize = 16;
+
 /// The apps found in a directory.
 #[derive(Debug, Default)]
 pub struct Registry {
     apps: BTreeMap<String, Arc<App>>,
+    /// Names claimed by more than one file, with every file that claims them.
+    contested: BTreeMap<String, Vec<PathBuf>>,
     problems: Vec<(PathBuf, String)>,
 }
 
 impl Registry {
-    /// Load every `.wasm` file in `dir` (not recursively), in name order. Two files
-    /// describing the same app name: the first is kept and the second is a problem.
+    /// Load every `.wasm` file in `dir` (not recursively), all at once. Files that
+    /// describe the same app name are all refused (and listed as problems).
     pub async fn scan(host: &Host, dir: &Path) -> Result<Self, Error> {
         let read = |source| Error::Read {
             path: dir.to_owned(),
@@ -35,9 +49,28 @@ impl Registry {
             }
         }
         files.sort();
+        // Each load holds its file's bytes (up to the compile bound's 64 MiB) until it
+        // is compiled: a directory of many large files must not hold them all at once.
+        let at_once = Arc::new(tokio::sync::Semaphore::new(MAX_LOADS_AT_ONCE));
+        let mut loads = tokio::task::JoinSet::new();
+        for (index, path) in files.into_iter().enumerate() {
+            let host = host.clone();
+            let at_once = Arc::clone(&at_once);
+            loads.spawn(async move {
+                let _permit = at_once.acquire_owned().await;
+                let loaded = host.load(&path).await;
+                (index, path, loaded)
+            });
+        }
+        let mut loaded = Vec::new();
+        while let Some(joined) = loads.join_next().await {
+            loaded.push(joined.map_err(|e| Error::Engine(format!("loading an app failed: {e}")))?);
+        }
+        // Problems in file-name order, whichever load ended first.
+        loaded.sort_by_key(|(index, _, _)| *index);
         let mut registry = Self::default();
-        for path in files {
-            match host.load(&path).await {
+        for (_, path, loaded) in loaded {
+            match loaded {
                 Ok(app) => registry.add(app),
                 Err(e) => registry.problems.push((path, e.to_string())),
             }
@@ -45,18 +78,37 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Add `app`, unless its name is taken (then it is recorded as a problem).
+    /// Add `app`, unless another file claims its name: then neither is used, and each
+    /// is recorded as a problem naming the others.
     pub fn add(&mut self, app: Arc<App>) {
-        if let Some(existing) = self.apps.get(&app.info.name) {
-            let message = format!(
-                "describes itself as `{}`, like `{}`; the first one is used",
-                app.info.name,
-                existing.path.display()
-            );
-            self.problems.push((app.path.clone(), message));
+        let name = app.info.name.clone();
+        if let Some(claimants) = self.contested.get_mut(&name) {
+            claimants.push(app.path.clone());
+        } else if let Some(existing) = self.apps.remove(&name) {
+            self.contested
+                .insert(name.clone(), vec![existing.path.clone(), app.path.clone()]);
+        } else {
+            self.apps.insert(name, app);
             return;
         }
-        self.apps.insert(app.info.name.clone(), app);
+        // Each claimant's problem names the others, restated as the claimants grow.
+        let claimants = &self.contested[&name];
+        self.problems.retain(|(path, _)| !claimants.contains(path));
+        for path in claimants {
+            let others: Vec<String> = claimants
+                .iter()
+                .filter(|other| *other != path)
+                .map(|other| format!("`{}`", other.display()))
+                .collect();
+            self.problems.push((
+                path.clone(),
+                format!(
+                    "describes itself as `{name}`, as {} does: no file claiming `{name}` is used \
+                     until only one does",
+                    others.join(" and ")
+                ),
+            ));
+        }
     }
 
     /// The app called `name`.
@@ -64,12 +116,17 @@ impl Registry {
         self.apps.get(name)
     }
 
+    /// The files that claim `name` when more than one does (none of them is used).
+    pub fn claimants(&self, name: &str) -> Option<&[PathBuf]> {
+        self.contested.get(name).map(Vec::as_slice)
+    }
+
     /// Every app, by name.
     pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
         self.apps.values()
     }
 
-    /// Files that could not be loaded, with why.
+    /// Files that could not be loaded or were refused, with why.
     pub fn problems(&self) -> &[(PathBuf, String)] {
         &self.problems
     }
