@@ -32,6 +32,9 @@
 //! | component-model handles of the guest's own resources | 100,000 (wasmtime's default) | handles created without end |
 //! | instances, tables, memories per store | 64 | components that instantiate without end |
 //! | elements of a table | 20,000 (the pooling allocator's slot size) | tables grown without end |
+//! | `describe()`: descriptions, version; each schema; actions, pathways per action | 4 KiB, 64 bytes; 256 KiB; 256, 256 | descriptions kept for the life of the process: 14 MB schemas in 50 apps held ~800 MB |
+//! | a component; its functions; one function's code, locals, locals × code | 64 MiB; 200,000; 1 MiB, 10,000, 64 Mi (see `compile`) | compile time that grows with live locals times code: a 1.5 MB component was still compiling after 7 minutes |
+//! | one compilation; compilations at once | 120 s, then the app is refused; 2, abandoned ones included | one bad app holding the compiler, or delaying the others |
 //!
 //! The guest gets WASI p2 with nothing granted: no preopened directories, no
 //! environment, no arguments, no sockets, no name lookups; clocks and randomness
@@ -1262,6 +1265,32 @@ fn redact(report: &mut StepReport, redactor: &Redactor) {
 }
 
 /// Check a description a guest returned and turn it into the host's form.
+/// What one app's description may hold. `describe()` runs once per component and its
+/// answer is kept for the life of the process (every `wasp app list`, every playbook
+/// validated against it): a schema of 14 MB in each of 50 apps held ~800 MB.
+const MAX_DESCRIPTION_TEXT: usize = 4 << 10;
+/// See [`MAX_DESCRIPTION_TEXT`]: the bytes of one action's input or output JSON Schema.
+const MAX_SCHEMA_BYTES: usize = 256 << 10;
+/// See [`MAX_DESCRIPTION_TEXT`]: actions of one app, and pathways of one action.
+const MAX_ACTIONS: usize = 256;
+const MAX_PATHWAYS: usize = 256;
+/// See [`MAX_DESCRIPTION_TEXT`]: an app's version text.
+const MAX_VERSION_TEXT: usize = 64;
+
+/// `text` as it may appear in a message: control characters escaped, at most 64
+/// characters of it.
+fn quoted(text: &str) -> String {
+    let mut shown: String = text
+        .chars()
+        .take(64)
+        .flat_map(char::escape_default)
+        .collect();
+    if text.chars().nth(64).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
 fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Result<AppInfo, String> {
     let valid_name = |name: &str| {
         !name.is_empty()
@@ -1270,10 +1299,33 @@ fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Resul
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     };
+    let bounded = |what: String, text: &str, bound: usize| {
+        if text.len() > bound {
+            Err(format!(
+                "returned {what} of {} bytes; at most {} are kept",
+                text.len(),
+                human_bytes(bound)
+            ))
+        } else {
+            Ok(())
+        }
+    };
     if !valid_name(&info.name) {
         return Err(format!(
             "returned the app name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`",
-            info.name
+            quoted(&info.name)
+        ));
+    }
+    bounded("a version".to_owned(), &info.version, MAX_VERSION_TEXT)?;
+    bounded(
+        "a description".to_owned(),
+        &info.description,
+        MAX_DESCRIPTION_TEXT,
+    )?;
+    if info.actions.len() > MAX_ACTIONS {
+        return Err(format!(
+            "returned {} actions; at most {MAX_ACTIONS} are allowed",
+            info.actions.len()
         ));
     }
     let mut actions: Vec<ActionInfo> = Vec::with_capacity(info.actions.len());
@@ -1281,18 +1333,43 @@ fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Resul
         if !valid_name(&action.name) {
             return Err(format!(
                 "returned the action name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`",
-                action.name
+                quoted(&action.name)
             ));
         }
         if actions.iter().any(|a| a.name == action.name) {
             return Err(format!("lists action `{}` twice", action.name));
         }
+        let name = &action.name;
+        bounded(
+            format!("a description of `{name}`"),
+            &action.description,
+            MAX_DESCRIPTION_TEXT,
+        )?;
+        bounded(
+            format!("an input schema for `{name}`"),
+            &action.input_schema,
+            MAX_SCHEMA_BYTES,
+        )?;
+        bounded(
+            format!("an output schema for `{name}`"),
+            &action.output_schema,
+            MAX_SCHEMA_BYTES,
+        )?;
+        if action.pathways.len() > MAX_PATHWAYS {
+            return Err(format!(
+                "returned {} pathways for `{name}`; at most {MAX_PATHWAYS} are allowed",
+                action.pathways.len()
+            ));
+        }
+        if let Some(long) = action.pathways.iter().find(|p| p.len() > MAX_PATHWAY_BYTES) {
+            return Err(format!(
+                "returned the pathway `{}` for `{name}`; a pathway has at most {MAX_PATHWAY_BYTES} bytes",
+                quoted(long)
+            ));
+        }
         let schema = |which: &str, text: &str| {
             serde_json::from_str::<Value>(text).map_err(|e| {
-                format!(
-                    "returned an {which} schema for `{}` that is not JSON: {e}",
-                    action.name
-                )
+                format!("returned an {which} schema for `{name}` that is not JSON: {e}")
             })
         };
         actions.push(ActionInfo {
@@ -1314,6 +1391,48 @@ fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Issue 21: `describe()` schemas of 14 MB each were kept for the life of the server.
+    #[test]
+    fn a_description_past_its_bounds_is_refused_naming_the_bound() {
+        use bindings::wasp::playbook::types::{ActionInfo as Action, AppInfo as Info};
+        let action = |schema: String, pathways: Vec<String>| Action {
+            name: "lookup".to_owned(),
+            description: String::new(),
+            input_schema: schema,
+            output_schema: "{}".to_owned(),
+            pathways,
+        };
+        let app = |actions: Vec<Action>| Info {
+            name: "bloated".to_owned(),
+            version: "1.0.0".to_owned(),
+            description: String::new(),
+            actions,
+        };
+        let fine = format!("{{\"description\": \"{}\"}}", "x".repeat(200 << 10));
+        assert!(validate_description(app(vec![action(fine, vec![])])).is_ok());
+        let huge = format!("{{\"description\": \"{}\"}}", "x".repeat(14 << 20));
+        assert_eq!(
+            validate_description(app(vec![action(huge, vec![])])).unwrap_err(),
+            "returned an input schema for `lookup` of 14680083 bytes; at most 256 KiB are kept"
+        );
+        let many: Vec<String> = (0..300).map(|i| format!("p{i}")).collect();
+        assert_eq!(
+            validate_description(app(vec![action("{}".to_owned(), many)])).unwrap_err(),
+            "returned 300 pathways for `lookup`; at most 256 are allowed"
+        );
+        let long = vec!["\u{1b}[2J".repeat(100)];
+        let error = validate_description(app(vec![action("{}".to_owned(), long)])).unwrap_err();
+        assert!(
+            error.starts_with("returned the pathway `\\u{1b}[2J"),
+            "{error}"
+        );
+        assert!(!error.contains('\u{1b}'), "{error}");
+        let mut named = app(vec![]);
+        named.name = "\u{1b}]0;pwned\u{7}".repeat(1000);
+        let error = validate_description(named).unwrap_err();
+        assert!(error.len() < 600 && !error.contains('\u{1b}'), "{error}");
+    }
 
     #[test]
     fn sizes_read_well() {
