@@ -726,14 +726,13 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     }
     .allowing(&args.allowed_hosts)
     .map_err(Failure::Usage)?;
-    let registry = scan(host, apps_dir).await?;
+    check_apps_dir(apps_dir)?;
     if !args.playbooks.is_dir() {
         return Err(Failure::Usage(format!(
             "the playbooks directory `{}` does not exist; name one with --playbooks",
             args.playbooks.display()
         )));
     }
-    let (playbooks, registry) = load_directory(registry, &args.playbooks);
     let assets = match &args.assets {
         Some(path) => Assets::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
         None => Assets::default(),
@@ -749,25 +748,21 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
             interrupted.executions, interrupted.action_runs
         );
     }
-    for (playbook, definition) in &playbooks {
-        store
-            .save_playbook(&crate::store::PlaybookFields::of(
-                playbook, definition, "file",
-            ))
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-    }
-    let runner = Arc::new(
-        HostRunner::new(host.clone(), Arc::new(registry), Arc::new(assets))
-            .with_playbooks(playbooks.iter().map(|(p, _)| Arc::clone(p))),
-    );
+    // The server answers while the apps load (compiling one can take seconds): it has
+    // none at first, and answers what needs one with 503 until they are in.
+    let runner = Arc::new(HostRunner::new(
+        host.clone(),
+        Arc::new(Registry::default()),
+        Arc::new(assets),
+    ));
     let service = Arc::new(
-        crate::api::Service::new(store, runner, args.token).with_secrets_dir(args.secrets_dir),
+        crate::api::Service::new(Arc::clone(&store), Arc::clone(&runner), args.token)
+            .with_secrets_dir(args.secrets_dir),
     );
+    service.set_loading(true);
     service
         .load_stored_assets()
-        .and_then(|()| service.load_stored_playbooks())
         .map_err(|e| Failure::Internal(e.to_string()))?;
-    service.start_timers();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -778,10 +773,53 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         "wasp serving on http://{addr} (database `{}`); the web page is http://{addr}/",
         args.db.display()
     );
-    crate::api::serve(listener, service, edge, shutdown_signal())
-        .await
-        .map_err(|e| Failure::Internal(e.to_string()))?;
-    Ok(ExitCode::SUCCESS)
+    let mut server = tokio::spawn(crate::api::serve(
+        listener,
+        Arc::clone(&service),
+        edge,
+        shutdown_signal(),
+    ));
+    let load = async {
+        let registry = scan(host, apps_dir).await?;
+        let (playbooks, registry) = load_directory(registry, &args.playbooks);
+        for (playbook, definition) in &playbooks {
+            store
+                .save_playbook(&crate::store::PlaybookFields::of(
+                    playbook, definition, "file",
+                ))
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+        }
+        let apps = registry.apps().count();
+        runner.set_apps(Arc::new(registry));
+        for (playbook, _) in &playbooks {
+            runner.set_playbook(Arc::clone(playbook));
+        }
+        service
+            .load_stored_playbooks()
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        service.start_timers();
+        service.set_loading(false);
+        eprintln!(
+            "wasp ready: {apps} apps, {} playbooks",
+            runner.playbook_ids().len()
+        );
+        Ok::<(), Failure>(())
+    };
+    tokio::select! {
+        loaded = load => loaded?,
+        // Stopped (Ctrl-C, SIGTERM) while the apps were loading.
+        ended = &mut server => return finish(ended),
+    }
+    finish(server.await)
+}
+
+/// The exit of a server task that ended.
+fn finish(ended: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<ExitCode, Failure> {
+    match ended {
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+        Ok(Err(e)) => Err(Failure::Internal(e.to_string())),
+        Err(e) => Err(Failure::Internal(format!("the server stopped: {e}"))),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -867,7 +905,8 @@ fn called(playbook: &Playbook) -> Vec<String> {
         .collect()
 }
 
-async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
+/// A usage error naming the flag to use when `apps_dir` does not exist.
+fn check_apps_dir(apps_dir: &Path) -> Result<(), Failure> {
     if !apps_dir.is_dir() {
         return Err(Failure::Usage(format!(
             "the apps directory `{}` does not exist; build the example apps with `cargo build` \
@@ -878,6 +917,11 @@ async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
             crate::env::APPS
         )));
     }
+    Ok(())
+}
+
+async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
+    check_apps_dir(apps_dir)?;
     let registry = Registry::scan(host, apps_dir).await?;
     // Every command that loads the directory says what it refused, `wasp serve` at
     // start included: two files claiming one name are refused loudly, never picked.

@@ -265,7 +265,8 @@ pub fn new_execution_id() -> String {
 #[derive(Debug)]
 pub struct HostRunner {
     host: Host,
-    apps: Arc<Registry>,
+    /// Replaced whole when a server has loaded its apps directory: it serves before.
+    apps: std::sync::RwLock<Arc<Registry>>,
     assets: Arc<Assets>,
     /// By XID; a server adds and removes them while executions run.
     playbooks: std::sync::RwLock<BTreeMap<String, Arc<Playbook>>>,
@@ -276,7 +277,7 @@ impl HostRunner {
     pub fn new(host: Host, apps: Arc<Registry>, assets: Arc<Assets>) -> Self {
         Self {
             host,
-            apps,
+            apps: std::sync::RwLock::new(apps),
             assets,
             playbooks: std::sync::RwLock::default(),
         }
@@ -318,9 +319,22 @@ impl HostRunner {
             .collect()
     }
 
-    /// The apps it runs.
-    pub fn apps(&self) -> &Registry {
-        &self.apps
+    /// The apps it runs now.
+    pub fn apps(&self) -> Arc<Registry> {
+        Arc::clone(
+            &self
+                .apps
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Run the apps of `apps` from now on (steps running keep the app they started with).
+    pub fn set_apps(&self, apps: Arc<Registry>) {
+        *self
+            .apps
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = apps;
     }
 
     /// The assets its steps may bind.
@@ -364,7 +378,7 @@ impl StepRunner for HostRunner {
     }
 
     async fn run(&self, call: StepCall) -> StepReport {
-        let Some(app) = self.apps.get(&call.app) else {
+        let Some(app) = self.apps().get(&call.app).cloned() else {
             return StepReport::failure(
                 FailureKind::HostError,
                 format!("the app `{}` is not loaded", call.app),
@@ -414,7 +428,7 @@ impl StepRunner for HostRunner {
             kill: call.kill,
         };
         self.host
-            .invoke(app, host_call)
+            .invoke(&app, host_call)
             .await
             .unwrap_or_else(|e| StepReport::failure(FailureKind::HostError, e.to_string()))
     }

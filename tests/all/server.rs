@@ -29,7 +29,24 @@ impl Server {
 
     /// A server whose process also has the environment variables `env`.
     pub(crate) fn start_with_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::launch(Command::new(env!("CARGO_BIN_EXE_wasp")), db, extra, env)
+        Self::launch(
+            Command::new(env!("CARGO_BIN_EXE_wasp")),
+            db,
+            extra,
+            env,
+            true,
+        )
+    }
+
+    /// A server as soon as it listens, before its apps and playbooks are loaded.
+    pub(crate) fn start_unready(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(
+            Command::new(env!("CARGO_BIN_EXE_wasp")),
+            db,
+            extra,
+            env,
+            false,
+        )
     }
 
     /// A server that may open at most `limit` files (soft and hard limit alike, so
@@ -40,10 +57,16 @@ impl Server {
             .arg("-c")
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_wasp"));
-        Self::launch(command, db, extra, &[])
+        Self::launch(command, db, extra, &[], true)
     }
 
-    fn launch(mut command: Command, db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+    fn launch(
+        mut command: Command,
+        db: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        ready: bool,
+    ) -> Self {
         let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
         let assets = format!("{playbooks}/assets.yaml");
         let mut child = command
@@ -76,6 +99,19 @@ impl Server {
                     .to_owned();
             }
         };
+        // It answers while it loads its apps and playbooks; most tests want them loaded.
+        if ready {
+            loop {
+                let mut line = String::new();
+                if stderr.read_line(&mut line).expect("the server answers") == 0 {
+                    panic!("wasp serve ended before it was ready: {seen}");
+                }
+                seen.push_str(&line);
+                if line.starts_with("wasp ready: ") {
+                    break;
+                }
+            }
+        }
         // Keep draining stderr so that the server never blocks on a full pipe.
         let log = std::sync::Arc::new(std::sync::Mutex::new(seen));
         let kept = std::sync::Arc::clone(&log);
@@ -1631,4 +1667,51 @@ fn two_thousand_idle_connections_under_a_low_descriptor_limit_do_not_stop_the_se
         server.log()
     );
     drop(idle);
+}
+
+// Issue 21: `wasp serve` answered nothing for 41 s while it compiled its apps.
+#[test]
+fn the_server_answers_while_its_apps_load_and_runs_them_once_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty cache: every app is compiled, which takes seconds.
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let server = Server::start_unready(
+        &dir.path().join("wasp.db"),
+        &[],
+        &[("WASP_CACHE_DIR", cache)],
+    );
+    let (status, page) = server.get("/api/v1/executions");
+    assert_eq!(status, 200, "the store is served at once: {page}");
+    let response = server
+        .agent
+        .post(server.url("/api/v1/playbooks/ip-enrichment/run"))
+        .content_type("application/json")
+        .send(sample_input("ip-enrichment"))
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, refused) = read(response);
+    assert_eq!(
+        (status, &refused["error"]),
+        (
+            503,
+            &json!("wasp is still loading its apps and playbooks; ask again in a moment")
+        )
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !server.log().contains("wasp ready: ") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, started) = server.post(
+        "/api/v1/playbooks/ip-enrichment/run?wait=true",
+        &sample_input("ip-enrichment"),
+    );
+    assert_eq!(
+        (status, &started["status"]),
+        (200, &json!("Completed")),
+        "{started}"
+    );
+    let (status, _) = server.get("/api/v1/playbooks/no-such-playbook");
+    assert_eq!(status, 404, "once loaded, what is not there is not found");
 }

@@ -74,6 +74,8 @@ pub struct Service {
     timers: Mutex<HashMap<String, triggers::Timer>>,
     /// The only directory whose files API-defined assets may read as secrets.
     secrets_dir: Option<std::path::PathBuf>,
+    /// Whether the apps and playbooks are still loading (the server answers already).
+    loading: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Service {
@@ -457,7 +459,15 @@ impl Service {
             gates: Mutex::new(HashMap::new()),
             timers: Mutex::new(HashMap::new()),
             secrets_dir: None,
+            loading: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Say whether the apps and playbooks are still loading: meanwhile, what is not
+    /// found is answered 503 (it may be found in a moment), not 404.
+    pub fn set_loading(&self, loading: bool) {
+        self.loading
+            .store(loading, std::sync::atomic::Ordering::Release);
     }
 
     /// The same service, letting assets created through the API read secrets from the
@@ -916,6 +926,10 @@ pub fn router(service: Arc<Service>) -> Router {
         // A signed webhook is authenticated by its signature; the handler asks for the
         // token otherwise.
         .route("/api/v1/hooks/{id}", post(triggers::hook))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&service),
+            while_loading,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             listen::BODY_TIMEOUT,
@@ -939,6 +953,29 @@ pub async fn serve(
         listen::check_host,
     ));
     listen::serve(listener, router, &edge, shutdown).await
+}
+
+/// While the apps and playbooks load, what is not found may be found in a moment: a
+/// 404 becomes a 503 that says so.
+async fn while_loading(
+    State(service): State<Arc<Service>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::NOT_FOUND
+        && service.loading.load(std::sync::atomic::Ordering::Acquire)
+    {
+        let mut refused = ApiError::Unavailable(
+            "wasp is still loading its apps and playbooks; ask again in a moment".to_owned(),
+        )
+        .into_response();
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return refused;
+    }
+    response
 }
 
 async fn authorize(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
@@ -1966,14 +2003,14 @@ fn os_logs_zip(id: &str, steps: &[Value]) -> Result<Vec<u8>, zip::result::ZipErr
 
 /// What a playbook sent over the API is validated against: the server's apps and
 /// playbooks.
-struct ServerCatalog<'a> {
-    runner: &'a HostRunner,
+struct ServerCatalog {
+    apps: Arc<crate::host::Registry>,
     playbooks: Vec<String>,
 }
 
-impl Catalog for ServerCatalog<'_> {
+impl Catalog for ServerCatalog {
     fn app(&self, name: &str) -> Option<&crate::host::AppInfo> {
-        self.runner.apps().get(name).map(|app| &app.info)
+        self.apps.get(name).map(|app| &app.info)
     }
 
     fn has_playbook(&self, id: &str) -> bool {
@@ -1999,7 +2036,7 @@ fn validate_body(service: &Service, body: &[u8]) -> Result<(Playbook, Value), Ap
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let definition: Value = serde_saphyr::from_str(text).unwrap_or_default();
     let catalog = ServerCatalog {
-        runner: &service.runner,
+        apps: service.runner.apps(),
         playbooks: service.runner.playbook_ids(),
     };
     let mut playbook = Playbook::validate("the request body", spec, &catalog)
@@ -2230,7 +2267,7 @@ async fn replay_playbook(
     let spec = PlaybookSpec::parse("the replayed node", &text)
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
     let catalog = ServerCatalog {
-        runner: &service.runner,
+        apps: service.runner.apps(),
         playbooks: service.runner.playbook_ids(),
     };
     Playbook::validate("the replayed node", spec, &catalog)

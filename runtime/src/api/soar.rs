@@ -131,7 +131,8 @@ fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Soar
     if request.targets.is_empty() {
         return Err(bad("`targets` is empty: name at least one app".to_owned()));
     }
-    let apps: Vec<_> = service.runner.apps().apps().collect();
+    let registry = service.runner.apps();
+    let apps: Vec<_> = registry.apps().collect();
     let assets: Vec<_> = service.runner.assets().list();
     let mut plans = Vec::new();
     for (t, target) in request.targets.iter().enumerate() {
