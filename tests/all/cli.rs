@@ -794,7 +794,7 @@ fn two_files_claiming_one_name_are_refused_by_every_command() {
         stderr(&run)
     );
 
-    // `wasp serve` says so before it serves.
+    // `wasp serve` says so as it loads its apps, before it is ready.
     let playbooks = tempfile::tempdir().unwrap();
     let mut serve = Command::new(env!("CARGO_BIN_EXE_wasp"))
         .args(["serve", "--addr", "127.0.0.1:0", "--playbooks"])
@@ -809,19 +809,19 @@ fn two_files_claiming_one_name_are_refused_by_every_command() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("wasp serve starts");
-    let mut before_serving = Vec::new();
+    let mut before_ready = Vec::new();
     let stderr_pipe = serve.stderr.take().unwrap();
     for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)) {
         let line = line.unwrap();
-        if line.starts_with("wasp serving on") {
+        if line.starts_with("wasp ready: ") {
             break;
         }
-        before_serving.push(line);
+        before_ready.push(line);
     }
     let _ = serve.kill();
     serve.wait().unwrap();
     for expected in [warning(&evil, &real), warning(&real, &evil)] {
-        assert!(before_serving.contains(&expected), "{before_serving:#?}");
+        assert!(before_ready.contains(&expected), "{before_ready:#?}");
     }
 }
 
