@@ -1,6 +1,6 @@
-//! Playbooks end to end, in process: engine overhead per step, a 10-node linear
-//! playbook, a 50-node fan-out / fan-in, steps per second with concurrent executions,
-//! and how late the reaper ends an execution whose step spins.
+//! Playbooks end to end, in process: validation at the node bound, engine overhead per
+//! step, a 10-node linear playbook, a 50-node fan-out / fan-in, steps per second with
+//! concurrent executions, and how late the reaper ends an execution whose step spins.
 //!
 //! `cargo bench --bench playbook`. Results and the command are recorded in
 //! BENCHMARKS.md. This is not a test: nothing here asserts a time.
@@ -126,6 +126,31 @@ fn main() {
         registry.add(host.load(&guests.join("wasp_test_hostile.wasm")).await.expect("hostile"));
         let registry = Arc::new(registry);
         let apps = Apps(Arc::clone(&registry));
+
+        // Validation at the node bound: parsing and checking a 5,000-node chain (each
+        // node reading the one before) and fan-out/in, and refusing 100,000 nodes.
+        for (name, text) in [
+            ("5,000-node chain", linear(wasp_runtime::playbook::MAX_NODES)),
+            ("5,000-node fan-out/in", fan(wasp_runtime::playbook::MAX_NODES - 2)),
+        ] {
+            let mut samples = Vec::new();
+            for _ in 0..20 {
+                let started = Instant::now();
+                drop(playbook(&text, &apps));
+                samples.push(started.elapsed());
+            }
+            let (m, p) = median(samples);
+            println!("parse and validate, {name:<22} median {m:>9.1?}  p95 {p:>9.1?}");
+        }
+        let huge = linear(100_000);
+        let started = Instant::now();
+        let spec = PlaybookSpec::parse("bench.yaml", &huge).expect("parses");
+        let refused = Playbook::validate("bench.yaml", spec, &apps).is_err();
+        println!(
+            "parse and refuse a 100,000-node chain     {:>9.1?}  ({} bytes of YAML, refused: {refused})",
+            started.elapsed(),
+            huge.len()
+        );
 
         let line = playbook(&linear(10), &apps);
         let fan_in = playbook(&fan(48), &apps);
