@@ -9,7 +9,7 @@
 //! holding the API token could read the server's own credentials through an asset, or
 //! confirm guesses of any file's content through a webhook's signature check.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use crate::env::SECRET_ENV_PREFIX;
 
@@ -23,9 +23,9 @@ pub fn refuse_env(var: &str) -> Option<String> {
     })
 }
 
-/// The path of `file` inside `secrets_dir`, if a client may name it: a plain relative
-/// path (no `..`, no root), on a server that has a secrets directory.
-pub fn confine(secrets_dir: Option<&Path>, file: &str) -> Result<PathBuf, String> {
+/// The secrets directory `file` is read from, if a client may name it: a plain
+/// relative path (no `..`, no root), on a server that has a secrets directory.
+pub fn confine<'a>(secrets_dir: Option<&'a Path>, file: &str) -> Result<&'a Path, String> {
     let Some(dir) = secrets_dir else {
         return Err(
             "this server has no secrets directory (wasp serve --secrets-dir), so a secret given \
@@ -43,7 +43,7 @@ pub fn confine(secrets_dir: Option<&Path>, file: &str) -> Result<PathBuf, String
             "`{file}` must be a plain relative path inside the secrets directory"
         ));
     }
-    Ok(dir.join(relative))
+    Ok(dir)
 }
 
 /// Read `file` (a path relative to `secrets_dir`) when it is inside the directory once
@@ -82,10 +82,7 @@ mod tests {
             assert!(refuse_env(var).is_some(), "{var}");
         }
         let dir = Path::new("/run/wasp");
-        assert_eq!(
-            confine(Some(dir), "hooks/github").unwrap(),
-            dir.join("hooks/github")
-        );
+        assert_eq!(confine(Some(dir), "hooks/github").unwrap(), dir);
         for file in ["/etc/passwd", "../etc/passwd", "a/../../b", "./x", ""] {
             assert!(confine(Some(dir), file).is_err(), "{file}");
         }

@@ -1553,6 +1553,22 @@ fn a_huge_playbook_is_refused_naming_the_bound_and_the_server_serves_on() {
     assert_eq!(status, 201, "{created}");
     let (status, _) = server.get("/api/v1/playbooks/generated");
     assert_eq!(status, 200);
+    // A JSON body past the YAML parser's budget (250,000 YAML nodes) but within every
+    // bound of a playbook keeps its definition whole.
+    let wide = json!({
+        "id": "wide", "name": "Wide", "trigger": {"type": "manual"},
+        "nodes": {"all": {"app": "transform", "action": "select",
+                          "input": {"data": vec![0; 300_000], "path": "$"}}},
+    });
+    let (status, created) = server.post("/api/v1/playbooks", &wide.to_string());
+    assert_eq!(status, 201, "{created}");
+    let (_, stored) = server.get("/api/v1/playbooks/wide");
+    assert_eq!(
+        stored["steps"]["nodes"]["all"]["input"]["data"]
+            .as_array()
+            .map(Vec::len),
+        Some(300_000)
+    );
 }
 
 /// Send `request` (a whole HTTP/1.1 request) on a new connection; the response's head.

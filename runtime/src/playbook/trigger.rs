@@ -81,14 +81,10 @@ impl SecretSource {
                 Some(refused) => Err(refused),
                 None => Ok(self.clone()),
             },
-            SecretSource::File(path) => {
-                let text = path.to_string_lossy();
-                crate::secrets::confine(secrets_dir, &text)?;
-                Ok(SecretSource::InSecretsDir {
-                    dir: secrets_dir.unwrap_or(Path::new(".")).to_owned(),
-                    file: path.clone(),
-                })
-            }
+            SecretSource::File(path) => Ok(SecretSource::InSecretsDir {
+                dir: crate::secrets::confine(secrets_dir, &path.to_string_lossy())?.to_owned(),
+                file: path.clone(),
+            }),
             SecretSource::InSecretsDir { .. } => Ok(self.clone()),
         }
     }
