@@ -561,56 +561,42 @@ async fn a_compiled_entry_copied_over_another_is_refused() {
 /// A component with one core module whose one function keeps `locals` i64 locals live
 /// across a loop, each updated from another in every iteration, `rounds` times over:
 /// the shape that took cranelift 11.5 s at 650 KB and more than 7 minutes at 1.5 MB
-/// (issue 21, item 9). Written byte by byte, so no WebAssembly tooling is needed.
+/// (issue 21, item 9).
 fn live_locals_component(locals: u32, rounds: u32) -> Vec<u8> {
-    fn leb(mut n: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        leb(content.len() as u64, out);
-        out.extend_from_slice(content);
-    }
-    let mut body = vec![1];
-    leb(u64::from(locals), &mut body);
-    body.push(0x7e); // i64
-    body.extend([0x03, 0x40]); // loop
+    use wasm_encoder::{
+        BlockType, CodeSection, Component, Function, FunctionSection, Instruction, Module,
+        ModuleSection, TypeSection, ValType,
+    };
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    let mut function = Function::new([(locals, ValType::I64)]);
+    function.instruction(&Instruction::Loop(BlockType::Empty));
     for round in 0..rounds {
         for i in 0..locals {
             let other = (i * 7 + round + 1) % locals;
-            body.push(0x20); // local.get i
-            leb(u64::from(i), &mut body);
-            body.push(0x20); // local.get other
-            leb(u64::from(other), &mut body);
-            body.push(0x7c); // i64.add
-            body.push(0x21); // local.set i
-            leb(u64::from(i), &mut body);
+            function
+                .instruction(&Instruction::LocalGet(i))
+                .instruction(&Instruction::LocalGet(other))
+                .instruction(&Instruction::I64Add)
+                .instruction(&Instruction::LocalSet(i));
         }
     }
-    body.push(0x20); // local.get 0
-    body.push(0);
-    body.push(0x50); // i64.eqz
-    body.extend([0x0d, 0]); // br_if 0: loop while local 0 is zero
-    body.push(0x0b); // end loop
-    body.push(0x0b); // end function
-    let mut code = vec![1];
-    leb(body.len() as u64, &mut code);
-    code.extend(body);
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    section(1, &[1, 0x60, 0, 0], &mut module); // one type: [] -> []
-    section(3, &[1, 0], &mut module); // one function of it
-    section(10, &code, &mut module);
-    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
-    section(1, &module, &mut component); // a core module
-    component
+    // Loop while local 0 is zero.
+    function
+        .instruction(&Instruction::LocalGet(0))
+        .instruction(&Instruction::I64Eqz)
+        .instruction(&Instruction::BrIf(0))
+        .instruction(&Instruction::End)
+        .instruction(&Instruction::End);
+    let mut code = CodeSection::new();
+    code.function(&function);
+    let mut module = Module::new();
+    module.section(&types).section(&functions).section(&code);
+    let mut component = Component::new();
+    component.section(&ModuleSection(&module));
+    component.finish()
 }
 
 /// Issue 21, item 9: a function too large, with too many locals, or with too many

@@ -439,39 +439,26 @@ mod tests {
     /// A component holding one core module whose one function has `locals` locals and
     /// `body` more bytes of `nop`s.
     fn component(locals: u32, body: usize) -> Vec<u8> {
-        fn leb(mut n: usize, out: &mut Vec<u8>) {
-            loop {
-                let byte = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    out.push(byte);
-                    return;
-                }
-                out.push(byte | 0x80);
-            }
+        use wasm_encoder::{
+            CodeSection, Component, Function, FunctionSection, Instruction, Module, ModuleSection,
+            TypeSection, ValType,
+        };
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut functions = FunctionSection::new();
+        functions.function(0);
+        let mut function = Function::new([(locals, ValType::I64)]);
+        for _ in 0..body {
+            function.instruction(&Instruction::Nop);
         }
-        fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
-            out.push(id);
-            leb(content.len(), out);
-            out.extend_from_slice(content);
-        }
-        let mut code = vec![1];
-        leb(locals as usize, &mut code);
-        code.push(0x7e);
-        code.extend(std::iter::repeat_n(0x01, body));
-        code.push(0x0b);
-        let mut entry = Vec::new();
-        leb(code.len(), &mut entry);
-        entry.extend(code);
-        let mut module = b"\0asm\x01\0\0\0".to_vec();
-        section(1, &[1, 0x60, 0, 0], &mut module);
-        section(3, &[1, 0], &mut module);
-        let mut code_section = vec![1];
-        code_section.extend(entry);
-        section(10, &code_section, &mut module);
-        let mut component = b"\0asm\x0d\0\x01\0".to_vec();
-        section(1, &module, &mut component);
-        component
+        function.instruction(&Instruction::End);
+        let mut code = CodeSection::new();
+        code.function(&function);
+        let mut module = Module::new();
+        module.section(&types).section(&functions).section(&code);
+        let mut component = Component::new();
+        component.section(&ModuleSection(&module));
+        component.finish()
     }
 
     #[test]
