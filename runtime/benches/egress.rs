@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasp_runtime::host::{Call, Egress, Host, HostConfig, StepStatus};
+use wasp_runtime::host::{Call, Egress, Host, HostConfig};
 use wasp_runtime::trace::LogLevel;
+use wasp_runtime::trace::StepStatus;
 
 const WARMUP: usize = 100;
 const ITERATIONS: usize = 2_000;

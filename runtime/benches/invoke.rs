@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasp_runtime::host::{Allocator, App, Call, Host, HostConfig, StepStatus};
+use wasp_runtime::host::{Allocator, App, Call, Host, HostConfig};
+use wasp_runtime::trace::StepStatus;
 
 const WARMUP: usize = 200;
 const ITERATIONS: usize = 5_000;

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, Start, StepCall, StepRunner};
-use wasp_runtime::host::{AppInfo, Host, HostConfig, Registry, StepReport};
-use wasp_runtime::playbook::{Catalog, Playbook, PlaybookSpec};
+use wasp_runtime::engine::{self, HostRunner, Start, StepCall, StepRunner};
+use wasp_runtime::host::{Host, HostConfig, Registry};
+use wasp_runtime::playbook::{AppInfo, Catalog, Playbook, PlaybookSpec};
+use wasp_runtime::trace::ExecutionStatus;
+use wasp_runtime::trace::StepReport;
 
 struct Apps(Arc<Registry>);
 

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wasp_runtime::api::{self, Report, Service};
 use wasp_runtime::assets::Assets;
-use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, Start, TriggerType};
-use wasp_runtime::host::{AppInfo, Host, HostConfig, Registry};
-use wasp_runtime::playbook::{Catalog, Playbook};
+use wasp_runtime::engine::{self, HostRunner, Start};
+use wasp_runtime::host::{Host, HostConfig, Registry};
+use wasp_runtime::playbook::{AppInfo, Catalog, Playbook};
 use wasp_runtime::store::{NewExecution, SqliteStore, Store, Write};
+use wasp_runtime::trace::{ExecutionStatus, TriggerType};
 
 /// The allocator the `wasp` binary uses.
 #[global_allocator]
@@ -205,11 +206,12 @@ fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
 /// Write `done` and their `events` into a fresh store on one thread, as the server's
 /// writer would: each execution's start, its node events, its record, in batches of
 /// `WASP_BENCH_STORE_BATCH` (48) writes.
-fn store_alone(events: &[engine::Event], done: &[engine::Execution]) {
+fn store_alone(events: &[wasp_runtime::trace::Event], done: &[wasp_runtime::trace::Execution]) {
     let batch = knob("WASP_BENCH_STORE_BATCH", 48);
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("alone.db")).expect("store");
-    let mut by_execution: std::collections::HashMap<&str, Vec<&engine::Event>> = Default::default();
+    let mut by_execution: std::collections::HashMap<&str, Vec<&wasp_runtime::trace::Event>> =
+        Default::default();
     for event in events {
         by_execution
             .entry(event.execution_id())
@@ -220,7 +222,7 @@ fn store_alone(events: &[engine::Event], done: &[engine::Execution]) {
     for execution in done {
         writes.push(Write::Start(NewExecution::running(execution)));
         let events = by_execution
-            .remove(execution.id.as_str())
+            .remove(execution.header.id.as_str())
             .unwrap_or_default();
         writes.extend(events.into_iter().map(|e| Write::Event(e.clone())));
         writes.push(Write::Finish(Box::new(execution.clone())));

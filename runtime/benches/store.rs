@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
-use wasp_runtime::engine::{Execution, ExecutionStatus, NodeRecord, NodeStatus, TriggerType};
 use wasp_runtime::store::{EXECUTION_FIELDS, PlaybookFields, Query, Sort, SqliteStore, Store};
 use wasp_runtime::tql;
-use wasp_runtime::trace::LogLevel;
+use wasp_runtime::trace::{
+    Execution, ExecutionHeader, ExecutionStatus, LogLevel, NodeRecord, NodeStatus, TriggerType,
+};
 
 const EXECUTIONS: usize = 100_000;
 
@@ -26,16 +27,18 @@ fn execution(i: usize) -> Execution {
         _ => ExecutionStatus::Completed,
     };
     Execution {
-        id: format!("ex_bench{i:08}"),
-        parent_id: None,
-        replay_of: None,
-        playbook_id: format!("playbook-{}", i % 10),
-        playbook_name: format!("Phishing triage {}", i % 10),
-        trigger_type: TriggerType::Manual,
-        log_level: LogLevel::Info,
+        header: ExecutionHeader {
+            id: format!("ex_bench{i:08}"),
+            parent_id: None,
+            replay_of: None,
+            playbook_id: format!("playbook-{}", i % 10),
+            playbook_name: format!("Phishing triage {}", i % 10),
+            trigger_type: TriggerType::Manual,
+            log_level: LogLevel::Info,
+            queued_at,
+        },
         status,
         message: None,
-        queued_at,
         started_at: queued_at,
         completed_at: queued_at + chrono::Duration::milliseconds(40),
         duration_us: 40_000,

@@ -14,12 +14,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings, StepStatus};
+use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings};
+use crate::trace::StepStatus;
 
 use crate::assets::Assets;
-use crate::engine::{self, Execution, ExecutionStatus, HostRunner, NodeStatus, Start, TriggerType};
-use crate::playbook::{Catalog, NodeKind, Playbook, PlaybookSpec, parse_duration, parse_size};
+use crate::engine::{self, HostRunner, Start};
+use crate::playbook::{Known, NodeKind, Playbook, PlaybookSpec, parse_duration, parse_size};
 use crate::trace::LogLevel;
+use crate::trace::{Execution, ExecutionStatus, NodeStatus, TriggerType};
 
 /// Exit code: the step failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -434,24 +436,6 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
-/// What validation checks a playbook against: the apps directory, and the playbooks
-/// beside it.
-struct CliCatalog {
-    registry: Registry,
-    /// Each playbook's id and file.
-    playbooks: Vec<(String, PathBuf)>,
-}
-
-impl Catalog for CliCatalog {
-    fn app(&self, name: &str) -> Option<&host::AppInfo> {
-        self.registry.get(name).map(|app| &app.info)
-    }
-
-    fn has_playbook(&self, id: &str) -> bool {
-        self.playbooks.iter().any(|(p, _)| p == id)
-    }
-}
-
 /// The ids and files of the playbooks in `dir` (files that do not parse are skipped:
 /// they are reported when validated themselves).
 fn playbook_files(dir: &Path) -> Vec<(String, PathBuf)> {
@@ -534,7 +518,7 @@ async fn run_playbook(
         let path = for_terminal(&path.display().to_string()).into_owned();
         eprintln!(
             "stored as execution {} in `{path}` (`wasp executions show {} --db {path}`)",
-            execution.id, execution.id,
+            execution.header.id, execution.header.id,
         );
     }
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
@@ -605,13 +589,13 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
         for child in execution
             .children
             .iter()
-            .filter(|c| node.children.contains(&c.id))
+            .filter(|c| node.children.contains(&c.header.id))
         {
             let nested = format!("{indent}    ");
             out.push_str(&format!(
                 "{nested}child execution {} of playbook `{}`:\n",
-                child.id,
-                for_terminal(&child.playbook_id)
+                child.header.id,
+                for_terminal(&child.header.playbook_id)
             ));
             write_summary(out, child, &format!("{nested}  "));
         }
@@ -623,7 +607,7 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
     out.push_str(&format!(
         "{indent}{status} in {} (execution {})\n",
         format_us(execution.duration_us),
-        execution.id
+        execution.header.id
     ));
     if let Some(message) = &execution.message {
         out.push_str(&format!("{indent}{}\n", for_terminal(message)));
@@ -659,9 +643,11 @@ async fn load_playbook_with_apps(
         .clone()
         .or_else(|| args.file.parent().map(Path::to_owned))
         .unwrap_or_default();
-    let catalog = CliCatalog {
-        registry,
-        playbooks: playbook_files(&dir),
+    let files = playbook_files(&dir);
+    let ids: Vec<String> = files.iter().map(|(id, _)| id.clone()).collect();
+    let catalog = Known {
+        apps: &registry,
+        playbooks: &ids,
     };
     let load =
         |path: &Path| Playbook::load(path, &catalog).map_err(|e| Failure::Usage(e.to_string()));
@@ -673,14 +659,14 @@ async fn load_playbook_with_apps(
             continue;
         }
         // Validation checked that the playbook exists.
-        let Some((_, path)) = catalog.playbooks.iter().find(|(p, _)| *p == id) else {
+        let Some((_, path)) = files.iter().find(|(p, _)| *p == id) else {
             continue;
         };
         let child = load(path)?;
         wanted.extend(called(&child));
         children.push(Arc::new(child));
     }
-    Ok((playbook, catalog.registry, children))
+    Ok((playbook, registry, children))
 }
 
 /// The playbook file at `path` as stored (its `steps`): the file as JSON (YAML read as
@@ -699,12 +685,14 @@ fn load_directory(
     registry: Registry,
     dir: &Path,
 ) -> (Vec<(Arc<Playbook>, serde_json::Value)>, Registry) {
-    let catalog = CliCatalog {
-        registry,
-        playbooks: playbook_files(dir),
+    let files = playbook_files(dir);
+    let ids: Vec<String> = files.iter().map(|(id, _)| id.clone()).collect();
+    let catalog = Known {
+        apps: &registry,
+        playbooks: &ids,
     };
     let mut loaded = Vec::new();
-    for (_, path) in &catalog.playbooks {
+    for (_, path) in &files {
         let definition = definition(path);
         match Playbook::load(path, &catalog) {
             Ok(playbook) => loaded.push((Arc::new(playbook), definition)),
@@ -715,7 +703,7 @@ fn load_directory(
             ),
         }
     }
-    (loaded, catalog.registry)
+    (loaded, registry)
 }
 
 async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode, Failure> {

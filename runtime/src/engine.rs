@@ -39,19 +39,20 @@ use futures_util::FutureExt;
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::assets::Assets;
-use crate::host::{
-    Call, FailureKind, Host, Limits, Registry, StepFailure, StepReport, StepStatus as ReportStatus,
-};
+use crate::host::{Call, Host, Limits, Registry};
 use crate::playbook::template::{Root, Scope};
 use crate::playbook::{Node, NodeKind, On, Playbook};
-use crate::trace::{LogLevel, MAX_CAPTURED_BYTES, cap_json, truncate_utf8};
+use crate::trace::{
+    Capture, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, LogLevel,
+    MAX_CAPTURED_BYTES, NodeRecord, NodeStatus, StepReport, StepRun, StepStatus as ReportStatus,
+    TriggerType, cap_json, capture, new_execution_id,
+};
 
 /// One step to run: a node's app action on a rendered input.
 #[derive(Debug, Clone)]
@@ -92,24 +93,6 @@ pub trait StepRunner: Send + Sync + 'static {
     }
 }
 
-/// How an execution was started (seed 004's trigger types, and two of wasp's own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum TriggerType {
-    /// Run by a person, from the CLI, the API or the page.
-    Manual,
-    /// Run by a person to debug it: recorded at TRACE.
-    Debug,
-    /// Started by a webhook request.
-    Webhook,
-    /// Started by a timer.
-    Timer,
-    /// Started by an event matching its trigger conditions.
-    Event,
-    /// Started by a `playbook:` node of another execution.
-    Playbook,
-}
-
 /// What an execution starts from.
 #[derive(Debug, Clone)]
 pub struct Start {
@@ -133,79 +116,6 @@ pub struct Start {
     pub kill: CancellationToken,
     /// Where to send what happens as it happens (its child executions send there too).
     pub events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
-}
-
-/// Something that happened in an execution, sent as it happens (see [`Start::events`]).
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
-    /// A node started.
-    NodeStarted {
-        /// The execution.
-        execution_id: String,
-        /// The node.
-        node: String,
-        /// When.
-        at: DateTime<Utc>,
-    },
-    /// A node ended (or was skipped, or killed before it started).
-    NodeEnded {
-        /// The execution.
-        execution_id: String,
-        /// The node.
-        node: String,
-        /// How it ended.
-        status: NodeStatus,
-        /// When.
-        at: DateTime<Utc>,
-        /// How long it ran, in microseconds.
-        duration_us: u64,
-        /// The pathway it took.
-        pathway: Option<String>,
-        /// Its error.
-        error: Option<StepFailure>,
-        /// Iterations run, for `for_each`.
-        iterations: Option<usize>,
-    },
-    /// One attempt of one iteration of a node ended; its app log lines (at or above
-    /// the execution's level, redacted).
-    StepEnded {
-        /// The execution.
-        execution_id: String,
-        /// The node.
-        node: String,
-        /// The iteration of a `for_each`.
-        iteration: Option<usize>,
-        /// The attempt, from 1.
-        attempt: u32,
-        /// Whether it succeeded.
-        status: ReportStatus,
-        /// How long it ran, in microseconds.
-        duration_us: u64,
-        /// Its log lines.
-        logs: Vec<crate::trace::LogLine>,
-    },
-    /// The execution ended and its record is stored (sent by whoever stores it).
-    ExecutionEnded {
-        /// The execution.
-        execution_id: String,
-        /// How it ended.
-        status: ExecutionStatus,
-        /// When.
-        at: DateTime<Utc>,
-    },
-}
-
-impl Event {
-    /// The execution it belongs to.
-    pub fn execution_id(&self) -> &str {
-        match self {
-            Event::NodeStarted { execution_id, .. }
-            | Event::NodeEnded { execution_id, .. }
-            | Event::StepEnded { execution_id, .. }
-            | Event::ExecutionEnded { execution_id, .. } => execution_id,
-        }
-    }
 }
 
 /// Sends an execution's events, when someone listens.
@@ -238,6 +148,20 @@ impl Reporter {
 }
 
 impl Start {
+    /// The header of the execution it starts of `playbook`.
+    pub fn header(&self, playbook: &Playbook) -> ExecutionHeader {
+        ExecutionHeader {
+            id: self.id.clone(),
+            parent_id: self.parent_id.clone(),
+            replay_of: self.replay_of.clone(),
+            playbook_id: playbook.id.clone(),
+            playbook_name: playbook.name.clone(),
+            trigger_type: self.trigger_type,
+            log_level: self.log_level.unwrap_or(playbook.log_level),
+            queued_at: self.queued_at,
+        }
+    }
+
     /// A manual execution of `trigger` with a new id, queued now.
     pub fn new(trigger: Value) -> Self {
         Self {
@@ -253,11 +177,6 @@ impl Start {
             events: None,
         }
     }
-}
-
-/// A new execution id: `ex_` and a ULID, so that ids sort by creation time.
-pub fn new_execution_id() -> String {
-    format!("ex_{}", ulid::Ulid::new())
 }
 
 /// The real runner: each step in a fresh sandbox of the host, with the settings of the
@@ -434,178 +353,6 @@ impl StepRunner for HostRunner {
     }
 }
 
-/// A node's status, as the trace records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum NodeStatus {
-    /// Not started.
-    Pending,
-    /// Running.
-    Running,
-    /// Ended with an output.
-    Succeeded,
-    /// Ended with an error.
-    Failed,
-    /// Not run: no incoming edge was active.
-    Skipped,
-    /// Stopped at its deadline.
-    TimedOut,
-    /// Stopped by a kill.
-    Killed,
-}
-
-/// The execution's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub enum ExecutionStatus {
-    /// Waiting to start.
-    Queued,
-    /// Running.
-    Running,
-    /// Every node that ran succeeded.
-    Completed,
-    /// Some nodes failed, but a pathway finished.
-    #[serde(rename = "Partially Failed")]
-    PartiallyFailed,
-    /// Every pathway failed.
-    Failed,
-    /// Killed on request.
-    Killed,
-}
-
-/// One run of a step: one attempt of one iteration of one node.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepRun {
-    /// The node.
-    pub node: String,
-    /// The app it ran (for a `playbook:` node, the playbook it ran as a child).
-    pub app: String,
-    /// The action (empty for a `playbook:` node).
-    pub action: String,
-    /// The iteration of a `for_each`, from 0.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iteration: Option<usize>,
-    /// The attempt, from 1.
-    pub attempt: u32,
-    /// The rendered input (captured at DEBUG and TRACE only).
-    pub input: Option<Value>,
-    /// What the step run produced (its output, stdout and stderr captured at DEBUG and
-    /// TRACE only).
-    pub report: StepReport,
-    /// What the capture policy kept of this step run.
-    pub capture: Capture,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// The child execution a `playbook:` node started.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub child: Option<String>,
-}
-
-impl StepRun {
-    /// How it ended, in the words of a node's status.
-    pub fn status(&self) -> NodeStatus {
-        status_of(&self.report)
-    }
-}
-
-/// What the capture policy kept of a step run, so that a reader knows why something is
-/// missing or short.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Capture {
-    /// Whether inputs, outputs and OS logs were captured (the execution ran at DEBUG or
-    /// TRACE).
-    pub data: bool,
-    /// The fields cut to their size cap (`input`, `output`, `stdout`, `stderr`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub truncated: Vec<&'static str>,
-}
-
-/// A node's end state.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeRecord {
-    /// The node's id.
-    pub id: String,
-    /// Its status.
-    pub status: NodeStatus,
-    /// Its output (for `for_each`, the array of iteration outputs).
-    pub output: Option<Value>,
-    /// The pathway it took.
-    pub pathway: Option<String>,
-    /// Its error.
-    pub error: Option<StepFailure>,
-    /// Iterations run, for `for_each`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iterations: Option<usize>,
-    /// Wall-clock time from start to end, in microseconds.
-    pub duration_us: u64,
-    /// The child executions a `playbook:` node started (one per iteration).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub children: Vec<String>,
-}
-
-impl NodeRecord {
-    /// A node that ended as `status` with nothing else recorded yet.
-    pub fn new(id: String, status: NodeStatus) -> Self {
-        Self {
-            id,
-            status,
-            output: None,
-            pathway: None,
-            error: None,
-            iterations: None,
-            duration_us: 0,
-            children: Vec::new(),
-        }
-    }
-}
-
-/// The record of one execution.
-#[derive(Debug, Clone, Serialize)]
-pub struct Execution {
-    /// Its id.
-    pub id: String,
-    /// The execution whose `playbook:` node started it.
-    pub parent_id: Option<String>,
-    /// The execution one of whose steps it replays.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replay_of: Option<String>,
-    /// The playbook's XID.
-    pub playbook_id: String,
-    /// The playbook's name.
-    pub playbook_name: String,
-    /// How it was started.
-    pub trigger_type: TriggerType,
-    /// The level it recorded at.
-    pub log_level: LogLevel,
-    /// Its status.
-    pub status: ExecutionStatus,
-    /// Why it ended as it did, when that is not plain from the nodes: the reaper, a
-    /// kill.
-    pub message: Option<String>,
-    /// When it was queued.
-    pub queued_at: DateTime<Utc>,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// When it ended.
-    pub completed_at: DateTime<Utc>,
-    /// Wall-clock time from start to end, in microseconds.
-    pub duration_us: u64,
-    /// The trigger payload (captured at DEBUG and TRACE only).
-    pub trigger: Option<Value>,
-    /// Every node's end state, in the playbook's order.
-    pub nodes: Vec<NodeRecord>,
-    /// Every step run, in the order they ended.
-    pub steps: Vec<StepRun>,
-    /// The executions its `playbook:` nodes started, each with its own record.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub children: Vec<Execution>,
-}
-
-impl Execution {
-    /// The end state of node `id`.
-    pub fn node(&self, id: &str) -> Option<&NodeRecord> {
-        self.nodes.iter().find(|n| n.id == id)
-    }
-}
-
 /// Each node's output by node index, set once when the node ends. A node reads only the
 /// outputs of nodes upstream of it, which ended before it started.
 type Outputs = [OnceLock<Value>];
@@ -640,15 +387,6 @@ impl Scope for RunScope<'_> {
 /// A failed report for a step the engine could not start.
 fn input_failure(message: String) -> StepReport {
     StepReport::failure(FailureKind::InputError, message)
-}
-
-fn status_of(report: &StepReport) -> NodeStatus {
-    match (&report.status, report.error.as_ref().map(|e| e.kind)) {
-        (ReportStatus::Succeeded, _) => NodeStatus::Succeeded,
-        (_, Some(FailureKind::Timeout)) => NodeStatus::TimedOut,
-        (_, Some(FailureKind::Killed)) => NodeStatus::Killed,
-        _ => NodeStatus::Failed,
-    }
 }
 
 /// What a node's steps run: an app's action, or a child execution of another
@@ -735,7 +473,7 @@ impl<R: StepRunner> Target<R> {
                     });
                     let mut message = format!(
                         "child execution {} of playbook `{}` ended {}",
-                        child.id,
+                        child.header.id,
                         playbook.id,
                         status.as_str().unwrap_or_default()
                     );
@@ -790,7 +528,7 @@ async fn run_with_retries<R: StepRunner>(
             && attempt < attempts
             && !call.kill.is_cancelled();
         runs.push(StepRun {
-            child: child.as_ref().map(|c| c.id.clone()),
+            child: child.as_ref().map(|c| c.header.id.clone()),
             started_at,
             // The capture policy keeps inputs at DEBUG and TRACE only: do not copy one
             // that would be dropped.
@@ -917,7 +655,7 @@ impl<R: StepRunner> NodeJob<R> {
             };
             let last = runs.last().map(|r| &r.report);
             let mut record = record(&last.into_iter().collect::<Vec<_>>(), None, started);
-            record.children = children.iter().map(|c| c.id.clone()).collect();
+            record.children = children.iter().map(|c| c.header.id.clone()).collect();
             return NodeDone {
                 index: self.index,
                 record,
@@ -1005,7 +743,7 @@ impl<R: StepRunner> NodeJob<R> {
                     .collect(),
             ));
         }
-        node_record.children = children.iter().map(|c| c.id.clone()).collect();
+        node_record.children = children.iter().map(|c| c.header.id.clone()).collect();
         NodeDone {
             index: self.index,
             record: node_record,
@@ -1043,40 +781,6 @@ fn step(
     }
 }
 
-/// Apply the capture policy of `level` to a step run: inputs, outputs and OS logs only
-/// at DEBUG or TRACE, each capped at [`MAX_CAPTURED_BYTES`].
-fn capture(run: &mut StepRun, level: LogLevel) {
-    run.capture.data = level.captures_data();
-    if !run.capture.data {
-        run.input = None;
-        run.report.output = None;
-        run.report.stdout.clear();
-        run.report.stderr.clear();
-        return;
-    }
-    if run
-        .input
-        .as_mut()
-        .is_some_and(|v| cap_json(v, MAX_CAPTURED_BYTES))
-    {
-        run.capture.truncated.push("input");
-    }
-    if run
-        .report
-        .output
-        .as_mut()
-        .is_some_and(|v| cap_json(v, MAX_CAPTURED_BYTES))
-    {
-        run.capture.truncated.push("output");
-    }
-    if truncate_utf8(&mut run.report.stdout, MAX_CAPTURED_BYTES) {
-        run.capture.truncated.push("stdout");
-    }
-    if truncate_utf8(&mut run.report.stderr, MAX_CAPTURED_BYTES) {
-        run.capture.truncated.push("stderr");
-    }
-}
-
 /// A node's record from the last report of each of its iterations (one for a plain
 /// node): it failed if any failed, with the first failure's error.
 fn record(lasts: &[&StepReport], iterations: Option<usize>, started: Instant) -> NodeRecord {
@@ -1088,7 +792,7 @@ fn record(lasts: &[&StepReport], iterations: Option<usize>, started: Instant) ->
         lasts,
     ) {
         (Some(report), _) => {
-            record.status = status_of(report);
+            record.status = report.node_status();
             record.error.clone_from(&report.error);
         }
         (None, [only]) if iterations.is_none() => {
@@ -1152,7 +856,8 @@ async fn execute_inner<R: StepRunner>(
 ) -> (Execution, Value) {
     let started = Instant::now();
     let started_at = Utc::now();
-    let level = start.log_level.unwrap_or(playbook.log_level);
+    let header = start.header(&playbook);
+    let level = header.log_level;
     let requested_kill = start.kill;
     // `kill` stops the steps; it is cancelled by a kill request or by the reaper.
     let kill = requested_kill.child_token();
@@ -1367,7 +1072,7 @@ async fn execute_inner<R: StepRunner>(
         })
         .collect();
     for run in &mut steps {
-        capture(run, level);
+        capture::apply(run, level);
     }
     let trigger = level.captures_data().then(|| {
         let mut trigger = Arc::unwrap_or_clone(trigger);
@@ -1375,16 +1080,9 @@ async fn execute_inner<R: StepRunner>(
         trigger
     });
     let execution = Execution {
-        id: execution_id.to_string(),
-        parent_id: start.parent_id,
-        replay_of: start.replay_of,
-        playbook_id: playbook.id.clone(),
-        playbook_name: playbook.name.clone(),
-        trigger_type: start.trigger_type,
-        log_level: level,
+        header,
         status,
         message,
-        queued_at: start.queued_at,
         started_at,
         completed_at: Utc::now(),
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -1403,8 +1101,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::host::{ActionInfo, AppInfo, Truncation};
-    use crate::playbook::{Catalog, PlaybookSpec};
+    use crate::playbook::{ActionInfo, AppInfo, Catalog, PlaybookSpec};
+    use crate::trace::{StepFailure, Truncation};
 
     /// Apps for the fake runner: `echo` returns its input; `fail` fails (retryably when
     /// the input says so); `route` takes the pathway its input names.
@@ -1807,24 +1505,27 @@ edges:
     async fn a_playbook_node_runs_a_child_execution_linked_by_parent_id() {
         let (execution, mut calls) = run_parent(json!({"v": 21, "break": "no"})).await;
         assert_eq!(execution.status, ExecutionStatus::Completed);
-        assert_eq!(execution.log_level, LogLevel::Info);
-        assert_eq!(execution.trigger_type, TriggerType::Manual);
+        assert_eq!(execution.header.log_level, LogLevel::Info);
+        assert_eq!(execution.header.trigger_type, TriggerType::Manual);
         calls.sort();
         assert_eq!(calls, ["after", "double", "gate", "last"]);
 
         let [child] = execution.children.as_slice() else {
             panic!("one child: {:?}", execution.children);
         };
-        assert_eq!(child.parent_id.as_deref(), Some(execution.id.as_str()));
-        assert_eq!(child.playbook_id, "child");
-        assert_eq!(child.trigger_type, TriggerType::Playbook);
+        assert_eq!(
+            child.header.parent_id.as_deref(),
+            Some(execution.header.id.as_str())
+        );
+        assert_eq!(child.header.playbook_id, "child");
+        assert_eq!(child.header.trigger_type, TriggerType::Playbook);
         // The child records at its parent's level, not its own default.
-        assert_eq!(child.log_level, LogLevel::Info);
+        assert_eq!(child.header.log_level, LogLevel::Info);
         assert_eq!(child.status, ExecutionStatus::Completed);
         let sub = execution.node("sub").unwrap();
-        assert_eq!(sub.children, std::slice::from_ref(&child.id));
+        assert_eq!(sub.children, std::slice::from_ref(&child.header.id));
         let sub_step = execution.steps.iter().find(|s| s.node == "sub").unwrap();
-        assert_eq!(sub_step.child.as_deref(), Some(child.id.as_str()));
+        assert_eq!(sub_step.child.as_deref(), Some(child.header.id.as_str()));
         // The child's output is its final nodes' outputs that succeeded (`broken` and
         // `ignored` were skipped), which `after` reads.
         assert!(
@@ -1858,7 +1559,7 @@ edges:
             error.message,
             format!(
                 "child execution {} of playbook `child` ended Partially Failed (`broken`: it broke)",
-                child.id
+                child.header.id
             )
         );
         assert_eq!(execution.node("after").unwrap().status, NodeStatus::Skipped);

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use wasp_runtime::host::{
-    Call, CompileLimits, FailureKind, Host, HostConfig, Limits, Registry, Settings, StepReport,
-};
+use wasp_runtime::host::{Call, CompileLimits, Host, HostConfig, Limits, Registry, Settings};
+use wasp_runtime::trace::{FailureKind, StepReport};
 
 use crate::common::{example_app, fixture, invoke, load, output_of};
 

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
-use wasp_runtime::host::{App, Call, Host, HostConfig, StepReport};
+use wasp_runtime::host::{App, Call, Host, HostConfig};
+use wasp_runtime::trace::StepReport;
 
 /// The directory the example apps are copied to.
 pub fn example_apps_dir() -> PathBuf {

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wasp_runtime::assets::{AssetSpec, Source};
-use wasp_runtime::host::{Call, StepReport, StepStatus};
+use wasp_runtime::host::Call;
 use wasp_runtime::trace::LogLevel;
+use wasp_runtime::trace::{StepReport, StepStatus};
 
 use crate::common::{example_app, invoke, load};
 
@@ -408,7 +409,7 @@ async fn a_server_that_never_answers_ends_at_the_host_side_timeout() {
     assert!(
         matches!(
             error.kind,
-            wasp_runtime::host::FailureKind::Timeout | wasp_runtime::host::FailureKind::AppError
+            wasp_runtime::trace::FailureKind::Timeout | wasp_runtime::trace::FailureKind::AppError
         ),
         "{error:?}"
     );

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use wasp_runtime::host::{Allocator, Call, Host, HostConfig, StepStatus};
+use wasp_runtime::host::{Allocator, Call, Host, HostConfig};
+use wasp_runtime::trace::StepStatus;
 
 use crate::common::example_app;
 

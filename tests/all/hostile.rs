@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasp_runtime::host::{Call, FailureKind, Limits, Settings, StepReport, StepStatus};
+use wasp_runtime::host::{Call, Limits, Settings};
 use wasp_runtime::trace::LogLevel;
+use wasp_runtime::trace::{FailureKind, StepReport, StepStatus};
 
 use crate::common::{hostile, invoke};
 

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasp_runtime::engine::{self, ExecutionStatus, HostRunner, NodeStatus, Start};
-use wasp_runtime::host::{AppInfo, Registry};
-use wasp_runtime::playbook::{Catalog, Playbook, PlaybookSpec};
+use wasp_runtime::engine::{self, HostRunner, Start};
+use wasp_runtime::host::Registry;
+use wasp_runtime::playbook::{AppInfo, Catalog, Playbook, PlaybookSpec};
+use wasp_runtime::trace::{ExecutionStatus, NodeStatus};
 
 use crate::common::{HOST, example_apps_dir, generated};
 

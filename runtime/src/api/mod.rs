@@ -35,17 +35,16 @@ use tokio_util::sync::CancellationToken;
 
 pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
 
-use crate::engine::{
-    self, Event, Execution, ExecutionStatus, HostRunner, Start, StepRunner, TriggerType,
-};
+use crate::engine::{self, HostRunner, Start, StepRunner};
 use crate::playbook::trigger::Trigger;
-use crate::playbook::{Catalog, NodeKind, Playbook, PlaybookSpec};
+use crate::playbook::{Known, NodeKind, Playbook, PlaybookSpec};
 use crate::store::{
     self, EXECUTION_FIELDS, ExecutionRow, LOG_FIELDS, NewExecution, Query as StoreQuery,
     STEP_FIELDS, Sort, Store,
 };
 use crate::tql;
 use crate::trace::LogLevel;
+use crate::trace::{Event, Execution, ExecutionStatus, TriggerType};
 
 /// The largest request body accepted (a trigger payload holding a whole email fits).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -176,7 +175,7 @@ impl Lingering {
     fn execution_id(&self) -> &str {
         match self {
             Self::Event(event) => event.execution_id(),
-            Self::Start(execution) => &execution.id,
+            Self::Start(execution) => &execution.header.id,
         }
     }
 }
@@ -357,7 +356,7 @@ async fn persist(
                 Lingering::Event(event) if ended.contains(event.execution_id()) => {
                     superseded.push(event);
                 }
-                Lingering::Start(execution) if ended.contains(execution.id.as_str()) => {}
+                Lingering::Start(execution) if ended.contains(execution.header.id.as_str()) => {}
                 Lingering::Event(event) => going.push(event),
                 Lingering::Start(execution) => started.push(execution),
             }
@@ -577,19 +576,12 @@ impl Service {
         }
         let queued = waiting.is_some();
         let new = NewExecution {
-            id: start.id.clone(),
-            parent_id: start.parent_id.clone(),
-            replay_of: start.replay_of.clone(),
-            playbook_id: playbook.id.clone(),
-            playbook_name: playbook.name.clone(),
-            trigger_type: start.trigger_type,
-            log_level: start.log_level.unwrap_or(playbook.log_level),
+            header: start.header(&playbook),
             status: if queued {
                 ExecutionStatus::Queued
             } else {
                 ExecutionStatus::Running
             },
-            queued_at: start.queued_at,
         };
         let id = start.id.clone();
         // Killable from the moment it is reported.
@@ -727,7 +719,7 @@ impl Service {
         // Nothing to store (the record is): straight to the streams, after the
         // execution's node events, which were broadcast before its record was answered.
         let _ = self.broadcast.send(Arc::new(Event::ExecutionEnded {
-            execution_id: execution.id.clone(),
+            execution_id: execution.header.id.clone(),
             status: execution.status,
             at: execution.completed_at,
         }));
@@ -1204,14 +1196,14 @@ async fn get_execution(
     }
     if record.get("nodes").is_none() {
         // Still running: what it has done so far.
-        let key = row.id.clone();
+        let key = row.header.id.clone();
         record["nodes"] = json!(
             service
                 .blocking(move |store| store.node_states(&key))
                 .await?
         );
     }
-    if let Some(playbook) = service.runner.playbook(&row.playbook_id) {
+    if let Some(playbook) = service.runner.playbook(&row.header.playbook_id) {
         record["graph"] = graph(&playbook);
     }
     Ok(Json(record))
@@ -1261,13 +1253,13 @@ async fn kill_execution(
         .blocking(move |store| store.execution(&key))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
-    if service.kill(&row.id) {
-        let body = json!({"killed": true, "execution_id": row.id});
+    if service.kill(&row.header.id) {
+        let body = json!({"killed": true, "execution_id": row.header.id});
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     Err(ApiError::Conflict(format!(
         "execution `{}` is not running: it is {}",
-        row.id,
+        row.header.id,
         serde_json::to_value(row.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -1287,19 +1279,19 @@ fn tc_record(row: &ExecutionRow) -> Value {
     if let Some(num) = row.playbook_num {
         record.insert("playbookId".to_owned(), json!(num));
     }
-    record.insert("playbookXid".to_owned(), json!(row.playbook_id));
+    record.insert("playbookXid".to_owned(), json!(row.header.playbook_id));
     if let Some(time) = tc_time(row.completed_at) {
         record.insert("completedTime".to_owned(), json!(time));
     }
     record.insert(
         "logLevel".to_owned(),
-        json!(row.log_level.to_string().to_ascii_uppercase()),
+        json!(row.header.log_level.to_string().to_ascii_uppercase()),
     );
     record.insert(
         "status".to_owned(),
         serde_json::to_value(row.status).unwrap_or_default(),
     );
-    if let Some(time) = tc_time(Some(row.queued_at)) {
+    if let Some(time) = tc_time(Some(row.header.queued_at)) {
         record.insert("queueTime".to_owned(), json!(time));
     }
     if let Some(time) = tc_time(row.started_at) {
@@ -1577,9 +1569,9 @@ async fn execution_events(
         .blocking(move |store| {
             let row = store.execution(&key)?;
             let nodes = match &row {
-                Some(row) => match store.execution_record(&row.id)? {
+                Some(row) => match store.execution_record(&row.header.id)? {
                     Some(record) if record.get("nodes").is_some() => record["nodes"].clone(),
-                    _ => json!(store.node_states(&row.id)?),
+                    _ => json!(store.node_states(&row.header.id)?),
                 },
                 None => Value::Null,
             };
@@ -1595,7 +1587,7 @@ async fn execution_events(
         row.status,
         ExecutionStatus::Running | ExecutionStatus::Queued
     );
-    let execution_id = row.id;
+    let execution_id = row.header.id;
     let stream = futures_util::stream::unfold(
         (receiver, Some(snapshot), finished),
         move |(mut receiver, first, done)| {
@@ -1730,7 +1722,7 @@ async fn execution_id(service: &Arc<Service>, key: &str) -> Result<String, ApiEr
     service
         .blocking(move |store| store.execution(&lookup))
         .await?
-        .map(|row| row.id)
+        .map(|row| row.header.id)
         .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{key}`")))
 }
 
@@ -2001,23 +1993,6 @@ fn os_logs_zip(id: &str, steps: &[Value]) -> Result<Vec<u8>, zip::result::ZipErr
     Ok(zip.finish()?.into_inner())
 }
 
-/// What a playbook sent over the API is validated against: the server's apps and
-/// playbooks.
-struct ServerCatalog {
-    apps: Arc<crate::host::Registry>,
-    playbooks: Vec<String>,
-}
-
-impl Catalog for ServerCatalog {
-    fn app(&self, name: &str) -> Option<&crate::host::AppInfo> {
-        self.apps.get(name).map(|app| &app.info)
-    }
-
-    fn has_playbook(&self, id: &str) -> bool {
-        self.playbooks.iter().any(|p| p == id)
-    }
-}
-
 /// The playbook in a request body (YAML or JSON), validated, and its definition as
 /// JSON; every problem is named in the error. Parsing and validating a large body is
 /// CPU work of up to a few milliseconds per thousand nodes: it runs on the blocking
@@ -2041,9 +2016,10 @@ fn validate_body(service: &Service, body: &[u8]) -> Result<(Playbook, Value), Ap
     } else {
         serde_saphyr::from_str(text).unwrap_or_default()
     };
-    let catalog = ServerCatalog {
-        apps: service.runner.apps(),
-        playbooks: service.runner.playbook_ids(),
+    let (apps, playbooks) = (service.runner.apps(), service.runner.playbook_ids());
+    let catalog = Known {
+        apps: &*apps,
+        playbooks: &playbooks,
     };
     let mut playbook = Playbook::validate("the request body", spec, &catalog)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -2204,7 +2180,7 @@ async fn replay_step(
                     "the input of `{node}` was not logged: execution `{id}` ran at {}, and \
                      inputs are kept only at debug or trace. Send {{\"input\": …}} to replay \
                      with an input of your own",
-                    original.log_level
+                    original.header.log_level
                 )));
             }
             if run["capture"]["truncated"]
@@ -2219,10 +2195,10 @@ async fn replay_step(
             run["input"].clone()
         }
     };
-    let playbook = replay_playbook(&service, &original.playbook_id, &node).await?;
+    let playbook = replay_playbook(&service, &original.header.playbook_id, &node).await?;
     let start = Start {
         trigger_type: TriggerType::Manual,
-        log_level: Some(original.log_level),
+        log_level: Some(original.header.log_level),
         replay_of: Some(id),
         ..Start::new(input)
     };
@@ -2272,9 +2248,10 @@ async fn replay_playbook(
     let text = definition.to_string();
     let spec = PlaybookSpec::parse("the replayed node", &text)
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    let catalog = ServerCatalog {
-        apps: service.runner.apps(),
-        playbooks: service.runner.playbook_ids(),
+    let (apps, playbooks) = (service.runner.apps(), service.runner.playbook_ids());
+    let catalog = Known {
+        apps: &*apps,
+        playbooks: &playbooks,
     };
     Playbook::validate("the replayed node", spec, &catalog)
         .map_err(|e| ApiError::Conflict(e.to_string()))

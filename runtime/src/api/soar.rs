@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, Service};
 use crate::engine::{StepCall, StepRunner};
-use crate::host::FailureKind;
+use crate::trace::FailureKind;
 use crate::trace::LogLevel;
 
 /// An error in Splunk SOAR's shape.

@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{ApiError, Params, Service, answer_started, flag};
-use crate::engine::{StepRunner as _, TriggerType};
+use crate::engine::StepRunner as _;
 use crate::playbook::Playbook;
 use crate::playbook::trigger::{Schedule, Trigger};
+use crate::trace::TriggerType;
 
 /// The header a webhook's signature comes in: `sha256=<hex of HMAC-SHA256(secret, body)>`.
 /// GitHub's name for the same thing is accepted too.

@@ -53,7 +53,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -76,7 +75,10 @@ use compile::Compiler;
 use egress::Hooks;
 use sandbox::{Interrupt, Limiter, ResourceBudget, StepState};
 
-use crate::trace::{LogLevel, LogLine, Redactor, truncate_utf8};
+use crate::playbook::catalog::{ActionInfo, AppInfo};
+use crate::trace::{
+    FailureKind, LogLevel, Redactor, StepFailure, StepReport, StepStatus, Truncation, truncate_utf8,
+};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -278,41 +280,6 @@ impl App {
     }
 }
 
-/// An app's description.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppInfo {
-    /// The name apps are addressed by.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// What it is for.
-    pub description: String,
-    /// Its actions.
-    pub actions: Vec<ActionInfo>,
-}
-
-/// One action's description.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionInfo {
-    /// Its name.
-    pub name: String,
-    /// What it does.
-    pub description: String,
-    /// JSON Schema of its input.
-    pub input_schema: Value,
-    /// JSON Schema of its output.
-    pub output_schema: Value,
-    /// The pathways it can take; `*` means any name its input chooses.
-    pub pathways: Vec<String>,
-}
-
-impl ActionInfo {
-    /// Whether the action may take `pathway`.
-    pub fn offers_pathway(&self, pathway: &str) -> bool {
-        self.pathways.iter().any(|p| p == pathway || p == "*")
-    }
-}
-
 /// One call to make.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -346,142 +313,6 @@ impl Call {
             asset: None,
             egress: Arc::default(),
             kill: CancellationToken::new(),
-        }
-    }
-}
-
-/// Whether the step succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    /// The action returned an output.
-    Succeeded,
-    /// The action returned an error, or the sandbox stopped it.
-    Failed,
-}
-
-/// Why a step failed. Three sources are kept apart: the app failed on purpose
-/// (`app_error`); the sandbox stopped it (`timeout`, `memory_limit`, `stack_overflow`,
-/// `trap`, `panic`, `killed`) or refused what it returned (`invalid_output`); or the
-/// host itself failed (`host_error`, a wasp bug or a broken environment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// The app returned an error.
-    AppError,
-    /// The step ran past its deadline.
-    Timeout,
-    /// The app asked for more memory than its limit.
-    MemoryLimit,
-    /// The app exhausted its stack.
-    StackOverflow,
-    /// The app trapped (out-of-bounds access, unreachable, …), or a host call refused
-    /// what the app passed it (a handle it does not own, an empty poll list, more
-    /// data than one call may copy), or it called `exit`.
-    Trap,
-    /// The app panicked.
-    Panic,
-    /// The step was killed.
-    Killed,
-    /// The app returned something that is not a valid outcome.
-    InvalidOutput,
-    /// The host failed.
-    HostError,
-    /// The step's input could not be built: a `${…}` reference resolved to nothing, or
-    /// `for_each` was given something that is not an array. Set by the engine; the app
-    /// never ran.
-    InputError,
-    /// A `playbook:` node's child execution did not complete. Set by the engine; the
-    /// child's own trace says why.
-    ChildFailed,
-}
-
-/// A failed step's error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepFailure {
-    /// The class of failure.
-    pub kind: FailureKind,
-    /// What happened, redacted.
-    pub message: String,
-    /// For `app_error`: the app's own error code (`invalid_input`, `not_found`, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Whether running the step again might succeed.
-    pub retryable: bool,
-}
-
-/// What was cut from a report, so that no truncation is silent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Truncation {
-    /// Log lines dropped past the line or byte cap.
-    pub log_lines_dropped: u64,
-    /// Log lines cut to the per-line cap.
-    pub log_lines_cut: u64,
-    /// Bytes of stdout dropped past the cap.
-    pub stdout_bytes_dropped: u64,
-    /// Bytes of stderr dropped past the cap.
-    pub stderr_bytes_dropped: u64,
-}
-
-impl Truncation {
-    /// Whether anything was cut.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
-/// Everything one step run produced, with secrets redacted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepReport {
-    /// Whether it succeeded.
-    pub status: StepStatus,
-    /// The output, when it succeeded.
-    pub output: Option<Value>,
-    /// The pathway taken, for operators.
-    pub pathway: Option<String>,
-    /// The error, when it failed.
-    pub error: Option<StepFailure>,
-    /// The app's log lines at or above the call's level.
-    pub logs: Vec<LogLine>,
-    /// What the app wrote to stdout.
-    pub stdout: String,
-    /// What the app wrote to stderr.
-    pub stderr: String,
-    /// Instantiation plus call, in microseconds.
-    pub duration_us: u64,
-    /// What was cut.
-    pub truncated: Truncation,
-}
-
-impl StepReport {
-    /// The report of a step that succeeded with `output` and nothing else captured.
-    pub fn success(output: Value) -> Self {
-        Self {
-            status: StepStatus::Succeeded,
-            output: Some(output),
-            pathway: None,
-            error: None,
-            logs: Vec::new(),
-            stdout: String::new(),
-            stderr: String::new(),
-            duration_us: 0,
-            truncated: Truncation::default(),
-        }
-    }
-
-    /// The report of a step that failed before or around the sandbox: `kind` and
-    /// `message`, nothing captured.
-    pub fn failure(kind: FailureKind, message: String) -> Self {
-        Self {
-            status: StepStatus::Failed,
-            output: None,
-            pathway: None,
-            error: Some(failure(kind, message)),
-            logs: Vec::new(),
-            stdout: String::new(),
-            stderr: String::new(),
-            duration_us: 0,
-            truncated: Truncation::default(),
         }
     }
 }
@@ -912,7 +743,9 @@ impl Host {
                     report.output = Some(output);
                     report.pathway = pathway;
                 }
-                Err(message) => report.error = Some(failure(FailureKind::InvalidOutput, message)),
+                Err(message) => {
+                    report.error = Some(StepFailure::new(FailureKind::InvalidOutput, message))
+                }
             },
             Ok(Err(app_error)) => {
                 report.error = Some(StepFailure {
@@ -961,7 +794,7 @@ impl Host {
                         "the step did not finish within {}; it was stopped inside a host call",
                         humantime::format_duration(call.limits.timeout)
                     ),
-                    ..failure(FailureKind::Timeout, String::new())
+                    ..StepFailure::new(FailureKind::Timeout, String::new())
                 });
             }
         }
@@ -1004,16 +837,6 @@ fn head(text: &str, max: usize) -> String {
         head.push('…');
     }
     head
-}
-
-fn failure(kind: FailureKind, message: String) -> StepFailure {
-    let retryable = matches!(kind, FailureKind::Timeout);
-    StepFailure {
-        kind,
-        message,
-        code: None,
-        retryable,
-    }
 }
 
 fn error_code(code: bindings::wasp::playbook::types::ErrorCode) -> &'static str {
@@ -1113,26 +936,28 @@ fn json_values_at_most(text: &str) -> usize {
 fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailure {
     if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
         return match interrupt {
-            Interrupt::Deadline => failure(
+            Interrupt::Deadline => StepFailure::new(
                 FailureKind::Timeout,
                 format!(
                     "the step ran past its {} deadline",
                     humantime::format_duration(limits.timeout)
                 ),
             ),
-            Interrupt::Killed => failure(FailureKind::Killed, "the step was killed".to_owned()),
-            Interrupt::Memory => failure(
+            Interrupt::Killed => {
+                StepFailure::new(FailureKind::Killed, "the step was killed".to_owned())
+            }
+            Interrupt::Memory => StepFailure::new(
                 FailureKind::MemoryLimit,
                 format!(
                     "the app asked for more than its {} memory limit",
                     human_bytes(limits.memory_bytes)
                 ),
             ),
-            Interrupt::Table => failure(
+            Interrupt::Table => StepFailure::new(
                 FailureKind::MemoryLimit,
                 format!("the app grew a table past {MAX_TABLE_ELEMENTS} elements"),
             ),
-            Interrupt::Resources => failure(
+            Interrupt::Resources => StepFailure::new(
                 FailureKind::MemoryLimit,
                 format!(
                     "the app held more than {} of host memory in resources (HTTP headers, request bodies)",
@@ -1143,7 +968,7 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         if *trap == Trap::StackOverflow {
-            return failure(
+            return StepFailure::new(
                 FailureKind::StackOverflow,
                 format!(
                     "the app exhausted its {} stack (runaway recursion?)",
@@ -1152,27 +977,27 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
             );
         }
         if let Some(panic) = panic_message(stderr) {
-            return failure(FailureKind::Panic, panic);
+            return StepFailure::new(FailureKind::Panic, panic);
         }
-        return failure(FailureKind::Trap, format!("the app trapped: {trap}"));
+        return StepFailure::new(FailureKind::Trap, format!("the app trapped: {trap}"));
     }
     if let Some(table) = error.downcast_ref::<ResourceTableError>() {
         return match table {
-            ResourceTableError::Full => failure(
+            ResourceTableError::Full => StepFailure::new(
                 FailureKind::MemoryLimit,
                 format!(
                     "the app held more than {} resource handles at once",
                     limits.max_resources
                 ),
             ),
-            other => failure(
+            other => StepFailure::new(
                 FailureKind::Trap,
                 format!("the app passed a host call a resource handle it may not use: {other}"),
             ),
         };
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return failure(
+        return StepFailure::new(
             FailureKind::Trap,
             format!(
                 "the app called exit({}) instead of returning from its action",
@@ -1191,7 +1016,7 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
     let mut why = error.root_cause().to_string();
     truncate_utf8(&mut why, 1024);
     tracing::debug!(error = %why, "a host call of the app failed");
-    failure(
+    StepFailure::new(
         FailureKind::Trap,
         format!("the host refused what the app passed it: {why}"),
     )
@@ -1203,7 +1028,7 @@ fn host_failure(error: &wasmtime::Error) -> StepFailure {
         error = format!("{error:#}"),
         "host error while running a step"
     );
-    failure(
+    StepFailure::new(
         FailureKind::HostError,
         format!("the host failed to run the step: {error:#}"),
     )

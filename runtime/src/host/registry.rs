@@ -131,3 +131,8 @@ impl Registry {
         &self.problems
     }
 }
+impl crate::playbook::Apps for Registry {
+    fn app(&self, name: &str) -> Option<&crate::playbook::AppInfo> {
+        self.get(name).map(|app| &app.info)
+    }
+}

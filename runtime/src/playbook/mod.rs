@@ -5,6 +5,7 @@
 //! invalid again. Validation reports every problem at once, each naming the file, the
 //! node and the field, so that an author fixes a playbook in one pass.
 
+pub mod catalog;
 mod spec;
 pub mod template;
 pub mod trigger;
@@ -20,10 +21,10 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde_json::Value;
 
+pub use catalog::{ActionInfo, AppInfo, Apps, Catalog, Known};
 pub use spec::{EdgeSpec, LongEdge, NodeSpec, PlaybookSpec, RetrySpec, TriggerSpec};
 use template::{Reference, Root, Template};
 
-use crate::host::AppInfo;
 use crate::trace::LogLevel;
 
 /// The id of the trigger node every playbook has.
@@ -47,15 +48,6 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// The largest size a playbook, an asset or a flag may name (a memory limit, a
 /// response cap): 4 GiB, the most a 32-bit WebAssembly memory can address.
 pub const MAX_SIZE: u64 = 4 << 30;
-
-/// What validation needs to know about the world: the apps (their descriptions) and
-/// which other playbooks exist.
-pub trait Catalog {
-    /// The description of app `name`.
-    fn app(&self, name: &str) -> Option<&AppInfo>;
-    /// Whether a playbook with id `id` exists.
-    fn has_playbook(&self, id: &str) -> bool;
-}
 
 /// One thing wrong with a playbook.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,9 +17,8 @@ use serde_json::Value;
 
 pub use sqlite::SqliteStore;
 
-use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
-use crate::trace::LogLevel;
+use crate::trace::{Event, Execution, ExecutionHeader, ExecutionStatus};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -104,28 +103,15 @@ pub struct PlaybookRecord {
 pub struct ExecutionRow {
     /// The numeric id (ThreatConnect's `id`).
     pub num: i64,
-    /// The string id: `ex_` and a ULID.
-    pub id: String,
-    /// The execution that started it.
-    pub parent_id: Option<String>,
-    /// The execution one of whose steps it replays.
-    pub replay_of: Option<String>,
+    /// What it is.
+    #[serde(flatten)]
+    pub header: ExecutionHeader,
     /// The playbook's numeric id, when the store knows the playbook.
     pub playbook_num: Option<i64>,
-    /// The playbook's XID.
-    pub playbook_id: String,
-    /// The playbook's name.
-    pub playbook_name: String,
-    /// How it was started.
-    pub trigger_type: TriggerType,
-    /// The level it records at.
-    pub log_level: LogLevel,
     /// Its status.
     pub status: ExecutionStatus,
     /// Why it ended as it did.
     pub message: Option<String>,
-    /// When it was queued.
-    pub queued_at: DateTime<Utc>,
     /// When it started.
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
@@ -137,39 +123,18 @@ pub struct ExecutionRow {
 /// An execution that is about to run.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
-    /// Its id.
-    pub id: String,
-    /// Its parent.
-    pub parent_id: Option<String>,
-    /// The execution one of whose steps it replays.
-    pub replay_of: Option<String>,
-    /// The playbook's XID.
-    pub playbook_id: String,
-    /// The playbook's name.
-    pub playbook_name: String,
-    /// How it was started.
-    pub trigger_type: TriggerType,
-    /// Its level.
-    pub log_level: LogLevel,
+    /// What it is.
+    pub header: ExecutionHeader,
     /// Queued or Running.
     pub status: ExecutionStatus,
-    /// When it was queued.
-    pub queued_at: DateTime<Utc>,
 }
 
 impl NewExecution {
     /// The start of `execution`, as it was when it began running.
     pub fn running(execution: &Execution) -> Self {
         Self {
-            id: execution.id.clone(),
-            parent_id: execution.parent_id.clone(),
-            replay_of: execution.replay_of.clone(),
-            playbook_id: execution.playbook_id.clone(),
-            playbook_name: execution.playbook_name.clone(),
-            trigger_type: execution.trigger_type,
-            log_level: execution.log_level,
+            header: execution.header.clone(),
             status: ExecutionStatus::Running,
-            queued_at: execution.queued_at,
         }
     }
 }
@@ -189,7 +154,7 @@ impl Write {
     /// The ids of the executions that `batch` ends, their children's too.
     pub fn ended_in(batch: &[Write]) -> std::collections::HashSet<&str> {
         fn add<'a>(execution: &'a Execution, ids: &mut std::collections::HashSet<&'a str>) {
-            ids.insert(&execution.id);
+            ids.insert(&execution.header.id);
             for child in &execution.children {
                 add(child, ids);
             }
@@ -683,8 +648,10 @@ pub(crate) mod testing {
     use chrono::{DateTime, Utc};
     use serde_json::json;
 
-    use crate::engine::{Execution, ExecutionStatus, NodeRecord, NodeStatus, TriggerType};
     use crate::trace::LogLevel;
+    use crate::trace::{
+        Execution, ExecutionHeader, ExecutionStatus, NodeRecord, NodeStatus, TriggerType,
+    };
 
     /// An execution of playbook `triage` that ended with `status`, queued at
     /// `queued_at`: one node, a trigger, no step runs.
@@ -694,16 +661,18 @@ pub(crate) mod testing {
         queued_at: DateTime<Utc>,
     ) -> Execution {
         Execution {
-            id: id.to_owned(),
-            parent_id: None,
-            replay_of: None,
-            playbook_id: "triage".to_owned(),
-            playbook_name: "Triage".to_owned(),
-            trigger_type: TriggerType::Manual,
-            log_level: LogLevel::Debug,
+            header: ExecutionHeader {
+                id: id.to_owned(),
+                parent_id: None,
+                replay_of: None,
+                playbook_id: "triage".to_owned(),
+                playbook_name: "Triage".to_owned(),
+                trigger_type: TriggerType::Manual,
+                log_level: LogLevel::Debug,
+                queued_at,
+            },
             status,
             message: None,
-            queued_at,
             started_at: queued_at,
             completed_at: queued_at + chrono::Duration::milliseconds(5),
             duration_us: 5_000,

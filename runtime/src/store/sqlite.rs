@@ -25,9 +25,8 @@ use super::{
     Error, ExecutionRow, Interrupted, LogRow, NewExecution, Page, PlaybookFields, PlaybookRecord,
     Query, Sort, Store, Write,
 };
-use crate::engine::{Event, Execution, ExecutionStatus, TriggerType};
 use crate::tql;
-use crate::trace::LogLevel;
+use crate::trace::{Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, TriggerType};
 
 /// Each migration, in order; `PRAGMA user_version` counts those applied. (The first
 /// is the schema as first released; later changes are new entries, never edits.)
@@ -303,16 +302,9 @@ DROP INDEX step_runs_execution;
 
 /// The columns of an executions row, as written.
 struct RowValues<'a> {
-    id: &'a str,
-    parent_id: Option<&'a str>,
-    replay_of: Option<&'a str>,
-    playbook_xid: &'a str,
-    playbook_name: &'a str,
-    trigger_type: TriggerType,
-    log_level: LogLevel,
+    header: &'a ExecutionHeader,
     status: ExecutionStatus,
     message: Option<&'a str>,
-    queued_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     duration_ms: Option<i64>,
@@ -380,25 +372,17 @@ fn checkpoint(
 /// children by id (each has its own record).
 #[derive(serde::Serialize)]
 struct StoredRecord<'a> {
-    id: &'a str,
-    parent_id: &'a Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    replay_of: &'a Option<String>,
-    playbook_id: &'a str,
-    playbook_name: &'a str,
-    trigger_type: TriggerType,
-    log_level: LogLevel,
+    #[serde(flatten)]
+    header: &'a ExecutionHeader,
     status: ExecutionStatus,
     message: &'a Option<String>,
-    #[serde(serialize_with = "rfc3339")]
-    queued_at: DateTime<Utc>,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::trace::record::rfc3339")]
     started_at: DateTime<Utc>,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::trace::record::rfc3339")]
     completed_at: DateTime<Utc>,
     duration_us: u64,
     trigger: &'a Option<Value>,
-    nodes: &'a [crate::engine::NodeRecord],
+    nodes: &'a [crate::trace::NodeRecord],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     children: Vec<&'a str>,
 }
@@ -406,22 +390,19 @@ struct StoredRecord<'a> {
 impl<'a> StoredRecord<'a> {
     fn of(execution: &'a Execution) -> Self {
         Self {
-            id: &execution.id,
-            parent_id: &execution.parent_id,
-            replay_of: &execution.replay_of,
-            playbook_id: &execution.playbook_id,
-            playbook_name: &execution.playbook_name,
-            trigger_type: execution.trigger_type,
-            log_level: execution.log_level,
+            header: &execution.header,
             status: execution.status,
             message: &execution.message,
-            queued_at: execution.queued_at,
             started_at: execution.started_at,
             completed_at: execution.completed_at,
             duration_us: execution.duration_us,
             trigger: &execution.trigger,
             nodes: &execution.nodes,
-            children: execution.children.iter().map(|c| c.id.as_str()).collect(),
+            children: execution
+                .children
+                .iter()
+                .map(|c| c.header.id.as_str())
+                .collect(),
         }
     }
 }
@@ -441,8 +422,8 @@ struct StoredStep<'a> {
     input: Option<&'a Value>,
     report: StoredReport<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    capture: Option<&'a crate::engine::Capture>,
-    #[serde(serialize_with = "rfc3339")]
+    capture: Option<&'a crate::trace::Capture>,
+    #[serde(serialize_with = "crate::trace::record::rfc3339")]
     started_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     child: Option<&'a str>,
@@ -450,13 +431,13 @@ struct StoredStep<'a> {
 
 #[derive(serde::Serialize)]
 struct StoredReport<'a> {
-    status: crate::host::StepStatus,
+    status: crate::trace::StepStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pathway: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a crate::host::StepFailure>,
+    error: Option<&'a crate::trace::StepFailure>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     logs: &'a [crate::trace::LogLine],
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -465,14 +446,14 @@ struct StoredReport<'a> {
     stderr: &'a str,
     duration_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    truncated: Option<&'a crate::host::Truncation>,
+    truncated: Option<&'a crate::trace::Truncation>,
 }
 
 impl<'a> StoredStep<'a> {
-    fn of(step: &'a crate::engine::StepRun) -> Self {
+    fn of(step: &'a crate::trace::StepRun) -> Self {
         // Every field named: a field added to a step run must be stored, or this stops
         // compiling.
-        let crate::engine::StepRun {
+        let crate::trace::StepRun {
             node,
             app,
             action,
@@ -484,7 +465,7 @@ impl<'a> StoredStep<'a> {
             started_at,
             child,
         } = step;
-        let crate::host::StepReport {
+        let crate::trace::StepReport {
             status,
             output,
             pathway,
@@ -527,7 +508,7 @@ fn restore_step(record: &mut Value) {
     };
     step.entry("input").or_insert(Value::Null);
     step.entry("capture").or_insert_with(|| {
-        serde_json::to_value(crate::engine::Capture::default()).unwrap_or_default()
+        serde_json::to_value(crate::trace::Capture::default()).unwrap_or_default()
     });
     if let Some(report) = step.get_mut("report").and_then(Value::as_object_mut) {
         for key in ["output", "pathway", "error"] {
@@ -540,51 +521,9 @@ fn restore_step(record: &mut Value) {
             report.entry(key).or_insert_with(|| Value::from(""));
         }
         report.entry("truncated").or_insert_with(|| {
-            serde_json::to_value(crate::host::Truncation::default()).unwrap_or_default()
+            serde_json::to_value(crate::trace::Truncation::default()).unwrap_or_default()
         });
     }
-}
-
-/// Serialize `time` as chrono does (RFC 3339 with `Z`, and 0, 3, 6 or 9 fractional
-/// digits, the fewest that hold it) but written straight into a buffer: chrono's goes
-/// through `fmt`, and serde_json escapes each piece, which made the timestamps a
-/// twentieth of the writer's time.
-fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    use chrono::{Datelike as _, Timelike as _};
-    use serde::Serialize as _;
-    /// Write `value` as `digits.len()` decimal digits, zero-padded.
-    fn put(digits: &mut [u8], mut value: u32) {
-        for digit in digits.iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    }
-    let (year, nanos) = (time.year(), time.nanosecond());
-    // Years chrono writes with a sign, and leap seconds, are left to chrono.
-    let Ok(year) = u32::try_from(year) else {
-        return time.serialize(serializer);
-    };
-    if year > 9999 || nanos >= 1_000_000_000 {
-        return time.serialize(serializer);
-    }
-    let mut text = *b"0000-00-00T00:00:00.000000000Z";
-    put(&mut text[0..4], year);
-    put(&mut text[5..7], time.month());
-    put(&mut text[8..10], time.day());
-    put(&mut text[11..13], time.hour());
-    put(&mut text[14..16], time.minute());
-    put(&mut text[17..19], time.second());
-    let digits = match nanos {
-        0 => 0,
-        n if n % 1_000_000 == 0 => 3,
-        n if n % 1_000 == 0 => 6,
-        _ => 9,
-    };
-    put(&mut text[20..29], nanos);
-    let end = if digits == 0 { 19 } else { 20 + digits };
-    text[end] = b'Z';
-    let text = std::str::from_utf8(&text[..=end]).map_err(serde::ser::Error::custom)?;
-    serializer.serialize_str(text)
 }
 
 fn millis(time: DateTime<Utc>) -> i64 {
@@ -621,20 +560,22 @@ fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
     let level: String = row.get(7)?;
     Ok(ExecutionRow {
         num: row.get(0)?,
-        id: row.get(1)?,
-        parent_id: row.get(2)?,
+        header: ExecutionHeader {
+            id: row.get(1)?,
+            parent_id: row.get(2)?,
+            replay_of: row.get(14)?,
+            playbook_id: row.get(4)?,
+            playbook_name: row.get(5)?,
+            trigger_type: parse_word::<TriggerType>(&row.get::<_, String>(6)?)?,
+            log_level: level.parse::<LogLevel>().unwrap_or(LogLevel::Info),
+            queued_at: time(row.get(10)?).unwrap_or_default(),
+        },
         playbook_num: row.get(3)?,
-        playbook_id: row.get(4)?,
-        playbook_name: row.get(5)?,
-        trigger_type: parse_word::<TriggerType>(&row.get::<_, String>(6)?)?,
-        log_level: level.parse::<LogLevel>().unwrap_or(LogLevel::Info),
         status: parse_word::<ExecutionStatus>(&row.get::<_, String>(8)?)?,
         message: row.get(9)?,
-        queued_at: time(row.get(10)?).unwrap_or_default(),
         started_at: time(row.get(11)?),
         completed_at: time(row.get(12)?),
         duration_ms: row.get(13)?,
-        replay_of: row.get(14)?,
     })
 }
 
@@ -958,16 +899,9 @@ impl<'t> Batch<'t> {
 
     fn insert_started(&mut self, execution: &NewExecution) -> Result<i64, Error> {
         self.upsert_row(&RowValues {
-            id: &execution.id,
-            parent_id: execution.parent_id.as_deref(),
-            replay_of: execution.replay_of.as_deref(),
-            playbook_xid: &execution.playbook_id,
-            playbook_name: &execution.playbook_name,
-            trigger_type: execution.trigger_type,
-            log_level: execution.log_level,
+            header: &execution.header,
             status: execution.status,
             message: None,
-            queued_at: execution.queued_at,
             started_at: (execution.status == ExecutionStatus::Running).then(Utc::now),
             completed_at: None,
             duration_ms: None,
@@ -977,33 +911,34 @@ impl<'t> Batch<'t> {
     /// Insert an executions row, or update the one with its id unless it has ended (a
     /// start that comes late never undoes an end); its numeric id.
     fn upsert_row(&mut self, row: &RowValues<'_>) -> Result<i64, Error> {
-        let playbook_num = match self.playbook_nums.get(row.playbook_xid) {
+        let playbook_num = match self.playbook_nums.get(&row.header.playbook_id) {
             Some(num) => *num,
             None => {
                 let num: Option<i64> = self
                     .playbook_num
-                    .query_row([row.playbook_xid], |r| r.get(0))
+                    .query_row([&row.header.playbook_id], |r| r.get(0))
                     .optional()?;
-                self.playbook_nums.insert(row.playbook_xid.to_owned(), num);
+                self.playbook_nums
+                    .insert(row.header.playbook_id.clone(), num);
                 num
             }
         };
-        let (log_level, status) = (row.log_level.to_string(), word(&row.status));
+        let (log_level, status) = (row.header.log_level.to_string(), word(&row.status));
         let inserted = self.insert_row.execute(params![
-            row.id,
-            row.parent_id,
+            row.header.id,
+            row.header.parent_id,
             playbook_num,
-            row.playbook_xid,
-            row.playbook_name,
-            word(&row.trigger_type),
+            row.header.playbook_id,
+            row.header.playbook_name,
+            word(&row.header.trigger_type),
             log_level,
             status,
             row.message,
-            millis(row.queued_at),
+            millis(row.header.queued_at),
             row.started_at.map(millis),
             row.completed_at.map(millis),
             row.duration_ms,
-            row.replay_of,
+            row.header.replay_of,
         ])?;
         // Most rows are new (an execution that ends fast is written once, at its end):
         // the row just inserted has the connection's last number. (Not an upsert with
@@ -1012,7 +947,7 @@ impl<'t> Batch<'t> {
             return Ok(self.connection.last_insert_rowid());
         }
         self.update_row.execute(params![
-            row.id,
+            row.header.id,
             status,
             row.message,
             row.started_at.map(millis),
@@ -1020,7 +955,7 @@ impl<'t> Batch<'t> {
             row.duration_ms,
             log_level,
         ])?;
-        Ok(self.row_num.query_row([row.id], |r| r.get(0))?)
+        Ok(self.row_num.query_row([&row.header.id], |r| r.get(0))?)
     }
 
     /// Node state changes.
@@ -1067,18 +1002,11 @@ impl<'t> Batch<'t> {
     /// Store `execution` whole, its children too; its numeric id.
     fn write_execution(&mut self, execution: &Execution) -> Result<i64, Error> {
         let record = serde_json::to_string(&StoredRecord::of(execution))
-            .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.id)))?;
+            .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.header.id)))?;
         let num = self.upsert_row(&RowValues {
-            id: &execution.id,
-            parent_id: execution.parent_id.as_deref(),
-            replay_of: execution.replay_of.as_deref(),
-            playbook_xid: &execution.playbook_id,
-            playbook_name: &execution.playbook_name,
-            trigger_type: execution.trigger_type,
-            log_level: execution.log_level,
+            header: &execution.header,
             status: execution.status,
             message: execution.message.as_deref(),
-            queued_at: execution.queued_at,
             started_at: Some(execution.started_at),
             completed_at: Some(execution.completed_at),
             duration_ms: Some(i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX)),
@@ -1088,9 +1016,9 @@ impl<'t> Batch<'t> {
         for step in &execution.steps {
             let error = step.report.error.as_ref();
             let record = serde_json::to_string(&StoredStep::of(step))
-                .map_err(|e| Error::Corrupt(format!("a step of {}: {e}", execution.id)))?;
+                .map_err(|e| Error::Corrupt(format!("a step of {}: {e}", execution.header.id)))?;
             self.step.execute(params![
-                execution.id,
+                execution.header.id,
                 step.node,
                 step.app,
                 step.action,
@@ -1110,7 +1038,7 @@ impl<'t> Batch<'t> {
                 let fields = (!line.fields.is_empty())
                     .then(|| serde_json::to_string(&line.fields).unwrap_or_default());
                 self.line.execute(params![
-                    execution.id,
+                    execution.header.id,
                     step_num,
                     step.node,
                     line.ts,
@@ -1128,7 +1056,7 @@ impl<'t> Batch<'t> {
         ])?;
         // Its record now holds its nodes' final states.
         if self.nodes_stored {
-            self.clear_nodes.execute([&execution.id])?;
+            self.clear_nodes.execute([&execution.header.id])?;
         }
         for child in &execution.children {
             self.write_execution(child)?;
@@ -1319,7 +1247,7 @@ impl Store for SqliteStore {
                 let mut record: Value = serde_json::from_str(&text)
                     .map_err(|e| Error::Corrupt(format!("execution `{key}`: {e}")))?;
                 // Its step runs were stored with the record, so they are there too.
-                record["steps"] = Value::Array(self.step_records(&row.id)?);
+                record["steps"] = Value::Array(self.step_records(&row.header.id)?);
                 Some(record)
             }
             // Not finished: its record is the row.
@@ -1698,7 +1626,7 @@ mod tests {
             };
             let time = chrono::DateTime::from_timestamp(seconds, nanos).expect("in range");
             let mut ours = serde_json::Serializer::new(Vec::new());
-            super::rfc3339(&time, &mut ours).expect("written");
+            crate::trace::record::rfc3339(&time, &mut ours).expect("written");
             proptest::prop_assert_eq!(
                 String::from_utf8(ours.into_inner()).expect("text"),
                 serde_json::to_string(&time).expect("chrono's")
@@ -1756,19 +1684,24 @@ mod tests {
             .unwrap();
 
         let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
-        let ids: Vec<&str> = page.rows.iter().map(|r| r.id.as_str()).collect();
+        let ids: Vec<&str> = page.rows.iter().map(|r| r.header.id.as_str()).collect();
         assert_eq!(ids, ["ex_new"]);
         assert_eq!((page.total, page.more), (Some(1), false));
 
         let page = query(&store, &format!("playbookId = {}", playbook.num));
         assert_eq!(page.total, Some(2));
-        assert_eq!(page.rows[0].id, "ex_new", "newest first");
+        assert_eq!(page.rows[0].header.id, "ex_new", "newest first");
         assert_eq!(page.rows[0].playbook_num, Some(playbook.num));
 
         let row = store.execution("ex_old").unwrap().unwrap();
         assert_eq!(row.status, ExecutionStatus::Failed);
         assert_eq!(
-            store.execution(&row.num.to_string()).unwrap().unwrap().id,
+            store
+                .execution(&row.num.to_string())
+                .unwrap()
+                .unwrap()
+                .header
+                .id,
             "ex_old"
         );
         let record = store.execution_record("ex_new").unwrap().unwrap();
@@ -1828,9 +1761,10 @@ mod tests {
             .save_playbook(&fields("other", "Other", &json!({"id": "other"})))
             .unwrap();
         let now = Utc::now();
-        let of = |id: &str, playbook: &str| Execution {
-            playbook_id: playbook.to_owned(),
-            ..execution(id, ExecutionStatus::Completed, now)
+        let of = |id: &str, playbook: &str| {
+            let mut execution = execution(id, ExecutionStatus::Completed, now);
+            execution.header.playbook_id = playbook.to_owned();
+            execution
         };
         for (id, playbook) in [
             ("ex_triage", "triage"),
@@ -1845,7 +1779,11 @@ mod tests {
             .save_playbook(&fields("later", "Later", &json!({"id": "later"})))
             .unwrap();
         let ids = |tql: &str| {
-            let mut ids: Vec<String> = query(&store, tql).rows.into_iter().map(|r| r.id).collect();
+            let mut ids: Vec<String> = query(&store, tql)
+                .rows
+                .into_iter()
+                .map(|r| r.header.id)
+                .collect();
             ids.sort();
             ids
         };
@@ -1941,8 +1879,8 @@ mod tests {
 
     #[test]
     fn a_record_reads_back_whole_and_node_states_last_while_it_runs() {
-        use crate::engine::StepRun;
-        use crate::host::StepReport;
+        use crate::trace::StepReport;
+        use crate::trace::StepRun;
         let (_dir, store) = store();
         let now = Utc::now();
         let mut ended = execution("ex_whole", ExecutionStatus::Completed, now);
@@ -1962,7 +1900,7 @@ mod tests {
             })
             .collect();
         let mut child = execution("ex_child", ExecutionStatus::Completed, now);
-        child.parent_id = Some("ex_whole".to_owned());
+        child.header.parent_id = Some("ex_whole".to_owned());
         ended.children = vec![child];
         let started = NewExecution::running(&ended);
         let node_started = |execution: &str, node: &str| {
@@ -2057,7 +1995,7 @@ mod tests {
         }
         let store = SqliteStore::open(&path).unwrap();
         let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
-        assert_eq!(page.rows[0].id, "ex_kept");
+        assert_eq!(page.rows[0].header.id, "ex_kept");
         // Records moved to their number's key, and the audit log view reads them there.
         let record = store.execution_record("ex_kept").unwrap().unwrap();
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
@@ -2112,8 +2050,8 @@ mod tests {
 
     #[test]
     fn an_executions_step_runs_are_found_by_their_range_of_numbers() {
-        use crate::engine::{Capture, StepRun};
-        use crate::host::StepReport;
+        use crate::trace::StepReport;
+        use crate::trace::{Capture, StepRun};
         let (_dir, store) = store();
         let now = Utc::now();
         let steps = |nodes: &[&str]| -> Vec<StepRun> {
@@ -2140,10 +2078,9 @@ mod tests {
         // A parent with a child, each with step runs of its own, an execution without
         // any, and executions of one batch and of the next.
         let mut parent = with("ex_parent", &["p1", "p2"]);
-        parent.children = vec![Execution {
-            parent_id: Some("ex_parent".to_owned()),
-            ..with("ex_child", &["c1"])
-        }];
+        let mut child = with("ex_child", &["c1"]);
+        child.header.parent_id = Some("ex_parent".to_owned());
+        parent.children = vec![child];
         store
             .write(&[
                 Write::Finish(Box::new(with("ex_first", &["f1", "f2", "f3"]))),
@@ -2228,9 +2165,9 @@ mod tests {
 
     #[test]
     fn a_step_run_is_stored_without_its_empty_fields_and_reads_back_whole() {
-        use crate::engine::{Capture, StepRun};
-        use crate::host::{FailureKind, StepReport, Truncation};
         use crate::trace::LogLine;
+        use crate::trace::{Capture, StepRun};
+        use crate::trace::{FailureKind, StepReport, Truncation};
         let (_dir, store) = store();
         let now = Utc::now();
         let step = |node: &str, report: StepReport| StepRun {
@@ -2401,15 +2338,17 @@ mod tests {
             let store = SqliteStore::open(&path).unwrap();
             store
                 .start_execution(&NewExecution {
-                    id: "ex_running".to_owned(),
-                    parent_id: None,
-                    replay_of: None,
-                    playbook_id: "triage".to_owned(),
-                    playbook_name: "Triage".to_owned(),
-                    trigger_type: TriggerType::Manual,
-                    log_level: LogLevel::Info,
+                    header: ExecutionHeader {
+                        id: "ex_running".to_owned(),
+                        parent_id: None,
+                        replay_of: None,
+                        playbook_id: "triage".to_owned(),
+                        playbook_name: "Triage".to_owned(),
+                        trigger_type: TriggerType::Manual,
+                        log_level: LogLevel::Info,
+                        queued_at: Utc::now(),
+                    },
                     status: ExecutionStatus::Running,
-                    queued_at: Utc::now(),
                 })
                 .unwrap();
             store

@@ -1,95 +1,7 @@
-//! The records a step run produces, and the capture policy that decides what of them
-//! is kept: log levels, log lines, and the redaction of secrets.
-//!
-//! Secrets are scrubbed here, in one place, so that every path that records something
-//! (outputs, logs, stdout/stderr, error messages) goes through the same function.
+//! The [`Redactor`]: every secret's value, its percent-encoded form, and the start of
+//! one that a cut left at the end of a text, replaced by [`REDACTED`].
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// Severity of a log line, and the level an execution records at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Everything, including step-by-step detail.
-    Trace,
-    /// Inputs, outputs and OS logs are captured from this level down.
-    Debug,
-    /// Normal progress.
-    Info,
-    /// Problems worked around.
-    Warn,
-    /// Failures.
-    Error,
-}
-
-impl LogLevel {
-    /// Every level, most verbose first.
-    pub const ALL: [LogLevel; 5] = [
-        LogLevel::Trace,
-        LogLevel::Debug,
-        LogLevel::Info,
-        LogLevel::Warn,
-        LogLevel::Error,
-    ];
-
-    /// The lowercase name, as in playbook files and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-
-    /// Whether an execution at this level captures inputs, outputs and OS logs
-    /// (DEBUG and TRACE do; the seed's "inputs and outputs recorded only at DEBUG or
-    /// TRACE").
-    pub fn captures_data(self) -> bool {
-        self <= LogLevel::Debug
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A log level name that is not one of the five.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("`{0}` is not a log level; expected one of trace, debug, info, warn, error")]
-pub struct UnknownLevel(pub String);
-
-impl FromStr for LogLevel {
-    type Err = UnknownLevel;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        LogLevel::ALL
-            .into_iter()
-            .find(|level| level.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownLevel(s.to_owned()))
-    }
-}
-
-/// One line an app logged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// When the host received it (RFC 3339, UTC, microseconds).
-    pub ts: String,
-    /// Its severity.
-    pub level: LogLevel,
-    /// The text, redacted and capped.
-    pub message: String,
-    /// Structured fields, redacted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<(String, String)>,
-}
 
 /// The length of the longest start of `secret`, shorter than it, that `text` ends
 /// with: Knuth–Morris–Pratt over the secret, linear in both (a guest chooses `text`).
@@ -245,57 +157,10 @@ fn looks_numeric(secret: &str) -> bool {
             .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
 }
 
-/// The largest value captured in a trace, in bytes: one step run's input, output,
-/// stdout or stderr. Past it the value is replaced by its head and its size, and the
-/// record says so. It is the host's default output limit, so that an output the host
-/// accepted is kept whole (stdout and stderr are capped lower, as they are captured).
-pub const MAX_CAPTURED_BYTES: usize = 16 << 20;
-
-/// Cap a captured JSON value at `max` bytes of JSON text: a larger value becomes
-/// `{"truncated": true, "bytes": <its size>, "head": "<its first bytes>"}`. Returns
-/// whether it was cut.
-pub fn cap_json(value: &mut Value, max: usize) -> bool {
-    let text = value.to_string();
-    if text.len() <= max {
-        return false;
-    }
-    let bytes = text.len();
-    let mut head = text;
-    truncate_utf8(&mut head, max);
-    *value = serde_json::json!({ "truncated": true, "bytes": bytes, "head": head });
-    true
-}
-
-/// Cut `text` to at most `max` bytes on a character boundary; returns whether it was
-/// cut.
-pub fn truncate_utf8(text: &mut String, max: usize) -> bool {
-    if text.len() <= max {
-        return false;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn levels_parse_in_any_case_and_order_by_verbosity() {
-        assert_eq!("DEBUG".parse::<LogLevel>().unwrap(), LogLevel::Debug);
-        assert!(LogLevel::Trace < LogLevel::Error);
-        assert!(LogLevel::Debug.captures_data() && !LogLevel::Info.captures_data());
-        assert_eq!(
-            "verbose".parse::<LogLevel>().unwrap_err().to_string(),
-            "`verbose` is not a log level; expected one of trace, debug, info, warn, error"
-        );
-    }
-
     #[test]
     fn redacts_longest_secret_first_in_text_and_json() {
         let r = Redactor::new(["abc".to_owned(), "abcdef".to_owned(), String::new()]);
@@ -342,25 +207,5 @@ mod tests {
     fn a_secret_is_redacted_percent_encoded_too() {
         let r = Redactor::new(["a+b/c=".to_owned()]);
         assert_eq!(r.text("/x?key=a%2Bb%2Fc%3D&k2=a+b/c="), "/x?key=***&k2=***");
-    }
-
-    #[test]
-    fn large_values_are_capped_with_their_size() {
-        let mut small = json!({"a": 1});
-        assert!(!cap_json(&mut small, 100));
-        let mut large = json!(vec!["abcdef"; 10]);
-        assert!(cap_json(&mut large, 12));
-        assert_eq!(
-            large,
-            json!({"truncated": true, "bytes": 91, "head": "[\"abcdef\",\"a"})
-        );
-    }
-
-    #[test]
-    fn truncates_on_char_boundaries() {
-        let mut s = "héllo".to_owned();
-        assert!(truncate_utf8(&mut s, 2));
-        assert_eq!(s, "h");
-        assert!(!truncate_utf8(&mut s, 10));
     }
 }
