@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasp_runtime::api::{self, Report, Service};
+use wasp_runtime::api;
 use wasp_runtime::assets::Assets;
 use wasp_runtime::engine::{self, HostRunner, Start};
 use wasp_runtime::host::{Host, HostConfig, Registry};
 use wasp_runtime::playbook::{AppInfo, Catalog, Playbook};
+use wasp_runtime::service::{Report, Service};
 use wasp_runtime::store::{NewExecution, SqliteStore, Store, Write};
 use wasp_runtime::trace::{ExecutionStatus, TriggerType};
 
@@ -274,7 +275,7 @@ fn main() {
         }
         let db = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(SqliteStore::open(&db.path().join("bench.db")).expect("store"));
-        let service = Arc::new(Service::new(store, Arc::clone(&runner), None));
+        let service = Arc::new(Service::new(store, Arc::clone(&runner)));
         // What the runs produce, with their events, for the store alone (untimed).
         {
             let (events, mut produced) = tokio::sync::mpsc::unbounded_channel();

@@ -481,22 +481,6 @@ async fn run_playbook(
     if let Some(unmet) = runner.unmet_requirements(&playbook) {
         return Err(Failure::Usage(format!("{unmet} (see --assets)")));
     }
-    // Opened before the run, so that a database that cannot be used stops it.
-    let store = match &args.db {
-        Some(path) => {
-            let store = open_store(path)?;
-            let definition = definition(&args.playbook.file);
-            store
-                .save_playbook(&crate::store::PlaybookFields::of(
-                    &playbook,
-                    &definition,
-                    "file",
-                ))
-                .map_err(|e| Failure::Internal(e.to_string()))?;
-            Some((store, path))
-        }
-        None => None,
-    };
     let start = Start {
         trigger_type: if args.debug {
             TriggerType::Debug
@@ -510,17 +494,38 @@ async fn run_playbook(
         },
         ..Start::new(trigger)
     };
-    let execution = engine::execute(runner, Arc::new(playbook), start).await;
-    if let Some((store, path)) = store {
-        store
-            .finish_execution(&execution)
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-        let path = for_terminal(&path.display().to_string()).into_owned();
-        eprintln!(
-            "stored as execution {} in `{path}` (`wasp executions show {} --db {path}`)",
-            execution.header.id, execution.header.id,
-        );
-    }
+    let playbook = Arc::new(playbook);
+    let execution = match &args.db {
+        None => engine::execute(runner, playbook, start).await,
+        Some(path) => {
+            // Through the service, as `wasp serve` runs it: recorded as it starts and
+            // stored whole when it ends.
+            let store = open_store(path)?;
+            let definition = definition(&args.playbook.file);
+            store
+                .save_playbook(&crate::store::PlaybookFields::of(
+                    &playbook,
+                    &definition,
+                    "file",
+                ))
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            let service = Arc::new(crate::service::Service::new(store, runner));
+            let started = service
+                .start(playbook, start, crate::service::Report::End)
+                .await
+                .map_err(|e| Failure::Internal(crate::ErrorChain(&e).to_string()))?;
+            let (_, execution) =
+                started.done.await.ok().flatten().ok_or_else(|| {
+                    Failure::Internal("the execution could not be stored".to_owned())
+                })?;
+            let path = for_terminal(&path.display().to_string()).into_owned();
+            eprintln!(
+                "stored as execution {} in `{path}` (`wasp executions show {} --db {path}`)",
+                execution.header.id, execution.header.id,
+            );
+            execution
+        }
+    };
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
         OutputFormat::Text
     } else {
@@ -710,6 +715,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     crate::api::check_exposure(&args.addr, args.token.as_deref()).map_err(Failure::Usage)?;
     let edge = crate::api::Edge {
         header_timeout: args.header_timeout,
+        token: args.token.clone(),
         ..crate::api::Edge::default()
     }
     .allowing(&args.allowed_hosts)
@@ -744,7 +750,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         Arc::new(assets),
     ));
     let service = Arc::new(
-        crate::api::Service::new(Arc::clone(&store), Arc::clone(&runner), args.token)
+        crate::service::Service::new(Arc::clone(&store), Arc::clone(&runner))
             .with_secrets_dir(args.secrets_dir),
     );
     service.set_loading(true);

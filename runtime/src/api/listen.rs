@@ -47,7 +47,7 @@ pub const MIN_TOKEN_CHARS: usize = 16;
 const MIN_TOKEN_DISTINCT: usize = 8;
 
 /// What the server's edge allows.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Edge {
     /// Host names (besides loopback names and IP literals) requests may name in `Host`:
     /// exact names, or `*.domain` for any name under it. Lowercase.
@@ -56,6 +56,20 @@ pub struct Edge {
     pub max_connections: usize,
     /// See [`HEADER_TIMEOUT`].
     pub header_timeout: Duration,
+    /// The token every request must carry as `Authorization: Bearer`, when set.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("Edge")
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("token", &self.token.as_ref().map(|_| crate::trace::REDACTED))
+            .finish()
+    }
 }
 
 impl Default for Edge {
@@ -64,6 +78,7 @@ impl Default for Edge {
             allowed_hosts: Vec::new(),
             max_connections: MAX_CONNECTIONS,
             header_timeout: HEADER_TIMEOUT,
+            token: None,
         }
     }
 }

@@ -16,7 +16,7 @@ mod web;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -30,21 +30,18 @@ use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::Stream;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::broadcast;
 
 pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
 
-use crate::engine::{self, HostRunner, Start, StepRunner};
-use crate::playbook::trigger::Trigger;
-use crate::playbook::{Known, NodeKind, Playbook, PlaybookSpec};
+use crate::playbook::{NodeKind, Playbook};
+use crate::service::{self, Report, Service, Started};
 use crate::store::{
-    self, EXECUTION_FIELDS, ExecutionRow, LOG_FIELDS, NewExecution, Query as StoreQuery,
-    STEP_FIELDS, Sort, Store,
+    self, EXECUTION_FIELDS, ExecutionRow, LOG_FIELDS, Query as StoreQuery, STEP_FIELDS, Sort,
 };
 use crate::tql;
 use crate::trace::LogLevel;
-use crate::trace::{Event, Execution, ExecutionStatus, TriggerType};
+use crate::trace::{Event, ExecutionStatus, TriggerType};
 
 /// The largest request body accepted (a trigger payload holding a whole email fits).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -52,705 +49,6 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How long a request may take, except a run that waits for its execution (which its
 /// playbook's `max_runtime` bounds).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What the server serves: the playbooks, the store, and the executions in flight.
-pub struct Service {
-    store: Arc<dyn Store>,
-    runner: Arc<HostRunner>,
-    /// Kill switches of the executions running now, by id (the writer counts them).
-    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
-    token: Option<String>,
-    /// Where executions send their events, to be stored and then broadcast.
-    events: mpsc::UnboundedSender<Event>,
-    /// Every event, once stored, for the Server-Sent Events streams.
-    broadcast: broadcast::Sender<Arc<Event>>,
-    /// Writes someone waits for, batched with the events.
-    jobs: mpsc::UnboundedSender<Job>,
-    /// Per playbook with `max_concurrent`: its limit and the permits of its running
-    /// executions (a fair semaphore, so that queued ones start in order).
-    gates: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
-    /// The running timers, by playbook.
-    timers: Mutex<HashMap<String, triggers::Timer>>,
-    /// The only directory whose files API-defined assets may read as secrets.
-    secrets_dir: Option<std::path::PathBuf>,
-    /// Whether the apps and playbooks are still loading (the server answers already).
-    loading: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Debug for Service {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service")
-            .field("playbooks", &self.runner.playbook_ids())
-            .finish_non_exhaustive()
-    }
-}
-
-/// A started execution: its ids, and its end when awaited.
-pub struct Started {
-    /// The string id.
-    pub id: String,
-    /// The numeric id, when the start was reported ([`Report::Start`]; else `done`
-    /// gives it).
-    pub num: Option<i64>,
-    /// Whether it waits for its playbook's concurrency limit.
-    pub queued: bool,
-    /// Resolves to the execution's numeric id and record once it has ended and been
-    /// stored (`None` when it could not be stored: its start, which is then never
-    /// returned as started, or its record).
-    pub done: tokio::task::JoinHandle<Option<(i64, Execution)>>,
-}
-
-/// When the caller of [`Service::start`] hears of the execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Report {
-    /// As soon as it is recorded as started (with its numeric id).
-    Start,
-    /// Only when it has ended (`Started::done`). An execution whose playbook cannot
-    /// reach outside wasp ([`Playbook::reaches_out`]) then runs at once, without
-    /// waiting for its start to be stored (which it is within 10 ms, or with
-    /// its record if it ends sooner): nobody hears of it before its start is stored
-    /// (lists read the store, streams are sent what was stored), and one cut short by a
-    /// crash before then has done nothing anybody could miss.
-    End,
-}
-
-impl Report {
-    /// [`Report::End`] for a caller that waits for the end, else [`Report::Start`].
-    pub fn when(wait_for_end: bool) -> Self {
-        if wait_for_end { Self::End } else { Self::Start }
-    }
-}
-
-impl Started {
-    /// `Queued` when it waits for its playbook's concurrency limit, else `Running`.
-    pub fn status(&self) -> &'static str {
-        if self.queued { "Queued" } else { "Running" }
-    }
-}
-
-/// Events a slow SSE client may fall behind by before it is told to catch up.
-const BROADCAST_CAPACITY: usize = 4096;
-
-/// A write that someone waits for.
-enum Job {
-    /// Record an execution as queued or running. With a `reply`, someone waits for it:
-    /// it goes in the next batch and answers the execution's numeric id. Without, it may
-    /// wait like a node event, and is never written when the execution ends by then
-    /// (its record says all).
-    Start {
-        execution: NewExecution,
-        reply: Option<oneshot::Sender<Result<i64, String>>>,
-    },
-    /// Store an ended execution whole; answers its numeric id once it is stored, and
-    /// hands the execution back (it is moved to the writer, not copied).
-    Finish(Box<Execution>, oneshot::Sender<Stored>),
-}
-
-impl Job {
-    /// How many of `jobs` end an execution.
-    fn finishes(jobs: &[Self]) -> usize {
-        jobs.iter()
-            .filter(|job| matches!(job, Self::Finish(..)))
-            .count()
-    }
-}
-
-/// The answer to [`Job::Finish`]: the execution's numeric id, or why it could not be
-/// stored; and the execution.
-type Stored = (Result<i64, String>, Box<Execution>);
-
-/// Who waits for a start or a finish of a batch.
-enum Reply {
-    Start(oneshot::Sender<Result<i64, String>>),
-    Finish(oneshot::Sender<Stored>),
-}
-
-/// A write that may wait for a batch (see [`persist`]).
-enum Lingering {
-    Event(Event),
-    Start(NewExecution),
-}
-
-impl Lingering {
-    fn execution_id(&self) -> &str {
-        match self {
-            Self::Event(event) => event.execution_id(),
-            Self::Start(execution) => &execution.header.id,
-        }
-    }
-}
-
-/// The most writes in one transaction.
-const MAX_BATCH: usize = 4096;
-
-/// How long a node event may wait to be stored: an execution that ends by then has its
-/// events superseded by its record, and they are never written.
-const EVENT_LINGER: Duration = Duration::from_millis(10);
-
-/// When a batch that ends executions waits for more to end before it is written: a
-/// commit costs about the same for one execution as for several (each B-tree it touches
-/// is a page of the write-ahead log, written with two system calls), so under load
-/// fewer, larger commits leave more of the CPU to the steps. (PostgreSQL's
-/// `commit_delay` and `commit_siblings`, for the same reason.)
-#[derive(Debug, Clone, Copy)]
-struct GroupCommit {
-    /// How many more to wait for. Counted rather than timed, so that it suits any
-    /// speed of machine.
-    more: usize,
-    /// How many others must be running for a batch to wait: with fewer, none is likely
-    /// to end within the wait, and waiting would only slow the one that has.
-    siblings: usize,
-    /// The longest wait, for a count that does not come (the others are in slow
-    /// steps). Tokio's timer counts whole milliseconds: a wait ends at its first tick
-    /// after this.
-    max_delay: Duration,
-}
-
-/// The server's group commit. In the server bench (16 at once, 2 cores), waiting for
-/// 6 to 12 more made persistence add 24–34% to an execution, no count clearly best,
-/// and no wait 45–52% (BENCHMARKS.md, "The writer as a task"). The 500 µs bound is
-/// 0.5–1.5 ms in effect.
-const GROUP_COMMIT: GroupCommit = GroupCommit {
-    more: 8,
-    siblings: 2,
-    max_delay: Duration::from_micros(500),
-};
-
-impl GroupCommit {
-    /// How many executions a batch that ends `ending` of the `running` (those
-    /// included) waits to have ended before it is written: `ending` itself when it
-    /// does not wait.
-    fn target(self, ending: usize, running: usize) -> usize {
-        let others = running.saturating_sub(ending);
-        if ending == 0 || others < self.siblings {
-            ending
-        } else {
-            ending + others.min(self.more)
-        }
-    }
-}
-
-/// Move what waits on `jobs` to `new_jobs`, up to [`MAX_BATCH`] in all.
-fn take_jobs(jobs: &mut mpsc::UnboundedReceiver<Job>, new_jobs: &mut Vec<Job>) {
-    while new_jobs.len() < MAX_BATCH {
-        let Ok(job) = jobs.try_recv() else { break };
-        new_jobs.push(job);
-    }
-}
-
-/// Store everything in batches, then broadcast the events and answer the waiters: a
-/// client never hears of a state the store does not hold, and hears of an execution's
-/// nodes before its end.
-///
-/// A batch is what arrived while the last one was being written, so a busy server makes
-/// few, large commits instead of one per change; one that ends executions while others
-/// run waits for a few more to end ([`GROUP_COMMIT`]). Finishes and urgent starts have
-/// someone waiting: they go in the next batch. A node event, or a start nobody waits
-/// for, waits up to [`EVENT_LINGER`] for a batch (or the end of its execution): most executions end
-/// sooner, and then only their start and their record are written, or only their record.
-/// (A node event was never waited for, so a crash could always lose the last ones; the
-/// execution's start, when reported, and its end are what is durable.)
-///
-/// Runs as a task on the service's runtime, and writes inline on the worker that polls
-/// it, without a hop to another thread and back: the store is the one place every
-/// execution waits on. (On a thread of its own, with a timed group-commit wait, the
-/// server bench measured persistence adding 32–56% to an execution, median 38% over 17
-/// runs, against 19–47%, median 29% over 31 runs, this way: the writer's thread was put
-/// on a CPU for each batch, and woke each waiter from afar. A batch holds its worker for
-/// about 30 µs an execution, a fraction of what running one takes, and an idle worker
-/// takes over its queue meanwhile. A commit waits for no disk, except once per 32 MiB of log, when
-/// the store starts its log over; see `SqliteStore::write`.)
-async fn persist(
-    store: Arc<dyn Store>,
-    mut events: mpsc::UnboundedReceiver<Event>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    broadcast: broadcast::Sender<Arc<Event>>,
-    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
-    group_commit: GroupCommit,
-) {
-    use std::collections::VecDeque;
-    use tokio::time::Instant;
-
-    let (mut arrived, mut new_jobs) = (Vec::new(), Vec::new());
-    // Writes not made yet, with when they arrived, oldest first.
-    let mut waiting: VecDeque<(Instant, Lingering)> = VecDeque::new();
-    let (mut events_open, mut jobs_open) = (true, true);
-    while events_open || jobs_open || !waiting.is_empty() {
-        let due = waiting.front().map(|(at, _)| *at + EVENT_LINGER);
-        // Only the first event after a quiet spell wakes the writer (to set the timer):
-        // while some wait, later ones are picked up at the next wake-up, which comes by
-        // the time the oldest is due. (A wake-up is a system call on each side.)
-        let listen = events_open && waiting.is_empty();
-        tokio::select! {
-            n = jobs.recv_many(&mut new_jobs, MAX_BATCH), if jobs_open => jobs_open = n > 0,
-            n = events.recv_many(&mut arrived, MAX_BATCH), if listen => events_open = n > 0,
-            () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
-        }
-        take_jobs(&mut jobs, &mut new_jobs);
-        // Group commit: under load, give other executions a moment to end too.
-        let target = group_commit.target(Job::finishes(&new_jobs), crate::lock(&running).len());
-        let deadline = Instant::now() + group_commit.max_delay;
-        while jobs_open && Job::finishes(&new_jobs) < target && new_jobs.len() < MAX_BATCH {
-            let room = MAX_BATCH - new_jobs.len();
-            tokio::select! {
-                n = jobs.recv_many(&mut new_jobs, room) => jobs_open = n > 0,
-                () = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        // Events, then jobs again (those that ended meanwhile too): the start of an
-        // execution whose events are here is here too.
-        while events_open && arrived.len() < MAX_BATCH {
-            match events.try_recv() {
-                Ok(event) => arrived.push(event),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => events_open = false,
-            }
-        }
-        take_jobs(&mut jobs, &mut new_jobs);
-        let now = Instant::now();
-        let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
-        // One place for each start and finish in `writes`, pushed with it, in its order
-        // (the store answers a number for each, in that order): who waits for it, if any.
-        let mut replies = Vec::with_capacity(new_jobs.len());
-        for job in new_jobs.drain(..) {
-            match job {
-                Job::Start {
-                    execution,
-                    reply: None,
-                } => waiting.push_back((now, Lingering::Start(execution))),
-                Job::Start {
-                    execution,
-                    reply: Some(reply),
-                } => {
-                    writes.push(store::Write::Start(execution));
-                    replies.push(Some(Reply::Start(reply)));
-                }
-                Job::Finish(execution, reply) => {
-                    writes.push(store::Write::Finish(execution));
-                    replies.push(Some(Reply::Finish(reply)));
-                }
-            }
-        }
-        waiting.extend(
-            arrived
-                .drain(..)
-                .map(|event| (now, Lingering::Event(event))),
-        );
-        // Once nothing more can come, whatever waits is written now.
-        let closing = !events_open && !jobs_open;
-        let ripe = |at: Instant| closing || at + EVENT_LINGER <= now;
-        if writes.is_empty() && !waiting.front().is_some_and(|(at, _)| ripe(*at)) {
-            continue;
-        }
-        // What waited and goes now: the writes of executions ending in this batch are
-        // superseded by their records (their events only announced, their starts never
-        // written); the others are written once they waited long enough.
-        let ended = store::Write::ended_in(&writes);
-        let (mut superseded, mut staying) = (Vec::new(), VecDeque::new());
-        let (mut going, mut started) = (Vec::new(), Vec::new());
-        for (at, write) in waiting.drain(..) {
-            match write {
-                write if !ended.contains(write.execution_id()) && !ripe(at) => {
-                    staying.push_back((at, write));
-                }
-                Lingering::Event(event) if ended.contains(event.execution_id()) => {
-                    superseded.push(event);
-                }
-                Lingering::Start(execution) if ended.contains(execution.header.id.as_str()) => {}
-                Lingering::Event(event) => going.push(event),
-                Lingering::Start(execution) => started.push(execution),
-            }
-        }
-        drop(ended);
-        waiting = staying;
-        for execution in started {
-            writes.push(store::Write::Start(execution));
-            replies.push(None);
-        }
-        writes.extend(going.into_iter().map(store::Write::Event));
-        let result = store.write(&writes);
-        let failure = result.as_ref().err().map(ToString::to_string);
-        if let Some(e) = &failure {
-            tracing::error!(error = %e, "storing a batch of execution changes failed");
-        }
-        // The events first (a client hears of an execution's nodes before its end), to
-        // those listening: nobody is the common case, and then nothing is sent.
-        let listening = failure.is_none() && broadcast.receiver_count() > 0;
-        let mut answered = Vec::with_capacity(replies.len());
-        for write in writes {
-            match write {
-                store::Write::Event(event) if listening => {
-                    let _ = broadcast.send(Arc::new(event));
-                }
-                store::Write::Event(_) => {}
-                write => answered.push(write),
-            }
-        }
-        if listening {
-            for event in superseded {
-                let _ = broadcast.send(Arc::new(event));
-            }
-        }
-        // A waiter that went away is not the batch's problem.
-        let mut nums = result.unwrap_or_default().into_iter();
-        for (write, reply) in answered.into_iter().zip(replies) {
-            let answer = match &failure {
-                None => nums
-                    .next()
-                    .ok_or_else(|| "the store gave no number".to_owned()),
-                Some(e) => Err(e.clone()),
-            };
-            match (reply, write) {
-                (Some(Reply::Start(reply)), _) => {
-                    let _ = reply.send(answer);
-                }
-                (Some(Reply::Finish(reply)), store::Write::Finish(execution)) => {
-                    let _ = reply.send((answer, execution));
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-impl Service {
-    /// A service over `store`, running the playbooks of `runner`; every request must
-    /// carry `token` as a bearer token when it is set. Starts the writer that stores
-    /// and broadcasts events, as a task on the current Tokio runtime (or, outside one,
-    /// on a thread of its own); it ends when the service and its executions are gone.
-    pub fn new(store: Arc<dyn Store>, runner: Arc<HostRunner>, token: Option<String>) -> Self {
-        let (events, receiver) = mpsc::unbounded_channel();
-        let (jobs, job_receiver) = mpsc::unbounded_channel();
-        let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let running = Arc::new(Mutex::new(HashMap::new()));
-        let writer = persist(
-            Arc::clone(&store),
-            receiver,
-            job_receiver,
-            broadcast.clone(),
-            Arc::clone(&running),
-            GROUP_COMMIT,
-        );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(runtime.spawn(writer));
-        } else {
-            let started = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .and_then(|runtime| {
-                    std::thread::Builder::new()
-                        .name("wasp-writer".to_owned())
-                        .spawn(move || runtime.block_on(writer))
-                });
-            if let Err(e) = started {
-                // Without its writer nothing can run; every start says so.
-                tracing::error!(error = %e, "cannot start the store's writer");
-            }
-        }
-        Self {
-            store,
-            runner,
-            running,
-            token,
-            events,
-            broadcast,
-            jobs,
-            gates: Mutex::new(HashMap::new()),
-            timers: Mutex::new(HashMap::new()),
-            secrets_dir: None,
-            loading: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Say whether the apps and playbooks are still loading: meanwhile, what is not
-    /// found is answered 503 (it may be found in a moment), not 404.
-    pub fn set_loading(&self, loading: bool) {
-        self.loading
-            .store(loading, std::sync::atomic::Ordering::Release);
-    }
-
-    /// The same service, letting assets created through the API read secrets from the
-    /// files of `dir` (and nowhere else on the server).
-    #[must_use]
-    pub fn with_secrets_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
-        self.secrets_dir = dir;
-        self
-    }
-
-    /// Serve the playbooks created through the API in earlier runs, kept in the store
-    /// (those from the playbooks directory are loaded from their files). One that no
-    /// longer validates (an app gone) is skipped, saying why on stderr.
-    pub fn load_stored_playbooks(&self) -> Result<(), store::Error> {
-        let mut pending: Vec<store::PlaybookRecord> = self
-            .store
-            .playbooks()?
-            .into_iter()
-            .filter(|p| p.source == "api" && self.runner.playbook(&p.xid).is_none())
-            .collect();
-        // A playbook may call another stored one: load until no more can be.
-        loop {
-            let before = pending.len();
-            let mut failed = Vec::new();
-            for record in pending {
-                match validate_body(self, record.steps.to_string().as_bytes()) {
-                    Ok((playbook, _)) => self.runner.set_playbook(Arc::new(playbook)),
-                    Err(e) => failed.push((record, e)),
-                }
-            }
-            if failed.len() == before || failed.is_empty() {
-                for (record, error) in &failed {
-                    eprintln!(
-                        "playbook `{}` from the database cannot be served: {error}",
-                        record.xid
-                    );
-                }
-                return Ok(());
-            }
-            pending = failed.into_iter().map(|(record, _)| record).collect();
-        }
-    }
-
-    /// Use the assets created through the API, kept in the store.
-    pub fn load_stored_assets(&self) -> Result<(), store::Error> {
-        assets::load_stored(self)
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
-    /// Start an execution of playbook `xid`.
-    pub async fn run(
-        self: &Arc<Self>,
-        xid: &str,
-        trigger: Value,
-        trigger_type: TriggerType,
-        log_level: Option<LogLevel>,
-        report: Report,
-    ) -> Result<Started, ApiError> {
-        let playbook = self
-            .runner
-            .playbook(xid)
-            .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{xid}`")))?;
-        if !playbook.enabled {
-            return Err(ApiError::Conflict(format!(
-                "playbook `{xid}` is disabled; set `enabled: true` to run it"
-            )));
-        }
-        if let Some(unmet) = self.runner.unmet_requirements(&playbook) {
-            return Err(ApiError::Conflict(unmet));
-        }
-        let start = Start {
-            trigger_type,
-            log_level,
-            ..Start::new(trigger)
-        };
-        self.start(playbook, start, report).await
-    }
-
-    /// Start an execution of `playbook` from `start`; it is stored whole when it ends.
-    /// With [`Report::Start`] it is recorded Queued or Running before this returns.
-    ///
-    /// The execution's own task records its start and runs it: a caller who goes away (a
-    /// client hanging up, a timer stopped) never leaves a recorded start without its
-    /// execution, and the steps begin the moment the start is stored (or at once, see
-    /// [`Report::End`]), without waiting for this caller to be scheduled again.
-    pub async fn start(
-        self: &Arc<Self>,
-        playbook: Arc<Playbook>,
-        mut start: Start,
-        report: Report,
-    ) -> Result<Started, ApiError> {
-        use futures_util::FutureExt as _;
-        start.events = Some(self.events.clone());
-        // Over its playbook's limit, an execution waits as Queued: it takes its place in
-        // the (fair) line now, so that queued executions start in the order they came.
-        let (mut permit, mut waiting) = (None, None);
-        if let Some(limit) = playbook.max_concurrent {
-            let mut acquire = Box::pin(self.gate(&playbook.id, limit).acquire_owned());
-            match (&mut acquire).now_or_never() {
-                Some(ready) => permit = ready.ok(),
-                None => waiting = Some(acquire),
-            }
-        }
-        let queued = waiting.is_some();
-        let new = NewExecution {
-            header: start.header(&playbook),
-            status: if queued {
-                ExecutionStatus::Queued
-            } else {
-                ExecutionStatus::Running
-            },
-        };
-        let id = start.id.clone();
-        // Killable from the moment it is reported.
-        crate::lock(&self.running).insert(id.clone(), start.kill.clone());
-        // Whether the steps wait for the start to be stored: when someone is told of it
-        // sooner than its end, or a step could act outside wasp (and a crash must not
-        // leave that act without a trace).
-        let urgent = report == Report::Start || queued || playbook.reaches_out();
-        let (recorded, number) = oneshot::channel();
-        let service = Arc::clone(self);
-        let done = tokio::spawn(async move {
-            let id = start.id.clone();
-            // Kept only to record the start again as Running once a queued one may run.
-            let queued_start = waiting.is_some().then(|| new.clone());
-            if let Some(answer) = service.send_start(new, urgent) {
-                let answer = answer
-                    .await
-                    .unwrap_or_else(|_| Err("the store's writer is not running".to_owned()));
-                let failed = answer.is_err();
-                if failed {
-                    crate::lock(&service.running).remove(&id);
-                }
-                let _ = recorded.send(answer);
-                if failed {
-                    return None;
-                }
-            }
-            // Held until the execution is stored; a kill while queued ends the wait (and
-            // the execution, at once).
-            if let (Some(acquire), Some(new)) = (waiting, queued_start) {
-                permit = tokio::select! {
-                    acquired = acquire => acquired.ok(),
-                    () = start.kill.cancelled() => None,
-                };
-                if permit.is_some() {
-                    let running = NewExecution {
-                        status: ExecutionStatus::Running,
-                        ..new
-                    };
-                    if let Some(answer) = service.send_start(running, playbook.reaches_out()) {
-                        let _ = answer.await;
-                    }
-                }
-            }
-            let _permit = permit;
-            let mut execution =
-                Box::new(engine::execute(Arc::clone(&service.runner), playbook, start).await);
-            // A batch that fails rolls back whole, so trying again is safe.
-            let mut num = None;
-            for attempt in 1..=3 {
-                let (reply, stored) = oneshot::channel();
-                if let Err(mpsc::error::SendError(Job::Finish(back, _))) =
-                    service.jobs.send(Job::Finish(execution, reply))
-                {
-                    tracing::error!(execution = %id, "the store's writer is not running");
-                    execution = back;
-                    break;
-                }
-                match stored.await {
-                    Ok((Ok(stored), back)) => {
-                        execution = back;
-                        num = Some(stored);
-                        break;
-                    }
-                    Ok((Err(e), back)) => {
-                        execution = back;
-                        tracing::error!(execution = %id, attempt, error = %e, "storing a finished execution failed");
-                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                    }
-                    Err(e) => {
-                        // The writer went away holding the execution: nothing more can
-                        // be stored or told of it.
-                        tracing::error!(execution = %id, error = %e, "the store's writer stopped");
-                        crate::lock(&service.running).remove(&id);
-                        return None;
-                    }
-                }
-            }
-            crate::lock(&service.running).remove(&id);
-            service.ended(&execution);
-            num.map(|num| (num, *execution))
-        });
-        if report == Report::End {
-            return Ok(Started {
-                id,
-                num: None,
-                queued,
-                done,
-            });
-        }
-        match number.await {
-            Ok(Ok(num)) => Ok(Started {
-                id,
-                num: Some(num),
-                queued,
-                done,
-            }),
-            Ok(Err(e)) => Err(ApiError::Internal(e)),
-            Err(e) => Err(ApiError::Internal(e.to_string())),
-        }
-    }
-
-    /// Send the start of `execution` to the writer; when the caller `waits` for it to be
-    /// stored, the answer to await (its numeric id).
-    fn send_start(
-        &self,
-        execution: NewExecution,
-        waits: bool,
-    ) -> Option<oneshot::Receiver<Result<i64, String>>> {
-        let (reply, answer) = waits.then(oneshot::channel).unzip();
-        let _ = self.jobs.send(Job::Start { execution, reply });
-        answer
-    }
-
-    /// The gate of playbook `xid` for `limit` executions at once (a new one when the
-    /// limit changed: executions holding the old one finish under it).
-    fn gate(&self, xid: &str, limit: usize) -> Arc<tokio::sync::Semaphore> {
-        let mut gates = crate::lock(&self.gates);
-        match gates.get(xid) {
-            Some((old, gate)) if *old == limit => Arc::clone(gate),
-            _ => {
-                let gate = Arc::new(tokio::sync::Semaphore::new(limit));
-                gates.insert(xid.to_owned(), (limit, Arc::clone(&gate)));
-                gate
-            }
-        }
-    }
-
-    /// Announce that `execution` and its children ended (after they were stored).
-    fn ended(&self, execution: &Execution) {
-        // Nobody listening is the common case: then there is nothing to send.
-        if self.broadcast.receiver_count() == 0 {
-            return;
-        }
-        // Nothing to store (the record is): straight to the streams, after the
-        // execution's node events, which were broadcast before its record was answered.
-        let _ = self.broadcast.send(Arc::new(Event::ExecutionEnded {
-            execution_id: execution.header.id.clone(),
-            status: execution.status,
-            at: execution.completed_at,
-        }));
-        for child in &execution.children {
-            self.ended(child);
-        }
-    }
-
-    /// Kill the running execution `id`; false when it is not running.
-    pub fn kill(&self, id: &str) -> bool {
-        match crate::lock(&self.running).get(id) {
-            Some(kill) => {
-                kill.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Run `call` on the store on Tokio's blocking pool.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&dyn Store) -> Result<T, store::Error> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || call(&*store))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))
-    }
-}
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -779,10 +77,55 @@ pub enum ApiError {
     /// It cannot be done now for a reason on the server's side, which its log names.
     #[error("{0}")]
     Unavailable(String),
-    /// wasp failed; the cause is logged, not sent.
+    /// wasp failed; the cause is logged (once, by [`log_failures`]), not sent.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
+
+impl ApiError {
+    /// A 500 caused by `cause`.
+    fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Arc::new(cause))
+    }
+
+    /// `response`, carrying this error's cause when it is a 5xx, for [`log_failures`].
+    fn with_cause(&self, mut response: Response) -> Response {
+        if let ApiError::Internal(cause) = self {
+            response.extensions_mut().insert(Cause(Arc::clone(cause)));
+        }
+        response
+    }
+}
+
+impl From<service::Error> for ApiError {
+    fn from(error: service::Error) -> Self {
+        use service::Error as E;
+        match error {
+            E::Invalid(message) => Self::BadRequest(message),
+            E::NotFound(message) => Self::NotFound(message),
+            E::Conflict(message) => Self::Conflict(message),
+            E::Unavailable(message) => Self::Unavailable(message),
+            internal @ (E::Store(_) | E::Write(_) | E::Task(_)) => Self::internal(internal),
+        }
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::internal(error)
+    }
+}
+
+/// A cause that is only words: a state wasp should never reach.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Bug(&'static str);
 
 impl ApiError {
     fn status(&self) -> StatusCode {
@@ -801,15 +144,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = %cause, "request failed");
-        }
         let status = self.status();
-        (
+        let response = (
             status,
             Json(json!({"error": self.to_string(), "status": status.as_u16()})),
         )
-            .into_response()
+            .into_response();
+        self.with_cause(response)
     }
 }
 
@@ -818,9 +159,6 @@ struct TcError(ApiError);
 
 impl IntoResponse for TcError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self.0 {
-            tracing::error!(error = %cause, "request failed");
-        }
         // 0x2001 is ThreatConnect's code for a TQL syntax error.
         let code = match &self.0 {
             ApiError::Tql(_) => "0x2001",
@@ -832,7 +170,8 @@ impl IntoResponse for TcError {
             ApiError::Internal(_) | ApiError::Unavailable(_) => "0x1000",
         };
         let body = json!({"errCode": code, "message": self.0.to_string(), "status": "Error"});
-        (self.0.status(), Json(body)).into_response()
+        self.0
+            .with_cause((self.0.status(), Json(body)).into_response())
     }
 }
 
@@ -842,8 +181,18 @@ impl From<ApiError> for TcError {
     }
 }
 
+impl From<service::Error> for TcError {
+    fn from(error: service::Error) -> Self {
+        Self(error.into())
+    }
+}
+
 /// The router over `service`, every route under its limits.
-pub fn router(service: Arc<Service>) -> Router {
+pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
+    let server = Server {
+        service,
+        token: Token(token.map(Arc::from)),
+    };
     let limited = Router::new()
         .route(
             "/api/v1/openapi.json",
@@ -909,25 +258,62 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/events", get(all_events).post(triggers::event))
         .merge(limited)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&service),
-            authorize,
-        ))
+        .layer(middleware::from_fn_with_state(server.clone(), authorize))
         // The page holds no data: it asks for the token and sends it with each call.
         .merge(web::router())
         // A signed webhook is authenticated by its signature; the handler asks for the
         // token otherwise.
         .route("/api/v1/hooks/{id}", post(triggers::hook))
         .layer(middleware::from_fn_with_state(
-            Arc::clone(&service),
+            Arc::clone(&server.service),
             while_loading,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             listen::BODY_TIMEOUT,
         ))
+        .layer(middleware::from_fn(log_failures))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(service)
+        .with_state(server)
+}
+
+/// What the handlers share: the service, and what the edge checks.
+#[derive(Clone)]
+struct Server {
+    service: Arc<Service>,
+    token: Token,
+}
+
+/// The server's token, when it has one: every request must carry it.
+#[derive(Clone)]
+struct Token(Option<Arc<str>>);
+
+impl axum::extract::FromRef<Server> for Arc<Service> {
+    fn from_ref(server: &Server) -> Self {
+        Arc::clone(&server.service)
+    }
+}
+
+impl axum::extract::FromRef<Server> for Token {
+    fn from_ref(server: &Server) -> Self {
+        server.token.clone()
+    }
+}
+
+/// The cause of a 5xx, put on the response by whichever view rendered it, so that
+/// [`log_failures`] logs it once.
+#[derive(Clone)]
+struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+/// Log the cause of every answer that failed on the server's side, once, with the
+/// request it answered; the client is told only "internal error".
+async fn log_failures(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    if let Some(Cause(cause)) = response.extensions().get::<Cause>() {
+        tracing::error!(%method, %path, status = response.status().as_u16(), error = %crate::ErrorChain(&**cause), "request failed");
+    }
+    response
 }
 
 /// Serve the API of `service` on `listener` under `edge`'s bounds (the names it answers
@@ -940,7 +326,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let edge = Arc::new(edge);
-    let router = router(service).layer(middleware::from_fn_with_state(
+    let router = router(service, edge.token.clone()).layer(middleware::from_fn_with_state(
         Arc::clone(&edge),
         listen::check_host,
     ));
@@ -955,9 +341,7 @@ async fn while_loading(
     next: Next,
 ) -> Response {
     let response = next.run(request).await;
-    if response.status() == StatusCode::NOT_FOUND
-        && service.loading.load(std::sync::atomic::Ordering::Acquire)
-    {
+    if response.status() == StatusCode::NOT_FOUND && service.loading() {
         let mut refused = ApiError::Unavailable(
             "wasp is still loading its apps and playbooks; ask again in a moment".to_owned(),
         )
@@ -970,11 +354,11 @@ async fn while_loading(
     response
 }
 
-async fn authorize(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+async fn authorize(State(token): State<Token>, request: Request, next: Next) -> Response {
     if let Some(refused) = cross_site(request.method(), request.headers()) {
         return ApiError::Forbidden(refused).into_response();
     }
-    if let Err(refused) = service.check_token(request.headers()) {
+    if let Err(refused) = triggers::check_token(token.0.as_deref(), request.headers()) {
         return refused.into_response();
     }
     next.run(request).await
@@ -1119,7 +503,7 @@ async fn run_playbook(
     };
     // The XID, or the string or numeric id the store knows it by.
     let key = id.clone();
-    let xid = match service.runner.playbook(&id).is_some() {
+    let xid = match service.playbook(&id).is_some() {
         true => id,
         false => service
             .blocking(move |store| store.playbook(&key))
@@ -1141,8 +525,8 @@ async fn answer_started(started: Started, wait: bool) -> Result<Response, ApiErr
         let (num, execution) = started
             .done
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .ok_or_else(|| ApiError::Internal("the execution was not recorded".to_owned()))?;
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal(Bug("the execution was not recorded")))?;
         let mut record = serde_json::to_value(&execution).unwrap_or_default();
         record["num"] = json!(num);
         return Ok((StatusCode::OK, Json(record)).into_response());
@@ -1203,7 +587,7 @@ async fn get_execution(
                 .await?
         );
     }
-    if let Some(playbook) = service.runner.playbook(&row.header.playbook_id) {
+    if let Some(playbook) = service.playbook(&row.header.playbook_id) {
         record["graph"] = graph(&playbook);
     }
     Ok(Json(record))
@@ -1563,7 +947,7 @@ async fn execution_events(
     Path(id): Path<String>,
 ) -> Result<EventStream, ApiError> {
     // Subscribe before reading the state, so that nothing falls between the two.
-    let receiver = service.broadcast.subscribe();
+    let receiver = service.subscribe();
     let key = id.clone();
     let (row, nodes) = service
         .blocking(move |store| {
@@ -1582,7 +966,7 @@ async fn execution_events(
     let snapshot = SseEvent::default()
         .event("snapshot")
         .json_data(json!({"execution": row, "nodes": nodes}))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::internal)?;
     let finished = !matches!(
         row.status,
         ExecutionStatus::Running | ExecutionStatus::Queued
@@ -1651,7 +1035,7 @@ async fn all_events(
                 .collect::<Result<_, _>>()?,
         ),
     };
-    let receiver = service.broadcast.subscribe();
+    let receiver = service.subscribe();
     let stream =
         futures_util::stream::unfold((receiver, types), |(mut receiver, types)| async move {
             let keep = |event: &Event| {
@@ -1850,7 +1234,7 @@ async fn logs_response(
     match params.get("format").map(String::as_str) {
         None | Some("json") => Ok(Json(json!({"count": total, "data": rows})).into_response()),
         Some("csv") => {
-            let body = logs_csv(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let body = logs_csv(&rows).map_err(ApiError::internal)?;
             Ok(download("text/csv; charset=utf-8", file, body))
         }
         Some(other) => Err(ApiError::BadRequest(format!(
@@ -1939,7 +1323,7 @@ async fn execution_os_logs(
 ) -> Result<Response, ApiError> {
     let id = execution_id(&service, &id).await?;
     let steps = step_runs_of(&service, &id, None).await?;
-    let zip = os_logs_zip(&id, &steps).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let zip = os_logs_zip(&id, &steps).map_err(ApiError::internal)?;
     Ok(download(
         "application/zip",
         &format!("{id}-oslogs.zip"),
@@ -1993,99 +1377,14 @@ fn os_logs_zip(id: &str, steps: &[Value]) -> Result<Vec<u8>, zip::result::ZipErr
     Ok(zip.finish()?.into_inner())
 }
 
-/// The playbook in a request body (YAML or JSON), validated, and its definition as
-/// JSON; every problem is named in the error. Parsing and validating a large body is
-/// CPU work of up to a few milliseconds per thousand nodes: it runs on the blocking
-/// pool, so that requests served meanwhile are not held behind it.
-async fn validated(service: &Arc<Service>, body: Bytes) -> Result<(Playbook, Value), ApiError> {
-    let service = Arc::clone(service);
-    tokio::task::spawn_blocking(move || validate_body(&service, &body))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-}
-
-fn validate_body(service: &Service, body: &[u8]) -> Result<(Playbook, Value), ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".to_owned()))?;
-    let spec = PlaybookSpec::parse("the request body", text)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // The definition as written, read by the parser that read the spec: the YAML
-    // parser's budget (250,000 YAML nodes) would turn a large JSON body into nothing.
-    let definition: Value = if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).unwrap_or_default()
-    } else {
-        serde_saphyr::from_str(text).unwrap_or_default()
-    };
-    let (apps, playbooks) = (service.runner.apps(), service.runner.playbook_ids());
-    let catalog = Known {
-        apps: &*apps,
-        playbooks: &playbooks,
-    };
-    let mut playbook = Playbook::validate("the request body", spec, &catalog)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // A client names secrets as an API asset does: nothing else of the server's.
-    if let Trigger::Webhook {
-        secret: Some(secret),
-    } = &mut playbook.trigger
-    {
-        *secret = secret
-            .confined(service.secrets_dir.as_deref())
-            .map_err(|e| ApiError::BadRequest(format!("`trigger.secret`: {e}")))?;
-    }
-    Ok((playbook, definition))
-}
-
-/// Refuse a playbook whose webhook secret cannot be read now: its hook could only
-/// ever refuse.
-fn check_secret_readable(playbook: &Playbook) -> Result<(), ApiError> {
-    if let Trigger::Webhook {
-        secret: Some(secret),
-    } = &playbook.trigger
-    {
-        secret
-            .read()
-            .map_err(|e| ApiError::BadRequest(format!("`trigger.secret`: {e}")))?;
-    }
-    Ok(())
-}
-
-/// Store `playbook` and serve it from now on.
-async fn save(
-    service: &Arc<Service>,
-    playbook: Playbook,
-    definition: Value,
-) -> Result<Value, ApiError> {
-    let playbook = Arc::new(playbook);
-    let saved = Arc::clone(&playbook);
-    let record = service
-        .blocking(move |store| {
-            store.save_playbook(&store::PlaybookFields::of(&saved, &definition, "api"))
-        })
-        .await?;
-    service.runner.set_playbook(Arc::clone(&playbook));
-    service.schedule(&playbook);
-    let mut record = serde_json::to_value(record).unwrap_or_default();
-    triggers::enrich(service, &mut record, json!({}));
-    Ok(record)
-}
-
 /// `POST /api/v1/playbooks`: a new playbook (YAML or JSON), validated before it is
 /// stored.
 async fn create_playbook(
     State(service): State<Arc<Service>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (playbook, definition) = validated(&service, body).await?;
-    check_secret_readable(&playbook)?;
-    let xid = playbook.id.clone();
-    let key = xid.clone();
-    let existing = service.blocking(move |store| store.playbook(&key)).await?;
-    if existing.is_some_and(|p| !p.is_deleted) {
-        return Err(ApiError::Conflict(format!(
-            "a playbook `{xid}` exists; change it with PUT /api/v1/playbooks/{xid}"
-        )));
-    }
-    let record = save(&service, playbook, definition).await?;
+    let record = service.create_playbook(body.to_vec()).await?;
+    let record = with_trigger(&service, record, json!({}));
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
@@ -2096,22 +1395,8 @@ async fn update_playbook(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let key = id.clone();
-    let existing = service
-        .blocking(move |store| store.playbook(&key))
-        .await?
-        .filter(|p| !p.is_deleted)
-        .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
-    let (playbook, definition) = validated(&service, body).await?;
-    check_secret_readable(&playbook)?;
-    if playbook.id != existing.xid {
-        return Err(ApiError::BadRequest(format!(
-            "the body is playbook `{}`, but this is playbook `{}`: a playbook's id (its XID) \
-             does not change",
-            playbook.id, existing.xid
-        )));
-    }
-    Ok(Json(save(&service, playbook, definition).await?))
+    let record = service.update_playbook(&id, body.to_vec()).await?;
+    Ok(Json(with_trigger(&service, record, json!({}))))
 }
 
 /// `DELETE /api/v1/playbooks/{id}`: a soft delete: the record and its executions stay,
@@ -2120,14 +1405,15 @@ async fn delete_playbook(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = id.clone();
-    let deleted = service
-        .blocking(move |store| store.delete_playbook(&key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
-    service.runner.remove_playbook(&deleted.xid);
-    service.unschedule(&deleted.xid);
+    let deleted = service.delete_playbook(&id).await?;
     Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
+}
+
+/// A stored playbook's record as the API shows it: with its trigger and `stats`.
+fn with_trigger(service: &Service, record: store::PlaybookRecord, stats: Value) -> Value {
+    let mut record = serde_json::to_value(record).unwrap_or_default();
+    triggers::enrich(service, &mut record, stats);
+    record
 }
 
 /// `POST /api/v1/executions/{id}/steps/{node}/replay[?iteration=&attempt=&wait=true]`:
@@ -2195,220 +1481,9 @@ async fn replay_step(
             run["input"].clone()
         }
     };
-    let playbook = replay_playbook(&service, &original.header.playbook_id, &node).await?;
-    let start = Start {
-        trigger_type: TriggerType::Manual,
-        log_level: Some(original.header.log_level),
-        replay_of: Some(id),
-        ..Start::new(input)
-    };
     let wait = flag(&params, "wait")?;
     let started = service
-        .start(Arc::new(playbook), start, Report::when(wait))
+        .replay(original.header, &node, input, Report::when(wait))
         .await?;
     answer_started(started, wait).await
-}
-
-/// A one-node playbook that runs node `node` of playbook `xid` (as stored now) on the
-/// trigger: its input is `${trigger}`, so the logged input is passed as data and never
-/// read as a template.
-async fn replay_playbook(
-    service: &Arc<Service>,
-    xid: &str,
-    node: &str,
-) -> Result<Playbook, ApiError> {
-    let key = xid.to_owned();
-    let record = service
-        .blocking(move |store| store.playbook(&key))
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("there is no playbook `{xid}` to replay from"))
-        })?;
-    let Some(mut spec) = record.steps["nodes"].get(node).cloned() else {
-        return Err(ApiError::NotFound(format!(
-            "playbook `{xid}` has no node `{node}` any more"
-        )));
-    };
-    if let Some(spec) = spec.as_object_mut() {
-        spec.insert("input".to_owned(), json!("${trigger}"));
-        spec.remove("for_each");
-        spec.remove("concurrency");
-    }
-    let mut definition = json!({
-        "id": xid,
-        "name": format!("{} (replay of `{node}`)", record.name),
-        "trigger": {"type": "manual"},
-        "nodes": {node: spec},
-    });
-    for field in ["max_runtime", "log_level"] {
-        if let Some(value) = record.steps.get(field) {
-            definition[field] = value.clone();
-        }
-    }
-    let text = definition.to_string();
-    let spec = PlaybookSpec::parse("the replayed node", &text)
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    let (apps, playbooks) = (service.runner.apps(), service.runner.playbook_ids());
-    let catalog = Known {
-        apps: &*apps,
-        playbooks: &playbooks,
-    };
-    Playbook::validate("the replayed node", spec, &catalog)
-        .map_err(|e| ApiError::Conflict(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Hand `id`, ended, to the writer; the answer to await.
-    fn finish(jobs: &mpsc::UnboundedSender<Job>, id: &str) -> oneshot::Receiver<Stored> {
-        let (reply, stored) = oneshot::channel();
-        let ended = store::testing::execution(id, ExecutionStatus::Completed, Utc::now());
-        assert!(
-            jobs.send(Job::Finish(Box::new(ended), reply)).is_ok(),
-            "the writer is gone"
-        );
-        stored
-    }
-
-    /// A writer on a real store.
-    struct Writer {
-        jobs: mpsc::UnboundedSender<Job>,
-        events: mpsc::UnboundedSender<Event>,
-        task: tokio::task::JoinHandle<()>,
-        store: Arc<dyn Store>,
-        _dir: tempfile::TempDir,
-    }
-
-    /// A writer with `group_commit`, counting `running`.
-    fn start_writer(
-        group_commit: GroupCommit,
-        running: &Arc<Mutex<HashMap<String, CancellationToken>>>,
-    ) -> Writer {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(store::SqliteStore::open(&dir.path().join("w.db")).unwrap());
-        let (events, event_receiver) = mpsc::unbounded_channel();
-        let (jobs, job_receiver) = mpsc::unbounded_channel();
-        let (broadcast, _) = broadcast::channel(16);
-        let task = tokio::spawn(persist(
-            Arc::clone(&store),
-            event_receiver,
-            job_receiver,
-            broadcast,
-            Arc::clone(running),
-            group_commit,
-        ));
-        Writer {
-            jobs,
-            events,
-            task,
-            store,
-            _dir: dir,
-        }
-    }
-
-    /// Count `n` executions as running.
-    fn run(running: &Arc<Mutex<HashMap<String, CancellationToken>>>, n: usize) {
-        let mut running = crate::lock(running);
-        running.clear();
-        running.extend((0..n).map(|i| (format!("ex_{i}"), CancellationToken::new())));
-    }
-
-    /// Its number, once stored.
-    fn stored(answer: Result<Stored, oneshot::error::RecvError>) -> i64 {
-        answer.expect("answered").0.expect("stored")
-    }
-
-    // On Tokio's one-thread runtime the writer runs whenever this test yields, so what
-    // it has done by then is certain, without timing anything.
-    #[tokio::test]
-    async fn a_batch_waits_for_its_count_while_others_run_and_not_forever() {
-        // A wait that never ends by itself: the count alone ends it.
-        let patient = GroupCommit {
-            max_delay: Duration::from_secs(3600),
-            ..GROUP_COMMIT
-        };
-        let running = Arc::new(Mutex::new(HashMap::new()));
-        let Writer {
-            jobs,
-            events,
-            task,
-            store,
-            _dir,
-        } = start_writer(patient, &running);
-
-        // Too few others running: written at once.
-        run(&running, patient.siblings);
-        let mut alone = finish(&jobs, "ex_alone");
-        tokio::task::yield_now().await;
-        let alone = stored(
-            alone
-                .try_recv()
-                .map_err(|e| panic!("not written at once: {e}")),
-        );
-
-        // Enough others: it waits for `more` of them to end, and is written with them
-        // the moment the last arrives.
-        run(&running, 1 + patient.more + 5);
-        let mut first = finish(&jobs, "ex_first");
-        tokio::task::yield_now().await;
-        let mut next: Vec<_> = (1..patient.more)
-            .map(|i| finish(&jobs, &format!("ex_next_{i}")))
-            .collect();
-        tokio::task::yield_now().await;
-        assert!(first.try_recv().is_err(), "written before its count came");
-        next.push(finish(&jobs, "ex_last"));
-        tokio::task::yield_now().await;
-        let mut nums = vec![stored(
-            first.try_recv().map_err(|e| panic!("still waiting: {e}")),
-        )];
-        for mut answer in next {
-            nums.push(stored(
-                answer.try_recv().map_err(|e| panic!("still waiting: {e}")),
-            ));
-        }
-        assert_eq!(nums.len(), 1 + patient.more);
-        assert!(alone < nums[0], "{alone} {nums:?}");
-        assert!(
-            nums.windows(2).all(|w| w[1] == w[0] + 1),
-            "in the order they ended: {nums:?}"
-        );
-        for id in ["ex_alone", "ex_first", "ex_next_1", "ex_last"] {
-            assert!(store.execution(id).unwrap().is_some(), "{id} not stored");
-        }
-        // Once nothing more can come, the writer ends, whatever it waited for.
-        let mut waiting = finish(&jobs, "ex_at_close");
-        tokio::task::yield_now().await;
-        assert!(waiting.try_recv().is_err());
-        drop((jobs, events));
-        task.await.unwrap();
-        stored(waiting.await);
-
-        // With the server's bound, a count that never comes ends the wait.
-        let running = Arc::new(Mutex::new(HashMap::new()));
-        run(&running, 10);
-        let writer = start_writer(GROUP_COMMIT, &running);
-        let lonely = finish(&writer.jobs, "ex_lonely");
-        let answer = tokio::time::timeout(Duration::from_secs(60), lonely).await;
-        stored(answer.expect("waited past its bound"));
-    }
-
-    #[test]
-    fn a_batch_waits_for_a_few_more_to_end_only_while_others_run() {
-        let more = GROUP_COMMIT.more;
-        let siblings = GROUP_COMMIT.siblings;
-        // Nothing ends: nothing to wait for.
-        assert_eq!(GROUP_COMMIT.target(0, 16), 0);
-        // One ends and fewer than `siblings` others run: it goes alone.
-        assert_eq!(GROUP_COMMIT.target(1, 1), 1);
-        assert_eq!(GROUP_COMMIT.target(1, siblings), 1);
-        // With enough others, as many as run, up to `more` of them.
-        assert_eq!(GROUP_COMMIT.target(1, 1 + siblings), 1 + siblings);
-        assert_eq!(GROUP_COMMIT.target(1, 16), 1 + more);
-        assert_eq!(GROUP_COMMIT.target(5, 1000), 5 + more);
-        // A count that lags (those ending already gone from it) never makes it wait.
-        assert_eq!(GROUP_COMMIT.target(4, 2), 4);
-    }
 }

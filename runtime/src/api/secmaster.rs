@@ -69,6 +69,12 @@ impl IntoResponse for SecMasterError {
     }
 }
 
+impl From<crate::service::Error> for SecMasterError {
+    fn from(error: crate::service::Error) -> Self {
+        super::ApiError::from(error).into()
+    }
+}
+
 impl From<super::ApiError> for SecMasterError {
     fn from(error: super::ApiError) -> Self {
         SecMasterError {

@@ -15,13 +15,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{ApiError, Params, Service, answer_started, flag};
-use crate::engine::StepRunner as _;
 use crate::playbook::Playbook;
 use crate::playbook::trigger::{Schedule, Trigger};
 use crate::trace::TriggerType;
@@ -57,6 +56,7 @@ const NEXT_RUNS: usize = 5;
 /// when there is one.
 pub(super) async fn hook(
     State(service): State<Arc<Service>>,
+    State(token): State<super::Token>,
     Path(xid): Path<String>,
     Query(params): Params,
     headers: HeaderMap,
@@ -64,7 +64,7 @@ pub(super) async fn hook(
 ) -> Result<Response, ApiError> {
     // The caller may be anyone: a playbook that does not exist and one that a webhook
     // does not start get the same answer, so that it learns nothing of which exist.
-    let playbook = service.runner.playbook(&xid);
+    let playbook = service.playbook(&xid);
     let Some(Trigger::Webhook { secret }) = playbook.as_deref().map(|p| &p.trigger) else {
         return Err(ApiError::NotFound(format!("there is no webhook `{xid}`")));
     };
@@ -84,14 +84,14 @@ pub(super) async fn hook(
             if let Some(refused) = super::cross_site(&axum::http::Method::POST, &headers) {
                 return Err(ApiError::Forbidden(refused));
             }
-            service.check_token(&headers)?;
+            check_token(token.0.as_deref(), &headers)?;
         }
     }
     // A signature vouches for the body only; waiting for (and so reading) the whole
     // record needs the API token as well, when the server has one.
     let wait = flag(&params, "wait")?;
     if wait {
-        service.check_token(&headers)?;
+        check_token(token.0.as_deref(), &headers)?;
     }
     let mut payload = json!({
         "body": match serde_json::from_slice::<Value>(&body) {
@@ -144,8 +144,7 @@ fn verify(key: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> 
         .and_then(|v| v.strip_prefix("sha256="))
         .ok_or_else(|| refused("is not `sha256=<hex>`"))?;
     let digest = hex::decode(hex_digest).map_err(|_| refused("is not hexadecimal"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key)
-        .map_err(|e| ApiError::Internal(format!("HMAC key: {e}")))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(ApiError::internal)?;
     mac.update(body);
     mac.verify_slice(&digest)
         .map_err(|_| refused("does not match the body"))
@@ -165,165 +164,38 @@ pub(super) async fn event(
                 .to_owned(),
         ));
     }
-    let now = Utc::now();
-    let mut fired: Vec<Arc<Playbook>> = service
-        .runner
-        .playbook_ids()
-        .iter()
-        .filter_map(|id| service.runner.playbook(id))
-        .filter(|p| {
-            p.enabled
-                && p.auto_execute
-                && matches!(p.trigger, Trigger::Event)
-                && p.conditions.matches(&event, now)
-        })
-        .collect();
-    fired.sort_by(|a, b| a.id.cmp(&b.id));
-    let (mut executions, mut failed) = (Vec::new(), Vec::new());
+    let fired = service.fire_event(&event).await;
     let matched = fired.len();
-    for playbook in fired {
-        // One that cannot start does not hide the ones that did.
-        match service
-            .run(
-                &playbook.id,
-                event.clone(),
-                TriggerType::Event,
-                None,
-                super::Report::Start,
-            )
-            .await
-        {
+    let (mut executions, mut failed) = (Vec::new(), Vec::new());
+    for (playbook, started) in fired {
+        match started {
             Ok(started) => executions.push(json!({
-                "playbook": playbook.id,
+                "playbook": playbook,
                 "execution_id": started.id,
                 "id": started.num,
                 "status": started.status(),
                 "links": {"execution": format!("/api/v1/executions/{}", started.id)},
             })),
-            Err(e) => failed.push(json!({"playbook": playbook.id, "error": e.to_string()})),
+            Err(e) => failed.push(json!({"playbook": playbook, "error": e.to_string()})),
         }
     }
     let body = json!({"matched": matched, "executions": executions, "failed": failed});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-impl Service {
-    /// A 401 unless `headers` carry the server's token (when it has one).
-    pub(super) fn check_token(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if presented.is_some_and(|p| super::constant_time_eq(p.as_bytes(), token.as_bytes())) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized)
-        }
-    }
-
-    /// Start the timers of every timer playbook the server runs.
-    pub fn start_timers(self: &Arc<Self>) {
-        for id in self.runner.playbook_ids() {
-            if let Some(playbook) = self.runner.playbook(&id) {
-                self.schedule(&playbook);
-            }
-        }
-    }
-
-    /// (Re)start the timer of `playbook`, or stop it when it has none or is disabled.
-    pub(super) fn schedule(self: &Arc<Self>, playbook: &Arc<Playbook>) {
-        let mut timers = crate::lock(&self.timers);
-        if let Some(old) = timers.remove(&playbook.id) {
-            old.task.abort();
-        }
-        let Trigger::Timer(schedule) = &playbook.trigger else {
-            return;
-        };
-        if !playbook.enabled {
-            return;
-        }
-        let due = Arc::new(std::sync::Mutex::new(schedule.next_after(Utc::now())));
-        let task = tokio::spawn(tick(
-            Arc::downgrade(self),
-            playbook.id.clone(),
-            schedule.clone(),
-            Arc::clone(&due),
-        ));
-        timers.insert(
-            playbook.id.clone(),
-            Timer {
-                task: task.abort_handle(),
-                due,
-            },
-        );
-    }
-
-    /// Stop the timer of playbook `xid`, if it has one.
-    pub(super) fn unschedule(&self, xid: &str) {
-        if let Some(timer) = crate::lock(&self.timers).remove(xid) {
-            timer.task.abort();
-        }
-    }
-
-    /// When the timer of playbook `xid` fires next, if it runs.
-    fn next_due(&self, xid: &str) -> Option<DateTime<Utc>> {
-        let timers = crate::lock(&self.timers);
-        *crate::lock(&timers.get(xid)?.due)
-    }
-}
-
-/// A running timer: its task, and when it fires next.
-#[derive(Debug)]
-pub(super) struct Timer {
-    task: tokio::task::AbortHandle,
-    due: Due,
-}
-
-/// A timer's next fire time, shared by its task and the playbook's record.
-type Due = Arc<std::sync::Mutex<Option<DateTime<Utc>>>>;
-
-/// Fire playbook `xid` on `schedule` until the service is gone or the timer is stopped,
-/// keeping `due` at the next fire time.
-async fn tick(service: std::sync::Weak<Service>, xid: String, schedule: Schedule, due: Due) {
-    loop {
-        let Some(at) = *crate::lock(&due) else {
-            return;
-        };
-        let wait = (at - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
-        let Some(service) = service.upgrade() else {
-            return;
-        };
-        let payload = json!({"scheduled_at": at, "fired_at": Utc::now()});
-        // Started apart from this task, so that stopping the timer never cuts a start
-        // in half.
-        let run = {
-            let xid = xid.clone();
-            tokio::spawn(async move {
-                service
-                    .run(
-                        &xid,
-                        payload,
-                        TriggerType::Timer,
-                        None,
-                        super::Report::Start,
-                    )
-                    .await
-            })
-        };
-        if let Ok(Err(e)) = run.await {
-            tracing::warn!(playbook = %xid, error = %e, "a timer could not start its playbook");
-        }
-        // The next due time after this one, or after now if this one fired late: missed
-        // times are skipped, never made up in a burst.
-        let now = Utc::now();
-        *crate::lock(&due) = schedule
-            .next_after(at)
-            .filter(|next| *next > now)
-            .or_else(|| schedule.next_after(now));
+/// A 401 unless `headers` carry the server's `token` (when it has one).
+pub(super) fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| super::constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
     }
 }
 
@@ -377,7 +249,7 @@ pub(super) fn enrich(service: &Service, record: &mut Value, stats: Value) {
         return;
     };
     record["run_stats"] = stats;
-    if let Some(playbook) = service.runner.playbook(&xid)
+    if let Some(playbook) = service.playbook(&xid)
         && let (Some(target), Value::Object(extra)) =
             (record.as_object_mut(), describe(service, &playbook))
     {

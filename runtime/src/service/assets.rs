@@ -1,0 +1,200 @@
+//! Assets created through the API: kept in the store with their secrets as references
+//! (`{"env": "WASP_SECRET_…"}`, or `{"file": "name"}` inside `wasp serve
+//! --secrets-dir`), resolved by the server process. A secret's value is never
+//! accepted or stored, and an API asset cannot reach the rest of the server's
+//! environment or files. Assets from the assets file are read-only here.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{Error, Service};
+use crate::assets::{Asset, AssetSpec, Source, ValueSpec};
+
+/// Refuse what an asset sent to the API may not read on the server: a file as a plain
+/// setting, an environment variable outside `WASP_SECRET_*`, a file outside the
+/// secrets directory. Without this, anyone holding the API token could copy the
+/// server's own credentials into an asset and send them to a host of their choosing.
+fn check_reach(name: &str, spec: &AssetSpec, secrets_dir: Option<&FsPath>) -> Result<(), String> {
+    for (key, value) in &spec.settings {
+        if matches!(value, ValueSpec::File { .. }) {
+            return Err(format!(
+                "asset `{name}`, setting `{key}`: an asset created through the API gives a setting's value, not a file of the server"
+            ));
+        }
+    }
+    for (key, secret) in &spec.secrets {
+        let what = format!("asset `{name}`, secret `{key}`");
+        if let Some(refused) = secret.env.as_deref().and_then(crate::secrets::refuse_env) {
+            return Err(format!("{what}: {refused}"));
+        }
+        if let Some(file) = &secret.file {
+            crate::secrets::confine(secrets_dir, file).map_err(|e| format!("{what}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Use the assets created through the API, kept in the store; one that no longer
+    /// resolves (a variable unset, a file gone) is skipped, and logged with the reason.
+    pub fn load_stored_assets(&self) -> Result<(), crate::store::Error> {
+        for (name, spec) in self.store.assets()? {
+            if self
+                .runner
+                .assets()
+                .get(&name)
+                .is_some_and(|a| a.source == Source::File)
+            {
+                tracing::warn!(
+                    asset = %name,
+                    "an asset from the database has the name of one in the assets file; the file's is used"
+                );
+                continue;
+            }
+            let base = self.secrets_dir.as_deref().unwrap_or(FsPath::new("."));
+            let resolved = serde_json::from_value::<AssetSpec>(spec)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| {
+                    check_reach(&name, &spec, self.secrets_dir.as_deref())?;
+                    spec.resolve(&name, base, Source::Api)
+                });
+            match resolved {
+                Ok(asset) => self.runner.assets().put(asset),
+                Err(problem) => {
+                    tracing::warn!(asset = %name, %problem, "an asset from the database cannot be used");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every asset, from the file and from the API.
+    pub fn assets(&self) -> Vec<Arc<Asset>> {
+        self.runner.assets().list()
+    }
+
+    /// The asset called `name`.
+    pub fn asset(&self, name: &str) -> Result<Arc<Asset>, Error> {
+        self.runner
+            .assets()
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("there is no asset `{name}`")))
+    }
+
+    /// Check, resolve and store the asset `name` defined by `spec`, then use it: a new
+    /// one unless `replace`. Whether it replaced one, and the asset.
+    pub async fn save_asset(
+        &self,
+        name: &str,
+        spec: Value,
+        replace: bool,
+    ) -> Result<(bool, Arc<Asset>), Error> {
+        let existing = self.runner.assets().get(name);
+        match &existing {
+            Some(_) if !replace => {
+                return Err(Error::Conflict(format!(
+                    "an asset `{name}` exists; replace it with PUT /api/v1/assets/{name}"
+                )));
+            }
+            Some(existing) => read_only(existing)?,
+            None => {}
+        }
+        let spec: AssetSpec = serde_json::from_value(spec).map_err(|e| {
+            let hint = if e.to_string().contains("`value`") {
+                "; a secret is given as {\"env\": VAR} or {\"file\": PATH}: wasp never stores a secret's value"
+            } else {
+                ""
+            };
+            Error::Invalid(format!("asset `{name}`: {e}{hint}"))
+        })?;
+        if self.runner.apps().get(&spec.app).is_none() {
+            return Err(Error::Invalid(format!(
+                "asset `{name}`: there is no app `{}`",
+                spec.app
+            )));
+        }
+        let secrets_dir = self.secrets_dir.as_deref();
+        check_reach(name, &spec, secrets_dir).map_err(Error::Invalid)?;
+        let asset = Arc::new(
+            spec.resolve(name, secrets_dir.unwrap_or(FsPath::new(".")), Source::Api)
+                .map_err(Error::Invalid)?,
+        );
+        let stored = serde_json::to_value(&asset.spec).unwrap_or_default();
+        let (key, app) = (name.to_owned(), asset.app.clone());
+        self.blocking(move |store| store.save_asset(&key, &app, &stored))
+            .await?;
+        self.runner.assets().put(Asset::clone(&asset));
+        Ok((existing.is_some(), asset))
+    }
+
+    /// Delete the asset `name` (one from the API: the file's are read-only); the asset
+    /// as it was.
+    pub async fn delete_asset(&self, name: &str) -> Result<Arc<Asset>, Error> {
+        let asset = self.asset(name)?;
+        read_only(&asset)?;
+        let key = name.to_owned();
+        self.blocking(move |store| store.delete_asset(&key)).await?;
+        self.runner.assets().remove(name);
+        Ok(asset)
+    }
+}
+
+/// Refuse to change an asset of the assets file.
+fn read_only(asset: &Asset) -> Result<(), Error> {
+    if asset.source == Source::File {
+        return Err(Error::Conflict(format!(
+            "asset `{}` comes from the assets file; change it there",
+            asset.name
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> AssetSpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn api_assets_reach_only_prefixed_variables_and_the_secrets_directory() {
+        let dir = Some(FsPath::new("/srv/wasp-secrets"));
+        let allowed = spec("app: a\nsecrets: {k: {env: WASP_SECRET_K}, f: {file: intel/key}}");
+        assert_eq!(check_reach("x", &allowed, dir), Ok(()));
+        for (yaml, secrets_dir, expected) in [
+            (
+                "app: a\nsecrets: {k: {env: AWS_SECRET_ACCESS_KEY}}",
+                dir,
+                "WASP_SECRET_*",
+            ),
+            (
+                "app: a\nsecrets: {k: {file: ../etc/shadow}}",
+                dir,
+                "plain relative path",
+            ),
+            (
+                "app: a\nsecrets: {k: {file: /etc/shadow}}",
+                dir,
+                "plain relative path",
+            ),
+            (
+                "app: a\nsecrets: {k: {file: key}}",
+                None,
+                "no secrets directory",
+            ),
+            (
+                "app: a\nsettings: {k: {file: key}}",
+                dir,
+                "not a file of the server",
+            ),
+        ] {
+            let error = check_reach("x", &spec(yaml), secrets_dir).unwrap_err();
+            assert!(error.contains(expected), "{yaml}: {error}");
+            assert!(error.starts_with("asset `x`"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The application core: what the HTTP server, the CLI (and later a worker) call to
+//! run playbooks and keep their records. Starting, queueing behind a playbook's
+//! `max_concurrent`, killing; the writer that stores what executions report, with
+//! group commit ([`writer`]); the stored playbooks and assets; timers; replay; Splunk
+//! SOAR's action runs.
+//!
+//! Nothing here speaks HTTP: failures are a [`Error`], which each API view renders in
+//! its vendor's shape.
+
+mod assets;
+mod error;
+mod playbooks;
+mod replay;
+pub mod soar;
+mod triggers;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+use crate::engine::{self, HostRunner, Start, StepRunner};
+use crate::playbook::Playbook;
+use crate::store::{self, NewExecution, Store};
+use crate::trace::{Event, Execution, ExecutionStatus, LogLevel, TriggerType};
+pub use writer::WriteError;
+use writer::{GROUP_COMMIT, Job, persist};
+
+/// What the server serves: the playbooks, the store, and the executions in flight.
+pub struct Service {
+    store: Arc<dyn Store>,
+    runner: Arc<HostRunner>,
+    /// Kill switches of the executions running now, by id (the writer counts them).
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Where executions send their events, to be stored and then broadcast.
+    events: mpsc::UnboundedSender<Event>,
+    /// Every event, once stored, for the Server-Sent Events streams.
+    broadcast: broadcast::Sender<Arc<Event>>,
+    /// Writes someone waits for, batched with the events.
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Per playbook with `max_concurrent`: its limit and the permits of its running
+    /// executions (a fair semaphore, so that queued ones start in order).
+    gates: Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>,
+    /// The running timers, by playbook.
+    timers: Mutex<HashMap<String, triggers::Timer>>,
+    /// The only directory whose files API-defined assets may read as secrets.
+    secrets_dir: Option<std::path::PathBuf>,
+    /// Whether the apps and playbooks are still loading (the server answers already).
+    loading: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("playbooks", &self.runner.playbook_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started execution: its ids, and its end when awaited.
+pub struct Started {
+    /// The string id.
+    pub id: String,
+    /// The numeric id, when the start was reported ([`Report::Start`]; else `done`
+    /// gives it).
+    pub num: Option<i64>,
+    /// Whether it waits for its playbook's concurrency limit.
+    pub queued: bool,
+    /// Resolves to the execution's numeric id and record once it has ended and been
+    /// stored (`None` when it could not be stored: its start, which is then never
+    /// returned as started, or its record).
+    pub done: tokio::task::JoinHandle<Option<(i64, Execution)>>,
+}
+
+/// When the caller of [`Service::start`] hears of the execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// As soon as it is recorded as started (with its numeric id).
+    Start,
+    /// Only when it has ended (`Started::done`). An execution whose playbook cannot
+    /// reach outside wasp ([`Playbook::reaches_out`]) then runs at once, without
+    /// waiting for its start to be stored (which it is within 10 ms, or with
+    /// its record if it ends sooner): nobody hears of it before its start is stored
+    /// (lists read the store, streams are sent what was stored), and one cut short by a
+    /// crash before then has done nothing anybody could miss.
+    End,
+}
+
+impl Report {
+    /// [`Report::End`] for a caller that waits for the end, else [`Report::Start`].
+    pub fn when(wait_for_end: bool) -> Self {
+        if wait_for_end { Self::End } else { Self::Start }
+    }
+}
+
+impl Started {
+    /// `Queued` when it waits for its playbook's concurrency limit, else `Running`.
+    pub fn status(&self) -> &'static str {
+        if self.queued { "Queued" } else { "Running" }
+    }
+}
+
+/// Events a slow SSE client may fall behind by before it is told to catch up.
+const BROADCAST_CAPACITY: usize = 4096;
+
+impl Service {
+    /// A service over `store`, running the playbooks of `runner`. Starts the writer that stores
+    /// and broadcasts events, as a task on the current Tokio runtime (or, outside one,
+    /// on a thread of its own); it ends when the service and its executions are gone.
+    pub fn new(store: Arc<dyn Store>, runner: Arc<HostRunner>) -> Self {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let (jobs, job_receiver) = mpsc::unbounded_channel();
+        let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let running = Arc::new(Mutex::new(HashMap::new()));
+        let writer = persist(
+            Arc::clone(&store),
+            receiver,
+            job_receiver,
+            broadcast.clone(),
+            Arc::clone(&running),
+            GROUP_COMMIT,
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(writer));
+        } else {
+            let started = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .and_then(|runtime| {
+                    std::thread::Builder::new()
+                        .name("wasp-writer".to_owned())
+                        .spawn(move || runtime.block_on(writer))
+                });
+            if let Err(e) = started {
+                // Without its writer nothing can run; every start says so.
+                tracing::error!(error = %e, "cannot start the store's writer");
+            }
+        }
+        Self {
+            store,
+            runner,
+            running,
+            events,
+            broadcast,
+            jobs,
+            gates: Mutex::new(HashMap::new()),
+            timers: Mutex::new(HashMap::new()),
+            secrets_dir: None,
+            loading: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the apps and playbooks are still loading.
+    pub fn loading(&self) -> bool {
+        self.loading.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The playbook `xid` the service runs.
+    pub fn playbook(&self, xid: &str) -> Option<Arc<Playbook>> {
+        self.runner.playbook(xid)
+    }
+
+    /// The ids of the playbooks the service runs.
+    pub fn playbook_ids(&self) -> Vec<String> {
+        self.runner.playbook_ids()
+    }
+
+    /// Every event, as it is stored (and, for an execution's end, once its record is).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.broadcast.subscribe()
+    }
+
+    /// Say whether the apps and playbooks are still loading: meanwhile, what is not
+    /// found is answered 503 (it may be found in a moment), not 404.
+    pub fn set_loading(&self, loading: bool) {
+        self.loading
+            .store(loading, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The same service, letting assets created through the API read secrets from the
+    /// files of `dir` (and nowhere else on the server).
+    #[must_use]
+    pub fn with_secrets_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.secrets_dir = dir;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Start an execution of playbook `xid`.
+    pub async fn run(
+        self: &Arc<Self>,
+        xid: &str,
+        trigger: Value,
+        trigger_type: TriggerType,
+        log_level: Option<LogLevel>,
+        report: Report,
+    ) -> Result<Started, Error> {
+        let playbook = self
+            .runner
+            .playbook(xid)
+            .ok_or_else(|| Error::NotFound(format!("there is no playbook `{xid}`")))?;
+        if !playbook.enabled {
+            return Err(Error::Conflict(format!(
+                "playbook `{xid}` is disabled; set `enabled: true` to run it"
+            )));
+        }
+        if let Some(unmet) = self.runner.unmet_requirements(&playbook) {
+            return Err(Error::Conflict(unmet));
+        }
+        let start = Start {
+            trigger_type,
+            log_level,
+            ..Start::new(trigger)
+        };
+        self.start(playbook, start, report).await
+    }
+
+    /// Start an execution of `playbook` from `start`; it is stored whole when it ends.
+    /// With [`Report::Start`] it is recorded Queued or Running before this returns.
+    ///
+    /// The execution's own task records its start and runs it: a caller who goes away (a
+    /// client hanging up, a timer stopped) never leaves a recorded start without its
+    /// execution, and the steps begin the moment the start is stored (or at once, see
+    /// [`Report::End`]), without waiting for this caller to be scheduled again.
+    pub async fn start(
+        self: &Arc<Self>,
+        playbook: Arc<Playbook>,
+        mut start: Start,
+        report: Report,
+    ) -> Result<Started, Error> {
+        use futures_util::FutureExt as _;
+        start.events = Some(self.events.clone());
+        // Over its playbook's limit, an execution waits as Queued: it takes its place in
+        // the (fair) line now, so that queued executions start in the order they came.
+        let (mut permit, mut waiting) = (None, None);
+        if let Some(limit) = playbook.max_concurrent {
+            let mut acquire = Box::pin(self.gate(&playbook.id, limit).acquire_owned());
+            match (&mut acquire).now_or_never() {
+                Some(ready) => permit = ready.ok(),
+                None => waiting = Some(acquire),
+            }
+        }
+        let queued = waiting.is_some();
+        let new = NewExecution {
+            header: start.header(&playbook),
+            status: if queued {
+                ExecutionStatus::Queued
+            } else {
+                ExecutionStatus::Running
+            },
+        };
+        let id = start.id.clone();
+        // Killable from the moment it is reported.
+        crate::lock(&self.running).insert(id.clone(), start.kill.clone());
+        // Whether the steps wait for the start to be stored: when someone is told of it
+        // sooner than its end, or a step could act outside wasp (and a crash must not
+        // leave that act without a trace).
+        let urgent = report == Report::Start || queued || playbook.reaches_out();
+        let (recorded, number) = oneshot::channel();
+        let service = Arc::clone(self);
+        let done = tokio::spawn(async move {
+            let id = start.id.clone();
+            // Kept only to record the start again as Running once a queued one may run.
+            let queued_start = waiting.is_some().then(|| new.clone());
+            if let Some(answer) = service.send_start(new, urgent) {
+                let answer = answer.await.unwrap_or_else(|_| Err(WriteError::Gone));
+                let failed = answer.is_err();
+                if failed {
+                    crate::lock(&service.running).remove(&id);
+                }
+                let _ = recorded.send(answer);
+                if failed {
+                    return None;
+                }
+            }
+            // Held until the execution is stored; a kill while queued ends the wait (and
+            // the execution, at once).
+            if let (Some(acquire), Some(new)) = (waiting, queued_start) {
+                permit = tokio::select! {
+                    acquired = acquire => acquired.ok(),
+                    () = start.kill.cancelled() => None,
+                };
+                if permit.is_some() {
+                    let running = NewExecution {
+                        status: ExecutionStatus::Running,
+                        ..new
+                    };
+                    if let Some(answer) = service.send_start(running, playbook.reaches_out()) {
+                        let _ = answer.await;
+                    }
+                }
+            }
+            let _permit = permit;
+            let mut execution =
+                Box::new(engine::execute(Arc::clone(&service.runner), playbook, start).await);
+            // A batch that fails rolls back whole, so trying again is safe.
+            let mut num = None;
+            for attempt in 1..=3 {
+                let (reply, stored) = oneshot::channel();
+                if let Err(mpsc::error::SendError(Job::Finish(back, _))) =
+                    service.jobs.send(Job::Finish(execution, reply))
+                {
+                    tracing::error!(execution = %id, "the store's writer is not running");
+                    execution = back;
+                    break;
+                }
+                match stored.await {
+                    Ok((Ok(stored), back)) => {
+                        execution = back;
+                        num = Some(stored);
+                        break;
+                    }
+                    Ok((Err(e), back)) => {
+                        execution = back;
+                        tracing::error!(execution = %id, attempt, error = %e, "storing a finished execution failed");
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => {
+                        // The writer went away holding the execution: nothing more can
+                        // be stored or told of it.
+                        tracing::error!(execution = %id, error = %e, "the store's writer stopped");
+                        crate::lock(&service.running).remove(&id);
+                        return None;
+                    }
+                }
+            }
+            crate::lock(&service.running).remove(&id);
+            service.ended(&execution);
+            num.map(|num| (num, *execution))
+        });
+        if report == Report::End {
+            return Ok(Started {
+                id,
+                num: None,
+                queued,
+                done,
+            });
+        }
+        match number.await {
+            Ok(Ok(num)) => Ok(Started {
+                id,
+                num: Some(num),
+                queued,
+                done,
+            }),
+            Ok(Err(e)) => Err(Error::Write(e)),
+            Err(_) => Err(Error::Write(WriteError::Gone)),
+        }
+    }
+
+    /// Send the start of `execution` to the writer; when the caller `waits` for it to be
+    /// stored, the answer to await (its numeric id).
+    fn send_start(
+        &self,
+        execution: NewExecution,
+        waits: bool,
+    ) -> Option<oneshot::Receiver<Result<i64, WriteError>>> {
+        let (reply, answer) = waits.then(oneshot::channel).unzip();
+        let _ = self.jobs.send(Job::Start { execution, reply });
+        answer
+    }
+
+    /// The gate of playbook `xid` for `limit` executions at once (a new one when the
+    /// limit changed: executions holding the old one finish under it).
+    fn gate(&self, xid: &str, limit: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut gates = crate::lock(&self.gates);
+        match gates.get(xid) {
+            Some((old, gate)) if *old == limit => Arc::clone(gate),
+            _ => {
+                let gate = Arc::new(tokio::sync::Semaphore::new(limit));
+                gates.insert(xid.to_owned(), (limit, Arc::clone(&gate)));
+                gate
+            }
+        }
+    }
+
+    /// Announce that `execution` and its children ended (after they were stored).
+    fn ended(&self, execution: &Execution) {
+        // Nobody listening is the common case: then there is nothing to send.
+        if self.broadcast.receiver_count() == 0 {
+            return;
+        }
+        // Nothing to store (the record is): straight to the streams, after the
+        // execution's node events, which were broadcast before its record was answered.
+        let _ = self.broadcast.send(Arc::new(Event::ExecutionEnded {
+            execution_id: execution.header.id.clone(),
+            status: execution.status,
+            at: execution.completed_at,
+        }));
+        for child in &execution.children {
+            self.ended(child);
+        }
+    }
+
+    /// Kill the running execution `id`; false when it is not running.
+    pub fn kill(&self, id: &str) -> bool {
+        match crate::lock(&self.running).get(id) {
+            Some(kill) => {
+                kill.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Run `call` on the store on Tokio's blocking pool.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, store::Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let store = Arc::clone(&self.store);
+        Ok(tokio::task::spawn_blocking(move || call(&*store)).await??)
+    }
+}

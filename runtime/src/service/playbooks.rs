@@ -1,0 +1,187 @@
+//! Playbooks kept in the store: those created through the API, validated against the
+//! apps and playbooks the service runs, stored, and served from then on.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{Error, Service};
+use crate::engine::StepRunner as _;
+use crate::playbook::trigger::Trigger;
+use crate::playbook::{Known, Playbook, PlaybookSpec};
+use crate::store::{self, PlaybookRecord};
+
+/// Where a playbook sent to the service comes from, in its error messages.
+const BODY: &str = "the request body";
+
+impl Service {
+    /// Serve the playbooks created through the API in earlier runs, kept in the store
+    /// (those from the playbooks directory are loaded from their files). One that no
+    /// longer validates (an app gone) is skipped, and logged with the reason.
+    pub fn load_stored_playbooks(&self) -> Result<(), store::Error> {
+        let mut pending: Vec<PlaybookRecord> = self
+            .store
+            .playbooks()?
+            .into_iter()
+            .filter(|p| p.source == "api" && self.runner.playbook(&p.xid).is_none())
+            .collect();
+        // A playbook may call another stored one: load until no more can be.
+        loop {
+            let before = pending.len();
+            let mut failed = Vec::new();
+            for record in pending {
+                match self.validate_playbook(record.steps.to_string().as_bytes()) {
+                    Ok((playbook, _)) => self.runner.set_playbook(Arc::new(playbook)),
+                    Err(e) => failed.push((record, e)),
+                }
+            }
+            if failed.len() == before || failed.is_empty() {
+                for (record, error) in &failed {
+                    tracing::warn!(
+                        playbook = %record.xid,
+                        %error,
+                        "a playbook from the database cannot be served"
+                    );
+                }
+                return Ok(());
+            }
+            pending = failed.into_iter().map(|(record, _)| record).collect();
+        }
+    }
+
+    /// The playbook in `body` (YAML or JSON), validated, and its definition as JSON;
+    /// every problem is named in the error.
+    pub fn validate_playbook(&self, body: &[u8]) -> Result<(Playbook, Value), Error> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Error::Invalid("the body is not UTF-8 text".to_owned()))?;
+        let spec = PlaybookSpec::parse(BODY, text).map_err(|e| Error::Invalid(e.to_string()))?;
+        // The definition as written, read by the parser that read the spec: the YAML
+        // parser's budget (250,000 YAML nodes) would turn a large JSON body into nothing.
+        let definition: Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).unwrap_or_default()
+        } else {
+            serde_saphyr::from_str(text).unwrap_or_default()
+        };
+        let mut playbook = self
+            .validate_spec(BODY, spec)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        // A client names secrets as an API asset does: nothing else of the server's.
+        if let Trigger::Webhook {
+            secret: Some(secret),
+        } = &mut playbook.trigger
+        {
+            *secret = secret
+                .confined(self.secrets_dir.as_deref())
+                .map_err(|e| Error::Invalid(format!("`trigger.secret`: {e}")))?;
+        }
+        Ok((playbook, definition))
+    }
+
+    /// `spec` validated against the apps and playbooks the service runs now.
+    pub(super) fn validate_spec(
+        &self,
+        file: &str,
+        spec: PlaybookSpec,
+    ) -> Result<Playbook, crate::playbook::Error> {
+        let (apps, playbooks) = (self.runner.apps(), self.runner.playbook_ids());
+        let catalog = Known {
+            apps: &*apps,
+            playbooks: &playbooks,
+        };
+        Playbook::validate(file, spec, &catalog)
+    }
+
+    /// [`Service::validate_playbook`] on the blocking pool: parsing and validating a
+    /// large body is CPU work of up to a few milliseconds per thousand nodes, and
+    /// requests served meanwhile are not held behind it.
+    async fn validated(self: &Arc<Self>, body: Vec<u8>) -> Result<(Playbook, Value), Error> {
+        let service = Arc::clone(self);
+        let (playbook, definition) =
+            tokio::task::spawn_blocking(move || service.validate_playbook(&body)).await??;
+        check_secret_readable(&playbook)?;
+        Ok((playbook, definition))
+    }
+
+    /// A new playbook from `body`, validated, stored and served; its stored record.
+    pub async fn create_playbook(self: &Arc<Self>, body: Vec<u8>) -> Result<PlaybookRecord, Error> {
+        let (playbook, definition) = self.validated(body).await?;
+        let xid = playbook.id.clone();
+        let key = xid.clone();
+        let existing = self.blocking(move |store| store.playbook(&key)).await?;
+        if existing.is_some_and(|p| !p.is_deleted) {
+            return Err(Error::Conflict(format!(
+                "a playbook `{xid}` exists; change it with PUT /api/v1/playbooks/{xid}"
+            )));
+        }
+        self.save(playbook, definition).await
+    }
+
+    /// Replace the definition of playbook `id` with `body`; its ids, stamps and run
+    /// history stay, and executions already running keep the version they started with.
+    pub async fn update_playbook(
+        self: &Arc<Self>,
+        id: &str,
+        body: Vec<u8>,
+    ) -> Result<PlaybookRecord, Error> {
+        let key = id.to_owned();
+        let existing = self
+            .blocking(move |store| store.playbook(&key))
+            .await?
+            .filter(|p| !p.is_deleted)
+            .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))?;
+        let (playbook, definition) = self.validated(body).await?;
+        if playbook.id != existing.xid {
+            return Err(Error::Invalid(format!(
+                "the body is playbook `{}`, but this is playbook `{}`: a playbook's id (its \
+                 XID) does not change",
+                playbook.id, existing.xid
+            )));
+        }
+        self.save(playbook, definition).await
+    }
+
+    /// Delete playbook `id`, softly: its record and its executions stay, it no longer
+    /// runs. Its record as deleted.
+    pub async fn delete_playbook(&self, id: &str) -> Result<PlaybookRecord, Error> {
+        let key = id.to_owned();
+        let deleted = self
+            .blocking(move |store| store.delete_playbook(&key))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))?;
+        self.runner.remove_playbook(&deleted.xid);
+        self.unschedule(&deleted.xid);
+        Ok(deleted)
+    }
+
+    /// Store `playbook` and serve it from now on.
+    async fn save(
+        self: &Arc<Self>,
+        playbook: Playbook,
+        definition: Value,
+    ) -> Result<PlaybookRecord, Error> {
+        let playbook = Arc::new(playbook);
+        let saved = Arc::clone(&playbook);
+        let record = self
+            .blocking(move |store| {
+                store.save_playbook(&store::PlaybookFields::of(&saved, &definition, "api"))
+            })
+            .await?;
+        self.runner.set_playbook(Arc::clone(&playbook));
+        self.schedule(&playbook);
+        Ok(record)
+    }
+}
+
+/// Refuse a playbook whose webhook secret cannot be read now: its hook could only
+/// ever refuse.
+fn check_secret_readable(playbook: &Playbook) -> Result<(), Error> {
+    if let Trigger::Webhook {
+        secret: Some(secret),
+    } = &playbook.trigger
+    {
+        secret
+            .read()
+            .map_err(|e| Error::Invalid(format!("`trigger.secret`: {e}")))?;
+    }
+    Ok(())
+}
