@@ -67,7 +67,10 @@ impl std::fmt::Debug for Edge {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("max_connections", &self.max_connections)
             .field("header_timeout", &self.header_timeout)
-            .field("token", &self.token.as_ref().map(|_| crate::trace::REDACTED))
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| crate::trace::REDACTED),
+            )
             .finish()
     }
 }

@@ -197,6 +197,7 @@ impl Service {
     }
 
     /// Start an execution of playbook `xid`.
+    #[tracing::instrument(name = "service.run", skip_all, fields(playbook = %xid))]
     pub async fn run(
         self: &Arc<Self>,
         xid: &str,
@@ -232,6 +233,11 @@ impl Service {
     /// client hanging up, a timer stopped) never leaves a recorded start without its
     /// execution, and the steps begin the moment the start is stored (or at once, see
     /// [`Report::End`]), without waiting for this caller to be scheduled again.
+    #[tracing::instrument(
+        name = "service.start",
+        skip_all,
+        fields(execution = %start.id, playbook = %playbook.id)
+    )]
     pub async fn start(
         self: &Arc<Self>,
         playbook: Arc<Playbook>,
@@ -403,6 +409,7 @@ impl Service {
     }
 
     /// Kill the running execution `id`; false when it is not running.
+    #[tracing::instrument(name = "service.kill", skip_all, fields(execution = %id))]
     pub fn kill(&self, id: &str) -> bool {
         match crate::lock(&self.running).get(id) {
             Some(kill) => {

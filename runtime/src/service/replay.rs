@@ -13,6 +13,11 @@ use crate::trace::{ExecutionHeader, TriggerType};
 impl Service {
     /// Run node `node` of the playbook `original` ran (as stored now) again, on
     /// `input`, as a new execution at `original`'s level whose `replay_of` is it.
+    #[tracing::instrument(
+        name = "service.replay",
+        skip_all,
+        fields(execution = %original.id, node = %node)
+    )]
     pub async fn replay(
         self: &Arc<Self>,
         original: ExecutionHeader,

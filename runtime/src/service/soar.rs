@@ -17,6 +17,7 @@ use crate::trace::{FailureKind, LogLevel};
 impl Service {
     /// Check every target of `request`, record the action run as pending, and run its
     /// app runs one after the other after its `exec_delay_secs`; its number.
+    #[tracing::instrument(name = "service.start_action_run", skip_all, fields(action = %request.action))]
     pub async fn start_action_run(
         self: &Arc<Self>,
         request: ActionRunRequest,
