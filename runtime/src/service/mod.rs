@@ -106,6 +106,34 @@ impl Started {
     }
 }
 
+/// Waiting for a place under a playbook's `max_concurrent`.
+type Acquire = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
+            > + Send,
+    >,
+>;
+
+/// An execution's place under its playbook's `max_concurrent`: held, or waited for.
+#[derive(Default)]
+struct Place {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    waiting: Option<Acquire>,
+}
+
+/// What an execution's own task carries: see [`Service::carry`].
+struct Carried {
+    playbook: Arc<Playbook>,
+    start: Start,
+    new: NewExecution,
+    place: Place,
+    /// Whether the steps wait for the start to be stored.
+    urgent: bool,
+    /// Told the start's number once it is stored.
+    recorded: oneshot::Sender<Result<i64, WriteError>>,
+}
+
 /// Events a slow SSE client may fall behind by before it is told to catch up.
 const BROADCAST_CAPACITY: usize = 4096;
 
@@ -244,19 +272,9 @@ impl Service {
         mut start: Start,
         report: Report,
     ) -> Result<Started, Error> {
-        use futures_util::FutureExt as _;
         start.events = Some(self.events.clone());
-        // Over its playbook's limit, an execution waits as Queued: it takes its place in
-        // the (fair) line now, so that queued executions start in the order they came.
-        let (mut permit, mut waiting) = (None, None);
-        if let Some(limit) = playbook.max_concurrent {
-            let mut acquire = Box::pin(self.gate(&playbook.id, limit).acquire_owned());
-            match (&mut acquire).now_or_never() {
-                Some(ready) => permit = ready.ok(),
-                None => waiting = Some(acquire),
-            }
-        }
-        let queued = waiting.is_some();
+        let place = self.admit(&playbook);
+        let queued = place.waiting.is_some();
         let new = NewExecution {
             header: start.header(&playbook),
             status: if queued {
@@ -273,77 +291,15 @@ impl Service {
         // leave that act without a trace).
         let urgent = report == Report::Start || queued || playbook.reaches_out();
         let (recorded, number) = oneshot::channel();
-        let service = Arc::clone(self);
-        let done = tokio::spawn(async move {
-            let id = start.id.clone();
-            // Kept only to record the start again as Running once a queued one may run.
-            let queued_start = waiting.is_some().then(|| new.clone());
-            if let Some(answer) = service.send_start(new, urgent) {
-                let answer = answer.await.unwrap_or_else(|_| Err(WriteError::Gone));
-                let failed = answer.is_err();
-                if failed {
-                    crate::lock(&service.running).remove(&id);
-                }
-                let _ = recorded.send(answer);
-                if failed {
-                    return None;
-                }
-            }
-            // Held until the execution is stored; a kill while queued ends the wait (and
-            // the execution, at once).
-            if let (Some(acquire), Some(new)) = (waiting, queued_start) {
-                permit = tokio::select! {
-                    acquired = acquire => acquired.ok(),
-                    () = start.kill.cancelled() => None,
-                };
-                if permit.is_some() {
-                    let running = NewExecution {
-                        status: ExecutionStatus::Running,
-                        ..new
-                    };
-                    if let Some(answer) = service.send_start(running, playbook.reaches_out()) {
-                        let _ = answer.await;
-                    }
-                }
-            }
-            let _permit = permit;
-            let mut execution =
-                Box::new(engine::execute(Arc::clone(&service.runner), playbook, start).await);
-            // A batch that fails rolls back whole, so trying again is safe.
-            let mut num = None;
-            for attempt in 1..=3 {
-                let (reply, stored) = oneshot::channel();
-                if let Err(mpsc::error::SendError(Job::Finish(back, _))) =
-                    service.jobs.send(Job::Finish(execution, reply))
-                {
-                    tracing::error!(execution = %id, "the store's writer is not running");
-                    execution = back;
-                    break;
-                }
-                match stored.await {
-                    Ok((Ok(stored), back)) => {
-                        execution = back;
-                        num = Some(stored);
-                        break;
-                    }
-                    Ok((Err(e), back)) => {
-                        execution = back;
-                        tracing::error!(execution = %id, attempt, error = %e, "storing a finished execution failed");
-                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                    }
-                    Err(e) => {
-                        // The writer went away holding the execution: nothing more can
-                        // be stored or told of it.
-                        tracing::error!(execution = %id, error = %e, "the store's writer stopped");
-                        crate::lock(&service.running).remove(&id);
-                        return None;
-                    }
-                }
-            }
-            crate::lock(&service.running).remove(&id);
-            service.ended(&execution);
-            num.map(|num| (num, *execution))
-        });
+        let carried = Carried {
+            playbook,
+            start,
+            new,
+            place,
+            urgent,
+            recorded,
+        };
+        let done = tokio::spawn(Arc::clone(self).carry(carried));
         if report == Report::End {
             return Ok(Started {
                 id,
@@ -362,6 +318,127 @@ impl Service {
             Ok(Err(e)) => Err(Error::Write(e)),
             Err(_) => Err(Error::Write(WriteError::Gone)),
         }
+    }
+
+    /// A place for an execution of `playbook` under its `max_concurrent`: held at once,
+    /// or to wait for. Over its limit, an execution takes its place in the (fair) line
+    /// now, so that queued executions start in the order they came.
+    fn admit(&self, playbook: &Playbook) -> Place {
+        use futures_util::FutureExt as _;
+        let Some(limit) = playbook.max_concurrent else {
+            return Place::default();
+        };
+        let mut acquire: Acquire = Box::pin(self.gate(&playbook.id, limit).acquire_owned());
+        match (&mut acquire).now_or_never() {
+            Some(ready) => Place {
+                permit: ready.ok(),
+                waiting: None,
+            },
+            None => Place {
+                permit: None,
+                waiting: Some(acquire),
+            },
+        }
+    }
+
+    /// An execution's own task: record its start, wait for its place when queued, run
+    /// it, store its record, and announce its end. Its number and record once stored.
+    async fn carry(self: Arc<Self>, carried: Carried) -> Option<(i64, Execution)> {
+        let Carried {
+            playbook,
+            start,
+            new,
+            place,
+            urgent,
+            recorded,
+        } = carried;
+        let id = start.id.clone();
+        // Kept only to record the start again as Running once a queued one may run.
+        let queued_start = place.waiting.is_some().then(|| new.clone());
+        if let Some(answer) = self.send_start(new, urgent) {
+            let answer = answer.await.unwrap_or_else(|_| Err(WriteError::Gone));
+            let failed = answer.is_err();
+            if failed {
+                crate::lock(&self.running).remove(&id);
+            }
+            let _ = recorded.send(answer);
+            if failed {
+                return None;
+            }
+        }
+        // Held until the execution is stored.
+        let _permit = match (place.waiting, queued_start) {
+            (Some(acquire), Some(new)) => {
+                self.wait_for_place(acquire, new, &start.kill, playbook.reaches_out())
+                    .await
+            }
+            _ => place.permit,
+        };
+        let execution = Box::new(engine::execute(Arc::clone(&self.runner), playbook, start).await);
+        let stored = self.store_finished(&id, execution).await;
+        crate::lock(&self.running).remove(&id);
+        let (num, execution) = stored?;
+        self.ended(&execution);
+        num.map(|num| (num, *execution))
+    }
+
+    /// Wait for a queued execution's place; a kill while it waits ends the wait (and the
+    /// execution, at once). Once it has its place, its start is recorded again as
+    /// Running (waited for when a step could act outside wasp).
+    async fn wait_for_place(
+        &self,
+        acquire: Acquire,
+        new: NewExecution,
+        kill: &CancellationToken,
+        urgent: bool,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = tokio::select! {
+            acquired = acquire => acquired.ok(),
+            () = kill.cancelled() => None,
+        };
+        if permit.is_some() {
+            let running = NewExecution {
+                status: ExecutionStatus::Running,
+                ..new
+            };
+            if let Some(answer) = self.send_start(running, urgent) {
+                let _ = answer.await;
+            }
+        }
+        permit
+    }
+
+    /// Hand the ended `execution` to the writer, trying again when its batch failed (a
+    /// batch that fails rolls back whole, so trying again is safe): its number when it
+    /// was stored, and the execution back; `None` when the writer went away holding it
+    /// (nothing more can be stored or told of it).
+    async fn store_finished(
+        &self,
+        id: &str,
+        mut execution: Box<Execution>,
+    ) -> Option<(Option<i64>, Box<Execution>)> {
+        for attempt in 1..=3 {
+            let (reply, stored) = oneshot::channel();
+            if let Err(mpsc::error::SendError(Job::Finish(back, _))) =
+                self.jobs.send(Job::Finish(execution, reply))
+            {
+                tracing::error!(execution = %id, "the store's writer is not running");
+                return Some((None, back));
+            }
+            match stored.await {
+                Ok((Ok(stored), back)) => return Some((Some(stored), back)),
+                Ok((Err(e), back)) => {
+                    execution = back;
+                    tracing::error!(execution = %id, attempt, error = %e, "storing a finished execution failed");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(execution = %id, error = %e, "the store's writer stopped");
+                    return None;
+                }
+            }
+        }
+        Some((None, execution))
     }
 
     /// Send the start of `execution` to the writer; when the caller `waits` for it to be

@@ -2,11 +2,12 @@
 //! events and whole records) in batches, then broadcasts the events and answers who
 //! waits. Group commit lives here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{self, NewExecution, Store};
@@ -157,62 +158,124 @@ fn take_jobs(jobs: &mut mpsc::UnboundedReceiver<Job>, new_jobs: &mut Vec<Job>) {
 /// the store starts its log over; see `SqliteStore::write`.)
 pub(super) async fn persist(
     store: Arc<dyn Store>,
-    mut events: mpsc::UnboundedReceiver<Event>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    events: mpsc::UnboundedReceiver<Event>,
+    jobs: mpsc::UnboundedReceiver<Job>,
     broadcast: broadcast::Sender<Arc<Event>>,
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     group_commit: GroupCommit,
 ) {
-    use std::collections::VecDeque;
-    use tokio::time::Instant;
+    let mut writer = Writer {
+        store,
+        events,
+        jobs,
+        broadcast,
+        running,
+        group_commit,
+        arrived: Vec::new(),
+        new_jobs: Vec::new(),
+        waiting: VecDeque::new(),
+        events_open: true,
+        jobs_open: true,
+    };
+    while writer.events_open || writer.jobs_open || !writer.waiting.is_empty() {
+        writer.receive().await;
+        if let Some(batch) = writer.next_batch() {
+            writer.write(batch);
+        }
+    }
+}
 
-    let (mut arrived, mut new_jobs) = (Vec::new(), Vec::new());
-    // Writes not made yet, with when they arrived, oldest first.
-    let mut waiting: VecDeque<(Instant, Lingering)> = VecDeque::new();
-    let (mut events_open, mut jobs_open) = (true, true);
-    while events_open || jobs_open || !waiting.is_empty() {
-        let due = waiting.front().map(|(at, _)| *at + EVENT_LINGER);
+/// The writer's state between batches.
+struct Writer {
+    store: Arc<dyn Store>,
+    events: mpsc::UnboundedReceiver<Event>,
+    jobs: mpsc::UnboundedReceiver<Job>,
+    broadcast: broadcast::Sender<Arc<Event>>,
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    group_commit: GroupCommit,
+    /// Events received and not yet sorted into `waiting`.
+    arrived: Vec<Event>,
+    /// Jobs received and not yet sorted into a batch.
+    new_jobs: Vec<Job>,
+    /// Writes not made yet, with when they arrived, oldest first.
+    waiting: VecDeque<(Instant, Lingering)>,
+    events_open: bool,
+    jobs_open: bool,
+}
+
+/// One transaction's writes, who waits for each start and finish among them (in their
+/// order: the store answers a number for each), and the events its finishes supersede
+/// (announced, never written).
+struct Batch {
+    writes: Vec<store::Write>,
+    replies: Vec<Option<Reply>>,
+    superseded: Vec<Event>,
+}
+
+impl Writer {
+    /// Wait for something to write: a job, the first event after a quiet spell, or the
+    /// oldest waiting write coming due; then, under load, for a few more executions to
+    /// end ([`GroupCommit`]); then take whatever else has arrived.
+    async fn receive(&mut self) {
+        let due = self.waiting.front().map(|(at, _)| *at + EVENT_LINGER);
         // Only the first event after a quiet spell wakes the writer (to set the timer):
         // while some wait, later ones are picked up at the next wake-up, which comes by
         // the time the oldest is due. (A wake-up is a system call on each side.)
-        let listen = events_open && waiting.is_empty();
+        let listen = self.events_open && self.waiting.is_empty();
         tokio::select! {
-            n = jobs.recv_many(&mut new_jobs, MAX_BATCH), if jobs_open => jobs_open = n > 0,
-            n = events.recv_many(&mut arrived, MAX_BATCH), if listen => events_open = n > 0,
+            n = self.jobs.recv_many(&mut self.new_jobs, MAX_BATCH), if self.jobs_open => {
+                self.jobs_open = n > 0;
+            }
+            n = self.events.recv_many(&mut self.arrived, MAX_BATCH), if listen => {
+                self.events_open = n > 0;
+            }
             () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
         }
-        take_jobs(&mut jobs, &mut new_jobs);
-        // Group commit: under load, give other executions a moment to end too.
-        let target = group_commit.target(Job::finishes(&new_jobs), crate::lock(&running).len());
-        let deadline = Instant::now() + group_commit.max_delay;
-        while jobs_open && Job::finishes(&new_jobs) < target && new_jobs.len() < MAX_BATCH {
-            let room = MAX_BATCH - new_jobs.len();
+        take_jobs(&mut self.jobs, &mut self.new_jobs);
+        self.wait_for_siblings().await;
+        // Events, then jobs again (those that ended meanwhile too): the start of an
+        // execution whose events are here is here too.
+        while self.events_open && self.arrived.len() < MAX_BATCH {
+            match self.events.try_recv() {
+                Ok(event) => self.arrived.push(event),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.events_open = false,
+            }
+        }
+        take_jobs(&mut self.jobs, &mut self.new_jobs);
+    }
+
+    /// Group commit: under load, give other executions a moment to end too.
+    async fn wait_for_siblings(&mut self) {
+        let target = self.group_commit.target(
+            Job::finishes(&self.new_jobs),
+            crate::lock(&self.running).len(),
+        );
+        let deadline = Instant::now() + self.group_commit.max_delay;
+        while self.jobs_open
+            && Job::finishes(&self.new_jobs) < target
+            && self.new_jobs.len() < MAX_BATCH
+        {
+            let room = MAX_BATCH - self.new_jobs.len();
             tokio::select! {
-                n = jobs.recv_many(&mut new_jobs, room) => jobs_open = n > 0,
+                n = self.jobs.recv_many(&mut self.new_jobs, room) => self.jobs_open = n > 0,
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        // Events, then jobs again (those that ended meanwhile too): the start of an
-        // execution whose events are here is here too.
-        while events_open && arrived.len() < MAX_BATCH {
-            match events.try_recv() {
-                Ok(event) => arrived.push(event),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => events_open = false,
-            }
-        }
-        take_jobs(&mut jobs, &mut new_jobs);
+    }
+
+    /// Sort what arrived into the next batch and what waits longer; `None` when nothing
+    /// is to be written yet.
+    fn next_batch(&mut self) -> Option<Batch> {
         let now = Instant::now();
-        let mut writes = Vec::with_capacity(new_jobs.len() + waiting.len());
-        // One place for each start and finish in `writes`, pushed with it, in its order
-        // (the store answers a number for each, in that order): who waits for it, if any.
-        let mut replies = Vec::with_capacity(new_jobs.len());
-        for job in new_jobs.drain(..) {
+        let mut writes = Vec::with_capacity(self.new_jobs.len() + self.waiting.len());
+        let mut replies = Vec::with_capacity(self.new_jobs.len());
+        for job in self.new_jobs.drain(..) {
             match job {
                 Job::Start {
                     execution,
                     reply: None,
-                } => waiting.push_back((now, Lingering::Start(execution))),
+                } => self.waiting.push_back((now, Lingering::Start(execution))),
                 Job::Start {
                     execution,
                     reply: Some(reply),
@@ -226,16 +289,16 @@ pub(super) async fn persist(
                 }
             }
         }
-        waiting.extend(
-            arrived
+        self.waiting.extend(
+            self.arrived
                 .drain(..)
                 .map(|event| (now, Lingering::Event(event))),
         );
         // Once nothing more can come, whatever waits is written now.
-        let closing = !events_open && !jobs_open;
+        let closing = !self.events_open && !self.jobs_open;
         let ripe = |at: Instant| closing || at + EVENT_LINGER <= now;
-        if writes.is_empty() && !waiting.front().is_some_and(|(at, _)| ripe(*at)) {
-            continue;
+        if writes.is_empty() && !self.waiting.front().is_some_and(|(at, _)| ripe(*at)) {
+            return None;
         }
         // What waited and goes now: the writes of executions ending in this batch are
         // superseded by their records (their events only announced, their starts never
@@ -243,7 +306,7 @@ pub(super) async fn persist(
         let ended = store::Write::ended_in(&writes);
         let (mut superseded, mut staying) = (Vec::new(), VecDeque::new());
         let (mut going, mut started) = (Vec::new(), Vec::new());
-        for (at, write) in waiting.drain(..) {
+        for (at, write) in self.waiting.drain(..) {
             match write {
                 write if !ended.contains(write.execution_id()) && !ripe(at) => {
                     staying.push_back((at, write));
@@ -257,28 +320,41 @@ pub(super) async fn persist(
             }
         }
         drop(ended);
-        waiting = staying;
+        self.waiting = staying;
         for execution in started {
             writes.push(store::Write::Start(execution));
             replies.push(None);
         }
         writes.extend(going.into_iter().map(store::Write::Event));
-        let result = store.write(&writes);
-        let (result, failure) = match result {
+        Some(Batch {
+            writes,
+            replies,
+            superseded,
+        })
+    }
+
+    /// Write `batch` in one transaction, then broadcast its events (a client hears of an
+    /// execution's nodes before its end) and answer who waits.
+    fn write(&self, batch: Batch) {
+        let Batch {
+            writes,
+            replies,
+            superseded,
+        } = batch;
+        let (nums, failure) = match self.store.write(&writes) {
             Ok(nums) => (nums, None),
             Err(e) => {
                 tracing::error!(error = %e, "storing a batch of execution changes failed");
                 (Vec::new(), Some(WriteError::Store(Arc::new(e))))
             }
         };
-        // The events first (a client hears of an execution's nodes before its end), to
-        // those listening: nobody is the common case, and then nothing is sent.
-        let listening = failure.is_none() && broadcast.receiver_count() > 0;
+        // To those listening: nobody is the common case, and then nothing is sent.
+        let listening = failure.is_none() && self.broadcast.receiver_count() > 0;
         let mut answered = Vec::with_capacity(replies.len());
         for write in writes {
             match write {
                 store::Write::Event(event) if listening => {
-                    let _ = broadcast.send(Arc::new(event));
+                    let _ = self.broadcast.send(Arc::new(event));
                 }
                 store::Write::Event(_) => {}
                 write => answered.push(write),
@@ -286,11 +362,11 @@ pub(super) async fn persist(
         }
         if listening {
             for event in superseded {
-                let _ = broadcast.send(Arc::new(event));
+                let _ = self.broadcast.send(Arc::new(event));
             }
         }
         // A waiter that went away is not the batch's problem.
-        let mut nums = result.into_iter();
+        let mut nums = nums.into_iter();
         for (write, reply) in answered.into_iter().zip(replies) {
             let answer = match &failure {
                 None => nums.next().ok_or(WriteError::NoNumber),
