@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assets::Assets;
 use crate::host::{Call, Host, Limits, Registry};
-use crate::playbook::template::{Root, Scope};
+use crate::playbook::template::{Reference, Root, Scope};
 use crate::playbook::{Node, NodeKind, On, Playbook};
 use crate::trace::{
     Capture, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, LogLevel, NodeRecord,
@@ -595,20 +595,44 @@ struct NodeJob<R> {
 }
 
 impl<R: StepRunner> NodeJob<R> {
+    /// Run the node to its end: find what it runs, then run it once on its rendered
+    /// input, or once per item of its `for_each`.
     async fn run(self) -> NodeDone {
         let started = Instant::now();
         let node = &self.playbook.graph[self.index];
-        let (target, app, action) = match &node.kind {
-            NodeKind::App { app, action } | NodeKind::Operator { app, action } => (
+        let (target, app, action) = match self.target(node) {
+            Ok(found) => found,
+            Err(message) => {
+                let report = input_failure(message);
+                return NodeDone::failed(self.index, node, report, None, started);
+            }
+        };
+        let calls = Calls {
+            node,
+            app,
+            action,
+            level: self.level,
+            kill: &self.kill,
+        };
+        match &node.for_each {
+            None => self.run_once(&target, &calls, started).await,
+            Some(for_each) => self.run_each(for_each, &target, &calls, started).await,
+        }
+    }
+
+    /// What `node` runs, with the app and action its step runs record (a child
+    /// playbook's id and no action), or why the node cannot start.
+    fn target(&self, node: &Node) -> Result<(Target<R>, String, String), String> {
+        match &node.kind {
+            NodeKind::App { app, action } | NodeKind::Operator { app, action } => Ok((
                 Target::App(Arc::clone(&self.runner)),
                 app.clone(),
                 action.clone(),
-            ),
+            )),
             NodeKind::Trigger => unreachable!("the trigger is never scheduled"),
             NodeKind::Playbook { id } => {
                 let Some(playbook) = self.runner.playbook(id) else {
-                    let report = input_failure(format!("playbook `{id}` is not loaded"));
-                    return NodeDone::failed(self.index, node, report, None, started);
+                    return Err(format!("playbook `{id}` is not loaded"));
                 };
                 let parent = Arc::new(Parent {
                     id: self.execution_id.to_string(),
@@ -621,50 +645,57 @@ impl<R: StepRunner> NodeJob<R> {
                     playbook,
                     parent,
                 };
-                (target, id.clone(), String::new())
+                Ok((target, id.clone(), String::new()))
             }
-        };
-        let scope = |item| RunScope {
+        }
+    }
+
+    /// What the node's input may reference, with `item` and its index in a `for_each`.
+    fn scope<'a>(&'a self, item: Option<(usize, &'a Value)>) -> RunScope<'a> {
+        RunScope {
             trigger: &self.trigger,
             playbook: &self.playbook,
             outputs: &self.outputs,
             item,
             execution_id: &self.execution_id,
             playbook_id: &self.playbook.id,
-        };
-        let call = |input| StepCall {
-            node: node.id.clone(),
-            app: app.clone(),
-            action: action.clone(),
-            input,
-            timeout: node.timeout,
-            memory: node.memory,
-            asset: node.asset.clone(),
-            level: self.level,
-            kill: self.kill.clone(),
-        };
-        let Some(for_each) = &node.for_each else {
-            let (runs, children) = match node.input.render(&scope(None)) {
-                Ok(input) => {
-                    run_with_retries(&target, &self.reporter, node, call(input), None).await
-                }
-                Err(e) => {
-                    let report = input_failure(e.to_string());
-                    return NodeDone::failed(self.index, node, report, None, started);
-                }
-            };
-            let last = runs.last().map(|r| &r.report);
-            let mut record = record(&last.into_iter().collect::<Vec<_>>(), None, started);
-            record.children = children.iter().map(|c| c.header.id.clone()).collect();
-            return NodeDone {
-                index: self.index,
-                record,
-                runs,
-                children,
-            };
-        };
+        }
+    }
 
-        let items = match for_each.resolve(&scope(None)) {
+    /// A node without `for_each`: its action on its rendered input, with retries.
+    async fn run_once(&self, target: &Target<R>, calls: &Calls<'_>, started: Instant) -> NodeDone {
+        let node = calls.node;
+        let (runs, children) = match node.input.render(&self.scope(None)) {
+            Ok(input) => {
+                run_with_retries(target, &self.reporter, node, calls.call(input), None).await
+            }
+            Err(e) => {
+                let report = input_failure(e.to_string());
+                return NodeDone::failed(self.index, node, report, None, started);
+            }
+        };
+        let last = runs.last().map(|r| &r.report);
+        let mut record = record(&last.into_iter().collect::<Vec<_>>(), None, started);
+        record.children = children.iter().map(|c| c.header.id.clone()).collect();
+        NodeDone {
+            index: self.index,
+            record,
+            runs,
+            children,
+        }
+    }
+
+    /// A `for_each` node: its action once per item, at most `concurrency` at once; its
+    /// output is theirs, in item order, when all succeeded.
+    async fn run_each(
+        &self,
+        for_each: &Reference,
+        target: &Target<R>,
+        calls: &Calls<'_>,
+        started: Instant,
+    ) -> NodeDone {
+        let node = calls.node;
+        let items = match for_each.resolve(&self.scope(None)) {
             Ok(Value::Array(items)) => items,
             Ok(other) => {
                 let report = input_failure(format!(
@@ -678,58 +709,8 @@ impl<R: StepRunner> NodeJob<R> {
                 return NodeDone::failed(self.index, node, report, Some(0), started);
             }
         };
-        let limit = Arc::new(Semaphore::new(
-            node.concurrency.unwrap_or(items.len().max(1)),
-        ));
-        let mut iterations = JoinSet::new();
-        let mut tasks = HashMap::new();
-        for (index, item) in items.iter().enumerate() {
-            let rendered = node.input.render(&scope(Some((index, item))));
-            let limit = Arc::clone(&limit);
-            let target = target.clone();
-            let reporter = self.reporter.clone();
-            let playbook = Arc::clone(&self.playbook);
-            let node_index = self.index;
-            let call = rendered.map(call);
-            let task = iterations.spawn(async move {
-                let node = &playbook.graph[node_index];
-                let done = match call {
-                    Ok(call) => {
-                        let _permit = limit.acquire().await;
-                        run_with_retries(&target, &reporter, node, call, Some(index)).await
-                    }
-                    Err(e) => {
-                        let report = input_failure(e.to_string());
-                        (vec![step(node, Some(index), 1, None, report)], Vec::new())
-                    }
-                };
-                (index, done)
-            });
-            tasks.insert(task.id(), index);
-        }
-        let mut by_index: Vec<Vec<StepRun>> = vec![Vec::new(); items.len()];
-        let mut children: Vec<(usize, Execution)> = Vec::new();
-        while let Some(joined) = iterations.join_next_with_id().await {
-            match joined {
-                Ok((_, (index, (runs, started_children)))) => {
-                    by_index[index] = runs;
-                    children.extend(started_children.into_iter().map(|c| (index, c)));
-                }
-                // An iteration that panicked (a wasp bug) fails, rather than vanish
-                // from the node's output.
-                Err(e) => {
-                    if let Some(&index) = tasks.get(&e.id()) {
-                        let report = StepReport::failure(
-                            FailureKind::HostError,
-                            format!("wasp failed while running this iteration: {e}"),
-                        );
-                        by_index[index] = vec![step(node, Some(index), 1, None, report)];
-                    }
-                }
-            }
-        }
-        children.sort_by_key(|(index, _)| *index);
-        let children: Vec<Execution> = children.into_iter().map(|(_, c)| c).collect();
+        let iterations = self.spawn_iterations(&items, target, calls);
+        let (by_index, children) = iterations.join(node, items.len()).await;
         let lasts: Vec<&StepReport> = by_index
             .iter()
             .filter_map(|runs| runs.last().map(|r| &r.report))
@@ -750,6 +731,117 @@ impl<R: StepRunner> NodeJob<R> {
             runs: by_index.into_iter().flatten().collect(),
             children,
         }
+    }
+
+    /// One task per item, each rendering its input and waiting for a permit of the
+    /// node's concurrency before it runs.
+    fn spawn_iterations(
+        &self,
+        items: &[Value],
+        target: &Target<R>,
+        calls: &Calls<'_>,
+    ) -> Iterations {
+        let node = calls.node;
+        let limit = Arc::new(Semaphore::new(
+            node.concurrency.unwrap_or(items.len().max(1)),
+        ));
+        let mut iterations = Iterations {
+            set: JoinSet::new(),
+            tasks: HashMap::new(),
+        };
+        for (index, item) in items.iter().enumerate() {
+            let rendered = node.input.render(&self.scope(Some((index, item))));
+            let limit = Arc::clone(&limit);
+            let target = target.clone();
+            let reporter = self.reporter.clone();
+            let playbook = Arc::clone(&self.playbook);
+            let node_index = self.index;
+            let call = rendered.map(|input| calls.call(input));
+            let task = iterations.set.spawn(async move {
+                let node = &playbook.graph[node_index];
+                let done = match call {
+                    Ok(call) => {
+                        let _permit = limit.acquire().await;
+                        run_with_retries(&target, &reporter, node, call, Some(index)).await
+                    }
+                    Err(e) => {
+                        let report = input_failure(e.to_string());
+                        (vec![step(node, Some(index), 1, None, report)], Vec::new())
+                    }
+                };
+                (index, done)
+            });
+            iterations.tasks.insert(task.id(), index);
+        }
+        iterations
+    }
+}
+
+/// How a node's step calls are made: its app and action, and the execution's level and
+/// kill token. One call per attempt's input.
+struct Calls<'a> {
+    node: &'a Node,
+    app: String,
+    action: String,
+    level: LogLevel,
+    kill: &'a CancellationToken,
+}
+
+impl Calls<'_> {
+    /// The call of the node's action on `input`.
+    fn call(&self, input: Value) -> StepCall {
+        StepCall {
+            node: self.node.id.clone(),
+            app: self.app.clone(),
+            action: self.action.clone(),
+            input,
+            timeout: self.node.timeout,
+            memory: self.node.memory,
+            asset: self.node.asset.clone(),
+            level: self.level,
+            kill: self.kill.clone(),
+        }
+    }
+}
+
+/// The step runs of a node or of one iteration, and the child executions they started.
+type Runs = (Vec<StepRun>, Vec<Execution>);
+
+/// The running iterations of a `for_each` node, each task returning its item's index
+/// and its [`Runs`].
+struct Iterations {
+    set: JoinSet<(usize, Runs)>,
+    tasks: HashMap<tokio::task::Id, usize>,
+}
+
+impl Iterations {
+    /// Wait for all `count` iterations of `node`: each one's step runs, by item, and
+    /// the child executions they started, in item order.
+    async fn join(mut self, node: &Node, count: usize) -> (Vec<Vec<StepRun>>, Vec<Execution>) {
+        let mut by_index: Vec<Vec<StepRun>> = vec![Vec::new(); count];
+        let mut children: Vec<(usize, Execution)> = Vec::new();
+        while let Some(joined) = self.set.join_next_with_id().await {
+            match joined {
+                Ok((_, (index, (runs, started_children)))) => {
+                    by_index[index] = runs;
+                    children.extend(started_children.into_iter().map(|c| (index, c)));
+                }
+                // An iteration that panicked (a wasp bug) fails, rather than vanish
+                // from the node's output.
+                Err(e) => {
+                    if let Some(&index) = self.tasks.get(&e.id()) {
+                        let report = StepReport::failure(
+                            FailureKind::HostError,
+                            format!("wasp failed while running this iteration: {e}"),
+                        );
+                        by_index[index] = vec![step(node, Some(index), 1, None, report)];
+                    }
+                }
+            }
+        }
+        children.sort_by_key(|(index, _)| *index);
+        let children = children.into_iter().map(|(_, c)| c).collect();
+        (by_index, children)
     }
 }
 
