@@ -275,17 +275,46 @@ impl Compiler {
         hash: &str,
         bytes: Vec<u8>,
     ) -> Result<Component, Error> {
-        let refused = |refusal| Error::Refused {
-            path: source.to_owned(),
-            refusal,
-        };
         if lock(&self.timed_out).contains(hash) {
-            return Err(refused(Refusal::Timeout {
-                bound: self.limits.timeout,
-            }));
+            return Err(Error::Refused {
+                path: source.to_owned(),
+                refusal: Refusal::Timeout {
+                    bound: self.limits.timeout,
+                },
+            });
         }
-        // The shape check reads every function's header (tens of milliseconds for a
-        // large component) and a cache entry is hashed whole: both off the async workers.
+        let (cached, bytes) = self
+            .checked_or_cached(engine, cache, source, hash, bytes)
+            .await?;
+        if let Some(component) = cached {
+            return Ok(component);
+        }
+        let slot = self.slot(source).await?;
+        let job = Job {
+            engine: engine.clone(),
+            cache: Arc::clone(cache),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            source: source.to_owned(),
+            hash: hash.to_owned(),
+            bytes,
+            abandoned: Arc::new(AtomicBool::new(false)),
+            running: Arc::clone(&self.running),
+        };
+        self.compile(job, slot, source, hash).await
+    }
+
+    /// Bound 1, the shape check, then the cache: the cached component, if any, and the
+    /// bytes back. Both run off the async workers: the check reads every function's
+    /// header (tens of milliseconds for a large component) and a cache entry is hashed
+    /// whole.
+    async fn checked_or_cached(
+        &self,
+        engine: &Engine,
+        cache: &Arc<ComponentCache>,
+        source: &Path,
+        hash: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(Option<Component>, Vec<u8>), Error> {
         let (checked, bytes) = {
             let (engine, cache, hash) = (engine.clone(), Arc::clone(cache), hash.to_owned());
             let limits = self.limits;
@@ -297,20 +326,26 @@ impl Compiler {
             .map_err(|e| Error::Engine(format!("the cache task failed: {e}")))?
         };
         let cached = checked.map_err(|e| match e {
-            Ok(refusal) => refused(refusal),
+            Ok(refusal) => Error::Refused {
+                path: source.to_owned(),
+                refusal,
+            },
             Err(message) => Error::Compile {
                 path: source.to_owned(),
                 message,
             },
         })?;
-        if let Some(component) = cached {
-            return Ok(component);
-        }
+        Ok((cached, bytes))
+    }
 
+    /// Bound 3: a compiler slot, waited for while the compilations holding them are
+    /// within their bound; refused when abandoned ones have held every slot for a
+    /// whole bound.
+    async fn slot(&self, source: &Path) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
         let bound = self.limits.timeout;
-        let slot = loop {
+        loop {
             match tokio::time::timeout(bound, Arc::clone(&self.slots).acquire_owned()).await {
-                Ok(Ok(slot)) => break slot,
+                Ok(Ok(slot)) => return Ok(slot),
                 Ok(Err(_)) => return Err(Error::Engine("the compiler is closed".into())),
                 Err(_) => {
                     let running = lock(&self.running);
@@ -320,26 +355,31 @@ impl Compiler {
                         .map(|r| format!("`{}`", r.source.display()))
                         .collect();
                     if abandoned.len() >= self.limits.max_parallel.max(1) {
-                        return Err(refused(Refusal::Busy { bound, abandoned }));
+                        return Err(Error::Refused {
+                            path: source.to_owned(),
+                            refusal: Refusal::Busy { bound, abandoned },
+                        });
                     }
                     // Compilations within their bound hold a slot: each ends or is
                     // abandoned within a bound, so waiting on makes progress.
                 }
             }
-        };
-        let abandoned = Arc::new(AtomicBool::new(false));
+        }
+    }
+
+    /// Bound 2: `job` (of `source`, with content hash `hash`) on a thread of its own,
+    /// holding `slot` until it ends, waited for no longer than the time bound; past it,
+    /// the compilation is abandoned and its component refused from then on.
+    async fn compile(
+        &self,
+        job: Job,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        source: &Path,
+        hash: &str,
+    ) -> Result<Component, Error> {
+        let bound = self.limits.timeout;
+        let (id, abandoned) = (job.id, Arc::clone(&job.abandoned));
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let job = Job {
-            engine: engine.clone(),
-            cache: Arc::clone(cache),
-            id,
-            source: source.to_owned(),
-            hash: hash.to_owned(),
-            bytes,
-            abandoned: Arc::clone(&abandoned),
-            running: Arc::clone(&self.running),
-        };
         lock(&self.running).push(Running {
             id,
             source: source.to_owned(),
@@ -376,7 +416,10 @@ impl Compiler {
                     bound = %humantime::format_duration(bound),
                     "compilation abandoned past its bound; it runs on until it ends, holding a compiler slot"
                 );
-                Err(refused(Refusal::Timeout { bound }))
+                Err(Error::Refused {
+                    path: source.to_owned(),
+                    refusal: Refusal::Timeout { bound },
+                })
             }
         }
     }
