@@ -93,8 +93,31 @@ pub(crate) mod bindings {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The engine could not be configured.
+    #[error("could not set up the WebAssembly engine: {source:#}")]
+    Engine {
+        /// wasmtime's error.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// A task of the host (loading an app, reading the cache) failed: wasp's bug.
+    #[error("could not set up the WebAssembly engine: {task} failed: {source}")]
+    Task {
+        /// What the task did.
+        task: &'static str,
+        /// How it ended.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A compiler thread could not be started.
+    #[error("could not set up the WebAssembly engine: cannot start a compiler thread: {source}")]
+    Thread {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host is shutting down, or its compiler is gone.
     #[error("could not set up the WebAssembly engine: {0}")]
-    Engine(String),
+    Unavailable(&'static str),
     /// A component file could not be read.
     #[error("cannot read `{}`: {source}", path.display())]
     Read {
@@ -104,17 +127,21 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The component cache directory may not be trusted.
-    #[error(
-        "the component cache `{}` {problem}: wasp loads no compiled code from it \
-         (make it the user's own and not writable by others, e.g. `chmod 700`, \
-         or name another with --cache-dir)",
-        path.display()
-    )]
+    #[error("the component cache `{}` {problem}: {advice}", path.display(), advice = CACHE_ADVICE)]
     Cache {
         /// The directory.
         path: PathBuf,
         /// What is wrong with it.
         problem: String,
+    },
+    /// The component cache directory cannot be read, so it cannot be checked.
+    #[error("the component cache `{}` cannot be read: {source}: {advice}", path.display(), advice = CACHE_ADVICE)]
+    CacheUnreadable {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The component is past a bound on what wasp compiles (see [`CompileLimits`]).
     #[error("`{}` is refused: {refusal}", path.display())]
@@ -125,20 +152,22 @@ pub enum Error {
         refusal: Refusal,
     },
     /// The file is not a valid component.
-    #[error("`{}` is not a WebAssembly component: {message}", path.display())]
+    #[error("`{}` is not a WebAssembly component: {source:#}", path.display())]
     Compile {
         /// The file.
         path: PathBuf,
-        /// wasmtime's message.
-        message: String,
+        /// What wasmtime (or the shape check's parser) found.
+        #[source]
+        source: wasmtime::Error,
     },
     /// The component needs imports wasp does not provide, or lacks the app exports.
-    #[error("`{}` does not fit the wasp:playbook app world: {message}", path.display())]
+    #[error("`{}` does not fit the wasp:playbook app world: {source:#}", path.display())]
     Link {
         /// The file.
         path: PathBuf,
-        /// What does not fit.
-        message: String,
+        /// What does not fit, as wasmtime says.
+        #[source]
+        source: wasmtime::Error,
     },
     /// `describe()` failed or returned something unusable.
     #[error("`{}`: describe() {message}", path.display())]
@@ -160,7 +189,25 @@ pub enum Error {
     },
     /// The input is not JSON.
     #[error("the input is not valid JSON: {0}")]
-    InputNotJson(String),
+    InputNotJson(#[source] serde_json::Error),
+}
+
+/// What an [`Error::Cache`] or [`Error::CacheUnreadable`] asks of the user.
+const CACHE_ADVICE: &str = "wasp loads no compiled code from it (make it the user's own and \
+     not writable by others, e.g. `chmod 700`, or name another with --cache-dir)";
+
+impl Error {
+    /// Whether the host itself failed (wasp's bug or a broken environment), rather than
+    /// the component or the call it was given.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Error::Engine { .. }
+                | Error::Task { .. }
+                | Error::Thread { .. }
+                | Error::Unavailable(_)
+        )
+    }
 }
 
 /// How instances get their memory.
@@ -421,15 +468,15 @@ impl Host {
                 }
             },
         };
-        let engine = engine.map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let engine = engine.map_err(|source| Error::Engine { source })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+            .map_err(|source| Error::Engine { source })?;
         // Apps that call out import `wasi:http`; the hooks decide what a call may reach.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+            .map_err(|source| Error::Engine { source })?;
         bindings::App::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+            .map_err(|source| Error::Engine { source })?;
         let cache = Arc::new(ComponentCache::new(&engine, config.cache_dir)?);
         start_ticker(&engine);
         Ok(Self {
@@ -461,9 +508,9 @@ impl Host {
             .compiler
             .component(&self.inner.engine, &self.inner.cache, path, &hash, bytes)
             .await?;
-        let link = |e: wasmtime::Error| Error::Link {
+        let link = |source| Error::Link {
             path: path.to_owned(),
-            message: format!("{e:#}"),
+            source,
         };
         let instance_pre = self
             .inner
@@ -642,7 +689,7 @@ impl Host {
             .slots
             .acquire()
             .await
-            .map_err(|_| Error::Engine("the host is shutting down".into()))?;
+            .map_err(|_| Error::Unavailable("the host is shutting down"))?;
         let redactor = call.settings.redactor();
         let started = Instant::now();
         let mut store = self.store(
@@ -711,8 +758,7 @@ fn check_call<'a>(app: &'a App, call: &Call) -> Result<&'a ActionInfo, Error> {
                 .join(", "),
         });
     };
-    serde_json::from_str::<serde::de::IgnoredAny>(&call.input)
-        .map_err(|e| Error::InputNotJson(e.to_string()))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&call.input).map_err(Error::InputNotJson)?;
     Ok(action)
 }
 

@@ -72,23 +72,25 @@ impl fmt::Display for Problem {
 }
 
 /// A playbook that cannot be used.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read.
-    #[error("cannot read `{file}`: {message}")]
+    #[error("cannot read `{file}`: {source}")]
     Read {
         /// The file.
         file: String,
         /// Why.
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
     /// The file is not a playbook in shape (syntax, unknown field, wrong type).
-    #[error("`{file}` is not a valid playbook: {message}")]
+    #[error("`{file}` is not a valid playbook: {source}")]
     Parse {
         /// The file.
         file: String,
-        /// The parser's message, with its position.
-        message: String,
+        /// The parser's error (JSON's or YAML's), with its position.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The playbook is well-formed but wrong: every problem is listed.
     #[error("`{file}` has {} problem{}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" },
@@ -236,9 +238,9 @@ impl Playbook {
     /// Read and validate the playbook file at `path` (`.yaml`, `.yml` or `.json`).
     pub fn load(path: &Path, catalog: &dyn Catalog) -> Result<Self, Error> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
             file: file.clone(),
-            message: e.to_string(),
+            source,
         })?;
         let spec = PlaybookSpec::parse(&file, &text)?;
         Self::validate(&file, spec, catalog)
@@ -362,14 +364,15 @@ impl Playbook {
 impl PlaybookSpec {
     /// Parse `text` as JSON when it starts with `{`, else as YAML.
     pub fn parse(file: &str, text: &str) -> Result<Self, Error> {
-        let parsed = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| e.to_string())
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| e.to_string())
-        };
-        parsed.map_err(|message| Error::Parse {
+        let parsed: Result<Self, Box<dyn std::error::Error + Send + Sync>> =
+            if text.trim_start().starts_with('{') {
+                serde_json::from_str(text).map_err(Into::into)
+            } else {
+                serde_saphyr::from_str(text).map_err(Into::into)
+            };
+        parsed.map_err(|source| Error::Parse {
             file: file.to_owned(),
-            message,
+            source,
         })
     }
 }
