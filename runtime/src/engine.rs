@@ -43,6 +43,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::assets::Assets;
 use crate::host::{Call, Host, Limits, Registry};
@@ -597,6 +598,11 @@ struct NodeJob<R> {
 impl<R: StepRunner> NodeJob<R> {
     /// Run the node to its end: find what it runs, then run it once on its rendered
     /// input, or once per item of its `for_each`.
+    #[tracing::instrument(
+        name = "engine.node",
+        skip_all,
+        fields(execution = %self.execution_id, node = %self.playbook.graph[self.index].id)
+    )]
     async fn run(self) -> NodeDone {
         let started = Instant::now();
         let node = &self.playbook.graph[self.index];
@@ -757,7 +763,7 @@ impl<R: StepRunner> NodeJob<R> {
             let playbook = Arc::clone(&self.playbook);
             let node_index = self.index;
             let call = rendered.map(|input| calls.call(input));
-            let task = iterations.set.spawn(async move {
+            let iteration = async move {
                 let node = &playbook.graph[node_index];
                 let done = match call {
                     Ok(call) => {
@@ -770,7 +776,9 @@ impl<R: StepRunner> NodeJob<R> {
                     }
                 };
                 (index, done)
-            });
+            };
+            // In the node's span, as a task does not inherit it.
+            let task = iterations.set.spawn(iteration.in_current_span());
             iterations.tasks.insert(task.id(), index);
         }
         iterations
@@ -945,6 +953,14 @@ pub async fn execute<R: StepRunner>(
 /// Four phases, each its own function: the [`Scheduler`] runs the nodes, the way it
 /// stopped and the records decide the status, the capture policy decides what the
 /// record keeps, and the kept parts are assembled into the [`Execution`].
+///
+/// Its span (a child execution's too, inside its parent's node) names the execution
+/// and the playbook; `skip_all`, as the trigger can hold secrets.
+#[tracing::instrument(
+    name = "engine.execute",
+    skip_all,
+    fields(execution = %start.id, playbook = %playbook.id)
+)]
 async fn execute_inner<R: StepRunner>(
     runner: Arc<R>,
     playbook: Arc<Playbook>,
@@ -1142,7 +1158,8 @@ impl<R: StepRunner> Scheduler<R> {
                 self.inline = Some((index, job));
                 break;
             }
-            let task = self.running.spawn(job.run());
+            // In the execution's span, as a task does not inherit it.
+            let task = self.running.spawn(job.run().in_current_span());
             self.tasks.insert(task.id(), index);
         }
     }

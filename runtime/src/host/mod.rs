@@ -500,6 +500,11 @@ impl Host {
     /// compile it (or take it from the cache) off the async workers and within the
     /// time bound, pre-instantiate it, and describe it (once per content hash, then
     /// cached).
+    #[tracing::instrument(
+        name = "host.load",
+        skip_all,
+        fields(path = %path.display(), app = tracing::field::Empty)
+    )]
     pub async fn load(&self, path: &Path) -> Result<Arc<App>, Error> {
         let bytes = self.read_component(path).await?;
         let hash = cache::content_hash(&bytes);
@@ -528,6 +533,7 @@ impl Host {
                 info
             }
         };
+        tracing::Span::current().record("app", info.name.as_str());
         Ok(Arc::new(App {
             path: path.to_owned(),
             hash,
@@ -682,6 +688,11 @@ impl Host {
     /// JSON); everything that happens inside the sandbox is in the report. The phases:
     /// check the call, wait for a slot, run it in a fresh store, collect what the
     /// sandbox recorded, judge how the call ended, and mask the bound asset's secrets.
+    #[tracing::instrument(
+        name = "host.invoke",
+        skip_all,
+        fields(app = %app.info.name, action = %call.action)
+    )]
     pub async fn invoke(&self, app: &App, call: Call) -> Result<StepReport, Error> {
         let action = check_call(app, &call)?;
         let _slot = self
