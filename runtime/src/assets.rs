@@ -160,12 +160,33 @@ pub struct Assets {
 
 /// An assets file that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("assets file `{file}`: {message}")]
-pub struct Error {
-    /// The file.
-    pub file: String,
-    /// What is wrong, naming the asset and setting.
-    pub message: String,
+pub enum Error {
+    /// The file could not be read.
+    #[error("assets file `{file}`: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a map of assets in shape.
+    #[error("assets file `{file}`: {source}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// The YAML parser's error, with its position.
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// An asset of the file cannot be resolved.
+    #[error("assets file `{file}`: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// What is wrong, naming the asset and setting.
+        message: String,
+    },
 }
 
 /// Whether `name` can name an asset: 1–64 characters of a-z, 0-9, `-` and `_`.
@@ -263,18 +284,26 @@ impl AssetSpec {
 impl Assets {
     /// Load the assets file at `path`; relative file paths in it are relative to it.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let file = path.display().to_string();
-        let fail = |message: String| Error {
-            file: file.clone(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let file = || path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            file: file(),
+            source,
+        })?;
         let specs: BTreeMap<String, AssetSpec> =
-            serde_saphyr::from_str(&text).map_err(|e| fail(e.to_string()))?;
+            serde_saphyr::from_str(&text).map_err(|source| Error::Parse {
+                file: file(),
+                source: Box::new(source),
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let assets = Self::default();
         for (name, spec) in specs {
-            assets.put(spec.resolve(&name, base, Source::File).map_err(fail)?);
+            let asset =
+                spec.resolve(&name, base, Source::File)
+                    .map_err(|message| Error::Invalid {
+                        file: file(),
+                        message,
+                    })?;
+            assets.put(asset);
         }
         Ok(assets)
     }

@@ -330,9 +330,10 @@ impl From<host::Error> for Failure {
         // A host error can quote an app (its description, a name it gave): escaped
         // whole, so that no line of it can pass for one of wasp's.
         let message = for_terminal(&error.to_string()).into_owned();
-        match error {
-            host::Error::Engine(_) => Failure::Internal(message),
-            _ => Failure::Usage(message),
+        if error.is_internal() {
+            Failure::Internal(message)
+        } else {
+            Failure::Usage(message)
         }
     }
 }

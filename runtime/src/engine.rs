@@ -43,15 +43,16 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::assets::Assets;
 use crate::host::{Call, Host, Limits, Registry};
-use crate::playbook::template::{Root, Scope};
+use crate::playbook::template::{Reference, Root, Scope};
 use crate::playbook::{Node, NodeKind, On, Playbook};
 use crate::trace::{
-    Capture, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, LogLevel,
-    MAX_CAPTURED_BYTES, NodeRecord, NodeStatus, StepReport, StepRun, StepStatus as ReportStatus,
-    TriggerType, cap_json, capture, new_execution_id,
+    Capture, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, LogLevel, NodeRecord,
+    NodeStatus, StepReport, StepRun, StepStatus as ReportStatus, TriggerType, capture,
+    new_execution_id,
 };
 
 /// One step to run: a node's app action on a rendered input.
@@ -595,20 +596,49 @@ struct NodeJob<R> {
 }
 
 impl<R: StepRunner> NodeJob<R> {
+    /// Run the node to its end: find what it runs, then run it once on its rendered
+    /// input, or once per item of its `for_each`.
+    #[tracing::instrument(
+        name = "engine.node",
+        skip_all,
+        fields(execution = %self.execution_id, node = %self.playbook.graph[self.index].id)
+    )]
     async fn run(self) -> NodeDone {
         let started = Instant::now();
         let node = &self.playbook.graph[self.index];
-        let (target, app, action) = match &node.kind {
-            NodeKind::App { app, action } | NodeKind::Operator { app, action } => (
+        let (target, app, action) = match self.target(node) {
+            Ok(found) => found,
+            Err(message) => {
+                let report = input_failure(message);
+                return NodeDone::failed(self.index, node, report, None, started);
+            }
+        };
+        let calls = Calls {
+            node,
+            app,
+            action,
+            level: self.level,
+            kill: &self.kill,
+        };
+        match &node.for_each {
+            None => self.run_once(&target, &calls, started).await,
+            Some(for_each) => self.run_each(for_each, &target, &calls, started).await,
+        }
+    }
+
+    /// What `node` runs, with the app and action its step runs record (a child
+    /// playbook's id and no action), or why the node cannot start.
+    fn target(&self, node: &Node) -> Result<(Target<R>, String, String), String> {
+        match &node.kind {
+            NodeKind::App { app, action } | NodeKind::Operator { app, action } => Ok((
                 Target::App(Arc::clone(&self.runner)),
                 app.clone(),
                 action.clone(),
-            ),
+            )),
             NodeKind::Trigger => unreachable!("the trigger is never scheduled"),
             NodeKind::Playbook { id } => {
                 let Some(playbook) = self.runner.playbook(id) else {
-                    let report = input_failure(format!("playbook `{id}` is not loaded"));
-                    return NodeDone::failed(self.index, node, report, None, started);
+                    return Err(format!("playbook `{id}` is not loaded"));
                 };
                 let parent = Arc::new(Parent {
                     id: self.execution_id.to_string(),
@@ -621,50 +651,57 @@ impl<R: StepRunner> NodeJob<R> {
                     playbook,
                     parent,
                 };
-                (target, id.clone(), String::new())
+                Ok((target, id.clone(), String::new()))
             }
-        };
-        let scope = |item| RunScope {
+        }
+    }
+
+    /// What the node's input may reference, with `item` and its index in a `for_each`.
+    fn scope<'a>(&'a self, item: Option<(usize, &'a Value)>) -> RunScope<'a> {
+        RunScope {
             trigger: &self.trigger,
             playbook: &self.playbook,
             outputs: &self.outputs,
             item,
             execution_id: &self.execution_id,
             playbook_id: &self.playbook.id,
-        };
-        let call = |input| StepCall {
-            node: node.id.clone(),
-            app: app.clone(),
-            action: action.clone(),
-            input,
-            timeout: node.timeout,
-            memory: node.memory,
-            asset: node.asset.clone(),
-            level: self.level,
-            kill: self.kill.clone(),
-        };
-        let Some(for_each) = &node.for_each else {
-            let (runs, children) = match node.input.render(&scope(None)) {
-                Ok(input) => {
-                    run_with_retries(&target, &self.reporter, node, call(input), None).await
-                }
-                Err(e) => {
-                    let report = input_failure(e.to_string());
-                    return NodeDone::failed(self.index, node, report, None, started);
-                }
-            };
-            let last = runs.last().map(|r| &r.report);
-            let mut record = record(&last.into_iter().collect::<Vec<_>>(), None, started);
-            record.children = children.iter().map(|c| c.header.id.clone()).collect();
-            return NodeDone {
-                index: self.index,
-                record,
-                runs,
-                children,
-            };
-        };
+        }
+    }
 
-        let items = match for_each.resolve(&scope(None)) {
+    /// A node without `for_each`: its action on its rendered input, with retries.
+    async fn run_once(&self, target: &Target<R>, calls: &Calls<'_>, started: Instant) -> NodeDone {
+        let node = calls.node;
+        let (runs, children) = match node.input.render(&self.scope(None)) {
+            Ok(input) => {
+                run_with_retries(target, &self.reporter, node, calls.call(input), None).await
+            }
+            Err(e) => {
+                let report = input_failure(e.to_string());
+                return NodeDone::failed(self.index, node, report, None, started);
+            }
+        };
+        let last = runs.last().map(|r| &r.report);
+        let mut record = record(&last.into_iter().collect::<Vec<_>>(), None, started);
+        record.children = children.iter().map(|c| c.header.id.clone()).collect();
+        NodeDone {
+            index: self.index,
+            record,
+            runs,
+            children,
+        }
+    }
+
+    /// A `for_each` node: its action once per item, at most `concurrency` at once; its
+    /// output is theirs, in item order, when all succeeded.
+    async fn run_each(
+        &self,
+        for_each: &Reference,
+        target: &Target<R>,
+        calls: &Calls<'_>,
+        started: Instant,
+    ) -> NodeDone {
+        let node = calls.node;
+        let items = match for_each.resolve(&self.scope(None)) {
             Ok(Value::Array(items)) => items,
             Ok(other) => {
                 let report = input_failure(format!(
@@ -678,58 +715,8 @@ impl<R: StepRunner> NodeJob<R> {
                 return NodeDone::failed(self.index, node, report, Some(0), started);
             }
         };
-        let limit = Arc::new(Semaphore::new(
-            node.concurrency.unwrap_or(items.len().max(1)),
-        ));
-        let mut iterations = JoinSet::new();
-        let mut tasks = HashMap::new();
-        for (index, item) in items.iter().enumerate() {
-            let rendered = node.input.render(&scope(Some((index, item))));
-            let limit = Arc::clone(&limit);
-            let target = target.clone();
-            let reporter = self.reporter.clone();
-            let playbook = Arc::clone(&self.playbook);
-            let node_index = self.index;
-            let call = rendered.map(call);
-            let task = iterations.spawn(async move {
-                let node = &playbook.graph[node_index];
-                let done = match call {
-                    Ok(call) => {
-                        let _permit = limit.acquire().await;
-                        run_with_retries(&target, &reporter, node, call, Some(index)).await
-                    }
-                    Err(e) => {
-                        let report = input_failure(e.to_string());
-                        (vec![step(node, Some(index), 1, None, report)], Vec::new())
-                    }
-                };
-                (index, done)
-            });
-            tasks.insert(task.id(), index);
-        }
-        let mut by_index: Vec<Vec<StepRun>> = vec![Vec::new(); items.len()];
-        let mut children: Vec<(usize, Execution)> = Vec::new();
-        while let Some(joined) = iterations.join_next_with_id().await {
-            match joined {
-                Ok((_, (index, (runs, started_children)))) => {
-                    by_index[index] = runs;
-                    children.extend(started_children.into_iter().map(|c| (index, c)));
-                }
-                // An iteration that panicked (a wasp bug) fails, rather than vanish
-                // from the node's output.
-                Err(e) => {
-                    if let Some(&index) = tasks.get(&e.id()) {
-                        let report = StepReport::failure(
-                            FailureKind::HostError,
-                            format!("wasp failed while running this iteration: {e}"),
-                        );
-                        by_index[index] = vec![step(node, Some(index), 1, None, report)];
-                    }
-                }
-            }
-        }
-        children.sort_by_key(|(index, _)| *index);
-        let children: Vec<Execution> = children.into_iter().map(|(_, c)| c).collect();
+        let iterations = self.spawn_iterations(&items, target, calls);
+        let (by_index, children) = iterations.join(node, items.len()).await;
         let lasts: Vec<&StepReport> = by_index
             .iter()
             .filter_map(|runs| runs.last().map(|r| &r.report))
@@ -750,6 +737,119 @@ impl<R: StepRunner> NodeJob<R> {
             runs: by_index.into_iter().flatten().collect(),
             children,
         }
+    }
+
+    /// One task per item, each rendering its input and waiting for a permit of the
+    /// node's concurrency before it runs.
+    fn spawn_iterations(
+        &self,
+        items: &[Value],
+        target: &Target<R>,
+        calls: &Calls<'_>,
+    ) -> Iterations {
+        let node = calls.node;
+        let limit = Arc::new(Semaphore::new(
+            node.concurrency.unwrap_or(items.len().max(1)),
+        ));
+        let mut iterations = Iterations {
+            set: JoinSet::new(),
+            tasks: HashMap::new(),
+        };
+        for (index, item) in items.iter().enumerate() {
+            let rendered = node.input.render(&self.scope(Some((index, item))));
+            let limit = Arc::clone(&limit);
+            let target = target.clone();
+            let reporter = self.reporter.clone();
+            let playbook = Arc::clone(&self.playbook);
+            let node_index = self.index;
+            let call = rendered.map(|input| calls.call(input));
+            let iteration = async move {
+                let node = &playbook.graph[node_index];
+                let done = match call {
+                    Ok(call) => {
+                        let _permit = limit.acquire().await;
+                        run_with_retries(&target, &reporter, node, call, Some(index)).await
+                    }
+                    Err(e) => {
+                        let report = input_failure(e.to_string());
+                        (vec![step(node, Some(index), 1, None, report)], Vec::new())
+                    }
+                };
+                (index, done)
+            };
+            // In the node's span, as a task does not inherit it.
+            let task = iterations.set.spawn(iteration.in_current_span());
+            iterations.tasks.insert(task.id(), index);
+        }
+        iterations
+    }
+}
+
+/// How a node's step calls are made: its app and action, and the execution's level and
+/// kill token. One call per attempt's input.
+struct Calls<'a> {
+    node: &'a Node,
+    app: String,
+    action: String,
+    level: LogLevel,
+    kill: &'a CancellationToken,
+}
+
+impl Calls<'_> {
+    /// The call of the node's action on `input`.
+    fn call(&self, input: Value) -> StepCall {
+        StepCall {
+            node: self.node.id.clone(),
+            app: self.app.clone(),
+            action: self.action.clone(),
+            input,
+            timeout: self.node.timeout,
+            memory: self.node.memory,
+            asset: self.node.asset.clone(),
+            level: self.level,
+            kill: self.kill.clone(),
+        }
+    }
+}
+
+/// The step runs of a node or of one iteration, and the child executions they started.
+type Runs = (Vec<StepRun>, Vec<Execution>);
+
+/// The running iterations of a `for_each` node, each task returning its item's index
+/// and its [`Runs`].
+struct Iterations {
+    set: JoinSet<(usize, Runs)>,
+    tasks: HashMap<tokio::task::Id, usize>,
+}
+
+impl Iterations {
+    /// Wait for all `count` iterations of `node`: each one's step runs, by item, and
+    /// the child executions they started, in item order.
+    async fn join(mut self, node: &Node, count: usize) -> (Vec<Vec<StepRun>>, Vec<Execution>) {
+        let mut by_index: Vec<Vec<StepRun>> = vec![Vec::new(); count];
+        let mut children: Vec<(usize, Execution)> = Vec::new();
+        while let Some(joined) = self.set.join_next_with_id().await {
+            match joined {
+                Ok((_, (index, (runs, started_children)))) => {
+                    by_index[index] = runs;
+                    children.extend(started_children.into_iter().map(|c| (index, c)));
+                }
+                // An iteration that panicked (a wasp bug) fails, rather than vanish
+                // from the node's output.
+                Err(e) => {
+                    if let Some(&index) = self.tasks.get(&e.id()) {
+                        let report = StepReport::failure(
+                            FailureKind::HostError,
+                            format!("wasp failed while running this iteration: {e}"),
+                        );
+                        by_index[index] = vec![step(node, Some(index), 1, None, report)];
+                    }
+                }
+            }
+        }
+        children.sort_by_key(|(index, _)| *index);
+        let children = children.into_iter().map(|(_, c)| c).collect();
+        (by_index, children)
     }
 }
 
@@ -849,6 +949,18 @@ pub async fn execute<R: StepRunner>(
 
 /// [`execute`], and the execution's output as a `playbook:` node sees it: the outputs
 /// of its final nodes that succeeded, by node id, before the capture policy applies.
+///
+/// Four phases, each its own function: the [`Scheduler`] runs the nodes, the way it
+/// stopped and the records decide the status, the capture policy decides what the
+/// record keeps, and the kept parts are assembled into the [`Execution`].
+///
+/// Its span (a child execution's too, inside its parent's node) names the execution
+/// and the playbook; `skip_all`, as the trigger can hold secrets.
+#[tracing::instrument(
+    name = "engine.execute",
+    skip_all,
+    fields(execution = %start.id, playbook = %playbook.id)
+)]
 async fn execute_inner<R: StepRunner>(
     runner: Arc<R>,
     playbook: Arc<Playbook>,
@@ -858,132 +970,279 @@ async fn execute_inner<R: StepRunner>(
     let started_at = Utc::now();
     let header = start.header(&playbook);
     let level = header.log_level;
-    let requested_kill = start.kill;
+    let is_child = start.parent_id.is_some();
+    let requested_kill = start.kill.clone();
     // `kill` stops the steps; it is cancelled by a kill request or by the reaper.
     let kill = requested_kill.child_token();
-    let reaper = {
-        let kill = kill.clone();
-        let max_runtime = playbook.max_runtime;
-        tokio::spawn(async move {
-            tokio::select! {
-                () = tokio::time::sleep(max_runtime) => {
-                    kill.cancel();
-                    true
-                }
-                () = kill.cancelled() => false,
+    let reaper = spawn_reaper(kill.clone(), playbook.max_runtime);
+    let ran = Scheduler::new(runner, Arc::clone(&playbook), start, level, kill.clone())
+        .run()
+        .await;
+    reaper.abort();
+
+    let stop = Stop::of(&requested_kill, &kill);
+    let status = decide_status(stop, &playbook, &ran);
+    let message = stop_message(stop, &playbook, is_child);
+    let output = final_outputs(&playbook, &ran);
+    let kept = Kept::of(ran, level);
+    let execution = Execution {
+        header,
+        status,
+        message,
+        started_at,
+        completed_at: Utc::now(),
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        trigger: kept.trigger,
+        nodes: kept.nodes,
+        steps: kept.steps,
+        children: kept.children,
+    };
+    (execution, Value::Object(output))
+}
+
+/// The reaper of one execution: cancels `kill` once `max_runtime` has passed, unless
+/// it was cancelled before. Aborted when the execution ends.
+fn spawn_reaper(kill: CancellationToken, max_runtime: Duration) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(max_runtime) => {
+                kill.cancel();
+                true
             }
-        })
-    };
-    let graph = &playbook.graph;
-    let trigger = Arc::new(start.trigger);
-    let execution_id: Arc<str> = Arc::from(start.id);
-    let reporter = Reporter {
-        execution_id: Arc::clone(&execution_id),
-        events: start.events,
-    };
-    let trigger_index = playbook
-        .index_of(crate::playbook::TRIGGER)
-        .unwrap_or_else(|| NodeIndex::new(0));
+            () = kill.cancelled() => false,
+        }
+    })
+}
 
-    let mut records: BTreeMap<NodeIndex, NodeRecord> = BTreeMap::new();
-    records.insert(
-        trigger_index,
-        NodeRecord::new(crate::playbook::TRIGGER.to_owned(), NodeStatus::Succeeded),
-    );
-    let outputs: Arc<Outputs> = graph.node_indices().map(|_| OnceLock::new()).collect();
-    let mut steps = Vec::new();
-    let mut children = Vec::new();
-    let mut running = JoinSet::new();
-    let mut tasks: HashMap<tokio::task::Id, NodeIndex> = HashMap::new();
-    // For each node, the incoming edges whose source has not ended yet; a node is ready
-    // when that reaches 0.
-    let mut waiting: Vec<usize> = graph
-        .node_indices()
-        .map(|n| graph.edges_directed(n, Direction::Incoming).count())
-        .collect();
-    let mut ready = VecDeque::new();
-    release(graph, &mut waiting, &mut ready, trigger_index);
-    let mut inline = None;
+/// What an execution's nodes left when it stopped: every node's record by graph index
+/// (the trigger's included), the step runs, the child executions, and the trigger.
+struct Ran {
+    trigger_index: NodeIndex,
+    records: BTreeMap<NodeIndex, NodeRecord>,
+    steps: Vec<StepRun>,
+    children: Vec<Execution>,
+    trigger: Arc<Value>,
+}
 
-    loop {
-        // Start or skip the ready nodes, as many as the concurrency allows.
-        while running.len() < playbook.concurrency {
-            let Some(index) = ready.pop_front() else {
+/// How a node's run ended, as the scheduler awaits it.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per node, moved once from the run to its record: boxing would allocate per node"
+)]
+enum Ended {
+    /// It ran to its end.
+    Done(NodeDone),
+    /// Its run panicked (a wasp bug): the node, and why.
+    Failed(NodeIndex, String),
+    /// A task the scheduler does not know ended: nothing to record.
+    Unknown,
+}
+
+/// The scheduling phase of an execution: which nodes wait for their predecessors,
+/// which are ready, which run, and what the ended ones left.
+struct Scheduler<R> {
+    runner: Arc<R>,
+    playbook: Arc<Playbook>,
+    trigger: Arc<Value>,
+    /// Each node's output, set when it ends.
+    outputs: Arc<Outputs>,
+    execution_id: Arc<str>,
+    reporter: Reporter,
+    level: LogLevel,
+    depth: u32,
+    kill: CancellationToken,
+    trigger_index: NodeIndex,
+    /// For each node, the incoming edges whose source has not ended yet; a node is
+    /// ready when that reaches 0.
+    waiting: Vec<usize>,
+    ready: VecDeque<NodeIndex>,
+    running: JoinSet<NodeDone>,
+    tasks: HashMap<tokio::task::Id, NodeIndex>,
+    /// The node to run on this task rather than spawn (see [`Scheduler::start_ready`]).
+    inline: Option<(NodeIndex, NodeJob<R>)>,
+    records: BTreeMap<NodeIndex, NodeRecord>,
+    steps: Vec<StepRun>,
+    children: Vec<Execution>,
+}
+
+impl<R: StepRunner> Scheduler<R> {
+    /// The schedule of `playbook` from `start`: the trigger has ended, and the nodes
+    /// it leads to are ready.
+    fn new(
+        runner: Arc<R>,
+        playbook: Arc<Playbook>,
+        start: Start,
+        level: LogLevel,
+        kill: CancellationToken,
+    ) -> Self {
+        let graph = &playbook.graph;
+        let execution_id: Arc<str> = Arc::from(start.id);
+        let reporter = Reporter {
+            execution_id: Arc::clone(&execution_id),
+            events: start.events,
+        };
+        let trigger_index = playbook
+            .index_of(crate::playbook::TRIGGER)
+            .unwrap_or_else(|| NodeIndex::new(0));
+        let mut records = BTreeMap::new();
+        records.insert(
+            trigger_index,
+            NodeRecord::new(crate::playbook::TRIGGER.to_owned(), NodeStatus::Succeeded),
+        );
+        let outputs: Arc<Outputs> = graph.node_indices().map(|_| OnceLock::new()).collect();
+        let mut waiting: Vec<usize> = graph
+            .node_indices()
+            .map(|n| graph.edges_directed(n, Direction::Incoming).count())
+            .collect();
+        let mut ready = VecDeque::new();
+        release(graph, &mut waiting, &mut ready, trigger_index);
+        Self {
+            runner,
+            trigger: Arc::new(start.trigger),
+            outputs,
+            execution_id,
+            reporter,
+            level,
+            depth: start.depth,
+            kill,
+            trigger_index,
+            waiting,
+            ready,
+            running: JoinSet::new(),
+            tasks: HashMap::new(),
+            inline: None,
+            records,
+            steps: Vec::new(),
+            children: Vec::new(),
+            playbook,
+        }
+    }
+
+    /// Run every node that can run, until none is ready or running.
+    async fn run(mut self) -> Ran {
+        loop {
+            self.start_ready();
+            let Some(ended) = self.next_ended().await else {
                 break;
             };
-            let is_active = graph.edges_directed(index, Direction::Incoming).any(|e| {
-                let source = &graph[e.source()];
-                active(e.weight(), &records[&e.source()], source.continue_on_error)
-            });
-            if !is_active || kill.is_cancelled() {
-                let status = if kill.is_cancelled() {
-                    NodeStatus::Killed
-                } else {
-                    NodeStatus::Skipped
-                };
-                let record = NodeRecord::new(graph[index].id.clone(), status);
-                reporter.node_ended(&record);
-                records.insert(index, record);
-                release(graph, &mut waiting, &mut ready, index);
+            self.end(ended);
+        }
+        Ran {
+            trigger_index: self.trigger_index,
+            records: self.records,
+            steps: self.steps,
+            children: self.children,
+            trigger: self.trigger,
+        }
+    }
+
+    /// Start or skip the ready nodes, as many as the concurrency allows.
+    fn start_ready(&mut self) {
+        while self.running.len() < self.playbook.concurrency {
+            let Some(index) = self.ready.pop_front() else {
+                break;
+            };
+            if !self.is_active(index) || self.kill.is_cancelled() {
+                self.skip(index);
                 continue;
             }
-            let job = NodeJob {
-                runner: Arc::clone(&runner),
-                playbook: Arc::clone(&playbook),
-                index,
-                trigger: Arc::clone(&trigger),
-                outputs: Arc::clone(&outputs),
-                execution_id: Arc::clone(&execution_id),
-                level,
-                depth: start.depth,
-                kill: kill.clone(),
-                reporter: reporter.clone(),
-            };
-            reporter.send(|execution_id| Event::NodeStarted {
+            let job = self.job(index);
+            self.reporter.send(|execution_id| Event::NodeStarted {
                 execution_id,
-                node: graph[index].id.clone(),
+                node: self.playbook.graph[index].id.clone(),
                 at: Utc::now(),
             });
-            if running.is_empty() && ready.is_empty() {
+            if self.running.is_empty() && self.ready.is_empty() {
                 // The only node that can run now (every node of a chain): run it on
                 // this task, saving a spawn and a wake on another thread per step.
-                inline = Some((index, job));
+                self.inline = Some((index, job));
                 break;
             }
-            let task = running.spawn(job.run());
-            tasks.insert(task.id(), index);
+            // In the execution's span, as a task does not inherit it.
+            let task = self.running.spawn(job.run().in_current_span());
+            self.tasks.insert(task.id(), index);
         }
-        let ended = if let Some((index, job)) = inline.take() {
-            AssertUnwindSafe(job.run())
-                .catch_unwind()
-                .await
-                .map_err(|panic| {
+    }
+
+    /// Whether an incoming edge of node `index` is active.
+    fn is_active(&self, index: NodeIndex) -> bool {
+        let graph = &self.playbook.graph;
+        graph.edges_directed(index, Direction::Incoming).any(|e| {
+            let source = &graph[e.source()];
+            active(
+                e.weight(),
+                &self.records[&e.source()],
+                source.continue_on_error,
+            )
+        })
+    }
+
+    /// Node `index` does not run: Killed once the execution is stopping, else Skipped.
+    fn skip(&mut self, index: NodeIndex) {
+        let graph = &self.playbook.graph;
+        let status = if self.kill.is_cancelled() {
+            NodeStatus::Killed
+        } else {
+            NodeStatus::Skipped
+        };
+        let record = NodeRecord::new(graph[index].id.clone(), status);
+        self.reporter.node_ended(&record);
+        self.records.insert(index, record);
+        release(graph, &mut self.waiting, &mut self.ready, index);
+    }
+
+    /// The run of node `index`, owning what it needs.
+    fn job(&self, index: NodeIndex) -> NodeJob<R> {
+        NodeJob {
+            runner: Arc::clone(&self.runner),
+            playbook: Arc::clone(&self.playbook),
+            index,
+            trigger: Arc::clone(&self.trigger),
+            outputs: Arc::clone(&self.outputs),
+            execution_id: Arc::clone(&self.execution_id),
+            level: self.level,
+            depth: self.depth,
+            kill: self.kill.clone(),
+            reporter: self.reporter.clone(),
+        }
+    }
+
+    /// The next node's run to end: the inline one, or a spawned one. `None` when none
+    /// is running.
+    async fn next_ended(&mut self) -> Option<Ended> {
+        if let Some((index, job)) = self.inline.take() {
+            return Some(match AssertUnwindSafe(job.run()).catch_unwind().await {
+                Ok(done) => Ended::Done(done),
+                Err(panic) => {
                     let message = panic
                         .downcast_ref::<&str>()
                         .map(|s| (*s).to_owned())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
-                    (index, format!("it panicked: {message}"))
-                })
-        } else {
-            let Some(joined) = running.join_next_with_id().await else {
-                break;
-            };
-            match joined {
-                Ok((_, done)) => Ok(done),
-                Err(e) => match tasks.get(&e.id()).copied() {
-                    Some(index) => Err((index, e.to_string())),
-                    None => continue,
-                },
-            }
-        };
-        let (index, record) = match ended {
-            Ok(done) => {
-                steps.extend(done.runs);
-                children.extend(done.children);
+                    Ended::Failed(index, format!("it panicked: {message}"))
+                }
+            });
+        }
+        let joined = self.running.join_next_with_id().await?;
+        Some(match joined {
+            Ok((_, done)) => Ended::Done(done),
+            Err(e) => match self.tasks.get(&e.id()).copied() {
+                Some(index) => Ended::Failed(index, e.to_string()),
+                None => Ended::Unknown,
+            },
+        })
+    }
+
+    /// Record a node that ended, and make ready the successors it was the last to wait
+    /// for.
+    fn end(&mut self, ended: Ended) {
+        let (index, mut record) = match ended {
+            Ended::Done(done) => {
+                self.steps.extend(done.runs);
+                self.children.extend(done.children);
                 (done.index, done.record)
             }
-            Err((index, error)) => {
+            Ended::Failed(index, error) => {
                 // A node's run panicked: a wasp bug, which fails that node and nothing
                 // else.
                 tracing::error!(%error, "a node's run failed");
@@ -995,103 +1254,142 @@ async fn execute_inner<R: StepRunner>(
                 .error;
                 (index, record)
             }
+            Ended::Unknown => return,
         };
-        let mut record = record;
+        let graph = &self.playbook.graph;
         record.id.clone_from(&graph[index].id);
         if let Some(output) = &record.output {
             // Set once: each node ends once.
-            let _ = outputs[index.index()].set(output.clone());
+            let _ = self.outputs[index.index()].set(output.clone());
         }
-        reporter.node_ended(&record);
-        records.insert(index, record);
-        release(graph, &mut waiting, &mut ready, index);
+        self.reporter.node_ended(&record);
+        self.records.insert(index, record);
+        release(graph, &mut self.waiting, &mut self.ready, index);
     }
+}
 
-    reaper.abort();
-    let reaped = !requested_kill.is_cancelled() && kill.is_cancelled();
-    let message = if reaped {
-        Some(format!(
-            "the execution ran past its maximum runtime of {}; the reaper ended it",
-            humantime::format_duration(playbook.max_runtime)
-        ))
-    } else if requested_kill.is_cancelled() {
-        Some(if start.parent_id.is_some() {
-            "stopped with its parent execution".to_owned()
-        } else {
-            "killed on request".to_owned()
-        })
-    } else {
-        None
-    };
-    let is_final = |n: NodeIndex| {
-        n != trigger_index
-            && graph
-                .neighbors_directed(n, Direction::Outgoing)
+impl Ran {
+    /// Whether `node` of `playbook` is final: one without successors, not the trigger.
+    fn is_final(&self, playbook: &Playbook, node: NodeIndex) -> bool {
+        node != self.trigger_index
+            && playbook
+                .graph
+                .neighbors_directed(node, Direction::Outgoing)
                 .next()
                 .is_none()
-    };
-    let status = if reaped {
-        ExecutionStatus::Failed
-    } else if requested_kill.is_cancelled() {
-        ExecutionStatus::Killed
-    } else {
-        let failed = records.values().any(|r| {
-            matches!(
-                r.status,
-                NodeStatus::Failed | NodeStatus::TimedOut | NodeStatus::Killed
-            )
-        });
-        let finished_pathway = graph.node_indices().any(|n| {
-            is_final(n)
-                && records
-                    .get(&n)
-                    .is_some_and(|r| r.status == NodeStatus::Succeeded)
-        });
-        match (failed, finished_pathway) {
-            (false, _) => ExecutionStatus::Completed,
-            (true, true) => ExecutionStatus::PartiallyFailed,
-            (true, false) => ExecutionStatus::Failed,
-        }
-    };
-    let output: serde_json::Map<String, Value> = records
-        .iter()
-        .filter(|(index, r)| is_final(**index) && r.status == NodeStatus::Succeeded)
-        .filter_map(|(_, r)| Some((r.id.clone(), r.output.clone()?)))
-        .collect();
-    // BTreeMap<NodeIndex, _> iterates in graph order, which is the file's order.
-    let nodes = records
-        .into_iter()
-        .filter(|(index, _)| *index != trigger_index)
-        .map(|(_, mut record)| {
-            if !level.captures_data() {
-                record.output = None;
-            } else if let Some(output) = &mut record.output {
-                cap_json(output, MAX_CAPTURED_BYTES);
-            }
-            record
-        })
-        .collect();
-    for run in &mut steps {
-        capture::apply(run, level);
     }
-    let trigger = level.captures_data().then(|| {
-        let mut trigger = Arc::unwrap_or_clone(trigger);
-        cap_json(&mut trigger, MAX_CAPTURED_BYTES);
-        trigger
+}
+
+/// Why an execution stopped, as its kill tokens tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// No node was left to run.
+    Ended,
+    /// The reaper stopped it past its maximum runtime.
+    Reaped,
+    /// A kill request stopped it (its own, or its parent's).
+    Killed,
+}
+
+impl Stop {
+    /// From the token a kill request cancels and the one the steps are stopped by.
+    fn of(requested: &CancellationToken, kill: &CancellationToken) -> Self {
+        if requested.is_cancelled() {
+            Stop::Killed
+        } else if kill.is_cancelled() {
+            Stop::Reaped
+        } else {
+            Stop::Ended
+        }
+    }
+}
+
+/// The status phase: Failed when reaped, Killed when killed; otherwise Completed when
+/// no node failed, Partially Failed when some failed but a final node succeeded, and
+/// Failed when none did.
+fn decide_status(stop: Stop, playbook: &Playbook, ran: &Ran) -> ExecutionStatus {
+    match stop {
+        Stop::Reaped => return ExecutionStatus::Failed,
+        Stop::Killed => return ExecutionStatus::Killed,
+        Stop::Ended => {}
+    }
+    let failed = ran.records.values().any(|r| {
+        matches!(
+            r.status,
+            NodeStatus::Failed | NodeStatus::TimedOut | NodeStatus::Killed
+        )
     });
-    let execution = Execution {
-        header,
-        status,
-        message,
-        started_at,
-        completed_at: Utc::now(),
-        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        trigger,
-        nodes,
-        steps,
-        children,
-    };
-    (execution, Value::Object(output))
+    let finished_pathway = playbook.graph.node_indices().any(|n| {
+        ran.is_final(playbook, n)
+            && ran
+                .records
+                .get(&n)
+                .is_some_and(|r| r.status == NodeStatus::Succeeded)
+    });
+    match (failed, finished_pathway) {
+        (false, _) => ExecutionStatus::Completed,
+        (true, true) => ExecutionStatus::PartiallyFailed,
+        (true, false) => ExecutionStatus::Failed,
+    }
+}
+
+/// What the execution's record says about how it stopped, when something stopped it.
+fn stop_message(stop: Stop, playbook: &Playbook, is_child: bool) -> Option<String> {
+    match stop {
+        Stop::Ended => None,
+        Stop::Reaped => Some(format!(
+            "the execution ran past its maximum runtime of {}; the reaper ended it",
+            humantime::format_duration(playbook.max_runtime)
+        )),
+        Stop::Killed if is_child => Some("stopped with its parent execution".to_owned()),
+        Stop::Killed => Some("killed on request".to_owned()),
+    }
+}
+
+/// The execution's output as a `playbook:` node sees it: the outputs of its final
+/// nodes that succeeded, by node id.
+fn final_outputs(playbook: &Playbook, ran: &Ran) -> serde_json::Map<String, Value> {
+    ran.records
+        .iter()
+        .filter(|(index, r)| ran.is_final(playbook, **index) && r.status == NodeStatus::Succeeded)
+        .filter_map(|(_, r)| Some((r.id.clone(), r.output.clone()?)))
+        .collect()
+}
+
+/// What an execution's record keeps of what its nodes left.
+struct Kept {
+    trigger: Option<Value>,
+    nodes: Vec<NodeRecord>,
+    steps: Vec<StepRun>,
+    children: Vec<Execution>,
+}
+
+impl Kept {
+    /// The capture phase: the policy of `level` (see [`capture`]) applied to the trigger,
+    /// each node's record (the trigger's left out) and each step run.
+    fn of(ran: Ran, level: LogLevel) -> Self {
+        let trigger_index = ran.trigger_index;
+        // BTreeMap<NodeIndex, _> iterates in graph order, which is the file's order.
+        let nodes = ran
+            .records
+            .into_iter()
+            .filter(|(index, _)| *index != trigger_index)
+            .map(|(_, mut record)| {
+                capture::apply_to_node(&mut record, level);
+                record
+            })
+            .collect();
+        let mut steps = ran.steps;
+        for run in &mut steps {
+            capture::apply(run, level);
+        }
+        Self {
+            trigger: capture::kept_trigger(ran.trigger, level),
+            nodes,
+            steps,
+            children: ran.children,
+        }
+    }
 }
 
 #[cfg(test)]

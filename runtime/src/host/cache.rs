@@ -80,10 +80,10 @@ impl ComponentCache {
                 }
                 // Created private at the first write.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::Cache {
+                Err(source) => {
+                    return Err(Error::CacheUnreadable {
                         path: dir.clone(),
-                        problem: format!("cannot be read: {e}"),
+                        source,
                     });
                 }
             }

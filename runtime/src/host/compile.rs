@@ -177,14 +177,14 @@ pub enum Refusal {
 pub(crate) fn check_shape(
     bytes: &[u8],
     limits: &CompileLimits,
-) -> Result<(), Result<Refusal, String>> {
+) -> Result<(), Result<Refusal, wasmparser::BinaryReaderError>> {
     if bytes.len() > limits.max_component_bytes {
         return Err(Ok(Refusal::Size {
             size: bytes.len(),
             bound: limits.max_component_bytes,
         }));
     }
-    let malformed = |e: wasmparser::BinaryReaderError| Err::<Refusal, String>(e.to_string());
+    let malformed = Err::<Refusal, wasmparser::BinaryReaderError>;
     let mut index = 0;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         let wasmparser::Payload::CodeSectionEntry(body) = payload.map_err(malformed)? else {
@@ -275,17 +275,46 @@ impl Compiler {
         hash: &str,
         bytes: Vec<u8>,
     ) -> Result<Component, Error> {
-        let refused = |refusal| Error::Refused {
-            path: source.to_owned(),
-            refusal,
-        };
         if lock(&self.timed_out).contains(hash) {
-            return Err(refused(Refusal::Timeout {
-                bound: self.limits.timeout,
-            }));
+            return Err(Error::Refused {
+                path: source.to_owned(),
+                refusal: Refusal::Timeout {
+                    bound: self.limits.timeout,
+                },
+            });
         }
-        // The shape check reads every function's header (tens of milliseconds for a
-        // large component) and a cache entry is hashed whole: both off the async workers.
+        let (cached, bytes) = self
+            .checked_or_cached(engine, cache, source, hash, bytes)
+            .await?;
+        if let Some(component) = cached {
+            return Ok(component);
+        }
+        let slot = self.slot(source).await?;
+        let job = Job {
+            engine: engine.clone(),
+            cache: Arc::clone(cache),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            source: source.to_owned(),
+            hash: hash.to_owned(),
+            bytes,
+            abandoned: Arc::new(AtomicBool::new(false)),
+            running: Arc::clone(&self.running),
+        };
+        self.compile(job, slot, source, hash).await
+    }
+
+    /// Bound 1, the shape check, then the cache: the cached component, if any, and the
+    /// bytes back. Both run off the async workers: the check reads every function's
+    /// header (tens of milliseconds for a large component) and a cache entry is hashed
+    /// whole.
+    async fn checked_or_cached(
+        &self,
+        engine: &Engine,
+        cache: &Arc<ComponentCache>,
+        source: &Path,
+        hash: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(Option<Component>, Vec<u8>), Error> {
         let (checked, bytes) = {
             let (engine, cache, hash) = (engine.clone(), Arc::clone(cache), hash.to_owned());
             let limits = self.limits;
@@ -294,24 +323,33 @@ impl Compiler {
                 (checked, bytes)
             })
             .await
-            .map_err(|e| Error::Engine(format!("the cache task failed: {e}")))?
+            .map_err(|source| Error::Task {
+                task: "the cache task",
+                source,
+            })?
         };
         let cached = checked.map_err(|e| match e {
-            Ok(refusal) => refused(refusal),
-            Err(message) => Error::Compile {
+            Ok(refusal) => Error::Refused {
                 path: source.to_owned(),
-                message,
+                refusal,
+            },
+            Err(malformed) => Error::Compile {
+                path: source.to_owned(),
+                source: wasmtime::Error::new(malformed),
             },
         })?;
-        if let Some(component) = cached {
-            return Ok(component);
-        }
+        Ok((cached, bytes))
+    }
 
+    /// Bound 3: a compiler slot, waited for while the compilations holding them are
+    /// within their bound; refused when abandoned ones have held every slot for a
+    /// whole bound.
+    async fn slot(&self, source: &Path) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
         let bound = self.limits.timeout;
-        let slot = loop {
+        loop {
             match tokio::time::timeout(bound, Arc::clone(&self.slots).acquire_owned()).await {
-                Ok(Ok(slot)) => break slot,
-                Ok(Err(_)) => return Err(Error::Engine("the compiler is closed".into())),
+                Ok(Ok(slot)) => return Ok(slot),
+                Ok(Err(_)) => return Err(Error::Unavailable("the compiler is closed")),
                 Err(_) => {
                     let running = lock(&self.running);
                     let abandoned: Vec<String> = running
@@ -320,26 +358,31 @@ impl Compiler {
                         .map(|r| format!("`{}`", r.source.display()))
                         .collect();
                     if abandoned.len() >= self.limits.max_parallel.max(1) {
-                        return Err(refused(Refusal::Busy { bound, abandoned }));
+                        return Err(Error::Refused {
+                            path: source.to_owned(),
+                            refusal: Refusal::Busy { bound, abandoned },
+                        });
                     }
                     // Compilations within their bound hold a slot: each ends or is
                     // abandoned within a bound, so waiting on makes progress.
                 }
             }
-        };
-        let abandoned = Arc::new(AtomicBool::new(false));
+        }
+    }
+
+    /// Bound 2: `job` (of `source`, with content hash `hash`) on a thread of its own,
+    /// holding `slot` until it ends, waited for no longer than the time bound; past it,
+    /// the compilation is abandoned and its component refused from then on.
+    async fn compile(
+        &self,
+        job: Job,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        source: &Path,
+        hash: &str,
+    ) -> Result<Component, Error> {
+        let bound = self.limits.timeout;
+        let (id, abandoned) = (job.id, Arc::clone(&job.abandoned));
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let job = Job {
-            engine: engine.clone(),
-            cache: Arc::clone(cache),
-            id,
-            source: source.to_owned(),
-            hash: hash.to_owned(),
-            bytes,
-            abandoned: Arc::clone(&abandoned),
-            running: Arc::clone(&self.running),
-        };
         lock(&self.running).push(Running {
             id,
             source: source.to_owned(),
@@ -354,16 +397,14 @@ impl Compiler {
                 drop(slot);
                 let _ = sender.send(result);
             });
-        if let Err(e) = spawned {
+        if let Err(source) = spawned {
             forget(&self.running, id);
-            return Err(Error::Engine(format!(
-                "cannot start a compiler thread: {e}"
-            )));
+            return Err(Error::Thread { source });
         }
         match tokio::time::timeout(bound, receiver).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Engine(
-                "the compiler thread ended without an answer".into(),
+            Ok(Err(_)) => Err(Error::Unavailable(
+                "the compiler thread ended without an answer",
             )),
             Err(_) => {
                 abandoned.store(true, Ordering::Release);
@@ -376,7 +417,10 @@ impl Compiler {
                     bound = %humantime::format_duration(bound),
                     "compilation abandoned past its bound; it runs on until it ends, holding a compiler slot"
                 );
-                Err(refused(Refusal::Timeout { bound }))
+                Err(Error::Refused {
+                    path: source.to_owned(),
+                    refusal: Refusal::Timeout { bound },
+                })
             }
         }
     }
@@ -402,9 +446,9 @@ impl Job {
         let result = match self.cache.compiled(&self.engine, &self.hash) {
             Some(component) => Ok(component),
             None => Component::from_binary(&self.engine, &self.bytes)
-                .map_err(|e| Error::Compile {
+                .map_err(|source| Error::Compile {
                     path: self.source.clone(),
-                    message: format!("{e:#}"),
+                    source,
                 })
                 .inspect(|component| {
                     // What ran past the bound stays refused: caching it would let the
@@ -471,15 +515,16 @@ mod tests {
             max_function_complexity: 20_000,
             ..CompileLimits::default()
         };
-        assert_eq!(check_shape(&component(20, 900), &limits), Ok(()));
-        assert_eq!(
+        // The parser's error, the cause of a malformed component's, has no `==`.
+        assert!(check_shape(&component(20, 900), &limits).is_ok());
+        assert!(matches!(
             check_shape(&component(101, 10), &limits),
             Err(Ok(Refusal::Locals {
                 index: 0,
                 locals: 101,
                 bound: 100
             }))
-        );
+        ));
         assert!(matches!(
             check_shape(&component(1, 1_000), &limits),
             Err(Ok(Refusal::FunctionSize {
@@ -505,10 +550,10 @@ mod tests {
             max_functions: 0,
             ..limits
         };
-        assert_eq!(
+        assert!(matches!(
             check_shape(&component(1, 1), &none),
             Err(Ok(Refusal::Functions { bound: 0 }))
-        );
+        ));
         assert!(
             check_shape(b"\0asm\x0d\0\x01\0\x01\x05", &limits)
                 .unwrap_err()

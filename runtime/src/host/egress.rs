@@ -568,6 +568,18 @@ fn recorded_url(uri: &http::Uri) -> String {
     recorded_head(url, MAX_RECORDED_URL_BYTES)
 }
 
+/// The request line's target: the URL's path and query, without the host (which
+/// travels in `Host`).
+fn origin_form(uri: &http::Uri) -> http::Uri {
+    uri.path_and_query().map_or_else(
+        || http::Uri::from_static("/"),
+        |p| {
+            http::Uri::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes()))
+                .unwrap_or_else(|_| http::Uri::from_static("/"))
+        },
+    )
+}
+
 static TLS: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),
@@ -586,7 +598,33 @@ static TLS: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
+/// A client connection of one request, and the task that drives it.
+type Sender = hyper::client::conn::http1::SendRequest<WasiBody>;
+type Connection = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>;
+
+/// Where an admitted request goes.
+struct Destination {
+    /// As in the URL (an IPv6 literal in brackets).
+    host: String,
+    port: u16,
+    /// The scheme's default port.
+    default_port: u16,
+    https: bool,
+}
+
+/// The time limits of one request: the asset's, shortened by the guest's options, and
+/// when the whole exchange must end.
+struct Deadlines {
+    connect_timeout: Duration,
+    first_byte_timeout: Duration,
+    /// The earlier of the request timeout and the step's own deadline.
+    deadline: tokio::time::Instant,
+}
+
 impl Request {
+    /// Send `request` where the asset allows, in the phases the module docs list:
+    /// admit it, wait for an open slot, resolve, connect, secure, handshake, wait for
+    /// the response's head, then hand back a body read under the cap and the deadline.
     async fn send(
         self,
         mut request: http::Request<WasiBody>,
@@ -600,10 +638,55 @@ impl Request {
     > {
         let uri = request.uri().clone();
         let head = request.method() == http::Method::HEAD;
-        let Some(index) = self
-            .records
-            .start(request.method().as_str(), recorded_url(&uri))
+        let (index, to) = self.admit(request.method(), &uri)?;
+        let limits = self.deadlines(options);
+        let deadline = limits.deadline;
+        // Held until the body is read or dropped.
+        let Ok(Ok(permit)) =
+            tokio::time::timeout_at(deadline, Arc::clone(&self.open).acquire_owned()).await
         else {
+            return Err(self.timed_out(
+                index,
+                "waiting for another request of the step to end",
+                self.egress.request_timeout,
+            ));
+        };
+        let connect_by = (tokio::time::Instant::now() + limits.connect_timeout).min(deadline);
+        let connecting = (connect_by, limits.connect_timeout);
+        let addresses = self
+            .resolve(index, (&to.host, to.port, to.default_port), connect_by)
+            .await?;
+        let stream = self.connect(index, &addresses, connecting).await?;
+        let stream = if to.https {
+            self.secure(index, &to.host, stream, connecting).await?
+        } else {
+            stream
+        };
+        let (sender, connection) = self.handshake(index, stream, connecting).await?;
+        // The request line carries the path only; the host travels in `Host`.
+        *request.uri_mut() = origin_form(&uri);
+        let mut connection = Box::pin(connection);
+        let (response, connection_done) = self
+            .first_byte(index, sender, &mut connection, request, &limits)
+            .await?;
+        let response = self.respond(index, response, head, permit, deadline)?;
+        let io = async move {
+            if connection_done {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, connection).await {
+                Ok(result) => result.map_err(Error::from),
+                Err(_) => Err(Error::HttpResponseTimeout),
+            }
+        };
+        Ok((response, Box::new(io)))
+    }
+
+    /// The admission phase: record the request (or refuse it past the step's count),
+    /// then refuse it unless its URL carries no credentials and the asset allows its
+    /// host and port.
+    fn admit(&self, method: &http::Method, uri: &http::Uri) -> Result<(usize, Destination), Error> {
+        let Some(index) = self.records.start(method.as_str(), recorded_url(uri)) else {
             return Err(Error::ConnectionLimitReached);
         };
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
@@ -619,119 +702,146 @@ impl Request {
         let host = uri.host().unwrap_or("").to_owned();
         let port = uri.port_u16().unwrap_or(default_port);
         if !self.egress.allows(&host, port, default_port) {
-            let grant = match (&self.asset, self.egress.rules.is_empty()) {
-                (None, true) => "the step binds no asset, so it may not reach any host".to_owned(),
-                (None, false) => {
-                    format!("the step may reach only {}", self.egress.hosts().join(", "))
-                }
-                (Some(asset), true) => format!("asset `{asset}` allows no hosts"),
-                (Some(asset), false) => format!(
-                    "asset `{asset}` allows only {}",
-                    self.egress.hosts().join(", ")
-                ),
-            };
-            let why = format!("{host}:{port} is not an allowed host; {grant}");
+            let why = format!("{host}:{port} is not an allowed host; {}", self.grant());
             return Err(self.records.refuse(index, why, Error::HttpRequestDenied));
         }
+        let to = Destination {
+            host,
+            port,
+            default_port,
+            https,
+        };
+        Ok((index, to))
+    }
+
+    /// What the step may reach, for a refusal.
+    fn grant(&self) -> String {
+        match (&self.asset, self.egress.rules.is_empty()) {
+            (None, true) => "the step binds no asset, so it may not reach any host".to_owned(),
+            (None, false) => {
+                format!("the step may reach only {}", self.egress.hosts().join(", "))
+            }
+            (Some(asset), true) => format!("asset `{asset}` allows no hosts"),
+            (Some(asset), false) => format!(
+                "asset `{asset}` allows only {}",
+                self.egress.hosts().join(", ")
+            ),
+        }
+    }
+
+    /// The request's time limits, from now.
+    fn deadlines(&self, options: Option<RequestOptions>) -> Deadlines {
         let options = options.unwrap_or_default();
         let shortest =
             |ours: Duration, theirs: Option<Duration>| theirs.map_or(ours, |t| t.min(ours));
-        let connect_timeout = shortest(self.egress.connect_timeout, options.connect_timeout);
-        let first_byte_timeout =
-            shortest(self.egress.first_byte_timeout, options.first_byte_timeout);
-        let deadline = tokio::time::Instant::from_std(
-            (Instant::now() + self.egress.request_timeout).min(self.deadline),
-        );
-        // Held until the body is read or dropped.
-        let Ok(Ok(permit)) =
-            tokio::time::timeout_at(deadline, Arc::clone(&self.open).acquire_owned()).await
-        else {
-            return Err(self.timed_out(
-                index,
-                "waiting for another request of the step to end",
-                self.egress.request_timeout,
-            ));
-        };
-        let connect_by = (tokio::time::Instant::now() + connect_timeout).min(deadline);
+        Deadlines {
+            connect_timeout: shortest(self.egress.connect_timeout, options.connect_timeout),
+            first_byte_timeout: shortest(
+                self.egress.first_byte_timeout,
+                options.first_byte_timeout,
+            ),
+            deadline: tokio::time::Instant::from_std(
+                (Instant::now() + self.egress.request_timeout).min(self.deadline),
+            ),
+        }
+    }
 
-        let addresses = self
-            .resolve(index, (&host, port, default_port), connect_by)
-            .await?;
-        let stream = self
-            .connect(index, &addresses, (connect_by, connect_timeout))
-            .await?;
-        let stream: Box<dyn Stream> = if https {
-            let name = match Host::of(&host) {
-                Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
-                _ => rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-                    self.records.fail(
-                        index,
-                        format!("bad TLS name: {e}"),
-                        Error::HttpRequestUriInvalid,
-                    )
-                })?,
-            };
-            let connector = tokio_rustls::TlsConnector::from(Arc::clone(&TLS));
-            match tokio::time::timeout_at(connect_by, connector.connect(name, stream)).await {
-                Ok(Ok(tls)) => Box::new(tls),
-                Ok(Err(e)) => {
-                    return Err(self.records.fail(
-                        index,
-                        format!("TLS handshake failed: {e}"),
-                        Error::TlsCertificateError,
-                    ));
-                }
-                Err(_) => return Err(self.timed_out(index, "the TLS handshake", connect_timeout)),
-            }
-        } else {
-            stream
+    /// TLS over `stream` to `host`, against the webpki roots, within the connect
+    /// timeout.
+    async fn secure(
+        &self,
+        index: usize,
+        host: &str,
+        stream: Box<dyn Stream>,
+        (by, timeout): (tokio::time::Instant, Duration),
+    ) -> Result<Box<dyn Stream>, Error> {
+        let name = match Host::of(host) {
+            Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
+            _ => rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+                self.records.fail(
+                    index,
+                    format!("bad TLS name: {e}"),
+                    Error::HttpRequestUriInvalid,
+                )
+            })?,
         };
-        let (mut sender, connection) = match tokio::time::timeout_at(
-            connect_by,
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&TLS));
+        match tokio::time::timeout_at(by, connector.connect(name, stream)).await {
+            Ok(Ok(tls)) => Ok(Box::new(tls)),
+            Ok(Err(e)) => Err(self.records.fail(
+                index,
+                format!("TLS handshake failed: {e}"),
+                Error::TlsCertificateError,
+            )),
+            Err(_) => Err(self.timed_out(index, "the TLS handshake", timeout)),
+        }
+    }
+
+    /// The HTTP/1 handshake over `stream`, within the connect timeout.
+    async fn handshake(
+        &self,
+        index: usize,
+        stream: Box<dyn Stream>,
+        (by, timeout): (tokio::time::Instant, Duration),
+    ) -> Result<(Sender, Connection), Error> {
+        match tokio::time::timeout_at(
+            by,
             hyper::client::conn::http1::handshake(TokioIo::new(stream)),
         )
         .await
         {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => {
-                return Err(self.records.fail(index, e.to_string(), Error::from(e)));
-            }
-            Err(_) => return Err(self.timed_out(index, "the HTTP handshake", connect_timeout)),
-        };
-        // The request line carries the path only; the host travels in `Host`.
-        *request.uri_mut() = uri.path_and_query().map_or_else(
-            || http::Uri::from_static("/"),
-            |p| {
-                http::Uri::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes()))
-                    .unwrap_or_else(|_| http::Uri::from_static("/"))
-            },
-        );
+            Ok(Ok(pair)) => Ok(pair),
+            Ok(Err(e)) => Err(self.records.fail(index, e.to_string(), Error::from(e))),
+            Err(_) => Err(self.timed_out(index, "the HTTP handshake", timeout)),
+        }
+    }
 
-        // Drive the connection while waiting for the response's head.
-        let mut connection = Box::pin(connection);
+    /// Send `request` and wait for the response's head within the first-byte timeout,
+    /// driving the connection meanwhile. Also says whether the connection ended.
+    async fn first_byte(
+        &self,
+        index: usize,
+        mut sender: Sender,
+        connection: &mut Pin<Box<Connection>>,
+        request: http::Request<WasiBody>,
+        limits: &Deadlines,
+    ) -> Result<(http::Response<hyper::body::Incoming>, bool), Error> {
         let mut connection_done = false;
-        let respond_by = (tokio::time::Instant::now() + first_byte_timeout).min(deadline);
-        let response = {
-            let sent = sender.send_request(request);
-            tokio::pin!(sent);
-            loop {
-                tokio::select! {
-                    biased;
-                    response = &mut sent => break response,
-                    ended = &mut connection, if !connection_done => {
-                        connection_done = true;
-                        if let Err(e) = ended {
-                            return Err(self.records.fail(index, e.to_string(), Error::from(e)));
-                        }
+        let respond_by =
+            (tokio::time::Instant::now() + limits.first_byte_timeout).min(limits.deadline);
+        let sent = sender.send_request(request);
+        tokio::pin!(sent);
+        let response = loop {
+            tokio::select! {
+                biased;
+                response = &mut sent => break response,
+                ended = &mut *connection, if !connection_done => {
+                    connection_done = true;
+                    if let Err(e) = ended {
+                        return Err(self.records.fail(index, e.to_string(), Error::from(e)));
                     }
-                    () = tokio::time::sleep_until(respond_by) => {
-                        return Err(self.timed_out(index, "the response's first byte", first_byte_timeout));
-                    }
+                }
+                () = tokio::time::sleep_until(respond_by) => {
+                    return Err(self.timed_out(index, "the response's first byte", limits.first_byte_timeout));
                 }
             }
         };
         let response =
             response.map_err(|e| self.records.fail(index, e.to_string(), Error::from(e)))?;
+        Ok((response, connection_done))
+    }
+
+    /// The response phase: record its status, refuse a body declared over the cap
+    /// (but where there is none), and read the body through [`Capped`], which holds
+    /// the open slot `permit` until it ends.
+    fn respond(
+        &self,
+        index: usize,
+        response: http::Response<hyper::body::Incoming>,
+        head: bool,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        deadline: tokio::time::Instant,
+    ) -> Result<http::Response<WasiBody>, Error> {
         let status = response.status().as_u16();
         self.records
             .update(index, |record| record.status = Some(status));
@@ -752,7 +862,7 @@ impl Request {
             ));
         }
         let records = self.records.clone();
-        let response = response.map(|incoming| {
+        Ok(response.map(|incoming| {
             Capped {
                 incoming,
                 cap,
@@ -764,17 +874,7 @@ impl Request {
                 _permit: permit,
             }
             .boxed_unsync()
-        });
-        let io = async move {
-            if connection_done {
-                return Ok(());
-            }
-            match tokio::time::timeout_at(deadline, connection).await {
-                Ok(result) => result.map_err(Error::from),
-                Err(_) => Err(Error::HttpResponseTimeout),
-            }
-        };
-        Ok((response, Box::new(io)))
+        }))
     }
 
     async fn resolve(

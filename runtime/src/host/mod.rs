@@ -93,8 +93,31 @@ pub(crate) mod bindings {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The engine could not be configured.
+    #[error("could not set up the WebAssembly engine: {source:#}")]
+    Engine {
+        /// wasmtime's error.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// A task of the host (loading an app, reading the cache) failed: wasp's bug.
+    #[error("could not set up the WebAssembly engine: {task} failed: {source}")]
+    Task {
+        /// What the task did.
+        task: &'static str,
+        /// How it ended.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A compiler thread could not be started.
+    #[error("could not set up the WebAssembly engine: cannot start a compiler thread: {source}")]
+    Thread {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host is shutting down, or its compiler is gone.
     #[error("could not set up the WebAssembly engine: {0}")]
-    Engine(String),
+    Unavailable(&'static str),
     /// A component file could not be read.
     #[error("cannot read `{}`: {source}", path.display())]
     Read {
@@ -104,17 +127,21 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The component cache directory may not be trusted.
-    #[error(
-        "the component cache `{}` {problem}: wasp loads no compiled code from it \
-         (make it the user's own and not writable by others, e.g. `chmod 700`, \
-         or name another with --cache-dir)",
-        path.display()
-    )]
+    #[error("the component cache `{}` {problem}: {advice}", path.display(), advice = CACHE_ADVICE)]
     Cache {
         /// The directory.
         path: PathBuf,
         /// What is wrong with it.
         problem: String,
+    },
+    /// The component cache directory cannot be read, so it cannot be checked.
+    #[error("the component cache `{}` cannot be read: {source}: {advice}", path.display(), advice = CACHE_ADVICE)]
+    CacheUnreadable {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The component is past a bound on what wasp compiles (see [`CompileLimits`]).
     #[error("`{}` is refused: {refusal}", path.display())]
@@ -125,20 +152,22 @@ pub enum Error {
         refusal: Refusal,
     },
     /// The file is not a valid component.
-    #[error("`{}` is not a WebAssembly component: {message}", path.display())]
+    #[error("`{}` is not a WebAssembly component: {source:#}", path.display())]
     Compile {
         /// The file.
         path: PathBuf,
-        /// wasmtime's message.
-        message: String,
+        /// What wasmtime (or the shape check's parser) found.
+        #[source]
+        source: wasmtime::Error,
     },
     /// The component needs imports wasp does not provide, or lacks the app exports.
-    #[error("`{}` does not fit the wasp:playbook app world: {message}", path.display())]
+    #[error("`{}` does not fit the wasp:playbook app world: {source:#}", path.display())]
     Link {
         /// The file.
         path: PathBuf,
-        /// What does not fit.
-        message: String,
+        /// What does not fit, as wasmtime says.
+        #[source]
+        source: wasmtime::Error,
     },
     /// `describe()` failed or returned something unusable.
     #[error("`{}`: describe() {message}", path.display())]
@@ -160,7 +189,25 @@ pub enum Error {
     },
     /// The input is not JSON.
     #[error("the input is not valid JSON: {0}")]
-    InputNotJson(String),
+    InputNotJson(#[source] serde_json::Error),
+}
+
+/// What an [`Error::Cache`] or [`Error::CacheUnreadable`] asks of the user.
+const CACHE_ADVICE: &str = "wasp loads no compiled code from it (make it the user's own and \
+     not writable by others, e.g. `chmod 700`, or name another with --cache-dir)";
+
+impl Error {
+    /// Whether the host itself failed (wasp's bug or a broken environment), rather than
+    /// the component or the call it was given.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Error::Engine { .. }
+                | Error::Task { .. }
+                | Error::Thread { .. }
+                | Error::Unavailable(_)
+        )
+    }
 }
 
 /// How instances get their memory.
@@ -421,15 +468,15 @@ impl Host {
                 }
             },
         };
-        let engine = engine.map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let engine = engine.map_err(|source| Error::Engine { source })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+            .map_err(|source| Error::Engine { source })?;
         // Apps that call out import `wasi:http`; the hooks decide what a call may reach.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+            .map_err(|source| Error::Engine { source })?;
         bindings::App::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+            .map_err(|source| Error::Engine { source })?;
         let cache = Arc::new(ComponentCache::new(&engine, config.cache_dir)?);
         start_ticker(&engine);
         Ok(Self {
@@ -453,6 +500,11 @@ impl Host {
     /// compile it (or take it from the cache) off the async workers and within the
     /// time bound, pre-instantiate it, and describe it (once per content hash, then
     /// cached).
+    #[tracing::instrument(
+        name = "host.load",
+        skip_all,
+        fields(path = %path.display(), app = tracing::field::Empty)
+    )]
     pub async fn load(&self, path: &Path) -> Result<Arc<App>, Error> {
         let bytes = self.read_component(path).await?;
         let hash = cache::content_hash(&bytes);
@@ -461,9 +513,9 @@ impl Host {
             .compiler
             .component(&self.inner.engine, &self.inner.cache, path, &hash, bytes)
             .await?;
-        let link = |e: wasmtime::Error| Error::Link {
+        let link = |source| Error::Link {
             path: path.to_owned(),
-            message: format!("{e:#}"),
+            source,
         };
         let instance_pre = self
             .inner
@@ -481,6 +533,7 @@ impl Host {
                 info
             }
         };
+        tracing::Span::current().record("app", info.name.as_str());
         Ok(Arc::new(App {
             path: path.to_owned(),
             hash,
@@ -632,30 +685,22 @@ impl Host {
     /// Run `call` on `app` in a fresh sandbox.
     ///
     /// Errors only for a call that cannot be made (unknown action, input that is not
-    /// JSON); everything that happens inside the sandbox is in the report.
+    /// JSON); everything that happens inside the sandbox is in the report. The phases:
+    /// check the call, wait for a slot, run it in a fresh store, collect what the
+    /// sandbox recorded, judge how the call ended, and mask the bound asset's secrets.
+    #[tracing::instrument(
+        name = "host.invoke",
+        skip_all,
+        fields(app = %app.info.name, action = %call.action)
+    )]
     pub async fn invoke(&self, app: &App, call: Call) -> Result<StepReport, Error> {
-        let Some(action) = app.action(&call.action) else {
-            return Err(Error::UnknownAction {
-                app: app.info.name.clone(),
-                action: call.action.clone(),
-                known: app
-                    .info
-                    .actions
-                    .iter()
-                    .map(|a| a.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        };
-        serde_json::from_str::<serde::de::IgnoredAny>(&call.input)
-            .map_err(|e| Error::InputNotJson(e.to_string()))?;
-
+        let action = check_call(app, &call)?;
         let _slot = self
             .inner
             .slots
             .acquire()
             .await
-            .map_err(|_| Error::Engine("the host is shutting down".into()))?;
+            .map_err(|_| Error::Unavailable("the host is shutting down"))?;
         let redactor = call.settings.redactor();
         let started = Instant::now();
         let mut store = self.store(
@@ -669,141 +714,198 @@ impl Host {
             action: call.action.clone(),
             input: call.input,
         };
-        // Which side failed decides who is at fault: instantiation is the host's
-        // work (but for the guest's start code), while everything that fails inside
-        // the call (host calls included) was asked for by the app.
-        let run = async {
-            let instance = app
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| (Phase::Instantiate, e))?;
-            instance
-                .call_run(&mut store, &invocation)
-                .await
-                .map_err(|e| (Phase::Call, e))
-        };
-        let result = tokio::select! {
-            result = tokio::time::timeout(call.limits.timeout + GRACE, run) => match result {
-                Ok(Ok(returned)) => Ok(returned),
-                Ok(Err(failed)) => Err(Some(failed)),
-                Err(_elapsed) => Err(None),
-            },
-            () = call.kill.cancelled() => {
-                Err(Some((Phase::Call, wasmtime::Error::new(Interrupt::Killed))))
-            }
-        };
+        let ended = run_sandboxed(app, &mut store, &invocation, &call.limits, &call.kill).await;
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-
-        let state = store.data_mut();
-        let (requests, over_limit) = state.http_hooks.records.take();
-        if !requests.is_empty() {
-            for request in &requests {
-                let (ts, level, message, fields) = request.line();
-                state.logs.push_host(ts, level, message, fields);
-            }
-            if over_limit > 0 {
-                let ts = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-                state.logs.push_host(
-                    ts,
-                    LogLevel::Warn,
-                    format!(
-                        "the host refused {over_limit} more requests: a step may make {} at most",
-                        egress::MAX_REQUESTS_PER_STEP
-                    ),
-                    Vec::new(),
-                );
-            }
-            // The request lines join the app's own in time order (the stamps are
-            // fixed-width RFC 3339 in UTC, so they sort as text).
-            state.logs.lines.sort_by(|a, b| a.ts.cmp(&b.ts));
-        }
-        let (stdout, stdout_dropped) = state.stdout.take();
-        let (stderr, stderr_dropped) = state.stderr.take();
-        let mut report = StepReport {
-            status: StepStatus::Failed,
-            output: None,
-            pathway: None,
-            error: None,
-            logs: std::mem::take(&mut state.logs.lines),
-            stdout,
-            stderr,
-            duration_us,
-            truncated: Truncation {
-                log_lines_dropped: state.logs.dropped_lines,
-                log_lines_cut: state.logs.truncated_lines,
-                stdout_bytes_dropped: stdout_dropped,
-                stderr_bytes_dropped: stderr_dropped,
-            },
-        };
-        match result {
+        let mut report = collect(store.data_mut(), duration_us);
+        report.error = match ended {
             Ok(Ok(outcome)) => match check_outcome(action, outcome, &call.limits) {
                 Ok((output, pathway)) => {
                     report.status = StepStatus::Succeeded;
                     report.output = Some(output);
                     report.pathway = pathway;
+                    None
                 }
-                Err(message) => {
-                    report.error = Some(StepFailure::new(FailureKind::InvalidOutput, message))
-                }
+                Err(message) => Some(StepFailure::new(FailureKind::InvalidOutput, message)),
             },
-            Ok(Err(app_error)) => {
-                report.error = Some(StepFailure {
-                    kind: FailureKind::AppError,
-                    message: capped_error_message(app_error.message, &redactor),
-                    code: Some(error_code(app_error.code).to_owned()),
-                    retryable: app_error.retryable,
-                });
-            }
-            Err(Some((phase, error))) => {
-                let interrupt = error.downcast_ref::<Interrupt>().copied();
-                // Instantiation runs the guest's start code too: its traps are its own.
-                let guest_stopped = interrupt.is_some() || error.downcast_ref::<Trap>().is_some();
-                let mut classified = if phase == Phase::Instantiate && !guest_stopped {
-                    host_failure(&error)
-                } else {
-                    classify(&error, &report.stderr, &call.limits)
-                };
-                let state = store.data();
-                match (
-                    interrupt,
-                    state.limiter.memory_refused_at,
-                    state.resources.refused_at,
-                ) {
-                    (Some(Interrupt::Memory), Some(asked), _) => {
-                        classified.message = format!(
-                            "the app asked for {} of memory, over its {} limit",
-                            human_bytes(asked),
-                            human_bytes(call.limits.memory_bytes)
-                        );
-                    }
-                    (Some(Interrupt::Resources), _, Some(held)) => {
-                        classified.message = format!(
-                            "the app held {} of host memory in resources (HTTP headers, request bodies), over its {} limit",
-                            human_bytes(held),
-                            human_bytes(call.limits.max_resource_bytes)
-                        );
-                    }
-                    _ => {}
-                }
-                report.error = Some(classified);
-            }
-            Err(None) => {
-                report.error = Some(StepFailure {
-                    message: format!(
-                        "the step did not finish within {}; it was stopped inside a host call",
-                        humantime::format_duration(call.limits.timeout)
-                    ),
-                    ..StepFailure::new(FailureKind::Timeout, String::new())
-                });
-            }
-        }
+            Ok(Err(app_error)) => Some(StepFailure {
+                kind: FailureKind::AppError,
+                message: capped_error_message(app_error.message, &redactor),
+                code: Some(error_code(app_error.code).to_owned()),
+                retryable: app_error.retryable,
+            }),
+            Err(Some((phase, error))) => Some(stopped(
+                phase,
+                &error,
+                &report.stderr,
+                &call.limits,
+                store.data(),
+            )),
+            Err(None) => Some(StepFailure {
+                message: format!(
+                    "the step did not finish within {}; it was stopped inside a host call",
+                    humantime::format_duration(call.limits.timeout)
+                ),
+                ..StepFailure::new(FailureKind::Timeout, String::new())
+            }),
+        };
         redact(&mut report, &redactor);
         Ok(report)
     }
 }
 
-/// Where a call failed: see [`Host::invoke`].
+/// The first phase of [`Host::invoke`]: the action `call` names, which `app` must
+/// have, and an input that is JSON.
+fn check_call<'a>(app: &'a App, call: &Call) -> Result<&'a ActionInfo, Error> {
+    let Some(action) = app.action(&call.action) else {
+        return Err(Error::UnknownAction {
+            app: app.info.name.clone(),
+            action: call.action.clone(),
+            known: app
+                .info
+                .actions
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    serde_json::from_str::<serde::de::IgnoredAny>(&call.input).map_err(Error::InputNotJson)?;
+    Ok(action)
+}
+
+/// How a call in the sandbox ended: what the guest returned (its outcome or its own
+/// error), or where and why it failed; `Err(None)` when the outer timeout dropped it
+/// inside a host call.
+type Ended = Result<
+    Result<bindings::wasp::playbook::types::Outcome, bindings::wasp::playbook::types::StepError>,
+    Option<(Phase, wasmtime::Error)>,
+>;
+
+/// The sandbox phase of [`Host::invoke`]: instantiate `app` in `store` and call its
+/// `run`, until it returns, the outer timeout (the deadline and a grace) passes, or
+/// `kill` is cancelled.
+async fn run_sandboxed(
+    app: &App,
+    store: &mut Store<StepState>,
+    invocation: &bindings::wasp::playbook::types::Invocation,
+    limits: &Limits,
+    kill: &CancellationToken,
+) -> Ended {
+    // Which side failed decides who is at fault: instantiation is the host's
+    // work (but for the guest's start code), while everything that fails inside
+    // the call (host calls included) was asked for by the app.
+    let run = async {
+        let instance = app
+            .pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| (Phase::Instantiate, e))?;
+        instance
+            .call_run(&mut *store, invocation)
+            .await
+            .map_err(|e| (Phase::Call, e))
+    };
+    tokio::select! {
+        result = tokio::time::timeout(limits.timeout + GRACE, run) => match result {
+            Ok(Ok(returned)) => Ok(returned),
+            Ok(Err(failed)) => Err(Some(failed)),
+            Err(_elapsed) => Err(None),
+        },
+        () = kill.cancelled() => {
+            Err(Some((Phase::Call, wasmtime::Error::new(Interrupt::Killed))))
+        }
+    }
+}
+
+/// The collecting phase of [`Host::invoke`]: a failed report holding what the sandbox
+/// recorded (the app's log lines with the host's lines of its HTTP requests, in time
+/// order; stdout and stderr; what was cut), until the call is judged.
+fn collect(state: &mut StepState, duration_us: u64) -> StepReport {
+    let (requests, over_limit) = state.http_hooks.records.take();
+    if !requests.is_empty() {
+        for request in &requests {
+            let (ts, level, message, fields) = request.line();
+            state.logs.push_host(ts, level, message, fields);
+        }
+        if over_limit > 0 {
+            let ts = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+            state.logs.push_host(
+                ts,
+                LogLevel::Warn,
+                format!(
+                    "the host refused {over_limit} more requests: a step may make {} at most",
+                    egress::MAX_REQUESTS_PER_STEP
+                ),
+                Vec::new(),
+            );
+        }
+        // The request lines join the app's own in time order (the stamps are
+        // fixed-width RFC 3339 in UTC, so they sort as text).
+        state.logs.lines.sort_by(|a, b| a.ts.cmp(&b.ts));
+    }
+    let (stdout, stdout_dropped) = state.stdout.take();
+    let (stderr, stderr_dropped) = state.stderr.take();
+    StepReport {
+        status: StepStatus::Failed,
+        output: None,
+        pathway: None,
+        error: None,
+        logs: std::mem::take(&mut state.logs.lines),
+        stdout,
+        stderr,
+        duration_us,
+        truncated: Truncation {
+            log_lines_dropped: state.logs.dropped_lines,
+            log_lines_cut: state.logs.truncated_lines,
+            stdout_bytes_dropped: stdout_dropped,
+            stderr_bytes_dropped: stderr_dropped,
+        },
+    }
+}
+
+/// Why a call that failed in `phase` with `error` failed: the host's fault for an
+/// instantiation the guest did not stop, else the guest's, classified; a memory or
+/// resource limit names what the app asked for (`state` recorded it).
+fn stopped(
+    phase: Phase,
+    error: &wasmtime::Error,
+    stderr: &str,
+    limits: &Limits,
+    state: &StepState,
+) -> StepFailure {
+    let interrupt = error.downcast_ref::<Interrupt>().copied();
+    // Instantiation runs the guest's start code too: its traps are its own.
+    let guest_stopped = interrupt.is_some() || error.downcast_ref::<Trap>().is_some();
+    let mut classified = if phase == Phase::Instantiate && !guest_stopped {
+        host_failure(error)
+    } else {
+        classify(error, stderr, limits)
+    };
+    match (
+        interrupt,
+        state.limiter.memory_refused_at,
+        state.resources.refused_at,
+    ) {
+        (Some(Interrupt::Memory), Some(asked), _) => {
+            classified.message = format!(
+                "the app asked for {} of memory, over its {} limit",
+                human_bytes(asked),
+                human_bytes(limits.memory_bytes)
+            );
+        }
+        (Some(Interrupt::Resources), _, Some(held)) => {
+            classified.message = format!(
+                "the app held {} of host memory in resources (HTTP headers, request bodies), over its {} limit",
+                human_bytes(held),
+                human_bytes(limits.max_resource_bytes)
+            );
+        }
+        _ => {}
+    }
+    classified
+}
+
+/// Where a call failed: see [`run_sandboxed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Instantiate,
@@ -935,51 +1037,10 @@ fn json_values_at_most(text: &str) -> usize {
 /// Turn an error out of wasmtime into a classified failure.
 fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailure {
     if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
-        return match interrupt {
-            Interrupt::Deadline => StepFailure::new(
-                FailureKind::Timeout,
-                format!(
-                    "the step ran past its {} deadline",
-                    humantime::format_duration(limits.timeout)
-                ),
-            ),
-            Interrupt::Killed => {
-                StepFailure::new(FailureKind::Killed, "the step was killed".to_owned())
-            }
-            Interrupt::Memory => StepFailure::new(
-                FailureKind::MemoryLimit,
-                format!(
-                    "the app asked for more than its {} memory limit",
-                    human_bytes(limits.memory_bytes)
-                ),
-            ),
-            Interrupt::Table => StepFailure::new(
-                FailureKind::MemoryLimit,
-                format!("the app grew a table past {MAX_TABLE_ELEMENTS} elements"),
-            ),
-            Interrupt::Resources => StepFailure::new(
-                FailureKind::MemoryLimit,
-                format!(
-                    "the app held more than {} of host memory in resources (HTTP headers, request bodies)",
-                    human_bytes(limits.max_resource_bytes)
-                ),
-            ),
-        };
+        return interrupted(*interrupt, limits);
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
-        if *trap == Trap::StackOverflow {
-            return StepFailure::new(
-                FailureKind::StackOverflow,
-                format!(
-                    "the app exhausted its {} stack (runaway recursion?)",
-                    human_bytes(MAX_WASM_STACK)
-                ),
-            );
-        }
-        if let Some(panic) = panic_message(stderr) {
-            return StepFailure::new(FailureKind::Panic, panic);
-        }
-        return StepFailure::new(FailureKind::Trap, format!("the app trapped: {trap}"));
+        return trapped(trap, stderr);
     }
     if let Some(table) = error.downcast_ref::<ResourceTableError>() {
         return match table {
@@ -1020,6 +1081,58 @@ fn classify(error: &wasmtime::Error, stderr: &str, limits: &Limits) -> StepFailu
         FailureKind::Trap,
         format!("the host refused what the app passed it: {why}"),
     )
+}
+
+/// A call the sandbox interrupted: the deadline, a kill, or a limit the app passed.
+fn interrupted(interrupt: Interrupt, limits: &Limits) -> StepFailure {
+    match interrupt {
+        Interrupt::Deadline => StepFailure::new(
+            FailureKind::Timeout,
+            format!(
+                "the step ran past its {} deadline",
+                humantime::format_duration(limits.timeout)
+            ),
+        ),
+        Interrupt::Killed => {
+            StepFailure::new(FailureKind::Killed, "the step was killed".to_owned())
+        }
+        Interrupt::Memory => StepFailure::new(
+            FailureKind::MemoryLimit,
+            format!(
+                "the app asked for more than its {} memory limit",
+                human_bytes(limits.memory_bytes)
+            ),
+        ),
+        Interrupt::Table => StepFailure::new(
+            FailureKind::MemoryLimit,
+            format!("the app grew a table past {MAX_TABLE_ELEMENTS} elements"),
+        ),
+        Interrupt::Resources => StepFailure::new(
+            FailureKind::MemoryLimit,
+            format!(
+                "the app held more than {} of host memory in resources (HTTP headers, request bodies)",
+                human_bytes(limits.max_resource_bytes)
+            ),
+        ),
+    }
+}
+
+/// A call the guest trapped: its stack, a Rust panic it printed to `stderr`, or
+/// another trap.
+fn trapped(trap: &Trap, stderr: &str) -> StepFailure {
+    if *trap == Trap::StackOverflow {
+        return StepFailure::new(
+            FailureKind::StackOverflow,
+            format!(
+                "the app exhausted its {} stack (runaway recursion?)",
+                human_bytes(MAX_WASM_STACK)
+            ),
+        );
+    }
+    if let Some(panic) = panic_message(stderr) {
+        return StepFailure::new(FailureKind::Panic, panic);
+    }
+    StepFailure::new(FailureKind::Trap, format!("the app trapped: {trap}"))
 }
 
 /// The host itself failed: wasp's bug or a broken environment, logged as an error.
@@ -1089,7 +1202,6 @@ fn redact(report: &mut StepReport, redactor: &Redactor) {
     report.stderr = redact_stream(&report.stderr, report.truncated.stderr_bytes_dropped);
 }
 
-/// Check a description a guest returned and turn it into the host's form.
 /// What one app's description may hold. `describe()` runs once per component and its
 /// answer is kept for the life of the process (every `wasp app list`, every playbook
 /// validated against it): a schema of 14 MB in each of 50 apps held ~800 MB.
@@ -1112,25 +1224,8 @@ fn quoted(text: &str) -> String {
     shown
 }
 
+/// Check a description a guest returned and turn it into the host's form.
 fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Result<AppInfo, String> {
-    let valid_name = |name: &str| {
-        !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    };
-    let bounded = |what: String, text: &str, bound: usize| {
-        if text.len() > bound {
-            Err(format!(
-                "returned {what} of {} bytes; at most {} are kept",
-                text.len(),
-                human_bytes(bound)
-            ))
-        } else {
-            Ok(())
-        }
-    };
     if !valid_name(&info.name) {
         return Err(format!(
             "returned the app name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`",
@@ -1151,55 +1246,10 @@ fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Resul
     }
     let mut actions: Vec<ActionInfo> = Vec::with_capacity(info.actions.len());
     for action in info.actions {
-        if !valid_name(&action.name) {
-            return Err(format!(
-                "returned the action name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`",
-                quoted(&action.name)
-            ));
-        }
         if actions.iter().any(|a| a.name == action.name) {
             return Err(format!("lists action `{}` twice", action.name));
         }
-        let name = &action.name;
-        bounded(
-            format!("a description of `{name}`"),
-            &action.description,
-            MAX_DESCRIPTION_TEXT,
-        )?;
-        bounded(
-            format!("an input schema for `{name}`"),
-            &action.input_schema,
-            MAX_SCHEMA_BYTES,
-        )?;
-        bounded(
-            format!("an output schema for `{name}`"),
-            &action.output_schema,
-            MAX_SCHEMA_BYTES,
-        )?;
-        if action.pathways.len() > MAX_PATHWAYS {
-            return Err(format!(
-                "returned {} pathways for `{name}`; at most {MAX_PATHWAYS} are allowed",
-                action.pathways.len()
-            ));
-        }
-        if let Some(long) = action.pathways.iter().find(|p| p.len() > MAX_PATHWAY_BYTES) {
-            return Err(format!(
-                "returned the pathway `{}` for `{name}`; a pathway has at most {MAX_PATHWAY_BYTES} bytes",
-                quoted(long)
-            ));
-        }
-        let schema = |which: &str, text: &str| {
-            serde_json::from_str::<Value>(text).map_err(|e| {
-                format!("returned an {which} schema for `{name}` that is not JSON: {e}")
-            })
-        };
-        actions.push(ActionInfo {
-            input_schema: schema("input", &action.input_schema)?,
-            output_schema: schema("output", &action.output_schema)?,
-            name: action.name,
-            description: action.description,
-            pathways: action.pathways,
-        });
+        actions.push(validate_action(action)?);
     }
     Ok(AppInfo {
         name: info.name,
@@ -1207,6 +1257,80 @@ fn validate_description(info: bindings::wasp::playbook::types::AppInfo) -> Resul
         description: info.description,
         actions,
     })
+}
+
+/// One action of a description, checked: its name, the sizes of its texts, its
+/// pathways, and schemas that are JSON.
+fn validate_action(
+    action: bindings::wasp::playbook::types::ActionInfo,
+) -> Result<ActionInfo, String> {
+    if !valid_name(&action.name) {
+        return Err(format!(
+            "returned the action name `{}`; names are 1–64 characters of a-z, 0-9, `-` and `_`",
+            quoted(&action.name)
+        ));
+    }
+    let name = &action.name;
+    bounded(
+        format!("a description of `{name}`"),
+        &action.description,
+        MAX_DESCRIPTION_TEXT,
+    )?;
+    bounded(
+        format!("an input schema for `{name}`"),
+        &action.input_schema,
+        MAX_SCHEMA_BYTES,
+    )?;
+    bounded(
+        format!("an output schema for `{name}`"),
+        &action.output_schema,
+        MAX_SCHEMA_BYTES,
+    )?;
+    if action.pathways.len() > MAX_PATHWAYS {
+        return Err(format!(
+            "returned {} pathways for `{name}`; at most {MAX_PATHWAYS} are allowed",
+            action.pathways.len()
+        ));
+    }
+    if let Some(long) = action.pathways.iter().find(|p| p.len() > MAX_PATHWAY_BYTES) {
+        return Err(format!(
+            "returned the pathway `{}` for `{name}`; a pathway has at most {MAX_PATHWAY_BYTES} bytes",
+            quoted(long)
+        ));
+    }
+    let schema = |which: &str, text: &str| {
+        serde_json::from_str::<Value>(text)
+            .map_err(|e| format!("returned an {which} schema for `{name}` that is not JSON: {e}"))
+    };
+    Ok(ActionInfo {
+        input_schema: schema("input", &action.input_schema)?,
+        output_schema: schema("output", &action.output_schema)?,
+        name: action.name,
+        description: action.description,
+        pathways: action.pathways,
+    })
+}
+
+/// Whether an app or action name is 1–64 characters of a-z, 0-9, `-` and `_`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// `Ok` when `text` (the description's `what`) is at most `bound` bytes.
+fn bounded(what: String, text: &str, bound: usize) -> Result<(), String> {
+    if text.len() > bound {
+        Err(format!(
+            "returned {what} of {} bytes; at most {} are kept",
+            text.len(),
+            human_bytes(bound)
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

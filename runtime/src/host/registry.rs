@@ -64,7 +64,10 @@ impl Registry {
         }
         let mut loaded = Vec::new();
         while let Some(joined) = loads.join_next().await {
-            loaded.push(joined.map_err(|e| Error::Engine(format!("loading an app failed: {e}")))?);
+            loaded.push(joined.map_err(|source| Error::Task {
+                task: "loading an app",
+                source,
+            })?);
         }
         // Problems in file-name order, whichever load ended first.
         loaded.sort_by_key(|(index, _, _)| *index);

@@ -72,23 +72,25 @@ impl fmt::Display for Problem {
 }
 
 /// A playbook that cannot be used.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read.
-    #[error("cannot read `{file}`: {message}")]
+    #[error("cannot read `{file}`: {source}")]
     Read {
         /// The file.
         file: String,
         /// Why.
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
     /// The file is not a playbook in shape (syntax, unknown field, wrong type).
-    #[error("`{file}` is not a valid playbook: {message}")]
+    #[error("`{file}` is not a valid playbook: {source}")]
     Parse {
         /// The file.
         file: String,
-        /// The parser's message, with its position.
-        message: String,
+        /// The parser's error (JSON's or YAML's), with its position.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The playbook is well-formed but wrong: every problem is listed.
     #[error("`{file}` has {} problem{}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" },
@@ -236,9 +238,9 @@ impl Playbook {
     /// Read and validate the playbook file at `path` (`.yaml`, `.yml` or `.json`).
     pub fn load(path: &Path, catalog: &dyn Catalog) -> Result<Self, Error> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
             file: file.clone(),
-            message: e.to_string(),
+            source,
         })?;
         let spec = PlaybookSpec::parse(&file, &text)?;
         Self::validate(&file, spec, catalog)
@@ -269,376 +271,36 @@ impl Playbook {
     /// reads a node upstream, which takes nodes × edges / 64 word operations (a bit set
     /// of ancestors per node); [`MAX_NODES`] and [`MAX_EDGES`] bound both, and a spec
     /// past them is refused before any of it.
+    ///
+    /// It runs in phases, which give the problems their order: the bounds, the
+    /// playbook's own fields, the nodes (id, what each runs, its templates, limits and
+    /// iteration), the edges, then the order (no cycle; each reference reads a node
+    /// upstream). Every phase runs whatever the earlier ones found, but the bounds.
     pub fn validate(file: &str, spec: PlaybookSpec, catalog: &dyn Catalog) -> Result<Self, Error> {
-        let mut problems = Vec::new();
-        for (field, count, bound) in [
-            ("nodes", spec.nodes.len(), MAX_NODES),
-            ("edges", spec.edges.len(), MAX_EDGES),
-        ] {
-            if count > bound {
-                problems.push(Problem {
-                    node: None,
-                    field: Some(field.to_owned()),
-                    message: format!(
-                        "the playbook has {count} {field}; at most {bound} are allowed"
-                    ),
-                });
-            }
-        }
-        if !problems.is_empty() {
-            return Err(Error::Invalid {
-                file: file.to_owned(),
-                problems,
-            });
-        }
-        let mut problem = |node: Option<&str>, field: Option<&str>, message: String| {
-            problems.push(Problem {
-                node: node.map(str::to_owned),
-                field: field.map(str::to_owned),
-                message,
-            });
-        };
+        let mut problems = Problems::default();
+        check_bounds(&spec, &mut problems);
+        problems.fail_if_any(file)?;
+        let fields = check_fields(&spec, &mut problems);
+        let mut draft = Draft::with_nodes(&spec, catalog, &mut problems);
+        draft.add_edges(&spec, catalog, &mut problems);
+        draft.connect_entries();
+        draft.check_order(&mut problems);
+        problems.fail_if_any(file)?;
+        Ok(Self::assemble(spec, fields, draft))
+    }
 
-        if !valid_id(&spec.id) {
-            problem(
-                None,
-                Some("id"),
-                format!(
-                    "`{}` is not an id: use letters, digits, `-` and `_`",
-                    spec.id
-                ),
-            );
-        }
-        let log_level = match spec.log_level.as_deref().map(str::parse::<LogLevel>) {
-            None => LogLevel::Info,
-            Some(Ok(level)) => level,
-            Some(Err(e)) => {
-                problem(None, Some("log_level"), e.to_string());
-                LogLevel::Info
-            }
-        };
-        let max_runtime = match spec.max_runtime.as_deref().map(parse_duration) {
-            None => DEFAULT_MAX_RUNTIME,
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                problem(None, Some("max_runtime"), e);
-                DEFAULT_MAX_RUNTIME
-            }
-        };
-        if spec.concurrency == Some(0) {
-            problem(None, Some("concurrency"), "must be at least 1".to_owned());
-        }
-        let (trigger, conditions) = match &spec.trigger {
-            None => {
-                problem(
-                    None,
-                    Some("trigger"),
-                    "the playbook has no trigger; add `trigger: { type: manual }`".to_owned(),
-                );
-                (trigger::Trigger::Manual, trigger::Conditions::default())
-            }
-            Some(t) => trigger::check(t, &spec.trigger_conditions, &mut |field, message| {
-                problem(None, Some(&field), message);
-            }),
-        };
-        if spec.auto_execute && !matches!(trigger, trigger::Trigger::Event) {
-            problem(
-                None,
-                Some("auto_execute"),
-                format!(
-                    "only an event trigger fires on its own conditions; this one is `{}`",
-                    trigger.kind()
-                ),
-            );
-        }
-        if !spec.trigger_conditions.is_empty() && !matches!(trigger, trigger::Trigger::Event) {
-            problem(
-                None,
-                Some("trigger_conditions"),
-                "only an event trigger has conditions".to_owned(),
-            );
-        }
-        if spec.max_concurrent == Some(0) {
-            problem(
-                None,
-                Some("max_concurrent"),
-                "must be at least 1".to_owned(),
-            );
-        }
-
-        let mut graph: DiGraph<Node, On> = DiGraph::new();
-        let mut index = HashMap::new();
-        let trigger_index = graph.add_node(Node {
-            id: TRIGGER.to_owned(),
-            kind: NodeKind::Trigger,
-            input: Template::Literal(Value::Null),
-            for_each: None,
-            concurrency: None,
-            timeout: None,
-            memory: None,
-            retry: None,
-            continue_on_error: false,
-            asset: None,
-        });
-        index.insert(TRIGGER.to_owned(), trigger_index);
-
-        for (id, node) in &spec.nodes {
-            let here = Some(id.as_str());
-            if RESERVED.contains(&id.as_str()) {
-                problem(here, None, format!("`{id}` is reserved; choose another id"));
-                continue;
-            }
-            if !valid_id(id) {
-                problem(
-                    here,
-                    None,
-                    format!("`{id}` is not an id: use letters, digits, `-` and `_`"),
-                );
-            }
-            if index.contains_key(id) {
-                problem(here, None, format!("the id `{id}` is used by two nodes"));
-                continue;
-            }
-            let kind = match node_kind(node, catalog, &spec.id) {
-                Ok(kind) => kind,
-                Err((field, message)) => {
-                    problem(here, Some(field), message);
-                    continue;
-                }
-            };
-            let input = Template::parse(&node.input).unwrap_or_else(|e| {
-                problem(here, Some("input"), e.to_string());
-                Template::Literal(Value::Null)
-            });
-            let for_each = node.for_each.as_ref().and_then(|text| match Template::parse(&Value::String(text.clone())) {
-                Ok(Template::Whole(reference)) => Some(reference),
-                Ok(_) => {
-                    problem(here, Some("for_each"), format!("`{text}` must be exactly one reference, e.g. `${{iocs.output.ipv4}}`"));
-                    None
-                }
-                Err(e) => {
-                    problem(here, Some("for_each"), e.to_string());
-                    None
-                }
-            });
-            let mut duration = |field: &str, text: &Option<String>| {
-                text.as_deref().and_then(|t| {
-                    parse_duration(t)
-                        .map_err(|e| problem(here, Some(field), e))
-                        .ok()
-                })
-            };
-            let timeout = duration("timeout", &node.timeout);
-            let backoff = node
-                .retry
-                .as_ref()
-                .and_then(|r| duration("retry.backoff", &r.backoff));
-            let memory = node.memory.as_deref().and_then(|text| {
-                parse_size(text)
-                    .map_err(|e| problem(here, Some("memory"), e))
-                    .ok()
-            });
-            let retry = node.retry.as_ref().map(|r| {
-                if r.attempts == 0 {
-                    problem(
-                        here,
-                        Some("retry.attempts"),
-                        "must be at least 1 (the first attempt counts)".to_owned(),
-                    );
-                }
-                Retry {
-                    attempts: r.attempts.max(1),
-                    backoff: backoff.unwrap_or(Duration::ZERO),
-                }
-            });
-            if node.concurrency == Some(0) {
-                problem(here, Some("concurrency"), "must be at least 1".to_owned());
-            }
-            if node.concurrency.is_some() && node.for_each.is_none() {
-                problem(
-                    here,
-                    Some("concurrency"),
-                    "only applies with `for_each`".to_owned(),
-                );
-            }
-            let references_item = input
-                .references()
-                .iter()
-                .any(|r| matches!(r.root, Root::Item | Root::ItemIndex) && r.default.is_none());
-            if references_item && node.for_each.is_none() {
-                problem(
-                    here,
-                    Some("input"),
-                    "uses `${item}` but the node has no `for_each`".to_owned(),
-                );
-            }
-            let added = graph.add_node(Node {
-                id: id.clone(),
-                kind,
-                input,
-                for_each,
-                concurrency: node.concurrency,
-                timeout,
-                memory,
-                retry,
-                continue_on_error: node.continue_on_error,
-                asset: node.asset.clone(),
-            });
-            index.insert(id.clone(), added);
-        }
-
-        for (position, edge) in spec.edges.iter().enumerate() {
-            let field = format!("edges[{position}]");
-            let (from, to, on) = match edge {
-                EdgeSpec::Short(text) => match text.split_once("->") {
-                    Some((from, to)) => (from.trim(), to.trim(), None),
-                    None => {
-                        problem(
-                            None,
-                            Some(&field),
-                            format!("`{text}` is not an edge; write `from -> to`"),
-                        );
-                        continue;
-                    }
-                },
-                EdgeSpec::Long(LongEdge { from, to, on }) => {
-                    (from.as_str(), to.as_str(), on.as_deref())
-                }
-            };
-            let (Some(&source), Some(&target)) = (index.get(from), index.get(to)) else {
-                for end in [from, to] {
-                    if !index.contains_key(end) && !spec.nodes.iter().any(|(id, _)| id == end) {
-                        problem(
-                            None,
-                            Some(&field),
-                            format!("`{from} -> {to}` names `{end}`, which is not a node"),
-                        );
-                    }
-                }
-                continue;
-            };
-            if target == trigger_index {
-                problem(
-                    None,
-                    Some(&field),
-                    format!("`{from} -> {to}`: nothing may lead into the trigger"),
-                );
-                continue;
-            }
-            let on = match on {
-                None | Some("success") => On::Success,
-                Some("failure") => On::Failure,
-                Some("always") => On::Always,
-                Some(pathway) => {
-                    match &graph[source].kind {
-                        NodeKind::Operator { app, action } => {
-                            let offered = catalog
-                                .app(app)
-                                .and_then(|info| info.actions.iter().find(|a| &a.name == action))
-                                .map(|a| (a.offers_pathway(pathway), a.pathways.join(", ")));
-                            if let Some((false, declared)) = offered {
-                                problem(
-                                    None,
-                                    Some(&field),
-                                    format!(
-                                        "`{from}` ({app} {action}) has no pathway `{pathway}`; it offers {declared}"
-                                    ),
-                                );
-                            }
-                        }
-                        _ => problem(
-                            None,
-                            Some(&field),
-                            format!(
-                                "`{from}` is not an operator and takes no pathways; `on` is success, failure or always"
-                            ),
-                        ),
-                    }
-                    On::Pathway(pathway.to_owned())
-                }
-            };
-            graph.add_edge(source, target, on);
-        }
-
-        // Nodes nothing leads into start from the trigger.
-        let entries: Vec<NodeIndex> = graph
-            .node_indices()
-            .filter(|&n| {
-                n != trigger_index
-                    && graph
-                        .neighbors_directed(n, Direction::Incoming)
-                        .next()
-                        .is_none()
-            })
-            .collect();
-        for entry in entries {
-            graph.add_edge(trigger_index, entry, On::Success);
-        }
-
-        match petgraph::algo::toposort(&graph, None) {
-            Err(_) => {
-                for cycle in cycles(&graph) {
-                    let through: Vec<String> = cycle.iter().map(|id| format!("`{id}`")).collect();
-                    problem(
-                        None,
-                        Some("edges"),
-                        format!("the edges form a cycle through {}", through.join(", ")),
-                    );
-                }
-            }
-            Ok(order) => {
-                let upstream = Ancestors::of(&graph, &order);
-                for node in graph.node_indices() {
-                    let references = graph[node]
-                        .input
-                        .references()
-                        .into_iter()
-                        .chain(graph[node].for_each.as_ref());
-                    for reference in references {
-                        let Root::Output(read) = &reference.root else {
-                            continue;
-                        };
-                        let read_index = index.get(read).copied();
-                        if read_index.is_some_and(|r| upstream.contains(node, r)) {
-                            continue;
-                        }
-                        let field = if graph[node].for_each.as_ref() == Some(reference) {
-                            "for_each"
-                        } else {
-                            "input"
-                        };
-                        let message = if read_index.is_some() {
-                            format!(
-                                "`${{{}}}` reads `{read}`, which is not upstream of `{}`",
-                                reference.text, graph[node].id
-                            )
-                        } else {
-                            format!(
-                                "`${{{}}}` reads `{read}`, which is not a node",
-                                reference.text
-                            )
-                        };
-                        problem(Some(&graph[node].id), Some(field), message);
-                    }
-                }
-            }
-        }
-
-        if !problems.is_empty() {
-            return Err(Error::Invalid {
-                file: file.to_owned(),
-                problems,
-            });
-        }
-        Ok(Self {
+    /// The last phase of [`Playbook::validate`], assembly: a spec that passed every
+    /// check, its checked fields and its graph become the playbook.
+    fn assemble(spec: PlaybookSpec, fields: Fields, draft: Draft) -> Self {
+        Self {
             id: spec.id,
             name: spec.name,
             description: spec.description,
-            log_level,
-            max_runtime,
+            log_level: fields.log_level,
+            max_runtime: fields.max_runtime,
             concurrency: spec.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-            trigger,
-            conditions,
+            trigger: fields.trigger,
+            conditions: fields.conditions,
             enabled: spec.enabled.unwrap_or(true),
             auto_execute: spec.auto_execute,
             max_concurrent: spec.max_concurrent,
@@ -649,9 +311,9 @@ impl Playbook {
                 mitre_techniques: spec.mitre_techniques,
                 required_connector_ids: spec.required_connector_ids,
             },
-            graph,
-            index,
-        })
+            graph: draft.graph,
+            index: draft.index,
+        }
     }
 
     /// The graph in Mermaid flowchart syntax, left to right.
@@ -702,14 +364,15 @@ impl Playbook {
 impl PlaybookSpec {
     /// Parse `text` as JSON when it starts with `{`, else as YAML.
     pub fn parse(file: &str, text: &str) -> Result<Self, Error> {
-        let parsed = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| e.to_string())
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| e.to_string())
-        };
-        parsed.map_err(|message| Error::Parse {
+        let parsed: Result<Self, Box<dyn std::error::Error + Send + Sync>> =
+            if text.trim_start().starts_with('{') {
+                serde_json::from_str(text).map_err(Into::into)
+            } else {
+                serde_saphyr::from_str(text).map_err(Into::into)
+            };
+        parsed.map_err(|source| Error::Parse {
             file: file.to_owned(),
-            message,
+            source,
         })
     }
 }
@@ -770,6 +433,536 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))
 }
 
+/// The problems [`Playbook::validate`] found so far, in the order found.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// Note that `field` of `node` is wrong (either may be absent: the playbook's own
+    /// field, or the whole node).
+    fn push(&mut self, node: Option<&str>, field: Option<&str>, message: String) {
+        self.0.push(Problem {
+            node: node.map(str::to_owned),
+            field: field.map(str::to_owned),
+            message,
+        });
+    }
+
+    /// `Ok` while none was found; otherwise every one, for `file` (and none are kept).
+    fn fail_if_any(&mut self, file: &str) -> Result<(), Error> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Invalid {
+            file: file.to_owned(),
+            problems: std::mem::take(&mut self.0),
+        })
+    }
+}
+
+/// The first phase of [`Playbook::validate`], the bounds: a spec past [`MAX_NODES`] or
+/// [`MAX_EDGES`] is refused before any other work.
+fn check_bounds(spec: &PlaybookSpec, problems: &mut Problems) {
+    for (field, count, bound) in [
+        ("nodes", spec.nodes.len(), MAX_NODES),
+        ("edges", spec.edges.len(), MAX_EDGES),
+    ] {
+        if count > bound {
+            problems.push(
+                None,
+                Some(field),
+                format!("the playbook has {count} {field}; at most {bound} are allowed"),
+            );
+        }
+    }
+}
+
+/// What the playbook's own fields say, checked (the rest is taken from the spec as it
+/// is when the playbook is assembled).
+struct Fields {
+    log_level: LogLevel,
+    max_runtime: Duration,
+    trigger: trigger::Trigger,
+    conditions: trigger::Conditions,
+}
+
+/// The phase of [`Playbook::validate`] that checks the playbook's own fields: its id,
+/// level, limits and trigger. A field that is wrong takes its default, so that the
+/// later phases still run.
+fn check_fields(spec: &PlaybookSpec, problems: &mut Problems) -> Fields {
+    if !valid_id(&spec.id) {
+        problems.push(
+            None,
+            Some("id"),
+            format!(
+                "`{}` is not an id: use letters, digits, `-` and `_`",
+                spec.id
+            ),
+        );
+    }
+    let log_level = match spec.log_level.as_deref().map(str::parse::<LogLevel>) {
+        None => LogLevel::Info,
+        Some(Ok(level)) => level,
+        Some(Err(e)) => {
+            problems.push(None, Some("log_level"), e.to_string());
+            LogLevel::Info
+        }
+    };
+    let max_runtime = match spec.max_runtime.as_deref().map(parse_duration) {
+        None => DEFAULT_MAX_RUNTIME,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            problems.push(None, Some("max_runtime"), e);
+            DEFAULT_MAX_RUNTIME
+        }
+    };
+    if spec.concurrency == Some(0) {
+        problems.push(None, Some("concurrency"), "must be at least 1".to_owned());
+    }
+    let (trigger, conditions) = check_trigger(spec, problems);
+    if spec.max_concurrent == Some(0) {
+        problems.push(
+            None,
+            Some("max_concurrent"),
+            "must be at least 1".to_owned(),
+        );
+    }
+    Fields {
+        log_level,
+        max_runtime,
+        trigger,
+        conditions,
+    }
+}
+
+/// The trigger, its conditions, and whether the fields that only an event trigger
+/// reads are set for another kind.
+fn check_trigger(
+    spec: &PlaybookSpec,
+    problems: &mut Problems,
+) -> (trigger::Trigger, trigger::Conditions) {
+    let (trigger, conditions) = match &spec.trigger {
+        None => {
+            problems.push(
+                None,
+                Some("trigger"),
+                "the playbook has no trigger; add `trigger: { type: manual }`".to_owned(),
+            );
+            (trigger::Trigger::Manual, trigger::Conditions::default())
+        }
+        Some(t) => trigger::check(t, &spec.trigger_conditions, &mut |field, message| {
+            problems.push(None, Some(&field), message);
+        }),
+    };
+    if spec.auto_execute && !matches!(trigger, trigger::Trigger::Event) {
+        problems.push(
+            None,
+            Some("auto_execute"),
+            format!(
+                "only an event trigger fires on its own conditions; this one is `{}`",
+                trigger.kind()
+            ),
+        );
+    }
+    if !spec.trigger_conditions.is_empty() && !matches!(trigger, trigger::Trigger::Event) {
+        problems.push(
+            None,
+            Some("trigger_conditions"),
+            "only an event trigger has conditions".to_owned(),
+        );
+    }
+    (trigger, conditions)
+}
+
+/// The DAG as [`Playbook::validate`] builds it: the graph, its nodes by id, and the
+/// trigger.
+struct Draft {
+    graph: DiGraph<Node, On>,
+    index: HashMap<String, NodeIndex>,
+    trigger: NodeIndex,
+}
+
+impl Draft {
+    /// The nodes phase: the trigger, then every node of `spec` that can be checked,
+    /// in file order. A node whose id or kind is wrong is left out (its edges and
+    /// references are then not reported again).
+    fn with_nodes(spec: &PlaybookSpec, catalog: &dyn Catalog, problems: &mut Problems) -> Self {
+        let mut graph: DiGraph<Node, On> = DiGraph::new();
+        let mut index = HashMap::new();
+        let trigger = graph.add_node(Node {
+            id: TRIGGER.to_owned(),
+            kind: NodeKind::Trigger,
+            input: Template::Literal(Value::Null),
+            for_each: None,
+            concurrency: None,
+            timeout: None,
+            memory: None,
+            retry: None,
+            continue_on_error: false,
+            asset: None,
+        });
+        index.insert(TRIGGER.to_owned(), trigger);
+        for (id, node) in &spec.nodes {
+            let here = Some(id.as_str());
+            if RESERVED.contains(&id.as_str()) {
+                problems.push(here, None, format!("`{id}` is reserved; choose another id"));
+                continue;
+            }
+            if !valid_id(id) {
+                problems.push(
+                    here,
+                    None,
+                    format!("`{id}` is not an id: use letters, digits, `-` and `_`"),
+                );
+            }
+            if index.contains_key(id) {
+                problems.push(here, None, format!("the id `{id}` is used by two nodes"));
+                continue;
+            }
+            if let Some(checked) = check_node(id, node, catalog, &spec.id, problems) {
+                index.insert(id.clone(), graph.add_node(checked));
+            }
+        }
+        Self {
+            graph,
+            index,
+            trigger,
+        }
+    }
+
+    /// The edges phase: each edge of `spec` whose ends are nodes, with the condition it
+    /// is taken on; a pathway must be one its source, an operator, offers.
+    fn add_edges(&mut self, spec: &PlaybookSpec, catalog: &dyn Catalog, problems: &mut Problems) {
+        for (position, edge) in spec.edges.iter().enumerate() {
+            let field = format!("edges[{position}]");
+            let Some((from, to, on)) = edge_ends(edge, &field, problems) else {
+                continue;
+            };
+            let Some((source, target)) = self.edge_nodes(spec, (from, to), &field, problems) else {
+                continue;
+            };
+            let on = edge_condition(
+                &self.graph[source].kind,
+                (from, on),
+                catalog,
+                &field,
+                problems,
+            );
+            self.graph.add_edge(source, target, on);
+        }
+    }
+
+    /// The nodes edge `from -> to` joins, or `None` when it names one that is not a
+    /// node (reported unless that node was left out with its own problem) or leads
+    /// into the trigger.
+    fn edge_nodes(
+        &self,
+        spec: &PlaybookSpec,
+        (from, to): (&str, &str),
+        field: &str,
+        problems: &mut Problems,
+    ) -> Option<(NodeIndex, NodeIndex)> {
+        let (Some(&source), Some(&target)) = (self.index.get(from), self.index.get(to)) else {
+            for end in [from, to] {
+                if !self.index.contains_key(end) && !spec.nodes.iter().any(|(id, _)| id == end) {
+                    problems.push(
+                        None,
+                        Some(field),
+                        format!("`{from} -> {to}` names `{end}`, which is not a node"),
+                    );
+                }
+            }
+            return None;
+        };
+        if target == self.trigger {
+            problems.push(
+                None,
+                Some(field),
+                format!("`{from} -> {to}`: nothing may lead into the trigger"),
+            );
+            return None;
+        }
+        Some((source, target))
+    }
+
+    /// Nodes nothing leads into start from the trigger.
+    fn connect_entries(&mut self) {
+        let graph = &self.graph;
+        let entries: Vec<NodeIndex> = graph
+            .node_indices()
+            .filter(|&n| {
+                n != self.trigger
+                    && graph
+                        .neighbors_directed(n, Direction::Incoming)
+                        .next()
+                        .is_none()
+            })
+            .collect();
+        for entry in entries {
+            self.graph.add_edge(self.trigger, entry, On::Success);
+        }
+    }
+
+    /// The order phase: the edges must form no cycle (each one is reported), and in
+    /// the order they give, every reference must read a node upstream of its reader.
+    fn check_order(&self, problems: &mut Problems) {
+        match petgraph::algo::toposort(&self.graph, None) {
+            Err(_) => {
+                for cycle in cycles(&self.graph) {
+                    let through: Vec<String> = cycle.iter().map(|id| format!("`{id}`")).collect();
+                    problems.push(
+                        None,
+                        Some("edges"),
+                        format!("the edges form a cycle through {}", through.join(", ")),
+                    );
+                }
+            }
+            Ok(order) => self.check_references(&order, problems),
+        }
+    }
+
+    /// The references phase: each `${node.…}` in a node's input or `for_each` reads a
+    /// node upstream of it (`order` is a topological order of the graph).
+    fn check_references(&self, order: &[NodeIndex], problems: &mut Problems) {
+        let graph = &self.graph;
+        let upstream = Ancestors::of(graph, order);
+        for node in graph.node_indices() {
+            let references = graph[node]
+                .input
+                .references()
+                .into_iter()
+                .chain(graph[node].for_each.as_ref());
+            for reference in references {
+                let Root::Output(read) = &reference.root else {
+                    continue;
+                };
+                let read_index = self.index.get(read).copied();
+                if read_index.is_some_and(|r| upstream.contains(node, r)) {
+                    continue;
+                }
+                let field = if graph[node].for_each.as_ref() == Some(reference) {
+                    "for_each"
+                } else {
+                    "input"
+                };
+                let message = if read_index.is_some() {
+                    format!(
+                        "`${{{}}}` reads `{read}`, which is not upstream of `{}`",
+                        reference.text, graph[node].id
+                    )
+                } else {
+                    format!(
+                        "`${{{}}}` reads `{read}`, which is not a node",
+                        reference.text
+                    )
+                };
+                problems.push(Some(&graph[node].id), Some(field), message);
+            }
+        }
+    }
+}
+
+/// One node of the nodes phase, checked: what it runs, its templates, its limits and
+/// its iteration. `None` when what it runs is wrong (the rest is still checked where
+/// it can be).
+fn check_node(
+    id: &str,
+    node: &NodeSpec,
+    catalog: &dyn Catalog,
+    own_id: &str,
+    problems: &mut Problems,
+) -> Option<Node> {
+    let kind = match node_kind(node, catalog, own_id) {
+        Ok(kind) => kind,
+        Err((field, message)) => {
+            problems.push(Some(id), Some(field), message);
+            return None;
+        }
+    };
+    let (input, for_each) = check_templates(id, node, problems);
+    let (timeout, memory, retry) = check_limits(id, node, problems);
+    check_iteration(id, node, &input, problems);
+    Some(Node {
+        id: id.to_owned(),
+        kind,
+        input,
+        for_each,
+        concurrency: node.concurrency,
+        timeout,
+        memory,
+        retry,
+        continue_on_error: node.continue_on_error,
+        asset: node.asset.clone(),
+    })
+}
+
+/// The templates phase of a node: its input, and its `for_each`, which must be
+/// exactly one reference. One that does not parse is reported and left empty.
+fn check_templates(
+    id: &str,
+    node: &NodeSpec,
+    problems: &mut Problems,
+) -> (Template, Option<Reference>) {
+    let here = Some(id);
+    let input = Template::parse(&node.input).unwrap_or_else(|e| {
+        problems.push(here, Some("input"), e.to_string());
+        Template::Literal(Value::Null)
+    });
+    let for_each = node.for_each.as_ref().and_then(|text| {
+        match Template::parse(&Value::String(text.clone())) {
+            Ok(Template::Whole(reference)) => Some(reference),
+            Ok(_) => {
+                problems.push(
+                    here,
+                    Some("for_each"),
+                    format!("`{text}` must be exactly one reference, e.g. `${{iocs.output.ipv4}}`"),
+                );
+                None
+            }
+            Err(e) => {
+                problems.push(here, Some("for_each"), e.to_string());
+                None
+            }
+        }
+    });
+    (input, for_each)
+}
+
+/// A node's limits: its timeout, its memory and its retry policy. One that does not
+/// parse is reported and left unset.
+fn check_limits(
+    id: &str,
+    node: &NodeSpec,
+    problems: &mut Problems,
+) -> (Option<Duration>, Option<usize>, Option<Retry>) {
+    let here = Some(id);
+    let mut duration = |field: &str, text: &Option<String>| {
+        text.as_deref().and_then(|t| {
+            parse_duration(t)
+                .map_err(|e| problems.push(here, Some(field), e))
+                .ok()
+        })
+    };
+    let timeout = duration("timeout", &node.timeout);
+    let backoff = node
+        .retry
+        .as_ref()
+        .and_then(|r| duration("retry.backoff", &r.backoff));
+    let memory = node.memory.as_deref().and_then(|text| {
+        parse_size(text)
+            .map_err(|e| problems.push(here, Some("memory"), e))
+            .ok()
+    });
+    let retry = node.retry.as_ref().map(|r| {
+        if r.attempts == 0 {
+            problems.push(
+                here,
+                Some("retry.attempts"),
+                "must be at least 1 (the first attempt counts)".to_owned(),
+            );
+        }
+        Retry {
+            attempts: r.attempts.max(1),
+            backoff: backoff.unwrap_or(Duration::ZERO),
+        }
+    });
+    (timeout, memory, retry)
+}
+
+/// What only a node with `for_each` may set or read: its `concurrency`, and
+/// `${item}` in its input.
+fn check_iteration(id: &str, node: &NodeSpec, input: &Template, problems: &mut Problems) {
+    let here = Some(id);
+    if node.concurrency == Some(0) {
+        problems.push(here, Some("concurrency"), "must be at least 1".to_owned());
+    }
+    if node.concurrency.is_some() && node.for_each.is_none() {
+        problems.push(
+            here,
+            Some("concurrency"),
+            "only applies with `for_each`".to_owned(),
+        );
+    }
+    let references_item = input
+        .references()
+        .iter()
+        .any(|r| matches!(r.root, Root::Item | Root::ItemIndex) && r.default.is_none());
+    if references_item && node.for_each.is_none() {
+        problems.push(
+            here,
+            Some("input"),
+            "uses `${item}` but the node has no `for_each`".to_owned(),
+        );
+    }
+}
+
+/// An edge's ends and condition as written, or `None` (reported) for a short edge
+/// that is not `from -> to`.
+fn edge_ends<'a>(
+    edge: &'a EdgeSpec,
+    field: &str,
+    problems: &mut Problems,
+) -> Option<(&'a str, &'a str, Option<&'a str>)> {
+    match edge {
+        EdgeSpec::Short(text) => match text.split_once("->") {
+            Some((from, to)) => Some((from.trim(), to.trim(), None)),
+            None => {
+                problems.push(
+                    None,
+                    Some(field),
+                    format!("`{text}` is not an edge; write `from -> to`"),
+                );
+                None
+            }
+        },
+        EdgeSpec::Long(LongEdge { from, to, on }) => {
+            Some((from.as_str(), to.as_str(), on.as_deref()))
+        }
+    }
+}
+
+/// When an edge out of `from` (a node of kind `source`) is taken: `on` as written. A
+/// pathway is kept even when it is reported, so that the edge still orders its nodes.
+fn edge_condition(
+    source: &NodeKind,
+    (from, on): (&str, Option<&str>),
+    catalog: &dyn Catalog,
+    field: &str,
+    problems: &mut Problems,
+) -> On {
+    let pathway = match on {
+        None | Some("success") => return On::Success,
+        Some("failure") => return On::Failure,
+        Some("always") => return On::Always,
+        Some(pathway) => pathway,
+    };
+    match source {
+        NodeKind::Operator { app, action } => {
+            let offered = catalog
+                .app(app)
+                .and_then(|info| info.actions.iter().find(|a| &a.name == action))
+                .map(|a| (a.offers_pathway(pathway), a.pathways.join(", ")));
+            if let Some((false, declared)) = offered {
+                problems.push(
+                    None,
+                    Some(field),
+                    format!(
+                        "`{from}` ({app} {action}) has no pathway `{pathway}`; it offers {declared}"
+                    ),
+                );
+            }
+        }
+        _ => problems.push(
+            None,
+            Some(field),
+            format!(
+                "`{from}` is not an operator and takes no pathways; `on` is success, failure or always"
+            ),
+        ),
+    }
+    On::Pathway(pathway.to_owned())
+}
+
 /// What a node runs, checked against the catalog; errors name the field.
 fn node_kind(
     node: &NodeSpec,
@@ -779,23 +972,7 @@ fn node_kind(
     let (field, name) = match (&node.app, &node.operator, &node.playbook) {
         (Some(app), None, None) => ("app", app),
         (None, Some(operator), None) => ("operator", operator),
-        (None, None, Some(playbook)) => {
-            if playbook == own_id {
-                return Err((
-                    "playbook",
-                    format!("`{playbook}` is this playbook; a playbook cannot call itself"),
-                ));
-            }
-            if !catalog.has_playbook(playbook) {
-                return Err(("playbook", format!("there is no playbook `{playbook}`")));
-            }
-            if node.action.is_some() {
-                return Err(("action", "a `playbook` node has no action".to_owned()));
-            }
-            return Ok(NodeKind::Playbook {
-                id: playbook.clone(),
-            });
-        }
+        (None, None, Some(playbook)) => return playbook_kind(node, playbook, catalog, own_id),
         (None, None, None) => {
             return Err((
                 "app",
@@ -809,40 +986,7 @@ fn node_kind(
             ));
         }
     };
-    let info = catalog
-        .app(name)
-        .ok_or_else(|| (field, format!("there is no app `{name}`")))?;
-    let known = || {
-        info.actions
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let action = match &node.action {
-        Some(action) => info
-            .actions
-            .iter()
-            .find(|a| &a.name == action)
-            .ok_or_else(|| {
-                (
-                    "action",
-                    format!(
-                        "app `{name}` has no action `{action}`; it offers {}",
-                        known()
-                    ),
-                )
-            })?,
-        None => match info.actions.as_slice() {
-            [only] => only,
-            _ => {
-                return Err((
-                    "action",
-                    format!("app `{name}` has several actions; name one of {}", known()),
-                ));
-            }
-        },
-    };
+    let action = app_action(node, (field, name), catalog)?;
     if field == "operator" && action.pathways.is_empty() {
         return Err((
             "operator",
@@ -863,6 +1007,71 @@ fn node_kind(
             action: action.name.clone(),
         }
     })
+}
+
+/// A `playbook:` node's kind: another playbook that exists, with no action.
+fn playbook_kind(
+    node: &NodeSpec,
+    playbook: &str,
+    catalog: &dyn Catalog,
+    own_id: &str,
+) -> Result<NodeKind, (&'static str, String)> {
+    if playbook == own_id {
+        return Err((
+            "playbook",
+            format!("`{playbook}` is this playbook; a playbook cannot call itself"),
+        ));
+    }
+    if !catalog.has_playbook(playbook) {
+        return Err(("playbook", format!("there is no playbook `{playbook}`")));
+    }
+    if node.action.is_some() {
+        return Err(("action", "a `playbook` node has no action".to_owned()));
+    }
+    Ok(NodeKind::Playbook {
+        id: playbook.to_owned(),
+    })
+}
+
+/// The action an `app:` or `operator:` node (its `field`) runs of app `name`: the one
+/// it names, or the app's only one.
+fn app_action<'a>(
+    node: &NodeSpec,
+    (field, name): (&'static str, &str),
+    catalog: &'a dyn Catalog,
+) -> Result<&'a ActionInfo, (&'static str, String)> {
+    let info = catalog
+        .app(name)
+        .ok_or_else(|| (field, format!("there is no app `{name}`")))?;
+    let known = || {
+        info.actions
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match &node.action {
+        Some(action) => info
+            .actions
+            .iter()
+            .find(|a| &a.name == action)
+            .ok_or_else(|| {
+                (
+                    "action",
+                    format!(
+                        "app `{name}` has no action `{action}`; it offers {}",
+                        known()
+                    ),
+                )
+            }),
+        None => match info.actions.as_slice() {
+            [only] => Ok(only),
+            _ => Err((
+                "action",
+                format!("app `{name}` has several actions; name one of {}", known()),
+            )),
+        },
+    }
 }
 
 /// Every cycle (strongly connected component of more than one node, or a self-loop),

@@ -351,21 +351,7 @@ fn char_position(text: &str, byte: usize) -> usize {
 
 /// Parse the inside of `${…}`; errors carry a byte offset into `inner`.
 fn parse_reference(inner: &str) -> Result<Reference, (usize, String)> {
-    let (expression, default) = match inner.find("??") {
-        Some(at) => {
-            let literal = inner[at + 2..].trim();
-            let value: Value = serde_json::from_str(literal).map_err(|_| {
-                (
-                    at + 2,
-                    format!(
-                        "the default `{literal}` is not a JSON literal (quote strings: \"none\")"
-                    ),
-                )
-            })?;
-            (&inner[..at], Some(value))
-        }
-        None => (inner, None),
-    };
+    let (expression, default) = split_default(inner)?;
     let leading = expression.len() - expression.trim_start().len();
     let expression = expression.trim();
     if expression.is_empty() {
@@ -379,57 +365,8 @@ fn parse_reference(inner: &str) -> Result<Reference, (usize, String)> {
         at: 0,
         base: leading,
     };
-    let first = cursor.identifier()?;
-    let root = match first {
-        "trigger" => Root::Trigger,
-        "item" => Root::Item,
-        "item_index" => Root::ItemIndex,
-        "execution" | "playbook" => {
-            cursor.expect('.')?;
-            let field = cursor.identifier()?;
-            if field != "id" {
-                return Err(cursor.error(format!("`{first}` has only `id`, not `{field}`")));
-            }
-            if first == "execution" {
-                Root::ExecutionId
-            } else {
-                Root::PlaybookId
-            }
-        }
-        node => {
-            cursor.expect('.')?;
-            let field = cursor.identifier()?;
-            if field != "output" {
-                return Err(cursor.error(format!(
-                    "a node's value is `{node}.output`, not `{node}.{field}`"
-                )));
-            }
-            Root::Output(node.to_owned())
-        }
-    };
-    let mut path = Vec::new();
-    while let Some(c) = cursor.peek() {
-        if path.len() == MAX_PATH {
-            return Err(cursor.error(format!(
-                "a reference goes at most {MAX_PATH} fields or indexes deep"
-            )));
-        }
-        match c {
-            '.' => {
-                cursor.bump();
-                path.push(Segment::Field(cursor.identifier()?.to_owned()));
-            }
-            '[' => {
-                cursor.bump();
-                path.push(cursor.bracket()?);
-            }
-            other => {
-                return Err(cursor.error(format!(
-                    "unexpected `{other}`; expected `.field`, `[n]`, `[*]` or `}}`"
-                )));
-            }
-        }
-    }
+    let root = cursor.root()?;
+    let path = cursor.path()?;
     if matches!(root, Root::ItemIndex | Root::ExecutionId | Root::PlaybookId) && !path.is_empty() {
         return Err((
             leading,
@@ -444,6 +381,21 @@ fn parse_reference(inner: &str) -> Result<Reference, (usize, String)> {
     })
 }
 
+/// The expression of a reference and its `?? default`, a JSON literal, if it has one.
+fn split_default(inner: &str) -> Result<(&str, Option<Value>), (usize, String)> {
+    let Some(at) = inner.find("??") else {
+        return Ok((inner, None));
+    };
+    let literal = inner[at + 2..].trim();
+    let value: Value = serde_json::from_str(literal).map_err(|_| {
+        (
+            at + 2,
+            format!("the default `{literal}` is not a JSON literal (quote strings: \"none\")"),
+        )
+    })?;
+    Ok((&inner[..at], Some(value)))
+}
+
 struct Cursor<'a> {
     text: &'a str,
     at: usize,
@@ -453,6 +405,67 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<char> {
         self.text[self.at..].chars().next()
+    }
+
+    /// What a reference starts from: `trigger`, `item`, `item_index`, `execution.id`,
+    /// `playbook.id`, or `node.output`.
+    fn root(&mut self) -> Result<Root, (usize, String)> {
+        let first = self.identifier()?;
+        Ok(match first {
+            "trigger" => Root::Trigger,
+            "item" => Root::Item,
+            "item_index" => Root::ItemIndex,
+            "execution" | "playbook" => {
+                self.expect('.')?;
+                let field = self.identifier()?;
+                if field != "id" {
+                    return Err(self.error(format!("`{first}` has only `id`, not `{field}`")));
+                }
+                if first == "execution" {
+                    Root::ExecutionId
+                } else {
+                    Root::PlaybookId
+                }
+            }
+            node => {
+                self.expect('.')?;
+                let field = self.identifier()?;
+                if field != "output" {
+                    return Err(self.error(format!(
+                        "a node's value is `{node}.output`, not `{node}.{field}`"
+                    )));
+                }
+                Root::Output(node.to_owned())
+            }
+        })
+    }
+
+    /// The fields and indexes after the root, to the end of the expression.
+    fn path(&mut self) -> Result<Vec<Segment>, (usize, String)> {
+        let mut path = Vec::new();
+        while let Some(c) = self.peek() {
+            if path.len() == MAX_PATH {
+                return Err(self.error(format!(
+                    "a reference goes at most {MAX_PATH} fields or indexes deep"
+                )));
+            }
+            match c {
+                '.' => {
+                    self.bump();
+                    path.push(Segment::Field(self.identifier()?.to_owned()));
+                }
+                '[' => {
+                    self.bump();
+                    path.push(self.bracket()?);
+                }
+                other => {
+                    return Err(self.error(format!(
+                        "unexpected `{other}`; expected `.field`, `[n]`, `[*]` or `}}`"
+                    )));
+                }
+            }
+        }
+        Ok(path)
     }
 
     fn bump(&mut self) {

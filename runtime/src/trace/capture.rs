@@ -2,10 +2,12 @@
 //! outputs and OS logs only at DEBUG or TRACE), and the caps on what is kept, so that
 //! nothing is cut silently.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{LogLevel, StepRun};
+use super::{LogLevel, NodeRecord, StepRun};
 
 /// What the capture policy kept of a step run, so that a reader knows why something is
 /// missing or short.
@@ -71,6 +73,26 @@ pub fn apply(run: &mut StepRun, level: LogLevel) {
     if truncate_utf8(&mut run.report.stderr, MAX_CAPTURED_BYTES) {
         run.capture.truncated.push("stderr");
     }
+}
+
+/// Apply the capture policy of `level` to a node's record: its output only at DEBUG or
+/// TRACE, capped at [`MAX_CAPTURED_BYTES`].
+pub fn apply_to_node(record: &mut NodeRecord, level: LogLevel) {
+    if !level.captures_data() {
+        record.output = None;
+    } else if let Some(output) = &mut record.output {
+        cap_json(output, MAX_CAPTURED_BYTES);
+    }
+}
+
+/// The trigger payload as the capture policy of `level` keeps it: only at DEBUG or
+/// TRACE, capped at [`MAX_CAPTURED_BYTES`]. Shared, it is copied only when kept.
+pub fn kept_trigger(trigger: Arc<Value>, level: LogLevel) -> Option<Value> {
+    level.captures_data().then(|| {
+        let mut trigger = Arc::unwrap_or_clone(trigger);
+        cap_json(&mut trigger, MAX_CAPTURED_BYTES);
+        trigger
+    })
 }
 
 /// The largest value captured in a trace, in bytes: one step run's input, output,
