@@ -55,7 +55,7 @@ pub enum TriggerType {
 }
 
 /// A node's status, as the trace records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeStatus {
     /// Not started.
     Pending,
@@ -92,7 +92,7 @@ pub enum ExecutionStatus {
 }
 
 /// One run of a step: one attempt of one iteration of one node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRun {
     /// The node.
     pub node: String,

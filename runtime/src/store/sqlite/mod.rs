@@ -21,12 +21,18 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
+mod render;
+
+use render::Sql;
+
 use super::{
-    Error, ExecutionRow, Interrupted, LogRow, NewExecution, Page, PlaybookFields, PlaybookRecord,
-    Query, Sort, Store, Write,
+    AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Error, ExecutionFilter,
+    ExecutionRecord, ExecutionRow, Interrupted, LogFilter, LogRow, NewExecution, NodeState, Page,
+    PlaybookFields, PlaybookRecord, Sort, StepFilter, StepRunRow, Store, Window, Write,
 };
-use crate::tql;
-use crate::trace::{Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, TriggerType};
+use crate::trace::{
+    Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, NodeStatus, StepRun, TriggerType,
+};
 
 /// Each migration, in order; `PRAGMA user_version` counts those applied. (The first
 /// is the schema as first released; later changes are new entries, never edits.)
@@ -298,7 +304,47 @@ UPDATE execution_records SET (first_step, last_step) = (
     WHERE e.num = execution_records.num);
 DROP INDEX step_runs_execution;
 ",
+    r"
+-- The audit rows are read through AUDIT_ROWS, in wasp's words: SecMaster's words for
+-- statuses and triggers are the API's to say.
+DROP VIEW audit_logs;
+",
 ];
+
+/// SecMaster's audit rows: a PLAYBOOK instance per execution, an APP instance per step
+/// run. A child execution reports the trigger type of the execution that started it.
+const AUDIT_ROWS: &str = "(SELECT 'PLAYBOOK' AS instance_type,
+    e.playbook_xid AS action_id,
+    e.playbook_name AS action_name,
+    e.id AS instance_id,
+    e.parent_id AS parent_instance_id,
+    e.log_level AS log_level,
+    coalesce(json_extract(r.record, '$.trigger'), '') AS input,
+    '' AS output,
+    coalesce(e.message, '') AS error_msg,
+    e.started_at AS start_time,
+    e.completed_at AS end_time,
+    e.status AS status,
+    coalesce(p.trigger_type, e.trigger_type) AS trigger_type
+FROM executions e
+    LEFT JOIN execution_records r ON r.num = e.num
+    LEFT JOIN executions p ON p.id = e.parent_id
+UNION ALL
+SELECT 'APP',
+    s.app,
+    s.action,
+    'sr_' || s.num,
+    s.execution_id,
+    e.log_level,
+    coalesce(json_extract(s.record, '$.input'), ''),
+    coalesce(json_extract(s.record, '$.report.output'), ''),
+    coalesce(s.error_message, ''),
+    s.started_at,
+    s.started_at + s.duration_us / 1000,
+    s.status,
+    coalesce(p.trigger_type, e.trigger_type)
+FROM step_runs s JOIN executions e ON e.id = s.execution_id
+    LEFT JOIN executions p ON p.id = e.parent_id) a";
 
 /// The columns of an executions row, as written.
 struct RowValues<'a> {
@@ -543,13 +589,42 @@ fn word<T: serde::Serialize>(value: &T) -> String {
 }
 
 fn parse_word<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
-    serde_json::from_value(Value::String(text.to_owned())).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    decode_value(Value::String(text.to_owned()))
+}
+
+/// A stored column that does not decode, as rusqlite reports one.
+fn undecodable(error: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
 }
 
 fn json_column(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// `text` (a stored JSON column) decoded as a `T`.
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
+    serde_json::from_str(text).map_err(undecodable)
+}
+
+/// `value` (a stored JSON column, put back in shape) as a `T`.
+fn decode_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, rusqlite::Error> {
+    serde_json::from_value(value).map_err(undecodable)
+}
+
+/// A stored log level; `info` for a word that is none (as an executions row reads).
+fn parse_level(text: &str) -> LogLevel {
+    text.parse::<LogLevel>().unwrap_or(LogLevel::Info)
+}
+
+/// A part of a stored JSON document, as text: SQLite's `json_extract` hands back text for
+/// objects and strings, and for a number only the name of its type (which is what the
+/// audit rows have always said).
+fn json_text(value: rusqlite::types::ValueRef<'_>) -> String {
+    match value {
+        rusqlite::types::ValueRef::Null => String::new(),
+        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        other => format!("{:?}", other.data_type()),
+    }
 }
 
 const EXECUTION_COLUMNS: &str = "e.num, e.id, e.parent_id, e.playbook_num, e.playbook_xid, \
@@ -567,7 +642,7 @@ fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
             playbook_id: row.get(4)?,
             playbook_name: row.get(5)?,
             trigger_type: parse_word::<TriggerType>(&row.get::<_, String>(6)?)?,
-            log_level: level.parse::<LogLevel>().unwrap_or(LogLevel::Info),
+            log_level: parse_level(&level),
             queued_at: time(row.get(10)?).unwrap_or_default(),
         },
         playbook_num: row.get(3)?,
@@ -626,20 +701,17 @@ fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
     })
 }
 
-fn sql_params(params: &[tql::Param]) -> Vec<SqlValue> {
-    params
-        .iter()
-        .map(|p| match p {
-            tql::Param::Integer(i) => SqlValue::Integer(*i),
-            tql::Param::Real(r) => SqlValue::Real(*r),
-            tql::Param::Text(t) => SqlValue::Text(t.clone()),
-        })
-        .collect()
-}
-
 /// `key` as a numeric id, when it is one.
 fn number(key: &str) -> Option<i64> {
     key.parse().ok()
+}
+
+/// The SQL direction of `sort`.
+fn order(sort: Sort) -> &'static str {
+    match sort {
+        Sort::NewestFirst => "DESC",
+        Sort::OldestFirst => "ASC",
+    }
 }
 
 impl SqliteStore {
@@ -652,9 +724,9 @@ impl SqliteStore {
     /// [`SqliteStore::open`], starting the write-ahead log over once it holds more than
     /// `restart_after` frames.
     fn open_with(path: &Path, restart_after: i64) -> Result<Self, Error> {
-        let open_error = |e: rusqlite::Error| Error::Open {
+        let open_error = |source: rusqlite::Error| Error::Open {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source,
         };
         let mut writer = Self::connect(path).map_err(open_error)?;
         let applied: i64 = writer
@@ -662,13 +734,10 @@ impl SqliteStore {
             .map_err(open_error)?;
         let applied = usize::try_from(applied).unwrap_or(usize::MAX);
         if applied > MIGRATIONS.len() {
-            return Err(Error::Open {
+            return Err(Error::Newer {
                 path: path.display().to_string(),
-                message: format!(
-                    "its schema is version {applied}, newer than this wasp knows ({}); \
-                     use a newer wasp",
-                    MIGRATIONS.len()
-                ),
+                version: applied,
+                known: MIGRATIONS.len(),
             });
         }
         for (version, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
@@ -694,9 +763,9 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("wasp-checkpoint".to_owned())
             .spawn(move || checkpoint(checkpointer, commits, restart_after, &wanted))
-            .map_err(|e| Error::Open {
+            .map_err(|source| Error::Checkpointer {
                 path: path.display().to_string(),
-                message: format!("cannot start the checkpoint thread: {e}"),
+                source,
             })?;
         Ok(Self {
             path: path.to_owned(),
@@ -735,37 +804,37 @@ impl SqliteStore {
         Ok(result?)
     }
 
-    /// A page of `columns` of `from` where `query` holds, ordered by `key`, each row
-    /// read by `read_row`; and how many rows match in all.
+    /// The page `window` of `columns` of `from` where `condition` holds, ordered by
+    /// `key`, each row read by `read_row`; and how many rows match in all.
     fn page<T>(
         &self,
-        query: &Query,
+        condition: Sql,
+        window: Window,
         from: &str,
         key: &str,
         columns: &str,
         read_row: impl FnMut(&Row<'_>) -> Result<T, rusqlite::Error>,
     ) -> Result<(Vec<T>, i64), Error> {
-        let condition = &query.condition.sql;
-        let params = sql_params(&query.condition.params);
-        let order = match query.sort {
-            Sort::NewestFirst => "DESC",
-            Sort::OldestFirst => "ASC",
-        };
+        let Sql {
+            text: condition,
+            params,
+        } = condition;
+        let order = order(window.sort);
         self.read(|c| {
             let total = c.query_row(
                 &format!("SELECT count(*) FROM {from} WHERE {condition}"),
                 rusqlite::params_from_iter(&params),
                 |r| r.get(0),
             )?;
-            let mut window = params.clone();
-            window.push(SqlValue::Integer(query.limit));
-            window.push(SqlValue::Integer(query.offset));
+            let mut params = params;
+            params.push(SqlValue::Integer(window.limit));
+            params.push(SqlValue::Integer(window.offset));
             let mut statement = c.prepare(&format!(
                 "SELECT {columns} FROM {from} WHERE {condition} ORDER BY {key} {order} \
                  LIMIT ? OFFSET ?"
             ))?;
             let rows = statement
-                .query_map(rusqlite::params_from_iter(&window), read_row)?
+                .query_map(rusqlite::params_from_iter(&params), read_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((rows, total))
         })
@@ -777,7 +846,7 @@ impl SqliteStore {
             c.prepare_cached(&format!(
                 "SELECT s.record FROM step_runs s \
                  WHERE {} AND s.execution_id = ? ORDER BY s.num",
-                super::STEPS_OF_EXECUTION
+                render::STEPS_OF_EXECUTION
             ))?
             .query_map([id, id, id], |r| r.get(0))?
             .collect()
@@ -785,8 +854,10 @@ impl SqliteStore {
         texts
             .iter()
             .map(|text| {
-                let mut record = serde_json::from_str(text)
-                    .map_err(|e| Error::Corrupt(format!("a step run of `{id}`: {e}")))?;
+                let mut record = serde_json::from_str(text).map_err(|source| Error::Corrupt {
+                    what: format!("a step run of `{id}`"),
+                    source,
+                })?;
                 restore_step(&mut record);
                 Ok(record)
             })
@@ -1001,8 +1072,12 @@ impl<'t> Batch<'t> {
 
     /// Store `execution` whole, its children too; its numeric id.
     fn write_execution(&mut self, execution: &Execution) -> Result<i64, Error> {
-        let record = serde_json::to_string(&StoredRecord::of(execution))
-            .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.header.id)))?;
+        let record = serde_json::to_string(&StoredRecord::of(execution)).map_err(|source| {
+            Error::Encode {
+                what: format!("execution `{}`", execution.header.id),
+                source,
+            }
+        })?;
         let num = self.upsert_row(&RowValues {
             header: &execution.header,
             status: execution.status,
@@ -1015,8 +1090,11 @@ impl<'t> Batch<'t> {
         let mut steps: Option<(i64, i64)> = None;
         for step in &execution.steps {
             let error = step.report.error.as_ref();
-            let record = serde_json::to_string(&StoredStep::of(step))
-                .map_err(|e| Error::Corrupt(format!("a step of {}: {e}", execution.header.id)))?;
+            let record =
+                serde_json::to_string(&StoredStep::of(step)).map_err(|source| Error::Encode {
+                    what: format!("a step of `{}`", execution.header.id),
+                    source,
+                })?;
             self.step.execute(params![
                 execution.header.id,
                 step.node,
@@ -1105,7 +1183,7 @@ impl Store for SqliteStore {
             )?;
         }
         self.playbook(playbook.xid)?.ok_or_else(|| {
-            Error::Corrupt(format!("playbook `{}` vanished after saving", playbook.xid))
+            Error::Missing(format!("playbook `{}` vanished after saving", playbook.xid))
         })
     }
 
@@ -1219,7 +1297,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn execution_record(&self, key: &str) -> Result<Option<Value>, Error> {
+    fn execution_record(&self, key: &str) -> Result<Option<ExecutionRecord>, Error> {
         // The row and the record in one statement, so from one snapshot: read apart, an
         // execution ending between the two reads was answered as its ended row without
         // its record (no trigger, no nodes).
@@ -1244,26 +1322,33 @@ impl Store for SqliteStore {
         Ok(match found {
             None => None,
             Some((row, Some(text))) => {
-                let mut record: Value = serde_json::from_str(&text)
-                    .map_err(|e| Error::Corrupt(format!("execution `{key}`: {e}")))?;
+                let mut record: Value =
+                    serde_json::from_str(&text).map_err(|source| Error::Corrupt {
+                        what: format!("execution `{key}`"),
+                        source,
+                    })?;
                 // Its step runs were stored with the record, so they are there too.
                 record["steps"] = Value::Array(self.step_records(&row.header.id)?);
-                Some(record)
+                Some(ExecutionRecord::Ended(record))
             }
             // Not finished: its record is the row.
-            Some((row, None)) => Some(serde_json::to_value(row).unwrap_or_default()),
+            Some((row, None)) => Some(ExecutionRecord::Unfinished(row)),
         })
     }
 
-    fn executions(&self, query: &Query) -> Result<Page, Error> {
-        let condition = &query.condition.sql;
-        let params = sql_params(&query.condition.params);
-        let order = match query.sort {
-            Sort::NewestFirst => "DESC",
-            Sort::OldestFirst => "ASC",
-        };
+    fn executions(
+        &self,
+        filter: &ExecutionFilter,
+        window: Window,
+        count: bool,
+    ) -> Result<Page, Error> {
+        let Sql {
+            text: condition,
+            params,
+        } = render::executions(filter);
+        let order = order(window.sort);
         self.read(|c| {
-            let total = if query.count {
+            let total = if count {
                 Some(c.query_row(
                     &format!("SELECT count(*) FROM executions e WHERE {condition}"),
                     rusqlite::params_from_iter(&params),
@@ -1273,18 +1358,18 @@ impl Store for SqliteStore {
                 None
             };
             // One row past the page says whether there is a next page.
-            let mut window = params.clone();
-            window.push(SqlValue::Integer(query.limit.saturating_add(1)));
-            window.push(SqlValue::Integer(query.offset));
+            let mut params = params;
+            params.push(SqlValue::Integer(window.limit.saturating_add(1)));
+            params.push(SqlValue::Integer(window.offset));
             let mut statement = c.prepare(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE {condition} \
                  ORDER BY e.num {order} LIMIT ? OFFSET ?"
             ))?;
             let mut rows = statement
-                .query_map(rusqlite::params_from_iter(&window), execution_row)?
+                .query_map(rusqlite::params_from_iter(&params), execution_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let more = rows.len() as i64 > query.limit;
-            rows.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+            let more = rows.len() as i64 > window.limit;
+            rows.truncate(usize::try_from(window.limit).unwrap_or(usize::MAX));
             Ok(Page { rows, total, more })
         })
     }
@@ -1337,7 +1422,7 @@ impl Store for SqliteStore {
         }
     }
 
-    fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error> {
+    fn node_states(&self, execution_id: &str) -> Result<Vec<NodeState>, Error> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT node, status, started_at, ended_at, duration_us, pathway, error, \
@@ -1347,41 +1432,49 @@ impl Store for SqliteStore {
             statement
                 .query_map([execution_id], |r| {
                     let error: Option<String> = r.get(6)?;
-                    Ok(serde_json::json!({
-                        "id": r.get::<_, String>(0)?,
-                        "status": r.get::<_, String>(1)?,
-                        "started_at": time(r.get(2)?),
-                        "ended_at": time(r.get(3)?),
-                        "duration_us": r.get::<_, Option<i64>>(4)?,
-                        "pathway": r.get::<_, Option<String>>(5)?,
-                        "error": error.as_deref().map(json_column),
-                        "iterations": r.get::<_, Option<i64>>(7)?,
-                    }))
+                    Ok(NodeState {
+                        id: r.get(0)?,
+                        status: parse_word::<NodeStatus>(&r.get::<_, String>(1)?)?,
+                        started_at: time(r.get(2)?),
+                        ended_at: time(r.get(3)?),
+                        duration_us: r.get(4)?,
+                        pathway: r.get(5)?,
+                        error: error.as_deref().map(decode).transpose()?,
+                        iterations: r.get(7)?,
+                    })
                 })?
                 .collect()
         })
     }
 
-    fn step_runs(&self, query: &Query) -> Result<(Vec<Value>, i64), Error> {
+    fn step_runs(
+        &self,
+        filter: &StepFilter,
+        window: Window,
+    ) -> Result<(Vec<StepRunRow>, i64), Error> {
         self.page(
-            query,
+            render::steps(filter),
+            window,
             "step_runs s",
             "s.num",
             "s.num, s.execution_id, s.status, s.record",
             |r| {
                 let mut record = json_column(&r.get::<_, String>(3)?);
                 restore_step(&mut record);
-                record["num"] = Value::from(r.get::<_, i64>(0)?);
-                record["execution_id"] = Value::from(r.get::<_, String>(1)?);
-                record["status"] = Value::from(r.get::<_, String>(2)?);
-                Ok(record)
+                Ok(StepRunRow {
+                    num: r.get(0)?,
+                    execution_id: r.get(1)?,
+                    status: parse_word::<NodeStatus>(&r.get::<_, String>(2)?)?,
+                    run: decode_value::<StepRun>(record)?,
+                })
             },
         )
     }
 
-    fn log_lines(&self, query: &Query) -> Result<(Vec<LogRow>, i64), Error> {
+    fn log_lines(&self, filter: &LogFilter, window: Window) -> Result<(Vec<LogRow>, i64), Error> {
         self.page(
-            query,
+            render::logs(filter),
+            window,
             "log_lines l JOIN step_runs s ON s.num = l.step_num",
             "l.num",
             "l.num, l.execution_id, l.node, s.iteration, s.attempt, l.ts, l.level, l.message, \
@@ -1493,47 +1586,49 @@ impl Store for SqliteStore {
         })
     }
 
-    fn audit_logs(&self, query: &Query, by_end: bool) -> Result<(Vec<Value>, i64), Error> {
-        let key = if by_end { "a.end_time" } else { "a.start_time" };
-        let time = |r: &Row<'_>, i: usize| -> Result<Value, rusqlite::Error> {
-            Ok(time(r.get(i)?).map_or(Value::Null, |t| {
-                Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            }))
+    fn audit_logs(
+        &self,
+        filter: &AuditFilter,
+        window: Window,
+        order: AuditOrder,
+    ) -> Result<(Vec<AuditRow>, i64), Error> {
+        let key = match order {
+            AuditOrder::Start => "a.start_time",
+            AuditOrder::End => "a.end_time",
         };
         self.page(
-            query,
-            "audit_logs a",
+            render::audit(filter),
+            window,
+            AUDIT_ROWS,
             key,
             "a.instance_type, a.action_id, a.action_name, a.instance_id, \
              a.parent_instance_id, a.log_level, a.input, a.output, a.error_msg, a.start_time, \
              a.end_time, a.status, a.trigger_type",
             |r| {
-                let text = |i: usize| -> Result<Value, rusqlite::Error> {
-                    // Inputs and outputs are JSON; SQLite hands back text for objects and
-                    // numbers for numbers.
-                    Ok(match r.get_ref(i)? {
-                        rusqlite::types::ValueRef::Null => Value::Null,
-                        rusqlite::types::ValueRef::Text(t) => {
-                            Value::from(String::from_utf8_lossy(t).into_owned())
-                        }
-                        other => Value::from(format!("{:?}", other.data_type())),
-                    })
+                let kind = if r.get_ref(0)?.as_str()? == render::instance_type(AuditKind::App) {
+                    AuditKind::App
+                } else {
+                    AuditKind::Playbook
                 };
-                Ok(serde_json::json!({
-                    "instance_type": text(0)?,
-                    "action_id": text(1)?,
-                    "action_name": text(2)?,
-                    "instance_id": text(3)?,
-                    "parent_instance_id": text(4)?,
-                    "log_level": text(5)?,
-                    "input": text(6)?,
-                    "output": text(7)?,
-                    "error_msg": text(8)?,
-                    "start_time": time(r, 9)?,
-                    "end_time": time(r, 10)?,
-                    "status": text(11)?,
-                    "trigger_type": text(12)?,
-                }))
+                let status: String = r.get(11)?;
+                Ok(AuditRow {
+                    kind,
+                    action_id: r.get(1)?,
+                    action_name: r.get(2)?,
+                    instance_id: r.get(3)?,
+                    parent_instance_id: r.get(4)?,
+                    log_level: parse_level(&r.get::<_, String>(5)?),
+                    input: json_text(r.get_ref(6)?),
+                    output: json_text(r.get_ref(7)?),
+                    error_msg: r.get(8)?,
+                    start_time: time(r.get(9)?),
+                    end_time: time(r.get(10)?),
+                    status: match kind {
+                        AuditKind::Playbook => AuditStatus::Execution(parse_word(&status)?),
+                        AuditKind::App => AuditStatus::Step(parse_word(&status)?),
+                    },
+                    trigger_type: parse_word(&r.get::<_, String>(12)?)?,
+                })
             },
         )
     }
@@ -1563,10 +1658,9 @@ impl Store for SqliteStore {
         })?;
         rows.into_iter()
             .map(|(name, spec)| {
-                let spec = serde_json::from_str(&spec).map_err(|e| {
-                    Error::Corrupt(format!(
-                        "asset `{name}`: the stored definition is not JSON: {e}"
-                    ))
+                let spec = serde_json::from_str(&spec).map_err(|source| Error::Corrupt {
+                    what: format!("asset `{name}`: the stored definition is not JSON"),
+                    source,
                 })?;
                 Ok((name, spec))
             })
@@ -1656,16 +1750,26 @@ mod tests {
     }
 
     fn query(store: &SqliteStore, tql: &str) -> Page {
-        let condition = tql::condition(tql, EXECUTION_FIELDS, Utc::now()).unwrap();
+        let tql = crate::tql::condition(tql, EXECUTION_FIELDS, Utc::now()).unwrap();
+        let window = Window {
+            offset: 0,
+            limit: 100,
+            sort: Sort::NewestFirst,
+        };
         store
-            .executions(&Query {
-                condition,
-                offset: 0,
-                limit: 100,
-                sort: Sort::NewestFirst,
-                count: true,
-            })
+            .executions(&ExecutionFilter { tql }, window, true)
             .unwrap()
+    }
+
+    /// The record of execution `key`, ended or not, as JSON.
+    fn record(store: &SqliteStore, key: &str) -> Option<Value> {
+        store
+            .execution_record(key)
+            .unwrap()
+            .map(|record| match record {
+                ExecutionRecord::Ended(record) => record,
+                ExecutionRecord::Unfinished(row) => serde_json::to_value(row).unwrap(),
+            })
     }
 
     #[test]
@@ -1704,7 +1808,7 @@ mod tests {
                 .id,
             "ex_old"
         );
-        let record = store.execution_record("ex_new").unwrap().unwrap();
+        let record = record(&store, "ex_new").unwrap();
         assert_eq!(record["nodes"][0]["output"], json!({"ok": true}));
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
         let playbook = store.playbook("triage").unwrap().unwrap();
@@ -1725,7 +1829,7 @@ mod tests {
                 for id in watched {
                     // Read until it shows its end.
                     loop {
-                        let Some(record) = store.execution_record(&id).unwrap() else {
+                        let Some(record) = record(&store, &id) else {
                             continue;
                         };
                         if record["status"] == "Running" {
@@ -1915,7 +2019,7 @@ mod tests {
             .unwrap();
         let running = store.node_states("ex_whole").unwrap();
         assert_eq!(running.len(), 1, "{running:?}");
-        assert_eq!(running[0]["status"], "Running");
+        assert_eq!(running[0].status, NodeStatus::Running);
 
         // The end, with node events that arrive in the same batch: the record wins.
         store
@@ -1925,12 +2029,12 @@ mod tests {
                 Write::Finish(Box::new(ended.clone())),
             ])
             .unwrap();
-        assert_eq!(store.node_states("ex_whole").unwrap(), Vec::<Value>::new());
-        assert_eq!(store.node_states("ex_child").unwrap(), Vec::<Value>::new());
+        assert_eq!(store.node_states("ex_whole").unwrap(), []);
+        assert_eq!(store.node_states("ex_child").unwrap(), []);
         let mut expected = serde_json::to_value(&ended).unwrap();
         expected["children"] = json!(["ex_child"]);
-        assert_eq!(store.execution_record("ex_whole").unwrap(), Some(expected));
-        let child = store.execution_record("ex_child").unwrap().unwrap();
+        assert_eq!(record(&store, "ex_whole"), Some(expected));
+        let child = record(&store, "ex_child").unwrap();
         assert_eq!(child["parent_id"], "ex_whole");
         assert_eq!(child["steps"], json!([]));
     }
@@ -1997,8 +2101,8 @@ mod tests {
         let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
         assert_eq!(page.rows[0].header.id, "ex_kept");
         // Records moved to their number's key, and the audit log view reads them there.
-        let record = store.execution_record("ex_kept").unwrap().unwrap();
-        assert_eq!(record["trigger"]["ip"], "8.8.8.8");
+        let kept = record(&store, "ex_kept").unwrap();
+        assert_eq!(kept["trigger"]["ip"], "8.8.8.8");
         let nodes = |record: &Value| -> Vec<String> {
             record["steps"]
                 .as_array()
@@ -2007,17 +2111,17 @@ mod tests {
                 .map(|s| s["node"].as_str().unwrap().to_owned())
                 .collect()
         };
-        assert_eq!(nodes(&record), ["a", "b"]);
-        let two = store.execution_record("ex_two").unwrap().unwrap();
+        assert_eq!(nodes(&kept), ["a", "b"]);
+        let two = record(&store, "ex_two").unwrap();
         assert_eq!(nodes(&two), ["c"]);
-        let input: String = lock(&store.writer)
-            .query_row(
-                "SELECT input FROM audit_logs WHERE instance_id = 'ex_kept'",
-                [],
-                |r| r.get(0),
-            )
+        let filter = AuditFilter {
+            instance_id: Some("ex_kept".to_owned()),
+            ..AuditFilter::default()
+        };
+        let (rows, _) = store
+            .audit_logs(&filter, Window::all(Sort::NewestFirst), AuditOrder::Start)
             .unwrap();
-        assert_eq!(input, r#"{"ip":"8.8.8.8"}"#);
+        assert_eq!(rows[0].input, r#"{"ip":"8.8.8.8"}"#);
         // A playbook's last run is its newest execution.
         let playbook = store.playbook("triage").unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_kept"));
@@ -2092,8 +2196,7 @@ mod tests {
             .write(&[Write::Finish(Box::new(with("ex_next", &["n1"])))])
             .unwrap();
         let nodes = |id: &str| -> Vec<String> {
-            let record = store.execution_record(id).unwrap().unwrap();
-            record["steps"]
+            record(&store, id).unwrap()["steps"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -2106,20 +2209,15 @@ mod tests {
         assert!(nodes("ex_none").is_empty());
         assert_eq!(nodes("ex_next"), ["n1"]);
         let listed = |tql: &str| -> Vec<String> {
-            let condition = tql::condition(tql, super::super::STEP_FIELDS, now).unwrap();
+            let filter = StepFilter {
+                tql: crate::tql::condition(tql, super::super::STEP_FIELDS, now).unwrap(),
+                ..StepFilter::default()
+            };
             let (rows, total) = store
-                .step_runs(&Query {
-                    condition,
-                    offset: 0,
-                    limit: 100,
-                    sort: Sort::OldestFirst,
-                    count: true,
-                })
+                .step_runs(&filter, Window::all(Sort::OldestFirst))
                 .unwrap();
             assert_eq!(total as usize, rows.len());
-            rows.iter()
-                .map(|s| s["node"].as_str().unwrap().to_owned())
-                .collect()
+            rows.into_iter().map(|s| s.run.node).collect()
         };
         assert_eq!(listed(r#"executionId = "ex_parent""#), ["p1", "p2"]);
         assert_eq!(
@@ -2137,22 +2235,25 @@ mod tests {
             ["c1", "n1"]
         );
         // `=` reads the execution's numbers only, not the whole table.
-        let condition = tql::condition(
+        let tql = crate::tql::condition(
             r#"executionId = "ex_first""#,
             super::super::STEP_FIELDS,
             now,
         )
         .unwrap();
+        let condition = render::steps(&StepFilter {
+            tql,
+            ..StepFilter::default()
+        });
         let plan: Vec<String> = lock(&store.writer)
             .prepare(&format!(
                 "EXPLAIN QUERY PLAN SELECT s.num FROM step_runs s WHERE {}",
-                condition.sql
+                condition.text
             ))
             .unwrap()
-            .query_map(
-                rusqlite::params_from_iter(sql_params(&condition.params)),
-                |r| r.get::<_, String>(3),
-            )
+            .query_map(rusqlite::params_from_iter(&condition.params), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -2250,20 +2351,16 @@ mod tests {
             .collect();
         assert_eq!(store.step_records("ex_steps").unwrap(), expected);
         let (listed, _) = store
-            .step_runs(&Query {
-                condition: tql::condition("", crate::store::STEP_FIELDS, now).unwrap(),
-                offset: 0,
-                limit: 10,
-                sort: Sort::OldestFirst,
-                count: false,
-            })
+            .step_runs(&StepFilter::default(), Window::all(Sort::OldestFirst))
             .unwrap();
+        assert_eq!(listed.len(), expected.len());
         for (listed, expected) in listed.iter().zip(&expected) {
-            let mut listed = listed.clone();
+            assert_eq!(&serde_json::to_value(&listed.run).unwrap(), expected);
+            let mut row = serde_json::to_value(listed).unwrap();
             for added in ["num", "execution_id", "status"] {
-                listed.as_object_mut().unwrap().remove(added);
+                row.as_object_mut().unwrap().remove(added);
             }
-            assert_eq!(&listed, expected);
+            assert_eq!(&row, expected);
         }
     }
 
@@ -2312,10 +2409,7 @@ mod tests {
         let row = second.execution("ex_across").unwrap().unwrap();
         assert_eq!(row.status, ExecutionStatus::Completed);
         assert!(row.completed_at.is_some());
-        assert_eq!(
-            second.node_states("ex_across").unwrap(),
-            Vec::<Value>::new()
-        );
+        assert_eq!(second.node_states("ex_across").unwrap(), []);
 
         // A playbook saved after the writer looked for it: later executions carry its
         // number.
