@@ -487,11 +487,7 @@ async fn run_playbook(
             let store = open_store(path)?;
             let definition = definition(&args.playbook.file);
             store
-                .save_playbook(&crate::store::PlaybookFields::of(
-                    &playbook,
-                    &definition,
-                    "file",
-                ))
+                .save_playbook(&crate::api::stored_fields(&playbook, &definition, "file"))
                 .map_err(|e| Failure::Internal(e.to_string()))?;
             Some((store, path))
         }
@@ -772,9 +768,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         let (playbooks, registry) = load_directory(registry, &args.playbooks);
         for (playbook, definition) in &playbooks {
             store
-                .save_playbook(&crate::store::PlaybookFields::of(
-                    playbook, definition, "file",
-                ))
+                .save_playbook(&crate::api::stored_fields(playbook, definition, "file"))
                 .map_err(|e| Failure::Internal(e.to_string()))?;
         }
         let apps = registry.apps().count();

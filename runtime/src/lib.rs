@@ -12,8 +12,8 @@
 //! | [`assets`] | configured app instances: settings and secrets a node binds |
 //! | [`secrets`] | secret references, and what a client of the API may name |
 //! | [`trace`] | log levels, log lines, and the redaction of secrets |
-//! | [`tql`] | the query language over executions, step runs and log lines, compiled to parameterised SQL |
-//! | [`store`] | persistence of playbooks and traces; SQLite is the embedded default |
+//! | [`tql`] | the query language over executions, step runs and log lines: parsed, then checked against a schema into a typed condition in no database's dialect |
+//! | [`store`] | persistence of playbooks and traces behind typed filters and records; SQLite (which renders the filters to SQL) is the embedded default |
 //! | [`api`] | the HTTP server: native API and the ThreatConnect view |
 //! | [`cli`] | the `wasp` command line |
 //! | [`env`] | every environment variable wasp reads, in one place |

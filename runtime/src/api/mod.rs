@@ -1996,6 +1996,31 @@ fn check_secret_readable(playbook: &Playbook) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What the store keeps of `playbook`, defined by `steps` (the file as written), from
+/// `source` (`file` or `api`). Here and not in `store`, so that the store need not know
+/// the playbook model.
+pub(crate) fn stored_fields<'a>(
+    playbook: &'a Playbook,
+    steps: &'a Value,
+    source: &'a str,
+) -> store::PlaybookFields<'a> {
+    store::PlaybookFields {
+        xid: &playbook.id,
+        name: &playbook.name,
+        description: &playbook.description,
+        steps,
+        source,
+        category: playbook.labels.category.as_deref(),
+        enabled: playbook.enabled,
+        auto_execute: playbook.auto_execute,
+        trigger_conditions: playbook.conditions.texts(),
+        tags: &playbook.labels.tags,
+        mitre_tactics: &playbook.labels.mitre_tactics,
+        mitre_techniques: &playbook.labels.mitre_techniques,
+        required_connector_ids: &playbook.labels.required_connector_ids,
+    }
+}
+
 /// Store `playbook` and serve it from now on.
 async fn save(
     service: &Arc<Service>,
@@ -2005,9 +2030,7 @@ async fn save(
     let playbook = Arc::new(playbook);
     let saved = Arc::clone(&playbook);
     let record = service
-        .blocking(move |store| {
-            store.save_playbook(&store::PlaybookFields::of(&saved, &definition, "api"))
-        })
+        .blocking(move |store| store.save_playbook(&stored_fields(&saved, &definition, "api")))
         .await?;
     service.runner.set_playbook(Arc::clone(&playbook));
     service.schedule(&playbook);

@@ -8,6 +8,11 @@
 //! stalls the executions' tasks; its writes, in batches, inline on a worker (a commit
 //! in WAL mode with `synchronous = NORMAL` waits for no disk but when the log starts
 //! over, and a hop to another thread cost more than the write: see `api::persist`).
+//!
+//! What crosses the trait is typed: filters ([`ExecutionFilter`], [`StepFilter`],
+//! [`LogFilter`], [`AuditFilter`]) hold a checked TQL [`tql::Condition`] and conditions
+//! of their own, and each backend renders them in its dialect (`sqlite/render.rs`); rows
+//! come back as records, in wasp's words. The store imports only `trace` and `tql`.
 
 mod sqlite;
 
@@ -798,25 +803,6 @@ impl<'a> PlaybookFields<'a> {
             mitre_tactics: &[],
             mitre_techniques: &[],
             required_connector_ids: &[],
-        }
-    }
-
-    /// The fields of `playbook`, defined by `steps`, from `source`.
-    pub fn of(playbook: &'a crate::playbook::Playbook, steps: &'a Value, source: &'a str) -> Self {
-        Self {
-            xid: &playbook.id,
-            name: &playbook.name,
-            description: &playbook.description,
-            steps,
-            source,
-            category: playbook.labels.category.as_deref(),
-            enabled: playbook.enabled,
-            auto_execute: playbook.auto_execute,
-            trigger_conditions: playbook.conditions.texts(),
-            tags: &playbook.labels.tags,
-            mitre_tactics: &playbook.labels.mitre_tactics,
-            mitre_techniques: &playbook.labels.mitre_techniques,
-            required_connector_ids: &playbook.labels.required_connector_ids,
         }
     }
 }
