@@ -455,7 +455,8 @@ impl<'a> StoredRecord<'a> {
 
 /// A step run as `step_runs.record` holds it: without the fields that hold nothing (an
 /// input not captured, no output, no logs, empty stdout and stderr, nothing cut), which
-/// are most of a step run at INFO; [`restore_step`] puts them back on reading.
+/// are most of a step run at INFO; [`restore_step`] puts them back into a record read
+/// as JSON, and a [`StepRun`] read back has them empty by default.
 #[derive(serde::Serialize)]
 struct StoredStep<'a> {
     node: &'a str,
@@ -589,11 +590,19 @@ fn word<T: serde::Serialize>(value: &T) -> String {
 }
 
 fn parse_word<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
-    decode_value(Value::String(text.to_owned()))
+    use serde::de::IntoDeserializer;
+    // Straight from the text: no copy of it for each row read.
+    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(text))
+        .map_err(undecodable)
+}
+
+/// The word in column `i` of `row`, read as the `T` serde gives it.
+fn word_at<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> Result<T, rusqlite::Error> {
+    parse_word(row.get_ref(i)?.as_str()?)
 }
 
 /// A stored column that does not decode, as rusqlite reports one.
-fn undecodable(error: serde_json::Error) -> rusqlite::Error {
+fn undecodable(error: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
 }
 
@@ -604,11 +613,6 @@ fn json_column(text: &str) -> Value {
 /// `text` (a stored JSON column) decoded as a `T`.
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
     serde_json::from_str(text).map_err(undecodable)
-}
-
-/// `value` (a stored JSON column, put back in shape) as a `T`.
-fn decode_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, rusqlite::Error> {
-    serde_json::from_value(value).map_err(undecodable)
 }
 
 /// A stored log level; `info` for a word that is none (as an executions row reads).
@@ -641,12 +645,12 @@ fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
             replay_of: row.get(14)?,
             playbook_id: row.get(4)?,
             playbook_name: row.get(5)?,
-            trigger_type: parse_word::<TriggerType>(&row.get::<_, String>(6)?)?,
+            trigger_type: word_at::<TriggerType>(row, 6)?,
             log_level: parse_level(&level),
             queued_at: time(row.get(10)?).unwrap_or_default(),
         },
         playbook_num: row.get(3)?,
-        status: parse_word::<ExecutionStatus>(&row.get::<_, String>(8)?)?,
+        status: word_at::<ExecutionStatus>(row, 8)?,
         message: row.get(9)?,
         started_at: time(row.get(11)?),
         completed_at: time(row.get(12)?),
@@ -1434,7 +1438,7 @@ impl Store for SqliteStore {
                     let error: Option<String> = r.get(6)?;
                     Ok(NodeState {
                         id: r.get(0)?,
-                        status: parse_word::<NodeStatus>(&r.get::<_, String>(1)?)?,
+                        status: word_at::<NodeStatus>(r, 1)?,
                         started_at: time(r.get(2)?),
                         ended_at: time(r.get(3)?),
                         duration_us: r.get(4)?,
@@ -1459,13 +1463,12 @@ impl Store for SqliteStore {
             "s.num",
             "s.num, s.execution_id, s.status, s.record",
             |r| {
-                let mut record = json_column(&r.get::<_, String>(3)?);
-                restore_step(&mut record);
                 Ok(StepRunRow {
                     num: r.get(0)?,
                     execution_id: r.get(1)?,
-                    status: parse_word::<NodeStatus>(&r.get::<_, String>(2)?)?,
-                    run: decode_value::<StepRun>(record)?,
+                    status: word_at::<NodeStatus>(r, 2)?,
+                    // The fields the store left out read back empty (see `StoredStep`).
+                    run: decode::<StepRun>(r.get_ref(3)?.as_str()?)?,
                 })
             },
         )
@@ -1610,7 +1613,6 @@ impl Store for SqliteStore {
                 } else {
                     AuditKind::Playbook
                 };
-                let status: String = r.get(11)?;
                 Ok(AuditRow {
                     kind,
                     action_id: r.get(1)?,
@@ -1624,10 +1626,10 @@ impl Store for SqliteStore {
                     start_time: time(r.get(9)?),
                     end_time: time(r.get(10)?),
                     status: match kind {
-                        AuditKind::Playbook => AuditStatus::Execution(parse_word(&status)?),
-                        AuditKind::App => AuditStatus::Step(parse_word(&status)?),
+                        AuditKind::Playbook => AuditStatus::Execution(word_at(r, 11)?),
+                        AuditKind::App => AuditStatus::Step(word_at(r, 11)?),
                     },
-                    trigger_type: parse_word(&r.get::<_, String>(12)?)?,
+                    trigger_type: word_at(r, 12)?,
                 })
             },
         )
