@@ -1844,11 +1844,11 @@ fn logs_csv(rows: &[store::LogRow]) -> Result<Vec<u8>, csv::Error> {
         "fields",
     ])?;
     for row in rows {
-        let fields = if row.fields.is_null() {
-            String::new()
-        } else {
-            row.fields.to_string()
-        };
+        let fields = row
+            .fields
+            .as_ref()
+            .map(|fields| json!(fields).to_string())
+            .unwrap_or_default();
         writer.write_record([
             row.ts.as_str(),
             row.level.as_str(),

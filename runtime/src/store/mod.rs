@@ -635,11 +635,11 @@ pub struct LogRow {
     /// When the host received it (RFC 3339).
     pub ts: String,
     /// Its level.
-    pub level: String,
+    pub level: LogLevel,
     /// The text (redacted).
     pub message: String,
-    /// Its structured fields.
-    pub fields: Value,
+    /// Its structured fields, when it has any.
+    pub fields: Option<Vec<(String, String)>>,
 }
 
 /// The state of a node of a running execution, as its events left it.

@@ -1483,7 +1483,10 @@ impl Store for SqliteStore {
             "l.num, l.execution_id, l.node, s.iteration, s.attempt, l.ts, l.level, l.message, \
              l.fields",
             |r| {
-                let fields: Option<String> = r.get(8)?;
+                let fields = match r.get_ref(8)? {
+                    rusqlite::types::ValueRef::Null => None,
+                    text => Some(decode(text.as_str()?)?),
+                };
                 Ok(LogRow {
                     num: r.get(0)?,
                     execution_id: r.get(1)?,
@@ -1491,9 +1494,9 @@ impl Store for SqliteStore {
                     iteration: r.get(3)?,
                     attempt: r.get(4)?,
                     ts: r.get(5)?,
-                    level: r.get(6)?,
+                    level: word_at(r, 6)?,
                     message: r.get(7)?,
-                    fields: fields.as_deref().map(json_column).unwrap_or(Value::Null),
+                    fields,
                 })
             },
         )
@@ -2364,6 +2367,97 @@ mod tests {
             }
             assert_eq!(&row, expected);
         }
+    }
+
+    #[test]
+    fn log_lines_read_back_typed_and_each_condition_of_a_filter_holds() {
+        use crate::trace::{LogLine, StepReport, StepRun};
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let line = |level, message: &str, fields: &[(&str, &str)]| LogLine {
+            ts: "2026-11-23T06:00:00.000000Z".to_owned(),
+            level,
+            message: message.to_owned(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let step = |node: &str, iteration, logs| StepRun {
+            node: node.to_owned(),
+            app: "transform".to_owned(),
+            action: "join".to_owned(),
+            iteration,
+            attempt: 1,
+            input: None,
+            report: StepReport {
+                logs,
+                ..StepReport::success(json!({}))
+            },
+            capture: Default::default(),
+            started_at: now,
+            child: None,
+        };
+        let mut ended = execution("ex_logs", ExecutionStatus::Completed, now);
+        ended.steps = vec![
+            step(
+                "a",
+                Some(0),
+                vec![
+                    line(LogLevel::Info, "100% done", &[("ms", "9")]),
+                    line(LogLevel::Debug, "100 done", &[]),
+                ],
+            ),
+            step("b", Some(1), vec![line(LogLevel::Error, "it's 100%", &[])]),
+        ];
+        store.write(&[Write::Finish(Box::new(ended))]).unwrap();
+        let messages = |filter: LogFilter| -> Vec<String> {
+            let (rows, total) = store
+                .log_lines(&filter, Window::all(Sort::OldestFirst))
+                .unwrap();
+            assert_eq!(total as usize, rows.len());
+            rows.into_iter().map(|row| row.message).collect()
+        };
+        let (rows, _) = store
+            .log_lines(&LogFilter::default(), Window::all(Sort::OldestFirst))
+            .unwrap();
+        assert_eq!(
+            (rows[0].level, rows[0].fields.clone()),
+            (
+                LogLevel::Info,
+                Some(vec![("ms".to_owned(), "9".to_owned())])
+            )
+        );
+        assert_eq!(
+            (rows[1].level, rows[1].fields.clone()),
+            (LogLevel::Debug, None)
+        );
+        // `%` in the text is a character, not a wildcard.
+        let contains = |text: &str| LogFilter {
+            message_contains: Some(text.to_owned()),
+            ..LogFilter::default()
+        };
+        assert_eq!(messages(contains("100%")), ["100% done", "it's 100%"]);
+        assert_eq!(messages(contains("0_d")), Vec::<String>::new());
+        let at_least = LogFilter {
+            level_at_least: Some(LogLevel::Info),
+            ..LogFilter::default()
+        };
+        assert_eq!(messages(at_least), ["100% done", "it's 100%"]);
+        let of_node = LogFilter {
+            execution: Some("ex_logs".to_owned()),
+            node: Some("a".to_owned()),
+            iteration: Some(0),
+            tql: crate::tql::condition(r#"level = "DEBUG""#, super::super::LOG_FIELDS, now)
+                .unwrap(),
+            ..LogFilter::default()
+        };
+        assert_eq!(messages(of_node), ["100 done"]);
+        let elsewhere = LogFilter {
+            execution: Some("ex_other".to_owned()),
+            ..LogFilter::default()
+        };
+        assert!(messages(elsewhere).is_empty());
     }
 
     #[test]
