@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
-use wasp_runtime::store::{EXECUTION_FIELDS, PlaybookFields, Query, Sort, SqliteStore, Store};
+use wasp_runtime::store::{
+    EXECUTION_FIELDS, ExecutionFilter, PlaybookFields, Sort, SqliteStore, Store, Window,
+};
 use wasp_runtime::tql;
 use wasp_runtime::trace::{
     Execution, ExecutionHeader, ExecutionStatus, LogLevel, NodeRecord, NodeStatus, TriggerType,
@@ -96,31 +98,29 @@ fn main() {
         let mut rows = 0;
         for _ in 0..200 {
             let started = Instant::now();
-            let condition = tql::condition(text, EXECUTION_FIELDS, Utc::now()).expect("query");
+            let tql = tql::condition(text, EXECUTION_FIELDS, Utc::now()).expect("query");
+            let window = Window {
+                offset: 0,
+                limit: 100,
+                sort: Sort::NewestFirst,
+            };
             let page = store
-                .executions(&Query {
-                    condition,
-                    offset: 0,
-                    limit: 100,
-                    sort: Sort::NewestFirst,
-                    count: false,
-                })
+                .executions(&ExecutionFilter { tql }, window, false)
                 .expect("list");
             samples.push(started.elapsed());
             rows = page.rows.len();
         }
         let (p50, p99) = percentiles(samples);
         let shown = if text.is_empty() { "(no filter)" } else { text };
-        let condition = tql::condition(text, EXECUTION_FIELDS, Utc::now()).expect("query");
+        let tql = tql::condition(text, EXECUTION_FIELDS, Utc::now()).expect("query");
         let started = Instant::now();
+        let window = Window {
+            offset: 0,
+            limit: 1,
+            sort: Sort::NewestFirst,
+        };
         let total = store
-            .executions(&Query {
-                condition,
-                offset: 0,
-                limit: 1,
-                sort: Sort::NewestFirst,
-                count: true,
-            })
+            .executions(&ExecutionFilter { tql }, window, true)
             .expect("count")
             .total
             .unwrap_or_default();

@@ -504,7 +504,7 @@ async fn run_playbook(
             let store = open_store(path)?;
             let definition = definition(&args.playbook.file);
             store
-                .save_playbook(&crate::store::PlaybookFields::of(
+                .save_playbook(&crate::service::stored_fields(
                     &playbook,
                     &definition,
                     "file",
@@ -779,9 +779,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         let (playbooks, registry) = load_directory(registry, &args.playbooks);
         for (playbook, definition) in &playbooks {
             store
-                .save_playbook(&crate::store::PlaybookFields::of(
-                    playbook, definition, "file",
-                ))
+                .save_playbook(&crate::service::stored_fields(playbook, definition, "file"))
                 .map_err(|e| Failure::Internal(e.to_string()))?;
         }
         let apps = registry.apps().count();
@@ -847,20 +845,19 @@ fn open_store(path: &Path) -> Result<Arc<dyn crate::store::Store>, Failure> {
 
 fn list_executions(args: &ExecutionsListArgs) -> Result<ExitCode, Failure> {
     let store = open_store(&args.db)?;
-    let condition = crate::tql::condition(
+    let tql = crate::tql::condition(
         &args.tql,
         crate::store::EXECUTION_FIELDS,
         chrono::Utc::now(),
     )
     .map_err(|e| Failure::Usage(format!("--tql: {e}")))?;
+    let window = crate::store::Window {
+        offset: 0,
+        limit: args.limit.max(1),
+        sort: crate::store::Sort::NewestFirst,
+    };
     let page = store
-        .executions(&crate::store::Query {
-            condition,
-            offset: 0,
-            limit: args.limit.max(1),
-            sort: crate::store::Sort::NewestFirst,
-            count: true,
-        })
+        .executions(&crate::store::ExecutionFilter { tql }, window, true)
         .map_err(|e| Failure::Internal(e.to_string()))?;
     print_json(&serde_json::json!({
         "count": page.total,
@@ -876,8 +873,13 @@ fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
         .execution_record(&args.id)
         .map_err(|e| Failure::Internal(e.to_string()))?
     {
-        Some(record) => {
+        Some(crate::store::ExecutionRecord::Ended(record)) => {
             print_json(&record);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(crate::store::ExecutionRecord::Unfinished(row)) => {
+            // As a JSON value, so that its keys print in the same order as an ended one's.
+            print_json(&serde_json::json!(row));
             Ok(ExitCode::SUCCESS)
         }
         None => Err(Failure::Usage(format!(

@@ -13,8 +13,8 @@
 //! | [`host`] | the wasmtime engine, the component cache, the sandbox (limits, capabilities), host imports, capture of logs and stdout/stderr, the app registry |
 //! | [`assets`] | configured app instances: settings and secrets a node binds |
 //! | [`secrets`] | secret references, and what a client of the API may name |
-//! | [`tql`] | the query language over executions, step runs and log lines: parsing and checking against a field schema |
-//! | [`store`] | persistence of playbooks and traces; SQLite is the embedded default; all SQL text lives here |
+//! | [`tql`] | the query language over executions, step runs and log lines: parsed, then checked against a schema into a typed condition in no database's dialect |
+//! | [`store`] | persistence of playbooks and traces behind typed filters and records; SQLite (which renders the filters to SQL) is the embedded default; all SQL text lives here |
 //! | [`service`] | the application core the API and the CLI call: start, queue, kill, the writer with its group commit, stored playbooks and assets, timers and events, replay, Splunk SOAR's action runs |
 //! | [`api`] | HTTP only: the native API, the three vendor views, the page; each handler parses, calls the service or the store, and maps the error |
 //! | [`cli`] | the `wasp` command line |

@@ -1,6 +1,8 @@
 //! TQL, ThreatConnect's query language (seed 000), for executions, step runs and log
-//! lines: parsed to an [`Expr`], checked against a [`Schema`] of fields, and compiled to
-//! a parameterised SQL condition. A value from a query is never pasted into SQL.
+//! lines: parsed to an [`Expr`], and checked against a [`Schema`] of fields into a
+//! [`Condition`]: typed, with `NOW()` resolved, and in no database's dialect. A store
+//! renders it (`store::sqlite` to parameterised SQL); the same query also [`matches`]
+//! an event in memory.
 //!
 //! ```text
 //! query      := or
@@ -113,9 +115,33 @@ impl Op {
     }
 
     fn is_text_match(self) -> bool {
-        !matches!(self, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)
+        self.kind().is_err()
+    }
+
+    /// The comparison it is, or else the text match: the pattern it builds from the
+    /// query's text, and whether it is negated.
+    fn kind(self) -> Result<Comparison, TextMatch> {
+        match self {
+            Op::Eq => Ok(Comparison::Eq),
+            Op::Ne => Ok(Comparison::Ne),
+            Op::Lt => Ok(Comparison::Lt),
+            Op::Le => Ok(Comparison::Le),
+            Op::Gt => Ok(Comparison::Gt),
+            Op::Ge => Ok(Comparison::Ge),
+            Op::Like => Err((Pattern::Like, false)),
+            Op::NotLike => Err((Pattern::Like, true)),
+            Op::Contains => Err((Pattern::Contains, false)),
+            Op::NotContains => Err((Pattern::Contains, true)),
+            Op::StartsWith => Err((Pattern::StartsWith, false)),
+            Op::NotStartsWith => Err((Pattern::StartsWith, true)),
+            Op::EndsWith => Err((Pattern::EndsWith, false)),
+            Op::NotEndsWith => Err((Pattern::EndsWith, true)),
+        }
     }
 }
+
+/// A text operator: the pattern it makes of the query's text, and whether it is negated.
+type TextMatch = (fn(String) -> Pattern, bool);
 
 /// A literal value.
 #[derive(Debug, Clone, PartialEq)]
@@ -356,11 +382,11 @@ fn lex(text: &str) -> Result<Vec<(usize, Token)>, Error> {
     Ok(tokens)
 }
 
-/// How deep `NOT` and parentheses may nest: the parser, the compiler and SQLite all
-/// recurse once per level, and a client must not be able to exhaust a stack.
+/// How deep `NOT` and parentheses may nest: the parser, the checker, a store's renderer
+/// and its database all recurse once per level, and a client must not be able to exhaust a stack.
 pub const MAX_NESTING: usize = 32;
-/// Conditions in one query: each becomes a level of SQL expression, and SQLite refuses
-/// expressions deeper than 1,000.
+/// Conditions in one query: each becomes a level of a database's expression (SQLite
+/// refuses expressions deeper than 1,000).
 pub const MAX_CONDITIONS: usize = 256;
 /// Values in one `IN` list.
 pub const MAX_IN_VALUES: usize = 1_000;
@@ -711,7 +737,7 @@ pub enum Type {
     Integer,
     /// Text.
     String,
-    /// A point in time (stored as milliseconds since the epoch, UTC).
+    /// A point in time (compared as milliseconds since the epoch, UTC).
     Date,
     /// One of a set of words, compared without regard to case.
     Enum(&'static [&'static str]),
@@ -727,88 +753,220 @@ impl Type {
             Type::Enum(_) => "Enum",
         }
     }
+
+    /// `a` or `an`, before the type's name.
+    fn article(self) -> &'static str {
+        if matches!(self, Type::Integer) {
+            "an"
+        } else {
+            "a"
+        }
+    }
 }
 
-/// A field a query may name.
+/// A field a query may name over one kind of record. `F` says which of the record's
+/// fields it is: a store maps it to where it keeps that field, so that the query
+/// language names no table or column.
 #[derive(Debug, Clone, Copy)]
-pub struct Field {
+pub struct Field<F> {
     /// Its name in queries (matched without regard to case).
     pub keyword: &'static str,
-    /// The SQL expression it reads; written by us, never by a client.
-    pub column: &'static str,
+    /// The record's field it reads.
+    pub id: F,
     /// Its type.
     pub kind: Type,
     /// What it is.
     pub description: &'static str,
-    /// When set, `column` is a column of another table, reached through this.
-    pub via: Option<Lookup>,
-}
-
-/// How a field's column is reached other than directly.
-#[derive(Debug, Clone, Copy)]
-pub enum Lookup {
-    /// The column is another table's: a condition on it holds for the record when its
-    /// `key` is among the `select`ed rows where the condition holds
-    /// (`e.playbook_xid IN (SELECT p.xid FROM playbooks p WHERE p.num = ?)`). A record
-    /// whose key selects no row satisfies nothing but `ISNULL`, as a NULL column would.
-    Rows {
-        /// The record's column that names a row of the other table.
-        key: &'static str,
-        /// The `SELECT` of the other table's matching column, without a `WHERE`.
-        select: &'static str,
-    },
-    /// The column is the record's own, and the records equal to a value lie within
-    /// `range`, a condition with a `?` for the value wherever it needs it: `=` reads
-    /// only those rows (the step runs of one execution, by number).
-    Within {
-        /// The condition that bounds them.
-        range: &'static str,
-    },
 }
 
 /// The fields of one kind of record.
-pub type Schema = &'static [Field];
+pub type Schema<F> = &'static [Field<F>];
 
-/// A value bound to a `?` of a compiled condition.
+/// A value a checked condition compares a field with, of the field's type.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Param {
+pub enum Value {
     /// An integer.
     Integer(i64),
-    /// A real number.
+    /// A real number (an integer field compared with `1.5`).
     Real(f64),
-    /// Text.
+    /// Text, compared exactly.
     Text(String),
+    /// One of an enum field's words, as the schema spells it; compared without regard to
+    /// case.
+    Word(&'static str),
+    /// A point in time, in milliseconds since the epoch (UTC).
+    Time(i64),
 }
 
-/// A query compiled for one schema: `sql` with a `?` for each of `params`, in order.
+/// An ordering comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// A text match, compared without regard to ASCII case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    /// A `LIKE` pattern as written: `%` any text, `_` any one character, `\` before
+    /// either (or itself) that character as it is.
+    Like(String),
+    /// The text appears in the field.
+    Contains(String),
+    /// The field starts with the text.
+    StartsWith(String),
+    /// The field ends with the text.
+    EndsWith(String),
+}
+
+/// A query checked against a schema: every field is one of the schema's, every value of
+/// its field's type, `NOW()` resolved. It says nothing of how a store finds the records:
+/// each store renders it in its own dialect.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
-    /// A SQL boolean expression.
-    pub sql: String,
-    /// Its parameters.
-    pub params: Vec<Param>,
+pub enum Condition<F> {
+    /// Both hold.
+    And(Box<Condition<F>>, Box<Condition<F>>),
+    /// Either holds.
+    Or(Box<Condition<F>>, Box<Condition<F>>),
+    /// It does not hold; a condition on a missing value (which holds neither way) does
+    /// not hold, so its negation does.
+    Not(Box<Condition<F>>),
+    /// `field op value`.
+    Compare {
+        /// The field.
+        field: F,
+        /// The comparison.
+        op: Comparison,
+        /// The value.
+        value: Value,
+    },
+    /// `field [NOT] IN (values)`.
+    In {
+        /// The field.
+        field: F,
+        /// The values, at least one.
+        values: Vec<Value>,
+        /// `NOT IN`.
+        negated: bool,
+    },
+    /// `field IS [NOT] NULL`.
+    IsNull {
+        /// The field.
+        field: F,
+        /// `IS NOT NULL`.
+        negated: bool,
+    },
+    /// `field [NOT] LIKE`, `CONTAINS`, `STARTSWITH`, `ENDSWITH` (text fields only).
+    Match {
+        /// The field.
+        field: F,
+        /// What it must match.
+        pattern: Pattern,
+        /// `NOT …`.
+        negated: bool,
+    },
 }
 
-/// Compile `expr` against `schema`, resolving `NOW()` to `now`. Errors name the field or
+/// Check `expr` against `schema`, resolving `NOW()` to `now`. Errors name the field or
 /// value that does not fit (their position is that of the whole query: 1).
-pub fn compile(expr: &Expr, schema: Schema, now: DateTime<Utc>) -> Result<Condition, Error> {
-    let mut params = Vec::new();
-    let sql = compile_into(expr, schema, now, &mut params)?;
-    Ok(Condition { sql, params })
+pub fn check<F: Copy>(
+    expr: &Expr,
+    schema: Schema<F>,
+    now: DateTime<Utc>,
+) -> Result<Condition<F>, Error> {
+    let both = |a: &Expr, b: &Expr| -> Result<_, Error> {
+        Ok((
+            Box::new(check(a, schema, now)?),
+            Box::new(check(b, schema, now)?),
+        ))
+    };
+    Ok(match expr {
+        Expr::And(a, b) => {
+            let (a, b) = both(a, b)?;
+            Condition::And(a, b)
+        }
+        Expr::Or(a, b) => {
+            let (a, b) = both(a, b)?;
+            Condition::Or(a, b)
+        }
+        Expr::Not(e) => Condition::Not(Box::new(check(e, schema, now)?)),
+        Expr::IsNull { field, negated } => Condition::IsNull {
+            field: field_of(schema, field)?.id,
+            negated: *negated,
+        },
+        Expr::In {
+            field,
+            values,
+            negated,
+        } => {
+            let field = field_of(schema, field)?;
+            Condition::In {
+                field: field.id,
+                values: values
+                    .iter()
+                    .map(|value| value_of(&field, value, now))
+                    .collect::<Result<_, _>>()?,
+                negated: *negated,
+            }
+        }
+        Expr::Compare { field, op, value } => {
+            let field = field_of(schema, field)?;
+            let (pattern, negated) = match op.kind() {
+                Ok(comparison) => {
+                    return Ok(Condition::Compare {
+                        field: field.id,
+                        op: comparison,
+                        value: value_of(&field, value, now)?,
+                    });
+                }
+                Err(text_match) => text_match,
+            };
+            if !matches!(field.kind, Type::String | Type::Enum(_)) {
+                return Err(semantic(format!(
+                    "`{}` works on text; `{}` is {} {}",
+                    op.text(),
+                    field.keyword,
+                    field.kind.article(),
+                    field.kind.name()
+                )));
+            }
+            let Literal::Text(text) = value else {
+                return Err(semantic(format!(
+                    "`{}` takes a quoted string, not {value}",
+                    op.text()
+                )));
+            };
+            Condition::Match {
+                field: field.id,
+                pattern: pattern(text.clone()),
+                negated,
+            }
+        }
+    })
 }
 
-/// Parse and compile `text`; an empty query matches everything (`1`).
-pub fn condition(text: &str, schema: Schema, now: DateTime<Utc>) -> Result<Condition, Error> {
-    match parse(text)? {
-        Some(expr) => compile(&expr, schema, now),
-        None => Ok(Condition {
-            sql: "1".to_owned(),
-            params: Vec::new(),
-        }),
-    }
+/// Parse and check `text`; an empty query is `None`: it matches everything.
+pub fn condition<F: Copy>(
+    text: &str,
+    schema: Schema<F>,
+    now: DateTime<Utc>,
+) -> Result<Option<Condition<F>>, Error> {
+    parse(text)?
+        .map(|expr| check(&expr, schema, now))
+        .transpose()
 }
 
-fn field_of(schema: Schema, name: &str) -> Result<Field, Error> {
+fn field_of<F: Copy>(schema: Schema<F>, name: &str) -> Result<Field<F>, Error> {
     schema
         .iter()
         .find(|f| f.keyword.eq_ignore_ascii_case(name))
@@ -829,40 +987,49 @@ fn semantic(message: String) -> Error {
     }
 }
 
-/// The parameter `value` binds to for `field`.
-fn param(field: &Field, value: &Literal, now: DateTime<Utc>) -> Result<Param, Error> {
+/// `NOW()` (or midnight UTC today) plus `seconds`, in milliseconds since the epoch.
+fn time_at(today: bool, seconds: i64, now: DateTime<Utc>) -> i64 {
+    let base = if today {
+        now.date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(now, |midnight| midnight.and_utc())
+    } else {
+        now
+    };
+    base.timestamp_millis()
+        .saturating_add(seconds.saturating_mul(1000))
+}
+
+/// The value `literal` means for `field`.
+fn value_of<F>(field: &Field<F>, literal: &Literal, now: DateTime<Utc>) -> Result<Value, Error> {
     let wrong = |expected: &str| {
         semantic(format!(
-            "`{}` is {} {}, so {value} does not fit: expected {expected}",
+            "`{}` is {} {}, so {literal} does not fit: expected {expected}",
             field.keyword,
-            if matches!(field.kind, Type::Integer) {
-                "an"
-            } else {
-                "a"
-            },
+            field.kind.article(),
             field.kind.name(),
         ))
     };
-    match (field.kind, value) {
+    match (field.kind, literal) {
         (Type::Integer, Literal::Number(n)) => n
             .parse::<i64>()
-            .map(Param::Integer)
-            .or_else(|_| n.parse::<f64>().map(Param::Real))
+            .map(Value::Integer)
+            .or_else(|_| n.parse::<f64>().map(Value::Real))
             .map_err(|_| wrong("a number")),
         (Type::Integer, Literal::Text(t)) => t
             .trim()
             .parse::<i64>()
-            .map(Param::Integer)
+            .map(Value::Integer)
             .map_err(|_| wrong("a number")),
         (Type::Integer, _) => Err(wrong("a number")),
-        (Type::String, Literal::Text(t) | Literal::Number(t)) => Ok(Param::Text(t.clone())),
-        (Type::String, Literal::Bool(b)) => Ok(Param::Text(b.to_string())),
+        (Type::String, Literal::Text(t) | Literal::Number(t)) => Ok(Value::Text(t.clone())),
+        (Type::String, Literal::Bool(b)) => Ok(Value::Text(b.to_string())),
         (Type::String, Literal::Relative { .. }) => Err(wrong("a quoted string")),
         (Type::Enum(words), Literal::Text(t)) => {
             match words.iter().find(|w| w.eq_ignore_ascii_case(t)) {
-                Some(word) => Ok(Param::Text((*word).to_owned())),
+                Some(word) => Ok(Value::Word(word)),
                 None => Err(semantic(format!(
-                    "`{}` is never {value}; it is one of {}",
+                    "`{}` is never {literal}; it is one of {}",
                     field.keyword,
                     words
                         .iter()
@@ -874,20 +1041,10 @@ fn param(field: &Field, value: &Literal, now: DateTime<Utc>) -> Result<Param, Er
         }
         (Type::Enum(_), _) => Err(wrong("a quoted word")),
         (Type::Date, Literal::Relative { today, seconds }) => {
-            let base = if *today {
-                now.date_naive()
-                    .and_hms_opt(0, 0, 0)
-                    .map_or(now, |midnight| midnight.and_utc())
-            } else {
-                now
-            };
-            let millis = base
-                .timestamp_millis()
-                .saturating_add(seconds.saturating_mul(1000));
-            Ok(Param::Integer(millis))
+            Ok(Value::Time(time_at(*today, *seconds, now)))
         }
         (Type::Date, Literal::Text(t)) => parse_date(t)
-            .map(|d| Param::Integer(d.timestamp_millis()))
+            .map(|d| Value::Time(d.timestamp_millis()))
             .ok_or_else(|| {
                 wrong(
                     "a date (\"2024-04-04\", \"2024-04-04 21:39:42\", RFC 3339) or NOW() - N HOURS",
@@ -912,139 +1069,6 @@ pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc())
-}
-
-/// `text` with `%`, `_` and `\` escaped for `LIKE … ESCAPE '\'`.
-pub fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn compile_into(
-    expr: &Expr,
-    schema: Schema,
-    now: DateTime<Utc>,
-    params: &mut Vec<Param>,
-) -> Result<String, Error> {
-    Ok(match expr {
-        Expr::And(a, b) => format!(
-            "({} AND {})",
-            compile_into(a, schema, now, params)?,
-            compile_into(b, schema, now, params)?
-        ),
-        Expr::Or(a, b) => format!(
-            "({} OR {})",
-            compile_into(a, schema, now, params)?,
-            compile_into(b, schema, now, params)?
-        ),
-        // `IS NOT 1` keeps rows where the condition is NULL (a missing value), as a
-        // reader of `NOT` expects.
-        Expr::Not(e) => format!("(({}) IS NOT 1)", compile_into(e, schema, now, params)?),
-        Expr::IsNull { field, negated } => {
-            let field = field_of(schema, field)?;
-            match field.via {
-                // Null when the key selects no row.
-                Some(Lookup::Rows { key, select }) => format!(
-                    "({key} {}IN ({select}))",
-                    if *negated { "" } else { "NOT " },
-                ),
-                Some(Lookup::Within { .. }) | None => format!(
-                    "({} IS {}NULL)",
-                    field.column,
-                    if *negated { "NOT " } else { "" }
-                ),
-            }
-        }
-        Expr::In {
-            field,
-            values,
-            negated,
-        } => {
-            let field = field_of(schema, field)?;
-            for value in values {
-                params.push(param(&field, value, now)?);
-            }
-            let marks = vec!["?"; values.len()].join(", ");
-            let not = if *negated { "NOT " } else { "" };
-            through(&field, format!("({} {not}IN ({marks}))", collated(&field)))
-        }
-        Expr::Compare { field, op, value } => {
-            let field = field_of(schema, field)?;
-            if op.is_text_match() {
-                if !matches!(field.kind, Type::String | Type::Enum(_)) {
-                    return Err(semantic(format!(
-                        "`{}` works on text; `{}` is {} {}",
-                        op.text(),
-                        field.keyword,
-                        if matches!(field.kind, Type::Integer) {
-                            "an"
-                        } else {
-                            "a"
-                        },
-                        field.kind.name()
-                    )));
-                }
-                let Literal::Text(text) = value else {
-                    return Err(semantic(format!(
-                        "`{}` takes a quoted string, not {value}",
-                        op.text()
-                    )));
-                };
-                let (pattern, negated) = match op {
-                    Op::Like => (text.clone(), false),
-                    Op::NotLike => (text.clone(), true),
-                    Op::Contains => (format!("%{}%", escape_like(text)), false),
-                    Op::NotContains => (format!("%{}%", escape_like(text)), true),
-                    Op::StartsWith => (format!("{}%", escape_like(text)), false),
-                    Op::NotStartsWith => (format!("{}%", escape_like(text)), true),
-                    Op::EndsWith => (format!("%{}", escape_like(text)), false),
-                    _ => (format!("%{}", escape_like(text)), true),
-                };
-                params.push(Param::Text(pattern));
-                let not = if negated { "NOT " } else { "" };
-                through(
-                    &field,
-                    format!("({} {not}LIKE ? ESCAPE '\\')", field.column),
-                )
-            } else {
-                let value = param(&field, value, now)?;
-                let within = match field.via {
-                    Some(Lookup::Within { range }) if *op == Op::Eq => {
-                        params.extend(range.matches('?').map(|_| value.clone()));
-                        format!("{range} AND ")
-                    }
-                    _ => String::new(),
-                };
-                params.push(value);
-                through(
-                    &field,
-                    format!("({within}{} {} ?)", collated(&field), op.text()),
-                )
-            }
-        }
-    })
-}
-
-/// `condition` on `field`'s column, as a condition on the record (see [`Lookup`]).
-fn through(field: &Field, condition: String) -> String {
-    match field.via {
-        Some(Lookup::Rows { key, select }) => format!("({key} IN ({select} WHERE {condition}))"),
-        Some(Lookup::Within { .. }) | None => condition,
-    }
-}
-
-/// The column, compared without regard to case for an enum.
-fn collated(field: &Field) -> String {
-    match field.kind {
-        Type::Enum(_) => format!("{} COLLATE NOCASE", field.column),
-        _ => field.column.to_owned(),
-    }
 }
 
 /// Whether `record` (a JSON object, such as an incoming event) satisfies `expr`, with
@@ -1169,20 +1193,17 @@ fn compare_one(
             (serde_json::Value::Bool(v), Op::Eq) => Some(v == b),
             _ => None,
         },
-        Literal::Relative { .. } => {
-            let at = match param_time(literal, now)? {
-                Param::Integer(millis) => millis,
-                _ => return None,
-            };
+        Literal::Relative { today, seconds } => {
+            let at = time_at(*today, *seconds, now);
             let when = parse_date(&text?)?.timestamp_millis();
             Some(ordered(when.cmp(&at)))
         }
         Literal::Text(literal_text) => {
             let text = text?;
             if let Some(when) = parse_date(&text)
-                && let Some(Param::Integer(at)) = param_time(literal, now)
+                && let Some(at) = parse_date(literal_text)
             {
-                return Some(ordered(when.timestamp_millis().cmp(&at)));
+                return Some(ordered(when.cmp(&at)));
             }
             if matches!(value, serde_json::Value::Number(_))
                 && let Some(b) = literal_text.trim().parse::<f64>().ok()
@@ -1194,20 +1215,8 @@ fn compare_one(
     }
 }
 
-/// The time a relative date literal means at `now`, as compiled for SQL.
-fn param_time(literal: &Literal, now: DateTime<Utc>) -> Option<Param> {
-    let field = Field {
-        keyword: "",
-        column: "",
-        kind: Type::Date,
-        description: "",
-        via: None,
-    };
-    param(&field, literal, now).ok()
-}
-
-/// SQL's `LIKE … ESCAPE '\\'`: `%` any text, `_` any one character, `\\` before
-/// either (or itself) that character as it is.
+/// Whether `text` matches [`Pattern::Like`] `pattern`: `%` any text, `_` any one
+/// character, `\\` before either (or itself) that character as it is.
 fn like(text: &str, pattern: &str) -> bool {
     #[derive(Clone, Copy, PartialEq)]
     enum Part {
@@ -1280,34 +1289,39 @@ mod tests {
 
     use super::*;
 
-    const SCHEMA: Schema = &[
+    /// The fields of the tests' schema.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum F {
+        Id,
+        Xid,
+        Status,
+        Completed,
+    }
+
+    const SCHEMA: Schema<F> = &[
         Field {
             keyword: "id",
-            column: "e.num",
+            id: F::Id,
             kind: Type::Integer,
             description: "",
-            via: None,
         },
         Field {
             keyword: "playbookXid",
-            column: "e.playbook_xid",
+            id: F::Xid,
             kind: Type::String,
             description: "",
-            via: None,
         },
         Field {
             keyword: "status",
-            column: "e.status",
+            id: F::Status,
             kind: Type::Enum(&["Completed", "Failed", "Partially Failed"]),
             description: "",
-            via: None,
         },
         Field {
             keyword: "completedTime",
-            column: "e.completed_at",
+            id: F::Completed,
             kind: Type::Date,
             description: "",
-            via: None,
         },
     ];
 
@@ -1315,61 +1329,64 @@ mod tests {
         Utc.with_ymd_and_hms(2024, 4, 4, 21, 39, 42).unwrap()
     }
 
-    fn sql(text: &str) -> (String, Vec<Param>) {
-        let c = condition(text, SCHEMA, now()).unwrap();
-        (c.sql, c.params)
+    fn checked(text: &str) -> Condition<F> {
+        condition(text, SCHEMA, now()).unwrap().unwrap()
     }
 
     fn error(text: &str) -> String {
         condition(text, SCHEMA, now()).unwrap_err().to_string()
     }
 
+    fn compare(field: F, op: Comparison, value: Value) -> Condition<F> {
+        Condition::Compare { field, op, value }
+    }
+
     #[test]
-    fn the_seed_queries_compile() {
+    fn the_seed_queries_check() {
         let hour_ago = now().timestamp_millis() - 3_600_000;
         assert_eq!(
-            sql(r#"completedTime > "NOW() - 1 HOUR""#),
-            (
-                "(e.completed_at > ?)".to_owned(),
-                vec![Param::Integer(hour_ago)]
-            )
+            checked(r#"completedTime > "NOW() - 1 HOUR""#),
+            compare(F::Completed, Comparison::Gt, Value::Time(hour_ago))
         );
         assert_eq!(
-            sql(r#"playbookXid = "GiTVUWaN""#),
-            (
-                "(e.playbook_xid = ?)".to_owned(),
-                vec![Param::Text("GiTVUWaN".to_owned())]
-            )
+            checked(r#"playbookXid = "GiTVUWaN""#),
+            compare(F::Xid, Comparison::Eq, Value::Text("GiTVUWaN".to_owned()))
         );
         assert_eq!(
-            sql("playbookId = 12345".replace("playbookId", "id").as_str()),
-            ("(e.num = ?)".to_owned(), vec![Param::Integer(12345)])
+            checked("id = 12345"),
+            compare(F::Id, Comparison::Eq, Value::Integer(12345))
+        );
+        assert_eq!(
+            checked("id < 1.5"),
+            compare(F::Id, Comparison::Lt, Value::Real(1.5))
         );
     }
 
     #[test]
     fn keywords_and_fields_in_any_case_and_and_binds_tighter_than_or() {
-        let (text, params) =
-            sql(r#"PLAYBOOKXID == 'a' or status eq "failed" AND NOT completedtime isnull"#);
         assert_eq!(
-            text,
-            "((e.playbook_xid = ?) OR ((e.status COLLATE NOCASE = ?) AND \
-             (((e.completed_at IS NULL)) IS NOT 1)))"
-        );
-        // The enum's word is canonicalised.
-        assert_eq!(
-            params,
-            [
-                Param::Text("a".to_owned()),
-                Param::Text("Failed".to_owned())
-            ]
+            checked(r#"PLAYBOOKXID == 'a' or status eq "failed" AND NOT completedtime isnull"#),
+            Condition::Or(
+                Box::new(compare(F::Xid, Comparison::Eq, Value::Text("a".to_owned()))),
+                Box::new(Condition::And(
+                    // The enum's word is canonicalised.
+                    Box::new(compare(F::Status, Comparison::Eq, Value::Word("Failed"))),
+                    Box::new(Condition::Not(Box::new(Condition::IsNull {
+                        field: F::Completed,
+                        negated: false
+                    })))
+                ))
+            )
         );
     }
 
     #[test]
     fn relative_dates_bare_or_quoted_in_any_unit_spelling() {
-        let at = |q: &str| match sql(q).1.as_slice() {
-            [Param::Integer(ms)] => *ms,
+        let at = |q: &str| match checked(q) {
+            Condition::Compare {
+                value: Value::Time(ms),
+                ..
+            } => ms,
             other => panic!("{other:?}"),
         };
         let now = now().timestamp_millis();
@@ -1401,36 +1418,45 @@ mod tests {
     }
 
     #[test]
-    fn text_operators_escape_the_value_and_in_lists_bind_each_value() {
+    fn text_operators_keep_the_text_as_written_and_in_lists_check_each_value() {
         assert_eq!(
-            sql(r#"playbookXid CONTAINS "50%_off""#),
-            (
-                "(e.playbook_xid LIKE ? ESCAPE '\\')".to_owned(),
-                vec![Param::Text("%50\\%\\_off%".to_owned())]
-            )
+            checked(r#"playbookXid CONTAINS "50%_off""#),
+            Condition::Match {
+                field: F::Xid,
+                pattern: Pattern::Contains("50%_off".to_owned()),
+                negated: false
+            }
         );
         assert_eq!(
-            sql(r#"playbookXid not startswith "x""#).1,
-            [Param::Text("x%".to_owned())]
+            checked(r#"playbookXid not startswith "x""#),
+            Condition::Match {
+                field: F::Xid,
+                pattern: Pattern::StartsWith("x".to_owned()),
+                negated: true
+            }
         );
         assert_eq!(
-            sql(r#"status NOT IN ("Completed", "failed")"#),
-            (
-                "(e.status COLLATE NOCASE NOT IN (?, ?))".to_owned(),
-                vec![
-                    Param::Text("Completed".to_owned()),
-                    Param::Text("Failed".to_owned())
-                ]
-            )
+            checked(r#"playbookXid LIKE "a%b""#),
+            Condition::Match {
+                field: F::Xid,
+                pattern: Pattern::Like("a%b".to_owned()),
+                negated: false
+            }
         );
-        // A hostile value stays a parameter.
-        let (text, params) = sql(r#"playbookXid = "x' OR 1=1; DROP TABLE executions; --""#);
-        assert_eq!(text, "(e.playbook_xid = ?)");
         assert_eq!(
-            params,
-            [Param::Text(
-                "x' OR 1=1; DROP TABLE executions; --".to_owned()
-            )]
+            checked(r#"status NOT IN ("Completed", "failed")"#),
+            Condition::In {
+                field: F::Status,
+                values: vec![Value::Word("Completed"), Value::Word("Failed")],
+                negated: true
+            }
+        );
+        assert_eq!(
+            checked("completedTime IS NOT NULL"),
+            Condition::IsNull {
+                field: F::Completed,
+                negated: true
+            }
         );
     }
 
@@ -1514,7 +1540,7 @@ mod tests {
 
     #[test]
     fn an_empty_query_matches_everything() {
-        assert_eq!(sql("   "), ("1".to_owned(), Vec::new()));
+        assert_eq!(condition("   ", SCHEMA, now()), Ok(None));
     }
 
     fn literal() -> impl Strategy<Value = Literal> {

@@ -37,7 +37,8 @@ pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
 use crate::playbook::{NodeKind, Playbook};
 use crate::service::{self, Report, Service, Started};
 use crate::store::{
-    self, EXECUTION_FIELDS, ExecutionRow, LOG_FIELDS, Query as StoreQuery, STEP_FIELDS, Sort,
+    self, EXECUTION_FIELDS, ExecutionFilter, ExecutionRecord, ExecutionRow, LOG_FIELDS, LogFilter,
+    STEP_FIELDS, Sort, StepFilter, StepRunRow, Window,
 };
 use crate::tql;
 use crate::trace::LogLevel;
@@ -547,14 +548,13 @@ async fn list_executions(
     State(service): State<Arc<Service>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let mut query = window(
-        &params,
-        schema_condition(&params, EXECUTION_FIELDS)?,
-        Sort::NewestFirst,
-    )?;
-    query.count = flag(&params, "count")?;
+    let filter = ExecutionFilter {
+        tql: tql_param(&params, EXECUTION_FIELDS)?,
+    };
+    let window = window(&params, Sort::NewestFirst)?;
+    let count = flag(&params, "count")?;
     let page = service
-        .blocking(move |store| store.executions(&query))
+        .blocking(move |store| store.executions(&filter, window, count))
         .await?;
     let mut body = json!({"more": page.more, "data": page.rows});
     if let Some(total) = page.total {
@@ -571,22 +571,23 @@ async fn get_execution(
     let (row, record) = service
         .blocking(move |store| Ok((store.execution(&key)?, store.execution_record(&key)?)))
         .await?;
-    let (Some(row), Some(mut record)) = (row, record) else {
+    let (Some(row), Some(record)) = (row, record) else {
         return Err(ApiError::NotFound(format!("there is no execution `{id}`")));
     };
-    record["num"] = json!(row.num);
-    if record.get("status").is_none() {
-        record["status"] = serde_json::to_value(row.status).unwrap_or_default();
-    }
-    if record.get("nodes").is_none() {
-        // Still running: what it has done so far.
-        let key = row.header.id.clone();
-        record["nodes"] = json!(
-            service
+    let mut record = match record {
+        ExecutionRecord::Ended(record) => record,
+        ExecutionRecord::Unfinished(unfinished) => {
+            // Still running: what it has done so far.
+            let key = row.header.id.clone();
+            let nodes = service
                 .blocking(move |store| store.node_states(&key))
-                .await?
-        );
-    }
+                .await?;
+            let mut record = json!(unfinished);
+            record["nodes"] = json!(nodes);
+            record
+        }
+    };
+    record["num"] = json!(row.num);
     if let Some(playbook) = service.playbook(&row.header.playbook_id) {
         record["graph"] = graph(&playbook);
     }
@@ -705,15 +706,16 @@ async fn tc_list(
     // The count of every match only when asked for (`count=true`), and as ThreatConnect
     // does, only on the first page.
     let count = flag(&params, "count")? && start == 0;
-    let query = StoreQuery {
-        condition: schema_condition(&params, EXECUTION_FIELDS)?,
+    let filter = ExecutionFilter {
+        tql: tql_param(&params, EXECUTION_FIELDS)?,
+    };
+    let window = Window {
         offset: start,
         limit,
         sort,
-        count,
     };
     let page = service
-        .blocking(move |store| store.executions(&query))
+        .blocking(move |store| store.executions(&filter, window, count))
         .await?;
     // ThreatConnect: "the total number of failed and successful executions included in
     // the API response".
@@ -954,7 +956,7 @@ async fn execution_events(
             let row = store.execution(&key)?;
             let nodes = match &row {
                 Some(row) => match store.execution_record(&row.header.id)? {
-                    Some(record) if record.get("nodes").is_some() => record["nodes"].clone(),
+                    Some(ExecutionRecord::Ended(record)) => record["nodes"].clone(),
                     _ => json!(store.node_states(&row.header.id)?),
                 },
                 None => Value::Null,
@@ -1050,16 +1052,10 @@ async fn all_events(
 }
 
 /// The window and order of a list: `offset`, `limit` (1 to 10,000), `sort` asc|desc.
-fn window(
-    params: &HashMap<String, String>,
-    condition: tql::Condition,
-    default_sort: Sort,
-) -> Result<StoreQuery, ApiError> {
-    Ok(StoreQuery {
-        condition,
+fn window(params: &HashMap<String, String>, default_sort: Sort) -> Result<Window, ApiError> {
+    Ok(Window {
         offset: number_param(params, "offset", 0, 0..=i64::MAX)?,
         limit: number_param(params, "limit", 100, 1..=10_000)?,
-        count: true,
         sort: match params.get("sort").map(String::as_str) {
             None => default_sort,
             Some("desc") => Sort::NewestFirst,
@@ -1073,33 +1069,6 @@ fn window(
     })
 }
 
-/// `condition` further limited to `column = value`.
-fn and_equal(mut condition: tql::Condition, column: &str, value: &str) -> tql::Condition {
-    condition.sql = format!("({column} = ?) AND {}", condition.sql);
-    condition
-        .params
-        .insert(0, tql::Param::Text(value.to_owned()));
-    condition
-}
-
-/// `condition` over step runs, of execution `id` only: compiled as TQL's
-/// `executionId = "…"`, which reads only that execution's step runs.
-fn steps_of(condition: tql::Condition, id: &str) -> Result<tql::Condition, ApiError> {
-    let of = tql::compile(
-        &tql::Expr::Compare {
-            field: "executionId".to_owned(),
-            op: tql::Op::Eq,
-            value: tql::Literal::Text(id.to_owned()),
-        },
-        STEP_FIELDS,
-        Utc::now(),
-    )?;
-    Ok(tql::Condition {
-        sql: format!("{} AND {}", of.sql, condition.sql),
-        params: of.params.into_iter().chain(condition.params).collect(),
-    })
-}
-
 /// The string id of execution `key` (a string or numeric id), or 404.
 async fn execution_id(service: &Arc<Service>, key: &str) -> Result<String, ApiError> {
     let lookup = key.to_owned();
@@ -1110,11 +1079,12 @@ async fn execution_id(service: &Arc<Service>, key: &str) -> Result<String, ApiEr
         .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{key}`")))
 }
 
-/// The compiled TQL condition of `params["tql"]` over `schema`, or everything.
-fn schema_condition(
+/// The checked TQL condition of `params["tql"]` over `schema`; `None` (everything) when
+/// there is none.
+fn tql_param<F: Copy>(
     params: &HashMap<String, String>,
-    schema: tql::Schema,
-) -> Result<tql::Condition, ApiError> {
+    schema: tql::Schema<F>,
+) -> Result<Option<tql::Condition<F>>, ApiError> {
     let text = params.get("tql").map_or("", String::as_str);
     Ok(tql::condition(text, schema, Utc::now())?)
 }
@@ -1124,13 +1094,13 @@ async fn list_steps(
     State(service): State<Arc<Service>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let query = window(
-        &params,
-        schema_condition(&params, STEP_FIELDS)?,
-        Sort::NewestFirst,
-    )?;
+    let filter = StepFilter {
+        tql: tql_param(&params, STEP_FIELDS)?,
+        ..StepFilter::default()
+    };
+    let window = window(&params, Sort::NewestFirst)?;
     let (rows, total) = service
-        .blocking(move |store| store.step_runs(&query))
+        .blocking(move |store| store.step_runs(&filter, window))
         .await?;
     Ok(Json(json!({"count": total, "data": rows})))
 }
@@ -1143,56 +1113,39 @@ async fn execution_steps(
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let id = execution_id(&service, &id).await?;
-    let mut condition = steps_of(schema_condition(&params, STEP_FIELDS)?, &id)?;
-    if let Some(node) = params.get("node") {
-        condition = and_equal(condition, "s.node", node);
-    }
-    let query = window(&params, condition, Sort::OldestFirst)?;
+    let filter = StepFilter {
+        tql: tql_param(&params, STEP_FIELDS)?,
+        execution: Some(id),
+        node: params.get("node").cloned(),
+    };
+    let window = window(&params, Sort::OldestFirst)?;
     let (rows, total) = service
-        .blocking(move |store| store.step_runs(&query))
+        .blocking(move |store| store.step_runs(&filter, window))
         .await?;
     Ok(Json(json!({"count": total, "data": rows})))
 }
 
-/// The condition of a log query: TQL over [`LOG_FIELDS`], plus `level` (that level and
+/// The filter of a log query: TQL over [`LOG_FIELDS`], plus `level` (that level and
 /// above), `q` (text the message contains), `node` and `iteration` (of a `for_each`).
-fn log_condition(params: &HashMap<String, String>) -> Result<tql::Condition, ApiError> {
-    let mut condition = schema_condition(params, LOG_FIELDS)?;
-    if let Some(level) = params.get("level") {
-        let level: LogLevel = level
-            .parse()
-            .map_err(|e| ApiError::BadRequest(format!("`level`: {e}")))?;
-        let levels: Vec<String> = [
-            LogLevel::Trace,
-            LogLevel::Debug,
-            LogLevel::Info,
-            LogLevel::Warn,
-            LogLevel::Error,
-        ]
-        .into_iter()
-        .filter(|l| *l >= level)
-        .map(|l| l.to_string())
-        .collect();
-        let marks = vec!["?"; levels.len()].join(", ");
-        condition.sql = format!("(l.level IN ({marks})) AND {}", condition.sql);
-        for (i, level) in levels.into_iter().enumerate() {
-            condition.params.insert(i, tql::Param::Text(level));
-        }
-    }
-    if let Some(text) = params.get("q").filter(|q| !q.is_empty()) {
-        condition.sql = format!("(l.message LIKE ? ESCAPE '\\') AND {}", condition.sql);
-        let pattern = format!("%{}%", tql::escape_like(text));
-        condition.params.insert(0, tql::Param::Text(pattern));
-    }
-    if let Some(node) = params.get("node") {
-        condition = and_equal(condition, "l.node", node);
-    }
-    if params.contains_key("iteration") {
-        let iteration = number_param(params, "iteration", 0, 0..=i64::MAX)?;
-        condition.sql = format!("(s.iteration = ?) AND {}", condition.sql);
-        condition.params.insert(0, tql::Param::Integer(iteration));
-    }
-    Ok(condition)
+fn log_filter(params: &HashMap<String, String>) -> Result<LogFilter, ApiError> {
+    let tql = tql_param(params, LOG_FIELDS)?;
+    let level_at_least = params
+        .get("level")
+        .map(|level| level.parse::<LogLevel>())
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("`level`: {e}")))?;
+    let iteration = params
+        .contains_key("iteration")
+        .then(|| number_param(params, "iteration", 0, 0..=i64::MAX))
+        .transpose()?;
+    Ok(LogFilter {
+        tql,
+        execution: None,
+        node: params.get("node").cloned(),
+        iteration,
+        level_at_least,
+        message_contains: params.get("q").filter(|q| !q.is_empty()).cloned(),
+    })
 }
 
 /// `GET /api/v1/logs?tql=…`: app log lines across executions.
@@ -1200,8 +1153,9 @@ async fn list_logs(
     State(service): State<Arc<Service>>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let query = window(&params, log_condition(&params)?, Sort::NewestFirst)?;
-    logs_response(&service, query, &params, "wasp-logs.csv").await
+    let filter = log_filter(&params)?;
+    let window = window(&params, Sort::NewestFirst)?;
+    logs_response(&service, filter, window, &params, "wasp-logs.csv").await
 }
 
 /// `GET /api/v1/executions/{id}/logs[?level=&q=&node=&format=csv]`: an execution's app
@@ -1212,24 +1166,28 @@ async fn execution_logs(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let id = execution_id(&service, &id).await?;
-    let condition = and_equal(log_condition(&params)?, "l.execution_id", &id);
-    let mut query = window(&params, condition, Sort::OldestFirst)?;
+    let filter = LogFilter {
+        execution: Some(id.clone()),
+        ..log_filter(&params)?
+    };
+    let mut window = window(&params, Sort::OldestFirst)?;
     let csv = params.get("format").is_some_and(|f| f == "csv");
     if csv && !params.contains_key("limit") {
         // A download holds every line.
-        query.limit = i64::MAX;
+        window.limit = i64::MAX;
     }
-    logs_response(&service, query, &params, &format!("{id}-logs.csv")).await
+    logs_response(&service, filter, window, &params, &format!("{id}-logs.csv")).await
 }
 
 async fn logs_response(
     service: &Arc<Service>,
-    query: StoreQuery,
+    filter: LogFilter,
+    window: Window,
     params: &HashMap<String, String>,
     file: &str,
 ) -> Result<Response, ApiError> {
     let (rows, total) = service
-        .blocking(move |store| store.log_lines(&query))
+        .blocking(move |store| store.log_lines(&filter, window))
         .await?;
     match params.get("format").map(String::as_str) {
         None | Some("json") => Ok(Json(json!({"count": total, "data": rows})).into_response()),
@@ -1271,11 +1229,11 @@ fn logs_csv(rows: &[store::LogRow]) -> Result<Vec<u8>, csv::Error> {
         "fields",
     ])?;
     for row in rows {
-        let fields = if row.fields.is_null() {
-            String::new()
-        } else {
-            row.fields.to_string()
-        };
+        let fields = row
+            .fields
+            .as_ref()
+            .map(|fields| json!(fields).to_string())
+            .unwrap_or_default();
         writer.write_record([
             row.ts.as_str(),
             row.level.as_str(),
@@ -1297,20 +1255,14 @@ async fn step_runs_of(
     service: &Arc<Service>,
     id: &str,
     node: Option<&str>,
-) -> Result<Vec<Value>, ApiError> {
-    let mut condition = steps_of(tql::condition("", STEP_FIELDS, Utc::now())?, id)?;
-    if let Some(node) = node {
-        condition = and_equal(condition, "s.node", node);
-    }
-    let query = StoreQuery {
-        condition,
-        offset: 0,
-        limit: i64::MAX,
-        sort: Sort::OldestFirst,
-        count: false,
+) -> Result<Vec<StepRunRow>, ApiError> {
+    let filter = StepFilter {
+        tql: None,
+        execution: Some(id.to_owned()),
+        node: node.map(str::to_owned),
     };
     Ok(service
-        .blocking(move |store| store.step_runs(&query))
+        .blocking(move |store| store.step_runs(&filter, Window::all(Sort::OldestFirst)))
         .await?
         .0)
 }
@@ -1331,36 +1283,32 @@ async fn execution_os_logs(
     ))
 }
 
-fn os_logs_zip(id: &str, steps: &[Value]) -> Result<Vec<u8>, zip::result::ZipError> {
+fn os_logs_zip(id: &str, steps: &[StepRunRow]) -> Result<Vec<u8>, zip::result::ZipError> {
     use std::io::Write;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     let mut readme = format!("OS logs (stdout and stderr) of the steps of execution {id}.\n\n");
-    for step in steps {
-        let node = step["node"].as_str().unwrap_or_default();
-        let mut name = node.to_owned();
-        if let Some(iteration) = step["iteration"].as_u64() {
+    for StepRunRow { run: step, .. } in steps {
+        let mut name = step.node.clone();
+        if let Some(iteration) = step.iteration {
             name.push_str(&format!("-iteration{iteration}"));
         }
-        name.push_str(&format!(
-            "-attempt{}",
-            step["attempt"].as_u64().unwrap_or(1)
-        ));
-        if step["capture"]["data"] != json!(true) {
+        name.push_str(&format!("-attempt{}", step.attempt));
+        if !step.capture.data {
             readme.push_str(&format!(
                 "{name}: not captured: OS logs are kept only when the execution runs at DEBUG \
                  or TRACE\n"
             ));
             continue;
         }
-        for stream in ["stdout", "stderr"] {
-            let text = step["report"][stream].as_str().unwrap_or_default();
+        for (stream, text) in [
+            ("stdout", &step.report.stdout),
+            ("stderr", &step.report.stderr),
+        ] {
             zip.start_file(format!("{name}.{stream}.txt"), options)?;
             zip.write_all(text.as_bytes())?;
-            let truncated = step["capture"]["truncated"]
-                .as_array()
-                .is_some_and(|t| t.contains(&json!(stream)));
+            let truncated = step.capture.truncated.contains(&stream);
             readme.push_str(&format!(
                 "{name}.{stream}.txt: {} bytes{}\n",
                 text.len(),
@@ -1445,11 +1393,13 @@ async fn replay_step(
         .map(|_| number_param(&params, "attempt", 1, 1..=i64::MAX))
         .transpose()?;
     // The last attempt of the chosen iteration (the first iteration when none is named).
+    let runs = runs.iter().map(|r| &r.run);
     let run = runs
-        .iter()
-        .filter(|r| iteration.is_none_or(|i| r["iteration"].as_i64() == Some(i)))
-        .filter(|r| attempt.is_none_or(|a| r["attempt"].as_i64() == Some(a)))
-        .min_by_key(|r| (r["iteration"].as_i64(), -r["attempt"].as_i64().unwrap_or(0)))
+        .filter(|r| {
+            iteration.is_none_or(|i| r.iteration.and_then(|n| i64::try_from(n).ok()) == Some(i))
+        })
+        .filter(|r| attempt.is_none_or(|a| i64::from(r.attempt) == a))
+        .min_by_key(|r| (r.iteration, -i64::from(r.attempt)))
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "execution `{id}` has no step run of node `{node}`{}{}",
@@ -1461,7 +1411,7 @@ async fn replay_step(
     let input = match body.get("input") {
         Some(input) => input.clone(),
         None => {
-            if run["capture"]["data"] != json!(true) {
+            if !run.capture.data {
                 return Err(ApiError::Conflict(format!(
                     "the input of `{node}` was not logged: execution `{id}` ran at {}, and \
                      inputs are kept only at debug or trace. Send {{\"input\": …}} to replay \
@@ -1469,16 +1419,13 @@ async fn replay_step(
                     original.header.log_level
                 )));
             }
-            if run["capture"]["truncated"]
-                .as_array()
-                .is_some_and(|t| t.contains(&json!("input")))
-            {
+            if run.capture.truncated.contains(&"input") {
                 return Err(ApiError::Conflict(format!(
                     "the logged input of `{node}` was cut at the capture cap; send \
                      {{\"input\": …}} to replay it whole"
                 )));
             }
-            run["input"].clone()
+            run.input.clone().unwrap_or_default()
         }
     };
     let wait = flag(&params, "wait")?;

@@ -11,6 +11,9 @@
 //! spaces) and match any; the ids and `action_name` match exactly; `input`, `output`
 //! and `error_msg` match text they contain; `start_time` keeps rows that started at or
 //! after it, `end_time` rows that ended at or before it.
+//!
+//! The store keeps wasp's words; SecMaster's are said here, and a filter on SecMaster's
+//! words is turned into one on the wasp words that read as them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,11 +25,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Service;
-use crate::store::{Query as StoreQuery, Sort};
+use crate::store::{AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Sort, Window};
 use crate::tql;
+use crate::trace::{ExecutionStatus, LogLevel, NodeStatus, TriggerType};
 
 /// The most rows `offset + limit` may reach.
 const MAX_WINDOW: i64 = 10_000;
@@ -115,96 +119,189 @@ struct Filter {
     trigger_type: Option<String>,
 }
 
-/// The SQL condition of `filter` over the audit rows; values are bound, never pasted.
-fn condition(filter: &Filter) -> Result<tql::Condition, SecMasterError> {
-    let mut parts = Vec::new();
-    let mut params = Vec::new();
-    let words = [
-        ("a.instance_type", &filter.instance_type),
-        ("a.status", &filter.status),
-        ("a.trigger_type", &filter.trigger_type),
-        ("a.log_level", &filter.log_level),
+/// SecMaster's word for an instance of `kind`.
+fn instance_word(kind: AuditKind) -> &'static str {
+    match kind {
+        AuditKind::Playbook => "PLAYBOOK",
+        AuditKind::App => "APP",
+    }
+}
+
+/// SecMaster's word for `status`.
+fn status_word(status: AuditStatus) -> &'static str {
+    match status {
+        AuditStatus::Execution(ExecutionStatus::Queued) => "CREATED",
+        AuditStatus::Execution(ExecutionStatus::Running) => "RUNNING",
+        AuditStatus::Execution(ExecutionStatus::Completed)
+        | AuditStatus::Step(NodeStatus::Succeeded) => "FINISHED",
+        AuditStatus::Execution(ExecutionStatus::Killed) | AuditStatus::Step(NodeStatus::Killed) => {
+            "TERMINATED"
+        }
+        AuditStatus::Execution(ExecutionStatus::Failed | ExecutionStatus::PartiallyFailed)
+        | AuditStatus::Step(
+            NodeStatus::Pending
+            | NodeStatus::Running
+            | NodeStatus::Failed
+            | NodeStatus::Skipped
+            | NodeStatus::TimedOut,
+        ) => "FAILED",
+    }
+}
+
+/// SecMaster's word for an instance started as `trigger`: it has no webhooks (a webhook
+/// is an event to it) and no child playbooks (a child reports its root's trigger).
+fn trigger_word(trigger: TriggerType) -> &'static str {
+    match trigger {
+        TriggerType::Manual | TriggerType::Playbook => "MANUAL",
+        TriggerType::Debug => "DEBUG",
+        TriggerType::Webhook | TriggerType::Event => "EVENT",
+        TriggerType::Timer => "TIMER",
+    }
+}
+
+/// SecMaster's word for `level`.
+fn level_word(level: LogLevel) -> String {
+    level.as_str().to_ascii_uppercase()
+}
+
+/// Every audit status, each a status of the store's that SecMaster names.
+const STATUSES: [AuditStatus; 13] = [
+    AuditStatus::Execution(ExecutionStatus::Queued),
+    AuditStatus::Execution(ExecutionStatus::Running),
+    AuditStatus::Execution(ExecutionStatus::Completed),
+    AuditStatus::Execution(ExecutionStatus::PartiallyFailed),
+    AuditStatus::Execution(ExecutionStatus::Failed),
+    AuditStatus::Execution(ExecutionStatus::Killed),
+    AuditStatus::Step(NodeStatus::Pending),
+    AuditStatus::Step(NodeStatus::Running),
+    AuditStatus::Step(NodeStatus::Succeeded),
+    AuditStatus::Step(NodeStatus::Failed),
+    AuditStatus::Step(NodeStatus::Skipped),
+    AuditStatus::Step(NodeStatus::TimedOut),
+    AuditStatus::Step(NodeStatus::Killed),
+];
+
+const TRIGGERS: [TriggerType; 6] = [
+    TriggerType::Manual,
+    TriggerType::Debug,
+    TriggerType::Webhook,
+    TriggerType::Timer,
+    TriggerType::Event,
+    TriggerType::Playbook,
+];
+
+/// The words of `field`'s filter `value` (one word or several, separated by commas or
+/// spaces, in any case); `None` when it names none.
+fn words(field: &str, value: Option<&String>) -> Result<Option<Vec<String>>, SecMasterError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let mut list: Vec<String> = value
+        .split([',', ' '])
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    list.sort_unstable();
+    list.dedup();
+    if list.len() > MAX_WORDS {
+        return Err(invalid(format!(
+            "`{field}` lists {} words; at most {MAX_WORDS}",
+            list.len()
+        )));
+    }
+    Ok((!list.is_empty()).then_some(list))
+}
+
+/// Of `all`, those whose SecMaster word is among `words`.
+fn named<T: Copy, W: AsRef<str>>(
+    words: Option<Vec<String>>,
+    all: impl IntoIterator<Item = T>,
+    word: impl Fn(T) -> W,
+) -> Option<Vec<T>> {
+    let words = words?;
+    Some(
+        all.into_iter()
+            .filter(|t| words.iter().any(|w| w == word(*t).as_ref()))
+            .collect(),
+    )
+}
+
+/// The store's filter for SecMaster's `filter`.
+fn audit_filter(filter: &Filter) -> Result<AuditFilter, SecMasterError> {
+    let kinds = words("instance_type", filter.instance_type.as_ref())?;
+    let statuses = words("status", filter.status.as_ref())?;
+    let triggers = words("trigger_type", filter.trigger_type.as_ref())?;
+    let levels = words("log_level", filter.log_level.as_ref())?;
+    let contains = [
+        ("input", &filter.input),
+        ("output", &filter.output),
+        ("error_msg", &filter.error_msg),
     ];
-    for (column, value) in words {
-        let Some(value) = value else { continue };
-        let mut list: Vec<String> = value
-            .split([',', ' '])
-            .filter(|w| !w.is_empty())
-            .map(str::to_ascii_uppercase)
-            .collect();
-        list.sort_unstable();
-        list.dedup();
-        if list.len() > MAX_WORDS {
+    for (name, value) in contains {
+        if value
+            .as_ref()
+            .is_some_and(|value| value.chars().count() > tql::MAX_TEXT)
+        {
             return Err(invalid(format!(
-                "`{}` lists {} words; at most {MAX_WORDS}",
-                column.trim_start_matches("a."),
-                list.len()
+                "`{name}` is longer than {} characters",
+                tql::MAX_TEXT
             )));
         }
-        if list.is_empty() {
-            continue;
-        }
-        parts.push(format!(
-            "{column} IN ({})",
-            vec!["?"; list.len()].join(", ")
-        ));
-        params.extend(list.into_iter().map(tql::Param::Text));
     }
-    let exact = [
-        ("a.action_id", &filter.action_id),
-        ("a.action_name", &filter.action_name),
-        ("a.instance_id", &filter.instance_id),
-        ("a.parent_instance_id", &filter.parent_instance_id),
-    ];
-    for (column, value) in exact {
-        if let Some(value) = value {
-            parts.push(format!("{column} = ?"));
-            params.push(tql::Param::Text(value.clone()));
-        }
-    }
-    let contains = [
-        ("a.input", &filter.input),
-        ("a.output", &filter.output),
-        ("a.error_msg", &filter.error_msg),
-    ];
-    for (column, value) in contains {
-        if let Some(value) = value {
-            if value.chars().count() > tql::MAX_TEXT {
-                return Err(invalid(format!(
-                    "`{}` is longer than {} characters",
-                    column.trim_start_matches("a."),
-                    tql::MAX_TEXT
-                )));
-            }
-            parts.push(format!("{column} LIKE ? ESCAPE '\\'"));
-            params.push(tql::Param::Text(format!("%{}%", tql::escape_like(value))));
-        }
-    }
-    let times = [
-        ("start_time", "a.start_time >= ?", &filter.start_time),
-        ("end_time", "a.end_time <= ?", &filter.end_time),
-    ];
-    for (name, test, value) in times {
-        let Some(value) = value else { continue };
-        let time = tql::parse_date(value).ok_or_else(|| {
-            invalid(format!(
-                "`{name}` is `{value}`, not a time like `2021-01-30 23:00:00` or \
-                 `2021-01-30T23:00:00Z`"
-            ))
-        })?;
-        parts.push(test.to_owned());
-        params.push(tql::Param::Integer(time.timestamp_millis()));
-    }
-    let sql = if parts.is_empty() {
-        "1".to_owned()
-    } else {
-        parts
-            .iter()
-            .map(|p| format!("({p})"))
-            .collect::<Vec<_>>()
-            .join(" AND ")
+    let time = |name: &str, value: &Option<String>| {
+        value
+            .as_ref()
+            .map(|value| {
+                tql::parse_date(value).ok_or_else(|| {
+                    invalid(format!(
+                        "`{name}` is `{value}`, not a time like `2021-01-30 23:00:00` or \
+                         `2021-01-30T23:00:00Z`"
+                    ))
+                })
+            })
+            .transpose()
     };
-    Ok(tql::Condition { sql, params })
+    Ok(AuditFilter {
+        kinds: named(kinds, [AuditKind::Playbook, AuditKind::App], instance_word),
+        statuses: named(statuses, STATUSES, status_word),
+        trigger_types: named(triggers, TRIGGERS, trigger_word),
+        log_levels: named(levels, LogLevel::ALL, level_word),
+        action_id: filter.action_id.clone(),
+        action_name: filter.action_name.clone(),
+        instance_id: filter.instance_id.clone(),
+        parent_instance_id: filter.parent_instance_id.clone(),
+        input_contains: filter.input.clone(),
+        output_contains: filter.output.clone(),
+        error_contains: filter.error_msg.clone(),
+        started_from: time("start_time", &filter.start_time)?,
+        ended_by: time("end_time", &filter.end_time)?,
+    })
+}
+
+/// `time` as SecMaster writes it: RFC 3339 to the second.
+fn secmaster_time(time: Option<chrono::DateTime<Utc>>) -> Value {
+    time.map_or(Value::Null, |t| {
+        json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    })
+}
+
+/// An audit row in SecMaster's shape and words.
+fn audit_row(row: &AuditRow) -> Value {
+    json!({
+        "instance_type": instance_word(row.kind),
+        "action_id": row.action_id,
+        "action_name": row.action_name,
+        "instance_id": row.instance_id,
+        "parent_instance_id": row.parent_instance_id,
+        "log_level": level_word(row.log_level),
+        "input": row.input,
+        "output": row.output,
+        "error_msg": row.error_msg,
+        "start_time": secmaster_time(row.start_time),
+        "end_time": secmaster_time(row.end_time),
+        "status": status_word(row.status),
+        "trigger_type": trigger_word(row.trigger_type),
+    })
 }
 
 fn required(params: &HashMap<String, String>, name: &str) -> Result<i64, SecMasterError> {
@@ -231,9 +328,9 @@ pub(super) async fn audit_logs(
              together at most {MAX_WINDOW}"
         )));
     }
-    let by_end = match params.get("sort_key").map(String::as_str) {
-        None | Some("start_time") => false,
-        Some("end_time") => true,
+    let order = match params.get("sort_key").map(String::as_str) {
+        None | Some("start_time") => AuditOrder::Start,
+        Some("end_time") => AuditOrder::End,
         Some(other) => {
             return Err(SecMasterError {
                 status: StatusCode::BAD_REQUEST,
@@ -259,16 +356,16 @@ pub(super) async fn audit_logs(
         serde_json::from_slice(&body)
             .map_err(|e| invalid(format!("the body is not a valid filter: {e}")))?
     };
-    let query = StoreQuery {
-        condition: condition(&filter)?,
+    let filter = audit_filter(&filter)?;
+    let window = Window {
         offset,
         limit,
         sort,
-        count: true,
     };
     let (rows, count) = service
-        .blocking(move |store| store.audit_logs(&query, by_end))
+        .blocking(move |store| store.audit_logs(&filter, window, order))
         .await?;
+    let rows: Vec<Value> = rows.iter().map(audit_row).collect();
     let mut response = Json(json!({"count": count, "audit_logs": rows})).into_response();
     add_request_id(&mut response);
     Ok(response)

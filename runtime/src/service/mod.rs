@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
+pub use playbooks::stored_fields;
 
 use crate::engine::{self, HostRunner, Start, StepRunner};
 use crate::playbook::Playbook;

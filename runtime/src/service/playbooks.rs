@@ -162,13 +162,36 @@ impl Service {
         let playbook = Arc::new(playbook);
         let saved = Arc::clone(&playbook);
         let record = self
-            .blocking(move |store| {
-                store.save_playbook(&store::PlaybookFields::of(&saved, &definition, "api"))
-            })
+            .blocking(move |store| store.save_playbook(&stored_fields(&saved, &definition, "api")))
             .await?;
         self.runner.set_playbook(Arc::clone(&playbook));
         self.schedule(&playbook);
         Ok(record)
+    }
+}
+
+/// What the store keeps of `playbook`, defined by `steps` (the file as written), from
+/// `source` (`file` or `api`). Here and not in `store`, so that the
+/// store need not know the playbook model.
+pub fn stored_fields<'a>(
+    playbook: &'a Playbook,
+    steps: &'a Value,
+    source: &'a str,
+) -> store::PlaybookFields<'a> {
+    store::PlaybookFields {
+        xid: &playbook.id,
+        name: &playbook.name,
+        description: &playbook.description,
+        steps,
+        source,
+        category: playbook.labels.category.as_deref(),
+        enabled: playbook.enabled,
+        auto_execute: playbook.auto_execute,
+        trigger_conditions: playbook.conditions.texts(),
+        tags: &playbook.labels.tags,
+        mitre_tactics: &playbook.labels.mitre_tactics,
+        mitre_techniques: &playbook.labels.mitre_techniques,
+        required_connector_ids: &playbook.labels.required_connector_ids,
     }
 }
 

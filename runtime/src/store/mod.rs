@@ -8,6 +8,11 @@
 //! stalls the executions' tasks; its writes, in batches, inline on a worker (a commit
 //! in WAL mode with `synchronous = NORMAL` waits for no disk but when the log starts
 //! over, and a hop to another thread cost more than the write: see `api::persist`).
+//!
+//! What crosses the trait is typed: filters ([`ExecutionFilter`], [`StepFilter`],
+//! [`LogFilter`], [`AuditFilter`]) hold a checked TQL [`tql::Condition`] and conditions
+//! of their own, and each backend renders them in its dialect (`sqlite/render.rs`); rows
+//! come back as records, in wasp's words. The store imports only `trace` and `tql`.
 
 mod sqlite;
 
@@ -18,25 +23,70 @@ use serde_json::Value;
 pub use sqlite::SqliteStore;
 
 use crate::tql;
-use crate::trace::{Event, Execution, ExecutionHeader, ExecutionStatus};
+use crate::trace::{
+    Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, NodeStatus, StepFailure, StepRun,
+    TriggerType,
+};
 
-/// What went wrong in the store.
+/// What went wrong in the store. Each cause is kept typed (`#[source]`); the message
+/// names it too, because the layers above log the message alone.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     /// The database file could not be opened or migrated.
-    #[error("cannot open the database `{path}`: {message}")]
+    #[error("cannot open the database `{path}`: {source}")]
     Open {
         /// The file.
         path: String,
         /// Why.
-        message: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer wasp, whose schema this one does not know.
+    #[error(
+        "cannot open the database `{path}`: its schema is version {version}, newer than this \
+         wasp knows ({known}); use a newer wasp"
+    )]
+    Newer {
+        /// The file.
+        path: String,
+        /// The schema version it has.
+        version: usize,
+        /// The newest this wasp knows.
+        known: usize,
+    },
+    /// The thread that checkpoints the database's write-ahead log did not start.
+    #[error("cannot open the database `{path}`: cannot start the checkpoint thread: {source}")]
+    Checkpointer {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// A stored record does not decode: the file was changed by something else.
+    #[error("a stored record does not decode: {what}: {source}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record could not be encoded to be stored.
+    #[error("a record cannot be encoded: {what}: {source}")]
+    Encode {
+        /// Which record.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record that was just written is not there to read back.
     #[error("a stored record does not decode: {0}")]
-    Corrupt(String),
+    Missing(String),
 }
 
 /// A playbook as the store keeps it: the record of seed 003 around the definition.
@@ -169,6 +219,17 @@ impl Write {
     }
 }
 
+/// The whole record of an execution.
+#[derive(Debug, Clone)]
+pub enum ExecutionRecord {
+    /// It has ended: its record as `wasp run --output json` prints it, its step runs
+    /// included and its children by id.
+    Ended(Value),
+    /// It has not ended: its row (its node states are kept apart, see
+    /// [`Store::node_states`]).
+    Unfinished(ExecutionRow),
+}
+
 /// What [`Store::interrupt_unfinished`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interrupted {
@@ -183,13 +244,14 @@ pub struct Interrupted {
 pub struct Page {
     /// The executions on the page.
     pub rows: Vec<ExecutionRow>,
-    /// Every execution the query matches, when the query asked for the count.
+    /// Every execution the filter matches, when the count was asked for.
     pub total: Option<i64>,
     /// Whether more match past this page.
     pub more: bool,
 }
 
-/// How to order a list of executions.
+/// How to order a list: by the order records were stored in, or by the time the list
+/// names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sort {
     /// Newest first (the default).
@@ -198,135 +260,364 @@ pub enum Sort {
     OldestFirst,
 }
 
-/// A query over executions: a compiled TQL condition and a window.
-#[derive(Debug, Clone)]
-pub struct Query {
-    /// Which executions.
-    pub condition: tql::Condition,
+/// Which page of a list: skip `offset`, then at most `limit`, in `sort` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
     /// Skip this many.
     pub offset: i64,
     /// At most this many.
     pub limit: i64,
     /// In this order.
     pub sort: Sort,
-    /// Whether to count every match (a count reads every matching row; a page reads
-    /// only its own).
-    pub count: bool,
 }
 
+impl Window {
+    /// Every record, in `sort` order.
+    pub fn all(sort: Sort) -> Self {
+        Self {
+            offset: 0,
+            limit: i64::MAX,
+            sort,
+        }
+    }
+}
+
+/// The fields of an execution that TQL may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionField {
+    /// The numeric id.
+    Num,
+    /// The string id.
+    Id,
+    /// The numeric id of its playbook (answered through the playbook's XID).
+    PlaybookNum,
+    /// The XID of its playbook.
+    PlaybookXid,
+    /// The name of its playbook.
+    PlaybookName,
+    /// Its status.
+    Status,
+    /// Its log level.
+    LogLevel,
+    /// How it was started.
+    TriggerType,
+    /// When it was queued.
+    QueuedAt,
+    /// When it started.
+    StartedAt,
+    /// When it ended.
+    CompletedAt,
+    /// How long it ran.
+    DurationMs,
+    /// The execution that started it.
+    ParentId,
+    /// The execution one of whose steps it replays.
+    ReplayOf,
+}
+
+/// A TQL field over executions.
+const fn execution_field(
+    keyword: &'static str,
+    id: ExecutionField,
+    kind: tql::Type,
+    description: &'static str,
+) -> tql::Field<ExecutionField> {
+    tql::Field {
+        keyword,
+        id,
+        kind,
+        description,
+    }
+}
+
+/// The words of an execution's status, as stored and as TQL compares them.
+const EXECUTION_STATUSES: &[&str] = &[
+    "Queued",
+    "Running",
+    "Completed",
+    "Partially Failed",
+    "Failed",
+    "Killed",
+];
+
+/// The words of a log level.
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
 /// The fields TQL may name over executions (seed 000's, and wasp's own).
-pub const EXECUTION_FIELDS: tql::Schema = &[
+pub const EXECUTION_FIELDS: tql::Schema<ExecutionField> = &[
+    execution_field(
+        "id",
+        ExecutionField::Num,
+        tql::Type::Integer,
+        "The execution's numeric id.",
+    ),
+    execution_field(
+        "executionId",
+        ExecutionField::Id,
+        tql::Type::String,
+        "The execution's string id (`ex_…`).",
+    ),
+    execution_field(
+        "playbookId",
+        ExecutionField::PlaybookNum,
+        tql::Type::Integer,
+        "The numeric id of the playbook that was executed.",
+    ),
+    execution_field(
+        "playbookXid",
+        ExecutionField::PlaybookXid,
+        tql::Type::String,
+        "The XID of the playbook that was executed.",
+    ),
+    execution_field(
+        "playbookName",
+        ExecutionField::PlaybookName,
+        tql::Type::String,
+        "The name of the playbook that was executed.",
+    ),
+    execution_field(
+        "status",
+        ExecutionField::Status,
+        tql::Type::Enum(EXECUTION_STATUSES),
+        "The execution's status.",
+    ),
+    execution_field(
+        "logLevel",
+        ExecutionField::LogLevel,
+        tql::Type::Enum(LOG_LEVELS),
+        "The log level used during the execution.",
+    ),
+    execution_field(
+        "triggerType",
+        ExecutionField::TriggerType,
+        tql::Type::Enum(&["MANUAL", "DEBUG", "WEBHOOK", "TIMER", "EVENT", "PLAYBOOK"]),
+        "How the execution was started.",
+    ),
+    execution_field(
+        "queueTime",
+        ExecutionField::QueuedAt,
+        tql::Type::Date,
+        "When the execution was queued.",
+    ),
+    execution_field(
+        "startTime",
+        ExecutionField::StartedAt,
+        tql::Type::Date,
+        "When the execution started.",
+    ),
+    execution_field(
+        "completedTime",
+        ExecutionField::CompletedAt,
+        tql::Type::Date,
+        "When the execution completed.",
+    ),
+    execution_field(
+        "durationMs",
+        ExecutionField::DurationMs,
+        tql::Type::Integer,
+        "How long the execution ran, in milliseconds.",
+    ),
+    execution_field(
+        "parentId",
+        ExecutionField::ParentId,
+        tql::Type::String,
+        "The id of the execution whose sub-playbook node started this one.",
+    ),
+    execution_field(
+        "replayOf",
+        ExecutionField::ReplayOf,
+        tql::Type::String,
+        "The id of the execution one of whose steps this one replays.",
+    ),
+];
+
+/// Which executions: those a TQL query over [`EXECUTION_FIELDS`] matches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionFilter {
+    /// The query; `None` matches every execution.
+    pub tql: Option<tql::Condition<ExecutionField>>,
+}
+
+/// The fields of a step run that TQL may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepField {
+    /// The execution it ran in.
+    ExecutionId,
+    /// The node.
+    Node,
+    /// The app.
+    App,
+    /// The action.
+    Action,
+    /// How it ended.
+    Status,
+    /// The class of its failure.
+    ErrorKind,
+    /// Its error's message.
+    ErrorMessage,
+    /// The iteration of a `for_each`.
+    Iteration,
+    /// The attempt.
+    Attempt,
+    /// How long it ran.
+    DurationUs,
+}
+
+/// A text field of TQL over step runs.
+const fn step_text(
+    keyword: &'static str,
+    id: StepField,
+    description: &'static str,
+) -> tql::Field<StepField> {
     tql::Field {
-        keyword: "id",
-        column: "e.num",
+        keyword,
+        id,
+        kind: tql::Type::String,
+        description,
+    }
+}
+
+/// An integer field of TQL over step runs.
+const fn step_integer(
+    keyword: &'static str,
+    id: StepField,
+    description: &'static str,
+) -> tql::Field<StepField> {
+    tql::Field {
+        keyword,
+        id,
         kind: tql::Type::Integer,
-        description: "The execution's numeric id.",
-        via: None,
-    },
-    tql::Field {
-        keyword: "executionId",
-        column: "e.id",
-        kind: tql::Type::String,
-        description: "The execution's string id (`ex_…`).",
-        via: None,
-    },
-    tql::Field {
-        keyword: "playbookId",
-        column: "p.num",
-        kind: tql::Type::Integer,
-        description: "The numeric id of the playbook that was executed.",
-        // Through the XID's index: an index of its own was one more B-tree for every
-        // stored execution to touch.
-        via: Some(tql::Lookup::Rows {
-            key: "e.playbook_xid",
-            select: "SELECT p.xid FROM playbooks p",
-        }),
-    },
-    tql::Field {
-        keyword: "playbookXid",
-        column: "e.playbook_xid",
-        kind: tql::Type::String,
-        description: "The XID of the playbook that was executed.",
-        via: None,
-    },
-    tql::Field {
-        keyword: "playbookName",
-        column: "e.playbook_name",
-        kind: tql::Type::String,
-        description: "The name of the playbook that was executed.",
-        via: None,
-    },
+        description,
+    }
+}
+
+/// The fields TQL may name over step runs (`/api/v1/steps`).
+pub const STEP_FIELDS: tql::Schema<StepField> = &[
+    step_text(
+        "executionId",
+        StepField::ExecutionId,
+        "The execution the step ran in.",
+    ),
+    step_text("node", StepField::Node, "The node."),
+    step_text(
+        "app",
+        StepField::App,
+        "The app (or, for a sub-playbook node, the playbook).",
+    ),
+    step_text("action", StepField::Action, "The action."),
     tql::Field {
         keyword: "status",
-        column: "e.status",
-        kind: tql::Type::Enum(&[
-            "Queued",
-            "Running",
-            "Completed",
-            "Partially Failed",
-            "Failed",
-            "Killed",
-        ]),
-        description: "The execution's status.",
-        via: None,
+        id: StepField::Status,
+        kind: tql::Type::Enum(&["Succeeded", "Failed", "TimedOut", "Killed"]),
+        description: "How the step run ended.",
     },
+    step_text(
+        "errorKind",
+        StepField::ErrorKind,
+        "The class of failure (app_error, timeout, memory_limit, …).",
+    ),
+    step_text(
+        "errorMessage",
+        StepField::ErrorMessage,
+        "The error's message.",
+    ),
+    step_integer(
+        "iteration",
+        StepField::Iteration,
+        "The iteration of a for_each, from 0.",
+    ),
+    step_integer("attempt", StepField::Attempt, "The attempt, from 1."),
+    step_integer(
+        "durationUs",
+        StepField::DurationUs,
+        "How long the step ran, in microseconds.",
+    ),
+];
+
+/// Which step runs: those a TQL query over [`STEP_FIELDS`] matches, of one execution
+/// and one node when they are named.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepFilter {
+    /// The query; `None` matches every step run.
+    pub tql: Option<tql::Condition<StepField>>,
+    /// Only the step runs of this execution (its string id).
+    pub execution: Option<String>,
+    /// Only the step runs of this node.
+    pub node: Option<String>,
+}
+
+/// A step run as lists show it: the run, where it is stored, and how it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRunRow {
+    /// Its number, in the order step runs were stored.
+    pub num: i64,
+    /// The execution it ran in.
+    pub execution_id: String,
+    /// How it ended, in the words of a node's status.
+    pub status: NodeStatus,
+    /// The run.
+    #[serde(flatten)]
+    pub run: StepRun,
+}
+
+/// The fields of an app log line that TQL may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogField {
+    /// The execution.
+    ExecutionId,
+    /// The node whose step logged it.
+    Node,
+    /// Its level.
+    Level,
+    /// Its text.
+    Message,
+}
+
+/// The fields TQL may name over app log lines (`/api/v1/logs`).
+pub const LOG_FIELDS: tql::Schema<LogField> = &[
     tql::Field {
-        keyword: "logLevel",
-        column: "e.log_level",
-        kind: tql::Type::Enum(&["trace", "debug", "info", "warn", "error"]),
-        description: "The log level used during the execution.",
-        via: None,
-    },
-    tql::Field {
-        keyword: "triggerType",
-        column: "e.trigger_type",
-        kind: tql::Type::Enum(&["MANUAL", "DEBUG", "WEBHOOK", "TIMER", "EVENT", "PLAYBOOK"]),
-        description: "How the execution was started.",
-        via: None,
-    },
-    tql::Field {
-        keyword: "queueTime",
-        column: "e.queued_at",
-        kind: tql::Type::Date,
-        description: "When the execution was queued.",
-        via: None,
-    },
-    tql::Field {
-        keyword: "startTime",
-        column: "e.started_at",
-        kind: tql::Type::Date,
-        description: "When the execution started.",
-        via: None,
-    },
-    tql::Field {
-        keyword: "completedTime",
-        column: "e.completed_at",
-        kind: tql::Type::Date,
-        description: "When the execution completed.",
-        via: None,
-    },
-    tql::Field {
-        keyword: "durationMs",
-        column: "e.duration_ms",
-        kind: tql::Type::Integer,
-        description: "How long the execution ran, in milliseconds.",
-        via: None,
-    },
-    tql::Field {
-        keyword: "parentId",
-        column: "e.parent_id",
+        keyword: "executionId",
+        id: LogField::ExecutionId,
         kind: tql::Type::String,
-        description: "The id of the execution whose sub-playbook node started this one.",
-        via: None,
+        description: "The execution.",
     },
     tql::Field {
-        keyword: "replayOf",
-        column: "e.replay_of",
+        keyword: "node",
+        id: LogField::Node,
         kind: tql::Type::String,
-        description: "The id of the execution one of whose steps this one replays.",
-        via: None,
+        description: "The node whose step logged it.",
+    },
+    tql::Field {
+        keyword: "level",
+        id: LogField::Level,
+        kind: tql::Type::Enum(LOG_LEVELS),
+        description: "The line's level.",
+    },
+    tql::Field {
+        keyword: "message",
+        id: LogField::Message,
+        kind: tql::Type::String,
+        description: "The text.",
     },
 ];
+
+/// Which app log lines: those a TQL query over [`LOG_FIELDS`] matches, and every
+/// condition named besides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogFilter {
+    /// The query; `None` matches every line.
+    pub tql: Option<tql::Condition<LogField>>,
+    /// Only the lines of this execution (its string id).
+    pub execution: Option<String>,
+    /// Only the lines of this node.
+    pub node: Option<String>,
+    /// Only the lines of this iteration of a `for_each`.
+    pub iteration: Option<i64>,
+    /// Only the lines at this level or above.
+    pub level_at_least: Option<LogLevel>,
+    /// Only the lines whose text contains this (without regard to ASCII case).
+    pub message_contains: Option<String>,
+}
 
 /// One stored app log line.
 #[derive(Debug, Clone, Serialize)]
@@ -344,122 +635,125 @@ pub struct LogRow {
     /// When the host received it (RFC 3339).
     pub ts: String,
     /// Its level.
-    pub level: String,
+    pub level: LogLevel,
     /// The text (redacted).
     pub message: String,
-    /// Its structured fields.
-    pub fields: Value,
+    /// Its structured fields, when it has any.
+    pub fields: Option<Vec<(String, String)>>,
 }
 
-/// A field of TQL.
-const fn field(
-    keyword: &'static str,
-    column: &'static str,
-    kind: tql::Type,
-    description: &'static str,
-) -> tql::Field {
-    tql::Field {
-        keyword,
-        column,
-        kind,
-        description,
-        via: None,
-    }
+/// The state of a node of a running execution, as its events left it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeState {
+    /// The node.
+    pub id: String,
+    /// Its status.
+    pub status: NodeStatus,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How long it ran, in microseconds.
+    pub duration_us: Option<i64>,
+    /// The pathway it took.
+    pub pathway: Option<String>,
+    /// Its error.
+    pub error: Option<StepFailure>,
+    /// Iterations run, for `for_each`.
+    pub iterations: Option<i64>,
 }
 
-/// A text field of TQL.
-const fn text(keyword: &'static str, column: &'static str, about: &'static str) -> tql::Field {
-    field(keyword, column, tql::Type::String, about)
+/// The kind of instance a SecMaster audit row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    /// An execution.
+    Playbook,
+    /// A step run.
+    App,
 }
 
-/// An integer field of TQL.
-const fn integer(keyword: &'static str, column: &'static str, about: &'static str) -> tql::Field {
-    field(keyword, column, tql::Type::Integer, about)
+/// The status of an audit row's instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditStatus {
+    /// An execution's.
+    Execution(ExecutionStatus),
+    /// A step run's, in the words of a node's status.
+    Step(NodeStatus),
 }
 
-/// Where the step runs (`s`) of the execution whose id is bound to both `?` lie: they
-/// are written one after the other, and the execution's record keeps the first and the
-/// last number. A condition that reads only those rows.
-pub(crate) const STEPS_OF_EXECUTION: &str = "s.num BETWEEN \
-    (SELECT r.first_step FROM executions e \
-        JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
-    AND (SELECT r.last_step FROM executions e \
-        JOIN execution_records r ON r.num = e.num WHERE e.id = ?)";
+/// Which audit rows (an execution is a playbook instance, each of its step runs an app
+/// instance): every condition named holds. A list that is named but empty matches
+/// nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// Only instances of these kinds.
+    pub kinds: Option<Vec<AuditKind>>,
+    /// Only instances in one of these statuses.
+    pub statuses: Option<Vec<AuditStatus>>,
+    /// Only instances whose execution (the root's, for a child execution) was started
+    /// in one of these ways.
+    pub trigger_types: Option<Vec<TriggerType>>,
+    /// Only instances whose execution ran at one of these levels.
+    pub log_levels: Option<Vec<LogLevel>>,
+    /// Only the playbook (its XID) or the app with this id.
+    pub action_id: Option<String>,
+    /// Only the playbook (its name) or the action with this name.
+    pub action_name: Option<String>,
+    /// Only the instance with this id.
+    pub instance_id: Option<String>,
+    /// Only the instances whose parent has this id.
+    pub parent_instance_id: Option<String>,
+    /// Only instances whose input (as JSON) contains this.
+    pub input_contains: Option<String>,
+    /// Only instances whose output (as JSON) contains this.
+    pub output_contains: Option<String>,
+    /// Only instances whose error message contains this.
+    pub error_contains: Option<String>,
+    /// Only instances that started at or after this.
+    pub started_from: Option<DateTime<Utc>>,
+    /// Only instances that ended at or before this.
+    pub ended_by: Option<DateTime<Utc>>,
+}
 
-/// The fields TQL may name over step runs (`/api/v1/steps`).
-pub const STEP_FIELDS: tql::Schema = &[
-    tql::Field {
-        via: Some(tql::Lookup::Within {
-            range: STEPS_OF_EXECUTION,
-        }),
-        ..text(
-            "executionId",
-            "s.execution_id",
-            "The execution the step ran in.",
-        )
-    },
-    text("node", "s.node", "The node."),
-    text(
-        "app",
-        "s.app",
-        "The app (or, for a sub-playbook node, the playbook).",
-    ),
-    text("action", "s.action", "The action."),
-    field(
-        "status",
-        "s.status",
-        tql::Type::Enum(&["Succeeded", "Failed", "TimedOut", "Killed"]),
-        "How the step run ended.",
-    ),
-    text(
-        "errorKind",
-        "s.error_kind",
-        "The class of failure (app_error, timeout, memory_limit, …).",
-    ),
-    text("errorMessage", "s.error_message", "The error's message."),
-    integer(
-        "iteration",
-        "s.iteration",
-        "The iteration of a for_each, from 0.",
-    ),
-    integer("attempt", "s.attempt", "The attempt, from 1."),
-    integer(
-        "durationUs",
-        "s.duration_us",
-        "How long the step ran, in microseconds.",
-    ),
-];
+/// Which time an audit list is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOrder {
+    /// When each instance started.
+    Start,
+    /// When each instance ended.
+    End,
+}
 
-/// The fields TQL may name over app log lines (`/api/v1/logs`).
-pub const LOG_FIELDS: tql::Schema = &[
-    text("executionId", "l.execution_id", "The execution."),
-    text("node", "l.node", "The node whose step logged it."),
-    field(
-        "level",
-        "l.level",
-        tql::Type::Enum(&["trace", "debug", "info", "warn", "error"]),
-        "The line's level.",
-    ),
-    text("message", "l.message", "The text."),
-];
-
-/// The columns of SecMaster's audit log rows that a filter may name (all text but the
-/// two times, in milliseconds).
-pub const AUDIT_FIELDS: &[&str] = &[
-    "instance_type",
-    "action_id",
-    "action_name",
-    "instance_id",
-    "parent_instance_id",
-    "log_level",
-    "input",
-    "output",
-    "error_msg",
-    "start_time",
-    "end_time",
-    "status",
-    "trigger_type",
-];
+/// One SecMaster audit row, in wasp's words (the API says them in SecMaster's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    /// The kind of instance.
+    pub kind: AuditKind,
+    /// The playbook's XID, or the app.
+    pub action_id: String,
+    /// The playbook's name, or the action.
+    pub action_name: String,
+    /// The execution's id, or the step run's (`sr_` and its number).
+    pub instance_id: String,
+    /// The parent execution, or the step run's execution.
+    pub parent_instance_id: Option<String>,
+    /// The level its execution ran at.
+    pub log_level: LogLevel,
+    /// Its input (the trigger, for an execution), as JSON text; empty when not captured.
+    pub input: String,
+    /// Its output, as JSON text; empty when not captured (and for an execution).
+    pub output: String,
+    /// Its error message; empty when none.
+    pub error_msg: String,
+    /// When it started.
+    pub start_time: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub end_time: Option<DateTime<Utc>>,
+    /// Its status.
+    pub status: AuditStatus,
+    /// How its execution (the root's, for a child execution) was started.
+    pub trigger_type: TriggerType,
+}
 
 /// What a playbook's record is saved from: its definition and its seed-003 fields.
 #[derive(Debug, Clone)]
@@ -511,28 +805,13 @@ impl<'a> PlaybookFields<'a> {
             required_connector_ids: &[],
         }
     }
-
-    /// The fields of `playbook`, defined by `steps`, from `source`.
-    pub fn of(playbook: &'a crate::playbook::Playbook, steps: &'a Value, source: &'a str) -> Self {
-        Self {
-            xid: &playbook.id,
-            name: &playbook.name,
-            description: &playbook.description,
-            steps,
-            source,
-            category: playbook.labels.category.as_deref(),
-            enabled: playbook.enabled,
-            auto_execute: playbook.auto_execute,
-            trigger_conditions: playbook.conditions.texts(),
-            tags: &playbook.labels.tags,
-            mitre_tactics: &playbook.labels.mitre_tactics,
-            mitre_techniques: &playbook.labels.mitre_techniques,
-            required_connector_ids: &playbook.labels.required_connector_ids,
-        }
-    }
 }
 
 /// Where playbooks and traces are kept.
+///
+/// Filters come in typed ([`ExecutionFilter`], [`StepFilter`], [`LogFilter`],
+/// [`AuditFilter`]): each backend renders them in its own dialect, and no query text
+/// crosses this trait.
 pub trait Store: Send + Sync + 'static {
     /// Insert the playbook with XID `xid` from a file or the API, or update it (keeping
     /// its ids, creation stamp and run statistics).
@@ -554,7 +833,7 @@ pub trait Store: Send + Sync + 'static {
         self.write(&[Write::Start(execution.clone())])?
             .first()
             .copied()
-            .ok_or_else(|| Error::Corrupt("a started execution got no number".to_owned()))
+            .ok_or_else(|| Error::Missing("a started execution got no number".to_owned()))
     }
 
     /// Record how an execution ended, with its nodes, step runs, log lines and child
@@ -569,10 +848,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The whole record of the execution with string or numeric id `key`, as `wasp run
     /// --output json` prints it, its children by id (`children` holds their ids).
-    fn execution_record(&self, key: &str) -> Result<Option<Value>, Error>;
+    fn execution_record(&self, key: &str) -> Result<Option<ExecutionRecord>, Error>;
 
-    /// A page of the executions `query` matches.
-    fn executions(&self, query: &Query) -> Result<Page, Error>;
+    /// The page `window` (newest or oldest first by number) of the executions `filter`
+    /// matches, and, when `count`, how many match in all (a count reads every matching
+    /// row; a page reads only its own).
+    fn executions(
+        &self,
+        filter: &ExecutionFilter,
+        window: Window,
+        count: bool,
+    ) -> Result<Page, Error>;
 
     /// Apply `batch` in one transaction (one commit for many writes is what keeps
     /// persistence cheap under load); returns the numeric id of the execution of each
@@ -587,15 +873,19 @@ pub trait Store: Send + Sync + 'static {
     /// The node states written by [`Write::Event`]s for execution `execution_id`,
     /// in the order they started: what a running execution has done so far. (Once it
     /// has ended, its record holds its nodes instead.)
-    fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error>;
+    fn node_states(&self, execution_id: &str) -> Result<Vec<NodeState>, Error>;
 
-    /// A page of the step runs `query` matches (over [`STEP_FIELDS`]), each its whole
-    /// record with `num`, `execution_id` and `status`; and how many match in all.
-    fn step_runs(&self, query: &Query) -> Result<(Vec<Value>, i64), Error>;
+    /// The page `window` (by number, the order they ended in) of the step runs `filter`
+    /// matches; and how many match in all.
+    fn step_runs(
+        &self,
+        filter: &StepFilter,
+        window: Window,
+    ) -> Result<(Vec<StepRunRow>, i64), Error>;
 
-    /// A page of the app log lines `query` matches (over [`LOG_FIELDS`]), and how many
+    /// The page `window` (by number) of the app log lines `filter` matches, and how many
     /// match in all.
-    fn log_lines(&self, query: &Query) -> Result<(Vec<LogRow>, i64), Error>;
+    fn log_lines(&self, filter: &LogFilter, window: Window) -> Result<(Vec<LogRow>, i64), Error>;
 
     /// Insert (`num` is `None`; returns the new number) or replace a Splunk SOAR action
     /// run's record.
@@ -621,10 +911,15 @@ pub trait Store: Send + Sync + 'static {
     /// The record of app run `num`.
     fn app_run(&self, num: i64) -> Result<Option<Value>, Error>;
 
-    /// A page of SecMaster audit log rows (executions as PLAYBOOK instances, step runs as
-    /// APP instances) that `query` matches over [`AUDIT_FIELDS`], sorted by start time
-    /// (or end time when `by_end`); and how many match.
-    fn audit_logs(&self, query: &Query, by_end: bool) -> Result<(Vec<Value>, i64), Error>;
+    /// The page `window` of the SecMaster audit rows (executions as playbook instances,
+    /// step runs as app instances) that `filter` matches, ordered by the time `order`
+    /// names; and how many match.
+    fn audit_logs(
+        &self,
+        filter: &AuditFilter,
+        window: Window,
+        order: AuditOrder,
+    ) -> Result<(Vec<AuditRow>, i64), Error>;
 
     /// Mark every execution left Queued or Running, and every Splunk action run left
     /// pending or running with its app runs, by a process that died, failed:

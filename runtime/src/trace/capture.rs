@@ -11,14 +11,38 @@ use super::{LogLevel, NodeRecord, StepRun};
 
 /// What the capture policy kept of a step run, so that a reader knows why something is
 /// missing or short.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Capture {
     /// Whether inputs, outputs and OS logs were captured (the execution ran at DEBUG or
     /// TRACE).
     pub data: bool,
     /// The fields cut to their size cap (`input`, `output`, `stdout`, `stderr`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "capped_fields"
+    )]
     pub truncated: Vec<&'static str>,
+}
+
+/// The fields the capture policy caps.
+const CAPPED: [&str; 4] = ["input", "output", "stdout", "stderr"];
+
+/// [`Capture::truncated`] as stored: each name one of [`CAPPED`].
+fn capped_fields<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<&'static str>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|name| {
+            CAPPED
+                .into_iter()
+                .find(|capped| capped == name)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("`{name}` is not a field the capture caps"))
+                })
+        })
+        .collect()
 }
 
 /// What was cut from a report, so that no truncation is silent.

@@ -55,7 +55,7 @@ pub enum TriggerType {
 }
 
 /// A node's status, as the trace records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeStatus {
     /// Not started.
     Pending,
@@ -92,7 +92,7 @@ pub enum ExecutionStatus {
 }
 
 /// One run of a step: one attempt of one iteration of one node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRun {
     /// The node.
     pub node: String,
@@ -110,7 +110,9 @@ pub struct StepRun {
     /// What the step run produced (its output, stdout and stderr captured at DEBUG and
     /// TRACE only).
     pub report: StepReport,
-    /// What the capture policy kept of this step run.
+    /// What the capture policy kept of this step run. (Absent from a stored record when
+    /// nothing was kept: the store leaves out what is empty.)
+    #[serde(default)]
     pub capture: Capture,
     /// When it started.
     pub started_at: DateTime<Utc>,
@@ -347,7 +349,8 @@ impl StepFailure {
     }
 }
 
-/// Everything one step run produced, with secrets redacted.
+/// Everything one step run produced, with secrets redacted. (A stored report may leave
+/// out the fields that hold nothing; they read back empty.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     /// Whether it succeeded.
@@ -359,14 +362,18 @@ pub struct StepReport {
     /// The error, when it failed.
     pub error: Option<StepFailure>,
     /// The app's log lines at or above the call's level.
+    #[serde(default)]
     pub logs: Vec<LogLine>,
     /// What the app wrote to stdout.
+    #[serde(default)]
     pub stdout: String,
     /// What the app wrote to stderr.
+    #[serde(default)]
     pub stderr: String,
     /// Instantiation plus call, in microseconds.
     pub duration_us: u64,
     /// What was cut.
+    #[serde(default)]
     pub truncated: Truncation,
 }
 

@@ -21,284 +21,20 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{
-    Error, ExecutionRow, Interrupted, LogRow, NewExecution, Page, PlaybookFields, PlaybookRecord,
-    Query, Sort, Store, Write,
-};
-use crate::tql;
-use crate::trace::{Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, TriggerType};
+mod render;
+mod schema;
 
-/// Each migration, in order; `PRAGMA user_version` counts those applied. (The first
-/// is the schema as first released; later changes are new entries, never edits.)
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE playbooks (
-    num INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    xid TEXT NOT NULL UNIQUE,
-    tenant_id TEXT NOT NULL DEFAULT 'default',
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    created_by TEXT,
-    updated_by TEXT,
-    source TEXT NOT NULL,
-    deleted_at INTEGER,
-    schema_version INTEGER NOT NULL DEFAULT 1,
-    name TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    category TEXT,
-    trigger_conditions TEXT NOT NULL DEFAULT '[]',
-    auto_execute INTEGER NOT NULL DEFAULT 0,
-    mitre_tactics TEXT NOT NULL DEFAULT '[]',
-    mitre_techniques TEXT NOT NULL DEFAULT '[]',
-    steps TEXT NOT NULL,
-    required_connector_ids TEXT NOT NULL DEFAULT '[]',
-    owner_id TEXT,
-    enabled INTEGER NOT NULL DEFAULT 1,
-    last_run_at INTEGER,
-    last_run_id TEXT,
-    run_stats TEXT NOT NULL DEFAULT '{}',
-    tags TEXT NOT NULL DEFAULT '[]'
-);
--- Narrow, so that lists and counts over many executions read few pages; the whole
--- record of an ended execution is in execution_records.
-CREATE TABLE executions (
-    num INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    parent_id TEXT,
-    replay_of TEXT,
-    playbook_num INTEGER,
-    playbook_xid TEXT NOT NULL,
-    playbook_name TEXT NOT NULL,
-    trigger_type TEXT NOT NULL,
-    log_level TEXT NOT NULL,
-    status TEXT NOT NULL,
-    message TEXT,
-    queued_at INTEGER NOT NULL,
-    started_at INTEGER,
-    completed_at INTEGER,
-    duration_ms INTEGER
-);
-CREATE INDEX executions_completed_at ON executions (completed_at);
-CREATE INDEX executions_queued_at ON executions (queued_at);
-CREATE INDEX executions_playbook_xid ON executions (playbook_xid, num);
-CREATE INDEX executions_playbook_num ON executions (playbook_num, num);
-CREATE INDEX executions_status ON executions (status, num);
-CREATE INDEX executions_parent ON executions (parent_id);
-CREATE INDEX executions_replay_of ON executions (replay_of);
-CREATE TABLE execution_records (
-    execution_id TEXT PRIMARY KEY,
-    record TEXT NOT NULL
-);
-CREATE TABLE step_runs (
-    num INTEGER PRIMARY KEY,
-    execution_id TEXT NOT NULL,
-    node TEXT NOT NULL,
-    app TEXT NOT NULL,
-    action TEXT NOT NULL,
-    iteration INTEGER,
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    error_kind TEXT,
-    error_message TEXT,
-    started_at INTEGER,
-    duration_us INTEGER NOT NULL,
-    child_id TEXT,
-    record TEXT NOT NULL
-);
-CREATE INDEX step_runs_execution ON step_runs (execution_id, node);
-CREATE TABLE log_lines (
-    num INTEGER PRIMARY KEY,
-    execution_id TEXT NOT NULL,
-    step_num INTEGER NOT NULL,
-    node TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    level TEXT NOT NULL,
-    message TEXT NOT NULL,
-    fields TEXT
-);
-CREATE INDEX log_lines_execution ON log_lines (execution_id, step_num);
-CREATE TABLE node_states (
-    execution_id TEXT NOT NULL,
-    node TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started_at INTEGER,
-    ended_at INTEGER,
-    duration_us INTEGER,
-    pathway TEXT,
-    error TEXT,
-    iterations INTEGER,
-    PRIMARY KEY (execution_id, node)
-);
-CREATE TABLE action_runs (
-    num INTEGER PRIMARY KEY,
-    record TEXT NOT NULL
-);
-CREATE TABLE app_runs (
-    num INTEGER PRIMARY KEY,
-    action_run INTEGER NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE INDEX app_runs_action_run ON app_runs (action_run, num);
--- SecMaster's audit log rows: a PLAYBOOK instance per execution, an APP instance per
--- step run, in SecMaster's status and trigger words. A child execution reports the
--- trigger type of the execution that started it.
-CREATE VIEW audit_logs AS
-SELECT 'PLAYBOOK' AS instance_type,
-    e.playbook_xid AS action_id,
-    e.playbook_name AS action_name,
-    e.id AS instance_id,
-    e.parent_id AS parent_instance_id,
-    upper(e.log_level) AS log_level,
-    coalesce(json_extract(r.record, '$.trigger'), '') AS input,
-    '' AS output,
-    coalesce(e.message, '') AS error_msg,
-    e.started_at AS start_time,
-    e.completed_at AS end_time,
-    CASE e.status
-        WHEN 'Queued' THEN 'CREATED'
-        WHEN 'Running' THEN 'RUNNING'
-        WHEN 'Completed' THEN 'FINISHED'
-        WHEN 'Killed' THEN 'TERMINATED'
-        ELSE 'FAILED' END AS status,
-    CASE coalesce(p.trigger_type, e.trigger_type)
-        WHEN 'WEBHOOK' THEN 'EVENT'
-        WHEN 'PLAYBOOK' THEN 'MANUAL'
-        ELSE coalesce(p.trigger_type, e.trigger_type) END AS trigger_type
-FROM executions e
-    LEFT JOIN execution_records r ON r.execution_id = e.id
-    LEFT JOIN executions p ON p.id = e.parent_id
-UNION ALL
-SELECT 'APP',
-    s.app,
-    s.action,
-    'sr_' || s.num,
-    s.execution_id,
-    upper(e.log_level),
-    coalesce(json_extract(s.record, '$.input'), ''),
-    coalesce(json_extract(s.record, '$.report.output'), ''),
-    coalesce(s.error_message, ''),
-    s.started_at,
-    s.started_at + s.duration_us / 1000,
-    CASE s.status
-        WHEN 'Succeeded' THEN 'FINISHED'
-        WHEN 'Killed' THEN 'TERMINATED'
-        ELSE 'FAILED' END,
-    CASE coalesce(p.trigger_type, e.trigger_type)
-        WHEN 'WEBHOOK' THEN 'EVENT'
-        WHEN 'PLAYBOOK' THEN 'MANUAL'
-        ELSE coalesce(p.trigger_type, e.trigger_type) END
-FROM step_runs s JOIN executions e ON e.id = s.execution_id
-    LEFT JOIN executions p ON p.id = e.parent_id;
-",
-    r"
--- Most executions have no parent, replay nothing and have not ended when they start:
--- index only those that do, so that recording a start touches fewer pages. (A query
--- comparing the column still uses the index: the comparison implies NOT NULL.)
-DROP INDEX executions_completed_at;
-CREATE INDEX executions_completed_at ON executions (completed_at)
-    WHERE completed_at IS NOT NULL;
-DROP INDEX executions_parent;
-CREATE INDEX executions_parent ON executions (parent_id) WHERE parent_id IS NOT NULL;
-DROP INDEX executions_replay_of;
-CREATE INDEX executions_replay_of ON executions (replay_of) WHERE replay_of IS NOT NULL;
-",
-    r"
--- Assets created through the API. A secret is kept as its reference (`env:` or
--- `file:`), never as a value: the spec column holds what the API shows.
-CREATE TABLE assets (
-    name TEXT PRIMARY KEY,
-    app TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-",
-    r"
--- Each ended execution writes its record in the same batch as its row: key the record
--- by the row's number, one B-tree where a text key took two (the table and its index).
-CREATE TABLE records_by_num (num INTEGER PRIMARY KEY, record TEXT NOT NULL);
-INSERT INTO records_by_num (num, record)
-    SELECT e.num, r.record FROM execution_records r JOIN executions e ON e.id = r.execution_id;
-DROP VIEW audit_logs;
-DROP TABLE execution_records;
-ALTER TABLE records_by_num RENAME TO execution_records;
-CREATE VIEW audit_logs AS
-SELECT 'PLAYBOOK' AS instance_type,
-    e.playbook_xid AS action_id,
-    e.playbook_name AS action_name,
-    e.id AS instance_id,
-    e.parent_id AS parent_instance_id,
-    upper(e.log_level) AS log_level,
-    coalesce(json_extract(r.record, '$.trigger'), '') AS input,
-    '' AS output,
-    coalesce(e.message, '') AS error_msg,
-    e.started_at AS start_time,
-    e.completed_at AS end_time,
-    CASE e.status
-        WHEN 'Queued' THEN 'CREATED'
-        WHEN 'Running' THEN 'RUNNING'
-        WHEN 'Completed' THEN 'FINISHED'
-        WHEN 'Killed' THEN 'TERMINATED'
-        ELSE 'FAILED' END AS status,
-    CASE coalesce(p.trigger_type, e.trigger_type)
-        WHEN 'WEBHOOK' THEN 'EVENT'
-        WHEN 'PLAYBOOK' THEN 'MANUAL'
-        ELSE coalesce(p.trigger_type, e.trigger_type) END AS trigger_type
-FROM executions e
-    LEFT JOIN execution_records r ON r.num = e.num
-    LEFT JOIN executions p ON p.id = e.parent_id
-UNION ALL
-SELECT 'APP',
-    s.app,
-    s.action,
-    'sr_' || s.num,
-    s.execution_id,
-    upper(e.log_level),
-    coalesce(json_extract(s.record, '$.input'), ''),
-    coalesce(json_extract(s.record, '$.report.output'), ''),
-    coalesce(s.error_message, ''),
-    s.started_at,
-    s.started_at + s.duration_us / 1000,
-    CASE s.status
-        WHEN 'Succeeded' THEN 'FINISHED'
-        WHEN 'Killed' THEN 'TERMINATED'
-        ELSE 'FAILED' END,
-    CASE coalesce(p.trigger_type, e.trigger_type)
-        WHEN 'WEBHOOK' THEN 'EVENT'
-        WHEN 'PLAYBOOK' THEN 'MANUAL'
-        ELSE coalesce(p.trigger_type, e.trigger_type) END
-FROM step_runs s JOIN executions e ON e.id = s.execution_id
-    LEFT JOIN executions p ON p.id = e.parent_id;
--- A playbook's last run is read from the executions (see PLAYBOOK_COLUMNS).
-ALTER TABLE playbooks DROP COLUMN last_run_at;
-ALTER TABLE playbooks DROP COLUMN last_run_id;
-",
-    r"
--- Every index is one more B-tree each stored execution writes and each commit copies a
--- page of. `playbookId` is answered through the playbook's XID and its index. A page of
--- `queueTime` or `status` reads the executions newest first (TQL compares a status
--- without regard to case, which a plain index cannot serve), so only counts used those
--- indexes. What a restart must find, the unfinished executions, keeps an index of its
--- own, which an execution leaves when it ends (and one stored at its end never enters).
-DROP INDEX executions_playbook_num;
-DROP INDEX executions_queued_at;
-DROP INDEX executions_status;
-CREATE INDEX executions_unfinished ON executions (status) WHERE completed_at IS NULL;
-",
-    r"
--- An execution's step runs are written together, one after the other: its record keeps
--- the first and the last number, and finding them reads that range of step_runs. Their
--- index by execution was three more B-tree entries for every execution of three steps.
-ALTER TABLE execution_records ADD COLUMN first_step INTEGER;
-ALTER TABLE execution_records ADD COLUMN last_step INTEGER;
-UPDATE execution_records SET (first_step, last_step) = (
-    SELECT min(s.num), max(s.num)
-    FROM executions e JOIN step_runs s ON s.execution_id = e.id
-    WHERE e.num = execution_records.num);
-DROP INDEX step_runs_execution;
-",
-];
+use render::Sql;
+use schema::{AUDIT_ROWS, MIGRATIONS};
+
+use super::{
+    AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Error, ExecutionFilter,
+    ExecutionRecord, ExecutionRow, Interrupted, LogFilter, LogRow, NewExecution, NodeState, Page,
+    PlaybookFields, PlaybookRecord, Sort, StepFilter, StepRunRow, Store, Window, Write,
+};
+use crate::trace::{
+    Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, NodeStatus, StepRun, TriggerType,
+};
 
 /// The columns of an executions row, as written.
 struct RowValues<'a> {
@@ -409,7 +145,8 @@ impl<'a> StoredRecord<'a> {
 
 /// A step run as `step_runs.record` holds it: without the fields that hold nothing (an
 /// input not captured, no output, no logs, empty stdout and stderr, nothing cut), which
-/// are most of a step run at INFO; [`restore_step`] puts them back on reading.
+/// are most of a step run at INFO; [`restore_step`] puts them back into a record read
+/// as JSON, and a [`StepRun`] read back has them empty by default.
 #[derive(serde::Serialize)]
 struct StoredStep<'a> {
     node: &'a str,
@@ -543,13 +280,45 @@ fn word<T: serde::Serialize>(value: &T) -> String {
 }
 
 fn parse_word<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
-    serde_json::from_value(Value::String(text.to_owned())).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    use serde::de::IntoDeserializer;
+    // Straight from the text: no copy of it for each row read.
+    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(text))
+        .map_err(undecodable)
+}
+
+/// The word in column `i` of `row`, read as the `T` serde gives it.
+fn word_at<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> Result<T, rusqlite::Error> {
+    parse_word(row.get_ref(i)?.as_str()?)
+}
+
+/// A stored column that does not decode, as rusqlite reports one.
+fn undecodable(error: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
 }
 
 fn json_column(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// `text` (a stored JSON column) decoded as a `T`.
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
+    serde_json::from_str(text).map_err(undecodable)
+}
+
+/// A stored log level; `info` for a word that is none (as an executions row reads).
+fn parse_level(text: &str) -> LogLevel {
+    text.parse::<LogLevel>().unwrap_or(LogLevel::Info)
+}
+
+/// A part of a stored JSON document, as text: SQLite's `json_extract` hands back text for
+/// objects and strings, and for a number only the name of its type (which is what the
+/// audit rows have always said).
+fn json_text(value: rusqlite::types::ValueRef<'_>) -> String {
+    match value {
+        rusqlite::types::ValueRef::Null => String::new(),
+        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        other => format!("{:?}", other.data_type()),
+    }
 }
 
 const EXECUTION_COLUMNS: &str = "e.num, e.id, e.parent_id, e.playbook_num, e.playbook_xid, \
@@ -566,12 +335,12 @@ fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
             replay_of: row.get(14)?,
             playbook_id: row.get(4)?,
             playbook_name: row.get(5)?,
-            trigger_type: parse_word::<TriggerType>(&row.get::<_, String>(6)?)?,
-            log_level: level.parse::<LogLevel>().unwrap_or(LogLevel::Info),
+            trigger_type: word_at::<TriggerType>(row, 6)?,
+            log_level: parse_level(&level),
             queued_at: time(row.get(10)?).unwrap_or_default(),
         },
         playbook_num: row.get(3)?,
-        status: parse_word::<ExecutionStatus>(&row.get::<_, String>(8)?)?,
+        status: word_at::<ExecutionStatus>(row, 8)?,
         message: row.get(9)?,
         started_at: time(row.get(11)?),
         completed_at: time(row.get(12)?),
@@ -626,20 +395,17 @@ fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
     })
 }
 
-fn sql_params(params: &[tql::Param]) -> Vec<SqlValue> {
-    params
-        .iter()
-        .map(|p| match p {
-            tql::Param::Integer(i) => SqlValue::Integer(*i),
-            tql::Param::Real(r) => SqlValue::Real(*r),
-            tql::Param::Text(t) => SqlValue::Text(t.clone()),
-        })
-        .collect()
-}
-
 /// `key` as a numeric id, when it is one.
 fn number(key: &str) -> Option<i64> {
     key.parse().ok()
+}
+
+/// The SQL direction of `sort`.
+fn order(sort: Sort) -> &'static str {
+    match sort {
+        Sort::NewestFirst => "DESC",
+        Sort::OldestFirst => "ASC",
+    }
 }
 
 impl SqliteStore {
@@ -652,9 +418,9 @@ impl SqliteStore {
     /// [`SqliteStore::open`], starting the write-ahead log over once it holds more than
     /// `restart_after` frames.
     fn open_with(path: &Path, restart_after: i64) -> Result<Self, Error> {
-        let open_error = |e: rusqlite::Error| Error::Open {
+        let open_error = |source: rusqlite::Error| Error::Open {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source,
         };
         let mut writer = Self::connect(path).map_err(open_error)?;
         let applied: i64 = writer
@@ -662,13 +428,10 @@ impl SqliteStore {
             .map_err(open_error)?;
         let applied = usize::try_from(applied).unwrap_or(usize::MAX);
         if applied > MIGRATIONS.len() {
-            return Err(Error::Open {
+            return Err(Error::Newer {
                 path: path.display().to_string(),
-                message: format!(
-                    "its schema is version {applied}, newer than this wasp knows ({}); \
-                     use a newer wasp",
-                    MIGRATIONS.len()
-                ),
+                version: applied,
+                known: MIGRATIONS.len(),
             });
         }
         for (version, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
@@ -694,9 +457,9 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("wasp-checkpoint".to_owned())
             .spawn(move || checkpoint(checkpointer, commits, restart_after, &wanted))
-            .map_err(|e| Error::Open {
+            .map_err(|source| Error::Checkpointer {
                 path: path.display().to_string(),
-                message: format!("cannot start the checkpoint thread: {e}"),
+                source,
             })?;
         Ok(Self {
             path: path.to_owned(),
@@ -735,37 +498,37 @@ impl SqliteStore {
         Ok(result?)
     }
 
-    /// A page of `columns` of `from` where `query` holds, ordered by `key`, each row
-    /// read by `read_row`; and how many rows match in all.
+    /// The page `window` of `columns` of `from` where `condition` holds, ordered by
+    /// `key`, each row read by `read_row`; and how many rows match in all.
     fn page<T>(
         &self,
-        query: &Query,
+        condition: Sql,
+        window: Window,
         from: &str,
         key: &str,
         columns: &str,
         read_row: impl FnMut(&Row<'_>) -> Result<T, rusqlite::Error>,
     ) -> Result<(Vec<T>, i64), Error> {
-        let condition = &query.condition.sql;
-        let params = sql_params(&query.condition.params);
-        let order = match query.sort {
-            Sort::NewestFirst => "DESC",
-            Sort::OldestFirst => "ASC",
-        };
+        let Sql {
+            text: condition,
+            params,
+        } = condition;
+        let order = order(window.sort);
         self.read(|c| {
             let total = c.query_row(
                 &format!("SELECT count(*) FROM {from} WHERE {condition}"),
                 rusqlite::params_from_iter(&params),
                 |r| r.get(0),
             )?;
-            let mut window = params.clone();
-            window.push(SqlValue::Integer(query.limit));
-            window.push(SqlValue::Integer(query.offset));
+            let mut params = params;
+            params.push(SqlValue::Integer(window.limit));
+            params.push(SqlValue::Integer(window.offset));
             let mut statement = c.prepare(&format!(
                 "SELECT {columns} FROM {from} WHERE {condition} ORDER BY {key} {order} \
                  LIMIT ? OFFSET ?"
             ))?;
             let rows = statement
-                .query_map(rusqlite::params_from_iter(&window), read_row)?
+                .query_map(rusqlite::params_from_iter(&params), read_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((rows, total))
         })
@@ -777,7 +540,7 @@ impl SqliteStore {
             c.prepare_cached(&format!(
                 "SELECT s.record FROM step_runs s \
                  WHERE {} AND s.execution_id = ? ORDER BY s.num",
-                super::STEPS_OF_EXECUTION
+                render::STEPS_OF_EXECUTION
             ))?
             .query_map([id, id, id], |r| r.get(0))?
             .collect()
@@ -785,8 +548,10 @@ impl SqliteStore {
         texts
             .iter()
             .map(|text| {
-                let mut record = serde_json::from_str(text)
-                    .map_err(|e| Error::Corrupt(format!("a step run of `{id}`: {e}")))?;
+                let mut record = serde_json::from_str(text).map_err(|source| Error::Corrupt {
+                    what: format!("a step run of `{id}`"),
+                    source,
+                })?;
                 restore_step(&mut record);
                 Ok(record)
             })
@@ -1001,8 +766,12 @@ impl<'t> Batch<'t> {
 
     /// Store `execution` whole, its children too; its numeric id.
     fn write_execution(&mut self, execution: &Execution) -> Result<i64, Error> {
-        let record = serde_json::to_string(&StoredRecord::of(execution))
-            .map_err(|e| Error::Corrupt(format!("execution {}: {e}", execution.header.id)))?;
+        let record = serde_json::to_string(&StoredRecord::of(execution)).map_err(|source| {
+            Error::Encode {
+                what: format!("execution `{}`", execution.header.id),
+                source,
+            }
+        })?;
         let num = self.upsert_row(&RowValues {
             header: &execution.header,
             status: execution.status,
@@ -1015,8 +784,11 @@ impl<'t> Batch<'t> {
         let mut steps: Option<(i64, i64)> = None;
         for step in &execution.steps {
             let error = step.report.error.as_ref();
-            let record = serde_json::to_string(&StoredStep::of(step))
-                .map_err(|e| Error::Corrupt(format!("a step of {}: {e}", execution.header.id)))?;
+            let record =
+                serde_json::to_string(&StoredStep::of(step)).map_err(|source| Error::Encode {
+                    what: format!("a step of `{}`", execution.header.id),
+                    source,
+                })?;
             self.step.execute(params![
                 execution.header.id,
                 step.node,
@@ -1105,7 +877,7 @@ impl Store for SqliteStore {
             )?;
         }
         self.playbook(playbook.xid)?.ok_or_else(|| {
-            Error::Corrupt(format!("playbook `{}` vanished after saving", playbook.xid))
+            Error::Missing(format!("playbook `{}` vanished after saving", playbook.xid))
         })
     }
 
@@ -1219,7 +991,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn execution_record(&self, key: &str) -> Result<Option<Value>, Error> {
+    fn execution_record(&self, key: &str) -> Result<Option<ExecutionRecord>, Error> {
         // The row and the record in one statement, so from one snapshot: read apart, an
         // execution ending between the two reads was answered as its ended row without
         // its record (no trigger, no nodes).
@@ -1244,26 +1016,33 @@ impl Store for SqliteStore {
         Ok(match found {
             None => None,
             Some((row, Some(text))) => {
-                let mut record: Value = serde_json::from_str(&text)
-                    .map_err(|e| Error::Corrupt(format!("execution `{key}`: {e}")))?;
+                let mut record: Value =
+                    serde_json::from_str(&text).map_err(|source| Error::Corrupt {
+                        what: format!("execution `{key}`"),
+                        source,
+                    })?;
                 // Its step runs were stored with the record, so they are there too.
                 record["steps"] = Value::Array(self.step_records(&row.header.id)?);
-                Some(record)
+                Some(ExecutionRecord::Ended(record))
             }
             // Not finished: its record is the row.
-            Some((row, None)) => Some(serde_json::to_value(row).unwrap_or_default()),
+            Some((row, None)) => Some(ExecutionRecord::Unfinished(row)),
         })
     }
 
-    fn executions(&self, query: &Query) -> Result<Page, Error> {
-        let condition = &query.condition.sql;
-        let params = sql_params(&query.condition.params);
-        let order = match query.sort {
-            Sort::NewestFirst => "DESC",
-            Sort::OldestFirst => "ASC",
-        };
+    fn executions(
+        &self,
+        filter: &ExecutionFilter,
+        window: Window,
+        count: bool,
+    ) -> Result<Page, Error> {
+        let Sql {
+            text: condition,
+            params,
+        } = render::executions(filter);
+        let order = order(window.sort);
         self.read(|c| {
-            let total = if query.count {
+            let total = if count {
                 Some(c.query_row(
                     &format!("SELECT count(*) FROM executions e WHERE {condition}"),
                     rusqlite::params_from_iter(&params),
@@ -1273,18 +1052,18 @@ impl Store for SqliteStore {
                 None
             };
             // One row past the page says whether there is a next page.
-            let mut window = params.clone();
-            window.push(SqlValue::Integer(query.limit.saturating_add(1)));
-            window.push(SqlValue::Integer(query.offset));
+            let mut params = params;
+            params.push(SqlValue::Integer(window.limit.saturating_add(1)));
+            params.push(SqlValue::Integer(window.offset));
             let mut statement = c.prepare(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE {condition} \
                  ORDER BY e.num {order} LIMIT ? OFFSET ?"
             ))?;
             let mut rows = statement
-                .query_map(rusqlite::params_from_iter(&window), execution_row)?
+                .query_map(rusqlite::params_from_iter(&params), execution_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            let more = rows.len() as i64 > query.limit;
-            rows.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+            let more = rows.len() as i64 > window.limit;
+            rows.truncate(usize::try_from(window.limit).unwrap_or(usize::MAX));
             Ok(Page { rows, total, more })
         })
     }
@@ -1337,7 +1116,7 @@ impl Store for SqliteStore {
         }
     }
 
-    fn node_states(&self, execution_id: &str) -> Result<Vec<Value>, Error> {
+    fn node_states(&self, execution_id: &str) -> Result<Vec<NodeState>, Error> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT node, status, started_at, ended_at, duration_us, pathway, error, \
@@ -1347,47 +1126,57 @@ impl Store for SqliteStore {
             statement
                 .query_map([execution_id], |r| {
                     let error: Option<String> = r.get(6)?;
-                    Ok(serde_json::json!({
-                        "id": r.get::<_, String>(0)?,
-                        "status": r.get::<_, String>(1)?,
-                        "started_at": time(r.get(2)?),
-                        "ended_at": time(r.get(3)?),
-                        "duration_us": r.get::<_, Option<i64>>(4)?,
-                        "pathway": r.get::<_, Option<String>>(5)?,
-                        "error": error.as_deref().map(json_column),
-                        "iterations": r.get::<_, Option<i64>>(7)?,
-                    }))
+                    Ok(NodeState {
+                        id: r.get(0)?,
+                        status: word_at::<NodeStatus>(r, 1)?,
+                        started_at: time(r.get(2)?),
+                        ended_at: time(r.get(3)?),
+                        duration_us: r.get(4)?,
+                        pathway: r.get(5)?,
+                        error: error.as_deref().map(decode).transpose()?,
+                        iterations: r.get(7)?,
+                    })
                 })?
                 .collect()
         })
     }
 
-    fn step_runs(&self, query: &Query) -> Result<(Vec<Value>, i64), Error> {
+    fn step_runs(
+        &self,
+        filter: &StepFilter,
+        window: Window,
+    ) -> Result<(Vec<StepRunRow>, i64), Error> {
         self.page(
-            query,
+            render::steps(filter),
+            window,
             "step_runs s",
             "s.num",
             "s.num, s.execution_id, s.status, s.record",
             |r| {
-                let mut record = json_column(&r.get::<_, String>(3)?);
-                restore_step(&mut record);
-                record["num"] = Value::from(r.get::<_, i64>(0)?);
-                record["execution_id"] = Value::from(r.get::<_, String>(1)?);
-                record["status"] = Value::from(r.get::<_, String>(2)?);
-                Ok(record)
+                Ok(StepRunRow {
+                    num: r.get(0)?,
+                    execution_id: r.get(1)?,
+                    status: word_at::<NodeStatus>(r, 2)?,
+                    // The fields the store left out read back empty (see `StoredStep`).
+                    run: decode::<StepRun>(r.get_ref(3)?.as_str()?)?,
+                })
             },
         )
     }
 
-    fn log_lines(&self, query: &Query) -> Result<(Vec<LogRow>, i64), Error> {
+    fn log_lines(&self, filter: &LogFilter, window: Window) -> Result<(Vec<LogRow>, i64), Error> {
         self.page(
-            query,
+            render::logs(filter),
+            window,
             "log_lines l JOIN step_runs s ON s.num = l.step_num",
             "l.num",
             "l.num, l.execution_id, l.node, s.iteration, s.attempt, l.ts, l.level, l.message, \
              l.fields",
             |r| {
-                let fields: Option<String> = r.get(8)?;
+                let fields = match r.get_ref(8)? {
+                    rusqlite::types::ValueRef::Null => None,
+                    text => Some(decode(text.as_str()?)?),
+                };
                 Ok(LogRow {
                     num: r.get(0)?,
                     execution_id: r.get(1)?,
@@ -1395,9 +1184,9 @@ impl Store for SqliteStore {
                     iteration: r.get(3)?,
                     attempt: r.get(4)?,
                     ts: r.get(5)?,
-                    level: r.get(6)?,
+                    level: word_at(r, 6)?,
                     message: r.get(7)?,
-                    fields: fields.as_deref().map(json_column).unwrap_or(Value::Null),
+                    fields,
                 })
             },
         )
@@ -1493,47 +1282,48 @@ impl Store for SqliteStore {
         })
     }
 
-    fn audit_logs(&self, query: &Query, by_end: bool) -> Result<(Vec<Value>, i64), Error> {
-        let key = if by_end { "a.end_time" } else { "a.start_time" };
-        let time = |r: &Row<'_>, i: usize| -> Result<Value, rusqlite::Error> {
-            Ok(time(r.get(i)?).map_or(Value::Null, |t| {
-                Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            }))
+    fn audit_logs(
+        &self,
+        filter: &AuditFilter,
+        window: Window,
+        order: AuditOrder,
+    ) -> Result<(Vec<AuditRow>, i64), Error> {
+        let key = match order {
+            AuditOrder::Start => "a.start_time",
+            AuditOrder::End => "a.end_time",
         };
         self.page(
-            query,
-            "audit_logs a",
+            render::audit(filter),
+            window,
+            AUDIT_ROWS,
             key,
             "a.instance_type, a.action_id, a.action_name, a.instance_id, \
              a.parent_instance_id, a.log_level, a.input, a.output, a.error_msg, a.start_time, \
              a.end_time, a.status, a.trigger_type",
             |r| {
-                let text = |i: usize| -> Result<Value, rusqlite::Error> {
-                    // Inputs and outputs are JSON; SQLite hands back text for objects and
-                    // numbers for numbers.
-                    Ok(match r.get_ref(i)? {
-                        rusqlite::types::ValueRef::Null => Value::Null,
-                        rusqlite::types::ValueRef::Text(t) => {
-                            Value::from(String::from_utf8_lossy(t).into_owned())
-                        }
-                        other => Value::from(format!("{:?}", other.data_type())),
-                    })
+                let kind = if r.get_ref(0)?.as_str()? == render::instance_type(AuditKind::App) {
+                    AuditKind::App
+                } else {
+                    AuditKind::Playbook
                 };
-                Ok(serde_json::json!({
-                    "instance_type": text(0)?,
-                    "action_id": text(1)?,
-                    "action_name": text(2)?,
-                    "instance_id": text(3)?,
-                    "parent_instance_id": text(4)?,
-                    "log_level": text(5)?,
-                    "input": text(6)?,
-                    "output": text(7)?,
-                    "error_msg": text(8)?,
-                    "start_time": time(r, 9)?,
-                    "end_time": time(r, 10)?,
-                    "status": text(11)?,
-                    "trigger_type": text(12)?,
-                }))
+                Ok(AuditRow {
+                    kind,
+                    action_id: r.get(1)?,
+                    action_name: r.get(2)?,
+                    instance_id: r.get(3)?,
+                    parent_instance_id: r.get(4)?,
+                    log_level: parse_level(&r.get::<_, String>(5)?),
+                    input: json_text(r.get_ref(6)?),
+                    output: json_text(r.get_ref(7)?),
+                    error_msg: r.get(8)?,
+                    start_time: time(r.get(9)?),
+                    end_time: time(r.get(10)?),
+                    status: match kind {
+                        AuditKind::Playbook => AuditStatus::Execution(word_at(r, 11)?),
+                        AuditKind::App => AuditStatus::Step(word_at(r, 11)?),
+                    },
+                    trigger_type: word_at(r, 12)?,
+                })
             },
         )
     }
@@ -1563,10 +1353,9 @@ impl Store for SqliteStore {
         })?;
         rows.into_iter()
             .map(|(name, spec)| {
-                let spec = serde_json::from_str(&spec).map_err(|e| {
-                    Error::Corrupt(format!(
-                        "asset `{name}`: the stored definition is not JSON: {e}"
-                    ))
+                let spec = serde_json::from_str(&spec).map_err(|source| Error::Corrupt {
+                    what: format!("asset `{name}`: the stored definition is not JSON"),
+                    source,
                 })?;
                 Ok((name, spec))
             })
@@ -1656,16 +1445,26 @@ mod tests {
     }
 
     fn query(store: &SqliteStore, tql: &str) -> Page {
-        let condition = tql::condition(tql, EXECUTION_FIELDS, Utc::now()).unwrap();
+        let tql = crate::tql::condition(tql, EXECUTION_FIELDS, Utc::now()).unwrap();
+        let window = Window {
+            offset: 0,
+            limit: 100,
+            sort: Sort::NewestFirst,
+        };
         store
-            .executions(&Query {
-                condition,
-                offset: 0,
-                limit: 100,
-                sort: Sort::NewestFirst,
-                count: true,
-            })
+            .executions(&ExecutionFilter { tql }, window, true)
             .unwrap()
+    }
+
+    /// The record of execution `key`, ended or not, as JSON.
+    fn record(store: &SqliteStore, key: &str) -> Option<Value> {
+        store
+            .execution_record(key)
+            .unwrap()
+            .map(|record| match record {
+                ExecutionRecord::Ended(record) => record,
+                ExecutionRecord::Unfinished(row) => serde_json::to_value(row).unwrap(),
+            })
     }
 
     #[test]
@@ -1704,7 +1503,7 @@ mod tests {
                 .id,
             "ex_old"
         );
-        let record = store.execution_record("ex_new").unwrap().unwrap();
+        let record = record(&store, "ex_new").unwrap();
         assert_eq!(record["nodes"][0]["output"], json!({"ok": true}));
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
         let playbook = store.playbook("triage").unwrap().unwrap();
@@ -1725,7 +1524,7 @@ mod tests {
                 for id in watched {
                     // Read until it shows its end.
                     loop {
-                        let Some(record) = store.execution_record(&id).unwrap() else {
+                        let Some(record) = record(&store, &id) else {
                             continue;
                         };
                         if record["status"] == "Running" {
@@ -1915,7 +1714,7 @@ mod tests {
             .unwrap();
         let running = store.node_states("ex_whole").unwrap();
         assert_eq!(running.len(), 1, "{running:?}");
-        assert_eq!(running[0]["status"], "Running");
+        assert_eq!(running[0].status, NodeStatus::Running);
 
         // The end, with node events that arrive in the same batch: the record wins.
         store
@@ -1925,12 +1724,12 @@ mod tests {
                 Write::Finish(Box::new(ended.clone())),
             ])
             .unwrap();
-        assert_eq!(store.node_states("ex_whole").unwrap(), Vec::<Value>::new());
-        assert_eq!(store.node_states("ex_child").unwrap(), Vec::<Value>::new());
+        assert_eq!(store.node_states("ex_whole").unwrap(), []);
+        assert_eq!(store.node_states("ex_child").unwrap(), []);
         let mut expected = serde_json::to_value(&ended).unwrap();
         expected["children"] = json!(["ex_child"]);
-        assert_eq!(store.execution_record("ex_whole").unwrap(), Some(expected));
-        let child = store.execution_record("ex_child").unwrap().unwrap();
+        assert_eq!(record(&store, "ex_whole"), Some(expected));
+        let child = record(&store, "ex_child").unwrap();
         assert_eq!(child["parent_id"], "ex_whole");
         assert_eq!(child["steps"], json!([]));
     }
@@ -1997,8 +1796,8 @@ mod tests {
         let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
         assert_eq!(page.rows[0].header.id, "ex_kept");
         // Records moved to their number's key, and the audit log view reads them there.
-        let record = store.execution_record("ex_kept").unwrap().unwrap();
-        assert_eq!(record["trigger"]["ip"], "8.8.8.8");
+        let kept = record(&store, "ex_kept").unwrap();
+        assert_eq!(kept["trigger"]["ip"], "8.8.8.8");
         let nodes = |record: &Value| -> Vec<String> {
             record["steps"]
                 .as_array()
@@ -2007,17 +1806,17 @@ mod tests {
                 .map(|s| s["node"].as_str().unwrap().to_owned())
                 .collect()
         };
-        assert_eq!(nodes(&record), ["a", "b"]);
-        let two = store.execution_record("ex_two").unwrap().unwrap();
+        assert_eq!(nodes(&kept), ["a", "b"]);
+        let two = record(&store, "ex_two").unwrap();
         assert_eq!(nodes(&two), ["c"]);
-        let input: String = lock(&store.writer)
-            .query_row(
-                "SELECT input FROM audit_logs WHERE instance_id = 'ex_kept'",
-                [],
-                |r| r.get(0),
-            )
+        let filter = AuditFilter {
+            instance_id: Some("ex_kept".to_owned()),
+            ..AuditFilter::default()
+        };
+        let (rows, _) = store
+            .audit_logs(&filter, Window::all(Sort::NewestFirst), AuditOrder::Start)
             .unwrap();
-        assert_eq!(input, r#"{"ip":"8.8.8.8"}"#);
+        assert_eq!(rows[0].input, r#"{"ip":"8.8.8.8"}"#);
         // A playbook's last run is its newest execution.
         let playbook = store.playbook("triage").unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_kept"));
@@ -2092,8 +1891,7 @@ mod tests {
             .write(&[Write::Finish(Box::new(with("ex_next", &["n1"])))])
             .unwrap();
         let nodes = |id: &str| -> Vec<String> {
-            let record = store.execution_record(id).unwrap().unwrap();
-            record["steps"]
+            record(&store, id).unwrap()["steps"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -2106,20 +1904,15 @@ mod tests {
         assert!(nodes("ex_none").is_empty());
         assert_eq!(nodes("ex_next"), ["n1"]);
         let listed = |tql: &str| -> Vec<String> {
-            let condition = tql::condition(tql, super::super::STEP_FIELDS, now).unwrap();
+            let filter = StepFilter {
+                tql: crate::tql::condition(tql, super::super::STEP_FIELDS, now).unwrap(),
+                ..StepFilter::default()
+            };
             let (rows, total) = store
-                .step_runs(&Query {
-                    condition,
-                    offset: 0,
-                    limit: 100,
-                    sort: Sort::OldestFirst,
-                    count: true,
-                })
+                .step_runs(&filter, Window::all(Sort::OldestFirst))
                 .unwrap();
             assert_eq!(total as usize, rows.len());
-            rows.iter()
-                .map(|s| s["node"].as_str().unwrap().to_owned())
-                .collect()
+            rows.into_iter().map(|s| s.run.node).collect()
         };
         assert_eq!(listed(r#"executionId = "ex_parent""#), ["p1", "p2"]);
         assert_eq!(
@@ -2137,22 +1930,25 @@ mod tests {
             ["c1", "n1"]
         );
         // `=` reads the execution's numbers only, not the whole table.
-        let condition = tql::condition(
+        let tql = crate::tql::condition(
             r#"executionId = "ex_first""#,
             super::super::STEP_FIELDS,
             now,
         )
         .unwrap();
+        let condition = render::steps(&StepFilter {
+            tql,
+            ..StepFilter::default()
+        });
         let plan: Vec<String> = lock(&store.writer)
             .prepare(&format!(
                 "EXPLAIN QUERY PLAN SELECT s.num FROM step_runs s WHERE {}",
-                condition.sql
+                condition.text
             ))
             .unwrap()
-            .query_map(
-                rusqlite::params_from_iter(sql_params(&condition.params)),
-                |r| r.get::<_, String>(3),
-            )
+            .query_map(rusqlite::params_from_iter(&condition.params), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -2250,21 +2046,108 @@ mod tests {
             .collect();
         assert_eq!(store.step_records("ex_steps").unwrap(), expected);
         let (listed, _) = store
-            .step_runs(&Query {
-                condition: tql::condition("", crate::store::STEP_FIELDS, now).unwrap(),
-                offset: 0,
-                limit: 10,
-                sort: Sort::OldestFirst,
-                count: false,
-            })
+            .step_runs(&StepFilter::default(), Window::all(Sort::OldestFirst))
             .unwrap();
+        assert_eq!(listed.len(), expected.len());
         for (listed, expected) in listed.iter().zip(&expected) {
-            let mut listed = listed.clone();
+            assert_eq!(&serde_json::to_value(&listed.run).unwrap(), expected);
+            let mut row = serde_json::to_value(listed).unwrap();
             for added in ["num", "execution_id", "status"] {
-                listed.as_object_mut().unwrap().remove(added);
+                row.as_object_mut().unwrap().remove(added);
             }
-            assert_eq!(&listed, expected);
+            assert_eq!(&row, expected);
         }
+    }
+
+    #[test]
+    fn log_lines_read_back_typed_and_each_condition_of_a_filter_holds() {
+        use crate::trace::{LogLine, StepReport, StepRun};
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let line = |level, message: &str, fields: &[(&str, &str)]| LogLine {
+            ts: "2026-11-23T06:00:00.000000Z".to_owned(),
+            level,
+            message: message.to_owned(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let step = |node: &str, iteration, logs| StepRun {
+            node: node.to_owned(),
+            app: "transform".to_owned(),
+            action: "join".to_owned(),
+            iteration,
+            attempt: 1,
+            input: None,
+            report: StepReport {
+                logs,
+                ..StepReport::success(json!({}))
+            },
+            capture: Default::default(),
+            started_at: now,
+            child: None,
+        };
+        let mut ended = execution("ex_logs", ExecutionStatus::Completed, now);
+        ended.steps = vec![
+            step(
+                "a",
+                Some(0),
+                vec![
+                    line(LogLevel::Info, "100% done", &[("ms", "9")]),
+                    line(LogLevel::Debug, "100 done", &[]),
+                ],
+            ),
+            step("b", Some(1), vec![line(LogLevel::Error, "it's 100%", &[])]),
+        ];
+        store.write(&[Write::Finish(Box::new(ended))]).unwrap();
+        let messages = |filter: LogFilter| -> Vec<String> {
+            let (rows, total) = store
+                .log_lines(&filter, Window::all(Sort::OldestFirst))
+                .unwrap();
+            assert_eq!(total as usize, rows.len());
+            rows.into_iter().map(|row| row.message).collect()
+        };
+        let (rows, _) = store
+            .log_lines(&LogFilter::default(), Window::all(Sort::OldestFirst))
+            .unwrap();
+        assert_eq!(
+            (rows[0].level, rows[0].fields.clone()),
+            (
+                LogLevel::Info,
+                Some(vec![("ms".to_owned(), "9".to_owned())])
+            )
+        );
+        assert_eq!(
+            (rows[1].level, rows[1].fields.clone()),
+            (LogLevel::Debug, None)
+        );
+        // `%` in the text is a character, not a wildcard.
+        let contains = |text: &str| LogFilter {
+            message_contains: Some(text.to_owned()),
+            ..LogFilter::default()
+        };
+        assert_eq!(messages(contains("100%")), ["100% done", "it's 100%"]);
+        assert_eq!(messages(contains("0_d")), Vec::<String>::new());
+        let at_least = LogFilter {
+            level_at_least: Some(LogLevel::Info),
+            ..LogFilter::default()
+        };
+        assert_eq!(messages(at_least), ["100% done", "it's 100%"]);
+        let of_node = LogFilter {
+            execution: Some("ex_logs".to_owned()),
+            node: Some("a".to_owned()),
+            iteration: Some(0),
+            tql: crate::tql::condition(r#"level = "DEBUG""#, super::super::LOG_FIELDS, now)
+                .unwrap(),
+            ..LogFilter::default()
+        };
+        assert_eq!(messages(of_node), ["100 done"]);
+        let elsewhere = LogFilter {
+            execution: Some("ex_other".to_owned()),
+            ..LogFilter::default()
+        };
+        assert!(messages(elsewhere).is_empty());
     }
 
     #[test]
@@ -2312,10 +2195,7 @@ mod tests {
         let row = second.execution("ex_across").unwrap().unwrap();
         assert_eq!(row.status, ExecutionStatus::Completed);
         assert!(row.completed_at.is_some());
-        assert_eq!(
-            second.node_states("ex_across").unwrap(),
-            Vec::<Value>::new()
-        );
+        assert_eq!(second.node_states("ex_across").unwrap(), []);
 
         // A playbook saved after the writer looked for it: later executions carry its
         // number.

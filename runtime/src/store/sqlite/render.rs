@@ -1,0 +1,692 @@
+//! The store's typed filters rendered as SQLite conditions: SQL text with a `?` for each
+//! parameter, in order. Every table and column a filter reaches is named here; a value
+//! from a client is only ever a parameter, never text pasted into the SQL.
+
+use rusqlite::types::Value as SqlValue;
+
+use crate::store::{
+    AuditFilter, AuditKind, AuditStatus, ExecutionField, ExecutionFilter, LogField, LogFilter,
+    StepField, StepFilter,
+};
+use crate::tql::{Comparison, Condition, Pattern, Value};
+use crate::trace::LogLevel;
+
+/// A SQL boolean expression, with a `?` for each of `params`, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Sql {
+    /// The expression.
+    pub text: String,
+    /// Its parameters.
+    pub params: Vec<SqlValue>,
+}
+
+/// Where the step runs (`s`) of the execution whose id is bound to both `?` lie: they
+/// are written one after the other, and the execution's record keeps the first and the
+/// last number. A condition that reads only those rows.
+pub(super) const STEPS_OF_EXECUTION: &str = "s.num BETWEEN \
+    (SELECT r.first_step FROM executions e \
+        JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
+    AND (SELECT r.last_step FROM executions e \
+        JOIN execution_records r ON r.num = e.num WHERE e.id = ?)";
+
+/// The column a TQL field reads, and how a record reaches it.
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    /// The SQL expression.
+    expr: &'static str,
+    /// How the record reaches it.
+    via: Via,
+}
+
+/// How a field's column is reached.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// It is the record's own.
+    Direct,
+    /// The column is another table's: a condition on it holds for the record when its
+    /// `key` is among the `select`ed rows where the condition holds
+    /// (`e.playbook_xid IN (SELECT p.xid FROM playbooks p WHERE p.num = ?)`). A record
+    /// whose key selects no row satisfies nothing but `ISNULL`, as a NULL column would.
+    Rows {
+        /// The record's column that names a row of the other table.
+        key: &'static str,
+        /// The `SELECT` of the other table's matching column, without a `WHERE`.
+        select: &'static str,
+    },
+    /// The column is the record's own, and the records equal to a value lie within
+    /// `range`, a condition with a `?` for the value wherever it needs it: `=` reads
+    /// only those rows (the step runs of one execution, by number).
+    Within {
+        /// The condition that bounds them.
+        range: &'static str,
+    },
+}
+
+/// A record's fields, as columns of the tables its list reads.
+trait Columns: Copy {
+    /// The column field `self` reads.
+    fn column(self) -> Column;
+}
+
+const fn direct(expr: &'static str) -> Column {
+    Column {
+        expr,
+        via: Via::Direct,
+    }
+}
+
+/// Over `executions e`.
+impl Columns for ExecutionField {
+    fn column(self) -> Column {
+        match self {
+            ExecutionField::Num => direct("e.num"),
+            ExecutionField::Id => direct("e.id"),
+            // Through the XID's index: an index of its own was one more B-tree for every
+            // stored execution to touch.
+            ExecutionField::PlaybookNum => Column {
+                expr: "p.num",
+                via: Via::Rows {
+                    key: "e.playbook_xid",
+                    select: "SELECT p.xid FROM playbooks p",
+                },
+            },
+            ExecutionField::PlaybookXid => direct("e.playbook_xid"),
+            ExecutionField::PlaybookName => direct("e.playbook_name"),
+            ExecutionField::Status => direct("e.status"),
+            ExecutionField::LogLevel => direct("e.log_level"),
+            ExecutionField::TriggerType => direct("e.trigger_type"),
+            ExecutionField::QueuedAt => direct("e.queued_at"),
+            ExecutionField::StartedAt => direct("e.started_at"),
+            ExecutionField::CompletedAt => direct("e.completed_at"),
+            ExecutionField::DurationMs => direct("e.duration_ms"),
+            ExecutionField::ParentId => direct("e.parent_id"),
+            ExecutionField::ReplayOf => direct("e.replay_of"),
+        }
+    }
+}
+
+/// Over `step_runs s`.
+impl Columns for StepField {
+    fn column(self) -> Column {
+        match self {
+            StepField::ExecutionId => Column {
+                expr: "s.execution_id",
+                via: Via::Within {
+                    range: STEPS_OF_EXECUTION,
+                },
+            },
+            StepField::Node => direct("s.node"),
+            StepField::App => direct("s.app"),
+            StepField::Action => direct("s.action"),
+            StepField::Status => direct("s.status"),
+            StepField::ErrorKind => direct("s.error_kind"),
+            StepField::ErrorMessage => direct("s.error_message"),
+            StepField::Iteration => direct("s.iteration"),
+            StepField::Attempt => direct("s.attempt"),
+            StepField::DurationUs => direct("s.duration_us"),
+        }
+    }
+}
+
+/// Over `log_lines l JOIN step_runs s`.
+impl Columns for LogField {
+    fn column(self) -> Column {
+        match self {
+            LogField::ExecutionId => direct("l.execution_id"),
+            LogField::Node => direct("l.node"),
+            LogField::Level => direct("l.level"),
+            LogField::Message => direct("l.message"),
+        }
+    }
+}
+
+/// A conjunction, built a condition at a time.
+#[derive(Default)]
+struct All {
+    parts: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl All {
+    /// Add `text`, whose `?` bind `params`.
+    fn and(&mut self, text: String, params: impl IntoIterator<Item = SqlValue>) {
+        self.parts.push(text);
+        self.params.extend(params);
+    }
+
+    /// Add `column = value`, when there is a value.
+    fn equal(&mut self, column: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.and(
+                format!("({column} = ?)"),
+                [SqlValue::Text(value.to_owned())],
+            );
+        }
+    }
+
+    /// Add `column IN (values)`; nothing holds for an empty list.
+    fn any_of(&mut self, column: &str, values: Vec<SqlValue>) {
+        let text = any_of(column, values.len());
+        self.and(text, values);
+    }
+
+    /// Add `column LIKE '%text%'`, when there is a text.
+    fn contains(&mut self, column: &str, text: Option<&str>) {
+        if let Some(text) = text {
+            self.and(
+                format!("({column} LIKE ? ESCAPE '\\')"),
+                [SqlValue::Text(format!("%{}%", escape_like(text)))],
+            );
+        }
+    }
+
+    /// Add a TQL condition.
+    fn tql<F: Columns>(&mut self, condition: Option<&Condition<F>>) {
+        if let Some(condition) = condition {
+            let mut params = Vec::new();
+            let text = render(condition, &mut params);
+            self.and(text, params);
+        }
+    }
+
+    fn done(self) -> Sql {
+        Sql {
+            text: if self.parts.is_empty() {
+                "1".to_owned()
+            } else {
+                self.parts.join(" AND ")
+            },
+            params: self.params,
+        }
+    }
+}
+
+/// `(column IN (?, …))` for `count` values; nothing holds for none.
+fn any_of(column: &str, count: usize) -> String {
+    if count == 0 {
+        return "0".to_owned();
+    }
+    format!("({column} IN ({}))", marks(count))
+}
+
+/// `?, ?, …`: `count` of them.
+fn marks(count: usize) -> String {
+    vec!["?"; count].join(", ")
+}
+
+/// The condition of `filter` over `executions e`.
+pub(super) fn executions(filter: &ExecutionFilter) -> Sql {
+    let mut all = All::default();
+    all.tql(filter.tql.as_ref());
+    all.done()
+}
+
+/// The condition of `filter` over `step_runs s`.
+pub(super) fn steps(filter: &StepFilter) -> Sql {
+    let mut all = All::default();
+    all.equal("s.node", filter.node.as_deref());
+    if let Some(id) = &filter.execution {
+        all.and(
+            format!("({STEPS_OF_EXECUTION} AND s.execution_id = ?)"),
+            [id, id, id].map(|id| SqlValue::Text(id.clone())),
+        );
+    }
+    all.tql(filter.tql.as_ref());
+    all.done()
+}
+
+/// The condition of `filter` over `log_lines l JOIN step_runs s ON s.num = l.step_num`.
+pub(super) fn logs(filter: &LogFilter) -> Sql {
+    let mut all = All::default();
+    all.equal("l.execution_id", filter.execution.as_deref());
+    if let Some(iteration) = filter.iteration {
+        all.and(
+            "(s.iteration = ?)".to_owned(),
+            [SqlValue::Integer(iteration)],
+        );
+    }
+    all.equal("l.node", filter.node.as_deref());
+    all.contains("l.message", filter.message_contains.as_deref());
+    if let Some(least) = filter.level_at_least {
+        let levels = LogLevel::ALL
+            .into_iter()
+            .filter(|level| *level >= least)
+            .map(|level| SqlValue::Text(level.as_str().to_owned()))
+            .collect();
+        all.any_of("l.level", levels);
+    }
+    all.tql(filter.tql.as_ref());
+    all.done()
+}
+
+/// The condition of `filter` over the audit rows `a` (see `AUDIT_ROWS`).
+pub(super) fn audit(filter: &AuditFilter) -> Sql {
+    let text = |word: &str| SqlValue::Text(word.to_owned());
+    let mut all = All::default();
+    if let Some(kinds) = &filter.kinds {
+        let kinds = kinds
+            .iter()
+            .map(|kind| text(instance_type(*kind)))
+            .collect();
+        all.any_of("a.instance_type", kinds);
+    }
+    if let Some(statuses) = &filter.statuses {
+        // A status word is an execution's or a step run's: each is compared with the
+        // rows of its own kind.
+        let (mut executions, mut steps) = (Vec::new(), Vec::new());
+        for status in statuses {
+            match status {
+                AuditStatus::Execution(status) => executions.push(text(&super::word(status))),
+                AuditStatus::Step(status) => steps.push(text(&super::word(status))),
+            }
+        }
+        let mut either = Vec::new();
+        for (kind, words) in [(AuditKind::Playbook, &executions), (AuditKind::App, &steps)] {
+            if !words.is_empty() {
+                either.push(format!(
+                    "(a.instance_type = '{}' AND {})",
+                    instance_type(kind),
+                    any_of("a.status", words.len())
+                ));
+            }
+        }
+        let condition = if either.is_empty() {
+            "0".to_owned()
+        } else {
+            format!("({})", either.join(" OR "))
+        };
+        all.and(condition, executions.into_iter().chain(steps));
+    }
+    if let Some(types) = &filter.trigger_types {
+        let types = types.iter().map(|t| text(&super::word(t))).collect();
+        all.any_of("a.trigger_type", types);
+    }
+    if let Some(levels) = &filter.log_levels {
+        let levels = levels.iter().map(|l| text(l.as_str())).collect();
+        all.any_of("a.log_level", levels);
+    }
+    all.equal("a.action_id", filter.action_id.as_deref());
+    all.equal("a.action_name", filter.action_name.as_deref());
+    all.equal("a.instance_id", filter.instance_id.as_deref());
+    all.equal("a.parent_instance_id", filter.parent_instance_id.as_deref());
+    all.contains("a.input", filter.input_contains.as_deref());
+    all.contains("a.output", filter.output_contains.as_deref());
+    all.contains("a.error_msg", filter.error_contains.as_deref());
+    if let Some(from) = filter.started_from {
+        all.and(
+            "(a.start_time >= ?)".to_owned(),
+            [SqlValue::Integer(from.timestamp_millis())],
+        );
+    }
+    if let Some(by) = filter.ended_by {
+        all.and(
+            "(a.end_time <= ?)".to_owned(),
+            [SqlValue::Integer(by.timestamp_millis())],
+        );
+    }
+    all.done()
+}
+
+/// The `instance_type` of the audit rows of `kind`.
+pub(super) fn instance_type(kind: AuditKind) -> &'static str {
+    match kind {
+        AuditKind::Playbook => "PLAYBOOK",
+        AuditKind::App => "APP",
+    }
+}
+
+/// `text` with `%`, `_` and `\` escaped for `LIKE … ESCAPE '\'`.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn parameter(value: &Value) -> SqlValue {
+    match value {
+        Value::Integer(i) | Value::Time(i) => SqlValue::Integer(*i),
+        Value::Real(r) => SqlValue::Real(*r),
+        Value::Text(t) => SqlValue::Text(t.clone()),
+        Value::Word(w) => SqlValue::Text((*w).to_owned()),
+    }
+}
+
+fn operator(op: Comparison) -> &'static str {
+    match op {
+        Comparison::Eq => "=",
+        Comparison::Ne => "!=",
+        Comparison::Lt => "<",
+        Comparison::Le => "<=",
+        Comparison::Gt => ">",
+        Comparison::Ge => ">=",
+    }
+}
+
+/// `condition` as SQL, its parameters appended to `params` in order.
+fn render<F: Columns>(condition: &Condition<F>, params: &mut Vec<SqlValue>) -> String {
+    match condition {
+        Condition::And(a, b) => {
+            let a = render(a, params);
+            format!("({a} AND {})", render(b, params))
+        }
+        Condition::Or(a, b) => {
+            let a = render(a, params);
+            format!("({a} OR {})", render(b, params))
+        }
+        // `IS NOT 1` keeps rows where the condition is NULL (a missing value), as a
+        // reader of `NOT` expects.
+        Condition::Not(inner) => format!("(({}) IS NOT 1)", render(inner, params)),
+        Condition::IsNull { field, negated } => {
+            let column = field.column();
+            match column.via {
+                // Null when the key selects no row.
+                Via::Rows { key, select } => format!(
+                    "({key} {}IN ({select}))",
+                    if *negated { "" } else { "NOT " },
+                ),
+                Via::Within { .. } | Via::Direct => format!(
+                    "({} IS {}NULL)",
+                    column.expr,
+                    if *negated { "NOT " } else { "" }
+                ),
+            }
+        }
+        Condition::In {
+            field,
+            values,
+            negated,
+        } => {
+            let column = field.column();
+            params.extend(values.iter().map(parameter));
+            let folded = values.iter().any(|v| matches!(v, Value::Word(_)));
+            let not = if *negated { "NOT " } else { "" };
+            through(
+                column,
+                format!(
+                    "({} {not}IN ({}))",
+                    collated(column, folded),
+                    marks(values.len())
+                ),
+            )
+        }
+        Condition::Match {
+            field,
+            pattern,
+            negated,
+        } => {
+            let column = field.column();
+            let pattern = match pattern {
+                Pattern::Like(pattern) => pattern.clone(),
+                Pattern::Contains(text) => format!("%{}%", escape_like(text)),
+                Pattern::StartsWith(text) => format!("{}%", escape_like(text)),
+                Pattern::EndsWith(text) => format!("%{}", escape_like(text)),
+            };
+            params.push(SqlValue::Text(pattern));
+            let not = if *negated { "NOT " } else { "" };
+            through(column, format!("({} {not}LIKE ? ESCAPE '\\')", column.expr))
+        }
+        Condition::Compare { field, op, value } => {
+            let column = field.column();
+            let folded = matches!(value, Value::Word(_));
+            let value = parameter(value);
+            let within = match column.via {
+                Via::Within { range } if *op == Comparison::Eq => {
+                    params.extend(range.matches('?').map(|_| value.clone()));
+                    format!("{range} AND ")
+                }
+                _ => String::new(),
+            };
+            params.push(value);
+            through(
+                column,
+                format!("({within}{} {} ?)", collated(column, folded), operator(*op)),
+            )
+        }
+    }
+}
+
+/// `condition` on `column`, as a condition on the record (see [`Via`]).
+fn through(column: Column, condition: String) -> String {
+    match column.via {
+        Via::Rows { key, select } => format!("({key} IN ({select} WHERE {condition}))"),
+        Via::Within { .. } | Via::Direct => condition,
+    }
+}
+
+/// The column, compared without regard to case when `folded` (an enum's words).
+fn collated(column: Column, folded: bool) -> String {
+    if folded {
+        format!("{} COLLATE NOCASE", column.expr)
+    } else {
+        column.expr.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::*;
+    use crate::store::{EXECUTION_FIELDS, LOG_FIELDS, STEP_FIELDS};
+    use crate::trace::{ExecutionStatus, NodeStatus, TriggerType};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 4, 4, 21, 39, 42).unwrap()
+    }
+
+    fn text(t: &str) -> SqlValue {
+        SqlValue::Text(t.to_owned())
+    }
+
+    /// The SQL of TQL `query` over executions.
+    fn sql(query: &str) -> (String, Vec<SqlValue>) {
+        let tql = crate::tql::condition(query, EXECUTION_FIELDS, now()).unwrap();
+        let Sql { text, params } = executions(&ExecutionFilter { tql });
+        (text, params)
+    }
+
+    #[test]
+    fn the_seed_queries_render_to_parameterised_sql() {
+        let hour_ago = now().timestamp_millis() - 3_600_000;
+        assert_eq!(
+            sql(r#"completedTime > "NOW() - 1 HOUR""#),
+            (
+                "(e.completed_at > ?)".to_owned(),
+                vec![SqlValue::Integer(hour_ago)]
+            )
+        );
+        assert_eq!(
+            sql(r#"playbookXid = "GiTVUWaN""#),
+            ("(e.playbook_xid = ?)".to_owned(), vec![text("GiTVUWaN")])
+        );
+        assert_eq!(
+            sql("id = 12345"),
+            ("(e.num = ?)".to_owned(), vec![SqlValue::Integer(12345)])
+        );
+    }
+
+    #[test]
+    fn and_binds_tighter_than_or_and_not_keeps_missing_values() {
+        let (sql, params) =
+            sql(r#"PLAYBOOKXID == 'a' or status eq "failed" AND NOT completedtime isnull"#);
+        assert_eq!(
+            sql,
+            "((e.playbook_xid = ?) OR ((e.status COLLATE NOCASE = ?) AND \
+             (((e.completed_at IS NULL)) IS NOT 1)))"
+        );
+        assert_eq!(params, [text("a"), text("Failed")]);
+    }
+
+    #[test]
+    fn text_operators_escape_the_value_and_in_lists_bind_each_value() {
+        assert_eq!(
+            sql(r#"playbookXid CONTAINS "50%_off""#),
+            (
+                "(e.playbook_xid LIKE ? ESCAPE '\\')".to_owned(),
+                vec![text("%50\\%\\_off%")]
+            )
+        );
+        assert_eq!(
+            sql(r#"playbookXid not startswith "x""#),
+            (
+                "(e.playbook_xid NOT LIKE ? ESCAPE '\\')".to_owned(),
+                vec![text("x%")]
+            )
+        );
+        assert_eq!(sql(r#"playbookXid endswith "\\""#).1, [text("%\\\\")]);
+        // A LIKE pattern is the client's own: its wildcards stay wildcards.
+        assert_eq!(sql(r#"playbookName LIKE "a%_b""#).1, [text("a%_b")]);
+        assert_eq!(
+            sql(r#"status NOT IN ("Completed", "failed")"#),
+            (
+                "(e.status COLLATE NOCASE NOT IN (?, ?))".to_owned(),
+                vec![text("Completed"), text("Failed")]
+            )
+        );
+        // A hostile value stays a parameter.
+        let (sql, params) = sql(r#"playbookXid = "x' OR 1=1; DROP TABLE executions; --""#);
+        assert_eq!(sql, "(e.playbook_xid = ?)");
+        assert_eq!(params, [text("x' OR 1=1; DROP TABLE executions; --")]);
+    }
+
+    #[test]
+    fn a_field_of_another_table_is_reached_through_its_key() {
+        assert_eq!(
+            sql("playbookId = 4"),
+            (
+                "(e.playbook_xid IN (SELECT p.xid FROM playbooks p WHERE (p.num = ?)))".to_owned(),
+                vec![SqlValue::Integer(4)]
+            )
+        );
+        assert_eq!(
+            sql("playbookId ISNULL").0,
+            "(e.playbook_xid NOT IN (SELECT p.xid FROM playbooks p))"
+        );
+    }
+
+    #[test]
+    fn an_empty_filter_matches_everything() {
+        assert_eq!(sql("   "), ("1".to_owned(), Vec::new()));
+        assert_eq!(logs(&LogFilter::default()).text, "1");
+        assert_eq!(audit(&AuditFilter::default()).text, "1");
+    }
+
+    #[test]
+    fn the_step_runs_of_an_execution_are_read_by_their_range_of_numbers() {
+        let tql = crate::tql::condition(r#"status = "failed""#, STEP_FIELDS, now()).unwrap();
+        let Sql { text: sql, params } = steps(&StepFilter {
+            tql,
+            execution: Some("ex_1".to_owned()),
+            node: Some("enrich".to_owned()),
+        });
+        assert_eq!(
+            sql,
+            format!(
+                "(s.node = ?) AND ({STEPS_OF_EXECUTION} AND s.execution_id = ?) AND \
+                 (s.status COLLATE NOCASE = ?)"
+            )
+        );
+        assert_eq!(
+            params,
+            [
+                text("enrich"),
+                text("ex_1"),
+                text("ex_1"),
+                text("ex_1"),
+                text("Failed")
+            ]
+        );
+        // TQL's own `executionId =` reads the same range.
+        let tql = crate::tql::condition(r#"executionId = "ex_2""#, STEP_FIELDS, now()).unwrap();
+        let filter = StepFilter {
+            tql,
+            ..StepFilter::default()
+        };
+        assert_eq!(
+            steps(&filter),
+            Sql {
+                text: format!("({STEPS_OF_EXECUTION} AND s.execution_id = ?)"),
+                params: vec![text("ex_2"); 3]
+            }
+        );
+    }
+
+    #[test]
+    fn a_log_filter_renders_each_condition_it_names() {
+        let tql = crate::tql::condition(r#"node = "a""#, LOG_FIELDS, now()).unwrap();
+        let Sql { text: sql, params } = logs(&LogFilter {
+            tql,
+            execution: Some("ex_1".to_owned()),
+            node: Some("b".to_owned()),
+            iteration: Some(2),
+            level_at_least: Some(LogLevel::Warn),
+            message_contains: Some("100%".to_owned()),
+        });
+        assert_eq!(
+            sql,
+            "(l.execution_id = ?) AND (s.iteration = ?) AND (l.node = ?) AND \
+             (l.message LIKE ? ESCAPE '\\') AND (l.level IN (?, ?)) AND (l.node = ?)"
+        );
+        assert_eq!(
+            params,
+            [
+                text("ex_1"),
+                SqlValue::Integer(2),
+                text("b"),
+                text("%100\\%%"),
+                text("warn"),
+                text("error"),
+                text("a")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_audit_filter_compares_each_status_with_rows_of_its_own_kind() {
+        let from = now();
+        let Sql { text: sql, params } = audit(&AuditFilter {
+            kinds: Some(vec![AuditKind::App]),
+            statuses: Some(vec![
+                AuditStatus::Execution(ExecutionStatus::PartiallyFailed),
+                AuditStatus::Step(NodeStatus::TimedOut),
+            ]),
+            trigger_types: Some(vec![TriggerType::Webhook]),
+            log_levels: Some(Vec::new()),
+            instance_id: Some("sr_1".to_owned()),
+            error_contains: Some("it's_".to_owned()),
+            started_from: Some(from),
+            ..AuditFilter::default()
+        });
+        assert_eq!(
+            sql,
+            "(a.instance_type IN (?)) AND \
+             ((a.instance_type = 'PLAYBOOK' AND (a.status IN (?))) OR \
+             (a.instance_type = 'APP' AND (a.status IN (?)))) AND \
+             (a.trigger_type IN (?)) AND 0 AND (a.instance_id = ?) AND \
+             (a.error_msg LIKE ? ESCAPE '\\') AND (a.start_time >= ?)"
+        );
+        assert_eq!(
+            params,
+            [
+                text("APP"),
+                text("Partially Failed"),
+                text("TimedOut"),
+                text("WEBHOOK"),
+                text("sr_1"),
+                text("%it's\\_%"),
+                SqlValue::Integer(from.timestamp_millis())
+            ]
+        );
+        // Statuses named but none known: nothing matches.
+        let none = audit(&AuditFilter {
+            statuses: Some(Vec::new()),
+            ..AuditFilter::default()
+        });
+        assert_eq!((none.text.as_str(), none.params.len()), ("0", 0));
+    }
+}
