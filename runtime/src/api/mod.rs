@@ -7,42 +7,41 @@
 //! says "internal error" to the client and logs the cause.
 
 mod assets;
+mod events;
+mod export;
 mod listen;
 mod openapi;
 mod secmaster;
 mod soar;
+mod threatconnect;
 mod triggers;
 mod web;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, KeepAliveStream, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
-use futures_util::Stream;
+use chrono::Utc;
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
 
 pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
 
 use crate::playbook::{NodeKind, Playbook};
 use crate::service::{self, Report, Service, Started};
 use crate::store::{
-    self, EXECUTION_FIELDS, ExecutionFilter, ExecutionRecord, ExecutionRow, LOG_FIELDS, LogFilter,
-    STEP_FIELDS, Sort, StepFilter, StepRunRow, Window,
+    self, EXECUTION_FIELDS, ExecutionFilter, ExecutionRecord, LOG_FIELDS, LogFilter, STEP_FIELDS,
+    Sort, StepFilter, StepRunRow, Window,
 };
 use crate::tql;
 use crate::trace::LogLevel;
-use crate::trace::{Event, ExecutionStatus, TriggerType};
+use crate::trace::TriggerType;
 
 /// The largest request body accepted (a trigger payload holding a whole email fits).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -155,39 +154,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An error in ThreatConnect's shape: `{"errCode", "message", "status": "Error"}`.
-struct TcError(ApiError);
-
-impl IntoResponse for TcError {
-    fn into_response(self) -> Response {
-        // 0x2001 is ThreatConnect's code for a TQL syntax error.
-        let code = match &self.0 {
-            ApiError::Tql(_) => "0x2001",
-            ApiError::NotFound(_) => "0x1004",
-            ApiError::Unauthorized | ApiError::Forbidden(_) | ApiError::MisdirectedHost(_) => {
-                "0x1001"
-            }
-            ApiError::BadRequest(_) | ApiError::Conflict(_) => "0x1002",
-            ApiError::Internal(_) | ApiError::Unavailable(_) => "0x1000",
-        };
-        let body = json!({"errCode": code, "message": self.0.to_string(), "status": "Error"});
-        self.0
-            .with_cause((self.0.status(), Json(body)).into_response())
-    }
-}
-
-impl From<ApiError> for TcError {
-    fn from(error: ApiError) -> Self {
-        Self(error)
-    }
-}
-
-impl From<service::Error> for TcError {
-    fn from(error: service::Error) -> Self {
-        Self(error.into())
-    }
-}
-
 /// The router over `service`, every route under its limits.
 pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
     let server = Server {
@@ -223,18 +189,24 @@ pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
         )
         .route("/api/v1/executions/{id}/steps", get(execution_steps))
         .route("/api/v1/executions/{id}/logs", get(execution_logs))
-        .route("/api/v1/executions/{id}/oslogs.zip", get(execution_os_logs))
+        .route(
+            "/api/v1/executions/{id}/oslogs.zip",
+            get(export::execution_os_logs),
+        )
         .route("/api/v1/steps", get(list_steps))
         .route("/api/v1/logs", get(list_logs))
         .route(
             "/api/v3/playbook/executions",
-            get(tc_list).options(tc_fields),
+            get(threatconnect::tc_list).options(threatconnect::tc_fields),
         )
         .route(
             "/api/v3/playbook/executions/tql",
-            axum::routing::options(tc_tql),
+            axum::routing::options(threatconnect::tc_tql),
         )
-        .route("/api/v3/playbook/executions/{id}", get(tc_get))
+        .route(
+            "/api/v3/playbook/executions/{id}",
+            get(threatconnect::tc_get),
+        )
         .route("/rest/action_run", post(soar::create))
         .route("/rest/action_run/{id}", get(soar::get).post(soar::cancel))
         .route("/rest/action_run/{id}/app_runs", get(soar::app_runs_of))
@@ -255,8 +227,14 @@ pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
     // Runs that wait and event streams last as long as executions do.
     Router::new()
         .route("/api/v1/playbooks/{id}/run", post(run_playbook))
-        .route("/api/v1/executions/{id}/events", get(execution_events))
-        .route("/api/v1/events", get(all_events).post(triggers::event))
+        .route(
+            "/api/v1/executions/{id}/events",
+            get(events::execution_events),
+        )
+        .route(
+            "/api/v1/events",
+            get(events::all_events).post(triggers::event),
+        )
         .merge(limited)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(server.clone(), authorize))
@@ -652,405 +630,6 @@ async fn kill_execution(
     )))
 }
 
-fn tc_time(time: Option<DateTime<Utc>>) -> Option<String> {
-    time.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-}
-
-/// An execution in ThreatConnect's shape (seed 000): a time that is not set is
-/// absent, not null, as in the seed's failed example.
-fn tc_record(row: &ExecutionRow) -> Value {
-    let mut record = serde_json::Map::new();
-    record.insert("id".to_owned(), json!(row.num));
-    if let Some(num) = row.playbook_num {
-        record.insert("playbookId".to_owned(), json!(num));
-    }
-    record.insert("playbookXid".to_owned(), json!(row.header.playbook_id));
-    if let Some(time) = tc_time(row.completed_at) {
-        record.insert("completedTime".to_owned(), json!(time));
-    }
-    record.insert(
-        "logLevel".to_owned(),
-        json!(row.header.log_level.to_string().to_ascii_uppercase()),
-    );
-    record.insert(
-        "status".to_owned(),
-        serde_json::to_value(row.status).unwrap_or_default(),
-    );
-    if let Some(time) = tc_time(Some(row.header.queued_at)) {
-        record.insert("queueTime".to_owned(), json!(time));
-    }
-    if let Some(time) = tc_time(row.started_at) {
-        record.insert("startTime".to_owned(), json!(time));
-    }
-    Value::Object(record)
-}
-
-async fn tc_list(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    Query(params): Params,
-) -> Result<Json<Value>, TcError> {
-    let start = number_param(&params, "resultStart", 0, 0..=i64::MAX)?;
-    let limit = number_param(&params, "resultLimit", 100, 1..=10_000)?;
-    let sort = match params.get("sorting").map(|s| s.to_ascii_lowercase()) {
-        None => Sort::NewestFirst,
-        Some(s) if s == "id asc" => Sort::OldestFirst,
-        Some(s) if s == "id desc" || s == "id" => Sort::NewestFirst,
-        Some(s) => {
-            return Err(ApiError::BadRequest(format!(
-                "`sorting` is `{s}`; wasp sorts executions by `id asc` or `id desc`"
-            ))
-            .into());
-        }
-    };
-    // The count of every match only when asked for (`count=true`), and as ThreatConnect
-    // does, only on the first page.
-    let count = flag(&params, "count")? && start == 0;
-    let filter = ExecutionFilter {
-        tql: tql_param(&params, EXECUTION_FIELDS)?,
-    };
-    let window = Window {
-        offset: start,
-        limit,
-        sort,
-    };
-    let page = service
-        .blocking(move |store| store.executions(&filter, window, count))
-        .await?;
-    // ThreatConnect: "the total number of failed and successful executions included in
-    // the API response".
-    let success = page
-        .rows
-        .iter()
-        .filter(|r| r.status == ExecutionStatus::Completed)
-        .count();
-    let failure = page
-        .rows
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.status,
-                ExecutionStatus::Failed
-                    | ExecutionStatus::PartiallyFailed
-                    | ExecutionStatus::Killed
-            )
-        })
-        .count();
-    let mut body = json!({
-        "data": page.rows.iter().map(tc_record).collect::<Vec<_>>(),
-        "status": "Success",
-        "countSuccess": success,
-        "countFailure": failure,
-    });
-    if let Some(total) = page.total {
-        body["count"] = json!(total);
-    }
-    let link = |offset: i64| {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let mut query: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| k.as_str() != "resultStart")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        query.sort();
-        query.push(("resultStart".to_owned(), offset.to_string()));
-        let encoded: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect();
-        format!(
-            "http://{host}/api/v3/playbook/executions?{}",
-            encoded.join("&")
-        )
-    };
-    if page.more {
-        body["next"] = json!(link(start + limit));
-    }
-    if start > 0 {
-        body["prev"] = json!(link((start - limit).max(0)));
-    }
-    Ok(Json(body))
-}
-
-/// Percent-encode a query component.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-async fn tc_get(
-    State(service): State<Arc<Service>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, TcError> {
-    let key = id.clone();
-    let row = service
-        .blocking(move |store| store.execution(&key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
-    Ok(Json(json!({"data": tc_record(&row), "status": "Success"})))
-}
-
-/// `OPTIONS /api/v3/playbook/executions?show=readonly`: the record's fields.
-async fn tc_fields(Query(params): Params) -> Result<Json<Value>, TcError> {
-    let show = params.get("show").map(|s| s.to_ascii_lowercase());
-    if show.as_deref() != Some("readonly") {
-        return Err(ApiError::BadRequest(
-            "OPTIONS on this endpoint describes its fields: add `?show=readonly`".to_owned(),
-        )
-        .into());
-    }
-    let fields = [
-        ("id", "Integer", "The Playbook execution's ID number."),
-        (
-            "playbookId",
-            "Integer",
-            "The ID number of the Playbook that was executed.",
-        ),
-        (
-            "playbookXid",
-            "String",
-            "The XID of the Playbook that was executed.",
-        ),
-        (
-            "completedTime",
-            "DateTime",
-            "The date and time when the Playbook execution completed.",
-        ),
-        (
-            "logLevel",
-            "String",
-            "The log level used during the Playbook execution.",
-        ),
-        ("status", "String", "The Playbook execution's status."),
-        (
-            "queueTime",
-            "DateTime",
-            "The date and time when the Playbook execution was queued.",
-        ),
-        (
-            "startTime",
-            "DateTime",
-            "The date and time when the Playbook execution started.",
-        ),
-    ];
-    let data: Vec<Value> = fields
-        .iter()
-        .map(|(name, kind, description)| {
-            json!({"name": name, "type": kind, "description": description, "readOnly": true})
-        })
-        .collect();
-    Ok(Json(
-        json!({"data": data, "count": data.len(), "status": "Success"}),
-    ))
-}
-
-/// `OPTIONS /api/v3/playbook/executions/tql`: the TQL parameters and their types.
-async fn tc_tql() -> Json<Value> {
-    let data: Vec<Value> = EXECUTION_FIELDS
-        .iter()
-        .map(|field| {
-            let mut entry = json!({
-                "keyword": field.keyword,
-                "name": field.keyword,
-                "type": field.kind.name(),
-                "description": field.description,
-            });
-            if let tql::Type::Enum(words) = field.kind {
-                entry["options"] = json!(words);
-            }
-            entry
-        })
-        .collect();
-    Json(json!({"data": data, "count": data.len(), "status": "Success"}))
-}
-
-/// The names of the events a stream carries.
-const EVENT_TYPES: [&str; 4] = [
-    "node_started",
-    "node_ended",
-    "step_ended",
-    "execution_ended",
-];
-
-/// The SSE event name of `event`.
-fn event_type(event: &Event) -> &'static str {
-    match event {
-        Event::NodeStarted { .. } => EVENT_TYPES[0],
-        Event::NodeEnded { .. } => EVENT_TYPES[1],
-        Event::StepEnded { .. } => EVENT_TYPES[2],
-        Event::ExecutionEnded { .. } => EVENT_TYPES[3],
-    }
-}
-
-/// One SSE message for `event`.
-fn sse(event: &Event) -> SseEvent {
-    let name = event_type(event);
-    SseEvent::default()
-        .event(name)
-        .json_data(event)
-        .unwrap_or_else(|_| SseEvent::default().event(name))
-}
-
-/// What a stream reads next from the broadcast.
-enum Received {
-    /// An event it wants.
-    Event(Arc<Event>),
-    /// It fell behind and missed this many events.
-    Lagged(u64),
-}
-
-impl Received {
-    /// The SSE message: the event, or `lagged` with the count, so that a client can
-    /// reload.
-    fn message(&self) -> SseEvent {
-        match self {
-            Received::Event(event) => sse(event),
-            Received::Lagged(missed) => SseEvent::default()
-                .event("lagged")
-                .data(format!("{{\"missed\": {missed}}}")),
-        }
-    }
-}
-
-/// The next event of `receiver` that `keep` accepts; `None` when the server stops.
-async fn next_event(
-    receiver: &mut broadcast::Receiver<Arc<Event>>,
-    keep: impl Fn(&Event) -> bool,
-) -> Option<Received> {
-    loop {
-        match receiver.recv().await {
-            Ok(event) if keep(&event) => return Some(Received::Event(event)),
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                return Some(Received::Lagged(missed));
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
-        }
-    }
-}
-
-type Events = std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>>;
-type EventStream = Sse<KeepAliveStream<Events>>;
-
-/// `GET /api/v1/executions/{id}/events`: a `snapshot` of the execution now, then its
-/// events as they happen, ending after `execution_ended`.
-async fn execution_events(
-    State(service): State<Arc<Service>>,
-    Path(id): Path<String>,
-) -> Result<EventStream, ApiError> {
-    // Subscribe before reading the state, so that nothing falls between the two.
-    let receiver = service.subscribe();
-    let key = id.clone();
-    let (row, nodes) = service
-        .blocking(move |store| {
-            let row = store.execution(&key)?;
-            let nodes = match &row {
-                Some(row) => match store.execution_record(&row.header.id)? {
-                    Some(ExecutionRecord::Ended(record)) => record["nodes"].clone(),
-                    _ => json!(store.node_states(&row.header.id)?),
-                },
-                None => Value::Null,
-            };
-            Ok((row, nodes))
-        })
-        .await?;
-    let row = row.ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
-    let snapshot = SseEvent::default()
-        .event("snapshot")
-        .json_data(json!({"execution": row, "nodes": nodes}))
-        .map_err(ApiError::internal)?;
-    let finished = !matches!(
-        row.status,
-        ExecutionStatus::Running | ExecutionStatus::Queued
-    );
-    let execution_id = row.header.id;
-    let stream = futures_util::stream::unfold(
-        (receiver, Some(snapshot), finished),
-        move |(mut receiver, first, done)| {
-            let execution_id = execution_id.clone();
-            let service = Arc::clone(&service);
-            async move {
-                if let Some(first) = first {
-                    return Some((Ok(first), (receiver, None, done)));
-                }
-                if done {
-                    return None;
-                }
-                let next = next_event(&mut receiver, |e| e.execution_id() == execution_id).await?;
-                let ended = if let Received::Event(event) = &next {
-                    matches!(&**event, Event::ExecutionEnded { .. })
-                } else {
-                    // The end may be among the missed events: ask the store.
-                    let key = execution_id.clone();
-                    service
-                        .blocking(move |store| store.execution(&key))
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_none_or(|row| {
-                            !matches!(
-                                row.status,
-                                ExecutionStatus::Running | ExecutionStatus::Queued
-                            )
-                        })
-                };
-                Some((Ok(next.message()), (receiver, None, ended)))
-            }
-        },
-    );
-    Ok(Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default()))
-}
-
-/// `GET /api/v1/events`: every execution's events as they happen.
-/// `GET /api/v1/events[?types=node_started,execution_ended]`: every execution's events,
-/// or only those of the named types (a list page needs starts and ends, not every
-/// step's log lines).
-async fn all_events(
-    State(service): State<Arc<Service>>,
-    Query(params): Params,
-) -> Result<EventStream, ApiError> {
-    let types: Option<Vec<String>> = match params.get("types") {
-        None => None,
-        Some(list) => Some(
-            list.split(',')
-                .map(|name| {
-                    let name = name.trim();
-                    if EVENT_TYPES.contains(&name) {
-                        Ok(name.to_owned())
-                    } else {
-                        Err(ApiError::BadRequest(format!(
-                            "`types`: `{name}` is not an event type; expected {}",
-                            EVENT_TYPES.join(", ")
-                        )))
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-    };
-    let receiver = service.subscribe();
-    let stream =
-        futures_util::stream::unfold((receiver, types), |(mut receiver, types)| async move {
-            let keep = |event: &Event| {
-                types
-                    .as_ref()
-                    .is_none_or(|types| types.iter().any(|t| t == event_type(event)))
-            };
-            let next = next_event(&mut receiver, keep).await?;
-            Some((Ok(next.message()), (receiver, types)))
-        });
-    Ok(Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default()))
-}
-
 /// The window and order of a list: `offset`, `limit` (1 to 10,000), `sort` asc|desc.
 fn window(params: &HashMap<String, String>, default_sort: Sort) -> Result<Window, ApiError> {
     Ok(Window {
@@ -1192,62 +771,13 @@ async fn logs_response(
     match params.get("format").map(String::as_str) {
         None | Some("json") => Ok(Json(json!({"count": total, "data": rows})).into_response()),
         Some("csv") => {
-            let body = logs_csv(&rows).map_err(ApiError::internal)?;
-            Ok(download("text/csv; charset=utf-8", file, body))
+            let body = export::logs_csv(&rows).map_err(ApiError::internal)?;
+            Ok(export::download("text/csv; charset=utf-8", file, body))
         }
         Some(other) => Err(ApiError::BadRequest(format!(
             "`format` is `{other}`; it must be json or csv"
         ))),
     }
-}
-
-/// A file download.
-fn download(content_type: &'static str, file: &str, body: Vec<u8>) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file}\""),
-            ),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-fn logs_csv(rows: &[store::LogRow]) -> Result<Vec<u8>, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record([
-        "ts",
-        "level",
-        "execution_id",
-        "node",
-        "iteration",
-        "attempt",
-        "message",
-        "fields",
-    ])?;
-    for row in rows {
-        let fields = row
-            .fields
-            .as_ref()
-            .map(|fields| json!(fields).to_string())
-            .unwrap_or_default();
-        writer.write_record([
-            row.ts.as_str(),
-            row.level.as_str(),
-            row.execution_id.as_str(),
-            row.node.as_str(),
-            &row.iteration.map(|i| i.to_string()).unwrap_or_default(),
-            &row.attempt.to_string(),
-            row.message.as_str(),
-            &fields,
-        ])?;
-    }
-    writer
-        .into_inner()
-        .map_err(|e| csv::Error::from(e.into_error()))
 }
 
 /// Every step run of execution `id` (of one node), oldest first.
@@ -1265,64 +795,6 @@ async fn step_runs_of(
         .blocking(move |store| store.step_runs(&filter, Window::all(Sort::OldestFirst)))
         .await?
         .0)
-}
-
-/// `GET /api/v1/executions/{id}/oslogs.zip`: each step run's stdout and stderr (its
-/// "OS logs") as files in a ZIP, with a README saying what was and was not captured.
-async fn execution_os_logs(
-    State(service): State<Arc<Service>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = execution_id(&service, &id).await?;
-    let steps = step_runs_of(&service, &id, None).await?;
-    let zip = os_logs_zip(&id, &steps).map_err(ApiError::internal)?;
-    Ok(download(
-        "application/zip",
-        &format!("{id}-oslogs.zip"),
-        zip,
-    ))
-}
-
-fn os_logs_zip(id: &str, steps: &[StepRunRow]) -> Result<Vec<u8>, zip::result::ZipError> {
-    use std::io::Write;
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    let mut readme = format!("OS logs (stdout and stderr) of the steps of execution {id}.\n\n");
-    for StepRunRow { run: step, .. } in steps {
-        let mut name = step.node.clone();
-        if let Some(iteration) = step.iteration {
-            name.push_str(&format!("-iteration{iteration}"));
-        }
-        name.push_str(&format!("-attempt{}", step.attempt));
-        if !step.capture.data {
-            readme.push_str(&format!(
-                "{name}: not captured: OS logs are kept only when the execution runs at DEBUG \
-                 or TRACE\n"
-            ));
-            continue;
-        }
-        for (stream, text) in [
-            ("stdout", &step.report.stdout),
-            ("stderr", &step.report.stderr),
-        ] {
-            zip.start_file(format!("{name}.{stream}.txt"), options)?;
-            zip.write_all(text.as_bytes())?;
-            let truncated = step.capture.truncated.contains(&stream);
-            readme.push_str(&format!(
-                "{name}.{stream}.txt: {} bytes{}\n",
-                text.len(),
-                if truncated {
-                    ", cut at the capture cap"
-                } else {
-                    ""
-                }
-            ));
-        }
-    }
-    zip.start_file("README.txt", options)?;
-    zip.write_all(readme.as_bytes())?;
-    Ok(zip.finish()?.into_inner())
 }
 
 /// `POST /api/v1/playbooks`: a new playbook (YAML or JSON), validated before it is
@@ -1433,4 +905,64 @@ async fn replay_step(
         .replay(original.header, &node, input, Report::when(wait))
         .await?;
     answer_started(started, wait).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status, the body's text and the cause a response carries for `log_failures`.
+    async fn answer(response: Response) -> (StatusCode, String, Option<String>) {
+        let cause = response
+            .extensions()
+            .get::<Cause>()
+            .map(|Cause(cause)| crate::ErrorChain(&**cause).to_string());
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap(), cause)
+    }
+
+    #[tokio::test]
+    async fn every_view_hides_a_5xx_cause_from_the_client_and_hands_it_to_the_log_layer() {
+        let internal = || ApiError::internal(Bug("the disk is on fire"));
+        let responses = [
+            internal().into_response(),
+            threatconnect::TcError::from(internal()).into_response(),
+            soar::SoarError::from(internal()).into_response(),
+            secmaster::SecMasterError::from(internal()).into_response(),
+        ];
+        for response in responses {
+            let (status, body, cause) = answer(response).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(body.contains("internal error"), "{body}");
+            assert!(
+                !body.contains("fire"),
+                "the cause reached the client: {body}"
+            );
+            assert_eq!(cause.as_deref(), Some("the disk is on fire"));
+        }
+        // A client's mistake is told to the client, and is not logged as a failure.
+        let (status, body, cause) = answer(
+            secmaster::SecMasterError::from(ApiError::BadRequest("`limit` is 0".into()))
+                .into_response(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("`limit` is 0"), "{body}");
+        assert_eq!(cause, None);
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_keeps_its_cause_through_the_service_error() {
+        let error = ApiError::from(service::Error::Store(store::Error::Missing(
+            "the playbooks table".into(),
+        )));
+        let (status, _, cause) = answer(error.into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            cause.is_some_and(|c| c.starts_with("the store failed: ") && c.contains("playbooks")),
+        );
+    }
 }

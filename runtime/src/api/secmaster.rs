@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
@@ -39,37 +39,33 @@ const MAX_WORDS: usize = 64;
 
 /// An error in SecMaster's shape: `{"code", "message"}`.
 pub(super) struct SecMasterError {
-    status: StatusCode,
     code: &'static str,
-    message: String,
+    error: super::ApiError,
 }
 
 /// `SecMaster.20030001`: invalid parameters.
 fn invalid(message: String) -> SecMasterError {
+    refused("SecMaster.20030001", message)
+}
+
+/// A 400 with SecMaster's `code`.
+fn refused(code: &'static str, message: String) -> SecMasterError {
     SecMasterError {
-        status: StatusCode::BAD_REQUEST,
-        code: "SecMaster.20030001",
-        message,
+        code,
+        error: super::ApiError::BadRequest(message),
     }
 }
 
 impl IntoResponse for SecMasterError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(error = %self.message, "request failed");
-        }
-        let message = if self.status.is_server_error() {
-            "internal error".to_owned()
-        } else {
-            self.message
-        };
+        // A 5xx says "internal error"; its cause goes to the log, by `log_failures`.
         let mut response = (
-            self.status,
-            Json(json!({"code": self.code, "message": message})),
+            self.error.status(),
+            Json(json!({"code": self.code, "message": self.error.to_string()})),
         )
             .into_response();
         add_request_id(&mut response);
-        response
+        self.error.with_cause(response)
     }
 }
 
@@ -82,9 +78,8 @@ impl From<crate::service::Error> for SecMasterError {
 impl From<super::ApiError> for SecMasterError {
     fn from(error: super::ApiError) -> Self {
         SecMasterError {
-            status: error.status(),
             code: "SecMaster.20030001",
-            message: error.to_string(),
+            error,
         }
     }
 }
@@ -332,22 +327,20 @@ pub(super) async fn audit_logs(
         None | Some("start_time") => AuditOrder::Start,
         Some("end_time") => AuditOrder::End,
         Some(other) => {
-            return Err(SecMasterError {
-                status: StatusCode::BAD_REQUEST,
-                code: "SecMaster.20030009",
-                message: format!("`sort_key` is `{other}`; it must be start_time or end_time"),
-            });
+            return Err(refused(
+                "SecMaster.20030009",
+                format!("`sort_key` is `{other}`; it must be start_time or end_time"),
+            ));
         }
     };
     let sort = match params.get("sort_dir").map(String::as_str) {
         None | Some("desc") => Sort::NewestFirst,
         Some("asc") => Sort::OldestFirst,
         Some(other) => {
-            return Err(SecMasterError {
-                status: StatusCode::BAD_REQUEST,
-                code: "SecMaster.20030010",
-                message: format!("`sort_dir` is `{other}`; it must be asc or desc"),
-            });
+            return Err(refused(
+                "SecMaster.20030010",
+                format!("`sort_dir` is `{other}`; it must be asc or desc"),
+            ));
         }
     };
     let filter: Filter = if body.iter().all(u8::is_ascii_whitespace) {

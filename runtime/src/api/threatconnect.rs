@@ -1,0 +1,272 @@
+//! The ThreatConnect view: `/api/v3/playbook/executions`, its TQL filter, its field
+//! list and its error shape (seed 004), over the same store as the native API.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use super::{ApiError, Params, Service, flag, number_param, tql_param};
+use crate::service;
+use crate::store::{EXECUTION_FIELDS, ExecutionFilter, ExecutionRow, Sort, Window};
+use crate::tql;
+use crate::trace::ExecutionStatus;
+
+/// An error in ThreatConnect's shape: `{"errCode", "message", "status": "Error"}`.
+pub(super) struct TcError(ApiError);
+
+impl IntoResponse for TcError {
+    fn into_response(self) -> Response {
+        // 0x2001 is ThreatConnect's code for a TQL syntax error.
+        let code = match &self.0 {
+            ApiError::Tql(_) => "0x2001",
+            ApiError::NotFound(_) => "0x1004",
+            ApiError::Unauthorized | ApiError::Forbidden(_) | ApiError::MisdirectedHost(_) => {
+                "0x1001"
+            }
+            ApiError::BadRequest(_) | ApiError::Conflict(_) => "0x1002",
+            ApiError::Internal(_) | ApiError::Unavailable(_) => "0x1000",
+        };
+        let body = json!({"errCode": code, "message": self.0.to_string(), "status": "Error"});
+        self.0
+            .with_cause((self.0.status(), Json(body)).into_response())
+    }
+}
+
+impl From<ApiError> for TcError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<service::Error> for TcError {
+    fn from(error: service::Error) -> Self {
+        Self(error.into())
+    }
+}
+
+pub(super) fn tc_time(time: Option<DateTime<Utc>>) -> Option<String> {
+    time.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// An execution in ThreatConnect's shape (seed 000): a time that is not set is
+/// absent, not null, as in the seed's failed example.
+pub(super) fn tc_record(row: &ExecutionRow) -> Value {
+    let mut record = serde_json::Map::new();
+    record.insert("id".to_owned(), json!(row.num));
+    if let Some(num) = row.playbook_num {
+        record.insert("playbookId".to_owned(), json!(num));
+    }
+    record.insert("playbookXid".to_owned(), json!(row.header.playbook_id));
+    if let Some(time) = tc_time(row.completed_at) {
+        record.insert("completedTime".to_owned(), json!(time));
+    }
+    record.insert(
+        "logLevel".to_owned(),
+        json!(row.header.log_level.to_string().to_ascii_uppercase()),
+    );
+    record.insert(
+        "status".to_owned(),
+        serde_json::to_value(row.status).unwrap_or_default(),
+    );
+    if let Some(time) = tc_time(Some(row.header.queued_at)) {
+        record.insert("queueTime".to_owned(), json!(time));
+    }
+    if let Some(time) = tc_time(row.started_at) {
+        record.insert("startTime".to_owned(), json!(time));
+    }
+    Value::Object(record)
+}
+
+pub(super) async fn tc_list(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Json<Value>, TcError> {
+    let start = number_param(&params, "resultStart", 0, 0..=i64::MAX)?;
+    let limit = number_param(&params, "resultLimit", 100, 1..=10_000)?;
+    let sort = match params.get("sorting").map(|s| s.to_ascii_lowercase()) {
+        None => Sort::NewestFirst,
+        Some(s) if s == "id asc" => Sort::OldestFirst,
+        Some(s) if s == "id desc" || s == "id" => Sort::NewestFirst,
+        Some(s) => {
+            return Err(ApiError::BadRequest(format!(
+                "`sorting` is `{s}`; wasp sorts executions by `id asc` or `id desc`"
+            ))
+            .into());
+        }
+    };
+    // The count of every match only when asked for (`count=true`), and as ThreatConnect
+    // does, only on the first page.
+    let count = flag(&params, "count")? && start == 0;
+    let filter = ExecutionFilter {
+        tql: tql_param(&params, EXECUTION_FIELDS)?,
+    };
+    let window = Window {
+        offset: start,
+        limit,
+        sort,
+    };
+    let page = service
+        .blocking(move |store| store.executions(&filter, window, count))
+        .await?;
+    // ThreatConnect: "the total number of failed and successful executions included in
+    // the API response".
+    let success = page
+        .rows
+        .iter()
+        .filter(|r| r.status == ExecutionStatus::Completed)
+        .count();
+    let failure = page
+        .rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status,
+                ExecutionStatus::Failed
+                    | ExecutionStatus::PartiallyFailed
+                    | ExecutionStatus::Killed
+            )
+        })
+        .count();
+    let mut body = json!({
+        "data": page.rows.iter().map(tc_record).collect::<Vec<_>>(),
+        "status": "Success",
+        "countSuccess": success,
+        "countFailure": failure,
+    });
+    if let Some(total) = page.total {
+        body["count"] = json!(total);
+    }
+    let link = |offset: i64| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let mut query: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "resultStart")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        query.sort();
+        query.push(("resultStart".to_owned(), offset.to_string()));
+        let encoded: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        format!(
+            "http://{host}/api/v3/playbook/executions?{}",
+            encoded.join("&")
+        )
+    };
+    if page.more {
+        body["next"] = json!(link(start + limit));
+    }
+    if start > 0 {
+        body["prev"] = json!(link((start - limit).max(0)));
+    }
+    Ok(Json(body))
+}
+
+/// Percent-encode a query component.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+pub(super) async fn tc_get(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, TcError> {
+    let key = id.clone();
+    let row = service
+        .blocking(move |store| store.execution(&key))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
+    Ok(Json(json!({"data": tc_record(&row), "status": "Success"})))
+}
+
+/// `OPTIONS /api/v3/playbook/executions?show=readonly`: the record's fields.
+pub(super) async fn tc_fields(Query(params): Params) -> Result<Json<Value>, TcError> {
+    let show = params.get("show").map(|s| s.to_ascii_lowercase());
+    if show.as_deref() != Some("readonly") {
+        return Err(ApiError::BadRequest(
+            "OPTIONS on this endpoint describes its fields: add `?show=readonly`".to_owned(),
+        )
+        .into());
+    }
+    let fields = [
+        ("id", "Integer", "The Playbook execution's ID number."),
+        (
+            "playbookId",
+            "Integer",
+            "The ID number of the Playbook that was executed.",
+        ),
+        (
+            "playbookXid",
+            "String",
+            "The XID of the Playbook that was executed.",
+        ),
+        (
+            "completedTime",
+            "DateTime",
+            "The date and time when the Playbook execution completed.",
+        ),
+        (
+            "logLevel",
+            "String",
+            "The log level used during the Playbook execution.",
+        ),
+        ("status", "String", "The Playbook execution's status."),
+        (
+            "queueTime",
+            "DateTime",
+            "The date and time when the Playbook execution was queued.",
+        ),
+        (
+            "startTime",
+            "DateTime",
+            "The date and time when the Playbook execution started.",
+        ),
+    ];
+    let data: Vec<Value> = fields
+        .iter()
+        .map(|(name, kind, description)| {
+            json!({"name": name, "type": kind, "description": description, "readOnly": true})
+        })
+        .collect();
+    Ok(Json(
+        json!({"data": data, "count": data.len(), "status": "Success"}),
+    ))
+}
+
+/// `OPTIONS /api/v3/playbook/executions/tql`: the TQL parameters and their types.
+pub(super) async fn tc_tql() -> Json<Value> {
+    let data: Vec<Value> = EXECUTION_FIELDS
+        .iter()
+        .map(|field| {
+            let mut entry = json!({
+                "keyword": field.keyword,
+                "name": field.keyword,
+                "type": field.kind.name(),
+                "description": field.description,
+            });
+            if let tql::Type::Enum(words) = field.kind {
+                entry["options"] = json!(words);
+            }
+            entry
+        })
+        .collect();
+    Json(json!({"data": data, "count": data.len(), "status": "Success"}))
+}
