@@ -688,11 +688,6 @@ impl Host {
     /// JSON); everything that happens inside the sandbox is in the report. The phases:
     /// check the call, wait for a slot, run it in a fresh store, collect what the
     /// sandbox recorded, judge how the call ended, and mask the bound asset's secrets.
-    #[tracing::instrument(
-        name = "host.invoke",
-        skip_all,
-        fields(app = %app.info.name, action = %call.action)
-    )]
     pub async fn invoke(&self, app: &App, call: Call) -> Result<StepReport, Error> {
         let action = check_call(app, &call)?;
         let _slot = self
