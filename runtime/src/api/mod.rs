@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
 
 use crate::playbook::{NodeKind, Playbook};
-use crate::service::{self, Report, Service, Started};
+use crate::service::{self, Report, Service, Started, Which};
 use crate::store::{
     self, EXECUTION_FIELDS, ExecutionFilter, ExecutionRecord, LOG_FIELDS, LogFilter, STEP_FIELDS,
     Sort, StepFilter, StepRunRow, Window,
@@ -433,7 +433,7 @@ async fn get_playbook(
         .blocking(move |store| {
             let playbook = store.playbook(&key)?.filter(|p| !p.is_deleted);
             let stats = match &playbook {
-                Some(p) => store.run_stats(&p.xid)?,
+                Some(p) => json!(store.run_stats(&p.xid)?),
                 None => Value::Null,
             };
             Ok((playbook, stats))
@@ -847,64 +847,30 @@ async fn replay_step(
     Query(params): Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = execution_id(&service, &id).await?;
-    let original = {
-        let key = id.clone();
-        service
-            .blocking(move |store| store.execution(&key))
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?
+    let which = Which {
+        iteration: optional_number(&params, "iteration", 0..=i64::MAX)?,
+        attempt: optional_number(&params, "attempt", 1..=i64::from(u32::MAX))?,
     };
-    let runs = step_runs_of(&service, &id, Some(&node)).await?;
-    let iteration = params
-        .get("iteration")
-        .map(|_| number_param(&params, "iteration", 0, 0..=i64::MAX))
-        .transpose()?;
-    let attempt = params
-        .get("attempt")
-        .map(|_| number_param(&params, "attempt", 1, 1..=i64::MAX))
-        .transpose()?;
-    // The last attempt of the chosen iteration (the first iteration when none is named).
-    let runs = runs.iter().map(|r| &r.run);
-    let run = runs
-        .filter(|r| {
-            iteration.is_none_or(|i| r.iteration.and_then(|n| i64::try_from(n).ok()) == Some(i))
-        })
-        .filter(|r| attempt.is_none_or(|a| i64::from(r.attempt) == a))
-        .min_by_key(|r| (r.iteration, -i64::from(r.attempt)))
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "execution `{id}` has no step run of node `{node}`{}{}",
-                iteration.map_or_else(String::new, |i| format!(" iteration {i}")),
-                attempt.map_or_else(String::new, |a| format!(" attempt {a}"))
-            ))
-        })?;
-    let body = json_body(&body)?;
-    let input = match body.get("input") {
-        Some(input) => input.clone(),
-        None => {
-            if !run.capture.data {
-                return Err(ApiError::Conflict(format!(
-                    "the input of `{node}` was not logged: execution `{id}` ran at {}, and \
-                     inputs are kept only at debug or trace. Send {{\"input\": …}} to replay \
-                     with an input of your own",
-                    original.header.log_level
-                )));
-            }
-            if run.capture.truncated.contains(&"input") {
-                return Err(ApiError::Conflict(format!(
-                    "the logged input of `{node}` was cut at the capture cap; send \
-                     {{\"input\": …}} to replay it whole"
-                )));
-            }
-            run.input.clone().unwrap_or_default()
-        }
-    };
+    let input = json_body(&body)?.get("input").cloned();
     let wait = flag(&params, "wait")?;
     let started = service
-        .replay(original.header, &node, input, Report::when(wait))
+        .replay_step(&id, &node, which, input, Report::when(wait))
         .await?;
     answer_started(started, wait).await
+}
+
+/// Query parameter `name` as a number in `range`, when it is given.
+fn optional_number<T: TryFrom<i64>>(
+    params: &HashMap<String, String>,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<T>, ApiError> {
+    if !params.contains_key(name) {
+        return Ok(None);
+    }
+    let number = number_param(params, name, *range.start(), range)?;
+    // In range, so it fits.
+    Ok(T::try_from(number).ok())
 }
 
 #[cfg(test)]

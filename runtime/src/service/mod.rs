@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
 pub use playbooks::stored_fields;
+pub use replay::Which;
 
 use crate::engine::{self, HostRunner, Start, StepRunner};
 use crate::playbook::Playbook;

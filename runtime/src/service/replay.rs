@@ -8,9 +8,77 @@ use serde_json::{Value, json};
 use super::{Error, Report, Service, Started};
 use crate::engine::Start;
 use crate::playbook::{Playbook, PlaybookSpec};
-use crate::trace::{ExecutionHeader, TriggerType};
+use crate::store::{Sort, StepFilter, Window};
+use crate::trace::{ExecutionHeader, StepRun, TriggerType};
+
+/// Which logged run of a node to replay: the last attempt of the first iteration,
+/// unless an iteration or an attempt is named.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Which {
+    /// The `for_each` iteration, from 0.
+    pub iteration: Option<usize>,
+    /// The attempt, from 1.
+    pub attempt: Option<u32>,
+}
 
 impl Service {
+    /// Run a logged step of execution `key` again: node `node`'s run that `which`
+    /// chooses, on `input`, or on the input it logged when `input` is `None` (refused
+    /// when its level kept no input, or cut it at the capture cap).
+    pub async fn replay_step(
+        self: &Arc<Self>,
+        key: &str,
+        node: &str,
+        which: Which,
+        input: Option<Value>,
+        report: Report,
+    ) -> Result<Started, Error> {
+        let original = {
+            let key = key.to_owned();
+            self.blocking(move |store| store.execution(&key)).await?
+        }
+        .ok_or_else(|| Error::NotFound(format!("there is no execution `{key}`")))?;
+        let id = original.header.id.clone();
+        let filter = StepFilter {
+            tql: None,
+            execution: Some(id.clone()),
+            node: Some(node.to_owned()),
+        };
+        let (runs, _) = self
+            .blocking(move |store| store.step_runs(&filter, Window::all(Sort::OldestFirst)))
+            .await?;
+        let run = choose(runs.iter().map(|r| &r.run), which).ok_or_else(|| {
+            Error::NotFound(format!(
+                "execution `{id}` has no step run of node `{node}`{}{}",
+                which
+                    .iteration
+                    .map_or_else(String::new, |i| format!(" iteration {i}")),
+                which
+                    .attempt
+                    .map_or_else(String::new, |a| format!(" attempt {a}"))
+            ))
+        })?;
+        let input = match input {
+            Some(input) => input,
+            None if !run.capture.data => {
+                return Err(Error::Conflict(format!(
+                    "the input of `{node}` was not logged: execution `{id}` ran at {}, and \
+                     inputs are kept only at debug or trace. Send {{\"input\": …}} to replay \
+                     with an input of your own",
+                    original.header.log_level
+                )));
+            }
+            None if run.capture.truncated.contains(&"input") => {
+                return Err(Error::Conflict(format!(
+                    "the logged input of `{node}` was cut at the capture cap; send \
+                     {{\"input\": …}} to replay it whole"
+                )));
+            }
+            None => run.input.clone().unwrap_or_default(),
+        };
+        self.replay(original.header, node, input, report).await
+    }
+
     /// Run node `node` of the playbook `original` ran (as stored now) again, on
     /// `input`, as a new execution at `original`'s level whose `replay_of` is it.
     #[tracing::instrument(
@@ -73,4 +141,12 @@ impl Service {
         self.validate_spec("the replayed node", spec)
             .map_err(|e| Error::Conflict(e.to_string()))
     }
+}
+
+/// The run `which` names among a node's runs: the last attempt of the chosen iteration
+/// (the first iteration when none is named).
+fn choose<'a>(runs: impl Iterator<Item = &'a StepRun>, which: Which) -> Option<&'a StepRun> {
+    runs.filter(|r| which.iteration.is_none_or(|i| r.iteration == Some(i)))
+        .filter(|r| which.attempt.is_none_or(|a| r.attempt == a))
+        .min_by_key(|r| (r.iteration, std::cmp::Reverse(r.attempt)))
 }
