@@ -263,6 +263,6 @@ pub(super) fn stats_of(
     xids: &[String],
 ) -> Result<HashMap<String, Value>, crate::store::Error> {
     xids.iter()
-        .map(|xid| Ok((xid.clone(), store.run_stats(xid)?)))
+        .map(|xid| Ok((xid.clone(), json!(store.run_stats(xid)?))))
         .collect()
 }

@@ -7,14 +7,23 @@
 //! Tokio's blocking pool ([`tokio::task::spawn_blocking`]), so that a slow read never
 //! stalls the executions' tasks; its writes, in batches, inline on a worker (a commit
 //! in WAL mode with `synchronous = NORMAL` waits for no disk but when the log starts
-//! over, and a hop to another thread cost more than the write: see `api::persist`).
+//! over, and a hop to another thread cost more than the write: see `service::writer`).
 //!
 //! What crosses the trait is typed: filters ([`ExecutionFilter`], [`StepFilter`],
 //! [`LogFilter`], [`AuditFilter`]) hold a checked TQL [`tql::Condition`] and conditions
 //! of their own, and each backend renders them in its dialect (`sqlite/render.rs`); rows
 //! come back as records, in wasp's words. The store imports only `trace` and `tql`.
+//!
+//! Three things it keeps as JSON documents it never looks inside: an ended execution's
+//! whole record (written once, served as it was written), an asset's definition (its
+//! type lives above the store, in `assets`, and the service checks it on the way in and
+//! out), and a Splunk SOAR action run or app run (documents in SOAR's own shape, which
+//! the service writes and the SOAR view serves). What the store filters, sorts or counts
+//! on is typed.
 
 mod sqlite;
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -642,6 +651,21 @@ pub struct LogRow {
     pub fields: Option<Vec<(String, String)>>,
 }
 
+/// What the ended executions of a playbook add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunStats {
+    /// How many ended.
+    pub total: i64,
+    /// How many are queued or running.
+    pub running: i64,
+    /// How many ended in each status.
+    pub by_status: BTreeMap<String, i64>,
+    /// Their mean duration, of those that have one (one a restart interrupted has none).
+    pub mean_duration_ms: Option<i64>,
+    /// The duration at or below which 95% of them ended (nearest rank).
+    pub p95_duration_ms: Option<i64>,
+}
+
 /// The state of a node of a running execution, as its events left it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeState {
@@ -868,7 +892,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the ended executions of playbook `xid` add up to: how many ended in each
     /// status, and the mean and 95th percentile of their durations in milliseconds.
-    fn run_stats(&self, xid: &str) -> Result<Value, Error>;
+    fn run_stats(&self, xid: &str) -> Result<RunStats, Error>;
 
     /// The node states written by [`Write::Event`]s for execution `execution_id`,
     /// in the order they started: what a running execution has done so far. (Once it

@@ -11,6 +11,7 @@
 //! Times are stored as milliseconds since the epoch (UTC), so that TQL date conditions
 //! compare integers on an index.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -30,7 +31,7 @@ use schema::{AUDIT_ROWS, MIGRATIONS};
 use super::{
     AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Error, ExecutionFilter,
     ExecutionRecord, ExecutionRow, Interrupted, LogFilter, LogRow, NewExecution, NodeState, Page,
-    PlaybookFields, PlaybookRecord, Sort, StepFilter, StepRunRow, Store, Window, Write,
+    PlaybookFields, PlaybookRecord, RunStats, Sort, StepFilter, StepRunRow, Store, Window, Write,
 };
 use crate::trace::{
     Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, NodeStatus, StepRun, TriggerType,
@@ -881,9 +882,9 @@ impl Store for SqliteStore {
         })
     }
 
-    fn run_stats(&self, xid: &str) -> Result<Value, Error> {
+    fn run_stats(&self, xid: &str) -> Result<RunStats, Error> {
         self.read(|c| {
-            let mut by_status = serde_json::Map::new();
+            let mut by_status = BTreeMap::new();
             let mut ended = 0_i64;
             // Durations: of the ended executions that have one (one a restart
             // interrupted has none).
@@ -905,7 +906,7 @@ impl Store for SqliteStore {
                 ended += count;
                 timed += with_duration;
                 total_ms += sum_ms;
-                by_status.insert(status, Value::from(count));
+                by_status.insert(status, count);
             }
             let running: i64 = c.query_row(
                 "SELECT count(*) FROM executions WHERE playbook_xid = ?1 AND completed_at IS NULL",
@@ -927,13 +928,14 @@ impl Store for SqliteStore {
                 )
                 .optional()?
             };
-            Ok(serde_json::json!({
-                "total": ended,
-                "running": running,
-                "by_status": by_status,
-                "mean_duration_ms": (timed > 0).then(|| (total_ms as f64 / timed as f64).round() as i64),
-                "p95_duration_ms": p95,
-            }))
+            Ok(RunStats {
+                total: ended,
+                running,
+                by_status,
+                mean_duration_ms: (timed > 0)
+                    .then(|| (total_ms as f64 / timed as f64).round() as i64),
+                p95_duration_ms: p95,
+            })
         })
     }
 
@@ -2246,11 +2248,16 @@ mod tests {
         assert_eq!(row.message.as_deref(), Some("interrupted by restart"));
         // It counts as ended, but has no duration to weigh in the mean or the p95.
         let stats = store.run_stats("triage").unwrap();
-        assert_eq!(stats["total"], 2, "{stats}");
-        assert_eq!(stats["by_status"], json!({"Completed": 1, "Failed": 1}));
-        assert_eq!(stats["mean_duration_ms"], 5, "{stats}");
-        assert_eq!(stats["p95_duration_ms"], 5, "{stats}");
-        assert_eq!(stats["running"], 0, "{stats}");
+        assert_eq!(
+            stats,
+            RunStats {
+                total: 2,
+                running: 0,
+                by_status: [("Completed".to_owned(), 1), ("Failed".to_owned(), 1)].into(),
+                mean_duration_ms: Some(5),
+                p95_duration_ms: Some(5),
+            }
+        );
         assert!(row.completed_at.is_some());
         let row = store.execution("ex_done").unwrap().unwrap();
         assert_eq!(row.status, ExecutionStatus::Completed);
