@@ -75,7 +75,7 @@ enum Command {
     #[command(subcommand)]
     App(AppCommand),
     /// Check a playbook: every problem is listed, each naming its node and field.
-    Validate(PlaybookArgs),
+    Validate(ValidateArgs),
     /// Print a playbook's graph as Mermaid or Graphviz DOT.
     Graph(GraphArgs),
     /// Run a playbook once and show every node's end state.
@@ -104,7 +104,8 @@ struct ServeArgs {
     #[arg(long, default_value = "example-apps/playbooks", value_name = "DIR")]
     playbooks: PathBuf,
 
-    /// The assets file: configured app instances that nodes bind with `asset:`.
+    /// The assets file: configured app instances that nodes bind with `asset:` [default:
+    /// `assets.yaml` in the playbooks directory, when there is one]
     #[arg(long, value_name = "FILE")]
     assets: Option<PathBuf>,
 
@@ -182,7 +183,8 @@ struct RunPlaybookArgs {
     #[arg(long)]
     debug: bool,
 
-    /// The assets file: configured app instances that nodes bind with `asset:`.
+    /// The assets file: configured app instances that nodes bind with `asset:` [default:
+    /// `assets.yaml` beside the playbook, when there is one]
     #[arg(long, value_name = "FILE")]
     assets: Option<PathBuf>,
 
@@ -214,6 +216,18 @@ struct PlaybookArgs {
     /// Where the playbooks that `playbook:` nodes call are [default: the file's directory]
     #[arg(long, value_name = "DIR")]
     playbooks: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    playbook: PlaybookArgs,
+
+    /// The assets file the nodes' `asset:` names are checked against [default:
+    /// `assets.yaml` beside the playbook, when there is one; without one they are not
+    /// checked]
+    #[arg(long, value_name = "FILE")]
+    assets: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -412,10 +426,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::App(AppCommand::Run(args)) => run_app(&host, &apps_dir, args).await,
         Command::App(AppCommand::New(args)) => new_app(&args),
         Command::Validate(args) => {
-            let playbook = load_playbook(&host, &apps_dir, &args).await?;
+            let file = &args.playbook.file;
+            let beside = file.parent().unwrap_or(Path::new("."));
+            let assets = load_assets(args.assets.as_deref(), beside, "beside the playbook")?;
+            let (playbook, ..) =
+                load_playbook_with_apps(&host, &apps_dir, &args.playbook, assets.as_ref()).await?;
             println!(
                 "`{}` is valid: playbook `{}`, {} nodes, {} edges",
-                for_terminal(&args.file.display().to_string()),
+                for_terminal(&file.display().to_string()),
                 for_terminal(&playbook.id),
                 playbook.graph.node_count(),
                 playbook.graph.edge_count()
@@ -427,7 +445,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Executions(ExecutionsCommand::List(args)) => list_executions(&args),
         Command::Executions(ExecutionsCommand::Show(args)) => show_execution(&args),
         Command::Graph(args) => {
-            let playbook = load_playbook(&host, &apps_dir, &args.playbook).await?;
+            let (playbook, ..) =
+                load_playbook_with_apps(&host, &apps_dir, &args.playbook, None).await?;
             match args.format {
                 GraphFormat::Mermaid => print!("{}", playbook.mermaid()),
                 GraphFormat::Dot => print!("{}", playbook.dot()),
@@ -463,18 +482,17 @@ async fn run_playbook(
     apps_dir: &Path,
     args: RunPlaybookArgs,
 ) -> Result<ExitCode, Failure> {
+    let beside = args.playbook.file.parent().unwrap_or(Path::new("."));
+    let assets = load_assets(args.assets.as_deref(), beside, "beside the playbook")?;
     let (mut playbook, registry, children) =
-        load_playbook_with_apps(host, apps_dir, &args.playbook).await?;
+        load_playbook_with_apps(host, apps_dir, &args.playbook, assets.as_ref()).await?;
     let input = read_input(&args.input)?;
     let trigger: serde_json::Value = serde_json::from_str(&input)
         .map_err(|e| Failure::Usage(format!("--input is not valid JSON: {e}")))?;
     if let Some(max_runtime) = args.max_runtime {
         playbook.max_runtime = max_runtime;
     }
-    let assets = match &args.assets {
-        Some(path) => Assets::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
-        None => Assets::default(),
-    };
+    let assets = assets.unwrap_or_default();
     let runner = Arc::new(
         HostRunner::new(host.clone(), Arc::new(registry), Arc::new(assets))
             .with_playbooks(children),
@@ -628,20 +646,14 @@ fn format_us(us: u64) -> String {
     }
 }
 
-async fn load_playbook(
-    host: &Host,
-    apps_dir: &Path,
-    args: &PlaybookArgs,
-) -> Result<Playbook, Failure> {
-    Ok(load_playbook_with_apps(host, apps_dir, args).await?.0)
-}
-
 /// The playbook of `args`, the apps, and every playbook its `playbook:` nodes call,
-/// directly or not, each validated.
+/// directly or not, each validated (the assets its nodes bind against `assets`, when
+/// there is an assets file).
 async fn load_playbook_with_apps(
     host: &Host,
     apps_dir: &Path,
     args: &PlaybookArgs,
+    assets: Option<&Assets>,
 ) -> Result<(Playbook, Registry, Vec<Arc<Playbook>>), Failure> {
     let registry = scan(host, apps_dir).await?;
     let dir = args
@@ -651,9 +663,17 @@ async fn load_playbook_with_apps(
         .unwrap_or_default();
     let files = playbook_files(&dir);
     let ids: Vec<String> = files.iter().map(|(id, _)| id.clone()).collect();
+    let assets: Option<Vec<(String, String)>> = assets.map(|assets| {
+        assets
+            .list()
+            .iter()
+            .map(|a| (a.name.clone(), a.app.clone()))
+            .collect()
+    });
     let catalog = Known {
         apps: &registry,
         playbooks: &ids,
+        assets: assets.as_deref(),
     };
     let load =
         |path: &Path| Playbook::load(path, &catalog).map_err(|e| Failure::Usage(e.to_string()));
@@ -696,6 +716,7 @@ fn load_directory(
     let catalog = Known {
         apps: &registry,
         playbooks: &ids,
+        assets: None,
     };
     let mut loaded = Vec::new();
     for (_, path) in &files {
@@ -710,6 +731,33 @@ fn load_directory(
         }
     }
     (loaded, registry)
+}
+
+/// The name of the assets file a command uses when `--assets` names none, in the
+/// playbook's directory.
+const ASSETS_FILE: &str = "assets.yaml";
+
+/// The assets of a command: from the file `named`, or else from `assets.yaml` in `dir`
+/// when there is one (said on stderr, as the user did not name it); `None` when there
+/// is no assets file.
+fn load_assets(named: Option<&Path>, dir: &Path, place: &str) -> Result<Option<Assets>, Failure> {
+    let path = match named {
+        Some(path) => path.to_owned(),
+        None => {
+            let path = dir.join(ASSETS_FILE);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            eprintln!(
+                "wasp: the assets of `{}` ({place}; --assets names another file)",
+                path.display()
+            );
+            path
+        }
+    };
+    Assets::load(&path)
+        .map(Some)
+        .map_err(|e| Failure::Usage(e.to_string()))
 }
 
 async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode, Failure> {
@@ -728,10 +776,12 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
             args.playbooks.display()
         )));
     }
-    let assets = match &args.assets {
-        Some(path) => Assets::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
-        None => Assets::default(),
-    };
+    let assets = load_assets(
+        args.assets.as_deref(),
+        &args.playbooks,
+        "in the playbooks directory",
+    )?
+    .unwrap_or_default();
     let store = open_store(&args.db)?;
     let interrupted = store
         .interrupt_unfinished()

@@ -328,10 +328,30 @@ fn run_executes_the_phishing_triage_playbook_on_real_components() {
         serde_json::json!({"values": ["m365-verify.top"]})
     );
 
-    // Without the assets file the lookups fail, the failure edge runs, and the
-    // execution ends Partially Failed with exit code 1.
+    // Without --assets, the `assets.yaml` beside the playbook is used, and wasp says so.
     let output = wasp(&["run", &playbook, "--input", &input, "--output", "json"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout_json(&output)["status"], "Completed");
+    assert!(
+        stderr(&output).contains(&format!("the assets of `{assets}` (beside the playbook")),
+        "{}",
+        stderr(&output)
+    );
+
+    // With no assets file at all the lookups fail, the failure edge runs, and the
+    // execution ends Partially Failed with exit code 1.
+    let alone = tempfile::tempdir().unwrap();
+    let copy = alone.path().join("phishing-triage.yaml");
+    std::fs::copy(&playbook, &copy).unwrap();
+    let output = wasp(&[
+        "run",
+        copy.to_str().unwrap(),
+        "--input",
+        &input,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let execution = stdout_json(&output);
     assert_eq!(execution["status"], "Partially Failed");
     let lookup = execution["nodes"]

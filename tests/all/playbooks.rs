@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wasp_runtime::engine::{self, HostRunner, Start};
 use wasp_runtime::host::Registry;
-use wasp_runtime::playbook::{AppInfo, Catalog, Playbook, PlaybookSpec};
+use wasp_runtime::playbook::{AppInfo, Catalog, Known, Playbook, PlaybookSpec};
 use wasp_runtime::trace::{ExecutionStatus, NodeStatus};
 
 use crate::common::{HOST, example_apps_dir, generated};
@@ -127,7 +127,7 @@ async fn every_problem_is_listed_at_once_with_node_and_field() {
     let error = Playbook::validate("broken.yaml", spec, &apps().await).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "`broken.yaml` has 14 problems:
+        "`broken.yaml` has 16 problems:
   - `log_level`: `verbose` is not a log level; expected one of trace, debug, info, warn, error
   - `max_runtime`: `soon` is not a duration like `30s` or `500ms`: expected number at 0
   - `trigger`: the playbook has no trigger; add `trigger: { type: manual }`
@@ -141,7 +141,9 @@ async fn every_problem_is_listed_at_once_with_node_and_field() {
   - node `trigger`: `trigger` is reserved; choose another id
   - `edges[5]`: `parse -> ghost` names `ghost`, which is not a node
   - `edges[6]`: `parse to later` is not an edge; write `from -> to`
-  - `edges`: the edges form a cycle through `loop-a`, `loop-b`"
+  - `edges`: the edges form a cycle through `loop-a`, `loop-b`
+  - node `again`, `input`: `${later.output.x}`: `later.output` has no field `x` (the output of ioc-extract `extract`)
+  - node `loop-b`, `input`: transform `count` requires `items`, which is missing"
     );
 }
 
@@ -173,6 +175,88 @@ edges:
   - `edges[3]`: `parse` is not an operator and takes no pathways; `on` is success, failure or always
   - node `early`, `input`: `${late.output.text}` reads `late`, which is not upstream of `early`
   - node `early`, `input`: `${ghost.output}` reads `ghost`, which is not a node"
+    );
+}
+
+// Issue 23: a field name the app does not take, an output path its schema does not
+// have and an asset that does not exist passed validation and failed only at run time.
+#[tokio::test]
+async fn inputs_output_paths_and_assets_are_checked_against_the_apps_contracts() {
+    let text = r#"
+id: contracts
+name: Contracts
+trigger: { type: manual }
+nodes:
+  iocs: { app: ioc-extract, action: extract, input: { txt: "${trigger.body}" } }
+  refang: { app: ioc-extract, action: refang, input: { text: 42, extra: 1 } }
+  lookup:
+    app: indicator-lookup
+    action: lookup
+    input: { indicator: "${iocs.output.ipv44[0]}", type: "${trigger.kind}" }
+    asset: soc-fed
+  classify: { app: ip-classify, input: { ip: "${iocs.output.count.value}" }, asset: soc-feed }
+  fine:
+    app: ioc-extract
+    action: refang
+    input: { text: "${iocs.output.ipv4[0]} ${iocs.output.count} ${lookup.output.verdict ?? \"none\"} ${trigger.anything.at.all}" }
+  many: { app: indicator-lookup, action: lookup_many, input: { indicators: [ "a", 2 ] } }
+  whole: { app: ip-classify, input: "${trigger}", asset: corp-networks }
+  each:
+    app: indicator-lookup
+    action: lookup
+    for_each: "${iocs.output.domains}"
+    input: { indicator: "${item}" }
+  scores: { app: transform, action: count, input: { items: "${each.output[*].score}" } }
+  flat: { app: transform, action: count, input: { items: "${each.output.score}" } }
+edges:
+  - iocs -> lookup
+  - iocs -> classify
+  - lookup -> fine
+  - iocs -> fine
+  - iocs -> each
+  - each -> scores
+  - each -> flat
+"#;
+    let apps = apps().await;
+    let assets = [
+        ("soc-feed".to_owned(), "indicator-lookup".to_owned()),
+        ("corp-networks".to_owned(), "ip-classify".to_owned()),
+    ];
+    let catalog = Known {
+        apps: &apps.registry,
+        playbooks: &[],
+        assets: Some(&assets),
+    };
+    let spec = PlaybookSpec::parse("contracts.yaml", text).unwrap();
+    let error = Playbook::validate("contracts.yaml", spec, &catalog).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`contracts.yaml` has 9 problems:
+  - node `iocs`, `input.txt`: ioc-extract `extract` takes no field `txt`; did you mean `text`?
+  - node `refang`, `input.extra`: ioc-extract `refang` takes no field `extra`; its fields are `text`
+  - node `refang`, `input.text`: is an integer, but ioc-extract `refang` takes a string there
+  - node `lookup`, `asset`: there is no asset `soc-fed`; did you mean `soc-feed`?
+  - node `lookup`, `input`: `${iocs.output.ipv44[0]}`: `iocs.output` has no field `ipv44` (the output of ioc-extract `extract`); did you mean `ipv4`?
+  - node `classify`, `asset`: asset `soc-feed` configures the app `indicator-lookup`, not `ip-classify`
+  - node `classify`, `input`: `${iocs.output.count.value}`: `iocs.output.count` has no field `value` (the output of ioc-extract `extract`)
+  - node `many`, `input.indicators[1]`: is an integer, but indicator-lookup `lookup_many` takes a string there
+  - node `flat`, `input`: `${each.output.score}`: `each` runs for each item, so its output is a list of indicator-lookup `lookup` outputs: read `${each.output[*].score}` or `${each.output[0].score}`"
+    );
+
+    // Where assets are not known (a server validating what a client sends), the
+    // bindings are left to the run; the schemas are still checked.
+    let catalog = Known {
+        apps: &apps.registry,
+        playbooks: &[],
+        assets: None,
+    };
+    let spec = PlaybookSpec::parse("contracts.yaml", text).unwrap();
+    let error = Playbook::validate("contracts.yaml", spec, &catalog).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("`contracts.yaml` has 7 problems"),
+        "{error}"
     );
 }
 

@@ -15,6 +15,23 @@ pub trait Catalog {
     fn app(&self, name: &str) -> Option<&AppInfo>;
     /// Whether a playbook with id `id` exists.
     fn has_playbook(&self, id: &str) -> bool;
+    /// What asset `name` is, where assets are known. By default they are not (a
+    /// server's assets may be made after the playbooks that bind them).
+    fn asset(&self, name: &str) -> AssetLookup<'_> {
+        let _ = name;
+        AssetLookup::Unchecked
+    }
+}
+
+/// What validation knows of an asset a node binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetLookup<'a> {
+    /// It exists, and configures this app.
+    Configures(&'a str),
+    /// There is no such asset; these are the ones there are.
+    Missing(Vec<String>),
+    /// Assets are not checked where this validation runs.
+    Unchecked,
 }
 
 /// Where app descriptions are looked up by name (the host's registry of loaded apps).
@@ -31,6 +48,8 @@ pub struct Known<'a, A: ?Sized> {
     pub apps: &'a A,
     /// The ids of the other playbooks.
     pub playbooks: &'a [String],
+    /// The assets, each with the app it configures, when they are to be checked.
+    pub assets: Option<&'a [(String, String)]>,
 }
 
 impl<A: Apps + ?Sized> Catalog for Known<'_, A> {
@@ -40,6 +59,16 @@ impl<A: Apps + ?Sized> Catalog for Known<'_, A> {
 
     fn has_playbook(&self, id: &str) -> bool {
         self.playbooks.iter().any(|p| p == id)
+    }
+
+    fn asset(&self, name: &str) -> AssetLookup<'_> {
+        let Some(assets) = self.assets else {
+            return AssetLookup::Unchecked;
+        };
+        match assets.iter().find(|(n, _)| n == name) {
+            Some((_, app)) => AssetLookup::Configures(app),
+            None => AssetLookup::Missing(assets.iter().map(|(n, _)| n.clone()).collect()),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! node and the field, so that an author fixes a playbook in one pass.
 
 pub mod catalog;
+mod contract;
 mod spec;
 pub mod template;
 pub mod trigger;
@@ -21,7 +22,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde_json::Value;
 
-pub use catalog::{ActionInfo, AppInfo, Apps, Catalog, Known};
+pub use catalog::{ActionInfo, AppInfo, Apps, AssetLookup, Catalog, Known};
 pub use spec::{EdgeSpec, LongEdge, NodeSpec, PlaybookSpec, RetrySpec, TriggerSpec};
 use template::{Reference, Root, Template};
 
@@ -274,8 +275,10 @@ impl Playbook {
     ///
     /// It runs in phases, which give the problems their order: the bounds, the
     /// playbook's own fields, the nodes (id, what each runs, its templates, limits and
-    /// iteration), the edges, then the order (no cycle; each reference reads a node
-    /// upstream). Every phase runs whatever the earlier ones found, but the bounds.
+    /// iteration), the edges, the order (no cycle; each reference reads a node
+    /// upstream), then the contracts (inputs and output paths against the apps'
+    /// schemas, bound assets; see `contract.rs`). Every phase runs whatever the earlier
+    /// ones found, but the bounds.
     pub fn validate(file: &str, spec: PlaybookSpec, catalog: &dyn Catalog) -> Result<Self, Error> {
         let mut problems = Problems::default();
         check_bounds(&spec, &mut problems);
@@ -285,6 +288,7 @@ impl Playbook {
         draft.add_edges(&spec, catalog, &mut problems);
         draft.connect_entries();
         draft.check_order(&mut problems);
+        draft.check_contracts(catalog, &mut problems);
         problems.fail_if_any(file)?;
         Ok(Self::assemble(spec, fields, draft))
     }

@@ -84,9 +84,12 @@ impl Service {
         spec: PlaybookSpec,
     ) -> Result<Playbook, crate::playbook::Error> {
         let (apps, playbooks) = (self.runner.apps(), self.runner.playbook_ids());
+        // Assets are not checked: a server's may be made after the playbooks that
+        // bind them (a run refuses what it cannot bind).
         let catalog = Known {
             apps: &*apps,
             playbooks: &playbooks,
+            assets: None,
         };
         Playbook::validate(file, spec, &catalog)
     }
