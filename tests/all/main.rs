@@ -10,6 +10,7 @@ mod hostile;
 mod languages;
 mod page;
 mod playbooks;
+mod readme;
 mod server;
 mod traces;
 mod triggers;
