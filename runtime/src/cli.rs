@@ -85,6 +85,19 @@ enum Command {
     /// Query the executions in the database.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// Print the JSON Schema of a file wasp reads, for an editor to complete and check
+    /// it (VS Code's YAML extension: `# yaml-language-server: $schema=…`).
+    Schema {
+        /// Which file.
+        #[arg(value_enum)]
+        of: SchemaOf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SchemaOf {
+    /// A playbook file.
+    Playbook,
 }
 
 /// The database file used when neither `--db` nor `WASP_DB` is given.
@@ -392,6 +405,17 @@ fn lines_for_terminal(text: &str) -> String {
         .join("\n")
 }
 
+/// `wasp schema`: the schema, indented, as a file to keep.
+fn schema(of: SchemaOf) -> Result<ExitCode, Failure> {
+    let schema = match of {
+        SchemaOf::Playbook => crate::playbook::file_schema(),
+    };
+    let text =
+        serde_json::to_string_pretty(&schema).map_err(|e| Failure::Internal(e.to_string()))?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Run the command line `cli`.
 pub async fn run(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
@@ -408,8 +432,11 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
-    if let Command::App(AppCommand::New(args)) = &cli.command {
-        return new_app(args);
+    // What needs no apps.
+    match &cli.command {
+        Command::App(AppCommand::New(args)) => return new_app(args),
+        Command::Schema { of } => return schema(*of),
+        _ => {}
     }
     let host = Host::new(HostConfig {
         cache_dir: cli.cache_dir.clone().or_else(host::default_cache_dir),
@@ -444,6 +471,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Serve(args) => serve(&host, &apps_dir, args).await,
         Command::Executions(ExecutionsCommand::List(args)) => list_executions(&args),
         Command::Executions(ExecutionsCommand::Show(args)) => show_execution(&args),
+        Command::Schema { of } => schema(of),
         Command::Graph(args) => {
             let (playbook, ..) =
                 load_playbook_with_apps(&host, &apps_dir, &args.playbook, None).await?;

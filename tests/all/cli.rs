@@ -939,3 +939,59 @@ fn a_corrupted_or_unprotected_cache_entry_is_refused_and_recompiled() {
     let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the entry was written anew, private");
 }
+
+// Issue 23: editors complete and check playbook files from a JSON Schema that wasp
+// prints from the very types it reads them with.
+#[test]
+fn the_playbook_schema_in_docs_is_the_one_wasp_prints_and_fits_the_samples() {
+    let output = wasp(&["schema", "playbook"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let kept_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/playbook.schema.json");
+    let kept = std::fs::read_to_string(kept_path).unwrap();
+    assert!(
+        printed == kept,
+        "docs/playbook.schema.json is not what `wasp schema playbook` prints: run \
+         `cargo run -- schema playbook > docs/playbook.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+    assert_eq!(schema["additionalProperties"], false);
+    let fields = |schema: &serde_json::Value| -> Vec<String> {
+        schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let top = fields(&schema);
+    let node = fields(&schema["definitions"]["NodeSpec"]);
+    assert!(node.contains(&"for_each".to_owned()), "{node:?}");
+    // Every field every sample uses is one the schema describes.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../example-apps/playbooks");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".yaml") || name == "assets.yaml" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../../docs/playbook.schema.json\n"),
+            "{name} names the schema for editors"
+        );
+        let playbook: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        for key in playbook.as_object().unwrap().keys() {
+            assert!(top.contains(key), "{name}: `{key}` is not in the schema");
+        }
+        for (id, spec) in playbook["nodes"].as_object().unwrap() {
+            for key in spec.as_object().unwrap().keys() {
+                assert!(
+                    node.contains(key),
+                    "{name}: node `{id}`'s `{key}` is not in the schema"
+                );
+            }
+        }
+    }
+}

@@ -23,7 +23,7 @@ use petgraph::visit::EdgeRef;
 use serde_json::Value;
 
 pub use catalog::{ActionInfo, AppInfo, Apps, AssetLookup, Catalog, Known};
-pub use spec::{EdgeSpec, LongEdge, NodeSpec, PlaybookSpec, RetrySpec, TriggerSpec};
+pub use spec::{EdgeSpec, LongEdge, NodeSpec, PlaybookSpec, RetrySpec, TriggerSpec, file_schema};
 use template::{Reference, Root, Template};
 
 use crate::trace::LogLevel;

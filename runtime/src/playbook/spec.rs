@@ -2,14 +2,27 @@
 //! fields. Nothing here is checked beyond its shape; [`super::Playbook::validate`] turns
 //! a spec into a checked DAG.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+/// The JSON Schema (draft 7, which editors' YAML plugins read) of a playbook file,
+/// generated from the types below, so that it cannot drift from what wasp accepts
+/// (`wasp schema playbook`; `docs/playbook.schema.json` holds a copy).
+pub fn file_schema() -> Value {
+    let schema = schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<PlaybookSpec>();
+    schema.to_value()
+}
+
 /// A playbook file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaybookSpec {
     /// The XID: stable and unique, used to address the playbook.
@@ -62,6 +75,7 @@ pub struct PlaybookSpec {
     /// The nodes, by id, in file order. A list of pairs rather than a map, so that a
     /// duplicate id is reported rather than silently replacing the first node.
     #[serde(deserialize_with = "nodes_in_order")]
+    #[schemars(with = "BTreeMap<String, NodeSpec>")]
     pub nodes: Vec<(String, NodeSpec)>,
     /// The edges. `edges:` with nothing after it (YAML null) is no edges.
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -69,7 +83,7 @@ pub struct PlaybookSpec {
 }
 
 /// What starts a playbook.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSpec {
     /// `manual`, `webhook`, `timer` or `event`.
@@ -90,7 +104,7 @@ pub struct TriggerSpec {
 }
 
 /// One node: exactly one of `app`, `operator` or `playbook`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     /// The app to run.
@@ -132,7 +146,7 @@ pub struct NodeSpec {
 }
 
 /// A retry policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Attempts in all, the first included.
@@ -152,7 +166,7 @@ pub enum EdgeSpec {
 }
 
 /// An edge in its long form.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LongEdge {
     /// The source node.
@@ -162,6 +176,23 @@ pub struct LongEdge {
     /// `success` (default), `failure`, `always`, or a pathway name.
     #[serde(default)]
     pub on: Option<String>,
+}
+
+impl JsonSchema for EdgeSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "EdgeSpec".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let long = generator.subschema_for::<LongEdge>();
+        json_schema!({
+            "description": "An edge: `from -> to` (taken when `from` succeeds), or `{ from, to, on }`.",
+            "oneOf": [
+                {"type": "string", "pattern": "^\\s*[A-Za-z0-9_-]+\\s*->\\s*[A-Za-z0-9_-]+\\s*$"},
+                long
+            ]
+        })
+    }
 }
 
 // Not `#[serde(untagged)]`: an untagged enum buffers the map without its types, and
