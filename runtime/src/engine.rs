@@ -11,8 +11,12 @@
 //!   pathway name when the source took that pathway, `failure` when it failed, `always`
 //!   when it ran at all. Otherwise it is Skipped, which propagates.
 //! - Ready nodes run concurrently, at most `concurrency` at once.
-//! - A failed node with `continue_on_error` counts as succeeded (with no output) for its
-//!   edges; its own status stays Failed.
+//! - A failed node with `continue_on_error` counts as succeeded for its edges; its own
+//!   status stays Failed, and it has no output, but for `for_each`.
+//! - A `for_each` node runs once per item; its output is the outputs of the items that
+//!   succeeded, in item order (all of them, unless some failed), and its record counts
+//!   them (`succeeded` of `iterations`). It fails when an item fails, saying how many
+//!   did and the first one's error.
 //! - The execution is Completed when no node failed, Partially Failed when some failed
 //!   but at least one node without successors succeeded, and Failed otherwise.
 //! - The reaper ends an execution past the playbook's `max_runtime`: in-flight steps
@@ -144,6 +148,7 @@ impl Reporter {
             pathway: record.pathway.clone(),
             error: record.error.clone(),
             iterations: record.iterations,
+            succeeded: record.succeeded,
         });
     }
 }
@@ -729,14 +734,30 @@ impl<R: StepRunner> NodeJob<R> {
             .filter_map(|runs| runs.last().map(|r| &r.report))
             .collect();
         let mut node_record = record(&lasts, Some(items.len()), started);
-        if node_record.status == NodeStatus::Succeeded {
-            node_record.output = Some(Value::Array(
+        // The items that succeeded, in item order: all of them, or the good ones of a
+        // node that failed, for the nodes after it to read (through `continue_on_error`
+        // or a `failure` edge).
+        let good: Vec<Value> = lasts
+            .iter()
+            .filter(|r| r.status == ReportStatus::Succeeded)
+            .map(|r| r.output.clone().unwrap_or(Value::Null))
+            .collect();
+        node_record.succeeded = Some(good.len());
+        if good.len() < items.len()
+            && let Some(error) = &mut node_record.error
+        {
+            error.message = format!(
+                "{} of {} items failed; the first, item {}: {}",
+                items.len() - good.len(),
+                items.len(),
                 lasts
                     .iter()
-                    .map(|r| r.output.clone().unwrap_or(Value::Null))
-                    .collect(),
-            ));
+                    .position(|r| r.status == ReportStatus::Failed)
+                    .unwrap_or_default(),
+                error.message
+            );
         }
+        node_record.output = Some(Value::Array(good));
         node_record.children = children.iter().map(|c| c.header.id.clone()).collect();
         NodeDone {
             index: self.index,
@@ -1712,6 +1733,41 @@ nodes:
             .collect();
         assert_eq!(iterations.len(), 3);
         assert_eq!(execution.node("empty").unwrap().output, Some(json!([])));
+    }
+
+    // Issue 23: one failed item of four failed the node and dropped the three good
+    // outputs, even with `continue_on_error`.
+    #[tokio::test]
+    async fn a_for_each_node_keeps_its_good_items_outputs_and_counts_them() {
+        let (execution, _) = run(
+            r#"
+id: t
+name: t
+log_level: debug
+trigger: { type: manual }
+nodes:
+  each: { app: echo, for_each: "${trigger.items}", input: { v: "${item.v}" }, continue_on_error: true }
+  after: { app: echo, input: { got: "${each.output[*].v}" } }
+edges:
+  - each -> after
+"#,
+            json!({"items": [{"v": 1}, {}, {"v": 3}, {}]}),
+        )
+        .await;
+        let each = execution.node("each").unwrap();
+        assert_eq!(each.status, NodeStatus::Failed);
+        assert_eq!((each.iterations, each.succeeded), (Some(4), Some(2)));
+        assert_eq!(each.output, Some(json!([{"v": 1}, {"v": 3}])));
+        assert_eq!(
+            each.error.as_ref().unwrap().message,
+            "2 of 4 items failed; the first, item 1: `${item.v}` has no field `v`"
+        );
+        assert_eq!(
+            execution.node("after").unwrap().output,
+            Some(json!({"got": [1, 3]})),
+            "the node after it reads the good ones"
+        );
+        assert_eq!(execution.status, ExecutionStatus::PartiallyFailed);
     }
 
     #[tokio::test]

@@ -362,8 +362,11 @@ fn run_executes_the_phishing_triage_playbook_on_real_components() {
         .unwrap();
     assert_eq!(
         lookup["error"]["message"],
-        "asset `soc-feed` is not configured (see --assets, or /api/v1/assets)"
+        "2 of 2 items failed; the first, item 0: asset `soc-feed` is not configured (see \
+         --assets, or /api/v1/assets)"
     );
+    assert_eq!(lookup["iterations"], 2);
+    assert_eq!(lookup["succeeded"], 0);
 }
 
 #[test]

@@ -356,6 +356,22 @@ fn an_ended_execution_is_drawn_in_its_colours_with_its_inputs_and_iterations() {
         )
     };
     assert_eq!(look("parse"), json!(["rgb(26, 127, 55)", "✔ Succeeded"]));
+    // A for_each node says how many of its items succeeded.
+    let lookup = execution["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "lookup")
+        .unwrap();
+    let items = lookup["iterations"].as_u64().unwrap();
+    assert_eq!(lookup["succeeded"], items, "{lookup}");
+    assert_eq!(
+        look("lookup"),
+        json!([
+            "rgb(26, 127, 55)",
+            format!("✔ Succeeded · {items} of {items}")
+        ])
+    );
     assert_eq!(
         look("lookup-failed"),
         json!(["rgb(129, 139, 152)", "○ Skipped"])

@@ -685,6 +685,8 @@ pub struct NodeState {
     pub error: Option<StepFailure>,
     /// Iterations run, for `for_each`.
     pub iterations: Option<i64>,
+    /// Of those, how many succeeded.
+    pub succeeded: Option<i64>,
 }
 
 /// The kind of instance a SecMaster audit row is.

@@ -144,6 +144,9 @@ pub struct NodeRecord {
     /// Iterations run, for `for_each`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations: Option<usize>,
+    /// Of those, how many succeeded (its output holds theirs, in item order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub succeeded: Option<usize>,
     /// Wall-clock time from start to end, in microseconds.
     pub duration_us: u64,
     /// The child executions a `playbook:` node started (one per iteration).
@@ -161,6 +164,7 @@ impl NodeRecord {
             pathway: None,
             error: None,
             iterations: None,
+            succeeded: None,
             duration_us: 0,
             children: Vec::new(),
         }
@@ -233,6 +237,9 @@ pub enum Event {
         error: Option<StepFailure>,
         /// Iterations run, for `for_each`.
         iterations: Option<usize>,
+        /// Of those, how many succeeded.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        succeeded: Option<usize>,
     },
     /// One attempt of one iteration of a node ended; its app log lines (at or above
     /// the execution's level, redacted).

@@ -540,7 +540,7 @@ async function executionView(view, id, selectedNode, mine) {
 
   function refresh() {
     renderHeader();
-    graph.paint((nodeId) => nodeStatus(record, states, nodeId));
+    graph.paint((nodeId) => nodeStatus(record, states, nodeId), (nodeId) => itemCount(states.get(nodeId)));
     graph.mark(selected);
     renderDetails();
   }
@@ -633,7 +633,7 @@ async function executionView(view, id, selectedNode, mine) {
         states.set(data.node, { ...(states.get(data.node) || {}), id: data.node, status: "Running", started_at: data.at });
         refresh();
       } else if (name === "node_ended") {
-        states.set(data.node, { ...(states.get(data.node) || {}), id: data.node, status: data.status, duration_us: data.duration_us, pathway: data.pathway, error: data.error, iterations: data.iterations });
+        states.set(data.node, { ...(states.get(data.node) || {}), id: data.node, status: data.status, duration_us: data.duration_us, pathway: data.pathway, error: data.error, iterations: data.iterations, succeeded: data.succeeded });
         refresh();
       } else if (name === "execution_ended" || name === "lagged") {
         reload();
@@ -659,6 +659,12 @@ function nodeStatus(record, states, nodeId) {
   }
   if (state.status === "Pending" && !running(record.status)) return "Not executed";
   return state.status;
+}
+
+/** `3 of 4` for a `for_each` node that ended: its items that succeeded, of all. */
+function itemCount(state) {
+  if (!state || state.iterations == null || state.succeeded == null) return "";
+  return `${state.succeeded} of ${state.iterations}`;
 }
 
 /** The last attempt of each iteration of a node's steps, by iteration. */
@@ -822,16 +828,20 @@ function drawGraph(box, graph, onSelect) {
   return {
     fit,
     zoom,
-    /** Colour and label each node by `statusOf(nodeId)`. */
-    paint(statusOf) {
+    /** Colour and label each node by `statusOf(nodeId)`, with `countOf(nodeId)` (a
+     *  `for_each` node's `3 of 4`) after the status word. */
+    paint(statusOf, countOf = () => "") {
       for (const { group, state, node } of shapes.values()) {
         const status = statusOf(node.id);
+        const count = countOf(node.id);
         const cls = statusClass(status);
         group.setAttribute("class", `node ${cls}${group.classList.contains("selected") ? " selected" : ""}`);
         group.setAttribute("data-status", status);
-        group.setAttribute("aria-label", `${node.id}, ${node.kind}${node.app ? ` ${node.app}` : ""}: ${statusWord(status)}`);
+        const items = count ? `, ${count} items succeeded` : "";
+        group.setAttribute("aria-label", `${node.id}, ${node.kind}${node.app ? ` ${node.app}` : ""}: ${statusWord(status)}${items}`);
         const icon = { "s-ok": "✔", "s-partial": "◐", "s-failed": "✖", "s-killed": "■", "s-running": "◌" }[cls] || "○";
-        state.textContent = `${icon} ${statusWord(status)}`;
+        state.textContent = `${icon} ${statusWord(status)}${count ? ` · ${count}` : ""}`;
+        state.setAttribute("data-items", count);
       }
     },
     mark(nodeId) {

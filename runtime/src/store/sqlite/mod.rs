@@ -653,12 +653,12 @@ impl<'t> Batch<'t> {
             )?,
             node_ended: connection.prepare_cached(
                 "INSERT INTO node_states (execution_id, node, status, ended_at, duration_us, \
-                     pathway, error, iterations) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                     pathway, error, iterations, succeeded) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
                  ON CONFLICT (execution_id, node) DO UPDATE SET status = excluded.status, \
                      ended_at = excluded.ended_at, duration_us = excluded.duration_us, \
                      pathway = excluded.pathway, error = excluded.error, \
-                     iterations = excluded.iterations",
+                     iterations = excluded.iterations, succeeded = excluded.succeeded",
             )?,
         })
     }
@@ -745,6 +745,7 @@ impl<'t> Batch<'t> {
                     pathway,
                     error,
                     iterations,
+                    succeeded,
                 } => {
                     self.node_ended.execute(params![
                         execution_id,
@@ -757,6 +758,7 @@ impl<'t> Batch<'t> {
                             .as_ref()
                             .map(|e| serde_json::to_string(e).unwrap_or_default()),
                         iterations.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+                        succeeded.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
                     ])?;
                 }
                 Event::StepEnded { .. } | Event::ExecutionEnded { .. } => {}
@@ -1122,7 +1124,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT node, status, started_at, ended_at, duration_us, pathway, error, \
-                     iterations \
+                     iterations, succeeded \
                  FROM node_states WHERE execution_id = ?1 ORDER BY coalesce(started_at, ended_at)",
             )?;
             statement
@@ -1137,6 +1139,7 @@ impl Store for SqliteStore {
                         pathway: r.get(5)?,
                         error: error.as_deref().map(decode).transpose()?,
                         iterations: r.get(7)?,
+                        succeeded: r.get(8)?,
                     })
                 })?
                 .collect()

@@ -276,6 +276,10 @@ DROP INDEX step_runs_execution;
 -- statuses and triggers are the API's to say.
 DROP VIEW audit_logs;
 ",
+    r"
+-- How many iterations of a for_each node succeeded, for the page's `3 of 4`.
+ALTER TABLE node_states ADD COLUMN succeeded INTEGER;
+",
 ];
 
 /// SecMaster's audit rows: a PLAYBOOK instance per execution, an APP instance per step
