@@ -41,6 +41,8 @@ fn execution(i: usize) -> Execution {
         },
         status,
         message: None,
+        output: None,
+        output_error: None,
         started_at: queued_at,
         completed_at: queued_at + chrono::Duration::milliseconds(40),
         duration_us: 40_000,

@@ -627,6 +627,9 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
                 "  {iterations} iteration{}",
                 if iterations == 1 { "" } else { "s" }
             ));
+            if let Some(succeeded) = node.succeeded.filter(|s| *s < iterations) {
+                line.push_str(&format!(", {succeeded} succeeded"));
+            }
         }
         if let Some(error) = &node.error {
             let kind = serde_json::to_value(error.kind)
@@ -663,6 +666,15 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
     ));
     if let Some(message) = &execution.message {
         out.push_str(&format!("{indent}{}\n", for_terminal(message)));
+    }
+    if let Some(output) = &execution.output {
+        out.push_str(&format!(
+            "{indent}output: {}\n",
+            for_terminal(&output.to_string())
+        ));
+    }
+    if let Some(error) = &execution.output_error {
+        out.push_str(&format!("{indent}no output: {}\n", for_terminal(error)));
     }
 }
 

@@ -26,8 +26,8 @@
 //! - A `playbook:` node runs another playbook as a child execution on the node's
 //!   rendered input (the child's trigger), at the parent's log level, linked by parent
 //!   id, and stopped with its parent. The node succeeds when the child completes; its
-//!   output is the outputs of the child's final nodes (those without successors) that
-//!   succeeded, keyed by node id. Otherwise it fails with `child_failed`. The child's
+//!   output is the child's declared `output:`, or else the outputs of the child's final
+//!   nodes (those without successors) that succeeded, keyed by node id. Otherwise it fails with `child_failed`. The child's
 //!   whole record is in the parent's `children`. Nesting stops at [`MAX_DEPTH`].
 
 use std::borrow::Cow;
@@ -54,9 +54,9 @@ use crate::host::{Call, Host, Limits, Registry};
 use crate::playbook::template::{Reference, Root, Scope};
 use crate::playbook::{Node, NodeKind, On, Playbook};
 use crate::trace::{
-    Capture, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, LogLevel, NodeRecord,
-    NodeStatus, StepReport, StepRun, StepStatus as ReportStatus, TriggerType, capture,
-    new_execution_id,
+    Capture, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, LogLevel,
+    MAX_RESULT_BYTES, NodeRecord, NodeStatus, StepReport, StepRun, StepStatus as ReportStatus,
+    TriggerType, cap_json, capture, new_execution_id,
 };
 
 /// One step to run: a node's app action on a rendered input.
@@ -981,8 +981,9 @@ pub async fn execute<R: StepRunner>(
     execute_inner(runner, playbook, start).await.0
 }
 
-/// [`execute`], and the execution's output as a `playbook:` node sees it: the outputs
-/// of its final nodes that succeeded, by node id, before the capture policy applies.
+/// [`execute`], and the execution's output as a `playbook:` node sees it: its declared
+/// result, or else the outputs of its final nodes that succeeded, by node id, before the
+/// capture policy applies.
 ///
 /// Four phases, each its own function: the [`Scheduler`] runs the nodes, the way it
 /// stopped and the records decide the status, the capture policy decides what the
@@ -1017,12 +1018,28 @@ async fn execute_inner<R: StepRunner>(
     let stop = Stop::of(&requested_kill, &kill);
     let status = decide_status(stop, &playbook, &ran);
     let message = stop_message(stop, &playbook, is_child);
-    let output = final_outputs(&playbook, &ran);
+    let (result, result_error) = match result(&playbook, &ran, &header.id) {
+        None => (None, None),
+        Some(Ok(value)) => (Some(value), None),
+        Some(Err(e)) => (None, Some(e.to_string())),
+    };
+    // What a `playbook:` node of a parent gets: the declared result, or else the
+    // outputs of the final nodes.
+    let output = match &result {
+        Some(value) => value.clone(),
+        None => Value::Object(final_outputs(&playbook, &ran)),
+    };
     let kept = Kept::of(ran, level);
+    let output_kept = result.map(|mut value| {
+        cap_json(&mut value, MAX_RESULT_BYTES);
+        value
+    });
     let execution = Execution {
         header,
         status,
         message,
+        output: output_kept,
+        output_error: result_error,
         started_at,
         completed_at: Utc::now(),
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -1031,7 +1048,46 @@ async fn execute_inner<R: StepRunner>(
         steps: kept.steps,
         children: kept.children,
     };
-    (execution, Value::Object(output))
+    (execution, output)
+}
+
+/// The references a playbook's `output:` can make, when the execution has ended: the
+/// trigger, and the output of every node that left one.
+struct EndScope<'a> {
+    playbook: &'a Playbook,
+    ran: &'a Ran,
+    execution_id: &'a str,
+}
+
+impl Scope for EndScope<'_> {
+    fn root(&self, root: &Root) -> Option<Cow<'_, Value>> {
+        match root {
+            Root::Trigger => Some(Cow::Borrowed(&*self.ran.trigger)),
+            Root::Output(node) => self
+                .playbook
+                .index_of(node)
+                .and_then(|index| self.ran.records.get(&index)?.output.as_ref())
+                .map(Cow::Borrowed),
+            Root::Item | Root::ItemIndex => None,
+            Root::ExecutionId => Some(Cow::Owned(Value::String(self.execution_id.to_owned()))),
+            Root::PlaybookId => Some(Cow::Owned(Value::String(self.playbook.id.clone()))),
+        }
+    }
+}
+
+/// The execution's result, when the playbook declares one: its `output:` rendered over
+/// what the nodes left (before the capture policy, which keeps outputs at DEBUG only).
+fn result(
+    playbook: &Playbook,
+    ran: &Ran,
+    execution_id: &str,
+) -> Option<Result<Value, crate::playbook::template::ResolveError>> {
+    let scope = EndScope {
+        playbook,
+        ran,
+        execution_id,
+    };
+    Some(playbook.output.as_ref()?.render(&scope))
 }
 
 /// The reaper of one execution: cancels `kill` once `max_runtime` has passed, unless
@@ -1701,6 +1757,47 @@ edges:
             execution.node("f").unwrap().error.as_ref().unwrap().message,
             "it broke"
         );
+    }
+
+    // Issue 23: at the default level a caller got a record with no node outputs, so a
+    // playbook could not answer the system that called it.
+    #[tokio::test]
+    async fn a_declared_output_is_the_executions_result_at_every_level() {
+        let playbook = |output: &str| {
+            format!(
+                r#"
+id: t
+name: t
+trigger: {{ type: manual }}
+output: {output}
+nodes:
+  a: {{ app: echo, input: {{ verdict: "${{trigger.v}}" }} }}
+  broken: {{ app: fail }}
+"#
+            )
+        };
+        let (execution, _) = run(
+            &playbook(r#"{ verdict: "${a.output.verdict}", who: "${playbook.id}", why: "${broken.output ?? null}" }"#),
+            json!({"v": "malicious"}),
+        )
+        .await;
+        assert_eq!(execution.header.log_level, LogLevel::Info);
+        assert_eq!(
+            execution.node("a").unwrap().output,
+            None,
+            "INFO keeps no outputs"
+        );
+        assert_eq!(
+            execution.output,
+            Some(json!({"verdict": "malicious", "who": "t", "why": null})),
+            "but the result is kept"
+        );
+        assert_eq!(execution.output_error, None);
+
+        let (execution, _) = run(&playbook(r#""${broken.output.reason}""#), json!({})).await;
+        assert_eq!(execution.output, None);
+        let error = execution.output_error.expect("it says why there is none");
+        assert!(error.contains("${broken.output.reason}"), "{error}");
     }
 
     #[tokio::test]

@@ -903,6 +903,17 @@ fn a_partially_failed_execution_is_orange_and_its_failed_step_red_with_its_messa
          return s && [s.dataset.status, getComputedStyle(s).color];",
     );
     assert_eq!(header, json!(["Partially Failed", "rgb(188, 76, 0)"]));
+    // The playbook's declared result is in the header.
+    let result: Value = serde_json::from_str(&browser.text("#result")).unwrap();
+    assert_eq!(result, execution["output"]);
+    assert_eq!(result["category"], "unknown", "{result}");
+    assert!(
+        result["ticket"]
+            .as_str()
+            .unwrap()
+            .starts_with("Defanged for the ticket:")
+    );
+    browser.screenshot(&screenshot_path("partially-failed-with-output.png"));
     let shown = browser.wait_for("the graph", NODE_STATUSES);
     assert_eq!(shown["classify"], "Failed", "{shown}");
     assert_eq!(shown["ticket"], "Succeeded", "{shown}");

@@ -951,6 +951,59 @@ fn steps_logs_csv_and_os_logs_of_an_execution() {
     assert!(names.iter().any(|n| n == "README.txt"), "{names:?}");
 }
 
+// Issue 23: a caller waiting for a run at the default level got no node outputs at
+// all, so a playbook could not answer the system that called it.
+#[test]
+fn a_caller_waiting_for_a_run_gets_the_playbooks_declared_output_at_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let yaml = "\
+id: answer
+name: Answer
+trigger: { type: manual }
+output: { indicators: \"${iocs.output.count}\", domains: \"${iocs.output.domains}\" }
+nodes:
+  iocs: { app: ioc-extract, action: extract, input: { text: \"${trigger.text}\" } }
+";
+    let (status, created) = server.post("/api/v1/playbooks", yaml);
+    assert_eq!(status, 201, "{created}");
+    let (status, run) = server.post(
+        "/api/v1/playbooks/answer/run?wait=true",
+        "{\"text\": \"see evil[.]com and 10.0.0.1\"}",
+    );
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["log_level"], "info");
+    assert_eq!(
+        run["nodes"][0]["output"],
+        Value::Null,
+        "INFO keeps no node output"
+    );
+    assert_eq!(
+        run["output"],
+        json!({"indicators": 2, "domains": ["evil.com"]})
+    );
+    // It is stored with the execution.
+    let id = run["id"].as_str().unwrap();
+    let (_, stored) = server.get(&format!("/api/v1/executions/{id}"));
+    assert_eq!(stored["output"], run["output"], "{stored}");
+
+    // A path the app's output cannot have is refused when the playbook is saved.
+    let (status, error) = server.post(
+        "/api/v1/playbooks",
+        &yaml
+            .replace("id: answer", "id: typo")
+            .replace("iocs.output.count", "iocs.output.cuont"),
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("`output`: `${iocs.output.cuont}`: `iocs.output` has no field `cuont`"),
+        "{error}"
+    );
+}
+
 #[test]
 fn playbooks_are_created_validated_updated_and_soft_deleted_over_http() {
     let dir = tempfile::tempdir().unwrap();

@@ -55,6 +55,29 @@ impl Draft {
         }
     }
 
+    /// The playbook's `output:`: each node it reads must be a node, and each path one
+    /// the node's output schema can have. It is built when the execution ends, so it may
+    /// read any node.
+    pub(super) fn check_output(
+        &self,
+        output: Option<&Template>,
+        catalog: &dyn Catalog,
+        problems: &mut Problems,
+    ) {
+        for reference in output.map(Template::references).unwrap_or_default() {
+            let message = match &reference.root {
+                Root::Output(node) if !self.index.contains_key(node) => Some(format!(
+                    "`${{{}}}` reads `{node}`, which is not a node",
+                    reference.text
+                )),
+                _ => self.read_problem(catalog, reference),
+            };
+            if let Some(message) = message {
+                problems.push(None, Some("output"), message);
+            }
+        }
+    }
+
     /// What is wrong with `reference`'s path, when it reads a node's output that its
     /// action's output schema says cannot be there. A reference with a default (`??`)
     /// expects to miss, and is not checked.

@@ -230,6 +230,9 @@ pub struct Playbook {
     pub max_concurrent: Option<usize>,
     /// The record's descriptive fields (category, tags, MITRE ids).
     pub labels: Labels,
+    /// The execution's result, when it declares one (`output:`): rendered when the
+    /// execution ends, over every node's output.
+    pub output: Option<Template>,
     /// The DAG: nodes and the edges between them.
     pub graph: DiGraph<Node, On>,
     index: HashMap<String, NodeIndex>,
@@ -289,6 +292,7 @@ impl Playbook {
         draft.connect_entries();
         draft.check_order(&mut problems);
         draft.check_contracts(catalog, &mut problems);
+        draft.check_output(fields.output.as_ref(), catalog, &mut problems);
         problems.fail_if_any(file)?;
         Ok(Self::assemble(spec, fields, draft))
     }
@@ -315,6 +319,7 @@ impl Playbook {
                 mitre_techniques: spec.mitre_techniques,
                 required_connector_ids: spec.required_connector_ids,
             },
+            output: fields.output,
             graph: draft.graph,
             index: draft.index,
         }
@@ -488,6 +493,7 @@ struct Fields {
     max_runtime: Duration,
     trigger: trigger::Trigger,
     conditions: trigger::Conditions,
+    output: Option<Template>,
 }
 
 /// The phase of [`Playbook::validate`] that checks the playbook's own fields: its id,
@@ -531,11 +537,29 @@ fn check_fields(spec: &PlaybookSpec, problems: &mut Problems) -> Fields {
             "must be at least 1".to_owned(),
         );
     }
+    let output = spec.output.as_ref().and_then(|output| {
+        let template = Template::parse(output)
+            .map_err(|e| problems.push(None, Some("output"), e.to_string()))
+            .ok()?;
+        let item = template
+            .references()
+            .iter()
+            .any(|r| matches!(r.root, Root::Item | Root::ItemIndex));
+        if item {
+            problems.push(
+                None,
+                Some("output"),
+                "uses `${item}`, which only a node with `for_each` has".to_owned(),
+            );
+        }
+        Some(template)
+    });
     Fields {
         log_level,
         max_runtime,
         trigger,
         conditions,
+        output,
     }
 }
 

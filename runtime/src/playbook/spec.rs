@@ -69,6 +69,11 @@ pub struct PlaybookSpec {
     /// MITRE ATT&CK technique ids it addresses.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub mitre_techniques: Vec<String>,
+    /// The execution's result: a template over the nodes' outputs and the trigger
+    /// (`{ verdict: "${decide.output.verdict}" }`), built when the execution ends, kept
+    /// at every log level and answered to `?wait=true` and webhook callers.
+    #[serde(default)]
+    pub output: Option<Value>,
     /// Assets that must be configured before it may run (seed 003's connectors).
     #[serde(default, deserialize_with = "null_as_empty")]
     pub required_connector_ids: Vec<String>,

@@ -994,6 +994,8 @@ pub(crate) mod testing {
             },
             status,
             message: None,
+            output: None,
+            output_error: None,
             started_at: queued_at,
             completed_at: queued_at + chrono::Duration::milliseconds(5),
             duration_us: 5_000,

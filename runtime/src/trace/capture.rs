@@ -125,6 +125,10 @@ pub fn kept_trigger(trigger: Arc<Value>, level: LogLevel) -> Option<Value> {
 /// accepted is kept whole (stdout and stderr are capped lower, as they are captured).
 pub const MAX_CAPTURED_BYTES: usize = 16 << 20;
 
+/// The largest result an execution keeps (a playbook's `output:`): an answer to its
+/// caller, kept at every level, so smaller than a captured value.
+pub const MAX_RESULT_BYTES: usize = 1 << 20;
+
 /// Cap a captured JSON value at `max` bytes of JSON text: a larger value becomes
 /// `{"truncated": true, "bytes": <its size>, "head": "<its first bytes>"}`. Returns
 /// whether it was cut.

@@ -16,7 +16,9 @@ pub mod capture;
 pub mod record;
 pub mod redact;
 
-pub use capture::{Capture, MAX_CAPTURED_BYTES, Truncation, cap_json, truncate_utf8};
+pub use capture::{
+    Capture, MAX_CAPTURED_BYTES, MAX_RESULT_BYTES, Truncation, cap_json, truncate_utf8,
+};
 pub use record::{
     Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, NodeRecord, NodeStatus,
     StepFailure, StepReport, StepRun, StepStatus, TriggerType, new_execution_id,

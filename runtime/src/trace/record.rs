@@ -182,6 +182,14 @@ pub struct Execution {
     /// Why it ended as it did, when that is not plain from the nodes: the reaper, a
     /// kill.
     pub message: Option<String>,
+    /// Its result, when the playbook declares one (`output:`): kept at every level,
+    /// capped at [`crate::trace::MAX_RESULT_BYTES`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why its declared result could not be built (a reference to a node that did not
+    /// succeed, with no `??` default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_error: Option<String>,
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// When it ended.

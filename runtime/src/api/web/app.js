@@ -566,6 +566,9 @@ async function executionView(view, id, selectedNode, mine) {
       ["Trigger", record.trigger_type],
     ];
     if (record.message) facts.push(["Message", record.message]);
+    // The playbook's declared result (`output:`), kept at every level.
+    if (record.output !== undefined) facts.push(["Output", el("pre", { class: "result", id: "result" }, clip(JSON.stringify(record.output, null, 2), 4000))]);
+    if (record.output_error) facts.push(["Output", el("span", { class: "error", id: "result-error" }, `none: ${record.output_error}`)]);
     if (record.parent_id) facts.push(["Parent", el("a", { href: `#/executions/${encodeURIComponent(record.parent_id)}` }, record.parent_id)]);
     if (record.replay_of) facts.push(["Replay of", el("a", { href: `#/executions/${encodeURIComponent(record.replay_of)}` }, record.replay_of)]);
     header.replaceChildren(

@@ -113,6 +113,10 @@ struct StoredRecord<'a> {
     header: &'a ExecutionHeader,
     status: ExecutionStatus,
     message: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_error: &'a Option<String>,
     #[serde(serialize_with = "crate::trace::record::rfc3339")]
     started_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::trace::record::rfc3339")]
@@ -130,6 +134,8 @@ impl<'a> StoredRecord<'a> {
             header: &execution.header,
             status: execution.status,
             message: &execution.message,
+            output: &execution.output,
+            output_error: &execution.output_error,
             started_at: execution.started_at,
             completed_at: execution.completed_at,
             duration_us: execution.duration_us,
