@@ -21,7 +21,7 @@ use crate::assets::Assets;
 use crate::engine::{self, HostRunner, Start};
 use crate::playbook::{Known, NodeKind, Playbook, PlaybookSpec, parse_duration, parse_size};
 use crate::trace::LogLevel;
-use crate::trace::{Execution, ExecutionStatus, NodeStatus, TriggerType};
+use crate::trace::{Event, Execution, ExecutionStatus, NodeStatus, TriggerType};
 
 /// Exit code: the step failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -208,6 +208,11 @@ struct RunPlaybookArgs {
     /// `text` for people, `json` for the whole trace [default: text on a terminal, else json]
     #[arg(long)]
     output: Option<OutputFormat>,
+
+    /// Print each node on stderr as it starts and ends [default: when stderr is a
+    /// terminal]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    progress: Option<bool>,
 
     /// Also store the execution, and the playbook, in this SQLite database (as `wasp
     /// serve` does), for `wasp executions list` and `show` to query.
@@ -542,8 +547,31 @@ async fn run_playbook(
         ..Start::new(trigger)
     };
     let playbook = Arc::new(playbook);
+    let progress = args
+        .progress
+        .unwrap_or_else(|| std::io::stderr().is_terminal());
+    // Ctrl-C kills the execution: it ends Killed with what ran, and is stored with --db.
+    let kill = start.kill.clone();
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("wasp: interrupted: killing the execution (Ctrl-C again to quit at once)");
+            kill.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let top = start.id.clone();
     let execution = match &args.db {
-        None => engine::execute(runner, playbook, start).await,
+        None => {
+            let mut start = start;
+            if progress {
+                let (events, received) = tokio::sync::mpsc::unbounded_channel();
+                start.events = Some(events);
+                tokio::spawn(print_progress(received, top));
+            }
+            engine::execute(runner, playbook, start).await
+        }
         Some(path) => {
             // Through the service, as `wasp serve` runs it: recorded as it starts and
             // stored whole when it ends.
@@ -557,6 +585,19 @@ async fn run_playbook(
                 ))
                 .map_err(|e| Failure::Internal(e.to_string()))?;
             let service = Arc::new(crate::service::Service::new(store, runner));
+            if progress {
+                // The service broadcasts each event once it is stored.
+                let mut broadcast = service.subscribe();
+                let (events, received) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(async move {
+                    while let Ok(event) = broadcast.recv().await {
+                        if events.send(Event::clone(&event)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(print_progress(received, top));
+            }
             let started = service
                 .start(playbook, start, crate::service::Report::End)
                 .await
@@ -573,6 +614,7 @@ async fn run_playbook(
             execution
         }
     };
+    interrupt.abort();
     let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
         OutputFormat::Text
     } else {
@@ -586,6 +628,54 @@ async fn run_playbook(
         ExecutionStatus::Completed => ExitCode::SUCCESS,
         _ => ExitCode::from(EXIT_FAILED),
     })
+}
+
+/// Print on stderr each node of execution `top` (and of its children, indented) as it
+/// starts and ends, until `events` ends.
+async fn print_progress(mut events: tokio::sync::mpsc::UnboundedReceiver<Event>, top: String) {
+    while let Some(event) = events.recv().await {
+        let indent = |id: &str| if id == top { "  " } else { "      " };
+        let line = match &event {
+            Event::NodeStarted {
+                execution_id, node, ..
+            } => format!("{}◌ {} …", indent(execution_id), for_terminal(node)),
+            Event::NodeEnded {
+                execution_id,
+                node,
+                status,
+                duration_us,
+                error,
+                iterations,
+                succeeded,
+                ..
+            } => {
+                let mark = match status {
+                    NodeStatus::Succeeded => "✔",
+                    NodeStatus::Failed => "✘",
+                    NodeStatus::TimedOut => "⏱",
+                    NodeStatus::Killed => "■",
+                    NodeStatus::Skipped => "·",
+                    NodeStatus::Pending | NodeStatus::Running => "…",
+                };
+                let mut line = format!(
+                    "{}{mark} {}  {}",
+                    indent(execution_id),
+                    for_terminal(node),
+                    format_us(*duration_us)
+                );
+                if let (Some(iterations), Some(succeeded)) = (iterations, succeeded) {
+                    line.push_str(&format!("  {succeeded} of {iterations} items"));
+                }
+                if let Some(error) = error {
+                    line.push_str(&format!("  {}", for_terminal(&error.message)));
+                }
+                line
+            }
+            Event::ExecutionEnded { execution_id, .. } if *execution_id == top => break,
+            _ => continue,
+        };
+        eprintln!("{line}");
+    }
 }
 
 /// An execution for people: a line per node (mark, id, duration, pathway, iterations,

@@ -998,3 +998,79 @@ fn the_playbook_schema_in_docs_is_the_one_wasp_prints_and_fits_the_samples() {
         }
     }
 }
+
+// Issue 23: `wasp run` printed nothing until the end, and Ctrl-C exited with no output
+// and stored nothing, even with --db.
+#[test]
+fn a_run_shows_its_nodes_as_they_go_and_ctrl_c_stores_it_killed_with_what_ran() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wasp.db");
+    let [playbook, input, _] = sample("runaway");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["run", &playbook, "--input", &input, "--max-runtime", "60s"])
+        .args([
+            "--progress",
+            "--output",
+            "json",
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .env("WASP_APPS", example_apps_dir())
+        .env("WASP_CACHE_DIR", cache_dir())
+        .env_remove("WASP_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its progress: read until the spinning node has started.
+    let (lines, printed) = std::sync::mpsc::channel();
+    let errors = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(errors).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("◌ spin")) {
+        let line = printed
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no progress: {seen:?}"));
+        seen.push(line);
+    }
+    assert!(
+        seen.iter().any(|l| l.starts_with("  ✔ check  ")),
+        "the first node's end is shown as it ends: {seen:?}"
+    );
+    // Ctrl-C.
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    let rest: Vec<String> = printed.try_iter().collect();
+    assert_eq!(output.status.code(), Some(1), "{rest:?}");
+    let execution = stdout_json(&output);
+    assert_eq!(execution["status"], "Killed", "{execution}");
+    let nodes = execution["nodes"].as_array().unwrap();
+    let status = |id: &str| nodes.iter().find(|n| n["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status("check"), "Succeeded");
+    assert_eq!(status("spin"), "Killed");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("interrupted: killing the execution")),
+        "{rest:?}"
+    );
+    // It is stored, killed, with what ran.
+    let id = execution["id"].as_str().unwrap();
+    let shown = wasp(&["executions", "show", id, "--db", db.to_str().unwrap()]);
+    assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+    let stored = stdout_json(&shown);
+    assert_eq!(stored["status"], "Killed");
+    assert_eq!(
+        stored["nodes"][0]["output"]["text"],
+        "http://evil.com/payload"
+    );
+}
