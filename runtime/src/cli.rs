@@ -35,18 +35,54 @@ pub const EXIT_INTERNAL: u8 = 3;
 /// relative to the repository root.
 pub const DEFAULT_APPS_DIR: &str = "target/apps";
 
-/// The apps directory used when neither `--apps` nor `WASP_APPS` is given: where the
-/// build puts the example apps, `apps` in `CARGO_TARGET_DIR` when that variable is set
-/// (a relative one from the current directory; the build reads it from the repository
-/// root, so the two agree when wasp runs there), else [`DEFAULT_APPS_DIR`]. Cargo's
-/// other ways to move the target directory (`build.target-dir`) are not read.
-fn default_apps_dir() -> PathBuf {
+/// The build's apps directory, from the current directory: `apps` in
+/// `CARGO_TARGET_DIR` when that variable is set (a relative one from the current
+/// directory; the build reads it from the repository root, so the two agree when wasp
+/// runs there), else [`DEFAULT_APPS_DIR`]. Cargo's other ways to move the target
+/// directory (`build.target-dir`) are not read.
+fn build_apps_dir() -> PathBuf {
     std::env::var_os(crate::env::CARGO_TARGET_DIR)
         .filter(|dir| !dir.is_empty())
         .map_or_else(
             || PathBuf::from(DEFAULT_APPS_DIR),
             |dir| PathBuf::from(dir).join("apps"),
         )
+}
+
+/// Where `wasp app install` puts apps when no `--apps` names a directory: the user's
+/// data directory, `$XDG_DATA_HOME/wasp/apps` or `~/.local/share/wasp/apps`.
+fn user_apps_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("wasp/apps"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share/wasp/apps"))
+}
+
+/// The directories where wasp looks for apps when neither `--apps` nor `WASP_APPS`
+/// names one, in order; the first that exists is used: `./apps`, the build's apps
+/// directory (in a checkout), the user's (where `wasp app install` puts them), and the
+/// apps this `wasp` was built with: where its build put the example apps, and the
+/// checkout's `target/apps` (`cargo install` builds in a directory it then removes), so
+/// that wasp finds the example apps from any folder.
+fn apps_search_path() -> Vec<PathBuf> {
+    let mut path = vec![PathBuf::from("apps"), build_apps_dir()];
+    path.extend(user_apps_dir());
+    path.push(PathBuf::from(env!("WASP_EXAMPLE_APPS_DIR")));
+    path.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(DEFAULT_APPS_DIR),
+    );
+    path
+}
+
+/// The apps directory of a command: the one named, or else the first of the search
+/// path that exists (the build's, when none does, for the error to name).
+fn default_apps_dir() -> PathBuf {
+    apps_search_path()
+        .into_iter()
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(build_apps_dir)
 }
 
 /// wasp: WebAssembly Sandboxed Playbooks.
@@ -56,8 +92,10 @@ fn default_apps_dir() -> PathBuf {
 #[derive(Debug, Parser)]
 #[command(name = "wasp", version)]
 pub struct Cli {
-    /// Directory of app components (`.wasm` files) [default: target/apps, or
-    /// $CARGO_TARGET_DIR/apps when that is set]
+    /// Directory of app components (`.wasm` files) [default: the first that exists of
+    /// ./apps, target/apps (or $CARGO_TARGET_DIR/apps), ~/.local/share/wasp/apps (where
+    /// `wasp app install` puts apps), and the build output of the checkout wasp was
+    /// built from]
     #[arg(long, global = true, env = crate::env::APPS, value_name = "DIR")]
     apps: Option<PathBuf>,
 
@@ -274,6 +312,19 @@ enum AppCommand {
     Run(RunArgs),
     /// Make a new app that builds and passes its own test out of the box.
     New(NewArgs),
+    /// Check components (a `.wasm` file, or each one in a directory) and copy them
+    /// into the apps directory (--apps, or the user's data directory), compiled.
+    Install(InstallArgs),
+}
+
+#[derive(Debug, Args)]
+struct InstallArgs {
+    /// A component (`.wasm`), or a directory of them.
+    path: PathBuf,
+
+    /// Replace an installed app of the same name.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -457,6 +508,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::App(AppCommand::Run(args)) => run_app(&host, &apps_dir, args).await,
         Command::App(AppCommand::New(args)) => new_app(&args),
+        Command::App(AppCommand::Install(args)) => {
+            install(&host, cli.apps.clone().or_else(user_apps_dir), &args).await
+        }
         Command::Validate(args) => {
             let file = &args.playbook.file;
             let beside = file.parent().unwrap_or(Path::new("."));
@@ -1082,16 +1136,21 @@ fn called(playbook: &Playbook) -> Vec<String> {
         .collect()
 }
 
-/// A usage error naming the flag to use when `apps_dir` does not exist.
+/// A usage error naming where wasp looked, and what to do, when `apps_dir` does not
+/// exist.
 fn check_apps_dir(apps_dir: &Path) -> Result<(), Failure> {
     if !apps_dir.is_dir() {
+        let looked: Vec<String> = apps_search_path()
+            .iter()
+            .map(|d| format!("`{}`", d.display()))
+            .collect();
         return Err(Failure::Usage(format!(
-            "the apps directory `{}` does not exist; build the example apps with `cargo build` \
-             from the repository root (they go to `apps` in {} when that is set), or name a \
-             directory with --apps or {}",
+            "the apps directory `{}` does not exist (without --apps or {}, wasp looks in {}); \
+             install an app with `wasp app install FILE.wasm`, build the example apps with \
+             `cargo build` from the repository root, or name a directory with --apps",
             apps_dir.display(),
-            crate::env::CARGO_TARGET_DIR,
-            crate::env::APPS
+            crate::env::APPS,
+            looked.join(", ")
         )));
     }
     Ok(())
@@ -1255,6 +1314,82 @@ async fn run_app(host: &Host, apps_dir: &Path, args: RunArgs) -> Result<ExitCode
         StepStatus::Succeeded => ExitCode::SUCCESS,
         StepStatus::Failed => ExitCode::from(EXIT_FAILED),
     })
+}
+
+/// `wasp app install`: load each component (which checks it and compiles it into the
+/// cache), refuse a name an installed app has unless `--force`, and copy it into `into`
+/// as `<name>.wasm`.
+async fn install(
+    host: &Host,
+    into: Option<PathBuf>,
+    args: &InstallArgs,
+) -> Result<ExitCode, Failure> {
+    let into = into.ok_or_else(|| {
+        Failure::Usage("there is no apps directory to install into: name one with --apps".into())
+    })?;
+    let files: Vec<PathBuf> = if args.path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&args.path)
+            .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", args.path.display())))?
+            .filter_map(|entry| Some(entry.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![args.path.clone()]
+    };
+    if files.is_empty() {
+        return Err(Failure::Usage(format!(
+            "`{}` holds no `.wasm` component",
+            args.path.display()
+        )));
+    }
+    std::fs::create_dir_all(&into)
+        .map_err(|e| Failure::Usage(format!("cannot make `{}`: {e}", into.display())))?;
+    let installed = Registry::scan(host, &into).await?;
+    for file in &files {
+        let shown = for_terminal(&file.display().to_string()).into_owned();
+        eprintln!("checking and compiling `{shown}` …");
+        let app = host
+            .load(file)
+            .await
+            .map_err(|e| Failure::Usage(format!("`{shown}` is not an app wasp can run: {e}")))?;
+        let name = &app.info.name;
+        let target = into.join(format!("{name}.wasm"));
+        if let Some(other) = installed.get(name) {
+            if !args.force {
+                return Err(Failure::Usage(format!(
+                    "an app `{}` is installed (`{}`); --force replaces it",
+                    for_terminal(name),
+                    other.path.display()
+                )));
+            }
+            if other.path != target {
+                std::fs::remove_file(&other.path).map_err(|e| {
+                    Failure::Usage(format!("cannot remove `{}`: {e}", other.path.display()))
+                })?;
+            }
+        }
+        // Copied beside its place and renamed, so that a server scanning the directory
+        // never reads half a component.
+        let partial = into.join(format!(".{name}.wasm.partial"));
+        std::fs::copy(file, &partial)
+            .and_then(|_| std::fs::rename(&partial, &target))
+            .map_err(|e| {
+                Failure::Usage(format!(
+                    "cannot copy `{shown}` into `{}`: {e}",
+                    into.display()
+                ))
+            })?;
+        println!(
+            "installed `{}` {} ({} actions) as `{}`",
+            for_terminal(name),
+            for_terminal(&app.info.version),
+            app.info.actions.len(),
+            target.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `wasp app new`: scaffold the app, then say how to build and test it.

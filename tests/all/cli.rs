@@ -632,6 +632,8 @@ fn the_default_apps_directory_follows_cargo_target_dir() {
         command
             .args(["app", "list", "--json"])
             .current_dir(elsewhere.path())
+            .env("HOME", elsewhere.path())
+            .env_remove("XDG_DATA_HOME")
             .env_remove("WASP_APPS")
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("WASP_LOG")
@@ -654,20 +656,32 @@ fn the_default_apps_directory_follows_cargo_target_dir() {
     let path = std::path::PathBuf::from(ioc_extract["path"].as_str().unwrap());
     assert!(path.starts_with(&target_dir), "{}", path.display());
 
-    for unset in [None, Some(std::ffi::OsStr::new(""))] {
-        let missing = list(unset);
-        assert_eq!(missing.status.code(), Some(2));
-        assert!(
-            stderr(&missing).contains("the apps directory `target/apps` does not exist"),
-            "{}",
-            stderr(&missing)
-        );
+    // Elsewhere, with no target directory that has apps, wasp finds the apps it was
+    // built with (issue 23: it failed with "`target/apps` does not exist").
+    for unset in [
+        None,
+        Some(std::ffi::OsStr::new("")),
+        Some(elsewhere.path().as_os_str()),
+    ] {
+        let found = list(unset);
+        assert_eq!(found.status.code(), Some(0), "{}", stderr(&found));
+        let apps = stdout_json(&found);
+        let first = std::path::PathBuf::from(apps[0]["path"].as_str().unwrap());
+        assert!(first.starts_with(example_apps_dir()), "{}", first.display());
     }
-    let missing = list(Some(elsewhere.path().as_os_str()));
-    assert_eq!(missing.status.code(), Some(2));
+    // A directory named that does not exist is said, with where wasp looks by default.
     let named = elsewhere.path().join("apps");
+    let missing = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["app", "list", "--apps", named.to_str().unwrap()])
+        .env("WASP_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
     assert!(
-        stderr(&missing).contains(&format!("`{}` does not exist", named.display())),
+        stderr(&missing).contains(&format!(
+            "the apps directory `{}` does not exist (without --apps or WASP_APPS, wasp looks in `apps`",
+            named.display()
+        )),
         "{}",
         stderr(&missing)
     );
@@ -1073,4 +1087,84 @@ fn a_run_shows_its_nodes_as_they_go_and_ctrl_c_stores_it_killed_with_what_ran() 
         stored["nodes"][0]["output"]["text"],
         "http://evil.com/payload"
     );
+}
+
+// Issue 23: from any folder but the checkout every command failed ("`target/apps` does
+// not exist"), and installing an app was a manual copy of a `.wasm`.
+#[test]
+fn apps_are_installed_into_the_users_directory_and_found_from_any_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wasp"))
+            .args(args)
+            .current_dir(elsewhere.path())
+            .env("HOME", home.path())
+            .env("WASP_CACHE_DIR", cache_dir())
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("WASP_APPS")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("WASP_LOG")
+            .output()
+            .unwrap()
+    };
+    let component = example_apps_dir().join("ioc-extract.wasm");
+    let output = run(&["app", "install", component.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let installed = home.path().join(".local/share/wasp/apps/ioc-extract.wasm");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&component).unwrap()
+    );
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        said.starts_with("installed `ioc-extract` 0.1.0 (3 actions) as "),
+        "{said}"
+    );
+
+    // From a folder that is not a checkout, the user's apps are the ones found.
+    let output = run(&["app", "list", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let names: Vec<String> = stdout_json(&output)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["ioc-extract"]);
+    let output = run(&[
+        "app",
+        "run",
+        "ioc-extract",
+        "--action",
+        "refang",
+        "--input",
+        r#"{"text": "evil[.]com"}"#,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // The same name again is refused, unless --force; what is not a component is refused
+    // with the reason, and nothing is copied.
+    let output = run(&["app", "install", component.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("an app `ioc-extract` is installed"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(&["app", "install", "--force", component.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let bogus = elsewhere.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not a component").unwrap();
+    let output = run(&["app", "install", bogus.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("is not an app wasp can run"),
+        "{}",
+        stderr(&output)
+    );
+    let files = std::fs::read_dir(home.path().join(".local/share/wasp/apps"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1);
 }

@@ -124,9 +124,12 @@ impl Clone {
             .current_dir(self.dir.path())
             .env("PATH", &self.path)
             .env("WASP_CACHE_DIR", cache_dir())
+            // A home of its own: `wasp app install` writes under it.
+            .env("HOME", self.dir.path().join(".home"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         for name in [
+            "XDG_DATA_HOME",
             "WASP_APPS",
             "WASP_DB",
             "WASP_API_TOKEN",
