@@ -251,7 +251,7 @@ fn validate_and_graph_a_playbook() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
         String::from_utf8_lossy(&output.stdout)
-            .starts_with("flowchart LR\n  trigger[\"trigger\"]\n")
+            .starts_with("flowchart LR\n  n_trigger[\"trigger\"]\n")
     );
 
     let dir = tempfile::tempdir().unwrap();

@@ -54,21 +54,21 @@ async fn the_phishing_triage_sample_validates_into_a_dag() {
     assert_eq!(
         playbook.mermaid(),
         "flowchart LR
-  trigger[\"trigger\"]
-  parse[\"parse: email-parse parse\"]
-  iocs[\"iocs: ioc-extract extract\"]
-  lookup[\"lookup: indicator-lookup lookup (for each)\"]
-  malicious[\"malicious: if-else evaluate\"]
-  spoofing[\"spoofing: switch route\"]
-  block-list[\"block-list: transform select\"]
-  lookup-failed[\"lookup-failed: transform count\"]
-  parse --> iocs
-  iocs --> lookup
-  lookup --> malicious
-  parse --> spoofing
-  malicious -- true --> block-list
-  lookup -- failure --> lookup-failed
-  trigger --> parse
+  n_trigger[\"trigger\"]
+  n_parse[\"parse: email-parse parse\"]
+  n_iocs[\"iocs: ioc-extract extract\"]
+  n_lookup[\"lookup: indicator-lookup lookup (for each)\"]
+  n_malicious[\"malicious: if-else evaluate\"]
+  n_spoofing[\"spoofing: switch route\"]
+  n_block-list[\"block-list: transform select\"]
+  n_lookup-failed[\"lookup-failed: transform count\"]
+  n_parse --> n_iocs
+  n_iocs --> n_lookup
+  n_lookup --> n_malicious
+  n_parse --> n_spoofing
+  n_malicious -- true --> n_block-list
+  n_lookup -- failure --> n_lookup-failed
+  n_trigger --> n_parse
 "
     );
     assert!(
@@ -175,6 +175,26 @@ edges:
   - `edges[3]`: `parse` is not an operator and takes no pathways; `on` is success, failure or always
   - node `early`, `input`: `${late.output.text}` reads `late`, which is not upstream of `early`
   - node `early`, `input`: `${ghost.output}` reads `ghost`, which is not a node"
+    );
+}
+
+// Issue 23: a node named `end` broke the Mermaid export (Mermaid reads `end` as the
+// end of a subgraph).
+#[tokio::test]
+async fn a_node_named_end_is_drawn_by_mermaid() {
+    let text = "id: e\nname: E\ntrigger: { type: manual }\nnodes:\n  \
+                start: { app: ioc-extract, action: refang, input: { text: x } }\n  \
+                end: { app: ioc-extract, action: refang, input: { text: x } }\n\
+                edges:\n  - start -> end\n";
+    let spec = PlaybookSpec::parse("end.yaml", text).unwrap();
+    let playbook = Playbook::validate("end.yaml", spec, &apps().await).unwrap();
+    let mermaid = playbook.mermaid();
+    assert!(mermaid.contains("  n_start --> n_end\n"), "{mermaid}");
+    assert!(
+        !mermaid
+            .lines()
+            .any(|line| line.split_whitespace().any(|word| word == "end")),
+        "{mermaid}"
     );
 }
 

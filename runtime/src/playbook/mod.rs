@@ -326,17 +326,23 @@ impl Playbook {
     }
 
     /// The graph in Mermaid flowchart syntax, left to right.
+    ///
+    /// A node's Mermaid id is its id after `n_`: Mermaid takes some words for its own
+    /// (a node named `end` closed a subgraph that was never opened, and nothing drew).
     pub fn mermaid(&self) -> String {
         let mut out = String::from("flowchart LR\n");
         for node in self.graph.node_weights() {
             out.push_str(&format!(
-                "  {}[\"{}\"]\n",
+                "  n_{}[\"{}\"]\n",
                 node.id,
                 label(node).replace('"', "'")
             ));
         }
         for edge in self.graph.edge_references() {
-            let (from, to) = (&self.graph[edge.source()].id, &self.graph[edge.target()].id);
+            let (from, to) = (
+                format!("n_{}", self.graph[edge.source()].id),
+                format!("n_{}", self.graph[edge.target()].id),
+            );
             match edge.weight() {
                 On::Success => out.push_str(&format!("  {from} --> {to}\n")),
                 on => out.push_str(&format!("  {from} -- {on} --> {to}\n")),
