@@ -471,6 +471,13 @@ fn inputs_not_captured_at_info_are_explained() {
         why.contains("log level INFO") && why.contains("DEBUG"),
         "{why}"
     );
+    // Nothing is offered that needs what INFO did not keep (issue 23): no replay of a
+    // step whose input was not logged, no download of OS logs that were not kept.
+    let offered = browser.script(
+        "return [!!document.querySelector('#replay'), !!document.querySelector('#os-logs')]",
+        json!([]),
+    );
+    assert_eq!(offered, json!([false, false]));
 }
 
 /// A playbook of two steps that sleep `ms` milliseconds each (or a first that spins
@@ -582,6 +589,15 @@ fn a_running_execution_is_killed_from_the_page_after_a_confirmation() {
     assert_eq!(execution["status"], "Killed", "{execution}");
     let shown = browser.script(NODE_STATUSES, json!([]));
     assert_eq!(shown["wait"], "Killed", "{shown}");
+    // The steps the kill stopped before they started are grey, not red (issue 23).
+    assert_eq!(shown["then"], "Not started", "{shown}");
+    let look = browser.script(
+        "const g = document.querySelector(\"[data-node='then']\"); \
+         return [getComputedStyle(g.querySelector('rect')).stroke, g.querySelector('text.state').textContent];",
+        json!([]),
+    );
+    assert_eq!(look, json!(["rgb(129, 139, 152)", "○ Not started"]));
+    browser.screenshot(&screenshot_path("killed-not-started.png"));
 }
 
 #[test]
@@ -749,6 +765,18 @@ fn a_large_execution_stays_usable() {
          return rows.length === 1 && rows[0].textContent.includes('flood line 9999 of 10000');",
     );
     browser.screenshot(&screenshot_path("large-execution.png"));
+    // A search with no hit says so, with the term (issue 23: it said "No log lines at
+    // this level").
+    browser.type_into("#log-search", "line 9999 of nowhere");
+    let said = browser.wait_for(
+        "no hit",
+        "const c = document.querySelector('#log-count'); \
+         return c && c.textContent.startsWith('No log line') && c.textContent;",
+    );
+    assert_eq!(
+        said,
+        "No log line at TRACE or above matches “line 9999 of nowhere”."
+    );
 
     // Every step's stdout and stderr, zipped, from the OS Logs tab.
     browser.click("#tab-oslogs");

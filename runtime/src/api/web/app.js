@@ -579,7 +579,10 @@ async function executionView(view, id, selectedNode, mine) {
         badge(record.status),
         live
           ? el("button", { type: "button", id: "kill", class: "danger", onclick: kill }, "Kill")
-          : el("button", { type: "button", id: "os-logs", onclick: () => downloadPath(`/api/v1/executions/${encodeURIComponent(id)}/oslogs.zip`, `${id}-os-logs.zip`) }, "Download OS logs"),
+          // stdout and stderr are kept at DEBUG and TRACE only.
+          : capturesData(record)
+            ? el("button", { type: "button", id: "os-logs", onclick: () => downloadPath(`/api/v1/executions/${encodeURIComponent(id)}/oslogs.zip`, `${id}-os-logs.zip`) }, "Download OS logs")
+            : null,
       ),
       el("dl", { class: "facts", id: "facts" }, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
     );
@@ -661,6 +664,8 @@ function nodeStatus(record, states, nodeId) {
     if (finals.some((s) => s.report.status !== "succeeded")) return "Partially failed";
   }
   if (state.status === "Pending" && !running(record.status)) return "Not executed";
+  // Killed before it started (a kill or the reaper): it never ran, so it is grey.
+  if (state.status === "Killed" && !state.started_at && !(record.steps || []).some((s) => s.node === nodeId)) return "Not started";
   return state.status;
 }
 
@@ -902,7 +907,9 @@ function renderNodeDetails(pane, record, states, nodeId, iteration, setIteration
   const actions = el("div", { class: "toolbar" });
   const child = step?.child || (state.children || [])[index];
   if (child) actions.append(el("a", { href: `#/executions/${encodeURIComponent(child)}`, id: "open-child" }, "View child execution →"));
-  if (step && !running(record.status) && node.kind !== "trigger" && node.kind !== "playbook") {
+  // Replay runs the step again on its logged input: offered only where there is one.
+  const replayable = step?.capture?.data && step.input !== null && step.input !== undefined && !(step.capture.truncated || []).includes("input");
+  if (replayable && !running(record.status) && node.kind !== "trigger" && node.kind !== "playbook") {
     actions.append(
       el("button", {
         type: "button",
@@ -986,6 +993,11 @@ function renderNodeDetails(pane, record, states, nodeId, iteration, setIteration
 
 function statusWordOfStep(step) {
   return { failed: "Failed", timed_out: "TimedOut", killed: "Killed", succeeded: "Succeeded" }[step.report.status] || step.report.status;
+}
+
+/** Whether the execution's level keeps inputs, outputs, stdout and stderr. */
+function capturesData(record) {
+  return record.log_level === "debug" || record.log_level === "trace";
 }
 
 /** Why nothing was captured at this execution's level. */
@@ -1084,7 +1096,12 @@ function logsPanel(record, node, step) {
       rows.append(el("tr", {}, el("td", { class: "ts mono" }, line.ts), el("td", { class: `level ${line.level}` }, line.level), el("td", { class: "mono" }, `${line.message}${fields}`)));
     }
     shown = offset + page.data.length;
-    counter.textContent = page.count ? `${shown} of ${page.count} lines` : "No log lines at this level.";
+    const term = search.value.trim();
+    counter.textContent = page.count
+      ? `${shown} of ${page.count} lines`
+      : term
+        ? `No log line at ${level.value.toUpperCase()} or above matches “${term}”.`
+        : `No log lines at ${level.value.toUpperCase()} or above.`;
     more.hidden = shown >= page.count;
   };
   level.value = "trace";
