@@ -138,6 +138,22 @@ enum SchemaOf {
     Playbook,
 }
 
+/// Whether to colour what goes to `stream`: when it is a terminal and `NO_COLOR` is
+/// unset or empty (<https://no-color.org>).
+pub fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `text` in the ANSI colour `code` (`32` green, `31` red, `33` yellow, `90` grey)
+/// when `on`.
+fn tint(text: &str, code: u8, on: bool) -> String {
+    if on {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// The database file used when neither `--db` nor `WASP_DB` is given.
 pub const DEFAULT_DB: &str = "wasp.db";
 
@@ -676,7 +692,7 @@ async fn run_playbook(
     });
     match format {
         OutputFormat::Json => print_json(&execution),
-        OutputFormat::Text => print!("{}", summary(&execution)),
+        OutputFormat::Text => print!("{}", summary(&execution, colour(&std::io::stdout()))),
     }
     Ok(match execution.status {
         ExecutionStatus::Completed => ExitCode::SUCCESS,
@@ -735,13 +751,13 @@ async fn print_progress(mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
 /// An execution for people: a line per node (mark, id, duration, pathway, iterations,
 /// error), each child execution indented under the node that started it, then the
 /// status and the total time.
-fn summary(execution: &Execution) -> String {
+fn summary(execution: &Execution, coloured: bool) -> String {
     let mut out = String::new();
-    write_summary(&mut out, execution, "");
+    write_summary(&mut out, execution, "", coloured);
     out
 }
 
-fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
+fn write_summary(out: &mut String, execution: &Execution, indent: &str, coloured: bool) {
     let width = execution
         .nodes
         .iter()
@@ -750,15 +766,15 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
         .unwrap_or(0);
     for node in &execution.nodes {
         let id = for_terminal(&node.id);
-        let mark = match node.status {
-            NodeStatus::Succeeded => "✔ succeeded",
-            NodeStatus::Failed => "✘ failed   ",
-            NodeStatus::TimedOut => "⏱ timed out",
-            NodeStatus::Killed => "■ killed   ",
-            NodeStatus::Skipped => "· skipped  ",
-            NodeStatus::Pending | NodeStatus::Running => "… running  ",
+        let (mark, code) = match node.status {
+            NodeStatus::Succeeded => ("✔ succeeded", 32),
+            NodeStatus::Failed => ("✘ failed   ", 31),
+            NodeStatus::TimedOut => ("⏱ timed out", 31),
+            NodeStatus::Killed => ("■ killed   ", 31),
+            NodeStatus::Skipped => ("· skipped  ", 90),
+            NodeStatus::Pending | NodeStatus::Running => ("… running  ", 33),
         };
-        let mut line = format!("{mark}  {id:width$}");
+        let mut line = format!("{}  {id:width$}", tint(mark, code, coloured));
         // A node that never started (skipped, or killed before it ran) has no time.
         if node.duration_us > 0 {
             line.push_str(&format!("  {:>9}", format_us(node.duration_us)));
@@ -796,7 +812,7 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str) {
                 child.header.id,
                 for_terminal(&child.header.playbook_id)
             ));
-            write_summary(out, child, &format!("{nested}  "));
+            write_summary(out, child, &format!("{nested}  "), coloured);
         }
     }
     let status = serde_json::to_value(execution.status)

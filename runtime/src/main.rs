@@ -18,6 +18,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env(env::LOG).unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour at a terminal only: a redirected log gets no escape codes.
+        .with_ansi(cli::colour(&std::io::stderr()))
         .init();
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

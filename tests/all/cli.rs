@@ -1168,3 +1168,53 @@ fn apps_are_installed_into_the_users_directory_and_found_from_any_folder() {
         .count();
     assert_eq!(files, 1);
 }
+
+// Issue 23: no colour at a terminal, yet ANSI codes in a redirected server log.
+#[test]
+fn colour_only_at_a_terminal_and_never_with_no_color_or_in_a_redirected_log() {
+    let [playbook, input, _] = sample("partial-failure");
+    let at_a_terminal = |no_color: bool| {
+        // `script` runs wasp with a terminal of its own.
+        let line = format!(
+            "{} run {playbook} --input {input} --output text",
+            env!("CARGO_BIN_EXE_wasp")
+        );
+        let mut command = Command::new("script");
+        command
+            .args(["-qec", &line, "/dev/null"])
+            .env("WASP_APPS", example_apps_dir())
+            .env("WASP_CACHE_DIR", cache_dir())
+            .env_remove("WASP_LOG");
+        if no_color {
+            command.env("NO_COLOR", "1");
+        } else {
+            command.env_remove("NO_COLOR");
+        }
+        let output = command.output().expect("script runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let coloured = at_a_terminal(false);
+    assert!(
+        coloured.contains("\x1b[32m✔ succeeded\x1b[0m  defang"),
+        "{coloured:?}"
+    );
+    assert!(
+        coloured.contains("\x1b[31m✘ failed   \x1b[0m  classify"),
+        "{coloured:?}"
+    );
+    let plain = at_a_terminal(true);
+    assert!(plain.contains("✔ succeeded  defang"), "{plain:?}");
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+
+    let logged = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["app", "describe", "ioc-extract"])
+        .env("WASP_APPS", example_apps_dir())
+        .env("WASP_CACHE_DIR", cache_dir())
+        .env("WASP_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let log = stderr(&logged);
+    assert!(log.contains("DEBUG"), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
+}
