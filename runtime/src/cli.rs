@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings};
 use crate::trace::StepStatus;
@@ -130,6 +130,25 @@ enum Command {
         #[arg(value_enum)]
         of: SchemaOf,
     },
+    /// Print the completion script of a shell: `source <(wasp completions bash)`, or
+    /// save it where the shell looks (`~/.local/share/bash-completion/completions/wasp`,
+    /// a directory of `$fpath` as `_wasp`, `~/.config/fish/completions/wasp.fish`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print wasp's manual page (roff): `wasp man > wasp.1 && man ./wasp.1`.
+    Man(ManArgs),
+}
+
+/// What `wasp man` writes.
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Write a page per command (`wasp.1`, `wasp-run.1`, …) into this directory,
+    /// instead of printing wasp's own page.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -477,6 +496,21 @@ fn lines_for_terminal(text: &str) -> String {
         .join("\n")
 }
 
+/// `wasp man`: wasp's page on stdout, or every command's page into a directory.
+fn manual(args: &ManArgs) -> Result<ExitCode, Failure> {
+    let failed = |e: std::io::Error| Failure::Internal(format!("cannot write the manual: {e}"));
+    match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            clap_mangen::generate_to(Cli::command(), dir).map_err(failed)?;
+        }
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(failed)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `wasp schema`: the schema, indented, as a file to keep.
 fn schema(of: SchemaOf) -> Result<ExitCode, Failure> {
     let schema = match of {
@@ -508,6 +542,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match &cli.command {
         Command::App(AppCommand::New(args)) => return new_app(args),
         Command::Schema { of } => return schema(*of),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "wasp", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man(args) => return manual(args),
         _ => {}
     }
     let host = Host::new(HostConfig {
@@ -547,6 +586,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Executions(ExecutionsCommand::List(args)) => list_executions(&args),
         Command::Executions(ExecutionsCommand::Show(args)) => show_execution(&args),
         Command::Schema { of } => schema(of),
+        Command::Completions { .. } | Command::Man(_) => Ok(ExitCode::SUCCESS),
         Command::Graph(args) => {
             let (playbook, ..) =
                 load_playbook_with_apps(&host, &apps_dir, &args.playbook, None).await?;

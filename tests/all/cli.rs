@@ -1218,3 +1218,42 @@ fn colour_only_at_a_terminal_and_never_with_no_color_or_in_a_redirected_log() {
     assert!(log.contains("DEBUG"), "{log}");
     assert!(!log.contains('\x1b'), "{log:?}");
 }
+
+// Issue 23: shell completions and a manual page, from the same definition as the
+// commands themselves.
+#[test]
+fn shells_complete_wasp_and_man_reads_its_page() {
+    let bash = wasp(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0), "{}", stderr(&bash));
+    let script = String::from_utf8(bash.stdout).unwrap();
+    // Bash itself loads it, and completes a subcommand.
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{script}\nCOMP_WORDS=(wasp exe); COMP_CWORD=1; COMP_LINE='wasp exe'; COMP_POINT=8; \
+             _wasp wasp exe wasp; echo \"${{COMPREPLY[@]}}\""
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(loaded.status.code(), Some(0), "{}", stderr(&loaded));
+    assert_eq!(String::from_utf8_lossy(&loaded.stdout).trim(), "executions");
+    for (shell, mark) in [("zsh", "#compdef wasp"), ("fish", "complete -c wasp")] {
+        let output = wasp(&["completions", shell]);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains(mark),
+            "{shell}"
+        );
+    }
+
+    let page = wasp(&["man"]);
+    assert_eq!(page.status.code(), Some(0), "{}", stderr(&page));
+    let page = String::from_utf8(page.stdout).unwrap();
+    assert!(page.contains(".TH wasp 1"), "{page}");
+    assert!(page.contains("validate"), "the commands are listed: {page}");
+    let dir = tempfile::tempdir().unwrap();
+    let output = wasp(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(dir.path().join("wasp-run.1").is_file());
+    assert!(dir.path().join("wasp-app-install.1").is_file());
+}
