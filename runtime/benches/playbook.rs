@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wasp_runtime::engine::{self, HostRunner, Start, StepCall, StepRunner};
+use wasp_runtime::engine::{self, Start, StepCall, StepRunner};
 use wasp_runtime::host::{Host, HostConfig, Registry};
 use wasp_runtime::playbook::{AppInfo, Catalog, Playbook, PlaybookSpec};
+use wasp_runtime::runner::HostRunner;
 use wasp_runtime::trace::ExecutionStatus;
 use wasp_runtime::trace::StepReport;
 

@@ -18,8 +18,9 @@ use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings};
 use crate::trace::StepStatus;
 
 use crate::assets::Assets;
-use crate::engine::{self, HostRunner, Start};
+use crate::engine::{self, Start};
 use crate::playbook::{Known, NodeKind, Playbook, PlaybookSpec, parse_duration, parse_size};
+use crate::runner::HostRunner;
 use crate::trace::LogLevel;
 use crate::trace::{Event, Execution, ExecutionStatus, NodeStatus, TriggerType};
 

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasp_runtime::engine::{self, HostRunner, Start};
+use wasp_runtime::engine::{self, Start};
 use wasp_runtime::host::Registry;
 use wasp_runtime::playbook::{AppInfo, Catalog, Known, Playbook, PlaybookSpec};
+use wasp_runtime::runner::HostRunner;
 use wasp_runtime::trace::{ExecutionStatus, NodeStatus};
 
 use crate::common::{HOST, example_apps_dir, generated};

@@ -27,8 +27,9 @@ pub use error::Error;
 pub use playbooks::stored_fields;
 pub use replay::Which;
 
-use crate::engine::{self, HostRunner, Start, StepRunner};
+use crate::engine::{self, Start, StepRunner};
 use crate::playbook::Playbook;
+use crate::runner::HostRunner;
 use crate::store::{self, NewExecution, Store};
 use crate::trace::{Event, Execution, ExecutionStatus, LogLevel, TriggerType};
 pub use writer::WriteError;
