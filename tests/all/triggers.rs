@@ -447,6 +447,55 @@ fn on_a_server_with_a_token_a_signature_suffices_and_an_unsigned_hook_needs_the_
     assert_eq!(status, 403);
 }
 
+// Issue 23: a playbook could not answer the system that called it (n8n's "Respond to
+// Webhook"): the caller got a record with no node outputs at the default level.
+#[test]
+fn a_webhook_responds_with_the_playbooks_output_on_its_signature_alone() {
+    let (dir, server) = server_with_secrets(&["--token", "api-token-0123456789"]);
+    std::fs::write(dir.path().join("hook.secret"), "answer-hook-key").unwrap();
+    create(
+        &server,
+        "answers",
+        "trigger: { type: webhook, secret: \"file:hook.secret\" }\n\
+         output: { said: \"${note.output.text}\", alert: \"${trigger.body.id}\" }",
+    );
+    create(
+        &server,
+        "silent",
+        "trigger: { type: webhook, secret: \"file:hook.secret\" }",
+    );
+    let body = r#"{"id": 7}"#;
+    let post = |path: &str| {
+        let mut response = server
+            .agent
+            .post(server.url(path))
+            .header("Content-Type", "application/json")
+            .header("X-Wasp-Signature-256", sign(b"answer-hook-key", body))
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_json::<Value>().unwrap())
+    };
+    // The result is the whole body; the signature is the only credential it needs.
+    let (status, answer) = post("/api/v1/hooks/answers?respond=output");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"said": "fired", "alert": 7}));
+    // A playbook that declares no result says so, with the execution to look at.
+    let (status, answer) = post("/api/v1/hooks/silent?respond=output");
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().ends_with(
+            "ended Completed with no output: the playbook declares no `output:` to respond with"
+        ),
+        "{answer}"
+    );
+    assert!(answer["execution_id"].as_str().unwrap().starts_with("ex_"));
+    // The whole record still needs the token; another answer is refused.
+    assert_eq!(post("/api/v1/hooks/answers?wait=true").0, 401);
+    let (status, answer) = post("/api/v1/hooks/answers?respond=record");
+    assert_eq!(status, 400, "{answer}");
+}
+
 #[test]
 fn a_queued_execution_killed_while_it_waits_ends_killed_and_frees_its_place() {
     let (_dir, server) = server();

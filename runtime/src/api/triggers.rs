@@ -88,8 +88,19 @@ pub(super) async fn hook(
         }
     }
     // A signature vouches for the body only; waiting for (and so reading) the whole
-    // record needs the API token as well, when the server has one.
-    let wait = flag(&params, "wait")?;
+    // record needs the API token as well, when the server has one. The playbook's
+    // declared result (`respond=output`) is what its author chose to answer a webhook's
+    // caller with, so the webhook's own credential suffices for it.
+    let respond = match params.get("respond").map(String::as_str) {
+        None => false,
+        Some("output") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`respond` is `{other}`; the one answer a webhook can respond with is `output`"
+            )));
+        }
+    };
+    let wait = flag(&params, "wait")? && !respond;
     if wait {
         check_token(token.0.as_deref(), &headers)?;
     }
@@ -108,7 +119,9 @@ pub(super) async fn hook(
         "query": params
             .iter()
             .filter(|(name, _)| {
-                *name != "wait" && !private_header(&name.to_ascii_lowercase())
+                *name != "wait"
+                    && *name != "respond"
+                    && !private_header(&name.to_ascii_lowercase())
             })
             .map(|(name, value)| (name.clone(), Value::from(value.clone())))
             .collect::<serde_json::Map<_, _>>(),
@@ -123,10 +136,40 @@ pub(super) async fn hook(
             payload,
             TriggerType::Webhook,
             None,
-            super::Report::when(wait),
+            super::Report::when(wait || respond),
         )
         .await?;
+    if respond {
+        return respond_with_output(started).await;
+    }
     answer_started(started, wait).await
+}
+
+/// The answer of `respond=output`: the execution's declared result as the whole body
+/// (200), or, when it has none, 502 with why (the result could not be built, or the
+/// playbook declares none) and the execution's id, to look it up.
+async fn respond_with_output(started: super::Started) -> Result<Response, ApiError> {
+    let id = started.id.clone();
+    let (_, execution) = started
+        .done
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::Unavailable(format!("execution `{id}` could not be stored")))?;
+    Ok(match execution.output {
+        Some(output) => (StatusCode::OK, Json(output)).into_response(),
+        None => {
+            let why = execution
+                .output_error
+                .unwrap_or_else(|| "the playbook declares no `output:` to respond with".to_owned());
+            let status = serde_json::to_value(execution.status).unwrap_or_default();
+            let status = status.as_str().unwrap_or_default();
+            let body = json!({
+                "error": format!("execution `{id}` ended {status} with no output: {why}"),
+                "execution_id": id,
+            });
+            (StatusCode::BAD_GATEWAY, Json(body)).into_response()
+        }
+    })
 }
 
 /// Check the signature `headers` carry for `body` under `key`, in constant time.
