@@ -241,6 +241,28 @@ struct ExecutionsListArgs {
     /// The SQLite database file.
     #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
     db: PathBuf,
+
+    #[command(flatten)]
+    output: OutputArg,
+}
+
+/// `--output`, on every command that prints records.
+#[derive(Debug, Args)]
+struct OutputArg {
+    /// `text` for people, `json` for scripts [default: text on a terminal, else json]
+    #[arg(long = "output", value_name = "FORMAT")]
+    format: Option<OutputFormat>,
+}
+
+impl OutputArg {
+    /// The format asked for, or text at a terminal and JSON elsewhere.
+    fn format(&self) -> OutputFormat {
+        self.format.unwrap_or(if std::io::stdout().is_terminal() {
+            OutputFormat::Text
+        } else {
+            OutputFormat::Json
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +273,9 @@ struct ExecutionsShowArgs {
     /// The SQLite database file.
     #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
     db: PathBuf,
+
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 #[derive(Debug, Args)]
@@ -394,6 +419,9 @@ struct ListArgs {
 struct DescribeArgs {
     /// The app: a name from the apps directory, or a path to a `.wasm` file.
     app: String,
+
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 #[derive(Debug, Args)]
@@ -559,7 +587,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::App(AppCommand::List(args)) => list(&host, &apps_dir, &args).await,
         Command::App(AppCommand::Describe(args)) => {
             let app = resolve(&host, &apps_dir, &args.app).await?;
-            print_json(&app.info);
+            match args.output.format() {
+                OutputFormat::Json => print_json(&app.info),
+                OutputFormat::Text => print!("{}", describe_text(&app.info)),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::App(AppCommand::Run(args)) => run_app(&host, &apps_dir, args).await,
@@ -1150,12 +1181,110 @@ fn list_executions(args: &ExecutionsListArgs) -> Result<ExitCode, Failure> {
     let page = store
         .executions(&crate::store::ExecutionFilter { tql }, window, true)
         .map_err(|e| Failure::Internal(e.to_string()))?;
+    if let OutputFormat::Text = args.output.format() {
+        print!("{}", executions_text(&page.rows, page.total));
+        return Ok(ExitCode::SUCCESS);
+    }
     print_json(&serde_json::json!({
         "count": page.total,
         "more": page.more,
         "data": page.rows,
     }));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Executions for people: a line each, newest first, then how many of how many.
+fn executions_text(rows: &[crate::store::ExecutionRow], total: Option<i64>) -> String {
+    let mut out = format!(
+        "{:<6} {:<30} {:<17} {:<24} {:<24} {}\n",
+        "NUM", "ID", "STATUS", "PLAYBOOK", "QUEUED", "DURATION"
+    );
+    for row in rows {
+        let status = serde_json::to_value(row.status).unwrap_or_default();
+        out.push_str(&format!(
+            "{:<6} {:<30} {:<17} {:<24} {:<24} {}\n",
+            row.num,
+            row.header.id,
+            status.as_str().unwrap_or_default(),
+            for_terminal(&row.header.playbook_id),
+            row.header.queued_at.format("%Y-%m-%d %H:%M:%SZ"),
+            row.duration_ms
+                .map_or_else(|| "—".to_owned(), |ms| format!("{ms} ms"))
+        ));
+    }
+    let total = total.map_or_else(String::new, |t| format!(" of {t}"));
+    out.push_str(&format!("({}{total})\n", rows.len()));
+    out
+}
+
+/// An app's description for people: each action with its input's and output's fields
+/// (type, and whether it is required), not the whole schemas.
+fn describe_text(info: &crate::playbook::AppInfo) -> String {
+    let mut out = format!(
+        "{} {} — {}\n",
+        for_terminal(&info.name),
+        for_terminal(&info.version),
+        for_terminal(&info.description)
+    );
+    for action in &info.actions {
+        out.push_str(&format!(
+            "\n  {}: {}\n",
+            for_terminal(&action.name),
+            for_terminal(&action.description)
+        ));
+        out.push_str(&format!(
+            "    input:  {}\n",
+            fields_text(&action.input_schema)
+        ));
+        out.push_str(&format!(
+            "    output: {}\n",
+            fields_text(&action.output_schema)
+        ));
+        if !action.pathways.is_empty() {
+            out.push_str(&format!(
+                "    pathways: {}\n",
+                for_terminal(&action.pathways.join(", "))
+            ));
+        }
+    }
+    out
+}
+
+/// A schema's top-level fields: `name (type, required)`, or `any` when it lists none.
+fn fields_text(schema: &serde_json::Value) -> String {
+    let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+        return "any JSON".to_owned();
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let fields: Vec<String> = properties
+        .iter()
+        .map(|(name, property)| {
+            let kind = match property.get("type") {
+                Some(serde_json::Value::String(kind)) => kind.clone(),
+                Some(serde_json::Value::Array(kinds)) => kinds
+                    .iter()
+                    .filter_map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                _ => "any".to_owned(),
+            };
+            let required = if required.contains(&name.as_str()) {
+                ", required"
+            } else {
+                ""
+            };
+            format!("{} ({kind}{required})", for_terminal(name))
+        })
+        .collect();
+    if fields.is_empty() {
+        "none".to_owned()
+    } else {
+        fields.join(", ")
+    }
 }
 
 fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
@@ -1165,7 +1294,10 @@ fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Internal(e.to_string()))?
     {
         Some(crate::store::ExecutionRecord::Ended(record)) => {
-            print_json(&record);
+            match args.output.format() {
+                OutputFormat::Json => print_json(&record),
+                OutputFormat::Text => print!("{}", record_text(&record)),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(crate::store::ExecutionRecord::Unfinished(row)) => {
@@ -1179,6 +1311,62 @@ fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
             args.db.display()
         ))),
     }
+}
+
+/// A stored execution's record for people: what it is, a line per node (as `wasp run`
+/// prints them), how it ended, and its result.
+fn record_text(record: &serde_json::Value) -> String {
+    let text = |key: &str| for_terminal(record[key].as_str().unwrap_or_default()).into_owned();
+    let mut out = format!(
+        "execution {} of playbook `{}` ({}), {} at {}\n",
+        text("id"),
+        text("playbook_id"),
+        text("playbook_name"),
+        text("trigger_type"),
+        text("log_level")
+    );
+    let nodes = record["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let width = nodes
+        .iter()
+        .map(|n| n["id"].as_str().unwrap_or_default().chars().count())
+        .max()
+        .unwrap_or(0);
+    for node in nodes {
+        let id = for_terminal(node["id"].as_str().unwrap_or_default()).into_owned();
+        let mut line = format!(
+            "  {:<10} {id:width$}",
+            node["status"].as_str().unwrap_or_default()
+        );
+        if let Some(us) = node["duration_us"].as_u64().filter(|us| *us > 0) {
+            line.push_str(&format!("  {:>9}", format_us(us)));
+        }
+        if let Some(pathway) = node["pathway"].as_str() {
+            line.push_str(&format!("  → {}", for_terminal(pathway)));
+        }
+        if let Some(iterations) = node["iterations"].as_u64() {
+            line.push_str(&format!("  {iterations} iterations"));
+        }
+        if let Some(message) = node["error"]["message"].as_str() {
+            line.push_str(&format!("  {}", for_terminal(message)));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "{} in {}\n",
+        text("status"),
+        format_us(record["duration_us"].as_u64().unwrap_or_default())
+    ));
+    if let Some(message) = record["message"].as_str() {
+        out.push_str(&format!("{}\n", for_terminal(message)));
+    }
+    if let Some(output) = record.get("output") {
+        out.push_str(&format!("output: {}\n", for_terminal(&output.to_string())));
+    }
+    out
 }
 
 /// The playbooks that `playbook`'s nodes call.

@@ -1257,3 +1257,62 @@ fn shells_complete_wasp_and_man_reads_its_page() {
     assert!(dir.path().join("wasp-run.1").is_file());
     assert!(dir.path().join("wasp-app-install.1").is_file());
 }
+
+// Issue 23: `app describe` printed 189–355 lines of raw schema and `executions` only
+// JSON; every command that prints records takes `--output text|json`.
+#[test]
+fn records_print_as_text_for_people_and_json_for_scripts() {
+    let described = wasp(&["app", "describe", "ioc-extract", "--output", "text"]);
+    assert_eq!(described.status.code(), Some(0), "{}", stderr(&described));
+    let text = String::from_utf8(described.stdout).unwrap();
+    assert!(text.starts_with("ioc-extract 0.1.0 — "), "{text}");
+    assert!(text.contains("\n  extract: "), "{text}");
+    assert!(
+        text.contains("    input:  text (string, required)\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines().count() < 20,
+        "a summary, not the schemas: {text}"
+    );
+    // Piped, with no --output, it is JSON, as before.
+    assert_eq!(
+        stdout_json(&wasp(&["app", "describe", "ioc-extract"]))["name"],
+        "ioc-extract"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wasp.db");
+    let db = db.to_str().unwrap();
+    let [playbook, input, _] = sample("partial-failure");
+    let ran = wasp(&[
+        "run", &playbook, "--input", &input, "--db", db, "--output", "json",
+    ]);
+    let id = stdout_json(&ran)["id"].as_str().unwrap().to_owned();
+    let listed = wasp(&["executions", "list", "--db", db, "--output", "text"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let text = String::from_utf8(listed.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("NUM    ID"), "{text}");
+    assert!(
+        lines[1].starts_with(&format!("1      {id}  Partially Failed  partial-failure")),
+        "{text}"
+    );
+    assert_eq!(lines[2], "(1 of 1)");
+    let shown = wasp(&["executions", "show", &id, "--db", db, "--output", "text"]);
+    let text = String::from_utf8(shown.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("execution {id} of playbook `partial-failure`")),
+        "{text}"
+    );
+    assert!(text.contains("  Failed     classify "), "{text}");
+    assert!(text.contains("\nPartially Failed in "), "{text}");
+    assert!(
+        text.contains("\noutput: {\"category\":\"unknown\""),
+        "{text}"
+    );
+    assert_eq!(
+        stdout_json(&wasp(&["executions", "show", &id, "--db", db]))["status"],
+        "Partially Failed"
+    );
+}
