@@ -22,7 +22,7 @@ use crate::engine::{self, Start};
 use crate::playbook::{Known, NodeKind, Playbook, PlaybookSpec, parse_duration, parse_size};
 use crate::runner::HostRunner;
 use crate::trace::LogLevel;
-use crate::trace::{Event, Execution, ExecutionStatus, NodeStatus, TriggerType};
+use crate::trace::{Event, Execution, ExecutionStatus, NodeRecord, NodeStatus, TriggerType};
 
 /// Exit code: the step failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -837,39 +837,7 @@ fn write_summary(out: &mut String, execution: &Execution, indent: &str, coloured
         .max()
         .unwrap_or(0);
     for node in &execution.nodes {
-        let id = for_terminal(&node.id);
-        let (mark, code) = match node.status {
-            NodeStatus::Succeeded => ("✔ succeeded", 32),
-            NodeStatus::Failed => ("✘ failed   ", 31),
-            NodeStatus::TimedOut => ("⏱ timed out", 31),
-            NodeStatus::Killed => ("■ killed   ", 31),
-            NodeStatus::Skipped => ("· skipped  ", 90),
-            NodeStatus::Pending | NodeStatus::Running => ("… running  ", 33),
-        };
-        let mut line = format!("{}  {id:width$}", tint(mark, code, coloured));
-        // A node that never started (skipped, or killed before it ran) has no time.
-        if node.duration_us > 0 {
-            line.push_str(&format!("  {:>9}", format_us(node.duration_us)));
-        }
-        if let Some(pathway) = &node.pathway {
-            line.push_str(&format!("  → {}", for_terminal(pathway)));
-        }
-        if let Some(iterations) = node.iterations {
-            line.push_str(&format!(
-                "  {iterations} iteration{}",
-                if iterations == 1 { "" } else { "s" }
-            ));
-            if let Some(succeeded) = node.succeeded.filter(|s| *s < iterations) {
-                line.push_str(&format!(", {succeeded} succeeded"));
-            }
-        }
-        if let Some(error) = &node.error {
-            let kind = serde_json::to_value(error.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            line.push_str(&format!("  {kind}: {}", for_terminal(&error.message)));
-        }
+        let line = node_line(node, width, coloured);
         out.push_str(indent);
         out.push_str(line.trim_end());
         out.push('\n');
@@ -1296,7 +1264,9 @@ fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
         Some(crate::store::ExecutionRecord::Ended(record)) => {
             match args.output.format() {
                 OutputFormat::Json => print_json(&record),
-                OutputFormat::Text => print!("{}", record_text(&record)),
+                OutputFormat::Text => {
+                    print!("{}", record_text(&record, colour(&std::io::stdout())));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1313,9 +1283,48 @@ fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
     }
 }
 
+/// One node's line in a summary: its mark and status, id, time, pathway, iterations
+/// and error.
+fn node_line(node: &NodeRecord, width: usize, coloured: bool) -> String {
+    let id = for_terminal(&node.id);
+    let (mark, code) = match node.status {
+        NodeStatus::Succeeded => ("✔ succeeded", 32),
+        NodeStatus::Failed => ("✘ failed   ", 31),
+        NodeStatus::TimedOut => ("⏱ timed out", 31),
+        NodeStatus::Killed => ("■ killed   ", 31),
+        NodeStatus::Skipped => ("· skipped  ", 90),
+        NodeStatus::Pending | NodeStatus::Running => ("… running  ", 33),
+    };
+    let mut line = format!("{}  {id:width$}", tint(mark, code, coloured));
+    // A node that never started (skipped, or killed before it ran) has no time.
+    if node.duration_us > 0 {
+        line.push_str(&format!("  {:>9}", format_us(node.duration_us)));
+    }
+    if let Some(pathway) = &node.pathway {
+        line.push_str(&format!("  → {}", for_terminal(pathway)));
+    }
+    if let Some(iterations) = node.iterations {
+        line.push_str(&format!(
+            "  {iterations} iteration{}",
+            if iterations == 1 { "" } else { "s" }
+        ));
+        if let Some(succeeded) = node.succeeded.filter(|s| *s < iterations) {
+            line.push_str(&format!(", {succeeded} succeeded"));
+        }
+    }
+    if let Some(error) = &node.error {
+        let kind = serde_json::to_value(error.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        line.push_str(&format!("  {kind}: {}", for_terminal(&error.message)));
+    }
+    line
+}
+
 /// A stored execution's record for people: what it is, a line per node (as `wasp run`
 /// prints them), how it ended, and its result.
-fn record_text(record: &serde_json::Value) -> String {
+fn record_text(record: &serde_json::Value, coloured: bool) -> String {
     let text = |key: &str| for_terminal(record[key].as_str().unwrap_or_default()).into_owned();
     let mut out = format!(
         "execution {} of playbook `{}` ({}), {} at {}\n",
@@ -1325,34 +1334,16 @@ fn record_text(record: &serde_json::Value) -> String {
         text("trigger_type"),
         text("log_level")
     );
-    let nodes = record["nodes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let nodes: Vec<NodeRecord> =
+        serde_json::from_value(record["nodes"].clone()).unwrap_or_default();
     let width = nodes
         .iter()
-        .map(|n| n["id"].as_str().unwrap_or_default().chars().count())
+        .map(|n| for_terminal(&n.id).chars().count())
         .max()
         .unwrap_or(0);
-    for node in nodes {
-        let id = for_terminal(node["id"].as_str().unwrap_or_default()).into_owned();
-        let mut line = format!(
-            "  {:<10} {id:width$}",
-            node["status"].as_str().unwrap_or_default()
-        );
-        if let Some(us) = node["duration_us"].as_u64().filter(|us| *us > 0) {
-            line.push_str(&format!("  {:>9}", format_us(us)));
-        }
-        if let Some(pathway) = node["pathway"].as_str() {
-            line.push_str(&format!("  → {}", for_terminal(pathway)));
-        }
-        if let Some(iterations) = node["iterations"].as_u64() {
-            line.push_str(&format!("  {iterations} iterations"));
-        }
-        if let Some(message) = node["error"]["message"].as_str() {
-            line.push_str(&format!("  {}", for_terminal(message)));
-        }
-        out.push_str(line.trim_end());
+    for node in &nodes {
+        out.push_str("  ");
+        out.push_str(node_line(node, width, coloured).trim_end());
         out.push('\n');
     }
     out.push_str(&format!(

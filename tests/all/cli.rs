@@ -1305,7 +1305,7 @@ fn records_print_as_text_for_people_and_json_for_scripts() {
         text.starts_with(&format!("execution {id} of playbook `partial-failure`")),
         "{text}"
     );
-    assert!(text.contains("  Failed     classify "), "{text}");
+    assert!(text.contains("\n  ✘ failed     classify "), "{text}");
     assert!(text.contains("\nPartially Failed in "), "{text}");
     assert!(
         text.contains("\noutput: {\"category\":\"unknown\""),

@@ -128,8 +128,8 @@ impl StepRun {
     }
 }
 
-/// A node's end state.
-#[derive(Debug, Clone, Serialize)]
+/// A node's end state (read back from a stored record, too).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeRecord {
     /// The node's id.
     pub id: String,
@@ -142,15 +142,15 @@ pub struct NodeRecord {
     /// Its error.
     pub error: Option<StepFailure>,
     /// Iterations run, for `for_each`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<usize>,
     /// Of those, how many succeeded (its output holds theirs, in item order).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub succeeded: Option<usize>,
     /// Wall-clock time from start to end, in microseconds.
     pub duration_us: u64,
     /// The child executions a `playbook:` node started (one per iteration).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<String>,
 }
 
