@@ -875,30 +875,6 @@ async fn execute_inner<R: StepRunner>(
     (execution, output)
 }
 
-/// The references a playbook's `output:` can make, when the execution has ended: the
-/// trigger, and the output of every node that left one.
-struct EndScope<'a> {
-    playbook: &'a Playbook,
-    ran: &'a Ran,
-    execution_id: &'a str,
-}
-
-impl Scope for EndScope<'_> {
-    fn root(&self, root: &Root) -> Option<Cow<'_, Value>> {
-        match root {
-            Root::Trigger => Some(Cow::Borrowed(&*self.ran.trigger)),
-            Root::Output(node) => self
-                .playbook
-                .index_of(node)
-                .and_then(|index| self.ran.records.get(&index)?.output.as_ref())
-                .map(Cow::Borrowed),
-            Root::Item | Root::ItemIndex => None,
-            Root::ExecutionId => Some(Cow::Owned(Value::String(self.execution_id.to_owned()))),
-            Root::PlaybookId => Some(Cow::Owned(Value::String(self.playbook.id.clone()))),
-        }
-    }
-}
-
 /// The execution's result, when the playbook declares one: its `output:` rendered over
 /// what the nodes left (before the capture policy, which keeps outputs at DEBUG only).
 fn result(
@@ -906,10 +882,14 @@ fn result(
     ran: &Ran,
     execution_id: &str,
 ) -> Option<Result<Value, crate::playbook::template::ResolveError>> {
-    let scope = EndScope {
+    // The scope a node's input renders in, with no item: what a node could read.
+    let scope = RunScope {
+        trigger: &ran.trigger,
         playbook,
-        ran,
+        outputs: &ran.outputs,
+        item: None,
         execution_id,
+        playbook_id: &playbook.id,
     };
     Some(playbook.output.as_ref()?.render(&scope))
 }
@@ -936,6 +916,9 @@ struct Ran {
     steps: Vec<StepRun>,
     children: Vec<Execution>,
     trigger: Arc<Value>,
+    /// Each node's output, as the nodes read them (a playbook's `output:` reads them
+    /// too, when the execution ends).
+    outputs: Arc<Outputs>,
 }
 
 /// How a node's run ended, as the scheduler awaits it.
@@ -1047,6 +1030,7 @@ impl<R: StepRunner> Scheduler<R> {
             steps: self.steps,
             children: self.children,
             trigger: self.trigger,
+            outputs: self.outputs,
         }
     }
 
