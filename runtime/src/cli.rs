@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+mod progress;
+
 use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings};
 use crate::trace::StepStatus;
 
@@ -345,6 +347,9 @@ struct ValidateArgs {
     /// checked]
     #[arg(long, value_name = "FILE")]
     assets: Option<PathBuf>,
+
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 #[derive(Debug, Args)]
@@ -410,8 +415,11 @@ struct NewArgs {
 
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    #[command(flatten)]
+    output: OutputArg,
+
+    /// The same as `--output json` (kept for scripts written before `--output`).
+    #[arg(long, hide = true, conflicts_with = "format")]
     json: bool,
 }
 
@@ -470,6 +478,9 @@ struct RunArgs {
 enum Failure {
     Usage(String),
     Internal(String),
+    /// A playbook that cannot be used (a usage error, which `validate --output json`
+    /// prints as its problems).
+    Playbook(crate::playbook::Error),
 }
 
 impl From<host::Error> for Failure {
@@ -563,6 +574,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {}", lines_for_terminal(&message));
             ExitCode::from(EXIT_INTERNAL)
         }
+        Err(Failure::Playbook(error)) => {
+            eprintln!("error: {}", lines_for_terminal(&error.to_string()));
+            ExitCode::from(EXIT_USAGE)
+        }
     }
 }
 
@@ -602,15 +617,33 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let file = &args.playbook.file;
             let beside = file.parent().unwrap_or(Path::new("."));
             let assets = load_assets(args.assets.as_deref(), beside, "beside the playbook")?;
-            let (playbook, ..) =
-                load_playbook_with_apps(&host, &apps_dir, &args.playbook, assets.as_ref()).await?;
-            println!(
-                "`{}` is valid: playbook `{}`, {} nodes, {} edges",
-                for_terminal(&file.display().to_string()),
-                for_terminal(&playbook.id),
-                playbook.graph.node_count(),
-                playbook.graph.edge_count()
-            );
+            let loaded =
+                load_playbook_with_apps(&host, &apps_dir, &args.playbook, assets.as_ref()).await;
+            match (loaded, args.output.format()) {
+                (Ok((playbook, ..)), OutputFormat::Text) => println!(
+                    "`{}` is valid: playbook `{}`, {} nodes, {} edges",
+                    for_terminal(&file.display().to_string()),
+                    for_terminal(&playbook.id),
+                    playbook.graph.node_count(),
+                    playbook.graph.edge_count()
+                ),
+                (Ok((playbook, ..)), OutputFormat::Json) => print_json(&serde_json::json!({
+                    "valid": true,
+                    "file": file,
+                    "playbook": playbook.id,
+                    "nodes": playbook.graph.node_count(),
+                    "edges": playbook.graph.edge_count(),
+                })),
+                (Err(Failure::Playbook(error)), OutputFormat::Json) => {
+                    print_json(&serde_json::json!({
+                        "valid": false,
+                        "file": error.file(),
+                        "problems": error.problems(),
+                    }));
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+                (Err(failure), _) => return Err(failure),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_playbook(&host, &apps_dir, args).await,
@@ -915,8 +948,7 @@ async fn load_playbook_with_apps(
         playbooks: &ids,
         assets: assets.as_deref(),
     };
-    let load =
-        |path: &Path| Playbook::load(path, &catalog).map_err(|e| Failure::Usage(e.to_string()));
+    let load = |path: &Path| Playbook::load(path, &catalog).map_err(Failure::Playbook);
     let playbook = load(&args.file)?;
     let mut children: Vec<Arc<Playbook>> = Vec::new();
     let mut wanted = called(&playbook);
@@ -1394,7 +1426,7 @@ fn check_apps_dir(apps_dir: &Path) -> Result<(), Failure> {
 
 async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
     check_apps_dir(apps_dir)?;
-    let registry = Registry::scan(host, apps_dir).await?;
+    let registry = scan_showing_progress(host, apps_dir).await?;
     // Every command that loads the directory says what it refused, `wasp serve` at
     // start included: two files claiming one name are refused loudly, never picked.
     for (path, problem) in registry.problems() {
@@ -1405,6 +1437,14 @@ async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
         );
     }
     Ok(registry)
+}
+
+/// The apps of `dir`, with progress on stderr when loading them takes a while.
+async fn scan_showing_progress(host: &Host, dir: &Path) -> Result<Registry, host::Error> {
+    let progress = progress::LoadProgress::start(dir);
+    let registry = Registry::scan_reporting(host, dir, &|loading| progress.update(loading)).await;
+    progress.finish();
+    registry
 }
 
 /// An app named `name` in the apps directory, or the component file at `name`.
@@ -1444,7 +1484,7 @@ async fn resolve(host: &Host, apps_dir: &Path, name: &str) -> Result<Arc<host::A
 
 async fn list(host: &Host, apps_dir: &Path, args: &ListArgs) -> Result<ExitCode, Failure> {
     let registry = scan(host, apps_dir).await?;
-    if args.json {
+    if args.json || args.output.format() == OutputFormat::Json {
         let apps: Vec<_> = registry
             .apps()
             .map(|app| {
@@ -1582,7 +1622,7 @@ async fn install(
     }
     std::fs::create_dir_all(&into)
         .map_err(|e| Failure::Usage(format!("cannot make `{}`: {e}", into.display())))?;
-    let installed = Registry::scan(host, &into).await?;
+    let installed = scan_showing_progress(host, &into).await?;
     for file in &files {
         let shown = for_terminal(&file.display().to_string()).into_owned();
         eprintln!("checking and compiling `{shown}` …");

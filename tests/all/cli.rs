@@ -1,6 +1,7 @@
 //! The `wasp` binary: exit codes, output and error messages.
 
 use std::process::{Command, Output};
+use serde_json::json;
 
 use crate::common::{cache_dir, example_apps_dir, hostile_path};
 
@@ -189,7 +190,8 @@ fn secrets_from_the_environment_are_redacted() {
 
 #[test]
 fn app_list_and_describe_show_every_example_app() {
-    let output = wasp(&["app", "list", "--json"]);
+    // Piped, `app list` answers JSON without being asked.
+    let output = wasp(&["app", "list"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let names: Vec<String> = stdout_json(&output)
         .as_array()
@@ -240,11 +242,19 @@ fn validate_and_graph_a_playbook() {
         env!("CARGO_MANIFEST_DIR"),
         "/../example-apps/playbooks/phishing-triage.yaml"
     );
-    let output = wasp(&["validate", sample]);
+    let output = wasp(&["validate", sample, "--output", "text"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
         String::from_utf8_lossy(&output.stdout)
             .ends_with("is valid: playbook `phishing-triage`, 8 nodes, 7 edges\n")
+    );
+    // Piped, it answers JSON, for an editor or CI to read.
+    let output = wasp(&["validate", sample]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let answer = stdout_json(&output);
+    assert_eq!(
+        (&answer["valid"], &answer["playbook"], &answer["nodes"], &answer["edges"]),
+        (&json!(true), &json!("phishing-triage"), &json!(8), &json!(7))
     );
 
     let output = wasp(&["graph", sample, "--format", "mermaid"]);
@@ -257,7 +267,7 @@ fn validate_and_graph_a_playbook() {
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.yaml");
     std::fs::write(&broken, "id: x\nname: y\ntrigger: {type: manual}\nnodes:\n  a: {app: nope}\n  b: {app: ioc-extract, action: extract, input: {text: \"${c.output}\"}}\n").unwrap();
-    let output = wasp(&["validate", broken.to_str().unwrap()]);
+    let output = wasp(&["validate", broken.to_str().unwrap(), "--output", "text"]);
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         stderr(&output),
@@ -265,6 +275,33 @@ fn validate_and_graph_a_playbook() {
             "error: `{}` has 2 problems:\n  - node `a`, `app`: there is no app `nope`\n  - node `b`, `input`: `${{c.output}}` reads `c`, which is not a node\n",
             broken.display()
         )
+    );
+    // As JSON, each problem is an object naming its node and field.
+    let output = wasp(&["validate", broken.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stdout_json(&output),
+        json!({
+            "valid": false,
+            "file": broken.display().to_string(),
+            "problems": [
+                {"node": "a", "field": "app", "message": "there is no app `nope`"},
+                {"node": "b", "field": "input", "message": "`${c.output}` reads `c`, which is not a node"},
+            ],
+        })
+    );
+    let unparsable = dir.path().join("unparsable.yaml");
+    std::fs::write(&unparsable, "id: [").unwrap();
+    let output = wasp(&["validate", unparsable.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(output.status.code(), Some(2));
+    let answer = stdout_json(&output);
+    assert_eq!(answer["valid"], false);
+    assert!(
+        answer["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a valid playbook: "),
+        "{answer}"
     );
 }
 
@@ -630,7 +667,7 @@ fn the_default_apps_directory_follows_cargo_target_dir() {
     let list = |target: Option<&std::ffi::OsStr>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasp"));
         command
-            .args(["app", "list", "--json"])
+            .args(["app", "list", "--output", "json"])
             .current_dir(elsewhere.path())
             .env("HOME", elsewhere.path())
             .env_remove("XDG_DATA_HOME")
@@ -771,7 +808,7 @@ nodes:
     renamed[at..at + name.len()].copy_from_slice(b"\x1b]0;pwned\x07\x1b[2J");
     std::fs::write(apps.path().join("renamed.wasm"), renamed).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let list = wasp_with(apps.path(), cache.path(), &["app", "list"]);
+    let list = wasp_with(apps.path(), cache.path(), &["app", "list", "--output", "text"]);
     assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
     let table = String::from_utf8_lossy(&list.stdout);
     assert_inert("wasp app list", &table);
@@ -807,7 +844,7 @@ fn two_files_claiming_one_name_are_refused_by_every_command() {
         )
     };
 
-    let list = wasp_with(apps.path(), &cache_dir(), &["app", "list", "--json"]);
+    let list = wasp_with(apps.path(), &cache_dir(), &["app", "list", "--output", "json"]);
     assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
     assert_eq!(stdout_json(&list), serde_json::json!([]));
     for expected in [warning(&evil, &real), warning(&real, &evil)] {
@@ -869,7 +906,7 @@ fn a_cache_directory_writable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let cache = tempfile::tempdir().unwrap();
     std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let output = wasp_with(&example_apps_dir(), cache.path(), &["app", "list"]);
+    let output = wasp_with(&example_apps_dir(), cache.path(), &["app", "list", "--output", "text"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert_eq!(
         stderr(&output),
@@ -1123,7 +1160,7 @@ fn apps_are_installed_into_the_users_directory_and_found_from_any_folder() {
     );
 
     // From a folder that is not a checkout, the user's apps are the ones found.
-    let output = run(&["app", "list", "--json"]);
+    let output = run(&["app", "list", "--output", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let names: Vec<String> = stdout_json(&output)
         .as_array()

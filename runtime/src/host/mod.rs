@@ -66,7 +66,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 pub use cache::default_cache_dir;
 pub use compile::{CompileLimits, Refusal};
 pub use egress::Egress;
-pub use registry::Registry;
+pub use registry::{Loading, Registry};
 pub use sandbox::Settings;
 
 use cache::ComponentCache;

@@ -23,6 +23,17 @@ use super::{App, Error, Host};
 /// enough to bound the component bytes held in memory (16 × 64 MiB at the most).
 const MAX_LOADS_AT_ONCE: usize = 16;
 
+/// How far a scan has got.
+#[derive(Debug)]
+pub struct Loading<'a> {
+    /// Files loaded (or refused) so far.
+    pub loaded: usize,
+    /// Component files in the directory.
+    pub total: usize,
+    /// The files still loading, in name order.
+    pub waiting_for: Vec<&'a Path>,
+}
+
 /// The apps found in a directory.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -36,6 +47,17 @@ impl Registry {
     /// Load every `.wasm` file in `dir` (not recursively), all at once. Files that
     /// describe the same app name are all refused (and listed as problems).
     pub async fn scan(host: &Host, dir: &Path) -> Result<Self, Error> {
+        Self::scan_reporting(host, dir, &|_| {}).await
+    }
+
+    /// [`Registry::scan`], telling `report` how far it has got: once the files are
+    /// counted, then after each one loads (a command shows it as progress, since a
+    /// component not yet in the cache can take many seconds to compile).
+    pub async fn scan_reporting(
+        host: &Host,
+        dir: &Path,
+        report: &(dyn Fn(&Loading<'_>) + Sync),
+    ) -> Result<Self, Error> {
         let read = |source| Error::Read {
             path: dir.to_owned(),
             source,
@@ -49,6 +71,13 @@ impl Registry {
             }
         }
         files.sort();
+        let mut waiting: BTreeMap<usize, PathBuf> = files.iter().cloned().enumerate().collect();
+        let total = files.len();
+        report(&Loading {
+            loaded: 0,
+            total,
+            waiting_for: waiting.values().map(PathBuf::as_path).collect(),
+        });
         // Each load holds its file's bytes (up to the compile bound's 64 MiB) until it
         // is compiled: a directory of many large files must not hold them all at once.
         let at_once = Arc::new(tokio::sync::Semaphore::new(MAX_LOADS_AT_ONCE));
@@ -64,10 +93,17 @@ impl Registry {
         }
         let mut loaded = Vec::new();
         while let Some(joined) = loads.join_next().await {
-            loaded.push(joined.map_err(|source| Error::Task {
+            let joined = joined.map_err(|source| Error::Task {
                 task: "loading an app",
                 source,
-            })?);
+            })?;
+            waiting.remove(&joined.0);
+            loaded.push(joined);
+            report(&Loading {
+                loaded: loaded.len(),
+                total,
+                waiting_for: waiting.values().map(PathBuf::as_path).collect(),
+            });
         }
         // Problems in file-name order, whichever load ended first.
         loaded.sort_by_key(|(index, _, _)| *index);

@@ -51,11 +51,13 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 pub const MAX_SIZE: u64 = 4 << 30;
 
 /// One thing wrong with a playbook.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     /// The node, if the problem is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// The field, e.g. `input`, `edges[2]`, `max_runtime`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// What is wrong.
     pub message: String,
@@ -102,6 +104,35 @@ pub enum Error {
         /// The problems, in file order.
         problems: Vec<Problem>,
     },
+}
+
+impl Error {
+    /// The file the error is about.
+    pub fn file(&self) -> &str {
+        match self {
+            Error::Read { file, .. } | Error::Parse { file, .. } | Error::Invalid { file, .. } => {
+                file
+            }
+        }
+    }
+
+    /// Every problem: an invalid playbook's, or the one that kept the file from being
+    /// read or parsed.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            Error::Invalid { problems, .. } => problems.clone(),
+            Error::Read { source, .. } => vec![Problem {
+                node: None,
+                field: None,
+                message: format!("cannot read it: {source}"),
+            }],
+            Error::Parse { source, .. } => vec![Problem {
+                node: None,
+                field: None,
+                message: format!("not a valid playbook: {source}"),
+            }],
+        }
+    }
 }
 
 /// What kind of node, and what it runs.
