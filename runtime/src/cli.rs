@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+mod build;
 mod progress;
 
 use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings};
@@ -381,6 +382,20 @@ enum AppCommand {
     /// Check components (a `.wasm` file, or each one in a directory) and copy them
     /// into the apps directory (--apps, or the user's data directory), compiled.
     Install(InstallArgs),
+    /// Build the app in a directory (one `wasp app new` made, or any like it) with its
+    /// language's tools, and install it, replacing an earlier build.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// The app's directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+
+    /// Only build: print the component's path instead of installing it.
+    #[arg(long)]
+    no_install: bool,
 }
 
 #[derive(Debug, Args)]
@@ -406,9 +421,9 @@ struct NewArgs {
     #[arg(long, default_value = ".")]
     dir: PathBuf,
 
-    /// The wasp checkout whose SDK and WIT the app uses by path. Found by default above
-    /// `--dir`, or where this `wasp` was built from; without one, the app gets its own
-    /// copy of the WIT (and a Rust app a note on where to point `wasp-sdk`).
+    /// The wasp checkout whose SDK and WIT the app uses by relative path [default: the
+    /// checkout `--dir` is in, if any]. Without one the app stands alone: it gets its
+    /// own copy of the WIT, and a Rust app its own copy of the SDK.
     #[arg(long)]
     wasp_root: Option<PathBuf>,
 }
@@ -612,6 +627,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::App(AppCommand::New(args)) => new_app(&args),
         Command::App(AppCommand::Install(args)) => {
             install(&host, cli.apps.clone().or_else(user_apps_dir), &args).await
+        }
+        Command::App(AppCommand::Build(args)) => {
+            let component = build::build(&args.dir)?;
+            if args.no_install {
+                println!("{}", component.display());
+            } else {
+                install_files(
+                    &host,
+                    cli.apps.clone().or_else(user_apps_dir),
+                    &[component],
+                    true,
+                )
+                .await?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => {
             let file = &args.playbook.file;
@@ -1600,9 +1630,6 @@ async fn install(
     into: Option<PathBuf>,
     args: &InstallArgs,
 ) -> Result<ExitCode, Failure> {
-    let into = into.ok_or_else(|| {
-        Failure::Usage("there is no apps directory to install into: name one with --apps".into())
-    })?;
     let files: Vec<PathBuf> = if args.path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&args.path)
             .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", args.path.display())))?
@@ -1620,10 +1647,25 @@ async fn install(
             args.path.display()
         )));
     }
+    install_files(host, into, &files, args.force).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Install each of `files` into `into` (see `install`); `replace` lets an app replace
+/// an installed one of the same name.
+async fn install_files(
+    host: &Host,
+    into: Option<PathBuf>,
+    files: &[PathBuf],
+    replace: bool,
+) -> Result<(), Failure> {
+    let into = into.ok_or_else(|| {
+        Failure::Usage("there is no apps directory to install into: name one with --apps".into())
+    })?;
     std::fs::create_dir_all(&into)
         .map_err(|e| Failure::Usage(format!("cannot make `{}`: {e}", into.display())))?;
     let installed = scan_showing_progress(host, &into).await?;
-    for file in &files {
+    for file in files {
         let shown = for_terminal(&file.display().to_string()).into_owned();
         eprintln!("checking and compiling `{shown}` …");
         let app = host
@@ -1633,7 +1675,7 @@ async fn install(
         let name = &app.info.name;
         let target = into.join(format!("{name}.wasm"));
         if let Some(other) = installed.get(name) {
-            if !args.force {
+            if !replace {
                 return Err(Failure::Usage(format!(
                     "an app `{}` is installed (`{}`); --force replaces it",
                     for_terminal(name),
@@ -1665,7 +1707,7 @@ async fn install(
             target.display()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `wasp app new`: scaffold the app, then say how to build and test it.
@@ -1678,16 +1720,14 @@ fn new_app(args: &NewArgs) -> Result<ExitCode, Failure> {
             .find(|d| is_checkout(d))
             .map(Path::to_path_buf)
     });
-    let root = root.or_else(|| {
-        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-        is_checkout(built_from).then(|| built_from.to_path_buf())
-    });
     let made = crate::scaffold::new_app(&args.name, args.lang, &args.dir, root.as_deref())
         .map_err(|e| Failure::Usage(e.to_string()))?;
     println!(
-        "made the {} app `{}` in {}; its README says how to build and test it",
+        "made the {} app `{}` in {}; `wasp app build {}` builds and installs it, and its \
+         README says how to test it",
         args.lang.as_str(),
         args.name,
+        made.display(),
         made.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -12,13 +12,71 @@
 //!   and a Python or JavaScript app builds against its `wit/`, both by relative path.
 //!   An app made directly in `example-apps/` (Rust) or `example-apps/python|js/` is
 //!   then built by `cargo build` with the others.
-//! - Without one, a Python or JavaScript app gets its own copy of `wit/app.wit`, and a
-//!   Rust app a `wasp-sdk` path dependency to edit (the SDK is not on crates.io).
+//! - Without one, the app stands alone: a Python or JavaScript app gets its own copy of
+//!   `wit/app.wit`, and a Rust app its own copy of this wasp's SDK (`wasp-sdk/`, with
+//!   `wit/` beside it), since the SDK is not published to a registry. The app then
+//!   builds anywhere, with nothing outside its directory, and can be committed as is.
 
 use std::path::{Component, Path, PathBuf};
 
 /// The contract, copied into a Python or JavaScript app made outside a checkout.
 const WIT: &str = include_str!("../../wit/app.wit");
+
+/// The SDK's sources, copied into a Rust app made outside a checkout (`wasp-sdk/src/`).
+/// A test checks that this is every file of `sdk/src`.
+const SDK_SOURCES: &[Template] = &[
+    ("action.rs", include_str!("../../sdk/src/action.rs")),
+    ("config.rs", include_str!("../../sdk/src/config.rs")),
+    ("error.rs", include_str!("../../sdk/src/error.rs")),
+    ("http.rs", include_str!("../../sdk/src/http.rs")),
+    ("json.rs", include_str!("../../sdk/src/json.rs")),
+    ("lib.rs", include_str!("../../sdk/src/lib.rs")),
+    ("log.rs", include_str!("../../sdk/src/log.rs")),
+    ("testing.rs", include_str!("../../sdk/src/testing.rs")),
+];
+
+/// The SDK's manifest, and the workspace's, from which the copy's own is made.
+const SDK_MANIFEST: &str = include_str!("../../sdk/Cargo.toml");
+const WORKSPACE_MANIFEST: &str = include_str!("../../Cargo.toml");
+
+/// The SDK's manifest made standalone: each `key.workspace = true` replaced by the
+/// workspace's line for that key (a dependency's version and features, the package's
+/// version and edition), and the workspace's lints left out. `None` if a key is not in
+/// the workspace's manifest (a test makes sure it is).
+fn standalone_sdk_manifest() -> Option<String> {
+    let mut out = String::from(
+        "# A copy of the SDK of wasp {version}, made by `wasp app new` so that this app builds\n\
+         # with nothing outside its directory. `wasp app new` in a newer wasp makes a newer one.\n",
+    )
+    .replace("{version}", env!("CARGO_PKG_VERSION"));
+    let mut lines = SDK_MANIFEST.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim() == "[lints]" {
+            // `workspace = true`: the workspace's lints are wasp's own business.
+            while lines
+                .peek()
+                .is_some_and(|next| !next.trim_start().starts_with('['))
+            {
+                lines.next();
+            }
+            continue;
+        }
+        match line.split_once(".workspace = true") {
+            Some((key, rest)) if rest.trim().is_empty() => {
+                let key = key.trim();
+                let found = WORKSPACE_MANIFEST.lines().find(|candidate| {
+                    candidate
+                        .split_once('=')
+                        .is_some_and(|(name, _)| name.trim() == key)
+                })?;
+                out.push_str(found);
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    Some(out)
+}
 
 /// A template file: where it goes in the app, and its text.
 type Template = (&'static str, &'static str);
@@ -318,11 +376,11 @@ fn render(name: &str, lang: Lang, app_dir: &Path, root: Option<&Path>) -> Vec<(S
             })
     };
     let wit_dir = root.and_then(|root| plain(&root.join("wit")));
-    let sdk_dependency = match root.and_then(|root| plain(&root.join("sdk"))) {
+    let sdk_path = root.and_then(|root| plain(&root.join("sdk")));
+    let sdk_dependency = match &sdk_path {
         Some(path) => format!("wasp-sdk = {{ path = \"{path}\" }}"),
-        None => "# wasp-sdk is not on crates.io: set this path to the `sdk` directory of a wasp\n\
-                 # checkout (or use a `git` dependency on the wasp repository).\n\
-                 wasp-sdk = { path = \"../wasp/sdk\" }"
+        None => "# The copy of wasp's SDK that `wasp app new` made (the SDK is not published).\n\
+                 wasp-sdk = { path = \"wasp-sdk\" }"
             .to_owned(),
     };
     // Directly in `example-apps/`, a Rust app is a member of the wasp workspace (its
@@ -341,6 +399,22 @@ fn render(name: &str, lang: Lang, app_dir: &Path, root: Option<&Path>) -> Vec<(S
         ("{{sdk_dependency}}", sdk_dependency),
         ("{{workspace}}", workspace),
         (
+            "{{sdk_note}}",
+            if sdk_path.is_some() {
+                format!(
+                    "\n`wasp-sdk` is the SDK of the wasp checkout at `{}`, by relative path.\n",
+                    sdk_path.clone().unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "\n`wasp-sdk/` is a copy of the SDK of wasp {} (with the contract in `wit/`),\n\
+                     so that the app builds with nothing outside this directory; the wasp\n\
+                     that runs the app must speak the same contract.\n",
+                    env!("CARGO_PKG_VERSION")
+                )
+            },
+        ),
+        (
             "{{wit_dir}}",
             wit_dir.clone().unwrap_or_else(|| "wit".to_owned()),
         ),
@@ -357,8 +431,21 @@ fn render(name: &str, lang: Lang, app_dir: &Path, root: Option<&Path>) -> Vec<(S
             ((*relative).to_owned(), text)
         })
         .collect();
-    if lang != Lang::Rust && wit_dir.is_none() {
-        files.push(("wit/app.wit".to_owned(), WIT.to_owned()));
+    match lang {
+        Lang::Python | Lang::Js if wit_dir.is_none() => {
+            files.push(("wit/app.wit".to_owned(), WIT.to_owned()));
+        }
+        Lang::Rust if sdk_path.is_none() => {
+            // The SDK reads the contract from `../wit`, beside its own directory.
+            files.push(("wit/app.wit".to_owned(), WIT.to_owned()));
+            if let Some(manifest) = standalone_sdk_manifest() {
+                files.push(("wasp-sdk/Cargo.toml".to_owned(), manifest));
+            }
+            for (file, text) in SDK_SOURCES {
+                files.push((format!("wasp-sdk/src/{file}"), (*text).to_owned()));
+            }
+        }
+        _ => {}
     }
     files
 }
@@ -452,6 +539,33 @@ mod tests {
         assert_eq!(
             message,
             "`Bad!` is not a valid app name: it contains `B`; names are made of a-z, 0-9, `-` and `_`"
+        );
+    }
+
+    #[test]
+    fn the_sdk_copy_is_every_source_file_with_a_manifest_of_its_own() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let copied: Vec<&str> = SDK_SOURCES.iter().map(|(file, _)| *file).collect();
+        assert_eq!(on_disk, copied, "add the new SDK file to SDK_SOURCES");
+        let manifest = standalone_sdk_manifest().expect("every workspace key is found");
+        assert!(!manifest.contains("workspace"), "{manifest}");
+        for line in [
+            "name = \"wasp-sdk\"",
+            "edition = \"2024\"",
+            "wit-bindgen = \"0.63\"",
+            "serde = { version = \"1\", features = [\"derive\"] }",
+            "wasi = \"0.14\"",
+        ] {
+            assert!(manifest.lines().any(|l| l == line), "{line} in {manifest}");
+        }
+        assert!(
+            manifest.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{manifest}"
         );
     }
 

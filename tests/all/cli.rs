@@ -1,7 +1,7 @@
 //! The `wasp` binary: exit codes, output and error messages.
 
-use std::process::{Command, Output};
 use serde_json::json;
+use std::process::{Command, Output};
 
 use crate::common::{cache_dir, example_apps_dir, hostile_path};
 
@@ -253,8 +253,18 @@ fn validate_and_graph_a_playbook() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let answer = stdout_json(&output);
     assert_eq!(
-        (&answer["valid"], &answer["playbook"], &answer["nodes"], &answer["edges"]),
-        (&json!(true), &json!("phishing-triage"), &json!(8), &json!(7))
+        (
+            &answer["valid"],
+            &answer["playbook"],
+            &answer["nodes"],
+            &answer["edges"]
+        ),
+        (
+            &json!(true),
+            &json!("phishing-triage"),
+            &json!(8),
+            &json!(7)
+        )
     );
 
     let output = wasp(&["graph", sample, "--format", "mermaid"]);
@@ -808,7 +818,11 @@ nodes:
     renamed[at..at + name.len()].copy_from_slice(b"\x1b]0;pwned\x07\x1b[2J");
     std::fs::write(apps.path().join("renamed.wasm"), renamed).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let list = wasp_with(apps.path(), cache.path(), &["app", "list", "--output", "text"]);
+    let list = wasp_with(
+        apps.path(),
+        cache.path(),
+        &["app", "list", "--output", "text"],
+    );
     assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
     let table = String::from_utf8_lossy(&list.stdout);
     assert_inert("wasp app list", &table);
@@ -844,7 +858,11 @@ fn two_files_claiming_one_name_are_refused_by_every_command() {
         )
     };
 
-    let list = wasp_with(apps.path(), &cache_dir(), &["app", "list", "--output", "json"]);
+    let list = wasp_with(
+        apps.path(),
+        &cache_dir(),
+        &["app", "list", "--output", "json"],
+    );
     assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
     assert_eq!(stdout_json(&list), serde_json::json!([]));
     for expected in [warning(&evil, &real), warning(&real, &evil)] {
@@ -906,7 +924,11 @@ fn a_cache_directory_writable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let cache = tempfile::tempdir().unwrap();
     std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let output = wasp_with(&example_apps_dir(), cache.path(), &["app", "list", "--output", "text"]);
+    let output = wasp_with(
+        &example_apps_dir(),
+        cache.path(),
+        &["app", "list", "--output", "text"],
+    );
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert_eq!(
         stderr(&output),

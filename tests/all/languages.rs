@@ -351,34 +351,86 @@ fn the_js_example_app_passes_its_native_tests() {
     assert!(text.contains("# fail 0"), "{text}");
 }
 
+/// A Rust app made outside a checkout stands alone (its own copy of the SDK and the
+/// contract), passes its own tests, and `wasp app build` builds and installs it where
+/// `wasp app run` finds it by name.
 #[test]
-fn a_new_rust_app_passes_its_own_tests() {
+fn a_new_rust_app_passes_its_own_tests_and_builds_and_installs_alone() {
     let parent = tempfile::tempdir().unwrap();
-    let dir = new_app("scaffold-rs", Lang::Rust, parent.path(), Some(&root())).unwrap();
+    let dir = new_app("scaffold-rs", Lang::Rust, parent.path(), None).unwrap();
+    assert!(dir.join("wasp-sdk/src/lib.rs").is_file());
+    assert!(dir.join("wit/app.wit").is_file());
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("wasp-sdk = { path = \"wasp-sdk\" }"),
+        "{manifest}"
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .args(["test", "--offline"])
-        .current_dir(&dir)
-        // Its own target directory, kept between runs: the dependencies (serde,
-        // schemars, wit-bindgen, wasp-sdk) build once, and no lock is shared with the
-        // cargo running these tests.
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target"),
-        );
-    // The outer build's settings are not the app's.
-    for var in [
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-    ] {
-        command.env_remove(var);
-    }
-    let text = succeed(&mut command, "cargo test of a new Rust app");
+    // Its own target directory, kept between runs: the dependencies (serde, schemars,
+    // wit-bindgen, wasp-sdk) build once, and no lock is shared with the cargo running
+    // these tests. Offline: what the app needs is what wasp's own build fetched.
+    let isolate = |command: &mut Command| {
+        command
+            .env(
+                "CARGO_TARGET_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target"),
+            )
+            .env("CARGO_NET_OFFLINE", "true");
+        // The outer build's settings are not the app's.
+        for var in [
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+        ] {
+            command.env_remove(var);
+        }
+    };
+    let mut test = Command::new(&cargo);
+    test.arg("test").current_dir(&dir);
+    isolate(&mut test);
+    let text = succeed(&mut test, "cargo test of a new Rust app");
     assert!(passed(&text) >= 3, "{text}");
+
+    let apps = tempfile::tempdir().unwrap();
+    let wasp = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasp"));
+        command
+            .args(["--apps", apps.path().to_str().unwrap()])
+            .args(args)
+            .env("WASP_CACHE_DIR", crate::common::cache_dir())
+            .current_dir(&dir);
+        isolate(&mut command);
+        command.output().unwrap()
+    };
+    let built = wasp(&["app", "build"]);
+    let said = String::from_utf8_lossy(&built.stderr).into_owned();
+    assert_eq!(built.status.code(), Some(0), "{said}");
+    assert!(
+        String::from_utf8_lossy(&built.stdout).starts_with("installed `scaffold-rs` 0.1.0"),
+        "{said}"
+    );
+    assert!(apps.path().join("scaffold-rs.wasm").is_file());
+    let ran = wasp(&[
+        "app",
+        "run",
+        "scaffold-rs",
+        "--action",
+        "greet",
+        "--input",
+        r#"{"name":"Ada"}"#,
+        "--config",
+        "salutation=Hi",
+    ]);
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&ran.stdout).unwrap();
+    assert_eq!(record["output"]["greeting"], "Hi, Ada!");
 }
 
 #[test]
@@ -400,6 +452,22 @@ fn a_new_python_app_passes_its_own_tests() {
         "make test of a new Python app",
     );
     assert!(passed(&text) >= 3, "{text}");
+    // `wasp app build` runs its `make build` and installs the component.
+    let apps = tempfile::tempdir().unwrap();
+    let built = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["--apps", apps.path().to_str().unwrap(), "app", "build"])
+        .arg(&dir)
+        .env("COMPONENTIZE_PY", &componentize_py)
+        .env("WASP_CACHE_DIR", crate::common::cache_dir())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&built.stderr).into_owned();
+    assert_eq!(built.status.code(), Some(0), "{said}");
+    assert!(
+        String::from_utf8_lossy(&built.stdout).starts_with("installed `scaffold-py` 0.1.0"),
+        "{said}"
+    );
+    assert!(apps.path().join("scaffold-py.wasm").is_file());
 }
 
 #[test]

@@ -58,7 +58,15 @@ impl Seen {
         let mut line = format!("{} of {} components loaded", self.loaded, self.total);
         if !self.waiting_for.is_empty() {
             line.push_str("; compiling ");
-            line.push_str(&self.waiting_for.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", "));
+            line.push_str(
+                &self
+                    .waiting_for
+                    .iter()
+                    .take(NAMED)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
             if self.waiting_for.len() > NAMED {
                 line.push_str(&format!(" +{}", self.waiting_for.len() - NAMED));
             }
@@ -82,7 +90,12 @@ pub(super) struct LoadProgress {
 impl LoadProgress {
     /// Start showing the loading of `dir` after `delay`, to stderr.
     pub(super) fn start(dir: &Path) -> Self {
-        Self::start_to(dir, Show::for_stderr(), DELAY, Arc::new(Mutex::new(std::io::stderr())))
+        Self::start_to(
+            dir,
+            Show::for_stderr(),
+            DELAY,
+            Arc::new(Mutex::new(std::io::stderr())),
+        )
     }
 
     fn start_to(
@@ -187,7 +200,10 @@ mod tests {
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -197,7 +213,8 @@ mod tests {
 
     impl Captured {
         fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_owned()
         }
     }
 
