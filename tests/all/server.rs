@@ -593,6 +593,10 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
         .call()
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
+    // A supervisor's health check needs no token, and learns only that wasp answers.
+    let health = server.agent.get(server.url("/healthz")).call().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(health.into_body().read_to_string().unwrap(), "ok\n");
 
     let output = Command::new(env!("CARGO_BIN_EXE_wasp"))
         .args(["serve", "--addr", "0.0.0.0:0", "--db"])

@@ -243,6 +243,9 @@ pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
         // A signed webhook is authenticated by its signature; the handler asks for the
         // token otherwise.
         .route("/api/v1/hooks/{id}", post(triggers::hook))
+        // For a supervisor or a load balancer: the process answers. Unauthenticated,
+        // so it says nothing else.
+        .route("/healthz", get(|| async { "ok\n" }))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&server.service),
             while_loading,

@@ -37,6 +37,13 @@ const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/healthz",
+        summary: "`ok` while the process answers (no token needed; it says nothing else).",
+        query: &[],
+        body: false,
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/playbooks",
         summary: "Every playbook (seed 003's record).",
         query: &[],
