@@ -52,7 +52,7 @@ pub struct Asset {
 }
 
 /// Where an asset was defined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The assets file given to `wasp serve`/`wasp run`: read-only to the API.
@@ -62,7 +62,7 @@ pub enum Source {
 }
 
 /// The definition of an asset, as written in an assets file or sent to the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetSpec {
     /// The app it configures.
@@ -85,7 +85,7 @@ pub struct AssetSpec {
 }
 
 /// A plain setting's value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ValueSpec {
     /// The value itself.
@@ -98,7 +98,7 @@ pub enum ValueSpec {
 }
 
 /// Where a secret's value comes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSpec {
     /// An environment variable of the wasp process.
@@ -110,7 +110,7 @@ pub struct SecretSpec {
 }
 
 /// Step limits an asset sets for the steps that bind it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     /// Linear memory, e.g. `32MiB`.
@@ -128,7 +128,7 @@ impl LimitsSpec {
 }
 
 /// HTTP limits an asset sets for its steps' requests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
     /// Name resolution, connection and TLS handshake together (default 5s).

@@ -159,6 +159,11 @@ struct ManArgs {
 enum SchemaOf {
     /// A playbook file.
     Playbook,
+    /// The HTTP API, as an OpenAPI 3.1 document (what `/api/v1/openapi.json` serves).
+    Openapi,
+    /// The HTTP API's reference in Markdown, generated from the OpenAPI document (the
+    /// repository's `docs/http-api.md`).
+    HttpApi,
 }
 
 /// Whether to colour what goes to `stream`: when it is a terminal and `NO_COLOR` is
@@ -570,6 +575,11 @@ fn manual(args: &ManArgs) -> Result<ExitCode, Failure> {
 fn schema(of: SchemaOf) -> Result<ExitCode, Failure> {
     let schema = match of {
         SchemaOf::Playbook => crate::playbook::file_schema(),
+        SchemaOf::Openapi => crate::api::openapi::document(),
+        SchemaOf::HttpApi => {
+            print!("{}", crate::api::openapi::markdown());
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let text =
         serde_json::to_string_pretty(&schema).map_err(|e| Failure::Internal(e.to_string()))?;

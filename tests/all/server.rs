@@ -1494,6 +1494,40 @@ fn every_operation_in_the_openapi_document_is_served() {
         }
     }
     assert!(operations >= 30, "{operations}");
+    // Every answer it names is described, and every schema it refers to is in it.
+    let text = document.to_string();
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &reference[..reference.find('"').unwrap()];
+        assert!(schemas.contains_key(name), "a $ref to a missing schema `{name}`");
+    }
+    for name in ["Execution", "StepRun", "PlaybookSpec", "AssetSpec", "StartedExecution", "Problem"] {
+        assert!(schemas.contains_key(name), "no schema `{name}`");
+    }
+    let run = &document["paths"]["/api/v1/playbooks/{id}/run"]["post"]["responses"];
+    assert_eq!(
+        run["202"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/StartedExecution"
+    );
+    assert!(run["200"]["content"]["application/json"]["schema"]["allOf"].is_array());
+}
+
+/// docs/http-api.md is what `wasp schema http-api` prints from the OpenAPI document, so
+/// that the reference cannot drift from the server.
+#[test]
+fn the_http_api_reference_is_generated_from_the_document() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["schema", "http-api"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/http-api.md");
+    let file = std::fs::read_to_string(path).unwrap();
+    assert!(
+        file == generated,
+        "docs/http-api.md is out of date: run `cargo run -- schema http-api > docs/http-api.md`"
+    );
 }
 
 #[test]

@@ -6,11 +6,12 @@
 //! Bad input is a 4xx whose message says what to fix; a store failure is a 500 that
 //! says "internal error" to the client and logs the cause.
 
+mod answers;
 mod assets;
 mod events;
 mod export;
 mod listen;
-mod openapi;
+pub mod openapi;
 mod secmaster;
 mod soar;
 mod threatconnect;
@@ -147,7 +148,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let response = (
             status,
-            Json(json!({"error": self.to_string(), "status": status.as_u16()})),
+            Json(answers::Problem {
+                error: self.to_string(),
+                status: status.as_u16(),
+            }),
         )
             .into_response();
         self.with_cause(response)
@@ -424,7 +428,10 @@ async fn list_playbooks(State(service): State<Arc<Service>>) -> Result<Json<Valu
             record
         })
         .collect();
-    Ok(Json(json!({"count": data.len(), "data": data})))
+    Ok(Json(json!(answers::Listing {
+        count: i64::try_from(data.len()).unwrap_or(i64::MAX),
+        data,
+    })))
 }
 
 async fn get_playbook(
@@ -513,13 +520,11 @@ async fn answer_started(started: Started, wait: bool) -> Result<Response, ApiErr
         record["num"] = json!(num);
         return Ok((StatusCode::OK, Json(record)).into_response());
     }
-    let body = json!({
-        "execution_id": started.id,
-        "id": started.num,
-        "status": started.status(),
-        "links": {"execution": format!("/api/v1/executions/{}", started.id)},
-    });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(answers::StartedExecution::of(&started)),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/executions?tql=&offset=&limit=&sort=&count=true`: a page of
@@ -537,11 +542,11 @@ async fn list_executions(
     let page = service
         .blocking(move |store| store.executions(&filter, window, count))
         .await?;
-    let mut body = json!({"more": page.more, "data": page.rows});
-    if let Some(total) = page.total {
-        body["count"] = json!(total);
-    }
-    Ok(Json(body))
+    Ok(Json(json!(answers::ExecutionPage {
+        more: page.more,
+        data: page.rows,
+        count: page.total,
+    })))
 }
 
 async fn get_execution(
@@ -620,7 +625,10 @@ async fn kill_execution(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
     if service.kill(&row.header.id) {
-        let body = json!({"killed": true, "execution_id": row.header.id});
+        let body = answers::Killed {
+            killed: true,
+            execution_id: row.header.id,
+        };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     Err(ApiError::Conflict(format!(
@@ -684,7 +692,10 @@ async fn list_steps(
     let (rows, total) = service
         .blocking(move |store| store.step_runs(&filter, window))
         .await?;
-    Ok(Json(json!({"count": total, "data": rows})))
+    Ok(Json(json!(answers::Listing {
+        count: total,
+        data: rows
+    })))
 }
 
 /// `GET /api/v1/executions/{id}/steps[?node=…&tql=…]`: every step run of an execution
@@ -704,7 +715,10 @@ async fn execution_steps(
     let (rows, total) = service
         .blocking(move |store| store.step_runs(&filter, window))
         .await?;
-    Ok(Json(json!({"count": total, "data": rows})))
+    Ok(Json(json!(answers::Listing {
+        count: total,
+        data: rows
+    })))
 }
 
 /// The filter of a log query: TQL over [`LOG_FIELDS`], plus `level` (that level and
@@ -772,7 +786,11 @@ async fn logs_response(
         .blocking(move |store| store.log_lines(&filter, window))
         .await?;
     match params.get("format").map(String::as_str) {
-        None | Some("json") => Ok(Json(json!({"count": total, "data": rows})).into_response()),
+        None | Some("json") => Ok(Json(answers::Listing {
+            count: total,
+            data: rows,
+        })
+        .into_response()),
         Some("csv") => {
             let body = export::logs_csv(&rows).map_err(ApiError::internal)?;
             Ok(export::download("text/csv; charset=utf-8", file, body))
@@ -854,7 +872,11 @@ async fn replay_step(
         iteration: optional_number(&params, "iteration", 0..=i64::MAX)?,
         attempt: optional_number(&params, "attempt", 1..=i64::from(u32::MAX))?,
     };
-    let input = json_body(&body)?.get("input").cloned();
+    let input = serde_json::from_value::<answers::ReplayBody>(json_body(&body)?)
+        .map_err(|e| {
+            ApiError::BadRequest(format!("the body must be {{\"input\": …}} or empty: {e}"))
+        })?
+        .input;
     let wait = flag(&params, "wait")?;
     let started = service
         .replay_step(&id, &node, which, input, Report::when(wait))

@@ -212,17 +212,21 @@ pub(super) async fn event(
     let (mut executions, mut failed) = (Vec::new(), Vec::new());
     for (playbook, started) in fired {
         match started {
-            Ok(started) => executions.push(json!({
-                "playbook": playbook,
-                "execution_id": started.id,
-                "id": started.num,
-                "status": started.status(),
-                "links": {"execution": format!("/api/v1/executions/{}", started.id)},
-            })),
-            Err(e) => failed.push(json!({"playbook": playbook, "error": e.to_string()})),
+            Ok(started) => executions.push(super::answers::FiredExecution {
+                playbook,
+                started: super::answers::StartedExecution::of(&started),
+            }),
+            Err(e) => failed.push(super::answers::NotFired {
+                playbook,
+                error: e.to_string(),
+            }),
         }
     }
-    let body = json!({"matched": matched, "executions": executions, "failed": failed});
+    let body = super::answers::Fired {
+        matched,
+        executions,
+        failed,
+    };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 

@@ -99,7 +99,7 @@ pub enum Error {
 }
 
 /// A playbook as the store keeps it: the record of seed 003 around the definition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlaybookRecord {
     /// The string id: `pb_` and a ULID.
     pub id: String,
@@ -158,7 +158,7 @@ pub struct PlaybookRecord {
 }
 
 /// An execution as lists show it: the record without its nodes and steps.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExecutionRow {
     /// The numeric id (ThreatConnect's `id`).
     pub num: i64,
@@ -249,7 +249,7 @@ pub struct Interrupted {
 }
 
 /// A page of executions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Page {
     /// The executions on the page.
     pub rows: Vec<ExecutionRow>,
@@ -556,7 +556,7 @@ pub struct StepFilter {
 }
 
 /// A step run as lists show it: the run, where it is stored, and how it ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepRunRow {
     /// Its number, in the order step runs were stored.
     pub num: i64,
@@ -629,7 +629,7 @@ pub struct LogFilter {
 }
 
 /// One stored app log line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LogRow {
     /// Its number, in the order lines were stored.
     pub num: i64,
@@ -667,7 +667,7 @@ pub struct RunStats {
 }
 
 /// The state of a node of a running execution, as its events left it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct NodeState {
     /// The node.
     pub id: String,

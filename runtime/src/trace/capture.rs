@@ -11,7 +11,7 @@ use super::{LogLevel, NodeRecord, StepRun};
 
 /// What the capture policy kept of a step run, so that a reader knows why something is
 /// missing or short.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Capture {
     /// Whether inputs, outputs and OS logs were captured (the execution ran at DEBUG or
     /// TRACE).
@@ -46,7 +46,7 @@ fn capped_fields<'de, D: serde::Deserializer<'de>>(
 }
 
 /// What was cut from a report, so that no truncation is silent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Truncation {
     /// Log lines dropped past the line or byte cap.
     pub log_lines_dropped: u64,

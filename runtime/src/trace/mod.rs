@@ -31,7 +31,19 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Severity of a log line, and the level an execution records at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Everything, including step-by-step detail.
@@ -98,7 +110,7 @@ impl FromStr for LogLevel {
 }
 
 /// One line an app logged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LogLine {
     /// When the host received it (RFC 3339, UTC, microseconds).
     pub ts: String,

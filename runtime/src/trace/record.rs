@@ -14,9 +14,9 @@ pub fn new_execution_id() -> String {
 
 /// What an execution is, fixed when it is queued: every record of an execution (the
 /// whole record, the store's row, the start the store is told of) begins with it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ExecutionHeader {
-    /// Its id: `ex_` and a ULID (see [`new_execution_id`]).
+    /// Its id: `ex_` and a ULID.
     pub id: String,
     /// The execution whose `playbook:` node started it.
     pub parent_id: Option<String>,
@@ -37,7 +37,9 @@ pub struct ExecutionHeader {
 }
 
 /// How an execution was started (seed 004's trigger types, and two of wasp's own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum TriggerType {
     /// Run by a person, from the CLI, the API or the page.
@@ -55,7 +57,7 @@ pub enum TriggerType {
 }
 
 /// A node's status, as the trace records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum NodeStatus {
     /// Not started.
     Pending,
@@ -74,7 +76,9 @@ pub enum NodeStatus {
 }
 
 /// The execution's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum ExecutionStatus {
     /// Waiting to start.
     Queued,
@@ -92,7 +96,7 @@ pub enum ExecutionStatus {
 }
 
 /// One run of a step: one attempt of one iteration of one node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepRun {
     /// The node.
     pub node: String,
@@ -129,7 +133,7 @@ impl StepRun {
 }
 
 /// A node's end state (read back from a stored record, too).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeRecord {
     /// The node's id.
     pub id: String,
@@ -172,7 +176,7 @@ impl NodeRecord {
 }
 
 /// The record of one execution.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Execution {
     /// What it is, fixed when it was queued.
     #[serde(flatten)]
@@ -183,7 +187,7 @@ pub struct Execution {
     /// kill.
     pub message: Option<String>,
     /// Its result, when the playbook declares one (`output:`): kept at every level,
-    /// capped at [`crate::trace::MAX_RESULT_BYTES`].
+    /// capped at 1 MiB (`trace::MAX_RESULT_BYTES`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     /// Why its declared result could not be built (a reference to a node that did not
@@ -215,7 +219,7 @@ impl Execution {
 }
 
 /// Something that happened in an execution, sent as it happens (see [`Start::events`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A node started.
@@ -291,7 +295,7 @@ impl Event {
 }
 
 /// Whether the step succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// The action returned an output.
@@ -304,7 +308,7 @@ pub enum StepStatus {
 /// (`app_error`); the sandbox stopped it (`timeout`, `memory_limit`, `stack_overflow`,
 /// `trap`, `panic`, `killed`) or refused what it returned (`invalid_output`); or the
 /// host itself failed (`host_error`, a wasp bug or a broken environment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The app returned an error.
@@ -337,7 +341,7 @@ pub enum FailureKind {
 }
 
 /// A failed step's error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepFailure {
     /// The class of failure.
     pub kind: FailureKind,
@@ -366,7 +370,7 @@ impl StepFailure {
 
 /// Everything one step run produced, with secrets redacted. (A stored report may leave
 /// out the fields that hold nothing; they read back empty.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepReport {
     /// Whether it succeeded.
     pub status: StepStatus,
