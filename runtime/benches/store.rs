@@ -43,6 +43,7 @@ fn execution(i: usize) -> Execution {
         message: None,
         output: None,
         output_error: None,
+        output_status: None,
         started_at: queued_at,
         completed_at: queued_at + chrono::Duration::milliseconds(40),
         duration_us: 40_000,

@@ -842,10 +842,18 @@ async fn execute_inner<R: StepRunner>(
     let stop = Stop::of(&requested_kill, &kill);
     let status = decide_status(stop, &playbook, &ran);
     let message = stop_message(stop, &playbook, is_child);
-    let (result, result_error) = match result(&playbook, &ran, &header.id) {
+    let (result, mut result_error) = match result(&playbook, &ran, &header.id) {
         None => (None, None),
         Some(Ok(value)) => (Some(value), None),
         Some(Err(e)) => (None, Some(e.to_string())),
+    };
+    let output_status = match result_status(&playbook, &ran, &header.id) {
+        Some(Ok(status)) => Some(status),
+        Some(Err(e)) if result.is_some() => {
+            result_error = Some(format!("`output_status`: {e}"));
+            None
+        }
+        _ => None,
     };
     // What a `playbook:` node of a parent gets: the declared result, or else the
     // outputs of the final nodes.
@@ -864,6 +872,7 @@ async fn execute_inner<R: StepRunner>(
         message,
         output: output_kept,
         output_error: result_error,
+        output_status,
         started_at,
         completed_at: Utc::now(),
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -882,16 +891,51 @@ fn result(
     ran: &Ran,
     execution_id: &str,
 ) -> Option<Result<Value, crate::playbook::template::ResolveError>> {
-    // The scope a node's input renders in, with no item: what a node could read.
-    let scope = RunScope {
+    Some(
+        playbook
+            .output
+            .as_ref()?
+            .render(&result_scope(playbook, ran, execution_id)),
+    )
+}
+
+/// The scope the result renders in: a node's, with no item (what a node could read).
+fn result_scope<'a>(playbook: &'a Playbook, ran: &'a Ran, execution_id: &'a str) -> RunScope<'a> {
+    RunScope {
         trigger: &ran.trigger,
         playbook,
         outputs: &ran.outputs,
         item: None,
         execution_id,
         playbook_id: &playbook.id,
-    };
-    Some(playbook.output.as_ref()?.render(&scope))
+    }
+}
+
+/// The HTTP status to answer the result with, when the playbook declares one: its
+/// `output_status:` rendered as the result is, which must be a number from 200 to 599
+/// (or a string of one).
+fn result_status(
+    playbook: &Playbook,
+    ran: &Ran,
+    execution_id: &str,
+) -> Option<Result<u16, String>> {
+    let template = playbook.output_status.as_ref()?;
+    Some(
+        match template.render(&result_scope(playbook, ran, execution_id)) {
+            Err(e) => Err(e.to_string()),
+            Ok(value) => {
+                let number = match &value {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s.trim().parse().ok(),
+                    _ => None,
+                };
+                number
+                    .filter(|n| (200..=599).contains(n))
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or_else(|| format!("is {value}; an HTTP status here is 200 to 599"))
+            }
+        },
+    )
 }
 
 /// The reaper of one execution: cancels `kill` once `max_runtime` has passed, unless

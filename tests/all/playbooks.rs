@@ -281,6 +281,46 @@ edges:
     );
 }
 
+// Issue 23: the status a webhook caller gets with the result is the playbook's to
+// choose, and checked as the result is.
+#[tokio::test]
+async fn an_output_status_is_an_http_status_over_what_the_result_may_read() {
+    let apps = apps().await;
+    let problems = |extra: &str| {
+        let text = format!(
+            "id: s\nname: S\ntrigger: {{ type: webhook }}\nnodes:\n  \
+             iocs: {{ app: ioc-extract, action: extract, input: {{ text: x }} }}\n{extra}"
+        );
+        let spec = PlaybookSpec::parse("s.yaml", &text).unwrap();
+        match Playbook::validate("s.yaml", spec, &apps) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    };
+    assert_eq!(
+        problems("output: { n: \"${iocs.output.count}\" }\noutput_status: 201"),
+        ""
+    );
+    assert_eq!(
+        problems("output: { n: 1 }\noutput_status: \"${iocs.output.code ?? 200}\""),
+        ""
+    );
+    assert_eq!(
+        problems("output: { n: 1 }\noutput_status: 700"),
+        "`s.yaml` has 1 problem:\n  - `output_status`: is 700; an HTTP status here is 200 to 599"
+    );
+    assert_eq!(
+        problems("output_status: 200"),
+        "`s.yaml` has 1 problem:\n  - `output_status`: is the status to answer the `output:` \
+         with, and there is no `output:`"
+    );
+    assert_eq!(
+        problems("output: { n: 1 }\noutput_status: \"${iocs.output.cod}\""),
+        "`s.yaml` has 1 problem:\n  - `output_status`: `${iocs.output.cod}`: `iocs.output` has \
+         no field `cod` (the output of ioc-extract `extract`)"
+    );
+}
+
 // Issue 21: `timeout: 500000000000y` was taken, then panicked ("overflow when adding
 // duration to instant") at run time; `memory: 1EiB` was taken too.
 #[tokio::test]

@@ -1499,9 +1499,19 @@ fn every_operation_in_the_openapi_document_is_served() {
     let schemas = document["components"]["schemas"].as_object().unwrap();
     for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
         let name = &reference[..reference.find('"').unwrap()];
-        assert!(schemas.contains_key(name), "a $ref to a missing schema `{name}`");
+        assert!(
+            schemas.contains_key(name),
+            "a $ref to a missing schema `{name}`"
+        );
     }
-    for name in ["Execution", "StepRun", "PlaybookSpec", "AssetSpec", "StartedExecution", "Problem"] {
+    for name in [
+        "Execution",
+        "StepRun",
+        "PlaybookSpec",
+        "AssetSpec",
+        "StartedExecution",
+        "Problem",
+    ] {
         assert!(schemas.contains_key(name), "no schema `{name}`");
     }
     let run = &document["paths"]["/api/v1/playbooks/{id}/run"]["post"]["responses"];

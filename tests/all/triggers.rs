@@ -464,6 +464,19 @@ fn a_webhook_responds_with_the_playbooks_output_on_its_signature_alone() {
         "silent",
         "trigger: { type: webhook, secret: \"file:hook.secret\" }",
     );
+    // The playbook chooses the status: a number, or a template over what ran.
+    create(
+        &server,
+        "created",
+        "trigger: { type: webhook, secret: \"file:hook.secret\" }\n\
+         output: { alert: \"${trigger.body.id}\" }\noutput_status: 201",
+    );
+    create(
+        &server,
+        "misstatused",
+        "trigger: { type: webhook, secret: \"file:hook.secret\" }\n\
+         output: { alert: \"${trigger.body.id}\" }\noutput_status: \"${trigger.body.id}\"",
+    );
     let body = r#"{"id": 7}"#;
     let post = |path: &str| {
         let mut response = server
@@ -490,6 +503,18 @@ fn a_webhook_responds_with_the_playbooks_output_on_its_signature_alone() {
         "{answer}"
     );
     assert!(answer["execution_id"].as_str().unwrap().starts_with("ex_"));
+    let (status, answer) = post("/api/v1/hooks/created?respond=output");
+    assert_eq!((status, answer), (201, json!({"alert": 7})));
+    // A status that is not one is not guessed at: 502, saying what it rendered to.
+    let (status, answer) = post("/api/v1/hooks/misstatused?respond=output");
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("`output_status`: is 7; an HTTP status here is 200 to 599"),
+        "{answer}"
+    );
     // The whole record still needs the token; another answer is refused.
     assert_eq!(post("/api/v1/hooks/answers?wait=true").0, 401);
     let (status, answer) = post("/api/v1/hooks/answers?respond=record");

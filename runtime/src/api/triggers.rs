@@ -145,9 +145,10 @@ pub(super) async fn hook(
     answer_started(started, wait).await
 }
 
-/// The answer of `respond=output`: the execution's declared result as the whole body
-/// (200), or, when it has none, 502 with why (the result could not be built, or the
-/// playbook declares none) and the execution's id, to look it up.
+/// The answer of `respond=output`: the execution's declared result as the whole body,
+/// with the status its `output_status:` gives (200 without one), or, when it has none
+/// or its status could not be rendered, 502 with why (or that the playbook declares
+/// none) and the execution's id, to look it up.
 async fn respond_with_output(started: super::Started) -> Result<Response, ApiError> {
     let id = started.id.clone();
     let (_, execution) = started
@@ -155,9 +156,13 @@ async fn respond_with_output(started: super::Started) -> Result<Response, ApiErr
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::Unavailable(format!("execution `{id}` could not be stored")))?;
+    let status = execution
+        .output_status
+        .and_then(|status| StatusCode::from_u16(status).ok())
+        .unwrap_or(StatusCode::OK);
     Ok(match execution.output {
-        Some(output) => (StatusCode::OK, Json(output)).into_response(),
-        None => {
+        Some(output) if execution.output_error.is_none() => (status, Json(output)).into_response(),
+        _ => {
             let why = execution
                 .output_error
                 .unwrap_or_else(|| "the playbook declares no `output:` to respond with".to_owned());

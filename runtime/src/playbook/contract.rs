@@ -60,6 +60,7 @@ impl Draft {
     /// read any node.
     pub(super) fn check_output(
         &self,
+        field: &str,
         output: Option<&Template>,
         catalog: &dyn Catalog,
         problems: &mut Problems,
@@ -73,7 +74,7 @@ impl Draft {
                 _ => self.read_problem(catalog, reference),
             };
             if let Some(message) = message {
-                problems.push(None, Some("output"), message);
+                problems.push(None, Some(field), message);
             }
         }
     }

@@ -264,6 +264,9 @@ pub struct Playbook {
     /// The execution's result, when it declares one (`output:`): rendered when the
     /// execution ends, over every node's output.
     pub output: Option<Template>,
+    /// The HTTP status to answer the result with (`output_status:`), when it declares
+    /// one.
+    pub output_status: Option<Template>,
     /// The DAG: nodes and the edges between them.
     pub graph: DiGraph<Node, On>,
     index: HashMap<String, NodeIndex>,
@@ -323,7 +326,13 @@ impl Playbook {
         draft.connect_entries();
         draft.check_order(&mut problems);
         draft.check_contracts(catalog, &mut problems);
-        draft.check_output(fields.output.as_ref(), catalog, &mut problems);
+        draft.check_output("output", fields.output.as_ref(), catalog, &mut problems);
+        draft.check_output(
+            "output_status",
+            fields.output_status.as_ref(),
+            catalog,
+            &mut problems,
+        );
         problems.fail_if_any(file)?;
         Ok(Self::assemble(spec, fields, draft))
     }
@@ -351,6 +360,7 @@ impl Playbook {
                 required_connector_ids: spec.required_connector_ids,
             },
             output: fields.output,
+            output_status: fields.output_status,
             graph: draft.graph,
             index: draft.index,
         }
@@ -479,6 +489,30 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))
 }
 
+/// The template of `field`, a part of the execution's result (`output`,
+/// `output_status`), which renders in no node and so cannot read `${item}`.
+fn result_template(
+    value: Option<&Value>,
+    field: &str,
+    problems: &mut Problems,
+) -> Option<Template> {
+    let template = Template::parse(value?)
+        .map_err(|e| problems.push(None, Some(field), e.to_string()))
+        .ok()?;
+    let item = template
+        .references()
+        .iter()
+        .any(|r| matches!(r.root, Root::Item | Root::ItemIndex));
+    if item {
+        problems.push(
+            None,
+            Some(field),
+            "uses `${item}`, which only a node with `for_each` has".to_owned(),
+        );
+    }
+    Some(template)
+}
+
 /// The problems [`Playbook::validate`] found so far, in the order found.
 #[derive(Default)]
 struct Problems(Vec<Problem>);
@@ -531,6 +565,7 @@ struct Fields {
     trigger: trigger::Trigger,
     conditions: trigger::Conditions,
     output: Option<Template>,
+    output_status: Option<Template>,
 }
 
 /// The phase of [`Playbook::validate`] that checks the playbook's own fields: its id,
@@ -574,29 +609,31 @@ fn check_fields(spec: &PlaybookSpec, problems: &mut Problems) -> Fields {
             "must be at least 1".to_owned(),
         );
     }
-    let output = spec.output.as_ref().and_then(|output| {
-        let template = Template::parse(output)
-            .map_err(|e| problems.push(None, Some("output"), e.to_string()))
-            .ok()?;
-        let item = template
-            .references()
-            .iter()
-            .any(|r| matches!(r.root, Root::Item | Root::ItemIndex));
-        if item {
-            problems.push(
-                None,
-                Some("output"),
-                "uses `${item}`, which only a node with `for_each` has".to_owned(),
-            );
-        }
-        Some(template)
-    });
+    let output = result_template(spec.output.as_ref(), "output", problems);
+    let output_status = result_template(spec.output_status.as_ref(), "output_status", problems);
+    if spec.output_status.is_some() && spec.output.is_none() {
+        problems.push(
+            None,
+            Some("output_status"),
+            "is the status to answer the `output:` with, and there is no `output:`".to_owned(),
+        );
+    }
+    if let Some(Value::Number(status)) = &spec.output_status
+        && !status.as_u64().is_some_and(|s| (200..=599).contains(&s))
+    {
+        problems.push(
+            None,
+            Some("output_status"),
+            format!("is {status}; an HTTP status here is 200 to 599"),
+        );
+    }
     Fields {
         log_level,
         max_runtime,
         trigger,
         conditions,
         output,
+        output_status,
     }
 }
 

@@ -74,6 +74,11 @@ pub struct PlaybookSpec {
     /// at every log level and answered to `?wait=true` and webhook callers.
     #[serde(default)]
     pub output: Option<Value>,
+    /// The HTTP status a webhook caller that asked for the output (`?respond=output`)
+    /// gets with it: 200 to 599, or a template that renders to one
+    /// (`"${decide.output.code ?? 200}"`); 200 without it.
+    #[serde(default)]
+    pub output_status: Option<Value>,
     /// Assets that must be configured before it may run (seed 003's connectors).
     #[serde(default, deserialize_with = "null_as_empty")]
     pub required_connector_ids: Vec<String>,

@@ -996,6 +996,7 @@ pub(crate) mod testing {
             message: None,
             output: None,
             output_error: None,
+            output_status: None,
             started_at: queued_at,
             completed_at: queued_at + chrono::Duration::milliseconds(5),
             duration_us: 5_000,

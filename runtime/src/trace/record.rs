@@ -194,6 +194,10 @@ pub struct Execution {
     /// succeed, with no `??` default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_error: Option<String>,
+    /// The HTTP status to answer its result with (`output_status:`), when the playbook
+    /// declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_status: Option<u16>,
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// When it ended.

@@ -117,6 +117,8 @@ struct StoredRecord<'a> {
     output: &'a Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output_error: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_status: Option<u16>,
     #[serde(serialize_with = "crate::trace::record::rfc3339")]
     started_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::trace::record::rfc3339")]
@@ -136,6 +138,7 @@ impl<'a> StoredRecord<'a> {
             message: &execution.message,
             output: &execution.output,
             output_error: &execution.output_error,
+            output_status: execution.output_status,
             started_at: execution.started_at,
             completed_at: execution.completed_at,
             duration_us: execution.duration_us,
