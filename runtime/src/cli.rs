@@ -1342,9 +1342,11 @@ fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(crate::store::ExecutionRecord::Unfinished(row)) => {
+        Some(crate::store::ExecutionRecord::Unfinished { row, steps }) => {
             // As a JSON value, so that its keys print in the same order as an ended one's.
-            print_json(&serde_json::json!(row));
+            let mut record = serde_json::json!(row);
+            record["steps"] = serde_json::Value::Array(steps);
+            print_json(&record);
             Ok(ExitCode::SUCCESS)
         }
         None => Err(Failure::Usage(format!(

@@ -345,19 +345,10 @@ async fn run_with_retries<R: StepRunner>(
     for attempt in 1..=attempts {
         let started_at = Utc::now();
         let (report, child) = target.invoke(call.clone()).await;
-        reporter.send(|execution_id| Event::StepEnded {
-            execution_id,
-            node: node.id.clone(),
-            iteration,
-            attempt,
-            status: report.status,
-            duration_us: report.duration_us,
-            logs: report.logs.clone(),
-        });
         let retry = report.error.as_ref().is_some_and(|e| e.retryable)
             && attempt < attempts
             && !call.kill.is_cancelled();
-        runs.push(StepRun {
+        let run = StepRun {
             child: child.as_ref().map(|c| c.header.id.clone()),
             started_at,
             // The capture policy keeps inputs at DEBUG and TRACE only: do not copy one
@@ -369,7 +360,18 @@ async fn run_with_retries<R: StepRunner>(
                 call.level.captures_data().then(|| call.input.clone()),
                 report,
             )
+        };
+        reporter.send(|execution_id| Event::StepEnded {
+            execution_id,
+            node: node.id.clone(),
+            iteration,
+            attempt,
+            status: run.report.status,
+            duration_us: run.report.duration_us,
+            logs: run.report.logs.clone(),
+            run: Some(Arc::new(capture::captured(&run, call.level))),
         });
+        runs.push(run);
         children.extend(child);
         if !retry {
             break;

@@ -536,6 +536,25 @@ fn a_running_execution_turns_done_on_the_page_without_a_reload() {
          return s('wait') === 'Succeeded' && s('then') === 'Running' || null;",
     );
     assert_eq!(browser.script(HEADER_STATUS, json!([])), "Running");
+    // What the finished step saw and gave is there while the execution runs (issue 23:
+    // it said "still running…" until the end).
+    browser.click("[data-node='wait']");
+    browser.click("#tab-inputs");
+    let inputs = browser.wait_for(
+        "the finished step's input",
+        "const p = document.querySelector('#tab-panel pre'); return p && p.textContent;",
+    );
+    assert!(
+        inputs.as_str().unwrap().contains("\"ms\": 2500"),
+        "{inputs}"
+    );
+    browser.click("#tab-logs");
+    browser.wait_for(
+        "the logs of the steps that ended",
+        "return document.querySelector('#logs-running') !== null || null;",
+    );
+    browser.screenshot(&screenshot_path("running-finished-step.png"));
+    assert_eq!(browser.script(HEADER_STATUS, json!([])), "Running");
 
     browser.wait_for(
         "the execution completed",

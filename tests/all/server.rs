@@ -662,6 +662,19 @@ fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(
         server.get(&format!("/rest/action_run/{pending}")).1["status"],
         "pending"
     );
+    // Each step is stored as it ends, readable while its execution runs (issue 23).
+    for id in &running {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, steps) = server.get(&format!("/api/v1/executions/{id}/steps"));
+            assert_eq!(status, 200, "{steps}");
+            if steps["data"].as_array().unwrap().iter().any(|s| s["node"] == "check") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no step of {id}: {steps}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     // SIGKILL: no chance to clean up.
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -674,6 +687,11 @@ fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(
             (&json!("Failed"), &json!("interrupted by restart")),
             "{execution}"
         );
+        // What ran before the process died is kept: the step that ended, whole.
+        let steps = execution["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 1, "{execution}");
+        assert_eq!(steps[0]["node"], "check");
+        assert_eq!(steps[0]["report"]["output"]["text"], "x", "{execution}");
     }
     let (_, execution) = server.get(&format!("/api/v1/executions/{done_id}"));
     assert_eq!(execution["status"], "Completed");

@@ -562,14 +562,15 @@ async fn get_execution(
     };
     let mut record = match record {
         ExecutionRecord::Ended(record) => record,
-        ExecutionRecord::Unfinished(unfinished) => {
+        ExecutionRecord::Unfinished { row, steps } => {
             // Still running: what it has done so far.
             let key = row.header.id.clone();
             let nodes = service
                 .blocking(move |store| store.node_states(&key))
                 .await?;
-            let mut record = json!(unfinished);
+            let mut record = json!(row);
             record["nodes"] = json!(nodes);
+            record["steps"] = Value::Array(steps);
             record
         }
     };

@@ -234,9 +234,15 @@ pub enum ExecutionRecord {
     /// It has ended: its record as `wasp run --output json` prints it, its step runs
     /// included and its children by id.
     Ended(Value),
-    /// It has not ended: its row (its node states are kept apart, see
+    /// It has not ended (or its process stopped before it could): its row, and the
+    /// step runs that ended so far, as JSON (its node states are kept apart, see
     /// [`Store::node_states`]).
-    Unfinished(ExecutionRow),
+    Unfinished {
+        /// Its row.
+        row: ExecutionRow,
+        /// Its step runs so far, in the order they ended.
+        steps: Vec<Value>,
+    },
 }
 
 /// What [`Store::interrupt_unfinished`] ended.

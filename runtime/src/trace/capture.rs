@@ -99,6 +99,39 @@ pub fn apply(run: &mut StepRun, level: LogLevel) {
     }
 }
 
+/// A copy of `run` as the capture policy of `level` keeps it (see [`apply`]): the data
+/// the policy drops is not copied at all.
+pub fn captured(run: &StepRun, level: LogLevel) -> StepRun {
+    if level.captures_data() {
+        let mut copy = run.clone();
+        apply(&mut copy, level);
+        return copy;
+    }
+    let report = &run.report;
+    StepRun {
+        node: run.node.clone(),
+        app: run.app.clone(),
+        action: run.action.clone(),
+        iteration: run.iteration,
+        attempt: run.attempt,
+        input: None,
+        report: super::StepReport {
+            status: report.status,
+            output: None,
+            pathway: report.pathway.clone(),
+            error: report.error.clone(),
+            logs: report.logs.clone(),
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_us: report.duration_us,
+            truncated: report.truncated.clone(),
+        },
+        capture: Capture::default(),
+        started_at: run.started_at,
+        child: run.child.clone(),
+    }
+}
+
 /// Apply the capture policy of `level` to a node's record: its output only at DEBUG or
 /// TRACE, capped at [`MAX_CAPTURED_BYTES`].
 pub fn apply_to_node(record: &mut NodeRecord, level: LogLevel) {

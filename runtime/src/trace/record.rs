@@ -274,6 +274,11 @@ pub enum Event {
         duration_us: u64,
         /// Its log lines.
         logs: Vec<LogLine>,
+        /// The step run as its execution's level keeps it, for the store to keep it
+        /// before the execution ends (not sent to event listeners: it can be large).
+        #[serde(skip)]
+        #[schemars(skip)]
+        run: Option<std::sync::Arc<StepRun>>,
     },
     /// The execution ended and its record is stored (sent by whoever stores it).
     ExecutionEnded {

@@ -613,11 +613,18 @@ async function executionView(view, id, selectedNode, mine) {
   refresh();
   if (selected) graph.mark(selected);
 
-  // While it runs, the graph follows its events; at its end the whole record is read.
+  // While it runs, the graph follows its events, and the record (with the steps that
+  // ended so far, stored as they end) is read again after steps end, at most one read
+  // at a time and one every half second; at its end the whole record is read.
   if (running(record.status)) {
     let reloading = false;
+    let again = false;
+    let soon = null;
     const reload = async () => {
-      if (reloading) return;
+      if (reloading) {
+        again = true;
+        return;
+      }
       reloading = true;
       try {
         const latest = await api(`/api/v1/executions/${encodeURIComponent(id)}`);
@@ -627,7 +634,17 @@ async function executionView(view, id, selectedNode, mine) {
         refresh();
       } finally {
         reloading = false;
+        if (again) {
+          again = false;
+          reload();
+        }
       }
+    };
+    const reloadSoon = () => {
+      soon ??= setTimeout(() => {
+        soon = null;
+        if (current(mine)) reload();
+      }, 500);
     };
     followFor(mine, `/api/v1/executions/${encodeURIComponent(id)}/events`, (name, data) => {
       if (name === "snapshot") {
@@ -641,6 +658,9 @@ async function executionView(view, id, selectedNode, mine) {
       } else if (name === "node_ended") {
         states.set(data.node, { ...(states.get(data.node) || {}), id: data.node, status: data.status, duration_us: data.duration_us, pathway: data.pathway, error: data.error, iterations: data.iterations, succeeded: data.succeeded });
         refresh();
+        reloadSoon();
+      } else if (name === "step_ended") {
+        reloadSoon();
       } else if (name === "execution_ended" || name === "lagged") {
         reload();
       }
@@ -1060,8 +1080,7 @@ function logsPanel(record, node, step) {
     return box;
   }
   if (running(record.status)) {
-    box.append(el("p", { class: "notice", "data-empty": "running" }, "App logs are stored when the execution ends; this one is still running."));
-    return box;
+    box.append(el("p", { class: "notice", id: "logs-running" }, "The execution is still running: these are the lines of the steps that have ended; open this tab again for more."));
   }
   const level = el("select", { id: "log-level", "aria-label": "Lowest level shown" }, ["trace", "debug", "info", "warn", "error"].map((l) => el("option", { value: l }, l)));
   const search = el("input", { id: "log-search", type: "search", placeholder: "Search the messages", "aria-label": "Search the messages" });

@@ -609,6 +609,9 @@ struct Batch<'t> {
     insert_row: rusqlite::CachedStatement<'t>,
     update_row: rusqlite::CachedStatement<'t>,
     row_num: rusqlite::CachedStatement<'t>,
+    running_step: rusqlite::CachedStatement<'t>,
+    drop_running_steps: rusqlite::CachedStatement<'t>,
+    drop_running_lines: rusqlite::CachedStatement<'t>,
     record: rusqlite::CachedStatement<'t>,
     step: rusqlite::CachedStatement<'t>,
     line: rusqlite::CachedStatement<'t>,
@@ -638,7 +641,20 @@ impl<'t> Batch<'t> {
                      completed_at = ?5, duration_ms = ?6, log_level = ?7 \
                  WHERE id = ?1 AND completed_at IS NULL",
             )?,
-            row_num: connection.prepare_cached("SELECT num FROM executions WHERE id = ?1")?,
+            row_num: connection.prepare_cached(
+                "SELECT num, running_first_step, running_last_step FROM executions WHERE id = ?1",
+            )?,
+            running_step: connection.prepare_cached(
+                "UPDATE executions SET running_first_step = coalesce(running_first_step, ?2), \
+                     running_last_step = ?2 \
+                 WHERE id = ?1 AND completed_at IS NULL",
+            )?,
+            drop_running_steps: connection.prepare_cached(
+                "DELETE FROM step_runs WHERE num BETWEEN ?2 AND ?3 AND execution_id = ?1",
+            )?,
+            drop_running_lines: connection.prepare_cached(
+                "DELETE FROM log_lines WHERE execution_id = ?1 AND step_num BETWEEN ?2 AND ?3",
+            )?,
             record: connection.prepare_cached(
                 "INSERT OR REPLACE INTO execution_records (num, record, first_step, last_step) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -673,19 +689,22 @@ impl<'t> Batch<'t> {
     }
 
     fn insert_started(&mut self, execution: &NewExecution) -> Result<i64, Error> {
-        self.upsert_row(&RowValues {
-            header: &execution.header,
-            status: execution.status,
-            message: None,
-            started_at: (execution.status == ExecutionStatus::Running).then(Utc::now),
-            completed_at: None,
-            duration_ms: None,
-        })
+        Ok(self
+            .upsert_row(&RowValues {
+                header: &execution.header,
+                status: execution.status,
+                message: None,
+                started_at: (execution.status == ExecutionStatus::Running).then(Utc::now),
+                completed_at: None,
+                duration_ms: None,
+            })?
+            .0)
     }
 
     /// Insert an executions row, or update the one with its id unless it has ended (a
-    /// start that comes late never undoes an end); its numeric id.
-    fn upsert_row(&mut self, row: &RowValues<'_>) -> Result<i64, Error> {
+    /// start that comes late never undoes an end); its numeric id, and the numbers
+    /// between which its step runs written while it ran lie, if any were.
+    fn upsert_row(&mut self, row: &RowValues<'_>) -> Result<(i64, Option<(i64, i64)>), Error> {
         let playbook_num = match self.playbook_nums.get(&row.header.playbook_id) {
             Some(num) => *num,
             None => {
@@ -719,8 +738,11 @@ impl<'t> Batch<'t> {
         // the row just inserted has the connection's last number. (Not an upsert with
         // `RETURNING num`: with it, a batch took half as long again.)
         if inserted == 1 {
-            return Ok(self.connection.last_insert_rowid());
+            return Ok((self.connection.last_insert_rowid(), None));
         }
+        let (num, first, last): (i64, Option<i64>, Option<i64>) = self
+            .row_num
+            .query_row([&row.header.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         self.update_row.execute(params![
             row.header.id,
             status,
@@ -730,7 +752,7 @@ impl<'t> Batch<'t> {
             row.duration_ms,
             log_level,
         ])?;
-        Ok(self.row_num.query_row([&row.header.id], |r| r.get(0))?)
+        Ok((num, first.zip(last)))
     }
 
     /// Node state changes.
@@ -770,10 +792,76 @@ impl<'t> Batch<'t> {
                         succeeded.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
                     ])?;
                 }
-                Event::StepEnded { .. } | Event::ExecutionEnded { .. } => {}
+                Event::StepEnded {
+                    execution_id,
+                    run: Some(run),
+                    ..
+                } => {
+                    // Readable while its execution runs; its row says where it lies.
+                    let num = self.insert_step(execution_id, run)?;
+                    if self.running_step.execute(params![execution_id, num])? == 0 {
+                        // Ended (its record holds every step) or never stored.
+                        self.drop_steps(execution_id, (num, num))?;
+                    }
+                }
+                Event::StepEnded { run: None, .. } | Event::ExecutionEnded { .. } => {}
             }
         }
         Ok(())
+    }
+
+    /// Delete the step runs of `execution_id` numbered `first` to `last`, with their
+    /// log lines.
+    fn drop_steps(&mut self, execution_id: &str, (first, last): (i64, i64)) -> Result<(), Error> {
+        self.drop_running_lines
+            .execute(params![execution_id, first, last])?;
+        self.drop_running_steps
+            .execute(params![execution_id, first, last])?;
+        Ok(())
+    }
+
+    /// Insert `step`, a step run of `execution_id`, with its log lines; its number.
+    fn insert_step(
+        &mut self,
+        execution_id: &str,
+        step: &crate::trace::StepRun,
+    ) -> Result<i64, Error> {
+        let error = step.report.error.as_ref();
+        let record =
+            serde_json::to_string(&StoredStep::of(step)).map_err(|source| Error::Encode {
+                what: format!("a step of `{execution_id}`"),
+                source,
+            })?;
+        self.step.execute(params![
+            execution_id,
+            step.node,
+            step.app,
+            step.action,
+            step.iteration.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+            step.attempt,
+            word(&step.status()),
+            error.map(|e| word(&e.kind)),
+            error.map(|e| e.message.as_str()),
+            i64::try_from(step.report.duration_us).unwrap_or(i64::MAX),
+            step.child,
+            record,
+            millis(step.started_at),
+        ])?;
+        let step_num = self.connection.last_insert_rowid();
+        for line in &step.report.logs {
+            let fields = (!line.fields.is_empty())
+                .then(|| serde_json::to_string(&line.fields).unwrap_or_default());
+            self.line.execute(params![
+                execution_id,
+                step_num,
+                step.node,
+                line.ts,
+                line.level.to_string(),
+                line.message,
+                fields,
+            ])?;
+        }
+        Ok(step_num)
     }
 
     /// Store `execution` whole, its children too; its numeric id.
@@ -784,7 +872,7 @@ impl<'t> Batch<'t> {
                 source,
             }
         })?;
-        let num = self.upsert_row(&RowValues {
+        let (num, ran) = self.upsert_row(&RowValues {
             header: &execution.header,
             status: execution.status,
             message: execution.message.as_deref(),
@@ -792,45 +880,20 @@ impl<'t> Batch<'t> {
             completed_at: Some(execution.completed_at),
             duration_ms: Some(i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX)),
         })?;
+        // The step runs written while it ran give way to the record's, written together.
+        if let Some(range) = ran {
+            self.drop_steps(&execution.header.id, range)?;
+            self.connection.execute(
+                "UPDATE executions SET running_first_step = NULL, running_last_step = NULL \
+                 WHERE num = ?1",
+                [num],
+            )?;
+        }
         // Its step runs, one after the other: the record keeps the first and the last.
         let mut steps: Option<(i64, i64)> = None;
         for step in &execution.steps {
-            let error = step.report.error.as_ref();
-            let record =
-                serde_json::to_string(&StoredStep::of(step)).map_err(|source| Error::Encode {
-                    what: format!("a step of `{}`", execution.header.id),
-                    source,
-                })?;
-            self.step.execute(params![
-                execution.header.id,
-                step.node,
-                step.app,
-                step.action,
-                step.iteration.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
-                step.attempt,
-                word(&step.status()),
-                error.map(|e| word(&e.kind)),
-                error.map(|e| e.message.as_str()),
-                i64::try_from(step.report.duration_us).unwrap_or(i64::MAX),
-                step.child,
-                record,
-                millis(step.started_at),
-            ])?;
-            let step_num = self.connection.last_insert_rowid();
+            let step_num = self.insert_step(&execution.header.id, step)?;
             steps = Some((steps.map_or(step_num, |(first, _)| first), step_num));
-            for line in &step.report.logs {
-                let fields = (!line.fields.is_empty())
-                    .then(|| serde_json::to_string(&line.fields).unwrap_or_default());
-                self.line.execute(params![
-                    execution.header.id,
-                    step_num,
-                    step.node,
-                    line.ts,
-                    line.level.to_string(),
-                    line.message,
-                    fields,
-                ])?;
-            }
         }
         self.record.execute(params![
             num,
@@ -1039,7 +1102,10 @@ impl Store for SqliteStore {
                 Some(ExecutionRecord::Ended(record))
             }
             // Not finished: its record is the row.
-            Some((row, None)) => Some(ExecutionRecord::Unfinished(row)),
+            Some((row, None)) => {
+                let steps = self.step_records(&row.header.id)?;
+                Some(ExecutionRecord::Unfinished { row, steps })
+            }
         })
     }
 
@@ -1477,7 +1543,7 @@ mod tests {
             .unwrap()
             .map(|record| match record {
                 ExecutionRecord::Ended(record) => record,
-                ExecutionRecord::Unfinished(row) => serde_json::to_value(row).unwrap(),
+                ExecutionRecord::Unfinished { row, .. } => serde_json::to_value(row).unwrap(),
             })
     }
 
@@ -1971,6 +2037,111 @@ mod tests {
                 .any(|step| step.starts_with("SEARCH s USING INTEGER PRIMARY KEY")),
             "{plan:?}"
         );
+    }
+
+    /// Issue 23: a running execution's finished steps could not be read ("still
+    /// running…"): they were stored only with its record.
+    #[test]
+    fn steps_are_readable_as_they_end_and_give_way_to_the_record_once_whole() {
+        use crate::trace::{LogLine, StepReport, StepRun};
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let run = |execution: &str, node: &str| StepRun {
+            node: node.to_owned(),
+            app: "transform".to_owned(),
+            action: "join".to_owned(),
+            iteration: None,
+            attempt: 1,
+            input: Some(json!({"text": node})),
+            report: StepReport {
+                logs: vec![LogLine {
+                    ts: now.to_rfc3339(),
+                    level: LogLevel::Info,
+                    message: format!("{execution} {node}"),
+                    fields: Vec::new(),
+                }],
+                ..StepReport::success(json!({"node": node}))
+            },
+            capture: Default::default(),
+            started_at: now,
+            child: None,
+        };
+        let step_ended = |execution: &str, node: &str| {
+            let run = run(execution, node);
+            Write::Event(Event::StepEnded {
+                execution_id: execution.to_owned(),
+                node: node.to_owned(),
+                iteration: None,
+                attempt: 1,
+                status: run.report.status,
+                duration_us: 0,
+                logs: run.report.logs.clone(),
+                run: Some(Arc::new(run)),
+            })
+        };
+        let mut long = execution("ex_long", ExecutionStatus::Completed, now);
+        long.steps = vec![run("ex_long", "first"), run("ex_long", "second")];
+        let other = execution("ex_other", ExecutionStatus::Completed, now);
+        store
+            .write(&[
+                Write::Start(NewExecution::running(&long)),
+                Write::Start(NewExecution::running(&other)),
+            ])
+            .unwrap();
+        // Its first step ends, then another execution's, then its second.
+        store.write(&[step_ended("ex_long", "first")]).unwrap();
+        store.write(&[step_ended("ex_other", "only")]).unwrap();
+        store.write(&[step_ended("ex_long", "second")]).unwrap();
+        let Some(ExecutionRecord::Unfinished { steps, .. }) =
+            store.execution_record("ex_long").unwrap()
+        else {
+            panic!("ex_long has ended");
+        };
+        let nodes: Vec<&Value> = steps.iter().map(|s| &s["node"]).collect();
+        assert_eq!(nodes, [&json!("first"), &json!("second")], "{steps:?}");
+        assert_eq!(steps[1]["report"]["output"], json!({"node": "second"}));
+        let logs = |id: &str| {
+            let filter = LogFilter {
+                execution: Some(id.to_owned()),
+                ..LogFilter::default()
+            };
+            let (rows, _) = store
+                .log_lines(&filter, Window::all(Sort::OldestFirst))
+                .unwrap();
+            rows.into_iter().map(|r| r.message).collect::<Vec<_>>()
+        };
+        assert_eq!(logs("ex_long"), ["ex_long first", "ex_long second"]);
+
+        // Its record holds every step: the ones written early give way, none twice.
+        store.write(&[Write::Finish(Box::new(long))]).unwrap();
+        let Some(ExecutionRecord::Ended(record)) = store.execution_record("ex_long").unwrap()
+        else {
+            panic!("ex_long has not ended");
+        };
+        let nodes: Vec<&Value> = record["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["node"])
+            .collect();
+        assert_eq!(nodes, [&json!("first"), &json!("second")], "{record}");
+        assert_eq!(logs("ex_long"), ["ex_long first", "ex_long second"]);
+        let filter = StepFilter {
+            execution: Some("ex_long".to_owned()),
+            ..StepFilter::default()
+        };
+        let (rows, total) = store
+            .step_runs(&filter, Window::all(Sort::OldestFirst))
+            .unwrap();
+        assert_eq!((rows.len(), total), (2, 2));
+        // The other execution's step, written between, is its own still.
+        let Some(ExecutionRecord::Unfinished { steps, .. }) =
+            store.execution_record("ex_other").unwrap()
+        else {
+            panic!("ex_other has ended");
+        };
+        assert_eq!(steps.len(), 1);
+        assert_eq!(logs("ex_other"), ["ex_other only"]);
     }
 
     #[test]

@@ -20,14 +20,16 @@ pub(super) struct Sql {
     pub params: Vec<SqlValue>,
 }
 
-/// Where the step runs (`s`) of the execution whose id is bound to both `?` lie: they
-/// are written one after the other, and the execution's record keeps the first and the
-/// last number. A condition that reads only those rows.
+/// Where the step runs (`s`) of the execution whose id is bound to both `?` lie: an
+/// ended execution's are written one after the other, and its record keeps the first
+/// and the last number; a running one's are written as they end, and its row keeps the
+/// first and the last (others' may lie between: a reader also compares the execution
+/// id). A condition that reads only those rows.
 pub(super) const STEPS_OF_EXECUTION: &str = "s.num BETWEEN \
-    (SELECT r.first_step FROM executions e \
-        JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
-    AND (SELECT r.last_step FROM executions e \
-        JOIN execution_records r ON r.num = e.num WHERE e.id = ?)";
+    (SELECT coalesce(r.first_step, e.running_first_step) FROM executions e \
+        LEFT JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
+    AND (SELECT coalesce(r.last_step, e.running_last_step) FROM executions e \
+        LEFT JOIN execution_records r ON r.num = e.num WHERE e.id = ?)";
 
 /// The column a TQL field reads, and how a record reaches it.
 #[derive(Debug, Clone, Copy)]

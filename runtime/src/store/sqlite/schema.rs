@@ -280,6 +280,13 @@ DROP VIEW audit_logs;
 -- How many iterations of a for_each node succeeded, for the page's `3 of 4`.
 ALTER TABLE node_states ADD COLUMN succeeded INTEGER;
 ",
+    r"
+-- The step runs of a running execution, written as they end (so that they can be read
+-- before it ends) lie between these numbers; when it ends they are replaced by the
+-- record's, written together, and these are cleared.
+ALTER TABLE executions ADD COLUMN running_first_step INTEGER;
+ALTER TABLE executions ADD COLUMN running_last_step INTEGER;
+",
 ];
 
 /// SecMaster's audit rows: a PLAYBOOK instance per execution, an APP instance per step
