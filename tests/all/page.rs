@@ -730,11 +730,33 @@ fn a_large_execution_stays_usable() {
     assert_eq!(execution["status"], "Completed");
     let id = execution["id"].as_str().unwrap();
 
-    browser.open(&server.url(&format!("/#/executions/{id}?node=flood")));
+    browser.open(&server.url(&format!("/#/executions/{id}?node=n150")));
     let shown = browser.wait_for("the graph", NODE_STATUSES);
     let shown = shown.as_object().unwrap();
     assert_eq!(shown.len(), 201, "200 steps and the trigger");
     assert!(shown.values().all(|s| s == "Succeeded"), "{shown:?}");
+    // Fit never shrinks the words past reading (issue 23: tiny text on a 26-node
+    // graph): the part around the selected node shows, and the page says so.
+    browser.click("#zoom-fit");
+    let text_px = "const t = document.querySelector(\"[data-node='n150'] text\").getBoundingClientRect(); \
+         const box = document.querySelector('#graph-svg').getBoundingClientRect(); \
+         return [t.height, t.left >= box.left && t.right <= box.right && t.top >= box.top && t.bottom <= box.bottom];";
+    let [height, inside] = serde_json::from_value::<(f64, bool)>(browser.script(text_px, json!([])))
+        .map(|(h, i)| [json!(h), json!(i)])
+        .unwrap();
+    assert!(height.as_f64().unwrap() >= 9.0, "text {height}px high");
+    assert_eq!(inside, json!(true), "the selected node is in view");
+    assert!(
+        browser.text("#graph-hint").starts_with("Part of the graph (201 nodes) is shown"),
+        "{}",
+        browser.text("#graph-hint")
+    );
+    browser.screenshot(&screenshot_path("large-graph-fit.png"));
+    // (Out of view now: selected as a keyboard user would, through the graph.)
+    browser.script(
+        "document.querySelector(\"[data-node='flood']\").dispatchEvent(new MouseEvent('click'))",
+        json!([]),
+    );
 
     // The 5 MB output: its head, and the whole as a download.
     browser.click("#tab-outputs");

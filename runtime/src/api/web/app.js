@@ -705,6 +705,8 @@ function lastAttempts(steps) {
 // ---------------------------------------------------------------------------------
 // The graph: layered left to right, drawn in SVG, with zoom, pan and keyboard.
 
+/** How much Fit may shrink the graph: text of 12px stays 9px. */
+const MAX_FIT_SHRINK = 1 / 0.75;
 const NODE_W = 156;
 const NODE_H = 58;
 const GAP_X = 56;
@@ -819,13 +821,26 @@ function drawGraph(box, graph, onSelect) {
   // The view box is the camera: zoom scales it, dragging moves it.
   let view = { x: 0, y: 0, w: width, h: height };
   const apply = () => root.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
-  // A small graph is drawn at its size (never blown up), a large one scaled to fit.
+  // A small graph is drawn at its size (never blown up), a large one scaled to fit, but
+  // never so small that its words cannot be read: past that, Fit shows the part around
+  // the selected node (else the start) and says how to see the rest.
   box.style.height = `${Math.min(Math.max(height + 24, 240), Math.round(window.innerHeight * 0.6))}px`;
+  const hint = el("p", { class: "muted graph-hint", id: "graph-hint", hidden: true }, "");
+  box.after(hint);
+  let focus = null;
   const fit = () => {
-    const scale = Math.max(1, width / Math.max(box.clientWidth, 1), height / Math.max(box.clientHeight, 1));
-    const w = Math.max(box.clientWidth, 1) * scale;
-    const h = Math.max(box.clientHeight, 1) * scale;
-    view = { x: (width - w) / 2, y: (height - h) / 2, w, h };
+    const [bw, bh] = [Math.max(box.clientWidth, 1), Math.max(box.clientHeight, 1)];
+    const whole = Math.max(1, width / bw, height / bh);
+    const scale = Math.min(whole, MAX_FIT_SHRINK);
+    const [w, h] = [bw * scale, bh * scale];
+    const centre = whole > scale && focus ? shapes.get(focus)?.node : null;
+    // Within the graph where it is larger than the view, centred where it is not.
+    const clamp = (at, size, total) => (size >= total ? (total - size) / 2 : Math.min(Math.max(at, 0), total - size));
+    view = centre
+      ? { x: clamp(centre.x + NODE_W / 2 - w / 2, w, width), y: clamp(centre.y + NODE_H / 2 - h / 2, h, height), w, h }
+      : { x: whole > scale ? 0 : (width - w) / 2, y: (height - h) / 2, w, h };
+    hint.hidden = whole <= scale;
+    hint.textContent = hint.hidden ? "" : `Part of the graph (${nodes.length} nodes) is shown, so that it stays readable: drag to move, − or the wheel to zoom out.`;
     apply();
   };
   const zoom = (factor) => {
@@ -873,6 +888,11 @@ function drawGraph(box, graph, onSelect) {
       }
     },
     mark(nodeId) {
+      // The first node marked is the one Fit shows when the whole cannot be read.
+      if (focus === null && shapes.has(nodeId)) {
+        focus = nodeId;
+        fit();
+      }
       for (const { group, node } of shapes.values()) {
         group.classList.toggle("selected", node.id === nodeId);
         if (node.id === nodeId) group.setAttribute("aria-current", "true");
