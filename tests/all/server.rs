@@ -668,10 +668,18 @@ fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(
         loop {
             let (status, steps) = server.get(&format!("/api/v1/executions/{id}/steps"));
             assert_eq!(status, 200, "{steps}");
-            if steps["data"].as_array().unwrap().iter().any(|s| s["node"] == "check") {
+            if steps["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["node"] == "check")
+            {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "no step of {id}: {steps}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no step of {id}: {steps}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
