@@ -401,6 +401,11 @@ struct BuildArgs {
     /// Only build: print the component's path instead of installing it.
     #[arg(long)]
     no_install: bool,
+
+    /// Replace an installed app of the same name even if it was not built from this
+    /// directory (an earlier build from here is always replaced).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -639,17 +644,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             install(&host, cli.apps.clone().or_else(user_apps_dir), &args).await
         }
         Command::App(AppCommand::Build(args)) => {
-            let component = build::build(&args.dir)?;
+            let (dir, component) = build::build(&args.dir)?;
             if args.no_install {
                 println!("{}", component.display());
             } else {
-                install_files(
-                    &host,
-                    cli.apps.clone().or_else(user_apps_dir),
-                    &[component],
-                    true,
-                )
-                .await?;
+                let replace = if args.force {
+                    Replace::Any
+                } else {
+                    Replace::BuiltFrom(dir)
+                };
+                let into = cli.apps.clone().or_else(user_apps_dir);
+                install_files(&host, into, &[component], &replace).await?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1659,17 +1664,39 @@ async fn install(
             args.path.display()
         )));
     }
-    install_files(host, into, &files, args.force).await?;
+    let replace = if args.force {
+        Replace::Any
+    } else {
+        Replace::Nothing
+    };
+    install_files(host, into, &files, &replace).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Install each of `files` into `into` (see `install`); `replace` lets an app replace
-/// an installed one of the same name.
+/// Which installed app an app being installed may replace.
+enum Replace {
+    /// None: an installed app of the same name is an error (`--force` says otherwise).
+    Nothing,
+    /// Any of the same name (`--force`).
+    Any,
+    /// One of the same name that `wasp app build` built from this directory before
+    /// (each build of an app replaces the last, but not an app built elsewhere).
+    BuiltFrom(PathBuf),
+}
+
+/// The file beside an installed app that names the directory `wasp app build` built
+/// it from.
+fn built_from_file(into: &Path, name: &str) -> PathBuf {
+    into.join(format!(".{name}.built-from"))
+}
+
+/// Install each of `files` into `into` (see `install`), replacing an installed app of
+/// the same name as `replace` allows.
 async fn install_files(
     host: &Host,
     into: Option<PathBuf>,
     files: &[PathBuf],
-    replace: bool,
+    replace: &Replace,
 ) -> Result<(), Failure> {
     let into = into.ok_or_else(|| {
         Failure::Usage("there is no apps directory to install into: name one with --apps".into())
@@ -1686,10 +1713,21 @@ async fn install_files(
             .map_err(|e| Failure::Usage(format!("`{shown}` is not an app wasp can run: {e}")))?;
         let name = &app.info.name;
         let target = into.join(format!("{name}.wasm"));
+        let built_from = built_from_file(&into, name);
         if let Some(other) = installed.get(name) {
-            if !replace {
+            let allowed = match replace {
+                Replace::Nothing => false,
+                Replace::Any => true,
+                Replace::BuiltFrom(dir) => std::fs::read(&built_from)
+                    .is_ok_and(|before| before == dir.as_os_str().as_encoded_bytes()),
+            };
+            if !allowed {
+                let how = match replace {
+                    Replace::BuiltFrom(_) => " and was not built from this directory",
+                    _ => "",
+                };
                 return Err(Failure::Usage(format!(
-                    "an app `{}` is installed (`{}`); --force replaces it",
+                    "an app `{}` is installed (`{}`){how}; --force replaces it",
                     for_terminal(name),
                     other.path.display()
                 )));
@@ -1711,6 +1749,18 @@ async fn install_files(
                     into.display()
                 ))
             })?;
+        // Where it was built, for the next build to replace it; an app installed
+        // otherwise is nobody's build.
+        let said = match replace {
+            Replace::BuiltFrom(dir) => {
+                std::fs::write(&built_from, dir.as_os_str().as_encoded_bytes())
+            }
+            _ => match std::fs::remove_file(&built_from) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        };
+        said.map_err(|e| Failure::Usage(format!("cannot write `{}`: {e}", built_from.display())))?;
         println!(
             "installed `{}` {} ({} actions) as `{}`",
             for_terminal(name),

@@ -844,14 +844,16 @@ async fn execute_inner<R: StepRunner>(
     let stop = Stop::of(&requested_kill, &kill);
     let status = decide_status(stop, &playbook, &ran);
     let message = stop_message(stop, &playbook, is_child);
-    let (result, mut result_error) = match result(&playbook, &ran, &header.id) {
+    let (mut result, mut result_error) = match result(&playbook, &ran, &header.id) {
         None => (None, None),
         Some(Ok(value)) => (Some(value), None),
         Some(Err(e)) => (None, Some(e.to_string())),
     };
+    // A result whose status cannot be told is no result: its caller is not guessed at.
     let output_status = match result_status(&playbook, &ran, &header.id) {
         Some(Ok(status)) => Some(status),
         Some(Err(e)) if result.is_some() => {
+            result = None;
             result_error = Some(format!("`output_status`: {e}"));
             None
         }
@@ -925,17 +927,7 @@ fn result_status(
     Some(
         match template.render(&result_scope(playbook, ran, execution_id)) {
             Err(e) => Err(e.to_string()),
-            Ok(value) => {
-                let number = match &value {
-                    Value::Number(n) => n.as_u64(),
-                    Value::String(s) => s.trim().parse().ok(),
-                    _ => None,
-                };
-                number
-                    .filter(|n| (200..=599).contains(n))
-                    .and_then(|n| u16::try_from(n).ok())
-                    .ok_or_else(|| format!("is {value}; an HTTP status here is 200 to 599"))
-            }
+            Ok(value) => crate::playbook::http_status(&value),
         },
     )
 }

@@ -394,24 +394,49 @@ fn a_new_rust_app_passes_its_own_tests_and_builds_and_installs_alone() {
     assert!(passed(&text) >= 3, "{text}");
 
     let apps = tempfile::tempdir().unwrap();
-    let wasp = |args: &[&str]| {
+    let wasp_in = |dir: &Path, args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasp"));
         command
             .args(["--apps", apps.path().to_str().unwrap()])
             .args(args)
             .env("WASP_CACHE_DIR", crate::common::cache_dir())
-            .current_dir(&dir);
+            .current_dir(dir);
         isolate(&mut command);
         command.output().unwrap()
     };
-    let built = wasp(&["app", "build"]);
-    let said = String::from_utf8_lossy(&built.stderr).into_owned();
-    assert_eq!(built.status.code(), Some(0), "{said}");
+    let wasp = |args: &[&str]| wasp_in(&dir, args);
+    // Built twice: the second build replaces the first without being asked.
+    for _ in 0..2 {
+        let built = wasp(&["app", "build"]);
+        let said = String::from_utf8_lossy(&built.stderr).into_owned();
+        assert_eq!(built.status.code(), Some(0), "{said}");
+        assert!(
+            String::from_utf8_lossy(&built.stdout).starts_with("installed `scaffold-rs` 0.1.0"),
+            "{said}"
+        );
+    }
+    assert!(apps.path().join("scaffold-rs.wasm").is_file());
+    // Another app of the same name, built elsewhere, replaces it only with --force.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("scaffold-rs");
+    succeed(
+        Command::new("cp").arg("-r").arg(&dir).arg(&copy),
+        "copying the app",
+    );
+    let refused = wasp_in(&copy, &["app", "build"]);
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(2), "{said}");
     assert!(
-        String::from_utf8_lossy(&built.stdout).starts_with("installed `scaffold-rs` 0.1.0"),
+        said.contains("and was not built from this directory; --force replaces it"),
         "{said}"
     );
-    assert!(apps.path().join("scaffold-rs.wasm").is_file());
+    let forced = wasp_in(&copy, &["app", "build", "--force"]);
+    assert_eq!(
+        forced.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
     let ran = wasp(&[
         "app",
         "run",
@@ -468,6 +493,20 @@ fn a_new_python_app_passes_its_own_tests() {
         "{said}"
     );
     assert!(apps.path().join("scaffold-py.wasm").is_file());
+    // Again, with nothing changed: make has nothing to do, and the build is still there.
+    let again = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["--apps", apps.path().to_str().unwrap(), "app", "build"])
+        .arg(&dir)
+        .env("COMPONENTIZE_PY", &componentize_py)
+        .env("WASP_CACHE_DIR", crate::common::cache_dir())
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 #[test]

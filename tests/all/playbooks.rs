@@ -310,6 +310,11 @@ async fn an_output_status_is_an_http_status_over_what_the_result_may_read() {
         "`s.yaml` has 1 problem:\n  - `output_status`: is 700; an HTTP status here is 200 to 599"
     );
     assert_eq!(
+        problems("output: { n: 1 }\noutput_status: created"),
+        "`s.yaml` has 1 problem:\n  - `output_status`: is `created`; an HTTP status here is 200 to 599"
+    );
+    assert_eq!(problems("output: { n: 1 }\noutput_status: \"201\""), "");
+    assert_eq!(
         problems("output_status: 200"),
         "`s.yaml` has 1 problem:\n  - `output_status`: is the status to answer the `output:` \
          with, and there is no `output:`"

@@ -57,33 +57,73 @@ fn of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
     generator.subschema_for::<T>()
 }
 
-/// An execution's record as `GET /api/v1/executions/{id}` answers it: the record (so
-/// far, while it runs), its number and the playbook's graph.
+/// An execution as `GET /api/v1/executions/{id}` answers it: its stored record once it
+/// has ended (children by id), or, while it runs, its row with its nodes' states and the
+/// steps that have ended; with its number and the playbook's graph either way.
 fn execution_record(generator: &mut SchemaGenerator) -> Schema {
-    let record = generator.subschema_for::<crate::trace::Execution>();
-    json_schema!({
-        "allOf": [record, {
-            "type": "object",
-            "properties": {
-                "num": {"type": "integer", "description": "The execution's number."},
-                "graph": {
-                    "type": "object",
-                    "description": "The playbook's nodes and edges, to draw (absent when the playbook is gone).",
-                    "properties": {
-                        "nodes": {"type": "array", "items": {"type": "object"}},
-                        "edges": {"type": "array", "items": {
-                            "type": "object",
-                            "properties": {
-                                "from": {"type": "string"},
-                                "to": {"type": "string"},
-                                "on": {"type": "string"},
-                            },
-                        }},
-                    },
+    let graph = json!({
+        "type": "object",
+        "description": "The playbook's nodes and edges, to draw (absent when the playbook is gone).",
+        "properties": {
+            "nodes": {"type": "array", "items": {"type": "object"}},
+            "edges": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "from": {"type": "string"},
+                    "to": {"type": "string"},
+                    "on": {"type": "string"},
                 },
-            },
-        }],
-    })
+            }},
+        },
+    });
+    let num = json!({"type": "integer", "description": "The execution's number."});
+    let ended = derived::<crate::trace::Execution>(generator, "EndedExecution", |schema| {
+        schema["description"] = json!("An execution that has ended, as stored.");
+        let properties = &mut schema["properties"];
+        properties["children"] = json!({
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The ids of the executions its `playbook:` nodes started (each has its own record).",
+        });
+        properties["num"] = num.clone();
+        properties["graph"] = graph.clone();
+    });
+    let nodes = generator.subschema_for::<Vec<crate::store::NodeState>>();
+    let steps = generator.subschema_for::<Vec<crate::trace::StepRun>>();
+    let running = derived::<crate::store::ExecutionRow>(generator, "RunningExecution", |schema| {
+        schema["description"] = json!(
+            "An execution that has not ended (or whose process stopped first): its row, \
+             its nodes so far and the steps that have ended."
+        );
+        let properties = &mut schema["properties"];
+        properties["nodes"] = nodes.to_value();
+        properties["nodes"]["description"] =
+            json!("The nodes that have started, with their state.");
+        properties["steps"] = steps.to_value();
+        properties["steps"]["description"] = json!(
+            "The step runs that have ended, in that order (at DEBUG and TRACE with what they saw)."
+        );
+        properties["num"] = num.clone();
+        properties["graph"] = graph.clone();
+    });
+    json_schema!({"oneOf": [ended, running]})
+}
+
+/// A component `name` made from `T`'s schema changed by `change`; a reference to it.
+fn derived<T: JsonSchema>(
+    generator: &mut SchemaGenerator,
+    name: &str,
+    change: impl FnOnce(&mut Value),
+) -> Schema {
+    let reference = generator.subschema_for::<T>().to_value();
+    let original = reference["$ref"]
+        .as_str()
+        .and_then(|r| r.rsplit('/').next())
+        .and_then(|n| generator.definitions().get(n).cloned());
+    let mut schema = original.unwrap_or_else(|| reference.clone());
+    change(&mut schema);
+    generator.definitions_mut().insert(name.to_owned(), schema);
+    json_schema!({"$ref": format!("#/components/schemas/{name}")})
 }
 
 /// An ended execution's record, with its number (`?wait=true`).
@@ -516,10 +556,14 @@ const OPERATIONS: &[Operation] = &[
         ),
         replies: &[
             STARTED,
-            ENDED,
+            Reply {
+                status: "200",
+                description: "With `wait=true`: the ended execution's whole record (as `POST /api/v1/playbooks/{id}/run?wait=true` answers). With `respond=output`: the playbook's declared `output:` as the whole body, with the status its `output_status:` gives (200 without one, any from 200 to 599).",
+                body: Body::AnyJson("The record, or the playbook's output."),
+            },
             Reply {
                 status: "502",
-                description: "With `respond=output`: the execution ended with no output; why, and its id.",
+                description: "With `respond=output`: the execution ended with no output (a reference to a node that did not succeed, no `output:` declared, or an `output_status:` that is not a status); why, and its id.",
                 body: Body::AnyJson("`{error, execution_id}`"),
             },
         ],

@@ -10,7 +10,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
 
 use super::{Failure, for_terminal};
 
@@ -35,28 +34,32 @@ fn kind(dir: &Path) -> Result<Kind, Failure> {
             "`{}` is not an app directory wasp can build: it has no `Cargo.toml` (Rust), \
              `Makefile` and `app.py` (Python) or `package.json` (JavaScript); `wasp app new` \
              makes one",
-            dir.display()
+            for_terminal(&dir.display().to_string())
         )))
     }
 }
 
-/// Build the app in `dir` and return its component file.
-pub(super) fn build(dir: &Path) -> Result<PathBuf, Failure> {
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", dir.display())))?;
-    let started = SystemTime::now();
-    match kind(&dir)? {
+/// Build the app in `dir`; the directory, made absolute, and its component file.
+pub(super) fn build(dir: &Path) -> Result<(PathBuf, PathBuf), Failure> {
+    let dir = dir.canonicalize().map_err(|e| {
+        Failure::Usage(format!(
+            "cannot read `{}`: {e}",
+            for_terminal(&dir.display().to_string())
+        ))
+    })?;
+    let component = match kind(&dir)? {
         Kind::Rust => build_rust(&dir),
         Kind::Python => {
             let mut make = Command::new("make");
             make.arg("build");
+            // Through the environment (the Makefile's `?=`), so that no character of
+            // the path is read by make.
             let venv = dir.join(".venv/bin/componentize-py");
             if std::env::var_os("COMPONENTIZE_PY").is_none() && venv.is_file() {
-                make.arg(format!("COMPONENTIZE_PY={}", venv.display()));
+                make.env("COMPONENTIZE_PY", venv);
             }
             run(&mut make, &dir, "make build", "")?;
-            newest_component(&dir.join("build"), started)
+            newest_component(&dir.join("build"))
         }
         Kind::Js => {
             let hint = if dir.join("node_modules").is_dir() {
@@ -70,9 +73,10 @@ pub(super) fn build(dir: &Path) -> Result<PathBuf, Failure> {
                 "npm run build",
                 hint,
             )?;
-            newest_component(&dir.join("build"), started)
+            newest_component(&dir.join("build"))
         }
-    }
+    }?;
+    Ok((dir, component))
 }
 
 /// Run `command` in `dir` with its output on stderr; `what` names it in errors, with
@@ -170,8 +174,9 @@ fn cdylib(line: &str, manifest: &Path) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The `.wasm` file in `dir` written last, at or after `since`.
-fn newest_component(dir: &Path, since: SystemTime) -> Result<PathBuf, Failure> {
+/// The `.wasm` file in `dir` written last (by this build, or by an earlier one when
+/// the tool found nothing to do).
+fn newest_component(dir: &Path) -> Result<PathBuf, Failure> {
     let written = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -179,7 +184,6 @@ fn newest_component(dir: &Path, since: SystemTime) -> Result<PathBuf, Failure> {
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
         .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
-        .filter(|(modified, _)| *modified >= since)
         .max();
     written.map(|(_, path)| path).ok_or_else(|| {
         Failure::Usage(format!(

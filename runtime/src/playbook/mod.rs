@@ -489,6 +489,34 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))
 }
 
+/// The HTTP status `value` says (`output_status:`, as written or rendered): a number, or
+/// a string of one, from 200 to 599. Else why not, naming what it is without quoting a
+/// value that could be large.
+pub fn http_status(value: &Value) -> Result<u16, String> {
+    let number = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    number
+        .filter(|n| (200..=599).contains(n))
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| {
+            let what = match value {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) if s.len() <= 32 && !s.contains(char::is_control) => {
+                    format!("`{s}`")
+                }
+                Value::String(s) => format!("a string of {} bytes", s.len()),
+                Value::Null => "null".to_owned(),
+                Value::Bool(b) => b.to_string(),
+                Value::Array(_) => "a list".to_owned(),
+                Value::Object(_) => "an object".to_owned(),
+            };
+            format!("is {what}; an HTTP status here is 200 to 599")
+        })
+}
+
 /// The template of `field`, a part of the execution's result (`output`,
 /// `output_status`), which renders in no node and so cannot read `${item}`.
 fn result_template(
@@ -618,14 +646,14 @@ fn check_fields(spec: &PlaybookSpec, problems: &mut Problems) -> Fields {
             "is the status to answer the `output:` with, and there is no `output:`".to_owned(),
         );
     }
-    if let Some(Value::Number(status)) = &spec.output_status
-        && !status.as_u64().is_some_and(|s| (200..=599).contains(&s))
+    // A literal (not a `${…}` template) is checked now.
+    if let Some(literal) = &spec.output_status
+        && output_status
+            .as_ref()
+            .is_some_and(|t| t.references().is_empty())
+        && let Err(e) = http_status(literal)
     {
-        problems.push(
-            None,
-            Some("output_status"),
-            format!("is {status}; an HTTP status here is 200 to 599"),
-        );
+        problems.push(None, Some("output_status"), e);
     }
     Fields {
         log_level,

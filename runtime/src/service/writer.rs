@@ -76,6 +76,15 @@ impl Lingering {
     }
 }
 
+/// `event` as listeners get it: a step's run, which is for the store, is dropped, so
+/// that a slow listener holds no step's input and output in the channel.
+fn without_run(mut event: Event) -> Event {
+    if let Event::StepEnded { run, .. } = &mut event {
+        *run = None;
+    }
+    event
+}
+
 /// The most writes in one transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -354,7 +363,7 @@ impl Writer {
         for write in writes {
             match write {
                 store::Write::Event(event) if listening => {
-                    let _ = self.broadcast.send(Arc::new(event));
+                    let _ = self.broadcast.send(Arc::new(without_run(event)));
                 }
                 store::Write::Event(_) => {}
                 write => answered.push(write),
@@ -362,7 +371,7 @@ impl Writer {
         }
         if listening {
             for event in superseded {
-                let _ = self.broadcast.send(Arc::new(event));
+                let _ = self.broadcast.send(Arc::new(without_run(event)));
             }
         }
         // A waiter that went away is not the batch's problem.

@@ -239,7 +239,7 @@ pub enum ExecutionRecord {
     /// [`Store::node_states`]).
     Unfinished {
         /// Its row.
-        row: ExecutionRow,
+        row: Box<ExecutionRow>,
         /// Its step runs so far, in the order they ended.
         steps: Vec<Value>,
     },

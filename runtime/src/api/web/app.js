@@ -946,7 +946,9 @@ function renderNodeDetails(pane, record, states, nodeId, iteration, setIteration
 
   const actions = el("div", { class: "toolbar" });
   const child = step?.child || (state.children || [])[index];
-  if (child) actions.append(el("a", { href: `#/executions/${encodeURIComponent(child)}`, id: "open-child" }, "View child execution →"));
+  // A child execution is stored with its parent's record, when the parent ends.
+  if (child && running(record.status)) actions.append(el("span", { class: "muted", id: "child-later" }, `Child execution ${child}: viewable when this one ends.`));
+  else if (child) actions.append(el("a", { href: `#/executions/${encodeURIComponent(child)}`, id: "open-child" }, "View child execution →"));
   // Replay runs the step again on its logged input: offered only where there is one.
   const replayable = step?.capture?.data && step.input !== null && step.input !== undefined && !(step.capture.truncated || []).includes("input");
   if (replayable && !running(record.status) && node.kind !== "trigger" && node.kind !== "playbook") {

@@ -552,7 +552,7 @@ impl SqliteStore {
                  WHERE {} AND s.execution_id = ? ORDER BY s.num",
                 render::STEPS_OF_EXECUTION
             ))?
-            .query_map([id, id, id], |r| r.get(0))?
+            .query_map([id; 4], |r| r.get(0))?
             .collect()
         })?;
         texts
@@ -609,9 +609,9 @@ struct Batch<'t> {
     insert_row: rusqlite::CachedStatement<'t>,
     update_row: rusqlite::CachedStatement<'t>,
     row_num: rusqlite::CachedStatement<'t>,
-    running_step: rusqlite::CachedStatement<'t>,
-    drop_running_steps: rusqlite::CachedStatement<'t>,
-    drop_running_lines: rusqlite::CachedStatement<'t>,
+    count_early: rusqlite::CachedStatement<'t>,
+    list_early: rusqlite::CachedStatement<'t>,
+    early_keys: rusqlite::CachedStatement<'t>,
     record: rusqlite::CachedStatement<'t>,
     step: rusqlite::CachedStatement<'t>,
     line: rusqlite::CachedStatement<'t>,
@@ -641,19 +641,18 @@ impl<'t> Batch<'t> {
                      completed_at = ?5, duration_ms = ?6, log_level = ?7 \
                  WHERE id = ?1 AND completed_at IS NULL",
             )?,
-            row_num: connection.prepare_cached(
-                "SELECT num, running_first_step, running_last_step FROM executions WHERE id = ?1",
-            )?,
-            running_step: connection.prepare_cached(
-                "UPDATE executions SET running_first_step = coalesce(running_first_step, ?2), \
-                     running_last_step = ?2 \
+            row_num: connection
+                .prepare_cached("SELECT num, early_steps FROM executions WHERE id = ?1")?,
+            count_early: connection.prepare_cached(
+                "UPDATE executions SET early_steps = coalesce(early_steps, 0) + 1 \
                  WHERE id = ?1 AND completed_at IS NULL",
             )?,
-            drop_running_steps: connection.prepare_cached(
-                "DELETE FROM step_runs WHERE num BETWEEN ?2 AND ?3 AND execution_id = ?1",
+            list_early: connection.prepare_cached(
+                "INSERT INTO early_steps (execution_id, step_num) VALUES (?1, ?2)",
             )?,
-            drop_running_lines: connection.prepare_cached(
-                "DELETE FROM log_lines WHERE execution_id = ?1 AND step_num BETWEEN ?2 AND ?3",
+            early_keys: connection.prepare_cached(
+                "SELECT s.node, s.iteration, s.attempt FROM early_steps x \
+                 JOIN step_runs s ON s.num = x.step_num WHERE x.execution_id = ?1",
             )?,
             record: connection.prepare_cached(
                 "INSERT OR REPLACE INTO execution_records (num, record, first_step, last_step) \
@@ -702,9 +701,9 @@ impl<'t> Batch<'t> {
     }
 
     /// Insert an executions row, or update the one with its id unless it has ended (a
-    /// start that comes late never undoes an end); its numeric id, and the numbers
-    /// between which its step runs written while it ran lie, if any were.
-    fn upsert_row(&mut self, row: &RowValues<'_>) -> Result<(i64, Option<(i64, i64)>), Error> {
+    /// start that comes late never undoes an end); its numeric id, and how many of its
+    /// step runs were written while it ran.
+    fn upsert_row(&mut self, row: &RowValues<'_>) -> Result<(i64, i64), Error> {
         let playbook_num = match self.playbook_nums.get(&row.header.playbook_id) {
             Some(num) => *num,
             None => {
@@ -738,11 +737,11 @@ impl<'t> Batch<'t> {
         // the row just inserted has the connection's last number. (Not an upsert with
         // `RETURNING num`: with it, a batch took half as long again.)
         if inserted == 1 {
-            return Ok((self.connection.last_insert_rowid(), None));
+            return Ok((self.connection.last_insert_rowid(), 0));
         }
-        let (num, first, last): (i64, Option<i64>, Option<i64>) = self
+        let (num, early): (i64, Option<i64>) = self
             .row_num
-            .query_row([&row.header.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            .query_row([&row.header.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         self.update_row.execute(params![
             row.header.id,
             status,
@@ -752,7 +751,7 @@ impl<'t> Batch<'t> {
             row.duration_ms,
             log_level,
         ])?;
-        Ok((num, first.zip(last)))
+        Ok((num, early.unwrap_or(0)))
     }
 
     /// Node state changes.
@@ -797,26 +796,17 @@ impl<'t> Batch<'t> {
                     run: Some(run),
                     ..
                 } => {
-                    // Readable while its execution runs; its row says where it lies.
-                    let num = self.insert_step(execution_id, run)?;
-                    if self.running_step.execute(params![execution_id, num])? == 0 {
-                        // Ended (its record holds every step) or never stored.
-                        self.drop_steps(execution_id, (num, num))?;
+                    // Readable while its execution runs. Not when its row is not
+                    // there (a child's is written with its parent's record) or it
+                    // has ended (its record holds every step).
+                    if self.count_early.execute([execution_id])? == 1 {
+                        let num = self.insert_step(execution_id, run)?;
+                        self.list_early.execute(params![execution_id, num])?;
                     }
                 }
                 Event::StepEnded { run: None, .. } | Event::ExecutionEnded { .. } => {}
             }
         }
-        Ok(())
-    }
-
-    /// Delete the step runs of `execution_id` numbered `first` to `last`, with their
-    /// log lines.
-    fn drop_steps(&mut self, execution_id: &str, (first, last): (i64, i64)) -> Result<(), Error> {
-        self.drop_running_lines
-            .execute(params![execution_id, first, last])?;
-        self.drop_running_steps
-            .execute(params![execution_id, first, last])?;
         Ok(())
     }
 
@@ -872,7 +862,7 @@ impl<'t> Batch<'t> {
                 source,
             }
         })?;
-        let (num, ran) = self.upsert_row(&RowValues {
+        let (num, early) = self.upsert_row(&RowValues {
             header: &execution.header,
             status: execution.status,
             message: execution.message.as_deref(),
@@ -880,18 +870,29 @@ impl<'t> Batch<'t> {
             completed_at: Some(execution.completed_at),
             duration_ms: Some(i64::try_from(execution.duration_us / 1000).unwrap_or(i64::MAX)),
         })?;
-        // The step runs written while it ran give way to the record's, written together.
-        if let Some(range) = ran {
-            self.drop_steps(&execution.header.id, range)?;
-            self.connection.execute(
-                "UPDATE executions SET running_first_step = NULL, running_last_step = NULL \
-                 WHERE num = ?1",
-                [num],
-            )?;
-        }
+        // The step runs written while it ran are kept, numbers and all; the others are
+        // written now, one after the other.
+        let written: std::collections::HashSet<(String, Option<i64>, i64)> = if early > 0 {
+            self.early_keys
+                .query_map([&execution.header.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?
+        } else {
+            std::collections::HashSet::new()
+        };
         // Its step runs, one after the other: the record keeps the first and the last.
         let mut steps: Option<(i64, i64)> = None;
         for step in &execution.steps {
+            if !written.is_empty()
+                && written.contains(&(
+                    step.node.clone(),
+                    step.iteration.map(|i| i64::try_from(i).unwrap_or(i64::MAX)),
+                    i64::from(step.attempt),
+                ))
+            {
+                continue;
+            }
             let step_num = self.insert_step(&execution.header.id, step)?;
             steps = Some((steps.map_or(step_num, |(first, _)| first), step_num));
         }
@@ -1104,7 +1105,10 @@ impl Store for SqliteStore {
             // Not finished: its record is the row.
             Some((row, None)) => {
                 let steps = self.step_records(&row.header.id)?;
-                Some(ExecutionRecord::Unfinished { row, steps })
+                Some(ExecutionRecord::Unfinished {
+                    row: Box::new(row),
+                    steps,
+                })
             }
         })
     }
@@ -2037,6 +2041,11 @@ mod tests {
                 .any(|step| step.starts_with("SEARCH s USING INTEGER PRIMARY KEY")),
             "{plan:?}"
         );
+        // The steps written while it ran are looked up too, never by a scan.
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN")),
+            "{plan:?}"
+        );
     }
 
     /// Issue 23: a running execution's finished steps could not be read ("still
@@ -2111,8 +2120,25 @@ mod tests {
             rows.into_iter().map(|r| r.message).collect::<Vec<_>>()
         };
         assert_eq!(logs("ex_long"), ["ex_long first", "ex_long second"]);
+        let filter = StepFilter {
+            execution: Some("ex_long".to_owned()),
+            ..StepFilter::default()
+        };
+        let numbers = || {
+            let (rows, _) = store
+                .step_runs(&filter, Window::all(Sort::OldestFirst))
+                .unwrap();
+            rows.iter()
+                .map(|r| (r.num, r.run.node.clone()))
+                .collect::<Vec<_>>()
+        };
+        let early = numbers();
+        assert_eq!(early.len(), 2, "{early:?}");
 
-        // Its record holds every step: the ones written early give way, none twice.
+        // Its record holds every step: the ones written early keep their numbers (a
+        // client may have seen them), none is written twice, and the one that had not
+        // been written is.
+        long.steps.insert(1, run("ex_long", "between"));
         store.write(&[Write::Finish(Box::new(long))]).unwrap();
         let Some(ExecutionRecord::Ended(record)) = store.execution_record("ex_long").unwrap()
         else {
@@ -2124,16 +2150,18 @@ mod tests {
             .iter()
             .map(|s| &s["node"])
             .collect();
-        assert_eq!(nodes, [&json!("first"), &json!("second")], "{record}");
-        assert_eq!(logs("ex_long"), ["ex_long first", "ex_long second"]);
-        let filter = StepFilter {
-            execution: Some("ex_long".to_owned()),
-            ..StepFilter::default()
-        };
-        let (rows, total) = store
-            .step_runs(&filter, Window::all(Sort::OldestFirst))
-            .unwrap();
-        assert_eq!((rows.len(), total), (2, 2));
+        assert_eq!(
+            nodes,
+            [&json!("first"), &json!("second"), &json!("between")],
+            "{record}"
+        );
+        assert_eq!(
+            logs("ex_long"),
+            ["ex_long first", "ex_long second", "ex_long between"]
+        );
+        let ended = numbers();
+        assert_eq!(ended[..2], early[..], "{ended:?}");
+        assert_eq!(ended.len(), 3, "{ended:?}");
         // The other execution's step, written between, is its own still.
         let Some(ExecutionRecord::Unfinished { steps, .. }) =
             store.execution_record("ex_other").unwrap()

@@ -20,16 +20,20 @@ pub(super) struct Sql {
     pub params: Vec<SqlValue>,
 }
 
-/// Where the step runs (`s`) of the execution whose id is bound to both `?` lie: an
-/// ended execution's are written one after the other, and its record keeps the first
-/// and the last number; a running one's are written as they end, and its row keeps the
-/// first and the last (others' may lie between: a reader also compares the execution
-/// id). A condition that reads only those rows.
-pub(super) const STEPS_OF_EXECUTION: &str = "s.num BETWEEN \
-    (SELECT coalesce(r.first_step, e.running_first_step) FROM executions e \
-        LEFT JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
-    AND (SELECT coalesce(r.last_step, e.running_last_step) FROM executions e \
-        LEFT JOIN execution_records r ON r.num = e.num WHERE e.id = ?)";
+/// Where the step runs (`s`) of the execution whose id is bound to every `?` lie: those
+/// written when it ended lie one after the other, and its record keeps the first and the
+/// last number; those written while it ran (`early_steps`) are listed by number. A
+/// condition that reads only those rows.
+pub(super) const STEPS_OF_EXECUTION: &str = "(s.num BETWEEN \
+    (SELECT r.first_step FROM executions e \
+        JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
+    AND (SELECT r.last_step FROM executions e \
+        JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
+    OR s.num IN (SELECT x.step_num FROM early_steps x WHERE x.execution_id = ?))";
+
+/// The `?` of [`STEPS_OF_EXECUTION`], and one more for the comparison of the execution
+/// id that follows it.
+const STEPS_OF_EXECUTION_BINDS: usize = 4;
 
 /// The column a TQL field reads, and how a record reaches it.
 #[derive(Debug, Clone, Copy)]
@@ -230,7 +234,7 @@ pub(super) fn steps(filter: &StepFilter) -> Sql {
     if let Some(id) = &filter.execution {
         all.and(
             format!("({STEPS_OF_EXECUTION} AND s.execution_id = ?)"),
-            [id, id, id].map(|id| SqlValue::Text(id.clone())),
+            [id; STEPS_OF_EXECUTION_BINDS].map(|id| SqlValue::Text(id.clone())),
         );
     }
     all.tql(filter.tql.as_ref());
@@ -600,6 +604,7 @@ mod tests {
                 text("ex_1"),
                 text("ex_1"),
                 text("ex_1"),
+                text("ex_1"),
                 text("Failed")
             ]
         );
@@ -613,7 +618,7 @@ mod tests {
             steps(&filter),
             Sql {
                 text: format!("({STEPS_OF_EXECUTION} AND s.execution_id = ?)"),
-                params: vec![text("ex_2"); 3]
+                params: vec![text("ex_2"); STEPS_OF_EXECUTION_BINDS]
             }
         );
     }

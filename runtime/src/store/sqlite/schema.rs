@@ -281,11 +281,15 @@ DROP VIEW audit_logs;
 ALTER TABLE node_states ADD COLUMN succeeded INTEGER;
 ",
     r"
--- The step runs of a running execution, written as they end (so that they can be read
--- before it ends) lie between these numbers; when it ends they are replaced by the
--- record's, written together, and these are cleared.
-ALTER TABLE executions ADD COLUMN running_first_step INTEGER;
-ALTER TABLE executions ADD COLUMN running_last_step INTEGER;
+-- The step runs written while their execution ran, so that they can be read before it
+-- ends (and are kept if the process dies). They keep their numbers when it ends; its
+-- record's range holds the others, written together then. `early_steps` counts them.
+CREATE TABLE early_steps (
+    execution_id TEXT NOT NULL,
+    step_num INTEGER NOT NULL,
+    PRIMARY KEY (execution_id, step_num)
+) WITHOUT ROWID;
+ALTER TABLE executions ADD COLUMN early_steps INTEGER;
 ",
 ];
 
