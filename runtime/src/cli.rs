@@ -1494,10 +1494,23 @@ async fn scan_showing_progress(host: &Host, dir: &Path) -> Result<Registry, host
     registry
 }
 
+/// The component at `file`, with progress on stderr when it takes a while (compiling).
+async fn load_showing_progress(host: &Host, file: &Path) -> Result<Arc<host::App>, host::Error> {
+    let progress = progress::LoadProgress::start_file(file);
+    progress.update(&host::Loading {
+        loaded: 0,
+        total: 1,
+        waiting_for: vec![file],
+    });
+    let loaded = host.load(file).await;
+    progress.finish();
+    loaded
+}
+
 /// An app named `name` in the apps directory, or the component file at `name`.
 async fn resolve(host: &Host, apps_dir: &Path, name: &str) -> Result<Arc<host::App>, Failure> {
     if name.ends_with(".wasm") || name.contains(std::path::MAIN_SEPARATOR) {
-        return Ok(host.load(Path::new(name)).await?);
+        return Ok(load_showing_progress(host, Path::new(name)).await?);
     }
     let registry = scan(host, apps_dir).await?;
     if let Some(claimants) = registry.claimants(name) {
@@ -1706,9 +1719,7 @@ async fn install_files(
     let installed = scan_showing_progress(host, &into).await?;
     for file in files {
         let shown = for_terminal(&file.display().to_string()).into_owned();
-        eprintln!("checking and compiling `{shown}` …");
-        let app = host
-            .load(file)
+        let app = load_showing_progress(host, file)
             .await
             .map_err(|e| Failure::Usage(format!("`{shown}` is not an app wasp can run: {e}")))?;
         let name = &app.info.name;

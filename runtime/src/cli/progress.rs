@@ -44,6 +44,11 @@ impl Show {
     }
 }
 
+/// The word for `n` components.
+fn components(n: usize) -> &'static str {
+    if n == 1 { "component" } else { "components" }
+}
+
 /// How far loading has got, shared with the task that shows it.
 #[derive(Debug, Default)]
 struct Seen {
@@ -55,7 +60,12 @@ struct Seen {
 impl Seen {
     /// `3 of 13 components loaded; compiling defang.wasm, severity_score.wasm +2`.
     fn line(&self) -> String {
-        let mut line = format!("{} of {} components loaded", self.loaded, self.total);
+        let mut line = format!(
+            "{} of {} {} loaded",
+            self.loaded,
+            self.total,
+            components(self.total)
+        );
         if !self.waiting_for.is_empty() {
             line.push_str("; compiling ");
             line.push_str(
@@ -88,18 +98,34 @@ pub(super) struct LoadProgress {
 }
 
 impl LoadProgress {
-    /// Start showing the loading of `dir` after `delay`, to stderr.
+    /// Start showing the loading of the apps of `dir`, to stderr.
     pub(super) fn start(dir: &Path) -> Self {
+        let what = format!(
+            "the apps of {}",
+            super::for_terminal(&dir.display().to_string())
+        );
         Self::start_to(
-            dir,
+            what,
             Show::for_stderr(),
             DELAY,
             Arc::new(Mutex::new(std::io::stderr())),
         )
     }
 
+    /// Start showing the loading of the component `file`, to stderr.
+    pub(super) fn start_file(file: &Path) -> Self {
+        let what = format!("`{}`", super::for_terminal(&file.display().to_string()));
+        Self::start_to(
+            what,
+            Show::for_stderr(),
+            DELAY,
+            Arc::new(Mutex::new(std::io::stderr())),
+        )
+    }
+
+    /// Start showing the loading of `what` (fit for a terminal) after `delay`.
     fn start_to(
-        dir: &Path,
+        what: String,
         show: Show,
         delay: Duration,
         out: Arc<Mutex<dyn Write + Send>>,
@@ -110,10 +136,7 @@ impl LoadProgress {
             ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        bar.set_prefix(format!(
-            "loading the apps of {}:",
-            super::for_terminal(&dir.display().to_string())
-        ));
+        bar.set_prefix(format!("loading {what}:"));
         let shown = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ticker = tokio::spawn({
             let (seen, bar, shown, out) = (
@@ -122,7 +145,6 @@ impl LoadProgress {
                 Arc::clone(&shown),
                 Arc::clone(&out),
             );
-            let dir = super::for_terminal(&dir.display().to_string()).into_owned();
             async move {
                 tokio::time::sleep(delay).await;
                 shown.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -135,8 +157,8 @@ impl LoadProgress {
                         let line = seen.lock().unwrap_or_else(PoisonError::into_inner).line();
                         let _ = writeln!(
                             out.lock().unwrap_or_else(PoisonError::into_inner),
-                            "wasp: loading the apps of {dir} (components not in the cache \
-                             are compiled once): {line}"
+                            "wasp: loading {what} (components not in the cache are \
+                             compiled once): {line}"
                         );
                         tokio::time::sleep(LINE_EVERY).await;
                     },
@@ -181,8 +203,9 @@ impl LoadProgress {
             let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
             let _ = writeln!(
                 out,
-                "wasp: loaded {} components in {:.1} s (compiled ones are cached for next time)",
+                "wasp: loaded {} {} in {:.1} s (compiled ones are cached for next time)",
                 seen.total,
+                components(seen.total),
                 self.started.elapsed().as_secs_f64()
             );
         }
@@ -230,7 +253,7 @@ mod tests {
     async fn slow_loading_is_told_in_lines_naming_what_still_compiles_and_how_long_it_took() {
         let out = Captured::default();
         let progress = LoadProgress::start_to(
-            Path::new("apps"),
+            "the apps of apps".to_owned(),
             Show::Lines,
             Duration::from_millis(20),
             Arc::new(Mutex::new(out.clone())),
@@ -261,7 +284,7 @@ mod tests {
     async fn quick_loading_shows_nothing() {
         let out = Captured::default();
         let progress = LoadProgress::start_to(
-            Path::new("apps"),
+            "the apps of apps".to_owned(),
             Show::Lines,
             Duration::from_secs(60),
             Arc::new(Mutex::new(out.clone())),
