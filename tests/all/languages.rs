@@ -407,13 +407,7 @@ fn a_new_rust_app_passes_its_own_tests_and_builds_and_installs_alone() {
     let wasp = |args: &[&str]| wasp_in(&dir, args);
     // Built twice: the second build replaces the first without being asked.
     for _ in 0..2 {
-        let built = wasp(&["app", "build"]);
-        let said = String::from_utf8_lossy(&built.stderr).into_owned();
-        assert_eq!(built.status.code(), Some(0), "{said}");
-        assert!(
-            String::from_utf8_lossy(&built.stdout).starts_with("installed `scaffold-rs` 0.1.0"),
-            "{said}"
-        );
+        assert_installed(&wasp(&["app", "build"]), "scaffold-rs");
     }
     assert!(apps.path().join("scaffold-rs.wasm").is_file());
     // Another app of the same name, built elsewhere, replaces it only with --force.
@@ -458,6 +452,16 @@ fn a_new_rust_app_passes_its_own_tests_and_builds_and_installs_alone() {
     assert_eq!(record["output"]["greeting"], "Hi, Ada!");
 }
 
+/// `output` is of a `wasp app build` that installed version 0.1.0 of `name`.
+fn assert_installed(output: &std::process::Output, name: &str) {
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with(&format!("installed `{name}` 0.1.0")),
+        "{said}"
+    );
+}
+
 #[test]
 fn a_new_python_app_passes_its_own_tests() {
     let componentize_py = match componentize_py().and_then(|p| runs("make").map(|()| p)) {
@@ -486,12 +490,7 @@ fn a_new_python_app_passes_its_own_tests() {
         .env("WASP_CACHE_DIR", crate::common::cache_dir())
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&built.stderr).into_owned();
-    assert_eq!(built.status.code(), Some(0), "{said}");
-    assert!(
-        String::from_utf8_lossy(&built.stdout).starts_with("installed `scaffold-py` 0.1.0"),
-        "{said}"
-    );
+    assert_installed(&built, "scaffold-py");
     assert!(apps.path().join("scaffold-py.wasm").is_file());
     // Again, with nothing changed: make has nothing to do, and the build is still there.
     let again = Command::new(env!("CARGO_BIN_EXE_wasp"))

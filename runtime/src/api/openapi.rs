@@ -154,8 +154,8 @@ fn playbook(generator: &mut SchemaGenerator) -> Schema {
     })
 }
 
-fn playbooks(generator: &mut SchemaGenerator) -> Schema {
-    let item = playbook(generator);
+/// A [`Listing`] of `item`s whose schema is made here, not derived.
+fn listing(item: Schema) -> Schema {
     json_schema!({
         "type": "object",
         "properties": {
@@ -164,6 +164,10 @@ fn playbooks(generator: &mut SchemaGenerator) -> Schema {
         },
         "required": ["count", "data"],
     })
+}
+
+fn playbooks(generator: &mut SchemaGenerator) -> Schema {
+    listing(playbook(generator))
 }
 
 /// An asset as the API shows it: its definition (secrets as references), name and
@@ -180,15 +184,7 @@ fn asset(generator: &mut SchemaGenerator) -> Schema {
 }
 
 fn assets(generator: &mut SchemaGenerator) -> Schema {
-    let item = asset(generator);
-    json_schema!({
-        "type": "object",
-        "properties": {
-            "count": {"type": "integer"},
-            "data": {"type": "array", "items": item},
-        },
-        "required": ["count", "data"],
-    })
+    listing(asset(generator))
 }
 
 /// An asset sent to `POST /api/v1/assets`: its definition and name.
