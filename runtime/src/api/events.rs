@@ -95,6 +95,10 @@ pub(super) async fn execution_events(
         .blocking(move |store| {
             let row = store.execution(&key)?;
             let nodes = match &row {
+                // Running: its nodes' states (its record, steps and all, is not read).
+                Some(row) if row.completed_at.is_none() => {
+                    json!(store.node_states(&row.header.id)?)
+                }
                 Some(row) => match store.execution_record(&row.header.id)? {
                     Some(ExecutionRecord::Ended(record)) => record["nodes"].clone(),
                     _ => json!(store.node_states(&row.header.id)?),
