@@ -204,8 +204,9 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     assets: Option<PathBuf>,
 
-    /// Require `Authorization: Bearer <TOKEN>` on every request: at least 16
-    /// characters, 8 of them different (`openssl rand -hex 16` makes one).
+    /// Require this token on every request (`Authorization: Bearer <TOKEN>`, or a vendor
+    /// client's `TC-Token`, `ph-auth-token` or `X-Auth-Token`): at least 16 characters,
+    /// 8 of them different (`openssl rand -hex 16` makes one).
     #[arg(long, env = crate::env::API_TOKEN, hide_env_values = true)]
     token: Option<String>,
 

@@ -593,6 +593,63 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
         .call()
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
+    // Each vendor's clients send the token their way; every scheme works on every view,
+    // and a refusal comes in the view's own error shape (issue 24).
+    let token = "s3cret-0123456789";
+    let schemes = [
+        ("Authorization", format!("Bearer {token}")),
+        ("Authorization", format!("TC-Token {token}")),
+        ("ph-auth-token", token.to_owned()),
+        ("X-Auth-Token", token.to_owned()),
+    ];
+    let views = [
+        ("GET", "/api/v1/executions"),
+        ("GET", "/api/v3/playbook/executions"),
+        ("GET", "/rest/app_run"),
+        (
+            "POST",
+            "/v1/p/workspaces/w/soc/playbooks/instances/auditlogs?offset=0&limit=10",
+        ),
+    ];
+    let call = |method: &str, path: &str, header: Option<(&str, &str)>| {
+        let url = server.url(path);
+        let response = match (method, header) {
+            ("GET", Some((name, value))) => server.agent.get(&url).header(name, value).call(),
+            ("GET", None) => server.agent.get(&url).call(),
+            (_, Some((name, value))) => server.agent.post(&url).header(name, value).send("{}"),
+            (_, None) => server.agent.post(&url).send("{}"),
+        };
+        let response = response.unwrap();
+        let request_id = response.headers().get("x-request-id").is_some();
+        let (status, body) = read(response);
+        (status, body, request_id)
+    };
+    for (method, path) in views {
+        for (name, value) in &schemes {
+            let (status, body, _) = call(method, path, Some((name, value)));
+            assert_eq!(status, 200, "{name}: {value} on {path}: {body}");
+        }
+    }
+    let wrong = Some(("Authorization", "TC-Token not-the-token-at-all"));
+    let (status, body, _) = call("GET", "/api/v3/playbook/executions", wrong);
+    assert_eq!(status, 401);
+    assert_eq!(
+        (&body["status"], &body["errCode"]),
+        (&json!("Error"), &json!("0x1001")),
+        "{body}"
+    );
+    let (status, body, _) = call("GET", "/rest/app_run", None);
+    assert_eq!(status, 401);
+    assert_eq!(body["failed"], true, "{body}");
+    assert_eq!(
+        body["message"],
+        "this server requires `ph-auth-token: <token>` (or `Authorization: Bearer <token>`)"
+    );
+    let (status, body, request_id) = call("POST", views[3].1, None);
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "APIGW.0301", "{body}");
+    assert!(request_id, "SecMaster answers carry X-request-id");
+
     // A supervisor's health check needs no token, and learns only that wasp answers.
     let health = server.agent.get(server.url("/healthz")).call().unwrap();
     assert_eq!(health.status().as_u16(), 200);

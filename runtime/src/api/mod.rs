@@ -66,9 +66,9 @@ pub enum ApiError {
     /// It cannot be done in the thing's current state.
     #[error("{0}")]
     Conflict(String),
-    /// No valid token.
-    #[error("this server requires `Authorization: Bearer <token>`")]
-    Unauthorized,
+    /// No valid token: the message names the schemes the view's clients use.
+    #[error("this server requires {0}")]
+    Unauthorized(&'static str),
     /// Refused whoever asks: the message says why.
     #[error("{0}")]
     Forbidden(String),
@@ -134,7 +134,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::Tql(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -341,13 +341,58 @@ async fn while_loading(
 }
 
 async fn authorize(State(token): State<Token>, request: Request, next: Next) -> Response {
+    let view = View::of(request.uri().path());
     if let Some(refused) = cross_site(request.method(), request.headers()) {
-        return ApiError::Forbidden(refused).into_response();
+        return view.refuse(ApiError::Forbidden(refused));
     }
-    if let Err(refused) = triggers::check_token(token.0.as_deref(), request.headers()) {
-        return refused.into_response();
+    if !triggers::token_presented(token.0.as_deref(), request.headers()) {
+        return view.refuse(ApiError::Unauthorized(view.schemes()));
     }
     next.run(request).await
+}
+
+/// Whose clients a path serves: a refusal is answered in their shape, naming the
+/// scheme they send the token with (each scheme is accepted on every path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Native,
+    ThreatConnect,
+    Soar,
+    SecMaster,
+}
+
+impl View {
+    fn of(path: &str) -> Self {
+        if path.starts_with("/api/v3/") {
+            View::ThreatConnect
+        } else if path.starts_with("/rest/") {
+            View::Soar
+        } else if path.starts_with("/v1/") && path.contains("/soc/") {
+            View::SecMaster
+        } else {
+            View::Native
+        }
+    }
+
+    /// The schemes this view's clients send a token with.
+    fn schemes(self) -> &'static str {
+        match self {
+            View::Native => "`Authorization: Bearer <token>`",
+            View::ThreatConnect => "`Authorization: TC-Token <token>` (or `Bearer <token>`)",
+            View::Soar => "`ph-auth-token: <token>` (or `Authorization: Bearer <token>`)",
+            View::SecMaster => "`X-Auth-Token: <token>` (or `Authorization: Bearer <token>`)",
+        }
+    }
+
+    /// `error` in this view's shape.
+    fn refuse(self, error: ApiError) -> Response {
+        match self {
+            View::Native => error.into_response(),
+            View::ThreatConnect => threatconnect::TcError::from(error).into_response(),
+            View::Soar => soar::SoarError::from(error).into_response(),
+            View::SecMaster => secmaster::refusal(error).into_response(),
+        }
+    }
 }
 
 /// Why a request that changes something comes from another site's page, if it does:

@@ -826,13 +826,20 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "WebAssembly Sandboxed Playbooks: the native API, and the \
                 ThreatConnect, Splunk SOAR and SecMaster views over the same executions. \
-                With a token configured, send `Authorization: Bearer <token>`.",
+                With a token configured, send it as `Authorization: Bearer <token>`, or in a \
+                vendor client's scheme: `Authorization: TC-Token <token>`, `ph-auth-token`, \
+                `X-Auth-Token`.",
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "tcToken": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "ThreatConnect's `TC-Token <token>`."},
+                "phAuthToken": {"type": "apiKey", "in": "header", "name": "ph-auth-token", "description": "Splunk SOAR's token header."},
+                "xAuthToken": {"type": "apiKey", "in": "header", "name": "X-Auth-Token", "description": "Huawei SecMaster's token header."},
+            },
             "schemas": schemas,
         },
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"tcToken": []}, {"phAuthToken": []}, {"xAuthToken": []}],
         "paths": paths,
     })
 }
@@ -871,7 +878,9 @@ pub fn markdown() -> String {
          `wasp serve` answers these; `GET /api/v1/openapi.json` is the same as an OpenAPI \
          3.1 document (`wasp schema openapi` prints it), for generating clients. With a \
          token configured, every operation but the health check and signed webhooks needs \
-         `Authorization: Bearer <token>`. Every operation may also answer `4XX` (bad input \
+         it, as `Authorization: Bearer <token>` or in a vendor client's scheme \
+         (`Authorization: TC-Token <token>`, `ph-auth-token: <token>`, `X-Auth-Token: \
+         <token>`), each accepted on every path. Every operation may also answer `4XX` (bad input \
          or not allowed) and `5XX` (wasp failed, or is still loading: 503 with \
          `Retry-After`) with a [Problem](#problem).\n\n\
          The ThreatConnect, Splunk SOAR and SecMaster views answer in each vendor's own \

@@ -84,6 +84,16 @@ impl From<super::ApiError> for SecMasterError {
     }
 }
 
+/// A refusal before the request reached SecMaster's view: a 401 with the code Huawei's
+/// API gateway gives wrong IAM credentials (`APIGW.0301`), anything else as invalid.
+pub(super) fn refusal(error: super::ApiError) -> SecMasterError {
+    let code = match error {
+        super::ApiError::Unauthorized(_) => "APIGW.0301",
+        _ => "SecMaster.20030001",
+    };
+    SecMasterError { code, error }
+}
+
 /// `X-request-id: request_uuid-timestamp-hostname`, as SecMaster sends it.
 fn add_request_id(response: &mut Response) {
     let id = format!(

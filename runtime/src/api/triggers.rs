@@ -235,19 +235,36 @@ pub(super) async fn event(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+/// Whether `headers` carry the server's `token` (always, when it has none), in any of
+/// the schemes the views' clients send one with: `Authorization: Bearer <t>` (native),
+/// `Authorization: TC-Token <t>` (ThreatConnect's tcex), `ph-auth-token: <t>` (Splunk
+/// SOAR), `X-Auth-Token: <t>` (Huawei SecMaster). Every one is compared, each in
+/// constant time.
+pub(super) fn token_presented(token: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let authorization = value(header::AUTHORIZATION.as_str());
+    [
+        authorization.and_then(|v| v.strip_prefix("Bearer ")),
+        authorization.and_then(|v| v.strip_prefix("TC-Token ")),
+        value("ph-auth-token"),
+        value("x-auth-token"),
+    ]
+    .into_iter()
+    .flatten()
+    .fold(false, |found, presented| {
+        super::constant_time_eq(presented.as_bytes(), token.as_bytes()) | found
+    })
+}
+
 /// A 401 unless `headers` carry the server's `token` (when it has one).
 pub(super) fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = token else {
-        return Ok(());
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if presented.is_some_and(|p| super::constant_time_eq(p.as_bytes(), token.as_bytes())) {
+    if token_presented(token, headers) {
         Ok(())
     } else {
-        Err(ApiError::Unauthorized)
+        Err(ApiError::Unauthorized("`Authorization: Bearer <token>`"))
     }
 }
 
