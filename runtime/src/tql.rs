@@ -9,7 +9,7 @@
 //! or         := and ( OR and )*
 //! and        := unary ( AND unary )*
 //! unary      := NOT unary | '(' query ')' | condition
-//! condition  := field ( op value | [NOT] IN '(' value, … ')' | IS [NOT] NULL | ISNULL )
+//! condition  := field ( op value | [NOT] IN ( '(' value, … ')' | value ) | IS [NOT] NULL | ISNULL )
 //! op         := = == EQ EQUALS | != NE | < LT | <= LEQ | > GT | >= GEQ
 //!             | [NOT] LIKE | [NOT] CONTAINS | [NOT] STARTSWITH | [NOT] ENDSWITH
 //! value      := "string" | 'string' | number | true | false | NOW() [± N unit] | TODAY() [± N unit]
@@ -17,9 +17,10 @@
 //!
 //! Keywords, operators and field names are case-insensitive; AND binds tighter than OR,
 //! as in SQL. Relative dates may be bare or quoted, as in the seed's
-//! `completedTime > "NOW() - 1 HOUR"`; units are MINUTE(S), HOUR(S), DAY(S), WEEK(S) in
-//! any case. Absolute dates are `"2023-12-31"`, `"2023-12-31 13:45:00"` or RFC 3339,
-//! in UTC.
+//! `completedTime > "NOW() - 1 HOUR"`; units are SECOND(S), MINUTE(S), HOUR(S), DAY(S),
+//! WEEK(S), and the calendar's MONTH(S) and YEAR(S), in any case. Absolute dates are
+//! `"2023-12-31"`, `"2023-12-31 13:45:00"` or RFC 3339, in UTC. A word a field never
+//! holds (`status = "NoSuchStatus"`) is a query like any other, which matches nothing.
 
 use std::fmt;
 
@@ -152,14 +153,21 @@ pub enum Literal {
     Number(String),
     /// `true` or `false`.
     Bool(bool),
-    /// `NOW()` or `TODAY()` (midnight UTC) plus `seconds`.
+    /// `NOW()` or `TODAY()` (midnight UTC) plus `months` (calendar months: MONTHS and
+    /// YEARS) and `seconds` (the other units); one of the two is 0.
     Relative {
         /// From midnight today rather than now.
         today: bool,
+        /// The offset in calendar months.
+        months: i32,
         /// The offset, in seconds.
         seconds: i64,
     },
 }
+
+/// The most calendar months a relative date may move (a thousand years), so that adding
+/// them cannot overflow a date.
+const MAX_MONTHS: u32 = 12_000;
 
 /// The unit a relative date's offset is written in, largest first.
 const UNITS: [(&str, i64); 5] = [
@@ -185,9 +193,21 @@ impl fmt::Display for Literal {
             }
             Literal::Number(n) => f.write_str(n),
             Literal::Bool(b) => write!(f, "{b}"),
-            Literal::Relative { today, seconds } => {
+            Literal::Relative {
+                today,
+                months,
+                seconds,
+            } => {
                 f.write_str(if *today { "TODAY()" } else { "NOW()" })?;
-                if *seconds != 0 {
+                if *months != 0 {
+                    let sign = if *months < 0 { '-' } else { '+' };
+                    let magnitude = months.unsigned_abs();
+                    if magnitude % 12 == 0 {
+                        write!(f, " {sign} {} YEARS", magnitude / 12)?;
+                    } else {
+                        write!(f, " {sign} {magnitude} MONTHS")?;
+                    }
+                } else if *seconds != 0 {
                     let sign = if *seconds < 0 { '-' } else { '+' };
                     let magnitude = seconds.unsigned_abs();
                     let (unit, size) = UNITS
@@ -512,8 +532,13 @@ impl Parser {
         }
         let negated = self.keyword("NOT");
         if self.keyword("IN") {
+            // `IN "Failed"`, a bare value, is a list of one.
             if !self.take(&Token::LParen) {
-                return self.error("`(` after `IN`");
+                return Ok(Expr::In {
+                    field,
+                    values: vec![self.value()?],
+                    negated,
+                });
             }
             let mut values = vec![self.value()?];
             while self.take(&Token::Comma) {
@@ -678,7 +703,11 @@ fn relative(text: &str) -> Option<Result<Literal, String>> {
     };
     let rest = rest.trim();
     if rest.is_empty() {
-        return Some(Ok(Literal::Relative { today, seconds: 0 }));
+        return Some(Ok(Literal::Relative {
+            today,
+            months: 0,
+            seconds: 0,
+        }));
     }
     let parse = || -> Result<Literal, String> {
         let (sign, rest) = match rest.chars().next() {
@@ -696,16 +725,40 @@ fn relative(text: &str) -> Option<Result<Literal, String>> {
             .parse()
             .map_err(|_| format!("`{text}`: `{count}` is not a whole number"))?;
         let unit_name = unit.strip_suffix('S').unwrap_or(unit);
+        let too_far = || format!("`{text}` is too far away");
+        // Months and years are calendar ones: `NOW() - 1 MONTH` on 31 March is the last
+        // day of February.
+        if let Some(per) = match unit_name {
+            "MONTH" => Some(1),
+            "YEAR" => Some(12),
+            _ => None,
+        } {
+            let months = count
+                .checked_mul(per * sign)
+                .and_then(|m| i32::try_from(m).ok())
+                .filter(|m| m.unsigned_abs() <= MAX_MONTHS)
+                .ok_or_else(too_far)?;
+            return Ok(Literal::Relative {
+                today,
+                months,
+                seconds: 0,
+            });
+        }
         let Some((_, size)) = UNITS.iter().find(|(u, _)| *u == unit_name) else {
             return Err(format!(
-                "`{text}`: `{unit}` is not a unit (SECONDS, MINUTES, HOURS, DAYS or WEEKS)"
+                "`{text}`: `{unit}` is not a unit (SECONDS, MINUTES, HOURS, DAYS, WEEKS, \
+                 MONTHS or YEARS)"
             ));
         };
         let seconds = count
             .checked_mul(*size)
             .and_then(|s| s.checked_mul(sign))
-            .ok_or_else(|| format!("`{text}` is too far away"))?;
-        Ok(Literal::Relative { today, seconds })
+            .ok_or_else(too_far)?;
+        Ok(Literal::Relative {
+            today,
+            months: 0,
+            seconds,
+        })
     };
     Some(parse())
 }
@@ -988,14 +1041,23 @@ fn semantic(message: String) -> Error {
 }
 
 /// `NOW()` (or midnight UTC today) plus `seconds`, in milliseconds since the epoch.
-fn time_at(today: bool, seconds: i64, now: DateTime<Utc>) -> i64 {
-    let base = if today {
+fn time_at(today: bool, months: i32, seconds: i64, now: DateTime<Utc>) -> i64 {
+    let mut base = if today {
         now.date_naive()
             .and_hms_opt(0, 0, 0)
             .map_or(now, |midnight| midnight.and_utc())
     } else {
         now
     };
+    let shift = chrono::Months::new(months.unsigned_abs());
+    let shifted = if months < 0 {
+        base.checked_sub_months(shift)
+    } else {
+        base.checked_add_months(shift)
+    };
+    if let Some(shifted) = shifted {
+        base = shifted;
+    }
     base.timestamp_millis()
         .saturating_add(seconds.saturating_mul(1000))
 }
@@ -1025,24 +1087,21 @@ fn value_of<F>(field: &Field<F>, literal: &Literal, now: DateTime<Utc>) -> Resul
         (Type::String, Literal::Text(t) | Literal::Number(t)) => Ok(Value::Text(t.clone())),
         (Type::String, Literal::Bool(b)) => Ok(Value::Text(b.to_string())),
         (Type::String, Literal::Relative { .. }) => Err(wrong("a quoted string")),
-        (Type::Enum(words), Literal::Text(t)) => {
-            match words.iter().find(|w| w.eq_ignore_ascii_case(t)) {
-                Some(word) => Ok(Value::Word(word)),
-                None => Err(semantic(format!(
-                    "`{}` is never {literal}; it is one of {}",
-                    field.keyword,
-                    words
-                        .iter()
-                        .map(|w| format!("\"{w}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))),
-            }
-        }
+        // A word the field never holds is a query that matches accordingly (nothing
+        // for `=`, everything for `!=`), as ThreatConnect answers it, not an error.
+        (Type::Enum(words), Literal::Text(t)) => Ok(words
+            .iter()
+            .find(|w| w.eq_ignore_ascii_case(t))
+            .map_or_else(|| Value::Text(t.clone()), |word| Value::Word(word))),
         (Type::Enum(_), _) => Err(wrong("a quoted word")),
-        (Type::Date, Literal::Relative { today, seconds }) => {
-            Ok(Value::Time(time_at(*today, *seconds, now)))
-        }
+        (
+            Type::Date,
+            Literal::Relative {
+                today,
+                months,
+                seconds,
+            },
+        ) => Ok(Value::Time(time_at(*today, *months, *seconds, now))),
         (Type::Date, Literal::Text(t)) => parse_date(t)
             .map(|d| Value::Time(d.timestamp_millis()))
             .ok_or_else(|| {
@@ -1193,8 +1252,12 @@ fn compare_one(
             (serde_json::Value::Bool(v), Op::Eq) => Some(v == b),
             _ => None,
         },
-        Literal::Relative { today, seconds } => {
-            let at = time_at(*today, *seconds, now);
+        Literal::Relative {
+            today,
+            months,
+            seconds,
+        } => {
+            let at = time_at(*today, *months, *seconds, now);
             let when = parse_date(&text?)?.timestamp_millis();
             Some(ordered(when.cmp(&at)))
         }
@@ -1362,6 +1425,33 @@ mod tests {
         );
     }
 
+    /// Issue 24: a word a field never holds was a 400; ThreatConnect answers it as a
+    /// query (nothing is "NoSuchStatus", everything is not ''), and `IN` takes a bare
+    /// value as well as a list.
+    #[test]
+    fn a_word_a_field_never_holds_is_a_query_and_in_takes_a_bare_value() {
+        assert_eq!(
+            checked(r#"status = "NoSuchStatus""#),
+            compare(
+                F::Status,
+                Comparison::Eq,
+                Value::Text("NoSuchStatus".to_owned())
+            )
+        );
+        assert_eq!(
+            checked("status NE ''"),
+            compare(F::Status, Comparison::Ne, Value::Text(String::new()))
+        );
+        assert_eq!(
+            checked(r#"status IN "failed""#),
+            checked(r#"status IN ("Failed")"#)
+        );
+        assert_eq!(
+            checked(r#"status NOT IN "failed""#),
+            checked(r#"status NOT IN ("Failed")"#)
+        );
+    }
+
     #[test]
     fn keywords_and_fields_in_any_case_and_and_binds_tighter_than_or() {
         assert_eq!(
@@ -1403,6 +1493,20 @@ mod tests {
             at(r#"completedTime >= "TODAY()""#),
             midnight.timestamp_millis()
         );
+        // Months and years are calendar ones (issue 24): 4 April less a month is 4 March.
+        assert_eq!(
+            at("completedTime > NOW() - 1 MONTH"),
+            Utc.with_ymd_and_hms(2024, 3, 4, 21, 39, 42)
+                .unwrap()
+                .timestamp_millis()
+        );
+        assert_eq!(
+            at(r#"completedTime > "TODAY() - 2 years""#),
+            Utc.with_ymd_and_hms(2022, 4, 4, 0, 0, 0)
+                .unwrap()
+                .timestamp_millis()
+        );
+        assert!(error("completedTime > NOW() - 1000000 YEARS").contains("too far away"));
         assert_eq!(
             at(r#"completedTime > "2023-12-31 13:45:00""#),
             Utc.with_ymd_and_hms(2023, 12, 31, 13, 45, 0)
@@ -1490,17 +1594,12 @@ mod tests {
         assert_eq!(
             error("completedTime > NOW() - 3 fortnights"),
             "at position 17: `NOW() - 3 fortnights`: `FORTNIGHTS` is not a unit \
-             (SECONDS, MINUTES, HOURS, DAYS or WEEKS)"
+             (SECONDS, MINUTES, HOURS, DAYS, WEEKS, MONTHS or YEARS)"
         );
         assert_eq!(
             error(r#"colour = "red""#),
             "at position 1: there is no field `colour`; the fields are id, playbookXid, \
              status, completedTime"
-        );
-        assert_eq!(
-            error(r#"status = "Done""#),
-            "at position 1: `status` is never \"Done\"; it is one of \"Completed\", \
-             \"Failed\", \"Partially Failed\""
         );
         assert_eq!(
             error(r#"id = "seven""#),
@@ -1553,8 +1652,14 @@ mod tests {
             (any::<bool>(), -1000i64..1000, 0..UNITS.len()).prop_map(|(today, n, unit)| {
                 Literal::Relative {
                     today,
+                    months: 0,
                     seconds: n * UNITS[unit].1,
                 }
+            }),
+            (any::<bool>(), -1000i32..1000).prop_map(|(today, months)| Literal::Relative {
+                today,
+                months,
+                seconds: 0,
             }),
         ]
     }

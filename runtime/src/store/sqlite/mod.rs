@@ -1571,6 +1571,14 @@ mod tests {
         assert_eq!(ids, ["ex_new"]);
         assert_eq!((page.total, page.more), (Some(1), false));
 
+        // A word the status never is matches nothing, and everything is not it.
+        assert_eq!(query(&store, r#"status = "NoSuchStatus""#).total, Some(0));
+        assert_eq!(query(&store, "status NE ''").total, Some(2));
+        assert_eq!(
+            query(&store, r#"status IN "failed""#).rows[0].header.id,
+            "ex_old"
+        );
+
         let page = query(&store, &format!("playbookId = {}", playbook.num));
         assert_eq!(page.total, Some(2));
         assert_eq!(page.rows[0].header.id, "ex_new", "newest first");
