@@ -217,6 +217,13 @@ struct ServeArgs {
     #[arg(long = "allowed-host", env = crate::env::ALLOWED_HOSTS, value_delimiter = ',', value_name = "NAME")]
     allowed_hosts: Vec<String>,
 
+    /// The address clients reach the server by, e.g. `https://wasp.example.com` behind a
+    /// TLS proxy: the links answers carry (ThreatConnect's `next`/`prev`) start with it.
+    /// Without it they follow the request: its `Host`, and the scheme the proxy names in
+    /// `X-Forwarded-Proto` or `Forwarded`.
+    #[arg(long, env = crate::env::PUBLIC_URL, value_name = "URL")]
+    public_url: Option<String>,
+
     /// How long a client may take to send a request's head, and may leave a connection
     /// idle between requests, before the server closes it.
     #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
@@ -1086,6 +1093,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         ..crate::api::Edge::default()
     }
     .allowing(&args.allowed_hosts)
+    .and_then(|edge| edge.reached_at(args.public_url.as_deref()))
     .map_err(Failure::Usage)?;
     check_apps_dir(apps_dir)?;
     if !args.playbooks.is_dir() {

@@ -17,6 +17,9 @@ pub const API_TOKEN: &str = "WASP_API_TOKEN";
 /// Host names `wasp serve` answers to besides `localhost` and IP addresses,
 /// comma-separated (`--allowed-host`).
 pub const ALLOWED_HOSTS: &str = "WASP_ALLOWED_HOSTS";
+/// The address clients reach `wasp serve` by, for the links answers carry
+/// (`--public-url`).
+pub const PUBLIC_URL: &str = "WASP_PUBLIC_URL";
 /// The database file (`--db`).
 pub const DB: &str = "WASP_DB";
 /// The directory whose files assets created through the API may name as secrets

@@ -377,6 +377,23 @@ fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
     assert_eq!(page["data"][0]["status"], "Partially Failed");
     let next = page["next"].as_str().unwrap();
     assert!(next.ends_with("resultStart=1"), "{next}");
+    assert!(next.starts_with("http://127.0.0.1:"), "{next}");
+    // Behind a TLS proxy the links say https (tcex follows only those), as the proxy
+    // names the scheme in either header (issue 24).
+    for (name, value) in [
+        ("X-Forwarded-Proto", "https"),
+        ("Forwarded", "for=10.0.0.1;proto=https;by=10.0.0.2"),
+    ] {
+        let response = server
+            .agent
+            .get(server.url("/api/v3/playbook/executions?resultLimit=1"))
+            .header(name, value)
+            .call()
+            .unwrap();
+        let (_, page) = read(response);
+        let next = page["next"].as_str().unwrap();
+        assert!(next.starts_with("https://127.0.0.1:"), "{name}: {next}");
+    }
     let (_, page) =
         server.get("/api/v1/executions?count=true&tql=status%20%3D%20%22partially%20failed%22");
     assert_eq!(page["count"], 1);
@@ -565,6 +582,53 @@ fn bad_input_gets_a_4xx_that_says_what_to_fix() {
         // The server may close the connection before the client finishes sending.
         Err(e) => assert!(matches!(e, ureq::Error::Io(_)), "{e}"),
     }
+}
+
+/// With `--public-url`, links are the configured address whatever the request says;
+/// a value that is not an address is refused at start.
+#[test]
+fn links_use_the_public_url_when_one_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("wasp.db"),
+        &["--public-url", "https://wasp.example.com/"],
+    );
+    let yaml = "id: quick\nname: Quick\ntrigger: { type: manual }\nnodes:\n  \
+                n: { app: transform, action: count, input: { items: [1] } }\n";
+    assert_eq!(server.post("/api/v1/playbooks", yaml).0, 201);
+    for _ in 0..2 {
+        assert_eq!(
+            server.post("/api/v1/playbooks/quick/run?wait=true", "{}").0,
+            200
+        );
+    }
+    let (_, page) = server.get("/api/v3/playbook/executions?resultLimit=1");
+    let next = page["next"].as_str().unwrap();
+    assert!(
+        next.starts_with("https://wasp.example.com/api/v3/playbook/executions?"),
+        "{next}"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--public-url",
+            "wasp.example.com/x",
+            "--db",
+        ])
+        .arg(dir.path().join("other.db"))
+        .env("WASP_APPS", example_apps_dir())
+        .env("WASP_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("--public-url `wasp.example.com/x` is not an address"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -1370,6 +1434,12 @@ fn secmaster_audit_logs_list_playbook_and_app_instances() {
     );
     let rows = playbooks["audit_logs"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
+    // `sort_dir` in any case (issue 24).
+    let (_, upper) = audit(
+        "offset=0&limit=100&sort_dir=ASC",
+        r#"{"instance_type": "PLAYBOOK"}"#,
+    );
+    assert_eq!(upper["audit_logs"], playbooks["audit_logs"]);
     let parent_row = rows
         .iter()
         .find(|r| r["instance_id"] == parent_id.as_str())

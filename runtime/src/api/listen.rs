@@ -58,6 +58,10 @@ pub struct Edge {
     pub header_timeout: Duration,
     /// The token every request must carry as `Authorization: Bearer`, when set.
     pub token: Option<String>,
+    /// The address clients reach the server by (`https://wasp.example.com`), for the
+    /// links answers carry; without it, from the request (`Host`, and the scheme a
+    /// proxy names in `X-Forwarded-Proto` or `Forwarded`).
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -82,6 +86,7 @@ impl Default for Edge {
             max_connections: MAX_CONNECTIONS,
             header_timeout: HEADER_TIMEOUT,
             token: None,
+            public_url: None,
         }
     }
 }
@@ -104,6 +109,33 @@ impl Edge {
             }
             self.allowed_hosts.push(name);
         }
+        Ok(self)
+    }
+
+    /// The same edge, with `url` as the address clients reach it by: `http` or `https`,
+    /// a host and an optional port, nothing after (a trailing `/` is dropped).
+    pub fn reached_at(mut self, url: Option<&str>) -> Result<Self, String> {
+        let Some(url) = url else {
+            return Ok(self);
+        };
+        let url = url.trim().trim_end_matches('/');
+        let authority = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        let valid = authority.is_some_and(|a| {
+            !a.is_empty()
+                && a.len() <= 260
+                && a.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']')
+                })
+        });
+        if !valid {
+            return Err(format!(
+                "--public-url `{url}` is not an address like `https://wasp.example.com` or \
+                 `http://10.0.0.5:8080` (a scheme and a host, nothing after)"
+            ));
+        }
+        self.public_url = Some(url.to_owned());
         Ok(self)
     }
 

@@ -158,11 +158,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router over `service`, every route under its limits.
-pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
+/// The router over `service`, every route under its limits; `public_url` is the address
+/// clients reach it by, when configured.
+pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<String>) -> Router {
     let server = Server {
         service,
         token: Token(token.map(Arc::from)),
+        public_url: PublicUrl(public_url.map(Arc::from)),
     };
     let limited = Router::new()
         .route(
@@ -268,6 +270,46 @@ pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
 struct Server {
     service: Arc<Service>,
     token: Token,
+    public_url: PublicUrl,
+}
+
+/// The address clients reach the server by, when configured (`--public-url`).
+#[derive(Clone)]
+struct PublicUrl(Option<Arc<str>>);
+
+impl PublicUrl {
+    /// The scheme and host of a link back to this server in the answer to a request
+    /// with `headers`: the configured address, else the request's `Host` with the scheme
+    /// a proxy in front names (`X-Forwarded-Proto`, `Forwarded: proto=`), else `http`.
+    fn base(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(url) = &self.0 {
+            return url.to_string();
+        }
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let host = text(header::HOST.as_str()).unwrap_or("localhost");
+        let forwarded = text("forwarded").and_then(|value| {
+            value
+                .split([';', ','])
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(key, _)| key.eq_ignore_ascii_case("proto"))
+                .map(|(_, proto)| proto.trim_matches('"'))
+        });
+        let proto = text("x-forwarded-proto")
+            .and_then(|p| p.split(',').next())
+            .map(str::trim)
+            .or(forwarded);
+        let scheme = match proto {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{host}")
+    }
+}
+
+impl axum::extract::FromRef<Server> for PublicUrl {
+    fn from_ref(server: &Server) -> Self {
+        server.public_url.clone()
+    }
 }
 
 /// The server's token, when it has one: every request must carry it.
@@ -312,10 +354,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let edge = Arc::new(edge);
-    let router = router(service, edge.token.clone()).layer(middleware::from_fn_with_state(
-        Arc::clone(&edge),
-        listen::check_host,
-    ));
+    let router = router(service, edge.token.clone(), edge.public_url.clone()).layer(
+        middleware::from_fn_with_state(Arc::clone(&edge), listen::check_host),
+    );
     listen::serve(listener, router, &edge, shutdown).await
 }
 

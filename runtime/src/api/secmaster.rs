@@ -343,10 +343,13 @@ pub(super) async fn audit_logs(
             ));
         }
     };
-    let sort = match params.get("sort_dir").map(String::as_str) {
+    // In any case: `ASC` is `asc`.
+    let sort_dir = params.get("sort_dir").map(|d| d.to_ascii_lowercase());
+    let sort = match sort_dir.as_deref() {
         None | Some("desc") => Sort::NewestFirst,
         Some("asc") => Sort::OldestFirst,
-        Some(other) => {
+        Some(_) => {
+            let other = params.get("sort_dir").map_or("", String::as_str);
             return Err(refused(
                 "SecMaster.20030010",
                 format!("`sort_dir` is `{other}`; it must be asc or desc"),

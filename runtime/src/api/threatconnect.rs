@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -84,6 +84,7 @@ pub(super) fn tc_record(row: &ExecutionRow) -> Value {
 
 pub(super) async fn tc_list(
     State(service): State<Arc<Service>>,
+    State(public_url): State<super::PublicUrl>,
     headers: HeaderMap,
     Query(params): Params,
 ) -> Result<Json<Value>, TcError> {
@@ -142,11 +143,10 @@ pub(super) async fn tc_list(
     if let Some(total) = page.total {
         body["count"] = json!(total);
     }
+    // Absolute, with the scheme the client used: tcex follows only links that start
+    // with `https` behind TLS.
+    let base = public_url.base(&headers);
     let link = |offset: i64| {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
         let mut query: Vec<(String, String)> = params
             .iter()
             .filter(|(k, _)| k.as_str() != "resultStart")
@@ -158,10 +158,7 @@ pub(super) async fn tc_list(
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
             .collect();
-        format!(
-            "http://{host}/api/v3/playbook/executions?{}",
-            encoded.join("&")
-        )
+        format!("{base}/api/v3/playbook/executions?{}", encoded.join("&"))
     };
     if page.more {
         body["next"] = json!(link(start + limit));
