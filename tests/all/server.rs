@@ -378,6 +378,23 @@ fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
     let next = page["next"].as_str().unwrap();
     assert!(next.ends_with("resultStart=1"), "{next}");
     assert!(next.starts_with("http://127.0.0.1:"), "{next}");
+    // tcex sends a query string of 2,000 characters or more as the GET's body,
+    // `{"data": {…}}`: it is read, not ignored (issue 24).
+    let long = format!(
+        r#"status = "Partially Failed" AND playbookXid != "{}""#,
+        "x".repeat(2_100)
+    );
+    let body = json!({"data": {"tql": long, "resultLimit": 10, "count": true}}).to_string();
+    let response = server
+        .agent
+        .get(server.url("/api/v3/playbook/executions"))
+        .force_send_body()
+        .send(body.as_str())
+        .unwrap();
+    let (status, page) = read(response);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["count"], 1, "{page}");
+    assert_eq!(page["data"][0]["status"], "Partially Failed");
     // Behind a TLS proxy the links say https (tcex follows only those), as the proxy
     // names the scheme in either header (issue 24).
     for (name, value) in [

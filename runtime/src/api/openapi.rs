@@ -602,7 +602,9 @@ const OPERATIONS: &[Operation] = &[
             ("count", "Add the total."),
             ("sorting", "id asc or id desc."),
         ],
-        request: Body::None,
+        request: Body::AnyJson(
+            "Optional: the query parameters as `{\"data\": {\"tql\": …}}`, as tcex sends a query string of 2,000 characters or more.",
+        ),
         replies: &[Reply {
             status: "200",
             description: "`{status, data, count?}`, as ThreatConnect answers.",

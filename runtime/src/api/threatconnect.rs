@@ -86,8 +86,10 @@ pub(super) async fn tc_list(
     State(service): State<Arc<Service>>,
     State(public_url): State<super::PublicUrl>,
     headers: HeaderMap,
-    Query(params): Params,
+    Query(mut params): Params,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, TcError> {
+    params.extend(body_params(&body)?);
     let start = number_param(&params, "resultStart", 0, 0..=i64::MAX)?;
     let limit = number_param(&params, "resultLimit", 100, 1..=10_000)?;
     let sort = match params.get("sorting").map(|s| s.to_ascii_lowercase()) {
@@ -167,6 +169,37 @@ pub(super) async fn tc_list(
         body["prev"] = json!(link((start - limit).max(0)));
     }
     Ok(Json(body))
+}
+
+/// The query parameters a GET carries in its body, as tcex sends them when its query
+/// string would pass 2,000 characters: `{"data": {"tql": "…", "resultLimit": 100}}`.
+/// Numbers and booleans are read as the query string would write them.
+fn body_params(body: &[u8]) -> Result<Vec<(String, String)>, TcError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        data: serde_json::Map<String, Value>,
+    }
+    let body: Body = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body of this GET is read as the query's parameters, \
+             `{{\"data\": {{\"tql\": …}}}}`: {e}"
+        ))
+    })?;
+    body.data
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name, text)),
+            Value::Number(n) => Ok((name, n.to_string())),
+            Value::Bool(b) => Ok((name, b.to_string())),
+            _ => Err(ApiError::BadRequest(format!(
+                "`data.{name}` in the body must be a string, a number or true/false"
+            ))
+            .into()),
+        })
+        .collect()
 }
 
 /// Percent-encode a query component.
