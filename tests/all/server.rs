@@ -686,7 +686,8 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
     let views = [
         ("GET", "/api/v1/executions"),
         ("GET", "/api/v3/playbook/executions"),
-        ("GET", "/rest/app_run"),
+        // What Splunk clients call first, to check their credentials.
+        ("GET", "/rest/version"),
         (
             "POST",
             "/v1/p/workspaces/w/soc/playbooks/instances/auditlogs?offset=0&limit=10",
@@ -719,7 +720,7 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
         (&json!("Error"), &json!("0x1001")),
         "{body}"
     );
-    let (status, body, _) = call("GET", "/rest/app_run", None);
+    let (status, body, _) = call("GET", "/rest/version", None);
     assert_eq!(status, 401);
     assert_eq!(body["failed"], true, "{body}");
     assert_eq!(

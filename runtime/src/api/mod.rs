@@ -213,6 +213,7 @@ pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<S
             "/api/v3/playbook/executions/{id}",
             get(threatconnect::tc_get),
         )
+        .route("/rest/version", get(soar::version))
         .route("/rest/action_run", post(soar::create))
         .route("/rest/action_run/{id}", get(soar::get).post(soar::cancel))
         .route("/rest/action_run/{id}/app_runs", get(soar::app_runs_of))

@@ -648,6 +648,18 @@ const OPERATIONS: &[Operation] = &[
         }],
     },
     Operation {
+        method: "get",
+        path: "/rest/version",
+        summary: "Splunk SOAR: the version, which its clients read first to check their credentials (wasp's own).",
+        query: &[],
+        request: Body::None,
+        replies: &[Reply {
+            status: "200",
+            description: "`{version, product}`.",
+            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+        }],
+    },
+    Operation {
         method: "post",
         path: "/rest/action_run",
         summary: "Splunk SOAR: run an app action against targets.",

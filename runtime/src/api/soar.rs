@@ -49,6 +49,12 @@ fn bad(message: String) -> SoarError {
     SoarError(ApiError::BadRequest(message))
 }
 
+/// `GET /rest/version`: what Splunk SOAR clients call first, to check their credentials
+/// (soarsdk's `test_authorization`). The version is wasp's.
+pub(super) async fn version() -> Json<Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION"), "product": "wasp"}))
+}
+
 /// `POST /rest/action_run`.
 pub(super) async fn create(
     State(service): State<Arc<Service>>,
