@@ -1331,6 +1331,40 @@ fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
         "malicious"
     );
 
+    // Lists take Splunk's filters, order and paging (issue 24: a filtered app-run list
+    // answered every run).
+    let count = |path: &str| {
+        let (status, page) = server.get(path);
+        assert_eq!(status, 200, "{path}: {page}");
+        page["count"].as_i64().unwrap()
+    };
+    assert_eq!(count("/rest/action_run"), 2);
+    assert_eq!(count("/rest/action_run?_filter_container=7"), 1);
+    assert_eq!(count("/rest/action_run?_filter_container__in=[1,7]"), 2);
+    assert_eq!(
+        count("/rest/action_run?_filter_name__icontains=%22REP%22"),
+        1
+    );
+    assert_eq!(count("/rest/app_run?_filter_app_name=%22ioc-extract%22"), 1);
+    assert_eq!(count("/rest/app_run?_filter_app_name=ioc-extract"), 1);
+    let (_, other) = server.get("/rest/app_run?_exclude_app_name=%22ioc-extract%22");
+    assert_eq!(other["count"], 1);
+    assert_eq!(other["data"][0]["app_name"], "indicator-lookup");
+    let (_, sorted) = server.get("/rest/action_run?sort=container&order=desc&page_size=1");
+    assert_eq!(
+        (&sorted["data"][0]["container"], &sorted["num_pages"]),
+        (&json!(7), &json!(2))
+    );
+    let (status, error) = server.get("/rest/app_run?_filter_app_name__near=1");
+    assert_eq!((status, &error["failed"]), (400, &json!(true)));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("`near` is not a lookup"),
+        "{error}"
+    );
+
     // The seed's own examples name apps and assets this server does not have.
     let seed = r#"{ "action": "whois domain", "container_id": 1234, "exec_delay_secs": 30, "name": "test my action delay", "targets": [ {"app_id": 161, "assets": [2], "parameters": [{"domain": "splunk.com"}]} ] }"#;
     let (status, error) = server.post("/rest/action_run", seed);

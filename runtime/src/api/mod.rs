@@ -214,7 +214,10 @@ pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<S
             get(threatconnect::tc_get),
         )
         .route("/rest/version", get(soar::version))
-        .route("/rest/action_run", post(soar::create))
+        .route(
+            "/rest/action_run",
+            get(soar::list_action_runs).post(soar::create),
+        )
         .route("/rest/action_run/{id}", get(soar::get).post(soar::cancel))
         .route("/rest/action_run/{id}/app_runs", get(soar::app_runs_of))
         .route("/rest/app_run", get(soar::all_app_runs))

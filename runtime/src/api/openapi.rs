@@ -233,6 +233,22 @@ const LIST: &[Param] = &[
     ("sort", "asc or desc."),
 ];
 
+/// The query of a Splunk SOAR list.
+const SOAR_LIST: &[Param] = &[
+    ("page", "From 0."),
+    ("page_size", "0 means all (default 10)."),
+    (
+        "_filter_<field>[__<lookup>]",
+        "Only records whose top-level field matches: the value as JSON (`\"failed\"`, `7`, `[1,7]` for `__in`); lookups exact, in, gt, gte, lt, lte, contains, icontains, startswith, isnull; at most 32 conditions.",
+    ),
+    (
+        "_exclude_<field>[__<lookup>]",
+        "Only records it does not hold for.",
+    ),
+    ("sort", "A top-level field to order by."),
+    ("order", "asc (default) or desc."),
+];
+
 const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
@@ -660,6 +676,18 @@ const OPERATIONS: &[Operation] = &[
         }],
     },
     Operation {
+        method: "get",
+        path: "/rest/action_run",
+        summary: "Splunk SOAR: action runs.",
+        query: SOAR_LIST,
+        request: Body::None,
+        replies: &[Reply {
+            status: "200",
+            description: "`{count, num_pages, data}`.",
+            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+        }],
+    },
+    Operation {
         method: "post",
         path: "/rest/action_run",
         summary: "Splunk SOAR: run an app action against targets.",
@@ -698,12 +726,8 @@ const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/rest/action_run/{id}/app_runs",
-        summary: "Splunk SOAR: an action run's app runs.",
-        query: &[
-            ("page", "From 0."),
-            ("page_size", "0 means all."),
-            ("include_expensive", "Add result_data."),
-        ],
+        summary: "Splunk SOAR: an action run's app runs (`include_expensive` adds result_data).",
+        query: SOAR_LIST,
         request: Body::None,
         replies: &[Reply {
             status: "200",
@@ -715,7 +739,7 @@ const OPERATIONS: &[Operation] = &[
         method: "get",
         path: "/rest/app_run",
         summary: "Splunk SOAR: every app run.",
-        query: &[("page", "From 0."), ("page_size", "0 means all.")],
+        query: SOAR_LIST,
         request: Body::None,
         replies: &[Reply {
             status: "200",

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Service};
 use crate::service::soar::ActionRunRequest;
+use crate::store::{SoarCondition, SoarField, SoarLookup, SoarQuery};
 
 /// An error in Splunk SOAR's shape.
 pub(super) struct SoarError(ApiError);
@@ -129,6 +130,119 @@ fn paging(params: &HashMap<String, String>) -> Result<(i64, i64), SoarError> {
     Ok((page, size))
 }
 
+/// The most `_filter_`/`_exclude_` conditions of one list, and values of one `__in`.
+const MAX_CONDITIONS: usize = 32;
+const MAX_IN_VALUES: usize = 1_000;
+
+/// A Splunk list's filters, order and page: `_filter_<field>[__<lookup>]=<value>` and
+/// `_exclude_…` (Django's lookups: exact, in, gt, gte, lt, lte, contains, icontains,
+/// startswith, isnull; the value JSON, `"failed"`, `3`, `["a","b"]`, or a bare word),
+/// `sort=<field>` with `order=asc|desc`, `page` and `page_size`. Other parameters
+/// (`include_expensive`, `pretty`) are not filters.
+fn soar_query(params: &HashMap<String, String>) -> Result<SoarQuery, SoarError> {
+    let (page, size) = paging(params)?;
+    let mut conditions = Vec::new();
+    let mut names: Vec<&String> = params.keys().collect();
+    names.sort();
+    for name in names {
+        let (rest, negated) = match (
+            name.strip_prefix("_filter_"),
+            name.strip_prefix("_exclude_"),
+        ) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => continue,
+        };
+        if conditions.len() == MAX_CONDITIONS {
+            return Err(bad(format!(
+                "a list takes at most {MAX_CONDITIONS} `_filter_` and `_exclude_` conditions"
+            )));
+        }
+        let (field, lookup) = match rest.split_once("__") {
+            Some((field, lookup)) => (field, lookup),
+            None => (rest, "exact"),
+        };
+        let field = SoarField::new(field).ok_or_else(|| {
+            bad(format!(
+                "`{name}`: `{field}` is not a field name (a-z, 0-9 and `_`)"
+            ))
+        })?;
+        let lookup = SoarLookup::named(lookup).ok_or_else(|| {
+            bad(format!(
+                "`{name}`: `{lookup}` is not a lookup (exact, in, gt, gte, lt, lte, contains, \
+                 icontains, startswith, isnull)"
+            ))
+        })?;
+        let text = &params[name];
+        let mut value =
+            serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.clone()));
+        match (lookup, &value) {
+            (SoarLookup::In, Value::Array(items)) if items.len() > MAX_IN_VALUES => {
+                return Err(bad(format!(
+                    "`{name}` lists {} values; at most {MAX_IN_VALUES}",
+                    items.len()
+                )));
+            }
+            (SoarLookup::In, Value::Array(_)) => {}
+            (SoarLookup::In, _) => value = Value::Array(vec![value]),
+            // Python's spelling too, as clients write it.
+            (SoarLookup::IsNull, Value::String(word)) => {
+                value = Value::Bool(!word.eq_ignore_ascii_case("false"));
+            }
+            (_, Value::Array(_) | Value::Object(_)) => {
+                return Err(bad(format!("`{name}` compares with one value, not {text}")));
+            }
+            _ => {}
+        }
+        conditions.push(SoarCondition {
+            field,
+            lookup,
+            value,
+            negated,
+        });
+    }
+    let sort = match params.get("sort") {
+        None => None,
+        Some(field) => {
+            let field = SoarField::new(field)
+                .ok_or_else(|| bad(format!("`sort` is `{field}`, not a field name")))?;
+            let descending = match params.get("order").map(|o| o.to_ascii_lowercase()) {
+                None => false,
+                Some(order) if order == "asc" => false,
+                Some(order) if order == "desc" => true,
+                Some(_) => {
+                    let order = params.get("order").map_or("", String::as_str);
+                    return Err(bad(format!("`order` is `{order}`; it must be asc or desc")));
+                }
+            };
+            Some((field, descending))
+        }
+    };
+    Ok(SoarQuery {
+        conditions,
+        sort,
+        offset: page.saturating_mul(size),
+        limit: if size == 0 { i64::MAX } else { size },
+    })
+}
+
+/// `GET /rest/action_run`: action runs, filtered, ordered and paged as Splunk lists are.
+pub(super) async fn list_action_runs(
+    State(service): State<Arc<Service>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, SoarError> {
+    let query = soar_query(&params)?;
+    let size = if query.limit == i64::MAX {
+        0
+    } else {
+        query.limit
+    };
+    let (runs, count) = service
+        .blocking(move |store| store.action_runs(&query))
+        .await?;
+    Ok(page_of(runs, count, size))
+}
+
 fn page_of(data: Vec<Value>, count: i64, size: i64) -> Json<Value> {
     let pages = if size == 0 {
         1
@@ -176,11 +290,14 @@ async fn app_runs(
         }
         None => None,
     };
-    let (page, size) = paging(params)?;
-    let limit = if size == 0 { i64::MAX } else { size };
-    let offset = page.saturating_mul(size);
+    let query = soar_query(params)?;
+    let size = if query.limit == i64::MAX {
+        0
+    } else {
+        query.limit
+    };
     let (mut runs, count) = service
-        .blocking(move |store| store.app_runs(action_run, offset, limit))
+        .blocking(move |store| store.app_runs(action_run, &query))
         .await?;
     if !params.contains_key("include_expensive") {
         for run in &mut runs {

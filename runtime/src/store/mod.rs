@@ -98,6 +98,101 @@ pub enum Error {
     Missing(String),
 }
 
+/// A list of Splunk SOAR records (action runs, app runs) as its clients ask for one:
+/// conditions on the record's top-level fields (`_filter_<field>[__<lookup>]`, and
+/// `_exclude_…` negated), an order, and a page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoarQuery {
+    /// Every one must hold.
+    pub conditions: Vec<SoarCondition>,
+    /// The field to order by, and whether descending; by number (oldest first) without.
+    pub sort: Option<(SoarField, bool)>,
+    /// Records to skip.
+    pub offset: i64,
+    /// Records at most.
+    pub limit: i64,
+}
+
+/// A top-level field of a SOAR record: 1 to 64 characters of a-z, 0-9 and `_`, so that
+/// it can name a JSON path without escaping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoarField(String);
+
+impl SoarField {
+    /// `name` as a field, when it is one.
+    pub fn new(name: &str) -> Option<Self> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        valid.then(|| Self(name.to_owned()))
+    }
+
+    /// The field's name.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One condition of a [`SoarQuery`]: Django's lookups, as Splunk SOAR's REST API takes
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoarCondition {
+    /// The field.
+    pub field: SoarField,
+    /// How it is compared.
+    pub lookup: SoarLookup,
+    /// With what (a list for `in`; for `isnull`, whether it is null).
+    pub value: Value,
+    /// `_exclude_`: the records it does not hold for (a missing field included).
+    pub negated: bool,
+}
+
+/// How a [`SoarCondition`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoarLookup {
+    /// Equal (the default).
+    Exact,
+    /// Equal to one of a list.
+    In,
+    /// Greater than.
+    Gt,
+    /// Greater than or equal.
+    Gte,
+    /// Less than.
+    Lt,
+    /// Less than or equal.
+    Lte,
+    /// Text that contains it.
+    Contains,
+    /// Text that contains it, ignoring ASCII case.
+    IContains,
+    /// Text that starts with it.
+    StartsWith,
+    /// Null or missing (value `true`), or not (value `false`).
+    IsNull,
+}
+
+impl SoarLookup {
+    /// The lookup a suffix names (`__gt` is `gt`), when it is one.
+    pub fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "exact" => Self::Exact,
+            "in" => Self::In,
+            "gt" => Self::Gt,
+            "gte" => Self::Gte,
+            "lt" => Self::Lt,
+            "lte" => Self::Lte,
+            "contains" => Self::Contains,
+            "icontains" => Self::IContains,
+            "startswith" => Self::StartsWith,
+            "isnull" => Self::IsNull,
+            _ => return None,
+        })
+    }
+}
+
 /// A playbook as the store keeps it: the record of seed 003 around the definition.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlaybookRecord {
@@ -931,14 +1026,17 @@ pub trait Store: Send + Sync + 'static {
     fn save_app_run(&self, num: Option<i64>, action_run: i64, record: &Value)
     -> Result<i64, Error>;
 
-    /// A page of the app runs of `action_run` (of all action runs when `None`), oldest
-    /// first, and how many there are.
+    /// A page of the app runs of `action_run` (of all action runs when `None`) that
+    /// `query` matches, in its order (oldest first by default), and how many match.
     fn app_runs(
         &self,
         action_run: Option<i64>,
-        offset: i64,
-        limit: i64,
+        query: &SoarQuery,
     ) -> Result<(Vec<Value>, i64), Error>;
+
+    /// A page of the action runs that `query` matches, in its order (oldest first by
+    /// default), and how many match.
+    fn action_runs(&self, query: &SoarQuery) -> Result<(Vec<Value>, i64), Error>;
 
     /// The record of app run `num`.
     fn app_run(&self, num: i64) -> Result<Option<Value>, Error>;

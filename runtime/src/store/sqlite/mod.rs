@@ -31,7 +31,8 @@ use schema::{AUDIT_ROWS, MIGRATIONS};
 use super::{
     AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Error, ExecutionFilter,
     ExecutionRecord, ExecutionRow, Interrupted, LogFilter, LogRow, NewExecution, NodeState, Page,
-    PlaybookFields, PlaybookRecord, RunStats, Sort, StepFilter, StepRunRow, Store, Window, Write,
+    PlaybookFields, PlaybookRecord, RunStats, SoarQuery, Sort, StepFilter, StepRunRow, Store,
+    Window, Write,
 };
 use crate::trace::{
     Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, NodeStatus, StepRun, TriggerType,
@@ -539,6 +540,39 @@ impl SqliteStore {
             ))?;
             let rows = statement
                 .query_map(rusqlite::params_from_iter(&params), read_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((rows, total))
+        })
+    }
+
+    /// A page of the SOAR records of `table` (`action_runs` or `app_runs`) that
+    /// `condition` matches, in `order`, and how many match.
+    fn soar_page(
+        &self,
+        table: &'static str,
+        condition: &Sql,
+        order: &str,
+        query: &SoarQuery,
+    ) -> Result<(Vec<Value>, i64), Error> {
+        self.read(|c| {
+            let total = c.query_row(
+                &format!("SELECT count(*) FROM {table} WHERE {}", condition.text),
+                rusqlite::params_from_iter(&condition.params),
+                |r| r.get(0),
+            )?;
+            let mut params = condition.params.clone();
+            params.extend([
+                SqlValue::Integer(query.limit),
+                SqlValue::Integer(query.offset),
+            ]);
+            let rows = c
+                .prepare(&format!(
+                    "SELECT record FROM {table} WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
+                    condition.text
+                ))?
+                .query_map(rusqlite::params_from_iter(&params), |r| {
+                    Ok(json_column(&r.get::<_, String>(0)?))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((rows, total))
         })
@@ -1335,26 +1369,19 @@ impl Store for SqliteStore {
     fn app_runs(
         &self,
         action_run: Option<i64>,
-        offset: i64,
-        limit: i64,
+        query: &SoarQuery,
     ) -> Result<(Vec<Value>, i64), Error> {
-        self.read(|c| {
-            let total = c.query_row(
-                "SELECT count(*) FROM app_runs WHERE ?1 IS NULL OR action_run = ?1",
-                [action_run],
-                |r| r.get(0),
-            )?;
-            let mut statement = c.prepare(
-                "SELECT record FROM app_runs WHERE ?1 IS NULL OR action_run = ?1 \
-                 ORDER BY num LIMIT ?2 OFFSET ?3",
-            )?;
-            let rows = statement
-                .query_map(params![action_run, limit, offset], |r| {
-                    Ok(json_column(&r.get::<_, String>(0)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((rows, total))
-        })
+        let (mut condition, order) = render::soar(query);
+        if let Some(action_run) = action_run {
+            condition.text = format!("action_run = ? AND ({})", condition.text);
+            condition.params.insert(0, SqlValue::Integer(action_run));
+        }
+        self.soar_page("app_runs", &condition, &order, query)
+    }
+
+    fn action_runs(&self, query: &SoarQuery) -> Result<(Vec<Value>, i64), Error> {
+        let (condition, order) = render::soar(query);
+        self.soar_page("action_runs", &condition, &order, query)
     }
 
     fn app_run(&self, num: i64) -> Result<Option<Value>, Error> {

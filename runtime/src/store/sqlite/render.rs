@@ -6,7 +6,7 @@ use rusqlite::types::Value as SqlValue;
 
 use crate::store::{
     AuditFilter, AuditKind, AuditStatus, ExecutionField, ExecutionFilter, LogField, LogFilter,
-    StepField, StepFilter,
+    SoarLookup, SoarQuery, StepField, StepFilter,
 };
 use crate::tql::{Comparison, Condition, Pattern, Value};
 use crate::trace::LogLevel;
@@ -225,6 +225,80 @@ pub(super) fn executions(filter: &ExecutionFilter) -> Sql {
     let mut all = All::default();
     all.tql(filter.tql.as_ref());
     all.done()
+}
+
+/// The condition of a Splunk SOAR list over its `record` column (a JSON document), and
+/// its `ORDER BY`. A field's name goes into the JSON path: [`crate::store::SoarField`] holds only
+/// a-z, 0-9 and `_`, so it can neither end the path nor the string.
+pub(super) fn soar(query: &SoarQuery) -> (Sql, String) {
+    let mut all = All::default();
+    for condition in &query.conditions {
+        let field = format!("json_extract(record, '$.{}')", condition.field.name());
+        let values = || match &condition.value {
+            serde_json::Value::Array(items) => items.iter().map(json_value).collect(),
+            other => vec![json_value(other)],
+        };
+        let (text, params): (String, Vec<SqlValue>) = match condition.lookup {
+            SoarLookup::Exact => (format!("{field} = ?"), values()),
+            SoarLookup::Gt => (format!("{field} > ?"), values()),
+            SoarLookup::Gte => (format!("{field} >= ?"), values()),
+            SoarLookup::Lt => (format!("{field} < ?"), values()),
+            SoarLookup::Lte => (format!("{field} <= ?"), values()),
+            SoarLookup::In => {
+                let values = values();
+                let marks = vec!["?"; values.len().max(1)].join(", ");
+                let params = if values.is_empty() {
+                    vec![SqlValue::Null]
+                } else {
+                    values
+                };
+                (format!("{field} IN ({marks})"), params)
+            }
+            SoarLookup::Contains => (format!("instr({field}, ?) > 0"), values()),
+            SoarLookup::IContains => (format!("instr(lower({field}), lower(?)) > 0"), values()),
+            SoarLookup::StartsWith => {
+                let prefix = values();
+                let twice = prefix.iter().chain(&prefix).cloned().collect();
+                (format!("substr({field}, 1, length(?)) = ?"), twice)
+            }
+            SoarLookup::IsNull => {
+                let null = !matches!(condition.value, serde_json::Value::Bool(false));
+                let test = if null { "IS NULL" } else { "IS NOT NULL" };
+                (format!("{field} {test}"), Vec::new())
+            }
+        };
+        // `_exclude_`: where the condition does not hold, a missing field included.
+        let text = if condition.negated {
+            format!("NOT coalesce(({text}), 0)")
+        } else {
+            format!("({text})")
+        };
+        all.and(text, params);
+    }
+    let order = match &query.sort {
+        Some((field, descending)) => format!(
+            "json_extract(record, '$.{}') {}, num",
+            field.name(),
+            if *descending { "DESC" } else { "ASC" }
+        ),
+        None => "num".to_owned(),
+    };
+    (all.done(), order)
+}
+
+/// A JSON scalar as SQLite's `json_extract` gives it back: true and false as 1 and 0.
+fn json_value(value: &serde_json::Value) -> SqlValue {
+    match value {
+        serde_json::Value::Null => SqlValue::Null,
+        serde_json::Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(SqlValue::Integer)
+            .or_else(|| n.as_f64().map(SqlValue::Real))
+            .unwrap_or(SqlValue::Null),
+        serde_json::Value::String(text) => SqlValue::Text(text.clone()),
+        other => SqlValue::Text(other.to_string()),
+    }
 }
 
 /// The condition of `filter` over `step_runs s`.
