@@ -108,7 +108,14 @@ fn main() {
                 sort: Sort::NewestFirst,
             };
             let page = store
-                .executions(&ExecutionFilter { tql }, window, false)
+                .executions(
+                    &ExecutionFilter {
+                        tql,
+                        ..Default::default()
+                    },
+                    window,
+                    false,
+                )
                 .expect("list");
             samples.push(started.elapsed());
             rows = page.rows.len();
@@ -123,7 +130,14 @@ fn main() {
             sort: Sort::NewestFirst,
         };
         let total = store
-            .executions(&ExecutionFilter { tql }, window, true)
+            .executions(
+                &ExecutionFilter {
+                    tql,
+                    ..Default::default()
+                },
+                window,
+                true,
+            )
             .expect("count")
             .total
             .unwrap_or_default();

@@ -1233,7 +1233,14 @@ fn list_executions(args: &ExecutionsListArgs) -> Result<ExitCode, Failure> {
         sort: crate::store::Sort::NewestFirst,
     };
     let page = store
-        .executions(&crate::store::ExecutionFilter { tql }, window, true)
+        .executions(
+            &crate::store::ExecutionFilter {
+                tql,
+                ..Default::default()
+            },
+            window,
+            true,
+        )
         .map_err(|e| Failure::Internal(e.to_string()))?;
     if let OutputFormat::Text = args.output.format() {
         print!("{}", executions_text(&page.rows, page.total));

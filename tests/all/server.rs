@@ -378,6 +378,32 @@ fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
     let next = page["next"].as_str().unwrap();
     assert!(next.ends_with("resultStart=1"), "{next}");
     assert!(next.starts_with("http://127.0.0.1:"), "{next}");
+    // `sorting` on any field, several keys, nulls placed (issue 24).
+    let first_status = |sorting: &str| {
+        let (status, page) = server.get(&format!(
+            "/api/v3/playbook/executions?sorting={}",
+            sorting.replace(' ', "%20").replace(',', "%2C")
+        ));
+        assert_eq!(status, 200, "{sorting}: {page}");
+        page["data"][0]["status"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(first_status("status asc"), "Completed");
+    assert_eq!(first_status("status desc"), "Partially Failed");
+    assert_eq!(
+        first_status("playbookXid DESC, completedTime desc nullslast"),
+        "Completed",
+        "phishing-triage sorts after partial-failure"
+    );
+    assert_eq!(first_status("id desc"), "Partially Failed");
+    let (status, error) = server.get("/api/v3/playbook/executions?sorting=colour%20asc");
+    assert_eq!((status, &error["status"]), (400, &json!("Error")));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("`colour`, which is not a field"),
+        "{error}"
+    );
     // tcex sends a query string of 2,000 characters or more as the GET's body,
     // `{"data": {…}}`: it is read, not ignored (issue 24).
     let long = format!(

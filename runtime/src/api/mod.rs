@@ -626,6 +626,7 @@ async fn list_executions(
 ) -> Result<Json<Value>, ApiError> {
     let filter = ExecutionFilter {
         tql: tql_param(&params, EXECUTION_FIELDS)?,
+        ..ExecutionFilter::default()
     };
     let window = window(&params, Sort::NewestFirst)?;
     let count = flag(&params, "count")?;

@@ -616,7 +616,10 @@ const OPERATIONS: &[Operation] = &[
                 "At most this many (default 100, at most 10,000).",
             ),
             ("count", "Add the total."),
-            ("sorting", "id asc or id desc."),
+            (
+                "sorting",
+                "Keys separated by commas, each a TQL field with asc or desc and optionally nullsfirst or nullslast (default: id desc).",
+            ),
         ],
         request: Body::AnyJson(
             "Optional: the query parameters as `{\"data\": {\"tql\": …}}`, as tcex sends a query string of 2,000 characters or more.",

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Params, Service, flag, number_param, tql_param};
 use crate::service;
-use crate::store::{EXECUTION_FIELDS, ExecutionFilter, ExecutionRow, Sort, Window};
+use crate::store::{
+    EXECUTION_FIELDS, ExecutionField, ExecutionFilter, ExecutionRow, OrderBy, Sort, Window,
+};
 use crate::tql;
 use crate::trace::ExecutionStatus;
 
@@ -92,22 +94,13 @@ pub(super) async fn tc_list(
     params.extend(body_params(&body)?);
     let start = number_param(&params, "resultStart", 0, 0..=i64::MAX)?;
     let limit = number_param(&params, "resultLimit", 100, 1..=10_000)?;
-    let sort = match params.get("sorting").map(|s| s.to_ascii_lowercase()) {
-        None => Sort::NewestFirst,
-        Some(s) if s == "id asc" => Sort::OldestFirst,
-        Some(s) if s == "id desc" || s == "id" => Sort::NewestFirst,
-        Some(s) => {
-            return Err(ApiError::BadRequest(format!(
-                "`sorting` is `{s}`; wasp sorts executions by `id asc` or `id desc`"
-            ))
-            .into());
-        }
-    };
+    let (sort, order) = sorting(params.get("sorting").map(String::as_str))?;
     // The count of every match only when asked for (`count=true`), and as ThreatConnect
     // does, only on the first page.
     let count = flag(&params, "count")? && start == 0;
     let filter = ExecutionFilter {
         tql: tql_param(&params, EXECUTION_FIELDS)?,
+        order,
     };
     let window = Window {
         offset: start,
@@ -169,6 +162,78 @@ pub(super) async fn tc_list(
         body["prev"] = json!(link((start - limit).max(0)));
     }
     Ok(Json(body))
+}
+
+/// The most keys of one `sorting`.
+const MAX_SORT_KEYS: usize = 8;
+
+/// ThreatConnect's `sorting`: keys separated by commas, each a TQL field with `asc`
+/// (the default) or `desc`, then optionally `nullsfirst` or `nullslast`. A lone `id`
+/// key is the window's own order (by number); without `sorting`, newest first.
+fn sorting(text: Option<&str>) -> Result<(Sort, Vec<OrderBy<ExecutionField>>), TcError> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok((Sort::NewestFirst, Vec::new()));
+    };
+    let bad = |message: String| TcError::from(ApiError::BadRequest(message));
+    let mut order = Vec::new();
+    for key in text.split(',') {
+        if order.len() == MAX_SORT_KEYS {
+            return Err(bad(format!("`sorting` takes at most {MAX_SORT_KEYS} keys")));
+        }
+        let mut words = key.split_whitespace();
+        let name = words.next().unwrap_or_default();
+        let field = EXECUTION_FIELDS
+            .iter()
+            .find(|f| f.keyword.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                let names: Vec<&str> = EXECUTION_FIELDS.iter().map(|f| f.keyword).collect();
+                bad(format!(
+                    "`sorting` names `{name}`, which is not a field; the fields are {}",
+                    names.join(", ")
+                ))
+            })?;
+        let mut key = OrderBy {
+            field: field.id,
+            descending: false,
+            nulls_first: None,
+        };
+        for word in words {
+            match word.to_ascii_lowercase().as_str() {
+                "asc" => key.descending = false,
+                "desc" => key.descending = true,
+                "nullsfirst" => key.nulls_first = Some(true),
+                "nullslast" => key.nulls_first = Some(false),
+                _ => {
+                    return Err(bad(format!(
+                        "`sorting`: `{word}` after `{name}` is not asc, desc, nullsfirst or \
+                         nullslast"
+                    )));
+                }
+            }
+        }
+        order.push(key);
+    }
+    // By number alone: the window's order, which pages by number.
+    if let [only] = order.as_slice()
+        && only.field == ExecutionField::Num
+        && only.nulls_first.is_none()
+    {
+        let sort = if only.descending {
+            Sort::NewestFirst
+        } else {
+            Sort::OldestFirst
+        };
+        return Ok((sort, Vec::new()));
+    }
+    let last = order.last().map_or(false, |key| key.descending);
+    Ok((
+        if last {
+            Sort::NewestFirst
+        } else {
+            Sort::OldestFirst
+        },
+        order,
+    ))
 }
 
 /// The query parameters a GET carries in its body, as tcex sends them when its query

@@ -546,6 +546,21 @@ pub const EXECUTION_FIELDS: tql::Schema<ExecutionField> = &[
 pub struct ExecutionFilter {
     /// The query; `None` matches every execution.
     pub tql: Option<tql::Condition<ExecutionField>>,
+    /// The order, key by key (ThreatConnect's `sorting`); by number, in the window's
+    /// sort, when empty, and after the last key.
+    pub order: Vec<OrderBy<ExecutionField>>,
+}
+
+/// One key of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderBy<F> {
+    /// The field.
+    pub field: F,
+    /// Largest first.
+    pub descending: bool,
+    /// Where records without a value go: first (`Some(true)`), last, or the database's
+    /// default for the direction (`None`: first ascending, last descending).
+    pub nulls_first: Option<bool>,
 }
 
 /// The fields of a step run that TQL may name.

@@ -1174,7 +1174,8 @@ impl Store for SqliteStore {
             params.push(SqlValue::Integer(window.offset));
             let mut statement = c.prepare(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE {condition} \
-                 ORDER BY e.num {order} LIMIT ? OFFSET ?"
+                 ORDER BY {} LIMIT ? OFFSET ?",
+                render::execution_order(filter, order)
             ))?;
             let mut rows = statement
                 .query_map(rusqlite::params_from_iter(&params), execution_row)?
@@ -1563,7 +1564,14 @@ mod tests {
             sort: Sort::NewestFirst,
         };
         store
-            .executions(&ExecutionFilter { tql }, window, true)
+            .executions(
+                &ExecutionFilter {
+                    tql,
+                    ..Default::default()
+                },
+                window,
+                true,
+            )
             .unwrap()
     }
 

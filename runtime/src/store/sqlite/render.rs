@@ -301,6 +301,33 @@ fn json_value(value: &serde_json::Value) -> SqlValue {
     }
 }
 
+/// The `ORDER BY` of `filter`'s executions (`executions e`): its keys, then the number in
+/// `sort`'s direction.
+pub(super) fn execution_order(filter: &ExecutionFilter, sort: &str) -> String {
+    let mut keys: Vec<String> = filter
+        .order
+        .iter()
+        .map(|key| {
+            let expr = match key.field {
+                // Not a column of the execution: the playbook's, by its XID.
+                ExecutionField::PlaybookNum => {
+                    "(SELECT p.num FROM playbooks p WHERE p.xid = e.playbook_xid)"
+                }
+                field => field.column().expr,
+            };
+            let direction = if key.descending { "DESC" } else { "ASC" };
+            let nulls = match key.nulls_first {
+                Some(true) => " NULLS FIRST",
+                Some(false) => " NULLS LAST",
+                None => "",
+            };
+            format!("{expr} {direction}{nulls}")
+        })
+        .collect();
+    keys.push(format!("e.num {sort}"));
+    keys.join(", ")
+}
+
 /// The condition of `filter` over `step_runs s`.
 pub(super) fn steps(filter: &StepFilter) -> Sql {
     let mut all = All::default();
@@ -566,7 +593,10 @@ mod tests {
     /// The SQL of TQL `query` over executions.
     fn sql(query: &str) -> (String, Vec<SqlValue>) {
         let tql = crate::tql::condition(query, EXECUTION_FIELDS, now()).unwrap();
-        let Sql { text, params } = executions(&ExecutionFilter { tql });
+        let Sql { text, params } = executions(&ExecutionFilter {
+            tql,
+            ..Default::default()
+        });
         (text, params)
     }
 
