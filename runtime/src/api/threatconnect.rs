@@ -225,7 +225,7 @@ fn sorting(text: Option<&str>) -> Result<(Sort, Vec<OrderBy<ExecutionField>>), T
         };
         return Ok((sort, Vec::new()));
     }
-    let last = order.last().map_or(false, |key| key.descending);
+    let last = order.last().is_some_and(|key| key.descending);
     Ok((
         if last {
             Sort::NewestFirst
