@@ -290,7 +290,27 @@ fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
     let (status, playbook) = server.get("/api/v1/playbooks/phishing-triage");
     assert_eq!(status, 200);
     assert!(playbook["id"].as_str().unwrap().starts_with("pb_"));
-    assert_eq!(playbook["steps"]["nodes"]["parse"]["app"], "email-parse");
+    // Seed 003's record: the file as `definition`, `steps` in order, where it came from.
+    assert_eq!(
+        playbook["definition"]["nodes"]["parse"]["app"],
+        "email-parse"
+    );
+    assert_eq!(
+        (
+            &playbook["steps"][0]["id"],
+            &playbook["steps"][0]["app"],
+            &playbook["steps"][0]["type"]
+        ),
+        (&json!("parse"), &json!("email-parse"), &json!("app"))
+    );
+    assert_eq!(
+        playbook["steps"][1]["after"][0],
+        json!({"step": "parse", "on": "success"})
+    );
+    assert_eq!(
+        (&playbook["source_type"], &playbook["deleted_by"]),
+        (&json!("server"), &Value::Null)
+    );
     let playbook_num = playbook["num"].as_i64().unwrap();
     // The record is reachable by its string id and its number too.
     let by_id = server.get(&format!(
@@ -1255,7 +1275,8 @@ nodes:
     let (status, record) = read(response);
     assert_eq!(status, 200, "{record}");
     assert_eq!(record["id"], created["id"]);
-    assert_eq!(record["steps"]["nodes"]["defang"]["action"], "refang");
+    assert_eq!(record["definition"]["nodes"]["defang"]["action"], "refang");
+    assert_eq!(record["source_type"], "api");
     let (_, run) = server.post(
         "/api/v1/playbooks/defang-it/run?wait=true",
         "{\"text\": \"evil[.]com\"}",
@@ -1896,7 +1917,7 @@ fn a_huge_playbook_is_refused_naming_the_bound_and_the_server_serves_on() {
     assert_eq!(status, 201, "{created}");
     let (_, stored) = server.get("/api/v1/playbooks/wide");
     assert_eq!(
-        stored["steps"]["nodes"]["all"]["input"]["data"]
+        stored["definition"]["nodes"]["all"]["input"]["data"]
             .as_array()
             .map(Vec::len),
         Some(300_000)

@@ -513,9 +513,7 @@ async fn list_playbooks(State(service): State<Arc<Service>>) -> Result<Json<Valu
         .into_iter()
         .map(|playbook| {
             let stats = stats.remove(&playbook.xid).unwrap_or_default();
-            let mut record = serde_json::to_value(playbook).unwrap_or_default();
-            triggers::enrich(&service, &mut record, stats);
-            record
+            playbook_view(&service, playbook, stats)
         })
         .collect();
     Ok(Json(json!(answers::Listing {
@@ -541,9 +539,7 @@ async fn get_playbook(
         .await?;
     let playbook =
         playbook.ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?;
-    let mut record = serde_json::to_value(playbook).unwrap_or_default();
-    triggers::enrich(&service, &mut record, stats);
-    Ok(Json(record))
+    Ok(Json(playbook_view(&service, playbook, stats)))
 }
 
 /// A JSON request body; an empty one is `{}`.
@@ -917,7 +913,7 @@ async fn create_playbook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let record = service.create_playbook(body.to_vec()).await?;
-    let record = with_trigger(&service, record, json!({}));
+    let record = playbook_view(&service, record, json!({}));
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
@@ -929,7 +925,7 @@ async fn update_playbook(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let record = service.update_playbook(&id, body.to_vec()).await?;
-    Ok(Json(with_trigger(&service, record, json!({}))))
+    Ok(Json(playbook_view(&service, record, json!({}))))
 }
 
 /// `DELETE /api/v1/playbooks/{id}`: a soft delete: the record and its executions stay,
@@ -943,10 +939,59 @@ async fn delete_playbook(
 }
 
 /// A stored playbook's record as the API shows it: with its trigger and `stats`.
-fn with_trigger(service: &Service, record: store::PlaybookRecord, stats: Value) -> Value {
-    let mut record = serde_json::to_value(record).unwrap_or_default();
-    triggers::enrich(service, &mut record, stats);
-    record
+/// A playbook as the API shows it (seed 003's record): the stored record, its file as
+/// `definition`, `steps` the ordered list of its steps, `source_type` where it came
+/// from, its run statistics `stats` and its trigger.
+fn playbook_view(service: &Service, record: store::PlaybookRecord, stats: Value) -> Value {
+    let playbook = service.playbook(&record.xid);
+    let source_type = if record.source == "file" {
+        "server"
+    } else {
+        "api"
+    };
+    let mut view = serde_json::to_value(record).unwrap_or_default();
+    view["definition"] = view["steps"].take();
+    view["steps"] = playbook.as_deref().map_or_else(|| json!([]), steps);
+    view["source_type"] = json!(source_type);
+    // Stamped once identities are: who deleted it.
+    view["deleted_by"] = Value::Null;
+    triggers::enrich(service, &mut view, stats);
+    view
+}
+
+/// The steps of `playbook` in its file's order: what each runs, and the steps before it
+/// with the edge's condition.
+fn steps(playbook: &Playbook) -> Value {
+    use petgraph::visit::EdgeRef;
+    let steps: Vec<Value> = playbook
+        .graph
+        .node_indices()
+        .filter(|index| !matches!(playbook.graph[*index].kind, NodeKind::Trigger))
+        .map(|index| {
+            let node = &playbook.graph[index];
+            let (kind, app, action) = match &node.kind {
+                NodeKind::Trigger => ("trigger", None, None),
+                NodeKind::App { app, action } => ("app", Some(app), Some(action)),
+                NodeKind::Operator { app, action } => ("operator", Some(app), Some(action)),
+                NodeKind::Playbook { id } => ("playbook", Some(id), None),
+            };
+            let after: Vec<Value> = playbook
+                .graph
+                .edges_directed(index, petgraph::Direction::Incoming)
+                .map(|e| json!({"step": playbook.graph[e.source()].id, "on": e.weight().to_string()}))
+                .collect();
+            json!({
+                "id": node.id,
+                "type": kind,
+                "app": app,
+                "action": action,
+                "asset": node.asset,
+                "for_each": node.for_each.is_some(),
+                "after": after,
+            })
+        })
+        .collect();
+    Value::Array(steps)
 }
 
 /// `POST /api/v1/executions/{id}/steps/{node}/replay[?iteration=&attempt=&wait=true]`:

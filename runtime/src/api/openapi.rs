@@ -149,6 +149,23 @@ fn playbook(generator: &mut SchemaGenerator) -> Schema {
                     "type": "object",
                     "description": "Its trigger: `type`, and a webhook's `url` and `signed`, a timer's `cron`/`timezone` or `every` and `next_runs`, an event trigger's `conditions`.",
                 },
+                "definition": {
+                    "type": "object",
+                    "description": "The playbook file, as JSON.",
+                },
+                "steps": {
+                    "type": "array",
+                    "description": "Its steps in the file's order (seed 003): `id`, `type` (app, operator, playbook), `app`, `action`, `asset`, `for_each`, and `after`, the steps before it with the edge's condition (`{step, on}`).",
+                    "items": {"type": "object"},
+                },
+                "source_type": {
+                    "type": "string",
+                    "enum": ["server", "api"],
+                    "description": "Where the write came from: `server` for a file the server loaded, `api`.",
+                },
+                "deleted_by": {
+                    "description": "Who soft-deleted it (null until identities are stamped).",
+                },
             },
         }],
     })
@@ -295,7 +312,7 @@ const OPERATIONS: &[Operation] = &[
         replies: &[Reply {
             status: "201",
             description: "Created.",
-            body: Body::Json(of::<crate::store::PlaybookRecord>),
+            body: Body::Json(playbook),
         }],
     },
     Operation {
