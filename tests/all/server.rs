@@ -311,6 +311,9 @@ fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
         (&playbook["source_type"], &playbook["deleted_by"]),
         (&json!("server"), &Value::Null)
     );
+    // The same record at seed 003's path.
+    let (status, same) = server.get("/api/v1/soc/playbooks/phishing-triage");
+    assert_eq!((status, &same["id"]), (200, &playbook["id"]));
     let playbook_num = playbook["num"].as_i64().unwrap();
     // The record is reachable by its string id and its number too.
     let by_id = server.get(&format!(

@@ -181,6 +181,17 @@ pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<S
                 .put(update_playbook)
                 .delete(delete_playbook),
         )
+        // Seed 003's path for the same records.
+        .route(
+            "/api/v1/soc/playbooks",
+            get(list_playbooks).post(create_playbook),
+        )
+        .route(
+            "/api/v1/soc/playbooks/{id}",
+            get(get_playbook)
+                .put(update_playbook)
+                .delete(delete_playbook),
+        )
         .route("/api/v1/assets", get(assets::list).post(assets::create))
         .route(
             "/api/v1/assets/{name}",
@@ -237,6 +248,7 @@ pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<S
     // Runs that wait and event streams last as long as executions do.
     Router::new()
         .route("/api/v1/playbooks/{id}/run", post(run_playbook))
+        .route("/api/v1/soc/playbooks/{id}/run", post(run_playbook))
         .route(
             "/api/v1/executions/{id}/events",
             get(events::execution_events),

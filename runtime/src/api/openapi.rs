@@ -942,7 +942,8 @@ pub fn markdown() -> String {
          or not allowed) and `5XX` (wasp failed, or is still loading: 503 with \
          `Retry-After`) with a [Problem](#problem).\n\n\
          The ThreatConnect, Splunk SOAR and SecMaster views answer in each vendor's own \
-         shape, for its clients (the README's \"Serving\" says what each view covers).\n\n## Operations\n",
+         shape, for its clients (the README's \"Serving\" says what each view covers). \
+         `/api/v1/soc/playbooks…` (seed 003's path) answers as `/api/v1/playbooks…` does.\n\n## Operations\n",
     );
     // In the table's order, which groups them as the README does.
     for Operation { method, path, .. } in OPERATIONS {
