@@ -1268,8 +1268,11 @@ nodes:
         "{message}"
     );
 
-    // An update keeps the ids; the XID cannot change.
-    let updated = yaml.replace("defang, input", "refang, input");
+    // An update keeps the ids; the XID cannot change. Its owner is settable (seed 003).
+    let updated = format!(
+        "owner_id: per_ada\n{}",
+        yaml.replace("defang, input", "refang, input")
+    );
     let response = server
         .agent
         .put(server.url("/api/v1/playbooks/defang-it"))
@@ -1279,7 +1282,29 @@ nodes:
     assert_eq!(status, 200, "{record}");
     assert_eq!(record["id"], created["id"]);
     assert_eq!(record["definition"]["nodes"]["defang"]["action"], "refang");
+    assert_eq!(
+        (&created["owner_id"], &record["owner_id"]),
+        (&Value::Null, &json!("per_ada"))
+    );
     assert_eq!(record["source_type"], "api");
+    // A step that now runs something else makes the change incompatible: the record's
+    // schema_version goes up; a change that keeps every step does not move it.
+    assert_eq!(
+        (&created["schema_version"], &record["schema_version"]),
+        (&json!(1), &json!(2))
+    );
+    let described = format!("description: still the same steps\n{updated}");
+    let response = server
+        .agent
+        .put(server.url("/api/v1/playbooks/defang-it"))
+        .send(described.as_str())
+        .unwrap();
+    let (status, same) = read(response);
+    assert_eq!(
+        (status, &same["schema_version"]),
+        (200, &json!(2)),
+        "{same}"
+    );
     let (_, run) = server.post(
         "/api/v1/playbooks/defang-it/run?wait=true",
         "{\"text\": \"evil[.]com\"}",

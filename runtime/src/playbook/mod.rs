@@ -224,6 +224,8 @@ impl fmt::Display for On {
 pub struct Labels {
     /// The incident-response phase it serves.
     pub category: Option<String>,
+    /// Who owns it.
+    pub owner_id: Option<String>,
     /// Free-form tags.
     pub tags: Vec<String>,
     /// MITRE ATT&CK tactic ids.
@@ -354,6 +356,7 @@ impl Playbook {
             max_concurrent: spec.max_concurrent,
             labels: Labels {
                 category: spec.category,
+                owner_id: spec.owner_id,
                 tags: spec.tags,
                 mitre_tactics: spec.mitre_tactics,
                 mitre_techniques: spec.mitre_techniques,
@@ -515,6 +518,20 @@ pub fn http_status(value: &Value) -> Result<u16, String> {
             };
             format!("is {what}; an HTTP status here is 200 to 599")
         })
+}
+
+impl Playbook {
+    /// Whether this playbook can stand in for `older` without breaking what refers to
+    /// its steps (run profiles, reruns, a client's saved queries): its trigger is of the
+    /// same type, and every step of `older` is still here, running the same thing. An
+    /// update that is not is incompatible (seed 003 bumps `schema_version`).
+    pub fn keeps_steps_of(&self, older: &Playbook) -> bool {
+        self.trigger.kind() == older.trigger.kind()
+            && older
+                .graph
+                .node_weights()
+                .all(|node| self.node(&node.id).is_some_and(|now| now.kind == node.kind))
+    }
 }
 
 /// The template of `field`, a part of the execution's result (`output`,

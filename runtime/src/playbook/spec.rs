@@ -60,6 +60,9 @@ pub struct PlaybookSpec {
     /// The incident-response phase it serves.
     #[serde(default)]
     pub category: Option<String>,
+    /// Who owns it: a person's id (seed 003's `owner_id`).
+    #[serde(default)]
+    pub owner_id: Option<String>,
     /// Free-form tags.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub tags: Vec<String>,

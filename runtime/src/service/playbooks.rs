@@ -140,7 +140,10 @@ impl Service {
                 playbook.id, existing.xid
             )));
         }
-        self.save(playbook, definition).await
+        let incompatible = self
+            .playbook(&existing.xid)
+            .is_some_and(|older| !playbook.keeps_steps_of(&older));
+        self.save_as(playbook, definition, incompatible).await
     }
 
     /// Delete playbook `id`, softly: its record and its executions stay, it no longer
@@ -162,10 +165,26 @@ impl Service {
         playbook: Playbook,
         definition: Value,
     ) -> Result<PlaybookRecord, Error> {
+        self.save_as(playbook, definition, false).await
+    }
+
+    /// [`Service::save`], bumping the record's `schema_version` when the change is
+    /// `incompatible` with the version it replaces.
+    async fn save_as(
+        self: &Arc<Self>,
+        playbook: Playbook,
+        definition: Value,
+        incompatible: bool,
+    ) -> Result<PlaybookRecord, Error> {
         let playbook = Arc::new(playbook);
         let saved = Arc::clone(&playbook);
         let record = self
-            .blocking(move |store| store.save_playbook(&stored_fields(&saved, &definition, "api")))
+            .blocking(move |store| {
+                store.save_playbook(&store::PlaybookFields {
+                    incompatible,
+                    ..stored_fields(&saved, &definition, "api")
+                })
+            })
             .await?;
         self.runner.set_playbook(Arc::clone(&playbook));
         self.schedule(&playbook);
@@ -188,6 +207,8 @@ pub fn stored_fields<'a>(
         steps,
         source,
         category: playbook.labels.category.as_deref(),
+        owner_id: playbook.labels.owner_id.as_deref(),
+        incompatible: false,
         enabled: playbook.enabled,
         auto_execute: playbook.auto_execute,
         trigger_conditions: playbook.conditions.texts(),

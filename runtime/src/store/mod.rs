@@ -912,6 +912,11 @@ pub struct PlaybookFields<'a> {
     pub source: &'a str,
     /// The incident-response phase it serves.
     pub category: Option<&'a str>,
+    /// Who owns it.
+    pub owner_id: Option<&'a str>,
+    /// Whether it replaces the stored version incompatibly (a step gone or changed):
+    /// then the record's `schema_version` goes up by one.
+    pub incompatible: bool,
     /// Whether it may run.
     pub enabled: bool,
     /// Whether matching events fire it.
@@ -938,6 +943,8 @@ impl<'a> PlaybookFields<'a> {
             steps,
             source,
             category: None,
+            owner_id: None,
+            incompatible: false,
             enabled: true,
             auto_execute: false,
             trigger_conditions: Vec::new(),

@@ -956,8 +956,9 @@ impl Store for SqliteStore {
             writer.execute(
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
                      description, steps, category, enabled, auto_execute, trigger_conditions, \
-                     tags, mitre_tactics, mitre_techniques, required_connector_ids) \
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     tags, mitre_tactics, mitre_techniques, required_connector_ids, owner_id) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16) \
                  ON CONFLICT (xid) DO UPDATE SET updated_at = excluded.updated_at, \
                      source = excluded.source, name = excluded.name, \
                      description = excluded.description, steps = excluded.steps, \
@@ -966,7 +967,9 @@ impl Store for SqliteStore {
                      trigger_conditions = excluded.trigger_conditions, tags = excluded.tags, \
                      mitre_tactics = excluded.mitre_tactics, \
                      mitre_techniques = excluded.mitre_techniques, \
-                     required_connector_ids = excluded.required_connector_ids, deleted_at = NULL",
+                     required_connector_ids = excluded.required_connector_ids, \
+                     owner_id = excluded.owner_id, deleted_at = NULL, \
+                     schema_version = schema_version + ?17",
                 params![
                     format!("pb_{}", ulid::Ulid::new()),
                     playbook.xid,
@@ -983,6 +986,8 @@ impl Store for SqliteStore {
                     list(playbook.mitre_tactics),
                     list(playbook.mitre_techniques),
                     list(playbook.required_connector_ids),
+                    playbook.owner_id,
+                    i64::from(playbook.incompatible),
                 ],
             )?;
         }
