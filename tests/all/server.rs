@@ -1387,7 +1387,13 @@ fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
         "/rest/app_run/{app_run_id}/action_result?page=1&page_size=1"
     ));
     assert_eq!((&page["count"], &page["num_pages"]), (&json!(2), &json!(2)));
-    assert_eq!(page["data"][0]["parameter"], json!({"text": "b evil.com"}));
+    let parameter = &page["data"][0]["parameter"];
+    assert_eq!(parameter["text"], "b evil.com");
+    assert!(parameter["context"]["guid"].is_string(), "{parameter}");
+    assert!(
+        app_run["node_guid"].is_string() && app_run.get("effective_user").is_some(),
+        "{app_run}"
+    );
     assert_eq!(page["data"][0]["data"][0]["domains"], json!(["evil.com"]));
     assert_eq!(page["data"][0]["status"], "success");
 
@@ -1406,6 +1412,18 @@ fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
         "malicious"
     );
 
+    // Counted in actions, one per parameter set (issue 24: one failure of two in one
+    // app run said "1 of 1 actions failed").
+    let half = r#"{"action":"extract","container_id":3,"name":"half","targets":[{"app_id":"ioc-extract","assets":[],"parameters":[{"text":"1.2.3.4"},{"txt":"no text"}]}]}"#;
+    let (_, created) = server.post("/rest/action_run", half);
+    let half_id = created["action_run_id"].as_i64().unwrap();
+    let run = action_run_done(&server, half_id);
+    assert_eq!(
+        (&run["status"], &run["message"]),
+        (&json!("failed"), &json!("1 of 2 actions failed")),
+        "{run}"
+    );
+
     // Lists take Splunk's filters, order and paging (issue 24: a filtered app-run list
     // answered every run).
     let count = |path: &str| {
@@ -1413,22 +1431,22 @@ fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
         assert_eq!(status, 200, "{path}: {page}");
         page["count"].as_i64().unwrap()
     };
-    assert_eq!(count("/rest/action_run"), 2);
+    assert_eq!(count("/rest/action_run"), 3);
     assert_eq!(count("/rest/action_run?_filter_container=7"), 1);
     assert_eq!(count("/rest/action_run?_filter_container__in=[1,7]"), 2);
     assert_eq!(
         count("/rest/action_run?_filter_name__icontains=%22REP%22"),
         1
     );
-    assert_eq!(count("/rest/app_run?_filter_app_name=%22ioc-extract%22"), 1);
-    assert_eq!(count("/rest/app_run?_filter_app_name=ioc-extract"), 1);
+    assert_eq!(count("/rest/app_run?_filter_app_name=%22ioc-extract%22"), 2);
+    assert_eq!(count("/rest/app_run?_filter_app_name=ioc-extract"), 2);
     let (_, other) = server.get("/rest/app_run?_exclude_app_name=%22ioc-extract%22");
     assert_eq!(other["count"], 1);
     assert_eq!(other["data"][0]["app_name"], "indicator-lookup");
     let (_, sorted) = server.get("/rest/action_run?sort=container&order=desc&page_size=1");
     assert_eq!(
         (&sorted["data"][0]["container"], &sorted["num_pages"]),
-        (&json!(7), &json!(2))
+        (&json!(7), &json!(3))
     );
     let (status, error) = server.get("/rest/app_run?_filter_app_name__near=1");
     assert_eq!((status, &error["failed"]), (400, &json!(true)));

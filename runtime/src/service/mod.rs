@@ -56,6 +56,8 @@ pub struct Service {
     secrets_dir: Option<std::path::PathBuf>,
     /// Whether the apps and playbooks are still loading (the server answers already).
     loading: std::sync::atomic::AtomicBool,
+    /// This process's id among those serving one store (Splunk's `node_guid`).
+    node_guid: String,
 }
 
 impl std::fmt::Debug for Service {
@@ -184,7 +186,13 @@ impl Service {
             timers: Mutex::new(HashMap::new()),
             secrets_dir: None,
             loading: std::sync::atomic::AtomicBool::new(false),
+            node_guid: ulid::Ulid::new().to_string().to_ascii_lowercase(),
         }
+    }
+
+    /// This process's id, new at each start: the node a Splunk app run ran on.
+    pub fn node_guid(&self) -> &str {
+        &self.node_guid
     }
 
     /// Whether the apps and playbooks are still loading.

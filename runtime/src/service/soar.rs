@@ -282,14 +282,15 @@ async fn run(
     save(record.clone()).await;
     let action = record["action"].as_str().unwrap_or_default().to_owned();
     let container = record["container"].clone();
-    let (mut succeeded, total) = (0, plans.len());
+    // Counted in actions (one per parameter set of each app run), as Splunk counts
+    // them: one app run of two parameter sets, one failing, is "1 of 2 actions failed".
+    let total: usize = plans.iter().map(|plan| plan.parameters.len()).sum();
+    let mut succeeded = 0;
     for plan in plans {
         if kill.is_cancelled() {
             break;
         }
-        if do_app_run(&service, num, &action, &container, plan, &kill).await {
-            succeeded += 1;
-        }
+        succeeded += do_app_run(&service, num, &action, &container, plan, &kill).await;
     }
     crate::lock(&service.running).remove(&action_run_key(num));
     let ended = now();
@@ -299,7 +300,7 @@ async fn run(
         record["status"] = json!("failed");
         record["cancelled"] = json!("cancelled on request");
         record["message"] = json!(format!(
-            "cancelled; {succeeded} of {total} app runs had succeeded"
+            "cancelled; {succeeded} of {total} actions had succeeded"
         ));
     } else {
         record["status"] = json!(if succeeded == total {
@@ -316,7 +317,7 @@ async fn run(
     save(record).await;
 }
 
-/// One app run: every parameter set through the sandbox. Whether all succeeded.
+/// One app run: every parameter set through the sandbox. How many succeeded.
 async fn do_app_run(
     service: &Arc<Service>,
     action_run: i64,
@@ -324,7 +325,7 @@ async fn do_app_run(
     container: &Value,
     plan: Plan,
     kill: &CancellationToken,
-) -> bool {
+) -> usize {
     let (asset_name, asset_num) = match &plan.asset {
         Some((name, num)) => (Some(name.clone()), json!(num)),
         None => (None, Value::Null),
@@ -339,10 +340,13 @@ async fn do_app_run(
         "asset_name": asset_name,
         "automation_broker": null,
         "container": container,
+        // Who ran it: stamped once identities are.
+        "effective_user": null,
         "end_time": null,
         "exception_occured": false,
         "extra_data": [],
         "message": "",
+        "node_guid": service.node_guid(),
         "playbook_run": null,
         "result_data": [],
         "result_summary": {"total_objects": plan.parameters.len(), "total_objects_successful": 0},
@@ -355,7 +359,7 @@ async fn do_app_run(
         .blocking(move |store| store.save_app_run(None, action_run, &initial))
         .await
     else {
-        return false;
+        return 0;
     };
     record["id"] = json!(num);
     let mut results = Vec::new();
@@ -382,10 +386,22 @@ async fn do_app_run(
                 ("failed", error.message.clone())
             }
         };
+        // As Splunk shows a parameter set: with its context (the app got it without).
+        let mut shown = parameter.clone();
+        if let Some(fields) = shown.as_object_mut() {
+            fields.insert(
+                "context".to_owned(),
+                json!({
+                    "guid": ulid::Ulid::new().to_string().to_ascii_lowercase(),
+                    "artifact_id": 0,
+                    "parent_action_run": [],
+                }),
+            );
+        }
         results.push(json!({
             "data": report.output.clone().map_or_else(Vec::new, |o| vec![o]),
             "message": message,
-            "parameter": parameter,
+            "parameter": shown,
             "status": status,
             "summary": {},
         }));
@@ -409,5 +425,5 @@ async fn do_app_run(
     {
         tracing::error!(app_run = num, error = %e, "storing an app run failed");
     }
-    all
+    successful
 }
