@@ -1635,6 +1635,20 @@ fn secmaster_audit_logs_list_playbook_and_app_instances() {
     let (_, page) = audit("offset=1&limit=2&sort_key=end_time", "{}");
     assert_eq!(page["audit_logs"].as_array().unwrap().len(), 2);
     assert_eq!(page["count"], 11);
+    // A playbook instance's output is the playbook's declared result (issue 24: it was
+    // always empty).
+    let (status, _) = server.post(
+        "/api/v1/playbooks/partial-failure/run?wait=true",
+        &sample_input("partial-failure"),
+    );
+    assert_eq!(status, 200);
+    let (_, declared) = audit(
+        "offset=0&limit=10",
+        r#"{"instance_type": "PLAYBOOK", "action_id": "partial-failure"}"#,
+    );
+    let output = declared["audit_logs"][0]["output"].as_str().unwrap();
+    let output: Value = serde_json::from_str(output).unwrap();
+    assert!(output["ticket"].is_string(), "{declared}");
 
     // The seed's example request, verbatim: nothing here has its ids.
     let seed = r#"{

@@ -293,8 +293,10 @@ ALTER TABLE executions ADD COLUMN early_steps INTEGER;
 ",
 ];
 
-/// SecMaster's audit rows: a PLAYBOOK instance per execution, an APP instance per step
-/// run. A child execution reports the trigger type of the execution that started it.
+/// SecMaster's audit rows: a PLAYBOOK instance per execution (its output the playbook's
+/// declared result, kept at every level), an APP instance per step run (its input and
+/// output as captured, at DEBUG and TRACE). A child execution reports the trigger type
+/// of the execution that started it.
 pub(super) const AUDIT_ROWS: &str = "(SELECT 'PLAYBOOK' AS instance_type,
     e.playbook_xid AS action_id,
     e.playbook_name AS action_name,
@@ -302,7 +304,7 @@ pub(super) const AUDIT_ROWS: &str = "(SELECT 'PLAYBOOK' AS instance_type,
     e.parent_id AS parent_instance_id,
     e.log_level AS log_level,
     coalesce(json_extract(r.record, '$.trigger'), '') AS input,
-    '' AS output,
+    coalesce(json_extract(r.record, '$.output'), '') AS output,
     coalesce(e.message, '') AS error_msg,
     e.started_at AS start_time,
     e.completed_at AS end_time,
