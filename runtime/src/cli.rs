@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 mod build;
+mod keys;
 mod progress;
 
 use crate::host::{self, Call, Host, HostConfig, Limits, Registry, Settings};
@@ -127,6 +128,9 @@ enum Command {
     /// Query the executions in the database.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// Make, list and revoke API keys (each with a role) in the database.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Print the JSON Schema of a file wasp reads, for an editor to complete and check
     /// it (VS Code's YAML extension: `# yaml-language-server: $schema=…`).
     Schema {
@@ -629,6 +633,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man(args) => return manual(args),
+        Command::Keys(command) => return keys::run(command),
         _ => {}
     }
     let host = Host::new(HostConfig {
@@ -704,7 +709,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Executions(ExecutionsCommand::List(args)) => list_executions(&args),
         Command::Executions(ExecutionsCommand::Show(args)) => show_execution(&args),
         Command::Schema { of } => schema(of),
-        Command::Completions { .. } | Command::Man(_) => Ok(ExitCode::SUCCESS),
+        Command::Completions { .. } | Command::Man(_) | Command::Keys(_) => Ok(ExitCode::SUCCESS),
         Command::Graph(args) => {
             let (playbook, ..) =
                 load_playbook_with_apps(&host, &apps_dir, &args.playbook, None).await?;

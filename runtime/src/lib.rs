@@ -51,6 +51,11 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Compare without an early exit, so that response times do not reveal a secret.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// An error and its sources, `: `-separated.
 pub(crate) struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
 

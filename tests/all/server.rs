@@ -650,6 +650,194 @@ fn bad_input_gets_a_4xx_that_says_what_to_fix() {
     }
 }
 
+/// Issue 24: API keys with roles (seed 002): a viewer reads, an operator also runs,
+/// an admin also manages assets and keys; each key's token works in every client's
+/// scheme, and a refusal comes in the view's shape.
+#[test]
+fn api_keys_carry_roles_and_are_refused_once_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wasp.db");
+    let keys = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wasp"))
+            .arg("keys")
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap()
+    };
+    let make = |role: &str| {
+        let made = keys(&["create", "--role", role, "--name", role]);
+        assert_eq!(
+            made.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        String::from_utf8(made.stdout).unwrap().trim().to_owned()
+    };
+    let (viewer, operator, admin) = (make("viewer"), make("operator"), make("admin"));
+    assert!(viewer.starts_with("wasp_key_"), "{viewer}");
+    let other = keys(&["create", "--role", "viewer", "--tenant", "acme"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("there is one tenant, `default`"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    // No secret is kept: the database holds none of the tokens.
+    let stored = std::fs::read(&db).unwrap();
+    for token in [&viewer, &operator, &admin] {
+        let secret = token.rsplit('_').next().unwrap().as_bytes();
+        assert!(!stored.windows(secret.len()).any(|w| w == secret));
+    }
+
+    let server = Server::start(&db, &["--token", "bootstrap-0123456789"]);
+    let call = |method: &str, path: &str, header: (&str, &str), body: &str| {
+        let url = server.url(path);
+        let response = match method {
+            "GET" => server.agent.get(&url).header(header.0, header.1).call(),
+            "DELETE" => server.agent.delete(&url).header(header.0, header.1).call(),
+            _ => server
+                .agent
+                .post(&url)
+                .header(header.0, header.1)
+                .send(body),
+        }
+        .unwrap();
+        read(response)
+    };
+    let bearer = |token: &str| format!("Bearer {token}");
+    let run = "/api/v1/playbooks/ip-enrichment/run?wait=true";
+    let ips = r#"{"ips": ["8.8.8.8"]}"#;
+
+    // A viewer reads, in every client's scheme, and may not run.
+    assert_eq!(
+        call(
+            "GET",
+            "/api/v1/executions",
+            ("Authorization", &bearer(&viewer)),
+            ""
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call("GET", "/rest/version", ("ph-auth-token", &viewer), "").0,
+        200
+    );
+    let (status, refused) = call("POST", run, ("Authorization", &bearer(&viewer)), ips);
+    assert_eq!(status, 403);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs the operator role, and the key presented is a viewer"),
+        "{refused}"
+    );
+    let (status, refused) = call("POST", "/rest/action_run", ("ph-auth-token", &viewer), SPIN);
+    assert_eq!(
+        (status, &refused["failed"]),
+        (403, &json!(true)),
+        "{refused}"
+    );
+    // An operator runs, and may not change assets.
+    assert_eq!(
+        call("POST", run, ("Authorization", &bearer(&operator)), ips).0,
+        200
+    );
+    let asset = r#"{"name": "x", "app": "ioc-extract"}"#;
+    assert_eq!(
+        call("POST", "/api/v1/assets", ("X-Auth-Token", &operator), asset).0,
+        403
+    );
+    assert_eq!(
+        call(
+            "GET",
+            "/api/v1/keys",
+            ("Authorization", &bearer(&operator)),
+            ""
+        )
+        .0,
+        403
+    );
+    // An admin makes keys; the token is in that answer only.
+    let (status, made) = call(
+        "POST",
+        "/api/v1/keys",
+        ("Authorization", &bearer(&admin)),
+        r#"{"name": "splunk-sync", "role": "viewer"}"#,
+    );
+    assert_eq!(status, 201, "{made}");
+    let fresh = made["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(
+            "GET",
+            "/api/v1/executions",
+            ("Authorization", &bearer(&fresh)),
+            ""
+        )
+        .0,
+        200
+    );
+    let (_, listed) = call(
+        "GET",
+        "/api/v1/keys",
+        ("Authorization", &bearer(&admin)),
+        "",
+    );
+    assert_eq!(listed["count"], 4);
+    assert!(
+        !listed
+            .to_string()
+            .contains(fresh.rsplit('_').next().unwrap())
+    );
+    // Revoked, it is refused at once; a wrong secret is refused too.
+    let id = made["id"].as_str().unwrap();
+    let (status, revoked) = call(
+        "DELETE",
+        &format!("/api/v1/keys/{id}"),
+        ("Authorization", &bearer(&admin)),
+        "",
+    );
+    assert_eq!(status, 200, "{revoked}");
+    assert!(revoked["revoked_at"].is_string());
+    assert_eq!(
+        call(
+            "GET",
+            "/api/v1/executions",
+            ("Authorization", &bearer(&fresh)),
+            ""
+        )
+        .0,
+        401
+    );
+    // The viewer's token with its last hex digit changed.
+    let last = if viewer.ends_with('0') { "1" } else { "0" };
+    let wrong = format!("{}{last}", &viewer[..viewer.len() - 1]);
+    assert_eq!(
+        call(
+            "GET",
+            "/api/v1/executions",
+            ("Authorization", &bearer(&wrong)),
+            ""
+        )
+        .0,
+        401
+    );
+
+    // From the command line: listed without secrets, revoked once.
+    let listed = keys(&["list", "--output", "json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+    assert!(listed[0].get("secret_sha256").is_none(), "{listed}");
+    let viewer_id = listed[0]["id"].as_str().unwrap();
+    assert_eq!(keys(&["revoke", viewer_id]).status.code(), Some(0));
+    let again = keys(&["revoke", viewer_id]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("revoked already"));
+}
+
 /// With `--public-url`, links are the configured address whatever the request says;
 /// a value that is not an address is refused at start.
 #[test]

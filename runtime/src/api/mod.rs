@@ -10,6 +10,7 @@ mod answers;
 mod assets;
 mod events;
 mod export;
+mod keys;
 mod listen;
 pub mod openapi;
 mod secmaster;
@@ -35,6 +36,7 @@ use serde_json::{Value, json};
 pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
 
 use crate::playbook::{NodeKind, Playbook};
+use crate::service::keys::Role;
 use crate::service::{self, Report, Service, Started, Which};
 use crate::store::{
     self, EXECUTION_FIELDS, ExecutionFilter, ExecutionRecord, LOG_FIELDS, LogFilter, STEP_FIELDS,
@@ -192,6 +194,8 @@ pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<S
                 .put(update_playbook)
                 .delete(delete_playbook),
         )
+        .route("/api/v1/keys", get(keys::list).post(keys::create))
+        .route("/api/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/api/v1/assets", get(assets::list).post(assets::create))
         .route(
             "/api/v1/assets/{name}",
@@ -397,15 +401,42 @@ async fn while_loading(
     response
 }
 
-async fn authorize(State(token): State<Token>, request: Request, next: Next) -> Response {
+async fn authorize(State(server): State<Server>, mut request: Request, next: Next) -> Response {
     let view = View::of(request.uri().path());
     if let Some(refused) = cross_site(request.method(), request.headers()) {
         return view.refuse(ApiError::Forbidden(refused));
     }
-    if !triggers::token_presented(token.0.as_deref(), request.headers()) {
+    let token = server.token.0.as_deref();
+    let Some(identity) = triggers::identify(&server.service, token, request.headers()).await else {
         return view.refuse(ApiError::Unauthorized(view.schemes()));
+    };
+    let needed = required_role(request.method(), request.uri().path());
+    if identity.role < needed {
+        return view.refuse(ApiError::Forbidden(format!(
+            "{} {} needs the {} role, and the key presented is a {}",
+            request.method(),
+            request.uri().path(),
+            needed.as_str(),
+            identity.role.as_str()
+        )));
     }
+    request.extensions_mut().insert(identity);
     next.run(request).await
+}
+
+/// The least role a request needs (seed 002): reading is a viewer's (SecMaster's audit
+/// log search is a POST that only reads); keys, and changes to assets, are an admin's;
+/// every other change (runs, kills, playbooks, replays, SOAR action runs, events) is
+/// an operator's.
+fn required_role(method: &Method, path: &str) -> Role {
+    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if path.starts_with("/api/v1/keys") || (!reads && path.starts_with("/api/v1/assets")) {
+        Role::Admin
+    } else if reads || (path.starts_with("/v1/") && path.ends_with("/instances/auditlogs")) {
+        Role::Viewer
+    } else {
+        Role::Operator
+    }
 }
 
 /// Whose clients a path serves: a refusal is answered in their shape, naming the
@@ -470,11 +501,6 @@ fn cross_site(method: &Method, headers: &axum::http::HeaderMap) -> Option<String
     (origin_host != host).then(|| {
         format!("a request from the page of `{origin}` is refused: only this server's own page may change things here")
     })
-}
-
-/// Compare without an early exit, so that response times do not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -363,6 +363,42 @@ const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/keys",
+        summary: "Every API key (an admin's): who each is, never a secret.",
+        query: &[],
+        request: Body::None,
+        replies: &[Reply {
+            status: "200",
+            description: "Every key, oldest first.",
+            body: Body::Json(of::<Listing<crate::store::ApiKey>>),
+        }],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/keys",
+        summary: "Make an API key with a role (viewer, operator, admin); its token is in this answer only.",
+        query: &[],
+        request: Body::Json(of::<super::keys::NewKey>),
+        replies: &[Reply {
+            status: "201",
+            description: "Made: the key and its token, shown once.",
+            body: Body::Json(of::<super::keys::MadeKey>),
+        }],
+    },
+    Operation {
+        method: "delete",
+        path: "/api/v1/keys/{id}",
+        summary: "Revoke an API key: refused from now on (within 10 s on other processes).",
+        query: &[],
+        request: Body::None,
+        replies: &[Reply {
+            status: "200",
+            description: "The revoked key.",
+            body: Body::Json(of::<crate::store::ApiKey>),
+        }],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/assets",
         summary: "Every asset (from the assets file and the API), secrets as references.",
         query: &[],

@@ -23,6 +23,7 @@ use sha2::Sha256;
 use super::{ApiError, Params, Service, answer_started, flag};
 use crate::playbook::Playbook;
 use crate::playbook::trigger::{Schedule, Trigger};
+use crate::service::keys::{Identity, Role};
 use crate::trace::TriggerType;
 
 /// The header a webhook's signature comes in: `sha256=<hex of HMAC-SHA256(secret, body)>`.
@@ -84,7 +85,7 @@ pub(super) async fn hook(
             if let Some(refused) = super::cross_site(&axum::http::Method::POST, &headers) {
                 return Err(ApiError::Forbidden(refused));
             }
-            check_token(token.0.as_deref(), &headers)?;
+            check_identity(&service, token.0.as_deref(), &headers, Role::Operator).await?;
         }
     }
     // A signature vouches for the body only; waiting for (and so reading) the whole
@@ -102,7 +103,7 @@ pub(super) async fn hook(
     };
     let wait = flag(&params, "wait")? && !respond;
     if wait {
-        check_token(token.0.as_deref(), &headers)?;
+        check_identity(&service, token.0.as_deref(), &headers, Role::Viewer).await?;
     }
     let mut payload = json!({
         "body": match serde_json::from_slice::<Value>(&body) {
@@ -235,15 +236,11 @@ pub(super) async fn event(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// Whether `headers` carry the server's `token` (always, when it has none), in any of
-/// the schemes the views' clients send one with: `Authorization: Bearer <t>` (native),
-/// `Authorization: TC-Token <t>` (ThreatConnect's tcex), `ph-auth-token: <t>` (Splunk
-/// SOAR), `X-Auth-Token: <t>` (Huawei SecMaster). Every one is compared, each in
-/// constant time.
-pub(super) fn token_presented(token: Option<&str>, headers: &HeaderMap) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
+/// The tokens `headers` present, in any of the schemes the views' clients send one
+/// with: `Authorization: Bearer <t>` (native), `Authorization: TC-Token <t>`
+/// (ThreatConnect's tcex), `ph-auth-token: <t>` (Splunk SOAR), `X-Auth-Token: <t>`
+/// (Huawei SecMaster).
+pub(super) fn presented_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let authorization = value(header::AUTHORIZATION.as_str());
     [
@@ -254,18 +251,46 @@ pub(super) fn token_presented(token: Option<&str>, headers: &HeaderMap) -> bool 
     ]
     .into_iter()
     .flatten()
-    .fold(false, |found, presented| {
-        super::constant_time_eq(presented.as_bytes(), token.as_bytes()) | found
-    })
 }
 
-/// A 401 unless `headers` carry the server's `token` (when it has one).
-pub(super) fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
-    if token_presented(token, headers) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("`Authorization: Bearer <token>`"))
+/// Who `headers` say the caller is, when the server has a `token`: the bootstrap admin
+/// (that token) or a key's identity; `None` when no token they present is either.
+/// Without a token every caller is the bootstrap admin (a server on loopback).
+pub(super) async fn identify(
+    service: &Service,
+    token: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<Identity> {
+    let Some(token) = token else {
+        return Some(Identity::bootstrap());
+    };
+    for presented in presented_tokens(headers) {
+        if let Some(identity) = service.identify(token, presented).await {
+            return Some(identity);
+        }
     }
+    None
+}
+
+/// The caller's identity, refused with a 401 unless it is one, or a 403 unless its role
+/// is at least `needed`.
+pub(super) async fn check_identity(
+    service: &Service,
+    token: Option<&str>,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Identity, ApiError> {
+    let identity = identify(service, token, headers)
+        .await
+        .ok_or(ApiError::Unauthorized("`Authorization: Bearer <token>`"))?;
+    if identity.role < needed {
+        return Err(ApiError::Forbidden(format!(
+            "this needs the {} role, and the key presented is a {}",
+            needed.as_str(),
+            identity.role.as_str()
+        )));
+    }
+    Ok(identity)
 }
 
 /// What a playbook's record shows of its trigger: the type, its settings (a secret by

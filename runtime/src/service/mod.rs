@@ -9,6 +9,7 @@
 
 mod assets;
 mod error;
+pub mod keys;
 mod playbooks;
 mod replay;
 pub mod soar;
@@ -58,6 +59,8 @@ pub struct Service {
     loading: std::sync::atomic::AtomicBool,
     /// This process's id among those serving one store (Splunk's `node_guid`).
     node_guid: String,
+    /// API keys read lately.
+    keys: keys::KeyCache,
 }
 
 impl std::fmt::Debug for Service {
@@ -187,6 +190,7 @@ impl Service {
             secrets_dir: None,
             loading: std::sync::atomic::AtomicBool::new(false),
             node_guid: ulid::Ulid::new().to_string().to_ascii_lowercase(),
+            keys: keys::KeyCache::default(),
         }
     }
 

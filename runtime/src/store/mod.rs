@@ -98,6 +98,27 @@ pub enum Error {
     Missing(String),
 }
 
+/// An API key as the store keeps it: who it is, never its secret (only the secret's
+/// SHA-256, to check a presented one against).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ApiKey {
+    /// Its id: `key_` and a ULID; the first part of its token.
+    pub id: String,
+    /// What it is for, said by whoever made it.
+    pub name: String,
+    /// The tenant it acts in.
+    pub tenant: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+    /// The SHA-256 of its secret, in hex.
+    #[serde(skip)]
+    pub secret_sha256: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; a revoked key is refused.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// A list of Splunk SOAR records (action runs, app runs) as its clients ask for one:
 /// conditions on the record's top-level fields (`_filter_<field>[__<lookup>]`, and
 /// `_exclude_…` negated), an order, and a page.
@@ -1072,6 +1093,18 @@ pub trait Store: Send + Sync + 'static {
         window: Window,
         order: AuditOrder,
     ) -> Result<(Vec<AuditRow>, i64), Error>;
+
+    /// Store a new API key.
+    fn save_key(&self, key: &ApiKey) -> Result<(), Error>;
+
+    /// The API key `id`, revoked or not.
+    fn key(&self, id: &str) -> Result<Option<ApiKey>, Error>;
+
+    /// Every API key, oldest first.
+    fn keys(&self) -> Result<Vec<ApiKey>, Error>;
+
+    /// Revoke API key `id` at `at`; whether there was such a key not yet revoked.
+    fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> Result<bool, Error>;
 
     /// Mark every execution left Queued or Running, and every Splunk action run left
     /// pending or running with its app runs, by a process that died, failed:

@@ -29,7 +29,7 @@ use render::Sql;
 use schema::{AUDIT_ROWS, MIGRATIONS};
 
 use super::{
-    AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Error, ExecutionFilter,
+    ApiKey, AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Error, ExecutionFilter,
     ExecutionRecord, ExecutionRow, Interrupted, LogFilter, LogRow, NewExecution, NodeState, Page,
     PlaybookFields, PlaybookRecord, RunStats, SoarQuery, Sort, StepFilter, StepRunRow, Store,
     Window, Write,
@@ -407,6 +407,21 @@ fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
 }
 
 /// `key` as a numeric id, when it is one.
+/// The columns [`key_row`] reads.
+const KEY_COLUMNS: &str = "id, name, tenant, role, secret_sha256, created_at, revoked_at";
+
+fn key_row(row: &Row<'_>) -> Result<ApiKey, rusqlite::Error> {
+    Ok(ApiKey {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        tenant: row.get(2)?,
+        role: row.get(3)?,
+        secret_sha256: row.get(4)?,
+        created_at: time(Some(row.get(5)?)).unwrap_or_default(),
+        revoked_at: time(row.get(6)?),
+    })
+}
+
 fn number(key: &str) -> Option<i64> {
     key.parse().ok()
 }
@@ -1477,6 +1492,52 @@ impl Store for SqliteStore {
                 Ok((name, spec))
             })
             .collect()
+    }
+
+    fn save_key(&self, key: &ApiKey) -> Result<(), Error> {
+        lock(&self.writer).execute(
+            "INSERT INTO api_keys (id, name, tenant, role, secret_sha256, created_at, revoked_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                key.id,
+                key.name,
+                key.tenant,
+                key.role,
+                key.secret_sha256,
+                millis(key.created_at),
+                key.revoked_at.map(millis),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn key(&self, id: &str) -> Result<Option<ApiKey>, Error> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+                [id],
+                key_row,
+            )
+            .optional()
+        })
+    }
+
+    fn keys(&self) -> Result<Vec<ApiKey>, Error> {
+        self.read(|c| {
+            c.prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            ))?
+            .query_map([], key_row)?
+            .collect()
+        })
+    }
+
+    fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> Result<bool, Error> {
+        let changed = lock(&self.writer).execute(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, millis(at)],
+        )?;
+        Ok(changed == 1)
     }
 
     fn interrupt_unfinished(&self) -> Result<Interrupted, Error> {

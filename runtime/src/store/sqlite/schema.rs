@@ -291,6 +291,18 @@ CREATE TABLE early_steps (
 ) WITHOUT ROWID;
 ALTER TABLE executions ADD COLUMN early_steps INTEGER;
 ",
+    r"
+-- API keys: who they are, and the SHA-256 of their secret (never the secret).
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+",
 ];
 
 /// SecMaster's audit rows: a PLAYBOOK instance per execution (its output the playbook's

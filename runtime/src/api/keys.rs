@@ -1,0 +1,70 @@
+//! `/api/v1/keys`: API keys, for an admin. A key's token is in the answer that makes it
+//! and nowhere else; lists show who each key is, never a secret.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, Service, answers::Listing};
+use crate::service::keys::DEFAULT_TENANT;
+use crate::store::ApiKey;
+
+/// What `POST /api/v1/keys` takes.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewKey {
+    /// What the key is for.
+    pub name: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+    /// The tenant it acts in (only `default` for now).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// A key just made: its record, and its token, shown this once.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(super) struct MadeKey {
+    /// The key.
+    #[serde(flatten)]
+    pub key: ApiKey,
+    /// Its token: send it as `Authorization: Bearer <token>` (or a vendor client's
+    /// scheme). It is not kept, and cannot be shown again.
+    pub token: String,
+}
+
+/// `POST /api/v1/keys`.
+pub(super) async fn create(
+    State(service): State<Arc<Service>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let new: NewKey = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a key's: {e}")))?;
+    let tenant = new.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+    let (key, token) = service.create_key(new.name, tenant, new.role).await?;
+    Ok((StatusCode::CREATED, Json(MadeKey { key, token })).into_response())
+}
+
+/// `GET /api/v1/keys`.
+pub(super) async fn list(
+    State(service): State<Arc<Service>>,
+) -> Result<Json<Listing<ApiKey>>, ApiError> {
+    let data = service.keys().await?;
+    Ok(Json(Listing {
+        count: i64::try_from(data.len()).unwrap_or(i64::MAX),
+        data,
+    }))
+}
+
+/// `DELETE /api/v1/keys/{id}`: revoke it; its record stays, revoked.
+pub(super) async fn revoke(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKey>, ApiError> {
+    Ok(Json(service.revoke_key(&id).await?))
+}

@@ -1,0 +1,125 @@
+//! `wasp keys`: make, list and revoke API keys in a database, for a server on it to
+//! accept (a running server sees a new key at once, and a revocation within 10 s).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::{DEFAULT_DB, Failure, OutputArg, OutputFormat, for_terminal, open_store, print_json};
+use crate::service::keys::{DEFAULT_TENANT, create_key};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum KeysCommand {
+    /// Make a key with a role, and print its token (shown this once, stored hashed).
+    Create(CreateArgs),
+    /// List the keys: id, name, tenant, role, when made and revoked (never a secret).
+    List(ListArgs),
+    /// Revoke a key: servers refuse it from now on.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct CreateArgs {
+    /// What the key may do: `viewer` (read), `operator` (also run, kill, change
+    /// playbooks), `admin` (also assets and keys).
+    #[arg(long)]
+    role: String,
+
+    /// The tenant it acts in (only `default` for now).
+    #[arg(long, default_value = DEFAULT_TENANT)]
+    tenant: String,
+
+    /// What it is for, e.g. `ci` or `splunk-sync`.
+    #[arg(long, default_value = "key")]
+    name: String,
+
+    /// The SQLite database file.
+    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
+    db: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ListArgs {
+    /// The SQLite database file.
+    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
+    db: PathBuf,
+
+    #[command(flatten)]
+    output: OutputArg,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RevokeArgs {
+    /// The key's id (`key_…`).
+    id: String,
+
+    /// The SQLite database file.
+    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
+    db: PathBuf,
+}
+
+/// Run `command`.
+pub(super) fn run(command: &KeysCommand) -> Result<ExitCode, Failure> {
+    let failed = |e: crate::service::Error| {
+        if e.is_internal() {
+            Failure::Internal(e.to_string())
+        } else {
+            Failure::Usage(e.to_string())
+        }
+    };
+    match command {
+        KeysCommand::Create(args) => {
+            let store = open_store(&args.db)?;
+            let (key, token) =
+                create_key(&*store, &args.name, &args.tenant, &args.role).map_err(failed)?;
+            eprintln!(
+                "made key `{}` ({}, tenant `{}`): its token follows, shown this once",
+                key.id,
+                key.role,
+                for_terminal(&key.tenant)
+            );
+            println!("{token}");
+        }
+        KeysCommand::List(args) => {
+            let keys = open_store(&args.db)?
+                .keys()
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            match args.output.format() {
+                OutputFormat::Json => print_json(&keys),
+                OutputFormat::Text => {
+                    for key in &keys {
+                        let state = key
+                            .revoked_at
+                            .map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));
+                        println!(
+                            "{}  {:<8}  {:<10}  {}  {}",
+                            key.id,
+                            key.role,
+                            for_terminal(&key.tenant),
+                            state,
+                            for_terminal(&key.name)
+                        );
+                    }
+                }
+            }
+        }
+        KeysCommand::Revoke(args) => {
+            let store = open_store(&args.db)?;
+            let revoked = store
+                .revoke_key(&args.id, chrono::Utc::now())
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            if !revoked {
+                let known = store
+                    .key(&args.id)
+                    .map_err(|e| Failure::Internal(e.to_string()))?;
+                return Err(Failure::Usage(match known {
+                    Some(_) => format!("key `{}` is revoked already", for_terminal(&args.id)),
+                    None => format!("there is no key `{}`", for_terminal(&args.id)),
+                }));
+            }
+            println!("revoked key `{}`", args.id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

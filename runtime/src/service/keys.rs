@@ -1,0 +1,274 @@
+//! API keys and the identity behind a request: who a credential is, and what its role
+//! lets it do (seed 002: a viewer reads executions and logs; an operator also creates,
+//! changes, deletes, runs and kills; an admin also manages assets and keys).
+//!
+//! A key's token is `wasp_<id>_<secret>`, shown once when the key is made. The store
+//! keeps the key's id, name, tenant and role, and the SHA-256 of its secret, never the
+//! secret. The server's own `--token` is the bootstrap admin. Every scheme a client sends
+//! a token with (`Authorization: Bearer`, `TC-Token`, `ph-auth-token`, `X-Auth-Token`)
+//! carries either.
+//!
+//! Tenants: a key names one, and only [`DEFAULT_TENANT`] exists until executions,
+//! playbooks and assets are kept apart by tenant; a key for any other is refused rather
+//! than made to look isolated when it is not.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use super::{Error, Service};
+use crate::store::{ApiKey, Store};
+
+/// The one tenant there is for now.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// How long a key read from the store is trusted before it is read again: a key
+/// revoked by another process (`wasp keys revoke`) is refused within this.
+const KEY_CACHE_FOR: Duration = Duration::from_secs(10);
+/// Keys cached at the most (the cache is emptied when full).
+const MAX_CACHED_KEYS: usize = 10_000;
+/// The longest name a key may have.
+const MAX_NAME: usize = 128;
+
+/// What an identity may do, each role all that the one before may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads executions, steps, logs, playbooks and assets.
+    Viewer,
+    /// Also creates, changes, deletes, runs and kills.
+    Operator,
+    /// Also manages assets and keys.
+    Admin,
+}
+
+impl Role {
+    /// The role called `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "viewer" => Some(Self::Viewer),
+            "operator" => Some(Self::Operator),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// Who a request is from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The key it presented; `None` for the server's own token.
+    pub key: Option<String>,
+    /// The tenant it acts in.
+    pub tenant: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl Identity {
+    /// The server's own token: the bootstrap admin.
+    pub fn bootstrap() -> Self {
+        Self {
+            key: None,
+            tenant: DEFAULT_TENANT.to_owned(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// Keys read from the store lately, by id.
+#[derive(Debug, Default)]
+pub(super) struct KeyCache(Mutex<HashMap<String, (ApiKey, Instant)>>);
+
+/// A new key named `name` for `tenant` with `role`: its record, to store, and its
+/// token, to show once.
+pub fn new_key(name: &str, tenant: &str, role: &str) -> Result<(ApiKey, String), Error> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_NAME || name.contains(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "a key's name is 1 to {MAX_NAME} characters, none of them control characters"
+        )));
+    }
+    if tenant != DEFAULT_TENANT {
+        return Err(Error::Invalid(format!(
+            "tenant `{tenant}`: there is one tenant, `{DEFAULT_TENANT}`, until executions, \
+             playbooks and assets are kept apart by tenant"
+        )));
+    }
+    let role = Role::named(role).ok_or_else(|| {
+        Error::Invalid(format!(
+            "role `{role}` is not one; a key is a viewer, an operator or an admin"
+        ))
+    })?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Unavailable(format!("no randomness for a key's secret: {e}")))?;
+    let secret = hex::encode(bytes);
+    let id = format!("key_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let token = format!("wasp_{id}_{secret}");
+    let key = ApiKey {
+        id,
+        name: name.to_owned(),
+        tenant: tenant.to_owned(),
+        role: role.as_str().to_owned(),
+        secret_sha256: sha256_hex(&secret),
+        created_at: Utc::now(),
+        revoked_at: None,
+    };
+    Ok((key, token))
+}
+
+/// Make a key and store it in `store`: its record and its token (see [`new_key`]).
+pub fn create_key(
+    store: &dyn Store,
+    name: &str,
+    tenant: &str,
+    role: &str,
+) -> Result<(ApiKey, String), Error> {
+    let (key, token) = new_key(name, tenant, role)?;
+    store.save_key(&key)?;
+    Ok((key, token))
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The key id and secret of `token`, when it has a key token's shape.
+fn parts(token: &str) -> Option<(&str, &str)> {
+    let (id, secret) = token.strip_prefix("wasp_")?.rsplit_once('_')?;
+    let valid = id.starts_with("key_")
+        && id.len() <= 64
+        && secret.len() == 64
+        && secret.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then_some((id, secret))
+}
+
+impl Service {
+    /// Who `token` is: the server's own token (`server_token`), or an unrevoked key's;
+    /// `None` for anything else.
+    pub async fn identify(&self, server_token: &str, token: &str) -> Option<Identity> {
+        if crate::constant_time_eq(token.as_bytes(), server_token.as_bytes()) {
+            return Some(Identity::bootstrap());
+        }
+        let (id, secret) = parts(token)?;
+        let key = self.cached_key(id).await?;
+        let matches =
+            crate::constant_time_eq(sha256_hex(secret).as_bytes(), key.secret_sha256.as_bytes());
+        if !matches || key.revoked_at.is_some() {
+            return None;
+        }
+        Some(Identity {
+            key: Some(key.id),
+            tenant: key.tenant,
+            role: Role::named(&key.role)?,
+        })
+    }
+
+    /// Key `id`, from the cache while it is fresh, else from the store.
+    async fn cached_key(&self, id: &str) -> Option<ApiKey> {
+        {
+            let cache = crate::lock(&self.keys.0);
+            if let Some((key, read)) = cache.get(id)
+                && read.elapsed() < KEY_CACHE_FOR
+            {
+                return Some(key.clone());
+            }
+        }
+        let wanted = id.to_owned();
+        let key = self
+            .blocking(move |store| store.key(&wanted))
+            .await
+            .ok()
+            .flatten()?;
+        let mut cache = crate::lock(&self.keys.0);
+        if cache.len() >= MAX_CACHED_KEYS {
+            cache.clear();
+        }
+        cache.insert(key.id.clone(), (key.clone(), Instant::now()));
+        Some(key)
+    }
+
+    /// Make and store a key (see [`new_key`]).
+    pub async fn create_key(
+        &self,
+        name: String,
+        tenant: String,
+        role: String,
+    ) -> Result<(ApiKey, String), Error> {
+        let (key, token) = new_key(&name, &tenant, &role)?;
+        let stored = key.clone();
+        self.blocking(move |store| store.save_key(&stored)).await?;
+        Ok((key, token))
+    }
+
+    /// Every key, oldest first (no secrets).
+    pub async fn keys(&self) -> Result<Vec<ApiKey>, Error> {
+        self.blocking(|store| store.keys()).await
+    }
+
+    /// Revoke key `id`: refused from now on, in this process at once.
+    pub async fn revoke_key(&self, id: &str) -> Result<ApiKey, Error> {
+        let wanted = id.to_owned();
+        let (revoked, key) = self
+            .blocking(move |store| {
+                let revoked = store.revoke_key(&wanted, Utc::now())?;
+                Ok((revoked, store.key(&wanted)?))
+            })
+            .await?;
+        crate::lock(&self.keys.0).remove(id);
+        match key {
+            Some(key) if revoked => Ok(key),
+            Some(_) => Err(Error::Conflict(format!("key `{id}` is revoked already"))),
+            None => Err(Error::NotFound(format!("there is no key `{id}`"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_its_key_and_only_its_secret_matches_the_stored_hash() {
+        let (key, token) = new_key("ci", DEFAULT_TENANT, "operator").unwrap();
+        let (id, secret) = parts(&token).expect("a key token");
+        assert_eq!(id, key.id);
+        assert_eq!(sha256_hex(secret), key.secret_sha256);
+        assert!(!key.secret_sha256.contains(secret));
+        let (_, other) = new_key("ci", DEFAULT_TENANT, "operator").unwrap();
+        assert_ne!(token, other, "each key has its own secret");
+        for bad in [
+            "",
+            "wasp_",
+            "wasp_key_x_",
+            "key_x_00",
+            &token[..token.len() - 1],
+        ] {
+            assert_eq!(parts(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_names_tenants_and_roles_are_refused_saying_why() {
+        let refused = |name: &str, tenant: &str, role: &str| match new_key(name, tenant, role) {
+            Err(Error::Invalid(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused("", DEFAULT_TENANT, "viewer").contains("1 to 128"));
+        assert!(refused("a\nb", DEFAULT_TENANT, "viewer").contains("control"));
+        assert!(refused("ci", "acme", "viewer").contains("there is one tenant, `default`"));
+        assert!(refused("ci", DEFAULT_TENANT, "root").contains("role `root` is not one"));
+    }
+}
