@@ -404,24 +404,37 @@ async fn while_loading(
 async fn authorize(State(server): State<Server>, mut request: Request, next: Next) -> Response {
     let view = View::of(request.uri().path());
     if let Some(refused) = cross_site(request.method(), request.headers()) {
-        return view.refuse(ApiError::Forbidden(refused));
+        return refuse(view, ApiError::Forbidden(refused), request).await;
     }
     let token = server.token.0.as_deref();
     let Some(identity) = triggers::identify(&server.service, token, request.headers()).await else {
-        return view.refuse(ApiError::Unauthorized(view.schemes()));
+        return refuse(view, ApiError::Unauthorized(view.schemes()), request).await;
     };
     let needed = required_role(request.method(), request.uri().path());
     if identity.role < needed {
-        return view.refuse(ApiError::Forbidden(format!(
+        let refused = ApiError::Forbidden(format!(
             "{} {} needs the {} role, and the key presented is a {}",
             request.method(),
             request.uri().path(),
             needed.as_str(),
             identity.role.as_str()
-        )));
+        ));
+        return refuse(view, refused, request).await;
     }
     request.extensions_mut().insert(identity);
     next.run(request).await
+}
+
+/// The most of a refused request's body read before the refusal is sent.
+const REFUSED_BODY_READ: usize = 64 * 1024;
+
+/// `error` in `view`'s shape, after reading a small body of `request`: answered with
+/// its body unread, the connection is closed under a client still sending it, which
+/// then sees a broken connection instead of the refusal. A larger body is not read (a
+/// caller that may not send it is not waited for): the connection closes.
+async fn refuse(view: View, error: ApiError, request: Request) -> Response {
+    let _ = axum::body::to_bytes(request.into_body(), REFUSED_BODY_READ).await;
+    view.refuse(error)
 }
 
 /// The least role a request needs (seed 002): reading is a viewer's (SecMaster's audit
