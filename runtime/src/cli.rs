@@ -1509,7 +1509,7 @@ async fn scan(host: &Host, apps_dir: &Path) -> Result<Registry, Failure> {
 
 /// The apps of `dir`, with progress on stderr when loading them takes a while.
 async fn scan_showing_progress(host: &Host, dir: &Path) -> Result<Registry, host::Error> {
-    let progress = progress::LoadProgress::start(dir);
+    let progress = progress::LoadProgress::start(host, dir);
     let registry = Registry::scan_reporting(host, dir, &|loading| progress.update(loading)).await;
     progress.finish();
     registry
@@ -1517,7 +1517,7 @@ async fn scan_showing_progress(host: &Host, dir: &Path) -> Result<Registry, host
 
 /// The component at `file`, with progress on stderr when it takes a while (compiling).
 async fn load_showing_progress(host: &Host, file: &Path) -> Result<Arc<host::App>, host::Error> {
-    let progress = progress::LoadProgress::start_file(file);
+    let progress = progress::LoadProgress::start_file(host, file);
     progress.update(&host::Loading {
         loaded: 0,
         total: 1,

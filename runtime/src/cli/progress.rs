@@ -3,10 +3,11 @@
 //! JavaScript app, which carries its interpreter) to compile, and a command that sits
 //! silent that long looks hung.
 //!
-//! Nothing shows when loading is quick (everything was in the cache). Past [`DELAY`], a
-//! terminal gets a bar naming the files still compiling; anything else (a log file, a
-//! pipe, CI) gets a plain line every [`LINE_EVERY`], and a last line saying how long it
-//! took, so a server's log explains a slow start.
+//! Nothing shows when no component is compiled (everything came from the cache, however
+//! long reading it took) or when loading is quick. Past [`DELAY`] with a compilation
+//! under way, a terminal gets a bar naming the files still loading; anything else (a log
+//! file, a pipe, CI) gets a plain line every [`LINE_EVERY`], and a last line saying how
+//! long it took, so a server's log explains a slow start.
 
 use std::io::Write;
 use std::path::Path;
@@ -42,6 +43,16 @@ impl Show {
             Show::Lines
         }
     }
+}
+
+/// Whether a compilation has started since it was made.
+type Compiling = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// Whether `host` has started a compilation since now.
+fn compiling(host: &crate::host::Host) -> Compiling {
+    let host = host.clone();
+    let before = host.compilations();
+    Box::new(move || host.compilations() > before)
 }
 
 /// The word for `n` components.
@@ -98,34 +109,38 @@ pub(super) struct LoadProgress {
 }
 
 impl LoadProgress {
-    /// Start showing the loading of the apps of `dir`, to stderr.
-    pub(super) fn start(dir: &Path) -> Self {
+    /// Start showing the loading of the apps of `dir` by `host`, to stderr.
+    pub(super) fn start(host: &crate::host::Host, dir: &Path) -> Self {
         let what = format!(
             "the apps of {}",
             super::for_terminal(&dir.display().to_string())
         );
         Self::start_to(
             what,
+            compiling(host),
             Show::for_stderr(),
             DELAY,
             Arc::new(Mutex::new(std::io::stderr())),
         )
     }
 
-    /// Start showing the loading of the component `file`, to stderr.
-    pub(super) fn start_file(file: &Path) -> Self {
+    /// Start showing the loading of the component `file` by `host`, to stderr.
+    pub(super) fn start_file(host: &crate::host::Host, file: &Path) -> Self {
         let what = format!("`{}`", super::for_terminal(&file.display().to_string()));
         Self::start_to(
             what,
+            compiling(host),
             Show::for_stderr(),
             DELAY,
             Arc::new(Mutex::new(std::io::stderr())),
         )
     }
 
-    /// Start showing the loading of `what` (fit for a terminal) after `delay`.
+    /// Start showing the loading of `what` (fit for a terminal) after `delay`, once
+    /// `compiling` says a compilation has started.
     fn start_to(
         what: String,
+        compiling: Compiling,
         show: Show,
         delay: Duration,
         out: Arc<Mutex<dyn Write + Send>>,
@@ -147,6 +162,9 @@ impl LoadProgress {
             );
             async move {
                 tokio::time::sleep(delay).await;
+                while !compiling() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 shown.store(true, std::sync::atomic::Ordering::Relaxed);
                 match show {
                     Show::Bar => {
@@ -254,6 +272,7 @@ mod tests {
         let out = Captured::default();
         let progress = LoadProgress::start_to(
             "the apps of apps".to_owned(),
+            Box::new(|| true),
             Show::Lines,
             Duration::from_millis(20),
             Arc::new(Mutex::new(out.clone())),
@@ -281,10 +300,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn slow_loading_from_the_cache_shows_nothing() {
+        let out = Captured::default();
+        let progress = LoadProgress::start_to(
+            "the apps of apps".to_owned(),
+            Box::new(|| false),
+            Show::Lines,
+            Duration::from_millis(1),
+            Arc::new(Mutex::new(out.clone())),
+        );
+        progress.update(&loading(0, 1, &[PathBuf::from("apps/a.wasm")]));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        progress.finish();
+        assert_eq!(out.text(), "");
+    }
+
+    #[tokio::test]
     async fn quick_loading_shows_nothing() {
         let out = Captured::default();
         let progress = LoadProgress::start_to(
             "the apps of apps".to_owned(),
+            Box::new(|| true),
             Show::Lines,
             Duration::from_secs(60),
             Arc::new(Mutex::new(out.clone())),

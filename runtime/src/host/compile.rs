@@ -251,6 +251,11 @@ struct Running {
 }
 
 impl Compiler {
+    /// How many compilations have started (components taken from the cache are not).
+    pub(crate) fn started(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn new(limits: CompileLimits) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.max_parallel.max(1))),

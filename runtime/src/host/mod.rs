@@ -496,6 +496,12 @@ impl Host {
         self.inner.allocator
     }
 
+    /// How many compilations this host has started: a component taken from the cache
+    /// starts none.
+    pub fn compilations(&self) -> u64 {
+        self.inner.compiler.started()
+    }
+
     /// Load the component at `path`: check its shape against the compile bounds,
     /// compile it (or take it from the cache) off the async workers and within the
     /// time bound, pre-instantiate it, and describe it (once per content hash, then
