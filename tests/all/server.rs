@@ -708,20 +708,13 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
         read(response)
     };
     let bearer = |token: &str| format!("Bearer {token}");
+    let get_as =
+        |token: &str, path: &str| call("GET", path, ("Authorization", &bearer(token)), "").0;
     let run = "/api/v1/playbooks/ip-enrichment/run?wait=true";
     let ips = r#"{"ips": ["8.8.8.8"]}"#;
 
     // A viewer reads, in every client's scheme, and may not run.
-    assert_eq!(
-        call(
-            "GET",
-            "/api/v1/executions",
-            ("Authorization", &bearer(&viewer)),
-            ""
-        )
-        .0,
-        200
-    );
+    assert_eq!(get_as(&viewer, "/api/v1/executions"), 200);
     assert_eq!(
         call("GET", "/rest/version", ("ph-auth-token", &viewer), "").0,
         200
@@ -751,16 +744,7 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
         call("POST", "/api/v1/assets", ("X-Auth-Token", &operator), asset).0,
         403
     );
-    assert_eq!(
-        call(
-            "GET",
-            "/api/v1/keys",
-            ("Authorization", &bearer(&operator)),
-            ""
-        )
-        .0,
-        403
-    );
+    assert_eq!(get_as(&operator, "/api/v1/keys"), 403);
     // An admin makes keys; the token is in that answer only.
     let (status, made) = call(
         "POST",
@@ -770,16 +754,7 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
     );
     assert_eq!(status, 201, "{made}");
     let fresh = made["token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        call(
-            "GET",
-            "/api/v1/executions",
-            ("Authorization", &bearer(&fresh)),
-            ""
-        )
-        .0,
-        200
-    );
+    assert_eq!(get_as(&fresh, "/api/v1/executions"), 200);
     let (_, listed) = call(
         "GET",
         "/api/v1/keys",
@@ -802,29 +777,11 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
     );
     assert_eq!(status, 200, "{revoked}");
     assert!(revoked["revoked_at"].is_string());
-    assert_eq!(
-        call(
-            "GET",
-            "/api/v1/executions",
-            ("Authorization", &bearer(&fresh)),
-            ""
-        )
-        .0,
-        401
-    );
+    assert_eq!(get_as(&fresh, "/api/v1/executions"), 401);
     // The viewer's token with its last hex digit changed.
     let last = if viewer.ends_with('0') { "1" } else { "0" };
     let wrong = format!("{}{last}", &viewer[..viewer.len() - 1]);
-    assert_eq!(
-        call(
-            "GET",
-            "/api/v1/executions",
-            ("Authorization", &bearer(&wrong)),
-            ""
-        )
-        .0,
-        401
-    );
+    assert_eq!(get_as(&wrong, "/api/v1/executions"), 401);
 
     // From the command line: listed without secrets, revoked once.
     let listed = keys(&["list", "--output", "json"]);
