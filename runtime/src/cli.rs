@@ -1114,6 +1114,23 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     )?
     .unwrap_or_default();
     let store = open_store(&args.db)?;
+    // Keys and their roles are enforced by a server with a token; without one it is open
+    // on loopback, and a key's role would mean nothing (a viewer's key could make an
+    // admin's): refused rather than ignored.
+    let active_keys = store
+        .keys()
+        .map_err(|e| Failure::Internal(e.to_string()))?
+        .iter()
+        .filter(|key| key.revoked_at.is_none())
+        .count();
+    if active_keys > 0 && args.token.is_none() {
+        return Err(Failure::Usage(format!(
+            "`{}` holds {active_keys} API key(s), whose roles only a server with a token \
+             enforces: start it with --token (the bootstrap admin), or revoke the keys \
+             (`wasp keys revoke`)",
+            args.db.display()
+        )));
+    }
     let interrupted = store
         .interrupt_unfinished()
         .map_err(|e| Failure::Internal(e.to_string()))?;

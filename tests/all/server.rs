@@ -685,11 +685,15 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
         "{}",
         String::from_utf8_lossy(&other.stderr)
     );
-    // No secret is kept: the database holds none of the tokens.
-    let stored = std::fs::read(&db).unwrap();
+    // No secret is kept: the database (and its log) hold each key's id, and none of
+    // the secrets.
+    let mut stored = std::fs::read(&db).unwrap();
+    stored.extend(std::fs::read(dir.path().join("wasp.db-wal")).unwrap_or_default());
+    let holds = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
     for token in [&viewer, &operator, &admin] {
-        let secret = token.rsplit('_').next().unwrap().as_bytes();
-        assert!(!stored.windows(secret.len()).any(|w| w == secret));
+        let (id, secret) = token.trim_start_matches("wasp_").rsplit_once('_').unwrap();
+        assert!(holds(id.as_bytes()), "the key {id} is stored");
+        assert!(!holds(secret.as_bytes()), "the secret of {id} is not");
     }
 
     let server = Server::start(&db, &["--token", "bootstrap-0123456789"]);
@@ -727,6 +731,19 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
             .unwrap()
             .contains("needs the operator role, and the key presented is a viewer"),
         "{refused}"
+    );
+    // SecMaster's search is a POST that only reads; an event fires playbooks.
+    let search = "/v1/p/workspaces/w/soc/playbooks/instances/auditlogs?offset=0&limit=10";
+    assert_eq!(call("POST", search, ("X-Auth-Token", &viewer), "{}").0, 200);
+    assert_eq!(
+        call(
+            "POST",
+            "/api/v1/events",
+            ("Authorization", &bearer(&viewer)),
+            "{}"
+        )
+        .0,
+        403
     );
     let (status, refused) = call("POST", "/rest/action_run", ("ph-auth-token", &viewer), SPIN);
     assert_eq!(
@@ -793,6 +810,28 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
     let again = keys(&["revoke", viewer_id]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("revoked already"));
+    // A server without a token would enforce no role: it refuses to start on keys.
+    drop(server);
+    let open = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .arg("--playbooks")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../example-apps/playbooks"
+        ))
+        .env("WASP_APPS", example_apps_dir())
+        .env("WASP_CACHE_DIR", cache_dir())
+        .env_remove("WASP_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(open.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&open.stderr)
+            .contains("API key(s), whose roles only a server with a token"),
+        "{}",
+        String::from_utf8_lossy(&open.stderr)
+    );
 }
 
 /// With `--public-url`, links are the configured address whatever the request says;

@@ -135,6 +135,16 @@ impl Edge {
                  `http://10.0.0.5:8080` (a scheme and a host, nothing after)"
             ));
         }
+        // Clients reach it by that name, so it is a name it answers to.
+        if let Some(name) = authority.and_then(|a| {
+            a.rsplit_once(':').map_or(Some(a), |(n, p)| {
+                p.bytes().all(|b| b.is_ascii_digit()).then_some(n)
+            })
+        }) && !name.starts_with('[')
+            && name.parse::<IpAddr>().is_err()
+        {
+            self.allowed_hosts.push(name.to_ascii_lowercase());
+        }
         self.public_url = Some(url.to_owned());
         Ok(self)
     }

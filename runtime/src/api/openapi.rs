@@ -253,7 +253,7 @@ const LIST: &[Param] = &[
 /// The query of a Splunk SOAR list.
 const SOAR_LIST: &[Param] = &[
     ("page", "From 0."),
-    ("page_size", "0 means all (default 10)."),
+    ("page_size", "Default 10; 0 means all, at most 10,000."),
     (
         "_filter_<field>[__<lookup>]",
         "Only records whose top-level field matches: the value as JSON (`\"failed\"`, `7`, `[1,7]` for `__in`); lookups exact, in, gt, gte, lt, lte, contains, icontains, startswith, isnull; at most 32 conditions.",
@@ -972,9 +972,14 @@ pub fn markdown() -> String {
          `wasp serve` answers these; `GET /api/v1/openapi.json` is the same as an OpenAPI \
          3.1 document (`wasp schema openapi` prints it), for generating clients. With a \
          token configured, every operation but the health check and signed webhooks needs \
-         it, as `Authorization: Bearer <token>` or in a vendor client's scheme \
-         (`Authorization: TC-Token <token>`, `ph-auth-token: <token>`, `X-Auth-Token: \
-         <token>`), each accepted on every path. Every operation may also answer `4XX` (bad input \
+         it, or an API key's token (`/api/v1/keys`), as `Authorization: Bearer <token>` \
+         or in a vendor client's scheme (`Authorization: TC-Token <token>`, \
+         `ph-auth-token: <token>`, `X-Auth-Token: <token>`), each accepted on every path. \
+         A key's role decides what it may do: a `viewer` reads (SecMaster's audit-log \
+         search too), an `operator` also changes and runs, an `admin` also manages assets \
+         and keys; beyond its role a request is answered 403. A revoked key is refused \
+         from then on; requests it already has open (an event stream, a `wait`) run to \
+         their end. Every operation may also answer `4XX` (bad input \
          or not allowed) and `5XX` (wasp failed, or is still loading: 503 with \
          `Retry-After`) with a [Problem](#problem).\n\n\
          The ThreatConnect, Splunk SOAR and SecMaster views answer in each vendor's own \

@@ -130,6 +130,9 @@ fn paging(params: &HashMap<String, String>) -> Result<(i64, i64), SoarError> {
     Ok((page, size))
 }
 
+/// The most records one list answers, for `page_size=0` ("all").
+const MAX_ALL: i64 = 10_000;
+
 /// The most `_filter_`/`_exclude_` conditions of one list, and values of one `__in`.
 const MAX_CONDITIONS: usize = 32;
 const MAX_IN_VALUES: usize = 1_000;
@@ -222,7 +225,8 @@ fn soar_query(params: &HashMap<String, String>) -> Result<SoarQuery, SoarError> 
         conditions,
         sort,
         offset: page.saturating_mul(size),
-        limit: if size == 0 { i64::MAX } else { size },
+        // `page_size=0` is "all", up to the largest page any list answers.
+        limit: if size == 0 { MAX_ALL } else { size },
     })
 }
 
@@ -232,11 +236,7 @@ pub(super) async fn list_action_runs(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, SoarError> {
     let query = soar_query(&params)?;
-    let size = if query.limit == i64::MAX {
-        0
-    } else {
-        query.limit
-    };
+    let (_, size) = paging(&params)?;
     let (runs, count) = service
         .blocking(move |store| store.action_runs(&query))
         .await?;
@@ -291,11 +291,7 @@ async fn app_runs(
         None => None,
     };
     let query = soar_query(params)?;
-    let size = if query.limit == i64::MAX {
-        0
-    } else {
-        query.limit
-    };
+    let (_, size) = paging(params)?;
     let (mut runs, count) = service
         .blocking(move |store| store.app_runs(action_run, &query))
         .await?;

@@ -213,12 +213,17 @@ fn sorting(text: Option<&str>) -> Result<(Sort, Vec<OrderBy<ExecutionField>>), T
         }
         order.push(key);
     }
-    // By number alone: the window's order, which pages by number.
+    // By number alone: the window's order, which pages by number; a bare `id` is
+    // newest first, as it always was here.
     if let [only] = order.as_slice()
         && only.field == ExecutionField::Num
         && only.nulls_first.is_none()
     {
-        let sort = if only.descending {
+        let bare = text
+            .split(',')
+            .next()
+            .is_some_and(|k| k.split_whitespace().count() == 1);
+        let sort = if only.descending || bare {
             Sort::NewestFirst
         } else {
             Sort::OldestFirst

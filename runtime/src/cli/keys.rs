@@ -80,6 +80,10 @@ pub(super) fn run(command: &KeysCommand) -> Result<ExitCode, Failure> {
                 for_terminal(&key.tenant)
             );
             println!("{token}");
+            eprintln!(
+                "keys are enforced by a server started with --token (the bootstrap admin); \
+                 one without refuses to start while keys exist"
+            );
         }
         KeysCommand::List(args) => {
             let keys = open_store(&args.db)?

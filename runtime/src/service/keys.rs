@@ -87,9 +87,13 @@ impl Identity {
     }
 }
 
-/// Keys read from the store lately, by id.
+/// Keys read from the store lately, by id, with when each was read.
+type Cached = HashMap<String, (ApiKey, Instant)>;
+
+/// The keys read lately, and how many revocations this process has made: a read that
+/// began before one is not cached (it may hold the key as it was).
 #[derive(Debug, Default)]
-pub(super) struct KeyCache(Mutex<HashMap<String, (ApiKey, Instant)>>);
+pub(super) struct KeyCache(Mutex<(Cached, u64)>);
 
 /// A new key named `name` for `tenant` with `role`: its record, to store, and its
 /// token, to show once.
@@ -178,25 +182,33 @@ impl Service {
 
     /// Key `id`, from the cache while it is fresh, else from the store.
     async fn cached_key(&self, id: &str) -> Option<ApiKey> {
-        {
+        let revocations = {
             let cache = crate::lock(&self.keys.0);
-            if let Some((key, read)) = cache.get(id)
+            if let Some((key, read)) = cache.0.get(id)
                 && read.elapsed() < KEY_CACHE_FOR
             {
                 return Some(key.clone());
             }
-        }
+            cache.1
+        };
         let wanted = id.to_owned();
-        let key = self
-            .blocking(move |store| store.key(&wanted))
-            .await
-            .ok()
-            .flatten()?;
+        let key = match self.blocking(move |store| store.key(&wanted)).await {
+            Ok(key) => key?,
+            Err(e) => {
+                // Refused, and said where the operator looks: not taken for a bad key.
+                tracing::error!(key = id, error = %crate::ErrorChain(&e), "reading an API key failed");
+                return None;
+            }
+        };
         let mut cache = crate::lock(&self.keys.0);
-        if cache.len() >= MAX_CACHED_KEYS {
-            cache.clear();
+        if cache.1 == revocations {
+            if cache.0.len() >= MAX_CACHED_KEYS {
+                cache.0.clear();
+            }
+            cache
+                .0
+                .insert(key.id.clone(), (key.clone(), Instant::now()));
         }
-        cache.insert(key.id.clone(), (key.clone(), Instant::now()));
         Some(key)
     }
 
@@ -227,7 +239,11 @@ impl Service {
                 Ok((revoked, store.key(&wanted)?))
             })
             .await?;
-        crate::lock(&self.keys.0).remove(id);
+        {
+            let mut cache = crate::lock(&self.keys.0);
+            cache.0.remove(id);
+            cache.1 += 1;
+        }
         match key {
             Some(key) if revoked => Ok(key),
             Some(_) => Err(Error::Conflict(format!("key `{id}` is revoked already"))),

@@ -255,7 +255,8 @@ pub struct PlaybookRecord {
     pub mitre_tactics: Value,
     /// MITRE ATT&CK technique ids.
     pub mitre_techniques: Value,
-    /// The definition: the playbook file, as JSON.
+    /// The definition: the playbook file, as JSON. (The API answers it as `definition`,
+    /// and `steps` as the ordered list of the playbook's steps.)
     pub steps: Value,
     /// Assets that must be configured for it to run.
     pub required_connector_ids: Value,
