@@ -410,6 +410,9 @@ pub const MAX_NESTING: usize = 32;
 pub const MAX_CONDITIONS: usize = 256;
 /// Values in one `IN` list.
 pub const MAX_IN_VALUES: usize = 1_000;
+/// Values in one query: each is a parameter of a database's statement (SQLite takes at
+/// most 32,766), and a store adds a few per condition.
+pub const MAX_VALUES: usize = 10_000;
 /// Characters in one string value (SQLite refuses long `LIKE` patterns).
 pub const MAX_TEXT: usize = 4_096;
 
@@ -419,6 +422,7 @@ struct Parser {
     end: usize,
     depth: usize,
     conditions: usize,
+    values: usize,
 }
 
 impl Parser {
@@ -603,6 +607,12 @@ impl Parser {
     }
 
     fn value(&mut self) -> Result<Literal, Error> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return self.error(&format!(
+                "the end of the query: a query holds at most {MAX_VALUES} values in all"
+            ));
+        }
         let position = self.position();
         let literal = match self.peek().cloned() {
             Some(Token::Text(text)) => {
@@ -775,6 +785,7 @@ pub fn parse(text: &str) -> Result<Option<Expr>, Error> {
         end: text.chars().count() + 1,
         depth: 0,
         conditions: 0,
+        values: 0,
     };
     let expr = parser.or()?;
     if parser.next < parser.tokens.len() {
@@ -1635,6 +1646,19 @@ mod tests {
             error(r#"completedTime > "NOW() - -9223372036854775808 SECONDS""#)
                 .ends_with("is too far away")
         );
+    }
+
+    #[test]
+    fn a_query_holds_a_bounded_number_of_values_in_all() {
+        let list = vec!["1"; MAX_IN_VALUES].join(", ");
+        let lists = vec![format!("id IN ({list})"); MAX_VALUES / MAX_IN_VALUES + 1].join(" OR ");
+        assert!(
+            error(&lists).contains("at most 10000 values in all"),
+            "{}",
+            error(&lists)
+        );
+        let fits = vec![format!("id IN ({list})"); MAX_VALUES / MAX_IN_VALUES].join(" OR ");
+        assert!(condition(&fits, SCHEMA, now()).is_ok());
     }
 
     #[test]
