@@ -762,6 +762,44 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
         403
     );
     assert_eq!(get_as(&operator, "/api/v1/keys"), 403);
+    // Writes are stamped with the key that made them (seed 003).
+    let key_id = |token: &str| {
+        token
+            .trim_start_matches("wasp_")
+            .rsplit_once('_')
+            .unwrap()
+            .0
+            .to_owned()
+    };
+    let yaml = "id: stamped\nname: Stamped\ntrigger: { type: manual }\nnodes:\n  \
+                n: { app: transform, action: count, input: { items: [1] } }\n";
+    let (status, made) = call(
+        "POST",
+        "/api/v1/playbooks",
+        ("ph-auth-token", &operator),
+        yaml,
+    );
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        (
+            &made["created_by"],
+            &made["updated_by"],
+            &made["deleted_by"]
+        ),
+        (
+            &json!(key_id(&operator)),
+            &json!(key_id(&operator)),
+            &Value::Null
+        )
+    );
+    let (status, gone) = call(
+        "DELETE",
+        "/api/v1/playbooks/stamped",
+        ("Authorization", &bearer(&admin)),
+        "",
+    );
+    assert_eq!(status, 200, "{gone}");
+    assert_eq!(gone["deleted_by"], json!(key_id(&admin)));
     // An admin makes keys; the token is in that answer only.
     let (status, made) = call(
         "POST",

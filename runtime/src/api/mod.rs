@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
 
 use crate::playbook::{NodeKind, Playbook};
-use crate::service::keys::Role;
+use crate::service::keys::{Identity, Role};
 use crate::service::{self, Report, Service, Started, Which};
 use crate::store::{
     self, EXECUTION_FIELDS, ExecutionFilter, ExecutionRecord, LOG_FIELDS, LogFilter, STEP_FIELDS,
@@ -961,9 +961,12 @@ async fn step_runs_of(
 /// stored.
 async fn create_playbook(
     State(service): State<Arc<Service>>,
+    identity: Option<axum::Extension<Identity>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let record = service.create_playbook(body.to_vec()).await?;
+    let record = service
+        .create_playbook(body.to_vec(), writer(identity))
+        .await?;
     let record = playbook_view(&service, record, json!({}));
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
@@ -972,10 +975,13 @@ async fn create_playbook(
 /// run history stay. Executions already running keep the version they started with.
 async fn update_playbook(
     State(service): State<Arc<Service>>,
+    identity: Option<axum::Extension<Identity>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let record = service.update_playbook(&id, body.to_vec()).await?;
+    let record = service
+        .update_playbook(&id, body.to_vec(), writer(identity))
+        .await?;
     Ok(Json(playbook_view(&service, record, json!({}))))
 }
 
@@ -983,13 +989,19 @@ async fn update_playbook(
 /// it no longer runs.
 async fn delete_playbook(
     State(service): State<Arc<Service>>,
+    identity: Option<axum::Extension<Identity>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let deleted = service.delete_playbook(&id).await?;
+    let deleted = service.delete_playbook(&id, writer(identity)).await?;
     Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
 }
 
-/// A stored playbook's record as the API shows it: with its trigger and `stats`.
+/// Who a write is stamped with: the key the request presented (none for the server's
+/// own token, or a server without one).
+fn writer(identity: Option<axum::Extension<Identity>>) -> Option<String> {
+    identity.and_then(|axum::Extension(identity)| identity.key)
+}
+
 /// A playbook as the API shows it (seed 003's record): the stored record, its file as
 /// `definition`, `steps` the ordered list of its steps, `source_type` where it came
 /// from, its run statistics `stats` and its trigger.
@@ -1004,8 +1016,6 @@ fn playbook_view(service: &Service, record: store::PlaybookRecord, stats: Value)
     view["definition"] = view["steps"].take();
     view["steps"] = playbook.as_deref().map_or_else(|| json!([]), steps);
     view["source_type"] = json!(source_type);
-    // Stamped once identities are: who deleted it.
-    view["deleted_by"] = Value::Null;
     triggers::enrich(service, &mut view, stats);
     view
 }

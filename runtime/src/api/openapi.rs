@@ -163,9 +163,7 @@ fn playbook(generator: &mut SchemaGenerator) -> Schema {
                     "enum": ["server", "api"],
                     "description": "Where the write came from: `server` for a file the server loaded, `api`.",
                 },
-                "deleted_by": {
-                    "description": "Who soft-deleted it (null until identities are stamped).",
-                },
+
             },
         }],
     })

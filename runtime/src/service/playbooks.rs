@@ -105,8 +105,13 @@ impl Service {
         Ok((playbook, definition))
     }
 
-    /// A new playbook from `body`, validated, stored and served; its stored record.
-    pub async fn create_playbook(self: &Arc<Self>, body: Vec<u8>) -> Result<PlaybookRecord, Error> {
+    /// A new playbook from `body`, validated, stored and served, written `by` (a key's
+    /// id); its stored record.
+    pub async fn create_playbook(
+        self: &Arc<Self>,
+        body: Vec<u8>,
+        by: Option<String>,
+    ) -> Result<PlaybookRecord, Error> {
         let (playbook, definition) = self.validated(body).await?;
         let xid = playbook.id.clone();
         let key = xid.clone();
@@ -116,7 +121,7 @@ impl Service {
                 "a playbook `{xid}` exists; change it with PUT /api/v1/playbooks/{xid}"
             )));
         }
-        self.save(playbook, definition).await
+        self.save_as(playbook, definition, false, by).await
     }
 
     /// Replace the definition of playbook `id` with `body`; its ids, stamps and run
@@ -125,6 +130,7 @@ impl Service {
         self: &Arc<Self>,
         id: &str,
         body: Vec<u8>,
+        by: Option<String>,
     ) -> Result<PlaybookRecord, Error> {
         let key = id.to_owned();
         let existing = self
@@ -143,15 +149,19 @@ impl Service {
         let incompatible = self
             .playbook(&existing.xid)
             .is_some_and(|older| !playbook.keeps_steps_of(&older));
-        self.save_as(playbook, definition, incompatible).await
+        self.save_as(playbook, definition, incompatible, by).await
     }
 
-    /// Delete playbook `id`, softly: its record and its executions stay, it no longer
-    /// runs. Its record as deleted.
-    pub async fn delete_playbook(&self, id: &str) -> Result<PlaybookRecord, Error> {
+    /// Delete playbook `id`, softly, `by` (a key's id): its record and its executions
+    /// stay, it no longer runs. Its record as deleted.
+    pub async fn delete_playbook(
+        &self,
+        id: &str,
+        by: Option<String>,
+    ) -> Result<PlaybookRecord, Error> {
         let key = id.to_owned();
         let deleted = self
-            .blocking(move |store| store.delete_playbook(&key))
+            .blocking(move |store| store.delete_playbook(&key, by.as_deref()))
             .await?
             .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))?;
         self.runner.remove_playbook(&deleted.xid);
@@ -159,22 +169,15 @@ impl Service {
         Ok(deleted)
     }
 
-    /// Store `playbook` and serve it from now on.
-    async fn save(
-        self: &Arc<Self>,
-        playbook: Playbook,
-        definition: Value,
-    ) -> Result<PlaybookRecord, Error> {
-        self.save_as(playbook, definition, false).await
-    }
-
-    /// [`Service::save`], bumping the record's `schema_version` when the change is
-    /// `incompatible` with the version it replaces.
+    /// Store `playbook`, written `by` (a key's id), and serve it from now on; the
+    /// record's `schema_version` goes up when the change is `incompatible` with the
+    /// version it replaces.
     async fn save_as(
         self: &Arc<Self>,
         playbook: Playbook,
         definition: Value,
         incompatible: bool,
+        by: Option<String>,
     ) -> Result<PlaybookRecord, Error> {
         let playbook = Arc::new(playbook);
         let saved = Arc::clone(&playbook);
@@ -182,6 +185,7 @@ impl Service {
             .blocking(move |store| {
                 store.save_playbook(&store::PlaybookFields {
                     incompatible,
+                    by: by.as_deref(),
                     ..stored_fields(&saved, &definition, "api")
                 })
             })
@@ -209,6 +213,7 @@ pub fn stored_fields<'a>(
         category: playbook.labels.category.as_deref(),
         owner_id: playbook.labels.owner_id.as_deref(),
         incompatible: false,
+        by: None,
         enabled: playbook.enabled,
         auto_execute: playbook.auto_execute,
         trigger_conditions: playbook.conditions.texts(),

@@ -272,6 +272,8 @@ pub struct PlaybookRecord {
     pub run_stats: Value,
     /// Free-form tags.
     pub tags: Value,
+    /// Who soft-deleted it.
+    pub deleted_by: Option<String>,
 }
 
 /// An execution as lists show it: the record without its nodes and steps.
@@ -939,6 +941,9 @@ pub struct PlaybookFields<'a> {
     /// Whether it replaces the stored version incompatibly (a step gone or changed):
     /// then the record's `schema_version` goes up by one.
     pub incompatible: bool,
+    /// Who writes it (an API key's id), stamped as `created_by` on a new record and
+    /// `updated_by` on every write.
+    pub by: Option<&'a str>,
     /// Whether it may run.
     pub enabled: bool,
     /// Whether matching events fire it.
@@ -967,6 +972,7 @@ impl<'a> PlaybookFields<'a> {
             category: None,
             owner_id: None,
             incompatible: false,
+            by: None,
             enabled: true,
             auto_execute: false,
             trigger_conditions: Vec::new(),
@@ -990,7 +996,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Soft-delete the playbook with string id, numeric id or XID `key`; returns its
     /// record, or `None` when there is no such playbook or it was already deleted.
-    fn delete_playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error>;
+    fn delete_playbook(&self, key: &str, by: Option<&str>)
+    -> Result<Option<PlaybookRecord>, Error>;
 
     /// Every playbook that is not deleted, by XID.
     fn playbooks(&self) -> Result<Vec<PlaybookRecord>, Error>;

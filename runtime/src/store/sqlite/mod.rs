@@ -369,7 +369,7 @@ const PLAYBOOK_COLUMNS: &str = "num, id, xid, tenant_id, created_at, updated_at,
     (SELECT queued_at FROM executions WHERE playbook_xid = playbooks.xid \
         ORDER BY num DESC LIMIT 1), \
     (SELECT id FROM executions WHERE playbook_xid = playbooks.xid ORDER BY num DESC LIMIT 1), \
-    run_stats, tags";
+    run_stats, tags, deleted_by";
 
 fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
     let json =
@@ -403,6 +403,7 @@ fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
         last_run_id: row.get(23)?,
         run_stats: json(24)?,
         tags: json(25)?,
+        deleted_by: row.get(26)?,
     })
 }
 
@@ -971,9 +972,10 @@ impl Store for SqliteStore {
             writer.execute(
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
                      description, steps, category, enabled, auto_execute, trigger_conditions, \
-                     tags, mitre_tactics, mitre_techniques, required_connector_ids, owner_id) \
+                     tags, mitre_tactics, mitre_techniques, required_connector_ids, owner_id, \
+                     created_by, updated_by) \
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16) \
+                     ?16, ?18, ?18) \
                  ON CONFLICT (xid) DO UPDATE SET updated_at = excluded.updated_at, \
                      source = excluded.source, name = excluded.name, \
                      description = excluded.description, steps = excluded.steps, \
@@ -983,7 +985,8 @@ impl Store for SqliteStore {
                      mitre_tactics = excluded.mitre_tactics, \
                      mitre_techniques = excluded.mitre_techniques, \
                      required_connector_ids = excluded.required_connector_ids, \
-                     owner_id = excluded.owner_id, deleted_at = NULL, \
+                     owner_id = excluded.owner_id, updated_by = excluded.updated_by, \
+                     deleted_at = NULL, deleted_by = NULL, \
                      schema_version = schema_version + ?17",
                 params![
                     format!("pb_{}", ulid::Ulid::new()),
@@ -1003,6 +1006,7 @@ impl Store for SqliteStore {
                     list(playbook.required_connector_ids),
                     playbook.owner_id,
                     i64::from(playbook.incompatible),
+                    playbook.by,
                 ],
             )?;
         }
@@ -1068,14 +1072,18 @@ impl Store for SqliteStore {
         })
     }
 
-    fn delete_playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error> {
+    fn delete_playbook(
+        &self,
+        key: &str,
+        by: Option<&str>,
+    ) -> Result<Option<PlaybookRecord>, Error> {
         let Some(playbook) = self.playbook(key)?.filter(|p| !p.is_deleted) else {
             return Ok(None);
         };
         let changed = lock(&self.writer).execute(
-            "UPDATE playbooks SET deleted_at = ?1, updated_at = ?1 \
+            "UPDATE playbooks SET deleted_at = ?1, updated_at = ?1, deleted_by = ?3 \
              WHERE num = ?2 AND deleted_at IS NULL",
-            params![millis(Utc::now()), playbook.num],
+            params![millis(Utc::now()), playbook.num, by],
         )?;
         if changed == 0 {
             return Ok(None);
@@ -2031,11 +2039,11 @@ mod tests {
             .unwrap();
         assert_ne!(first.num, second.num);
         assert_eq!(store.playbook(&digits).unwrap().unwrap().xid, digits);
-        let deleted = store.delete_playbook(&digits).unwrap().unwrap();
+        let deleted = store.delete_playbook(&digits, None).unwrap().unwrap();
         assert_eq!(deleted.xid, digits);
         assert!(!store.playbook("alpha").unwrap().unwrap().is_deleted);
         assert!(
-            store.delete_playbook(&digits).unwrap().is_none(),
+            store.delete_playbook(&digits, None).unwrap().is_none(),
             "already deleted"
         );
     }

@@ -303,6 +303,10 @@ CREATE TABLE api_keys (
     revoked_at INTEGER
 );
 ",
+    r"
+-- Who soft-deleted a playbook (seed 003), beside who made and last changed it.
+ALTER TABLE playbooks ADD COLUMN deleted_by TEXT;
+",
 ];
 
 /// SecMaster's audit rows: a PLAYBOOK instance per execution (its output the playbook's
