@@ -126,25 +126,33 @@ fn derived<T: JsonSchema>(
     json_schema!({"$ref": format!("#/components/schemas/{name}")})
 }
 
+/// `base` (a type's schema) with the fields `properties` added by the view, of which
+/// `required` must be there.
+fn with_fields(base: Schema, properties: Value, required: &[&str]) -> Schema {
+    let mut fields = json!({"type": "object", "properties": properties});
+    if !required.is_empty() {
+        fields["required"] = json!(required);
+    }
+    json_schema!({"allOf": [base, fields]})
+}
+
 /// An ended execution's record, with its number (`?wait=true`).
 fn ended_record(generator: &mut SchemaGenerator) -> Schema {
     let record = generator.subschema_for::<crate::trace::Execution>();
-    json_schema!({
-        "allOf": [record, {
-            "type": "object",
-            "properties": {"num": {"type": "integer", "description": "The execution's number."}},
-        }],
-    })
+    with_fields(
+        record,
+        json!({"num": {"type": "integer", "description": "The execution's number."}}),
+        &[],
+    )
 }
 
 /// A playbook as the API shows it: the stored record, its run statistics and its
 /// trigger.
 fn playbook(generator: &mut SchemaGenerator) -> Schema {
     let record = generator.subschema_for::<crate::store::PlaybookRecord>();
-    json_schema!({
-        "allOf": [record, {
-            "type": "object",
-            "properties": {
+    with_fields(
+        record,
+        json!({
                 "trigger": {
                     "type": "object",
                     "description": "Its trigger: `type`, and a webhook's `url` and `signed`, a timer's `cron`/`timezone` or `every` and `next_runs`, an event trigger's `conditions`.",
@@ -163,10 +171,9 @@ fn playbook(generator: &mut SchemaGenerator) -> Schema {
                     "enum": ["server", "api"],
                     "description": "Where the write came from: `server` for a file the server loaded, `api`.",
                 },
-
-            },
-        }],
-    })
+        }),
+        &[],
+    )
 }
 
 /// A [`Listing`] of `item`s whose schema is made here, not derived.
@@ -190,12 +197,11 @@ fn playbooks(generator: &mut SchemaGenerator) -> Schema {
 fn asset(generator: &mut SchemaGenerator) -> Schema {
     let spec = generator.subschema_for::<crate::assets::AssetSpec>();
     let source = generator.subschema_for::<crate::assets::Source>();
-    json_schema!({
-        "allOf": [spec, {
-            "type": "object",
-            "properties": {"name": {"type": "string"}, "source": source},
-        }],
-    })
+    with_fields(
+        spec,
+        json!({"name": {"type": "string"}, "source": source}),
+        &[],
+    )
 }
 
 fn assets(generator: &mut SchemaGenerator) -> Schema {
@@ -205,13 +211,11 @@ fn assets(generator: &mut SchemaGenerator) -> Schema {
 /// An asset sent to `POST /api/v1/assets`: its definition and name.
 fn new_asset(generator: &mut SchemaGenerator) -> Schema {
     let spec = generator.subschema_for::<crate::assets::AssetSpec>();
-    json_schema!({
-        "allOf": [spec, {
-            "type": "object",
-            "properties": {"name": {"type": "string", "description": "Its name, which nodes bind."}},
-            "required": ["name"],
-        }],
-    })
+    with_fields(
+        spec,
+        json!({"name": {"type": "string", "description": "Its name, which nodes bind."}}),
+        &["name"],
+    )
 }
 
 const STARTED: Reply = Reply {

@@ -259,6 +259,20 @@ mod tests {
         }
     }
 
+    /// Progress in lines about "the apps of apps", shown after `delay` once `compiling`
+    /// says so, and what it writes.
+    fn lines(compiling: fn() -> bool, delay: Duration) -> (LoadProgress, Captured) {
+        let out = Captured::default();
+        let progress = LoadProgress::start_to(
+            "the apps of apps".to_owned(),
+            Box::new(compiling),
+            Show::Lines,
+            delay,
+            Arc::new(Mutex::new(out.clone())),
+        );
+        (progress, out)
+    }
+
     fn loading<'a>(loaded: usize, total: usize, waiting_for: &'a [PathBuf]) -> Loading<'a> {
         Loading {
             loaded,
@@ -269,14 +283,7 @@ mod tests {
 
     #[tokio::test]
     async fn slow_loading_is_told_in_lines_naming_what_still_compiles_and_how_long_it_took() {
-        let out = Captured::default();
-        let progress = LoadProgress::start_to(
-            "the apps of apps".to_owned(),
-            Box::new(|| true),
-            Show::Lines,
-            Duration::from_millis(20),
-            Arc::new(Mutex::new(out.clone())),
-        );
+        let (progress, out) = lines(|| true, Duration::from_millis(20));
         let waiting: Vec<PathBuf> = ["a\x1b.wasm", "b.wasm", "c.wasm", "d.wasm", "e.wasm"]
             .iter()
             .map(|name| PathBuf::from("apps").join(name))
@@ -301,14 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn slow_loading_from_the_cache_shows_nothing() {
-        let out = Captured::default();
-        let progress = LoadProgress::start_to(
-            "the apps of apps".to_owned(),
-            Box::new(|| false),
-            Show::Lines,
-            Duration::from_millis(1),
-            Arc::new(Mutex::new(out.clone())),
-        );
+        let (progress, out) = lines(|| false, Duration::from_millis(1));
         progress.update(&loading(0, 1, &[PathBuf::from("apps/a.wasm")]));
         tokio::time::sleep(Duration::from_millis(300)).await;
         progress.finish();
@@ -317,14 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn quick_loading_shows_nothing() {
-        let out = Captured::default();
-        let progress = LoadProgress::start_to(
-            "the apps of apps".to_owned(),
-            Box::new(|| true),
-            Show::Lines,
-            Duration::from_secs(60),
-            Arc::new(Mutex::new(out.clone())),
-        );
+        let (progress, out) = lines(|| true, Duration::from_secs(60));
         progress.update(&loading(1, 1, &[]));
         progress.finish();
         assert_eq!(out.text(), "");
