@@ -38,6 +38,7 @@ fn execution(i: usize) -> Execution {
             trigger_type: TriggerType::Manual,
             log_level: LogLevel::Info,
             queued_at,
+            tenant_id: wasp_runtime::trace::DEFAULT_TENANT.to_owned(),
         },
         status,
         message: None,

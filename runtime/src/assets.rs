@@ -47,6 +47,9 @@ pub struct Asset {
     pub timeout: Option<Duration>,
     /// Where it was defined.
     pub source: Source,
+    /// The tenant whose executions may bind it (an assets file's are the default
+    /// tenant's; one made through the API is its maker's).
+    pub tenant: String,
     /// Its definition, with secrets as references only: what the API shows and stores.
     pub spec: AssetSpec,
 }
@@ -276,6 +279,7 @@ impl AssetSpec {
             memory: size("limits.memory", &self.limits.memory)?,
             timeout: duration("limits.timeout", &self.limits.timeout)?,
             source,
+            tenant: crate::trace::DEFAULT_TENANT.to_owned(),
             spec: self.clone(),
         })
     }

@@ -72,8 +72,10 @@ pub struct StepCall {
     pub timeout: Option<Duration>,
     /// The node's memory limit, if it sets one.
     pub memory: Option<usize>,
-    /// The asset the node binds.
+    /// The asset the node binds (of `tenant`: another tenant's is not there for it).
     pub asset: Option<String>,
+    /// The tenant of the execution.
+    pub tenant: String,
     /// The execution's log level.
     pub level: LogLevel,
     /// Cancelled when the execution is killed.
@@ -125,20 +127,26 @@ pub struct Start {
 #[derive(Clone)]
 struct Reporter {
     execution_id: Arc<str>,
+    tenant: Arc<str>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
 
 impl Reporter {
-    fn send(&self, event: impl FnOnce(String) -> Event) {
+    /// Send the event `event` makes of the execution's id and tenant.
+    fn send(&self, event: impl FnOnce(String, Arc<str>) -> Event) {
         if let Some(events) = &self.events {
             // A listener that went away is not the execution's problem.
-            let _ = events.send(event(self.execution_id.to_string()));
+            let _ = events.send(event(
+                self.execution_id.to_string(),
+                Arc::clone(&self.tenant),
+            ));
         }
     }
 
     fn node_ended(&self, record: &NodeRecord) {
-        self.send(|execution_id| Event::NodeEnded {
+        self.send(|execution_id, tenant| Event::NodeEnded {
             execution_id,
+            tenant,
             node: record.id.clone(),
             status: record.status,
             at: Utc::now(),
@@ -163,6 +171,7 @@ impl Start {
             trigger_type: self.trigger_type,
             log_level: self.log_level.unwrap_or(playbook.log_level),
             queued_at: self.queued_at,
+            tenant_id: playbook.tenant.clone(),
         }
     }
 
@@ -361,8 +370,9 @@ async fn run_with_retries<R: StepRunner>(
                 report,
             )
         };
-        reporter.send(|execution_id| Event::StepEnded {
+        reporter.send(|execution_id, tenant| Event::StepEnded {
             execution_id,
+            tenant,
             node: node.id.clone(),
             iteration,
             attempt,
@@ -453,6 +463,7 @@ impl<R: StepRunner> NodeJob<R> {
         };
         let calls = Calls {
             node,
+            tenant: &self.playbook.tenant,
             app,
             action,
             level: self.level,
@@ -475,7 +486,12 @@ impl<R: StepRunner> NodeJob<R> {
             )),
             NodeKind::Trigger => unreachable!("the trigger is never scheduled"),
             NodeKind::Playbook { id } => {
-                let Some(playbook) = self.runner.playbook(id) else {
+                // Another tenant's playbook is not there for this one.
+                let Some(playbook) = self
+                    .runner
+                    .playbook(id)
+                    .filter(|p| p.tenant == self.playbook.tenant)
+                else {
                     return Err(format!("playbook `{id}` is not loaded"));
                 };
                 let parent = Arc::new(Parent {
@@ -649,6 +665,7 @@ impl<R: StepRunner> NodeJob<R> {
 /// kill token. One call per attempt's input.
 struct Calls<'a> {
     node: &'a Node,
+    tenant: &'a str,
     app: String,
     action: String,
     level: LogLevel,
@@ -666,6 +683,7 @@ impl Calls<'_> {
             timeout: self.node.timeout,
             memory: self.node.memory,
             asset: self.node.asset.clone(),
+            tenant: self.tenant.to_owned(),
             level: self.level,
             kill: self.kill.clone(),
         }
@@ -1014,6 +1032,7 @@ impl<R: StepRunner> Scheduler<R> {
         let execution_id: Arc<str> = Arc::from(start.id);
         let reporter = Reporter {
             execution_id: Arc::clone(&execution_id),
+            tenant: Arc::from(playbook.tenant.as_str()),
             events: start.events,
         };
         let trigger_index = playbook
@@ -1083,11 +1102,13 @@ impl<R: StepRunner> Scheduler<R> {
                 continue;
             }
             let job = self.job(index);
-            self.reporter.send(|execution_id| Event::NodeStarted {
-                execution_id,
-                node: self.playbook.graph[index].id.clone(),
-                at: Utc::now(),
-            });
+            self.reporter
+                .send(|execution_id, tenant| Event::NodeStarted {
+                    execution_id,
+                    tenant,
+                    node: self.playbook.graph[index].id.clone(),
+                    at: Utc::now(),
+                });
             if self.running.is_empty() && self.ready.is_empty() {
                 // The only node that can run now (every node of a chain): run it on
                 // this task, saving a spawn and a wake on another thread per step.

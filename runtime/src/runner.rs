@@ -104,7 +104,11 @@ impl HostRunner {
             .labels
             .required_connector_ids
             .iter()
-            .filter(|name| self.assets.get(name).is_none())
+            .filter(|name| {
+                self.assets
+                    .get(name)
+                    .is_none_or(|asset| asset.tenant != playbook.tenant)
+            })
             .map(String::as_str)
             .collect();
         match missing.as_slice() {
@@ -140,7 +144,8 @@ impl StepRunner for HostRunner {
         };
         let asset = match &call.asset {
             None => None,
-            Some(name) => match self.assets.get(name) {
+            // Another tenant's asset is not there for this execution.
+            Some(name) => match self.assets.get(name).filter(|a| a.tenant == call.tenant) {
                 Some(asset) if asset.app == call.app => Some(asset),
                 Some(asset) => {
                     return StepReport::failure(

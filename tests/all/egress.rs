@@ -482,7 +482,7 @@ fn everything_served(server: &crate::server::Server, id: &str) -> String {
         seen.push_str(&text);
     }
     let (_, audit) = server.post(
-        "/v1/p/workspaces/w/soc/playbooks/instances/auditlogs?limit=100",
+        "/v1/p/workspaces/default/soc/playbooks/instances/auditlogs?limit=100",
         "{}",
     );
     seen.push_str(&audit.to_string());

@@ -12,5 +12,6 @@ mod page;
 mod playbooks;
 mod readme;
 mod server;
+mod tenants;
 mod traces;
 mod triggers;

@@ -238,7 +238,7 @@ impl Drop for Server {
     }
 }
 
-fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+pub(crate) fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response
         .body_mut()
@@ -678,10 +678,10 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
     };
     let (viewer, operator, admin) = (make("viewer"), make("operator"), make("admin"));
     assert!(viewer.starts_with("wasp_key_"), "{viewer}");
-    let other = keys(&["create", "--role", "viewer", "--tenant", "acme"]);
+    let other = keys(&["create", "--role", "viewer", "--tenant", "Acme Corp"]);
     assert_eq!(other.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&other.stderr).contains("there is one tenant, `default`"),
+        String::from_utf8_lossy(&other.stderr).contains("not a tenant's name"),
         "{}",
         String::from_utf8_lossy(&other.stderr)
     );
@@ -733,7 +733,7 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
         "{refused}"
     );
     // SecMaster's search is a POST that only reads; an event fires playbooks.
-    let search = "/v1/p/workspaces/w/soc/playbooks/instances/auditlogs?offset=0&limit=10";
+    let search = "/v1/p/workspaces/default/soc/playbooks/instances/auditlogs?offset=0&limit=10";
     assert_eq!(call("POST", search, ("X-Auth-Token", &viewer), "{}").0, 200);
     assert_eq!(
         call(
@@ -961,7 +961,7 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
         ("GET", "/rest/version"),
         (
             "POST",
-            "/v1/p/workspaces/w/soc/playbooks/instances/auditlogs?offset=0&limit=10",
+            "/v1/p/workspaces/default/soc/playbooks/instances/auditlogs?offset=0&limit=10",
         ),
     ];
     let call = |method: &str, path: &str, header: Option<(&str, &str)>| {
@@ -1148,15 +1148,21 @@ fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(
 }
 
 /// Reads Server-Sent Events: `(event name, data)` pairs.
-struct SseReader(Box<dyn BufRead>);
+pub(crate) struct SseReader(Box<dyn BufRead>);
 
 impl SseReader {
     fn open(server: &Server, path: &str) -> Self {
-        let response = server
-            .agent
-            .get(server.url(path))
-            .call()
-            .expect("a well-formed event stream");
+        Self::open_as(server, path, None)
+    }
+
+    /// The stream at `path`, asked for with `Authorization: Bearer <token>`.
+    pub(crate) fn open_as(server: &Server, path: &str, token: Option<&str>) -> Self {
+        let request = server.agent.get(server.url(path));
+        let request = match token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        };
+        let response = request.call().expect("a well-formed event stream");
         assert_eq!(response.status().as_u16(), 200);
         let content_type = response.headers()["content-type"]
             .to_str()
@@ -1167,7 +1173,7 @@ impl SseReader {
     }
 
     /// The next event, or `None` when the stream ends.
-    fn next(&mut self) -> Option<(String, Value)> {
+    pub(crate) fn next(&mut self) -> Option<(String, Value)> {
         let (mut name, mut data) = (String::new(), String::new());
         loop {
             let mut line = String::new();
@@ -1732,7 +1738,7 @@ fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
 }
 
 /// An action run whose one app run spins until it is stopped.
-const SPIN: &str = r#"{"action":"spin","container_id":1,"name":"hang","targets":[{"app_id":"chaos","parameters":[{}]}]}"#;
+pub(crate) const SPIN: &str = r#"{"action":"spin","container_id":1,"name":"hang","targets":[{"app_id":"chaos","parameters":[{}]}]}"#;
 
 /// Start a [`SPIN`] action run and wait until it runs; its id.
 fn spinning_action_run(server: &Server) -> i64 {
@@ -1774,7 +1780,7 @@ fn secmaster_audit_logs_list_playbook_and_app_instances() {
     );
     let parent_id = parent["id"].as_str().unwrap().to_owned();
     let child_id = parent["children"][0]["id"].as_str().unwrap().to_owned();
-    let path = "/v1/p1/workspaces/w1/soc/playbooks/instances/auditlogs";
+    let path = "/v1/p1/workspaces/default/soc/playbooks/instances/auditlogs";
     let audit = |query: &str, body: &str| {
         let response = server
             .agent

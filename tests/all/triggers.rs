@@ -222,7 +222,7 @@ fn events_fire_the_enabled_playbooks_whose_conditions_all_hold() {
     let execution = server.wait_for_end(id);
     assert_eq!(execution["trigger_type"], "EVENT", "{execution}");
     let (status, audit) = server.post(
-        "/v1/p1/workspaces/w1/soc/playbooks/instances/auditlogs?offset=0&limit=10",
+        "/v1/p1/workspaces/default/soc/playbooks/instances/auditlogs?offset=0&limit=10",
         r#"{"instance_type": "PLAYBOOK", "trigger_type": "EVENT"}"#,
     );
     assert_eq!(status, 200, "{audit}");
@@ -306,7 +306,7 @@ fn a_timer_fires_on_its_interval_and_shows_its_next_runs() {
     );
     // SecMaster's view reports the timer in its own word.
     let (status, audit) = server.post(
-        "/v1/p1/workspaces/w1/soc/playbooks/instances/auditlogs?offset=0&limit=10",
+        "/v1/p1/workspaces/default/soc/playbooks/instances/auditlogs?offset=0&limit=10",
         r#"{"instance_type": "PLAYBOOK", "trigger_type": "TIMER"}"#,
     );
     assert_eq!(status, 200, "{audit}");

@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use super::{ApiError, Service};
+use super::{ApiError, Caller, Service};
 use crate::assets::Asset;
 
 /// What the API shows of an asset: its definition, with secrets as references.
@@ -27,23 +27,32 @@ fn view(asset: &Asset) -> Value {
 }
 
 /// `GET /api/v1/assets`.
-pub(super) async fn list(State(service): State<Arc<Service>>) -> Json<Value> {
-    let data: Vec<Value> = service.assets().iter().map(|asset| view(asset)).collect();
+pub(super) async fn list(
+    State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
+) -> Json<Value> {
+    let data: Vec<Value> = service
+        .assets(&caller.tenant)
+        .iter()
+        .map(|asset| view(asset))
+        .collect();
     Json(json!({"count": data.len(), "data": data}))
 }
 
 /// `GET /api/v1/assets/{name}`.
 pub(super) async fn get(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let asset = service.asset(&name)?;
+    let asset = service.asset(&caller.tenant, &name)?;
     Ok(Json(view(&asset)))
 }
 
 /// `POST /api/v1/assets`: a new asset; the body (JSON or YAML) carries its `name`.
 pub(super) async fn create(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut fields: serde_json::Map<String, Value> = parse(&body)?;
@@ -57,7 +66,7 @@ pub(super) async fn create(
         }
     };
     let (_, asset) = service
-        .save_asset(&name, Value::Object(fields), false)
+        .save_asset(&caller.tenant, &name, Value::Object(fields), false)
         .await?;
     Ok((StatusCode::CREATED, Json(view(&asset))).into_response())
 }
@@ -66,6 +75,7 @@ pub(super) async fn create(
 /// asset they started with.
 pub(super) async fn put(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -79,7 +89,7 @@ pub(super) async fn put(
         _ => {}
     }
     let (replaced, asset) = service
-        .save_asset(&name, Value::Object(fields), true)
+        .save_asset(&caller.tenant, &name, Value::Object(fields), true)
         .await?;
     let status = if replaced {
         StatusCode::OK
@@ -92,9 +102,10 @@ pub(super) async fn put(
 /// `DELETE /api/v1/assets/{name}`.
 pub(super) async fn delete(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let asset = service.delete_asset(&name).await?;
+    let asset = service.delete_asset(&caller.tenant, &name).await?;
     Ok(Json(view(&asset)))
 }
 

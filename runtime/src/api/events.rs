@@ -4,13 +4,14 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, KeepAliveStream, Sse};
 use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::{ApiError, Params, Service};
+use super::{ApiError, Caller, Params, Service};
 use crate::store::ExecutionRecord;
 use crate::trace::{Event, ExecutionStatus};
 
@@ -86,6 +87,7 @@ type EventStream = Sse<KeepAliveStream<Events>>;
 /// events as they happen, ending after `execution_ended`.
 pub(super) async fn execution_events(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<EventStream, ApiError> {
     // Subscribe before reading the state, so that nothing falls between the two.
@@ -93,7 +95,9 @@ pub(super) async fn execution_events(
     let key = id.clone();
     let (row, nodes) = service
         .blocking(move |store| {
-            let row = store.execution(&key)?;
+            let row = store
+                .execution(&key)?
+                .filter(|row| row.header.tenant_id == caller.tenant);
             let nodes = match &row {
                 // Running: its nodes' states (its record, steps and all, is not read).
                 Some(row) if row.completed_at.is_none() => {
@@ -161,6 +165,7 @@ pub(super) async fn execution_events(
 /// step's log lines).
 pub(super) async fn all_events(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Query(params): Params,
 ) -> Result<EventStream, ApiError> {
     let types: Option<Vec<String>> = match params.get("types") {
@@ -182,15 +187,19 @@ pub(super) async fn all_events(
         ),
     };
     let receiver = service.subscribe();
-    let stream =
-        futures_util::stream::unfold((receiver, types), |(mut receiver, types)| async move {
+    let stream = futures_util::stream::unfold((receiver, types), move |(mut receiver, types)| {
+        let tenant = caller.tenant.clone();
+        async move {
+            // Only the caller's tenant's events, of the types asked for.
             let keep = |event: &Event| {
-                types
-                    .as_ref()
-                    .is_none_or(|types| types.iter().any(|t| t == event_type(event)))
+                event.tenant() == tenant
+                    && types
+                        .as_ref()
+                        .is_none_or(|types| types.iter().any(|t| t == event_type(event)))
             };
             let next = next_event(&mut receiver, keep).await?;
             Some((Ok(next.message()), (receiver, types)))
-        });
+        }
+    });
     Ok(Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default()))
 }

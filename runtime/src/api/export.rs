@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{ApiError, Service, execution_id, step_runs_of};
+use super::{ApiError, Caller, Service, execution_id, step_runs_of};
 use crate::store::{self, StepRunRow};
 
 /// A file download.
@@ -64,9 +65,10 @@ pub(super) fn logs_csv(rows: &[store::LogRow]) -> Result<Vec<u8>, csv::Error> {
 /// "OS logs") as files in a ZIP, with a README saying what was and was not captured.
 pub(super) async fn execution_os_logs(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = execution_id(&service, &id).await?;
+    let id = execution_id(&service, &caller.tenant, &id).await?;
     let steps = step_runs_of(&service, &id, None).await?;
     let zip = os_logs_zip(&id, &steps).map_err(ApiError::internal)?;
     Ok(download(

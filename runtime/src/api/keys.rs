@@ -3,15 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, Service, answers::Listing};
-use crate::service::keys::DEFAULT_TENANT;
+use super::{ApiError, Caller, Service, answers::Listing};
 use crate::store::ApiKey;
 
 /// What `POST /api/v1/keys` takes.
@@ -22,7 +21,8 @@ pub(super) struct NewKey {
     pub name: String,
     /// `viewer`, `operator` or `admin`.
     pub role: String,
-    /// The tenant it acts in (only `default` for now).
+    /// The tenant it acts in: the caller's when not given. An admin key makes keys of
+    /// its own tenant only; the server's own token, of any.
     #[serde(default)]
     pub tenant: Option<String>,
 }
@@ -41,11 +41,18 @@ pub(super) struct MadeKey {
 /// `POST /api/v1/keys`.
 pub(super) async fn create(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let new: NewKey = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not a key's: {e}")))?;
-    let tenant = new.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+    let tenant = new.tenant.unwrap_or_else(|| caller.tenant.clone());
+    if tenant != caller.tenant && !caller.all_tenants() {
+        return Err(ApiError::Forbidden(format!(
+            "an admin key of tenant `{}` makes keys of that tenant only",
+            caller.tenant
+        )));
+    }
     let (key, token) = service.create_key(new.name, tenant, new.role).await?;
     Ok((StatusCode::CREATED, Json(MadeKey { key, token })).into_response())
 }
@@ -53,8 +60,10 @@ pub(super) async fn create(
 /// `GET /api/v1/keys`.
 pub(super) async fn list(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
 ) -> Result<Json<Listing<ApiKey>>, ApiError> {
-    let data = service.keys().await?;
+    let tenant = (!caller.all_tenants()).then_some(caller.tenant.as_str());
+    let data = service.keys(tenant).await?;
     Ok(Json(Listing {
         count: i64::try_from(data.len()).unwrap_or(i64::MAX),
         data,
@@ -64,7 +73,9 @@ pub(super) async fn list(
 /// `DELETE /api/v1/keys/{id}`: revoke it; its record stays, revoked.
 pub(super) async fn revoke(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKey>, ApiError> {
-    Ok(Json(service.revoke_key(&id).await?))
+    let tenant = (!caller.all_tenants()).then_some(caller.tenant.as_str());
+    Ok(Json(service.revoke_key(tenant, &id).await?))
 }

@@ -29,7 +29,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -522,6 +522,10 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
 
 type Params = Query<HashMap<String, String>>;
 
+/// Who a request is from, as [`authorize`] found: every route behind it has one (a
+/// server without a token makes every caller the bootstrap admin).
+type Caller = axum::Extension<Identity>;
+
 /// Query parameter `name` as a number in `range`, or `default`.
 fn number_param(
     params: &HashMap<String, String>,
@@ -552,10 +556,14 @@ fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> 
     }
 }
 
-async fn list_playbooks(State(service): State<Arc<Service>>) -> Result<Json<Value>, ApiError> {
+async fn list_playbooks(
+    State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
     let (playbooks, mut stats) = service
-        .blocking(|store| {
-            let playbooks = store.playbooks()?;
+        .blocking(move |store| {
+            let mut playbooks = store.playbooks()?;
+            playbooks.retain(|p| p.tenant_id == caller.tenant);
             let xids: Vec<String> = playbooks.iter().map(|p| p.xid.clone()).collect();
             Ok((playbooks, triggers::stats_of(store, &xids)?))
         })
@@ -575,12 +583,15 @@ async fn list_playbooks(State(service): State<Arc<Service>>) -> Result<Json<Valu
 
 async fn get_playbook(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = id.clone();
     let (playbook, stats) = service
         .blocking(move |store| {
-            let playbook = store.playbook(&key)?.filter(|p| !p.is_deleted);
+            let playbook = store
+                .playbook(&key)?
+                .filter(|p| !p.is_deleted && p.tenant_id == caller.tenant);
             let stats = match &playbook {
                 Some(p) => json!(store.run_stats(&p.xid)?),
                 None => Value::Null,
@@ -604,6 +615,7 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
 
 async fn run_playbook(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
     Query(params): Params,
     body: Bytes,
@@ -627,15 +639,11 @@ async fn run_playbook(
     } else {
         log_level
     };
-    // The XID, or the string or numeric id the store knows it by.
-    let key = id.clone();
-    let xid = match service.playbook(&id).is_some() {
-        true => id,
-        false => service
-            .blocking(move |store| store.playbook(&key))
-            .await?
-            .map(|p| p.xid)
-            .ok_or_else(|| ApiError::NotFound(format!("there is no playbook `{id}`")))?,
+    // The XID, or the string or numeric id the store knows it by; another tenant's
+    // playbook is not found.
+    let xid = match service.playbook(&id) {
+        Some(playbook) if playbook.tenant == caller.tenant => id,
+        _ => service.visible_playbook(&caller.tenant, &id).await?.xid,
     };
     let wait = flag(&params, "wait")?;
     let started = service
@@ -669,10 +677,12 @@ async fn answer_started(started: Started, wait: bool) -> Result<Response, ApiErr
 /// (when asked for: it reads every match) how many match in all.
 async fn list_executions(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let filter = ExecutionFilter {
         tql: tql_param(&params, EXECUTION_FIELDS)?,
+        tenant: Some(caller.tenant),
         ..ExecutionFilter::default()
     };
     let window = window(&params, Sort::NewestFirst)?;
@@ -689,12 +699,14 @@ async fn list_executions(
 
 async fn get_execution(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = id.clone();
     let (row, record) = service
         .blocking(move |store| Ok((store.execution(&key)?, store.execution_record(&key)?)))
         .await?;
+    let row = row.filter(|row| row.header.tenant_id == caller.tenant);
     let (Some(row), Some(record)) = (row, record) else {
         return Err(ApiError::NotFound(format!("there is no execution `{id}`")));
     };
@@ -752,17 +764,14 @@ fn graph(playbook: &Playbook) -> Value {
 
 async fn kill_execution(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
     // Read before answering, though ignored: hyper closes a keep-alive connection
     // whose request body has not arrived when the answer is sent, and a client reusing
     // it then fails ("peer disconnected").
     _body: Bytes,
 ) -> Result<Response, ApiError> {
-    let key = id.clone();
-    let row = service
-        .blocking(move |store| store.execution(&key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
+    let row = visible_execution(&service, &caller.tenant, &id).await?;
     if service.kill(&row.header.id) {
         let body = answers::Killed {
             killed: true,
@@ -798,14 +807,24 @@ fn window(params: &HashMap<String, String>, default_sort: Sort) -> Result<Window
     })
 }
 
-/// The string id of execution `key` (a string or numeric id), or 404.
-async fn execution_id(service: &Arc<Service>, key: &str) -> Result<String, ApiError> {
+/// The row of `tenant`'s execution `key` (a string or numeric id), or 404: another
+/// tenant's is not found, as a missing one.
+async fn visible_execution(
+    service: &Arc<Service>,
+    tenant: &str,
+    key: &str,
+) -> Result<store::ExecutionRow, ApiError> {
     let lookup = key.to_owned();
     service
         .blocking(move |store| store.execution(&lookup))
         .await?
-        .map(|row| row.header.id)
+        .filter(|row| row.header.tenant_id == tenant)
         .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{key}`")))
+}
+
+/// The string id of `tenant`'s execution `key` (a string or numeric id), or 404.
+async fn execution_id(service: &Arc<Service>, tenant: &str, key: &str) -> Result<String, ApiError> {
+    Ok(visible_execution(service, tenant, key).await?.header.id)
 }
 
 /// The checked TQL condition of `params["tql"]` over `schema`; `None` (everything) when
@@ -821,10 +840,12 @@ fn tql_param<F: Copy>(
 /// `GET /api/v1/steps?tql=…`: step runs across executions.
 async fn list_steps(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let filter = StepFilter {
         tql: tql_param(&params, STEP_FIELDS)?,
+        tenant: Some(caller.tenant),
         ..StepFilter::default()
     };
     let window = window(&params, Sort::NewestFirst)?;
@@ -841,14 +862,16 @@ async fn list_steps(
 /// (each iteration and attempt), in the order they ended, with what was captured.
 async fn execution_steps(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let id = execution_id(&service, &id).await?;
+    let id = execution_id(&service, &caller.tenant, &id).await?;
     let filter = StepFilter {
         tql: tql_param(&params, STEP_FIELDS)?,
         execution: Some(id),
         node: params.get("node").cloned(),
+        tenant: None,
     };
     let window = window(&params, Sort::OldestFirst)?;
     let (rows, total) = service
@@ -861,8 +884,9 @@ async fn execution_steps(
 }
 
 /// The filter of a log query: TQL over [`LOG_FIELDS`], plus `level` (that level and
-/// above), `q` (text the message contains), `node` and `iteration` (of a `for_each`).
-fn log_filter(params: &HashMap<String, String>) -> Result<LogFilter, ApiError> {
+/// above), `q` (text the message contains), `node` and `iteration` (of a `for_each`),
+/// over the lines of `tenant`'s executions.
+fn log_filter(params: &HashMap<String, String>, tenant: &str) -> Result<LogFilter, ApiError> {
     let tql = tql_param(params, LOG_FIELDS)?;
     let level_at_least = params
         .get("level")
@@ -880,15 +904,17 @@ fn log_filter(params: &HashMap<String, String>) -> Result<LogFilter, ApiError> {
         iteration,
         level_at_least,
         message_contains: params.get("q").filter(|q| !q.is_empty()).cloned(),
+        tenant: Some(tenant.to_owned()),
     })
 }
 
 /// `GET /api/v1/logs?tql=…`: app log lines across executions.
 async fn list_logs(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let filter = log_filter(&params)?;
+    let filter = log_filter(&params, &caller.tenant)?;
     let window = window(&params, Sort::NewestFirst)?;
     logs_response(&service, filter, window, &params, "wasp-logs.csv").await
 }
@@ -897,13 +923,14 @@ async fn list_logs(
 /// log lines, oldest first, as JSON or as a CSV download.
 async fn execution_logs(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let id = execution_id(&service, &id).await?;
+    let id = execution_id(&service, &caller.tenant, &id).await?;
     let filter = LogFilter {
         execution: Some(id.clone()),
-        ..log_filter(&params)?
+        ..log_filter(&params, &caller.tenant)?
     };
     let mut window = window(&params, Sort::OldestFirst)?;
     let csv = params.get("format").is_some_and(|f| f == "csv");
@@ -950,6 +977,7 @@ async fn step_runs_of(
         tql: None,
         execution: Some(id.to_owned()),
         node: node.map(str::to_owned),
+        tenant: None,
     };
     Ok(service
         .blocking(move |store| store.step_runs(&filter, Window::all(Sort::OldestFirst)))
@@ -961,11 +989,11 @@ async fn step_runs_of(
 /// stored.
 async fn create_playbook(
     State(service): State<Arc<Service>>,
-    identity: Option<axum::Extension<Identity>>,
+    Extension(caller): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let record = service
-        .create_playbook(body.to_vec(), writer(identity))
+        .create_playbook(&caller.tenant, body.to_vec(), caller.key)
         .await?;
     let record = playbook_view(&service, record, json!({}));
     Ok((StatusCode::CREATED, Json(record)).into_response())
@@ -975,12 +1003,12 @@ async fn create_playbook(
 /// run history stay. Executions already running keep the version they started with.
 async fn update_playbook(
     State(service): State<Arc<Service>>,
-    identity: Option<axum::Extension<Identity>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let record = service
-        .update_playbook(&id, body.to_vec(), writer(identity))
+        .update_playbook(&caller.tenant, &id, body.to_vec(), caller.key)
         .await?;
     Ok(Json(playbook_view(&service, record, json!({}))))
 }
@@ -989,17 +1017,13 @@ async fn update_playbook(
 /// it no longer runs.
 async fn delete_playbook(
     State(service): State<Arc<Service>>,
-    identity: Option<axum::Extension<Identity>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let deleted = service.delete_playbook(&id, writer(identity)).await?;
+    let deleted = service
+        .delete_playbook(&caller.tenant, &id, caller.key)
+        .await?;
     Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
-}
-
-/// Who a write is stamped with: the key the request presented (none for the server's
-/// own token, or a server without one).
-fn writer(identity: Option<axum::Extension<Identity>>) -> Option<String> {
-    identity.and_then(|axum::Extension(identity)| identity.key)
 }
 
 /// A playbook as the API shows it (seed 003's record): the stored record, its file as
@@ -1062,6 +1086,7 @@ fn steps(playbook: &Playbook) -> Value {
 /// timeout, retry), at the original execution's log level.
 async fn replay_step(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path((id, node)): Path<(String, String)>,
     Query(params): Params,
     body: Bytes,
@@ -1077,7 +1102,7 @@ async fn replay_step(
         .input;
     let wait = flag(&params, "wait")?;
     let started = service
-        .replay_step(&id, &node, which, input, Report::when(wait))
+        .replay_step(&caller.tenant, &id, &node, which, input, Report::when(wait))
         .await?;
     answer_started(started, wait).await
 }

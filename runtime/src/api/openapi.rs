@@ -981,7 +981,15 @@ pub fn markdown() -> String {
          search too), an `operator` also changes and runs, an `admin` also manages assets \
          and keys; beyond its role a request is answered 403. A revoked key is refused \
          from then on; requests it already has open (an event stream, a `wait`) run to \
-         their end. Every operation may also answer `4XX` (bad input \
+         their end. A key acts in one tenant (`wasp keys create --tenant T`; the \
+         server's own token and a server without one act in `default`): what it makes \
+         is that tenant's, every list and stream shows only that tenant's records, and \
+         another tenant's record answers 404, as a missing one. Playbook ids and asset \
+         names are one namespace: one another tenant has is taken (409). The playbooks \
+         and assets of files are `default`'s. In SecMaster's paths the workspace is the \
+         tenant: any other workspace id is refused (400, `SecMaster.20010001`). An admin \
+         key manages its own tenant's keys; the server's own token, every tenant's. \
+         Every operation may also answer `4XX` (bad input \
          or not allowed) and `5XX` (wasp failed, or is still loading: 503 with \
          `Retry-After`) with a [Problem](#problem).\n\n\
          The ThreatConnect, Splunk SOAR and SecMaster views answer in each vendor's own \

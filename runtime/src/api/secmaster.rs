@@ -4,7 +4,12 @@
 //! One audit row per instance: an execution is a PLAYBOOK instance, each of its step
 //! runs an APP instance whose `parent_instance_id` is the execution. Statuses and
 //! trigger types are SecMaster's words (FINISHED, FAILED, TERMINATED…; TIMER, EVENT,
-//! MANUAL, DEBUG). wasp has one tenant: any project and workspace id is accepted.
+//! MANUAL, DEBUG).
+//!
+//! A workspace is a tenant: `workspace_id` is the caller's tenant's name (`default` for
+//! the server's own token), and any other is refused with SecMaster's
+//! `SecMaster.20010001` (invalid workspace id), as an unknown workspace is. The
+//! `project_id` (a Huawei Cloud region's project) is not checked.
 //!
 //! Filters, as the seed's example request shows them: `instance_type`, `status`,
 //! `trigger_type` and `log_level` take one word or several (separated by commas or
@@ -18,16 +23,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Service;
+use super::{Caller, Service};
 use crate::store::{AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Sort, Window};
 use crate::tql;
 use crate::trace::{ExecutionStatus, LogLevel, NodeStatus, TriggerType};
@@ -280,6 +285,7 @@ fn audit_filter(filter: &Filter) -> Result<AuditFilter, SecMasterError> {
         error_contains: filter.error_msg.clone(),
         started_from: time("start_time", &filter.start_time)?,
         ended_by: time("end_time", &filter.end_time)?,
+        tenant: None,
     })
 }
 
@@ -321,10 +327,17 @@ fn required(params: &HashMap<String, String>, name: &str) -> Result<i64, SecMast
 /// The audit log rows the body's filters match, a window of them.
 pub(super) async fn audit_logs(
     State(service): State<Arc<Service>>,
-    Path((_project, _workspace)): Path<(String, String)>,
+    Extension(caller): Caller,
+    Path((_project, workspace)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, SecMasterError> {
+    if workspace != caller.tenant {
+        return Err(refused(
+            "SecMaster.20010001",
+            format!("there is no workspace `{workspace}` for this caller"),
+        ));
+    }
     let offset = required(&params, "offset")?;
     let limit = required(&params, "limit")?;
     if offset < 0 || limit < 1 || offset.saturating_add(limit) > MAX_WINDOW {
@@ -362,7 +375,10 @@ pub(super) async fn audit_logs(
         serde_json::from_slice(&body)
             .map_err(|e| invalid(format!("the body is not a valid filter: {e}")))?
     };
-    let filter = audit_filter(&filter)?;
+    let filter = AuditFilter {
+        tenant: Some(caller.tenant),
+        ..audit_filter(&filter)?
+    };
     let window = Window {
         offset,
         limit,

@@ -12,14 +12,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Service};
+use super::{ApiError, Caller, Service};
 use crate::service::soar::ActionRunRequest;
 use crate::store::{SoarCondition, SoarField, SoarLookup, SoarQuery};
 
@@ -59,11 +59,12 @@ pub(super) async fn version() -> Json<Value> {
 /// `POST /rest/action_run`.
 pub(super) async fn create(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     body: Bytes,
 ) -> Result<Json<Value>, SoarError> {
     let request: ActionRunRequest = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the body is not a valid action run: {e}")))?;
-    let num = service.start_action_run(request).await?;
+    let num = service.start_action_run(&caller.tenant, request).await?;
     Ok(Json(json!({
         "action_run_id": num,
         "message": "New action queued.",
@@ -79,10 +80,13 @@ fn number(id: &str, what: &str) -> Result<i64, SoarError> {
 /// `GET /rest/action_run/{id}`.
 pub(super) async fn get(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, SoarError> {
     let num = number(&id, "action run")?;
-    let record = service.blocking(move |store| store.action_run(num)).await?;
+    let record = service
+        .blocking(move |store| store.action_run(num, Some(&caller.tenant)))
+        .await?;
     let mut record = record
         .ok_or_else(|| SoarError(ApiError::NotFound(format!("there is no action run `{id}`"))))?;
     record["id"] = json!(num);
@@ -98,6 +102,7 @@ struct CancelRequest {
 /// `POST /rest/action_run/{id}` with `{"cancel": true}`.
 pub(super) async fn cancel(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, SoarError> {
@@ -107,7 +112,9 @@ pub(super) async fn cancel(
         return Err(bad("expected {\"cancel\": true}".to_owned()));
     }
     let num = number(&id, "action run")?;
-    let record = service.blocking(move |store| store.action_run(num)).await?;
+    let record = service
+        .blocking(move |store| store.action_run(num, Some(&caller.tenant)))
+        .await?;
     let record = record
         .ok_or_else(|| SoarError(ApiError::NotFound(format!("there is no action run `{id}`"))))?;
     if service.cancel_action_run(num) {
@@ -142,7 +149,7 @@ const MAX_IN_VALUES: usize = 1_000;
 /// startswith, isnull; the value JSON, `"failed"`, `3`, `["a","b"]`, or a bare word),
 /// `sort=<field>` with `order=asc|desc`, `page` and `page_size`. Other parameters
 /// (`include_expensive`, `pretty`) are not filters.
-fn soar_query(params: &HashMap<String, String>) -> Result<SoarQuery, SoarError> {
+fn soar_query(params: &HashMap<String, String>, tenant: &str) -> Result<SoarQuery, SoarError> {
     let (page, size) = paging(params)?;
     let mut conditions = Vec::new();
     let mut names: Vec<&String> = params.keys().collect();
@@ -227,15 +234,17 @@ fn soar_query(params: &HashMap<String, String>) -> Result<SoarQuery, SoarError> 
         offset: page.saturating_mul(size),
         // `page_size=0` is "all", up to the largest page any list answers.
         limit: if size == 0 { MAX_ALL } else { size },
+        tenant: Some(tenant.to_owned()),
     })
 }
 
 /// `GET /rest/action_run`: action runs, filtered, ordered and paged as Splunk lists are.
 pub(super) async fn list_action_runs(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, SoarError> {
-    let query = soar_query(&params)?;
+    let query = soar_query(&params, &caller.tenant)?;
     let (_, size) = paging(&params)?;
     let (runs, count) = service
         .blocking(move |store| store.action_runs(&query))
@@ -255,30 +264,34 @@ fn page_of(data: Vec<Value>, count: i64, size: i64) -> Json<Value> {
 /// `GET /rest/action_run/{id}/app_runs`.
 pub(super) async fn app_runs_of(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, SoarError> {
-    app_runs(&service, Some(id), &params).await
+    app_runs(&service, &caller.tenant, Some(id), &params).await
 }
 
 /// `GET /rest/app_run`: every app run.
 pub(super) async fn all_app_runs(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, SoarError> {
-    app_runs(&service, None, &params).await
+    app_runs(&service, &caller.tenant, None, &params).await
 }
 
 async fn app_runs(
     service: &Arc<Service>,
+    tenant: &str,
     id: Option<String>,
     params: &HashMap<String, String>,
 ) -> Result<Json<Value>, SoarError> {
     let action_run = match id {
         Some(id) => {
             let num = number(&id, "action run")?;
+            let owner = tenant.to_owned();
             if service
-                .blocking(move |store| store.action_run(num))
+                .blocking(move |store| store.action_run(num, Some(&owner)))
                 .await?
                 .is_none()
             {
@@ -290,7 +303,7 @@ async fn app_runs(
         }
         None => None,
     };
-    let query = soar_query(params)?;
+    let query = soar_query(params, tenant)?;
     let (_, size) = paging(params)?;
     let (mut runs, count) = service
         .blocking(move |store| store.app_runs(action_run, &query))
@@ -308,10 +321,13 @@ async fn app_runs(
 /// `GET /rest/app_run/{id}`.
 pub(super) async fn app_run(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, SoarError> {
     let num = number(&id, "app run")?;
-    let run = service.blocking(move |store| store.app_run(num)).await?;
+    let run = service
+        .blocking(move |store| store.app_run(num, Some(&caller.tenant)))
+        .await?;
     run.map(Json)
         .ok_or_else(|| SoarError(ApiError::NotFound(format!("there is no app run `{id}`"))))
 }
@@ -320,12 +336,13 @@ pub(super) async fn app_run(
 /// one per parameter set.
 pub(super) async fn action_results(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, SoarError> {
     let num = number(&id, "app run")?;
     let run = service
-        .blocking(move |store| store.app_run(num))
+        .blocking(move |store| store.app_run(num, Some(&caller.tenant)))
         .await?
         .ok_or_else(|| SoarError(ApiError::NotFound(format!("there is no app run `{id}`"))))?;
     let results = run["result_data"].as_array().cloned().unwrap_or_default();

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::{ApiError, Params, Service, flag, number_param, tql_param};
+use super::{ApiError, Caller, Params, Service, flag, number_param, tql_param};
 use crate::service;
 use crate::store::{
     EXECUTION_FIELDS, ExecutionField, ExecutionFilter, ExecutionRow, OrderBy, Sort, Window,
@@ -87,6 +87,7 @@ pub(super) fn tc_record(row: &ExecutionRow) -> Value {
 pub(super) async fn tc_list(
     State(service): State<Arc<Service>>,
     State(public_url): State<super::PublicUrl>,
+    Extension(caller): Caller,
     headers: HeaderMap,
     Query(mut params): Params,
     body: axum::body::Bytes,
@@ -101,6 +102,7 @@ pub(super) async fn tc_list(
     let filter = ExecutionFilter {
         tql: tql_param(&params, EXECUTION_FIELDS)?,
         order,
+        tenant: Some(caller.tenant),
     };
     let window = Window {
         offset: start,
@@ -287,13 +289,10 @@ fn encode(text: &str) -> String {
 
 pub(super) async fn tc_get(
     State(service): State<Arc<Service>>,
+    Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, TcError> {
-    let key = id.clone();
-    let row = service
-        .blocking(move |store| store.execution(&key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{id}`")))?;
+    let row = super::visible_execution(&service, &caller.tenant, &id).await?;
     Ok(Json(json!({"data": tc_record(&row), "status": "Success"})))
 }
 

@@ -10,11 +10,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -69,6 +69,10 @@ pub(super) async fn hook(
     let Some(Trigger::Webhook { secret }) = playbook.as_deref().map(|p| &p.trigger) else {
         return Err(ApiError::NotFound(format!("there is no webhook `{xid}`")));
     };
+    let tenant = playbook.as_deref().map_or("", |p| p.tenant.as_str());
+    // Without a signature the caller's key vouches for the request: another tenant's
+    // webhook is not there for it.
+    let not_found = || ApiError::NotFound(format!("there is no webhook `{xid}`"));
     match secret {
         Some(source) => {
             // The cause is logged, never sent.
@@ -85,7 +89,11 @@ pub(super) async fn hook(
             if let Some(refused) = super::cross_site(&axum::http::Method::POST, &headers) {
                 return Err(ApiError::Forbidden(refused));
             }
-            check_identity(&service, token.0.as_deref(), &headers, Role::Operator).await?;
+            let caller =
+                check_identity(&service, token.0.as_deref(), &headers, Role::Operator).await?;
+            if caller.tenant != tenant {
+                return Err(not_found());
+            }
         }
     }
     // A signature vouches for the body only; waiting for (and so reading) the whole
@@ -103,7 +111,10 @@ pub(super) async fn hook(
     };
     let wait = flag(&params, "wait")? && !respond;
     if wait {
-        check_identity(&service, token.0.as_deref(), &headers, Role::Viewer).await?;
+        let caller = check_identity(&service, token.0.as_deref(), &headers, Role::Viewer).await?;
+        if caller.tenant != tenant {
+            return Err(not_found());
+        }
     }
     let mut payload = json!({
         "body": match serde_json::from_slice::<Value>(&body) {
@@ -203,6 +214,7 @@ fn verify(key: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> 
 /// conditions all hold for the event (a JSON object); the executions started.
 pub(super) async fn event(
     State(service): State<Arc<Service>>,
+    Extension(caller): super::Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let event: Value = serde_json::from_slice(&body)
@@ -213,7 +225,7 @@ pub(super) async fn event(
                 .to_owned(),
         ));
     }
-    let fired = service.fire_event(&event).await;
+    let fired = service.fire_event(&caller.tenant, &event).await;
     let matched = fired.len();
     let (mut executions, mut failed) = (Vec::new(), Vec::new());
     for (playbook, started) in fired {

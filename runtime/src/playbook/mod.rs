@@ -271,6 +271,10 @@ pub struct Playbook {
     pub output_status: Option<Template>,
     /// The DAG: nodes and the edges between them.
     pub graph: DiGraph<Node, On>,
+    /// The tenant it belongs to (a file's playbooks are the default tenant's; one made
+    /// through the API is its maker's). Its executions are that tenant's, and its nodes
+    /// bind only that tenant's assets and run only that tenant's playbooks.
+    pub tenant: String,
     index: HashMap<String, NodeIndex>,
 }
 
@@ -365,6 +369,7 @@ impl Playbook {
             output: fields.output,
             output_status: fields.output_status,
             graph: draft.graph,
+            tenant: crate::trace::DEFAULT_TENANT.to_owned(),
             index: draft.index,
         }
     }

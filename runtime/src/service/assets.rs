@@ -40,7 +40,7 @@ impl Service {
     /// Use the assets created through the API, kept in the store; one that no longer
     /// resolves (a variable unset, a file gone) is skipped, and logged with the reason.
     pub fn load_stored_assets(&self) -> Result<(), crate::store::Error> {
-        for (name, spec) in self.store.assets()? {
+        for (tenant, name, spec) in self.store.assets()? {
             if self
                 .runner
                 .assets()
@@ -61,7 +61,7 @@ impl Service {
                     spec.resolve(&name, base, Source::Api)
                 });
             match resolved {
-                Ok(asset) => self.runner.assets().put(asset),
+                Ok(asset) => self.runner.assets().put(Asset { tenant, ..asset }),
                 Err(problem) => {
                     tracing::warn!(asset = %name, %problem, "an asset from the database cannot be used");
                 }
@@ -70,28 +70,38 @@ impl Service {
         Ok(())
     }
 
-    /// Every asset, from the file and from the API.
-    pub fn assets(&self) -> Vec<Arc<Asset>> {
-        self.runner.assets().list()
+    /// Every asset of `tenant`, from the file and from the API.
+    pub fn assets(&self, tenant: &str) -> Vec<Arc<Asset>> {
+        let mut assets = self.runner.assets().list();
+        assets.retain(|asset| asset.tenant == tenant);
+        assets
     }
 
-    /// The asset called `name`.
-    pub fn asset(&self, name: &str) -> Result<Arc<Asset>, Error> {
+    /// The asset of `tenant` called `name` (another tenant's is not there for it).
+    pub fn asset(&self, tenant: &str, name: &str) -> Result<Arc<Asset>, Error> {
         self.runner
             .assets()
             .get(name)
+            .filter(|asset| asset.tenant == tenant)
             .ok_or_else(|| Error::NotFound(format!("there is no asset `{name}`")))
     }
 
-    /// Check, resolve and store the asset `name` defined by `spec`, then use it: a new
-    /// one unless `replace`. Whether it replaced one, and the asset.
+    /// Check, resolve and store the asset `name` of `tenant` defined by `spec`, then use
+    /// it: a new one unless `replace`. Whether it replaced one, and the asset. Asset names
+    /// are one namespace: a name another tenant's asset has is taken.
     pub async fn save_asset(
         &self,
+        tenant: &str,
         name: &str,
         spec: Value,
         replace: bool,
     ) -> Result<(bool, Arc<Asset>), Error> {
         let existing = self.runner.assets().get(name);
+        if existing.as_ref().is_some_and(|a| a.tenant != tenant) {
+            return Err(Error::Conflict(format!(
+                "the asset name `{name}` is taken; choose another"
+            )));
+        }
         match &existing {
             Some(_) if !replace => {
                 return Err(Error::Conflict(format!(
@@ -117,25 +127,35 @@ impl Service {
         }
         let secrets_dir = self.secrets_dir.as_deref();
         check_reach(name, &spec, secrets_dir).map_err(Error::Invalid)?;
-        let asset = Arc::new(
-            spec.resolve(name, secrets_dir.unwrap_or(FsPath::new(".")), Source::Api)
-                .map_err(Error::Invalid)?,
-        );
+        let asset = Arc::new(Asset {
+            tenant: tenant.to_owned(),
+            ..spec
+                .resolve(name, secrets_dir.unwrap_or(FsPath::new(".")), Source::Api)
+                .map_err(Error::Invalid)?
+        });
         let stored = serde_json::to_value(&asset.spec).unwrap_or_default();
-        let (key, app) = (name.to_owned(), asset.app.clone());
-        self.blocking(move |store| store.save_asset(&key, &app, &stored))
+        let (tenant, key, app) = (tenant.to_owned(), name.to_owned(), asset.app.clone());
+        let saved = self
+            .blocking(move |store| store.save_asset(&tenant, &key, &app, &stored))
             .await?;
+        if !saved {
+            // Another process gave the name to another tenant's asset meanwhile.
+            return Err(Error::Conflict(format!(
+                "the asset name `{name}` is taken; choose another"
+            )));
+        }
         self.runner.assets().put(Asset::clone(&asset));
         Ok((existing.is_some(), asset))
     }
 
-    /// Delete the asset `name` (one from the API: the file's are read-only); the asset
-    /// as it was.
-    pub async fn delete_asset(&self, name: &str) -> Result<Arc<Asset>, Error> {
-        let asset = self.asset(name)?;
+    /// Delete the asset `name` of `tenant` (one from the API: the file's are
+    /// read-only); the asset as it was.
+    pub async fn delete_asset(&self, tenant: &str, name: &str) -> Result<Arc<Asset>, Error> {
+        let asset = self.asset(tenant, name)?;
         read_only(&asset)?;
-        let key = name.to_owned();
-        self.blocking(move |store| store.delete_asset(&key)).await?;
+        let (tenant, key) = (tenant.to_owned(), name.to_owned());
+        self.blocking(move |store| store.delete_asset(&tenant, &key))
+            .await?;
         self.runner.assets().remove(name);
         Ok(asset)
     }

@@ -8,9 +8,9 @@
 //! a token with (`Authorization: Bearer`, `TC-Token`, `ph-auth-token`, `X-Auth-Token`)
 //! carries either.
 //!
-//! Tenants: a key names one, and only [`DEFAULT_TENANT`] exists until executions,
-//! playbooks and assets are kept apart by tenant; a key for any other is refused rather
-//! than made to look isolated when it is not.
+//! Tenants: a key acts in one. Everything it makes is that tenant's, and everything it
+//! reads is filtered by it: another tenant's record answers 404, as a missing one. An
+//! admin key manages its own tenant's keys; the server's own token, every tenant's.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,8 +22,7 @@ use sha2::{Digest, Sha256};
 use super::{Error, Service};
 use crate::store::{ApiKey, Store};
 
-/// The one tenant there is for now.
-pub const DEFAULT_TENANT: &str = "default";
+pub use crate::trace::DEFAULT_TENANT;
 
 /// How long a key read from the store is trusted before it is read again: a key
 /// revoked by another process (`wasp keys revoke`) is refused within this.
@@ -77,6 +76,12 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Whether it manages every tenant's keys: the server's own token does; an admin key
+    /// only its own tenant's.
+    pub fn all_tenants(&self) -> bool {
+        self.key.is_none()
+    }
+
     /// The server's own token: the bootstrap admin.
     pub fn bootstrap() -> Self {
         Self {
@@ -104,10 +109,10 @@ pub fn new_key(name: &str, tenant: &str, role: &str) -> Result<(ApiKey, String),
             "a key's name is 1 to {MAX_NAME} characters, none of them control characters"
         )));
     }
-    if tenant != DEFAULT_TENANT {
+    if !crate::trace::valid_tenant(tenant) {
         return Err(Error::Invalid(format!(
-            "tenant `{tenant}`: there is one tenant, `{DEFAULT_TENANT}`, until executions, \
-             playbooks and assets are kept apart by tenant"
+            "`{tenant}` is not a tenant's name: use 1 to 63 of a-z, 0-9, `-` and `_`, \
+             starting with a letter or a digit"
         )));
     }
     let role = Role::named(role).ok_or_else(|| {
@@ -225,16 +230,26 @@ impl Service {
         Ok((key, token))
     }
 
-    /// Every key, oldest first (no secrets).
-    pub async fn keys(&self) -> Result<Vec<ApiKey>, Error> {
-        self.blocking(|store| store.keys()).await
+    /// Every key of `tenant` (of every tenant for `None`), oldest first (no secrets).
+    pub async fn keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, Error> {
+        let mut keys = self.blocking(|store| store.keys()).await?;
+        keys.retain(|key| tenant.is_none_or(|t| key.tenant == t));
+        Ok(keys)
     }
 
-    /// Revoke key `id`: refused from now on, in this process at once.
-    pub async fn revoke_key(&self, id: &str) -> Result<ApiKey, Error> {
+    /// Revoke key `id` of `tenant` (of any tenant for `None`): refused from now on, in
+    /// this process at once. Another tenant's key is not found.
+    pub async fn revoke_key(&self, tenant: Option<&str>, id: &str) -> Result<ApiKey, Error> {
         let wanted = id.to_owned();
+        let owner = tenant.map(str::to_owned);
         let (revoked, key) = self
             .blocking(move |store| {
+                let Some(key) = store.key(&wanted)? else {
+                    return Ok((false, None));
+                };
+                if owner.is_some_and(|t| key.tenant != t) {
+                    return Ok((false, None));
+                }
                 let revoked = store.revoke_key(&wanted, Utc::now())?;
                 Ok((revoked, store.key(&wanted)?))
             })
@@ -284,7 +299,13 @@ mod tests {
         };
         assert!(refused("", DEFAULT_TENANT, "viewer").contains("1 to 128"));
         assert!(refused("a\nb", DEFAULT_TENANT, "viewer").contains("control"));
-        assert!(refused("ci", "acme", "viewer").contains("there is one tenant, `default`"));
+        for tenant in ["", "Acme", "-acme", "a b", &"a".repeat(64)] {
+            assert!(
+                refused("ci", tenant, "viewer").contains("not a tenant's name"),
+                "{tenant:?}"
+            );
+        }
+        assert!(new_key("ci", "acme-2_eu", "viewer").is_ok());
         assert!(refused("ci", DEFAULT_TENANT, "root").contains("role `root` is not one"));
     }
 }

@@ -492,6 +492,7 @@ impl Service {
         // execution's node events, which were broadcast before its record was answered.
         let _ = self.broadcast.send(Arc::new(Event::ExecutionEnded {
             execution_id: execution.header.id.clone(),
+            tenant: Arc::from(execution.header.tenant_id.as_str()),
             status: execution.status,
             at: execution.completed_at,
         }));

@@ -30,7 +30,8 @@ impl Service {
             let before = pending.len();
             let mut failed = Vec::new();
             for record in pending {
-                match self.validate_playbook(record.steps.to_string().as_bytes()) {
+                let definition = record.steps.to_string();
+                match self.validate_playbook(definition.as_bytes(), &record.tenant_id) {
                     Ok((playbook, _)) => self.runner.set_playbook(Arc::new(playbook)),
                     Err(e) => failed.push((record, e)),
                 }
@@ -49,9 +50,10 @@ impl Service {
         }
     }
 
-    /// The playbook in `body` (YAML or JSON), validated, and its definition as JSON;
-    /// every problem is named in the error.
-    pub fn validate_playbook(&self, body: &[u8]) -> Result<(Playbook, Value), Error> {
+    /// The playbook in `body` (YAML or JSON) for `tenant`, validated (its `playbook:`
+    /// nodes may run that tenant's playbooks), and its definition as JSON; every problem
+    /// is named in the error.
+    pub fn validate_playbook(&self, body: &[u8], tenant: &str) -> Result<(Playbook, Value), Error> {
         let text = std::str::from_utf8(body)
             .map_err(|_| Error::Invalid("the body is not UTF-8 text".to_owned()))?;
         let spec = PlaybookSpec::parse(BODY, text).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -63,8 +65,9 @@ impl Service {
             serde_saphyr::from_str(text).unwrap_or_default()
         };
         let mut playbook = self
-            .validate_spec(BODY, spec)
+            .validate_spec(BODY, spec, tenant)
             .map_err(|e| Error::Invalid(e.to_string()))?;
+        playbook.tenant = tenant.to_owned();
         // A client names secrets as an API asset does: nothing else of the server's.
         if let Trigger::Webhook {
             secret: Some(secret),
@@ -77,13 +80,20 @@ impl Service {
         Ok((playbook, definition))
     }
 
-    /// `spec` validated against the apps and playbooks the service runs now.
+    /// `spec` validated against the apps and `tenant`'s playbooks the service runs now.
     pub(super) fn validate_spec(
         &self,
         file: &str,
         spec: PlaybookSpec,
+        tenant: &str,
     ) -> Result<Playbook, crate::playbook::Error> {
-        let (apps, playbooks) = (self.runner.apps(), self.runner.playbook_ids());
+        let apps = self.runner.apps();
+        let playbooks: Vec<String> = self
+            .runner
+            .playbook_ids()
+            .into_iter()
+            .filter(|id| self.runner.playbook(id).is_some_and(|p| p.tenant == tenant))
+            .collect();
         // Assets are not checked: a server's may be made after the playbooks that
         // bind them (a run refuses what it cannot bind).
         let catalog = Known {
@@ -97,25 +107,39 @@ impl Service {
     /// [`Service::validate_playbook`] on the blocking pool: parsing and validating a
     /// large body is CPU work of up to a few milliseconds per thousand nodes, and
     /// requests served meanwhile are not held behind it.
-    async fn validated(self: &Arc<Self>, body: Vec<u8>) -> Result<(Playbook, Value), Error> {
-        let service = Arc::clone(self);
+    async fn validated(
+        self: &Arc<Self>,
+        body: Vec<u8>,
+        tenant: &str,
+    ) -> Result<(Playbook, Value), Error> {
+        let (service, tenant) = (Arc::clone(self), tenant.to_owned());
         let (playbook, definition) =
-            tokio::task::spawn_blocking(move || service.validate_playbook(&body)).await??;
+            tokio::task::spawn_blocking(move || service.validate_playbook(&body, &tenant))
+                .await??;
         check_secret_readable(&playbook)?;
         Ok((playbook, definition))
     }
 
-    /// A new playbook from `body`, validated, stored and served, written `by` (a key's
-    /// id); its stored record.
+    /// A new playbook of `tenant` from `body`, validated, stored and served, written
+    /// `by` (a key's id); its stored record. Playbook ids (XIDs) are one namespace: an
+    /// id another tenant's playbook has, deleted or not, is taken.
     pub async fn create_playbook(
         self: &Arc<Self>,
+        tenant: &str,
         body: Vec<u8>,
         by: Option<String>,
     ) -> Result<PlaybookRecord, Error> {
-        let (playbook, definition) = self.validated(body).await?;
+        let (playbook, definition) = self.validated(body, tenant).await?;
         let xid = playbook.id.clone();
         let key = xid.clone();
         let existing = self.blocking(move |store| store.playbook(&key)).await?;
+        let taken = self.playbook(&xid).is_some_and(|p| p.tenant != tenant)
+            || existing.as_ref().is_some_and(|p| p.tenant_id != tenant);
+        if taken {
+            return Err(Error::Conflict(format!(
+                "the playbook id `{xid}` is taken; choose another"
+            )));
+        }
         if existing.is_some_and(|p| !p.is_deleted) {
             return Err(Error::Conflict(format!(
                 "a playbook `{xid}` exists; change it with PUT /api/v1/playbooks/{xid}"
@@ -124,21 +148,18 @@ impl Service {
         self.save_as(playbook, definition, false, by).await
     }
 
-    /// Replace the definition of playbook `id` with `body`; its ids, stamps and run
-    /// history stay, and executions already running keep the version they started with.
+    /// Replace the definition of `tenant`'s playbook `id` with `body`; its ids, stamps
+    /// and run history stay, and executions already running keep the version they
+    /// started with.
     pub async fn update_playbook(
         self: &Arc<Self>,
+        tenant: &str,
         id: &str,
         body: Vec<u8>,
         by: Option<String>,
     ) -> Result<PlaybookRecord, Error> {
-        let key = id.to_owned();
-        let existing = self
-            .blocking(move |store| store.playbook(&key))
-            .await?
-            .filter(|p| !p.is_deleted)
-            .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))?;
-        let (playbook, definition) = self.validated(body).await?;
+        let existing = self.visible_playbook(tenant, id).await?;
+        let (playbook, definition) = self.validated(body, tenant).await?;
         if playbook.id != existing.xid {
             return Err(Error::Invalid(format!(
                 "the body is playbook `{}`, but this is playbook `{}`: a playbook's id (its \
@@ -152,13 +173,15 @@ impl Service {
         self.save_as(playbook, definition, incompatible, by).await
     }
 
-    /// Delete playbook `id`, softly, `by` (a key's id): its record and its executions
-    /// stay, it no longer runs. Its record as deleted.
+    /// Delete `tenant`'s playbook `id`, softly, `by` (a key's id): its record and its
+    /// executions stay, it no longer runs. Its record as deleted.
     pub async fn delete_playbook(
         &self,
+        tenant: &str,
         id: &str,
         by: Option<String>,
     ) -> Result<PlaybookRecord, Error> {
+        self.visible_playbook(tenant, id).await?;
         let key = id.to_owned();
         let deleted = self
             .blocking(move |store| store.delete_playbook(&key, by.as_deref()))
@@ -167,6 +190,16 @@ impl Service {
         self.runner.remove_playbook(&deleted.xid);
         self.unschedule(&deleted.xid);
         Ok(deleted)
+    }
+
+    /// The stored record of `tenant`'s playbook `id` (its XID, string or numeric id),
+    /// unless it is deleted; another tenant's is not found, as a missing one.
+    pub async fn visible_playbook(&self, tenant: &str, id: &str) -> Result<PlaybookRecord, Error> {
+        let key = id.to_owned();
+        self.blocking(move |store| store.playbook(&key))
+            .await?
+            .filter(|p| !p.is_deleted && p.tenant_id == tenant)
+            .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))
     }
 
     /// Store `playbook`, written `by` (a key's id), and serve it from now on; the
@@ -206,6 +239,7 @@ pub fn stored_fields<'a>(
 ) -> store::PlaybookFields<'a> {
     store::PlaybookFields {
         xid: &playbook.id,
+        tenant: &playbook.tenant,
         name: &playbook.name,
         description: &playbook.description,
         steps,

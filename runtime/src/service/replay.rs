@@ -22,11 +22,12 @@ pub struct Which {
 }
 
 impl Service {
-    /// Run a logged step of execution `key` again: node `node`'s run that `which`
-    /// chooses, on `input`, or on the input it logged when `input` is `None` (refused
-    /// when its level kept no input, or cut it at the capture cap).
+    /// Run a logged step of execution `key` of `tenant` again: node `node`'s run that
+    /// `which` chooses, on `input`, or on the input it logged when `input` is `None`
+    /// (refused when its level kept no input, or cut it at the capture cap).
     pub async fn replay_step(
         self: &Arc<Self>,
+        tenant: &str,
         key: &str,
         node: &str,
         which: Which,
@@ -37,12 +38,14 @@ impl Service {
             let key = key.to_owned();
             self.blocking(move |store| store.execution(&key)).await?
         }
+        .filter(|row| row.header.tenant_id == tenant)
         .ok_or_else(|| Error::NotFound(format!("there is no execution `{key}`")))?;
         let id = original.header.id.clone();
         let filter = StepFilter {
             tql: None,
             execution: Some(id.clone()),
             node: Some(node.to_owned()),
+            tenant: None,
         };
         let (runs, _) = self
             .blocking(move |store| store.step_runs(&filter, Window::all(Sort::OldestFirst)))
@@ -93,7 +96,9 @@ impl Service {
         input: Value,
         report: Report,
     ) -> Result<Started, Error> {
-        let playbook = self.replay_playbook(&original.playbook_id, node).await?;
+        let mut playbook = self.replay_playbook(&original.playbook_id, node).await?;
+        // Of the original's tenant, binding that tenant's assets.
+        playbook.tenant = original.tenant_id.clone();
         let start = Start {
             trigger_type: TriggerType::Manual,
             log_level: Some(original.log_level),
@@ -138,7 +143,7 @@ impl Service {
         let text = definition.to_string();
         let spec = PlaybookSpec::parse("the replayed node", &text)
             .map_err(|e| Error::Conflict(e.to_string()))?;
-        self.validate_spec("the replayed node", spec)
+        self.validate_spec("the replayed node", spec, &record.tenant_id)
             .map_err(|e| Error::Conflict(e.to_string()))
     }
 }

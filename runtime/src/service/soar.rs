@@ -15,11 +15,13 @@ use crate::engine::{StepCall, StepRunner};
 use crate::trace::{FailureKind, LogLevel};
 
 impl Service {
-    /// Check every target of `request`, record the action run as pending, and run its
-    /// app runs one after the other after its `exec_delay_secs`; its number.
+    /// Check every target of `request`, record the action run as pending (as `tenant`'s,
+    /// its app runs binding only that tenant's assets), and run its app runs one after
+    /// the other after its `exec_delay_secs`; its number.
     #[tracing::instrument(name = "service.start_action_run", skip_all, fields(action = %request.action))]
     pub async fn start_action_run(
         self: &Arc<Self>,
+        tenant: &str,
         request: ActionRunRequest,
     ) -> Result<i64, Error> {
         if request.exec_delay_secs > MAX_EXEC_DELAY_SECS {
@@ -28,7 +30,7 @@ impl Service {
                 request.exec_delay_secs
             )));
         }
-        let plans = plan(self, &request)?;
+        let plans = plan(self, tenant, &request)?;
         let created = now();
         let mut record = json!({
             "action": request.action,
@@ -56,9 +58,9 @@ impl Service {
             "update_time": created,
             "version": 1,
         });
-        let saved = record.clone();
+        let (saved, owner) = (record.clone(), tenant.to_owned());
         let num = self
-            .blocking(move |store| store.save_action_run(None, &saved))
+            .blocking(move |store| store.save_action_run(None, &owner, &saved))
             .await?;
         record["id"] = json!(num);
         let kill = CancellationToken::new();
@@ -130,6 +132,7 @@ const MAX_EXEC_DELAY_SECS: u64 = 24 * 60 * 60;
 
 /// One app run to do: an app's action on one asset (or none), once per parameter set.
 struct Plan {
+    tenant: String,
     app: String,
     app_num: usize,
     app_version: String,
@@ -157,7 +160,7 @@ fn find<'a, T>(items: &'a [T], key: &Key, name: impl Fn(&T) -> &str) -> Option<(
 }
 
 /// Resolve and check every target before anything runs.
-fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Error> {
+fn plan(service: &Service, tenant: &str, request: &ActionRunRequest) -> Result<Vec<Plan>, Error> {
     if request.targets.is_empty() {
         return Err(Error::Invalid(
             "`targets` is empty: name at least one app".to_owned(),
@@ -165,7 +168,7 @@ fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Erro
     }
     let registry = service.runner.apps();
     let apps: Vec<_> = registry.apps().collect();
-    let assets: Vec<_> = service.runner.assets().list();
+    let assets = service.assets(tenant);
     let mut plans = Vec::new();
     for (t, target) in request.targets.iter().enumerate() {
         let (app_num, app) = find(&apps, &target.app_id, |a| &a.info.name).ok_or_else(|| {
@@ -237,6 +240,7 @@ fn plan(service: &Service, request: &ActionRunRequest) -> Result<Vec<Plan>, Erro
         }
         for asset in resolved {
             plans.push(Plan {
+                tenant: tenant.to_owned(),
                 app: app.info.name.clone(),
                 app_num,
                 app_version: app.info.version.clone(),
@@ -265,7 +269,8 @@ async fn run(
         let service = Arc::clone(&service);
         async move {
             if let Err(e) = service
-                .blocking(move |store| store.save_action_run(Some(num), &record))
+                // The tenant is the action run's already (it counts only for a new one).
+                .blocking(move |store| store.save_action_run(Some(num), "", &record))
                 .await
             {
                 tracing::error!(action_run = num, error = %e, "storing an action run failed");
@@ -375,6 +380,7 @@ async fn do_app_run(
                 timeout: None,
                 memory: None,
                 asset: asset_name.clone(),
+                tenant: plan.tenant.clone(),
                 level: LogLevel::Info,
                 kill: kill.clone(),
             })

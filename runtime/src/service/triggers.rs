@@ -13,11 +13,12 @@ use crate::playbook::trigger::{Schedule, Trigger};
 use crate::trace::TriggerType;
 
 impl Service {
-    /// Fire every enabled `auto_execute` event playbook whose conditions all hold for
-    /// `event`, in the order of their ids: each one's id and its start, or why it could
-    /// not start (one that cannot does not keep the others from starting).
+    /// Fire every enabled `auto_execute` event playbook of `tenant` whose conditions all
+    /// hold for `event`, in the order of their ids: each one's id and its start, or why
+    /// it could not start (one that cannot does not keep the others from starting).
     pub async fn fire_event(
         self: &Arc<Self>,
+        tenant: &str,
         event: &Value,
     ) -> Vec<(String, Result<Started, Error>)> {
         let now = Utc::now();
@@ -27,7 +28,8 @@ impl Service {
             .iter()
             .filter_map(|id| self.runner.playbook(id))
             .filter(|p| {
-                p.enabled
+                p.tenant == tenant
+                    && p.enabled
                     && p.auto_execute
                     && matches!(p.trigger, Trigger::Event)
                     && p.conditions.matches(event, now)

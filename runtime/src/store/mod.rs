@@ -132,6 +132,8 @@ pub struct SoarQuery {
     pub offset: i64,
     /// Records at most.
     pub limit: i64,
+    /// Only the records of this tenant; every tenant's when `None`.
+    pub tenant: Option<String>,
 }
 
 /// A top-level field of a SOAR record: 1 to 64 characters of a-z, 0-9 and `_`, so that
@@ -573,6 +575,8 @@ pub struct ExecutionFilter {
     /// The order, key by key (ThreatConnect's `sorting`); by number, in the window's
     /// sort, when empty, and after the last key.
     pub order: Vec<OrderBy<ExecutionField>>,
+    /// Only the executions of this tenant; every tenant's when `None`.
+    pub tenant: Option<String>,
 }
 
 /// One key of an order.
@@ -693,6 +697,8 @@ pub struct StepFilter {
     pub execution: Option<String>,
     /// Only the step runs of this node.
     pub node: Option<String>,
+    /// Only the step runs of this tenant's executions; every tenant's when `None`.
+    pub tenant: Option<String>,
 }
 
 /// A step run as lists show it: the run, where it is stored, and how it ended.
@@ -766,6 +772,8 @@ pub struct LogFilter {
     pub level_at_least: Option<LogLevel>,
     /// Only the lines whose text contains this (without regard to ASCII case).
     pub message_contains: Option<String>,
+    /// Only the lines of this tenant's executions; every tenant's when `None`.
+    pub tenant: Option<String>,
 }
 
 /// One stored app log line.
@@ -879,6 +887,8 @@ pub struct AuditFilter {
     pub started_from: Option<DateTime<Utc>>,
     /// Only instances that ended at or before this.
     pub ended_by: Option<DateTime<Utc>>,
+    /// Only the instances of this tenant's executions; every tenant's when `None`.
+    pub tenant: Option<String>,
 }
 
 /// Which time an audit list is ordered by.
@@ -926,6 +936,8 @@ pub struct AuditRow {
 pub struct PlaybookFields<'a> {
     /// The XID.
     pub xid: &'a str,
+    /// The tenant it belongs to.
+    pub tenant: &'a str,
     /// The name.
     pub name: &'a str,
     /// What it does.
@@ -965,6 +977,7 @@ impl<'a> PlaybookFields<'a> {
     pub fn plain(xid: &'a str, name: &'a str, steps: &'a Value, source: &'a str) -> Self {
         Self {
             xid,
+            tenant: crate::trace::DEFAULT_TENANT,
             name,
             description: "",
             steps,
@@ -991,7 +1004,8 @@ impl<'a> PlaybookFields<'a> {
 /// crosses this trait.
 pub trait Store: Send + Sync + 'static {
     /// Insert the playbook with XID `xid` from a file or the API, or update it (keeping
-    /// its ids, creation stamp and run statistics).
+    /// its ids, creation stamp and run statistics; its tenant becomes the one given,
+    /// which the service keeps for an API write, and a file makes the default).
     fn save_playbook(&self, playbook: &PlaybookFields<'_>) -> Result<PlaybookRecord, Error>;
 
     /// Soft-delete the playbook with string id, numeric id or XID `key`; returns its
@@ -1066,11 +1080,12 @@ pub trait Store: Send + Sync + 'static {
     fn log_lines(&self, filter: &LogFilter, window: Window) -> Result<(Vec<LogRow>, i64), Error>;
 
     /// Insert (`num` is `None`; returns the new number) or replace a Splunk SOAR action
-    /// run's record.
-    fn save_action_run(&self, num: Option<i64>, record: &Value) -> Result<i64, Error>;
+    /// run's record; a new one belongs to `tenant`.
+    fn save_action_run(&self, num: Option<i64>, tenant: &str, record: &Value)
+    -> Result<i64, Error>;
 
-    /// The record of action run `num`.
-    fn action_run(&self, num: i64) -> Result<Option<Value>, Error>;
+    /// The record of action run `num`, when it is `tenant`'s (any tenant's for `None`).
+    fn action_run(&self, num: i64, tenant: Option<&str>) -> Result<Option<Value>, Error>;
 
     /// Insert (`num` is `None`; returns the new number) or replace the record of an app
     /// run of action run `action_run`.
@@ -1089,8 +1104,9 @@ pub trait Store: Send + Sync + 'static {
     /// default), and how many match.
     fn action_runs(&self, query: &SoarQuery) -> Result<(Vec<Value>, i64), Error>;
 
-    /// The record of app run `num`.
-    fn app_run(&self, num: i64) -> Result<Option<Value>, Error>;
+    /// The record of app run `num`, when its action run is `tenant`'s (any tenant's for
+    /// `None`).
+    fn app_run(&self, num: i64, tenant: Option<&str>) -> Result<Option<Value>, Error>;
 
     /// The page `window` of the SecMaster audit rows (executions as playbook instances,
     /// step runs as app instances) that `filter` matches, ordered by the time `order`
@@ -1119,15 +1135,16 @@ pub trait Store: Send + Sync + 'static {
     /// "interrupted by restart". Returns how many of each.
     fn interrupt_unfinished(&self) -> Result<Interrupted, Error>;
 
-    /// Add or replace the API-defined asset `name` of `app`; `spec` holds secrets as
-    /// references only.
-    fn save_asset(&self, name: &str, app: &str, spec: &Value) -> Result<(), Error>;
+    /// Add or replace the API-defined asset `name` of `app` for `tenant`; `spec` holds
+    /// secrets as references only. `false` (and nothing written) when another tenant's
+    /// asset has the name.
+    fn save_asset(&self, tenant: &str, name: &str, app: &str, spec: &Value) -> Result<bool, Error>;
 
-    /// Remove the API-defined asset `name`; whether there was one.
-    fn delete_asset(&self, name: &str) -> Result<bool, Error>;
+    /// Remove `tenant`'s API-defined asset `name`; whether there was one.
+    fn delete_asset(&self, tenant: &str, name: &str) -> Result<bool, Error>;
 
-    /// Every API-defined asset: name and definition.
-    fn assets(&self) -> Result<Vec<(String, Value)>, Error>;
+    /// Every API-defined asset: tenant, name and definition.
+    fn assets(&self) -> Result<Vec<(String, String, Value)>, Error>;
 }
 
 /// What tests of the store and its writer share.
@@ -1158,6 +1175,7 @@ pub(crate) mod testing {
                 trigger_type: TriggerType::Manual,
                 log_level: LogLevel::Debug,
                 queued_at,
+                tenant_id: crate::trace::DEFAULT_TENANT.to_owned(),
             },
             status,
             message: None,

@@ -20,8 +20,9 @@ pub use capture::{
     Capture, MAX_CAPTURED_BYTES, MAX_RESULT_BYTES, Truncation, cap_json, truncate_utf8,
 };
 pub use record::{
-    Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, NodeRecord, NodeStatus,
-    StepFailure, StepReport, StepRun, StepStatus, TriggerType, new_execution_id,
+    DEFAULT_TENANT, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, NodeRecord,
+    NodeStatus, StepFailure, StepReport, StepRun, StepStatus, TriggerType, new_execution_id,
+    valid_tenant,
 };
 pub use redact::{REDACTED, Redactor};
 

@@ -12,6 +12,21 @@ pub fn new_execution_id() -> String {
     format!("ex_{}", ulid::Ulid::new())
 }
 
+/// The tenant of what is made without one: the playbooks and assets of files, what the
+/// server's own token or a server without a token makes.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Whether `name` can name a tenant: 1 to 63 of a-z, 0-9, `-` and `_`, the first a
+/// letter or a digit.
+pub fn valid_tenant(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+}
+
 /// What an execution is, fixed when it is queued: every record of an execution (the
 /// whole record, the store's row, the start the store is told of) begins with it.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -34,6 +49,8 @@ pub struct ExecutionHeader {
     /// When it was queued.
     #[serde(serialize_with = "rfc3339")]
     pub queued_at: DateTime<Utc>,
+    /// The tenant it belongs to: its playbook's.
+    pub tenant_id: String,
 }
 
 /// How an execution was started (seed 004's trigger types, and two of wasp's own).
@@ -230,6 +247,10 @@ pub enum Event {
     NodeStarted {
         /// The execution.
         execution_id: String,
+        /// Its tenant (not sent: each listener hears only its own tenant's events).
+        #[serde(skip)]
+        #[schemars(skip)]
+        tenant: std::sync::Arc<str>,
         /// The node.
         node: String,
         /// When.
@@ -239,6 +260,10 @@ pub enum Event {
     NodeEnded {
         /// The execution.
         execution_id: String,
+        /// Its tenant (not sent: each listener hears only its own tenant's events).
+        #[serde(skip)]
+        #[schemars(skip)]
+        tenant: std::sync::Arc<str>,
         /// The node.
         node: String,
         /// How it ended.
@@ -262,6 +287,10 @@ pub enum Event {
     StepEnded {
         /// The execution.
         execution_id: String,
+        /// Its tenant (not sent: each listener hears only its own tenant's events).
+        #[serde(skip)]
+        #[schemars(skip)]
+        tenant: std::sync::Arc<str>,
         /// The node.
         node: String,
         /// The iteration of a `for_each`.
@@ -284,6 +313,10 @@ pub enum Event {
     ExecutionEnded {
         /// The execution.
         execution_id: String,
+        /// Its tenant (not sent: each listener hears only its own tenant's events).
+        #[serde(skip)]
+        #[schemars(skip)]
+        tenant: std::sync::Arc<str>,
         /// How it ended.
         status: ExecutionStatus,
         /// When.
@@ -299,6 +332,16 @@ impl Event {
             | Event::NodeEnded { execution_id, .. }
             | Event::StepEnded { execution_id, .. }
             | Event::ExecutionEnded { execution_id, .. } => execution_id,
+        }
+    }
+
+    /// The tenant of the execution it belongs to.
+    pub fn tenant(&self) -> &str {
+        match self {
+            Event::NodeStarted { tenant, .. }
+            | Event::NodeEnded { tenant, .. }
+            | Event::StepEnded { tenant, .. }
+            | Event::ExecutionEnded { tenant, .. } => tenant,
         }
     }
 }

@@ -334,7 +334,7 @@ fn json_text(value: rusqlite::types::ValueRef<'_>) -> String {
 
 const EXECUTION_COLUMNS: &str = "e.num, e.id, e.parent_id, e.playbook_num, e.playbook_xid, \
     e.playbook_name, e.trigger_type, e.log_level, e.status, e.message, e.queued_at, \
-    e.started_at, e.completed_at, e.duration_ms, e.replay_of";
+    e.started_at, e.completed_at, e.duration_ms, e.replay_of, e.tenant_id";
 
 fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
     let level: String = row.get(7)?;
@@ -349,6 +349,7 @@ fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
             trigger_type: word_at::<TriggerType>(row, 6)?,
             log_level: parse_level(&level),
             queued_at: time(row.get(10)?).unwrap_or_default(),
+            tenant_id: row.get(15)?,
         },
         playbook_num: row.get(3)?,
         status: word_at::<ExecutionStatus>(row, 8)?,
@@ -682,8 +683,8 @@ impl<'t> Batch<'t> {
             insert_row: connection.prepare_cached(
                 "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
                      trigger_type, log_level, status, message, queued_at, started_at, \
-                     completed_at, duration_ms, replay_of) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                     completed_at, duration_ms, replay_of, tenant_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
                  ON CONFLICT (id) DO NOTHING",
             )?,
             update_row: connection.prepare_cached(
@@ -782,6 +783,7 @@ impl<'t> Batch<'t> {
             row.completed_at.map(millis),
             row.duration_ms,
             row.header.replay_of,
+            row.header.tenant_id,
         ])?;
         // Most rows are new (an execution that ends fast is written once, at its end):
         // the row just inserted has the connection's last number. (Not an upsert with
@@ -812,6 +814,7 @@ impl<'t> Batch<'t> {
                     execution_id,
                     node,
                     at,
+                    ..
                 } => {
                     self.node_started
                         .execute(params![execution_id, node, millis(*at)])?;
@@ -826,6 +829,7 @@ impl<'t> Batch<'t> {
                     error,
                     iterations,
                     succeeded,
+                    ..
                 } => {
                     self.node_ended.execute(params![
                         execution_id,
@@ -973,9 +977,9 @@ impl Store for SqliteStore {
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
                      description, steps, category, enabled, auto_execute, trigger_conditions, \
                      tags, mitre_tactics, mitre_techniques, required_connector_ids, owner_id, \
-                     created_by, updated_by) \
+                     created_by, updated_by, tenant_id) \
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?18, ?18) \
+                     ?16, ?18, ?18, ?19) \
                  ON CONFLICT (xid) DO UPDATE SET updated_at = excluded.updated_at, \
                      source = excluded.source, name = excluded.name, \
                      description = excluded.description, steps = excluded.steps, \
@@ -986,6 +990,7 @@ impl Store for SqliteStore {
                      mitre_techniques = excluded.mitre_techniques, \
                      required_connector_ids = excluded.required_connector_ids, \
                      owner_id = excluded.owner_id, updated_by = excluded.updated_by, \
+                     tenant_id = excluded.tenant_id, \
                      deleted_at = NULL, deleted_by = NULL, \
                      schema_version = schema_version + ?17",
                 params![
@@ -1007,6 +1012,7 @@ impl Store for SqliteStore {
                     playbook.owner_id,
                     i64::from(playbook.incompatible),
                     playbook.by,
+                    playbook.tenant,
                 ],
             )?;
         }
@@ -1339,7 +1345,12 @@ impl Store for SqliteStore {
         )
     }
 
-    fn save_action_run(&self, num: Option<i64>, record: &Value) -> Result<i64, Error> {
+    fn save_action_run(
+        &self,
+        num: Option<i64>,
+        tenant: &str,
+        record: &Value,
+    ) -> Result<i64, Error> {
         let writer = lock(&self.writer);
         match num {
             Some(num) => {
@@ -1351,19 +1362,20 @@ impl Store for SqliteStore {
             }
             None => {
                 writer.execute(
-                    "INSERT INTO action_runs (record) VALUES (?1)",
-                    [record.to_string()],
+                    "INSERT INTO action_runs (record, tenant_id) VALUES (?1, ?2)",
+                    params![record.to_string(), tenant],
                 )?;
                 Ok(writer.last_insert_rowid())
             }
         }
     }
 
-    fn action_run(&self, num: i64) -> Result<Option<Value>, Error> {
+    fn action_run(&self, num: i64, tenant: Option<&str>) -> Result<Option<Value>, Error> {
         self.read(|c| {
             c.query_row(
-                "SELECT record FROM action_runs WHERE num = ?1",
-                [num],
+                "SELECT record FROM action_runs WHERE num = ?1 \
+                 AND (?2 IS NULL OR tenant_id = ?2)",
+                params![num, tenant],
                 |r| Ok(json_column(&r.get::<_, String>(0)?)),
             )
             .optional()
@@ -1405,19 +1417,33 @@ impl Store for SqliteStore {
             condition.text = format!("action_run = ? AND ({})", condition.text);
             condition.params.insert(0, SqlValue::Integer(action_run));
         }
+        if let Some(tenant) = &query.tenant {
+            condition.text = format!(
+                "action_run IN (SELECT num FROM action_runs WHERE tenant_id = ?) AND ({})",
+                condition.text
+            );
+            condition.params.insert(0, SqlValue::Text(tenant.clone()));
+        }
         self.soar_page("app_runs", &condition, &order, query)
     }
 
     fn action_runs(&self, query: &SoarQuery) -> Result<(Vec<Value>, i64), Error> {
-        let (condition, order) = render::soar(query);
+        let (mut condition, order) = render::soar(query);
+        if let Some(tenant) = &query.tenant {
+            condition.text = format!("tenant_id = ? AND ({})", condition.text);
+            condition.params.insert(0, SqlValue::Text(tenant.clone()));
+        }
         self.soar_page("action_runs", &condition, &order, query)
     }
 
-    fn app_run(&self, num: i64) -> Result<Option<Value>, Error> {
+    fn app_run(&self, num: i64, tenant: Option<&str>) -> Result<Option<Value>, Error> {
         self.read(|c| {
-            c.query_row("SELECT record FROM app_runs WHERE num = ?1", [num], |r| {
-                Ok(json_column(&r.get::<_, String>(0)?))
-            })
+            c.query_row(
+                "SELECT p.record FROM app_runs p JOIN action_runs a ON a.num = p.action_run \
+                 WHERE p.num = ?1 AND (?2 IS NULL OR a.tenant_id = ?2)",
+                params![num, tenant],
+                |r| Ok(json_column(&r.get::<_, String>(0)?)),
+            )
             .optional()
         })
     }
@@ -1468,36 +1494,41 @@ impl Store for SqliteStore {
         )
     }
 
-    fn save_asset(&self, name: &str, app: &str, spec: &Value) -> Result<(), Error> {
+    fn save_asset(&self, tenant: &str, name: &str, app: &str, spec: &Value) -> Result<bool, Error> {
         let now = millis(Utc::now());
-        lock(&self.writer).execute(
-            "INSERT INTO assets (name, app, spec, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?4) \
+        let written = lock(&self.writer).execute(
+            "INSERT INTO assets (name, app, spec, created_at, updated_at, tenant_id) \
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5) \
              ON CONFLICT (name) DO UPDATE SET app = excluded.app, spec = excluded.spec, \
-                 updated_at = excluded.updated_at",
-            params![name, app, spec.to_string(), now],
+                 updated_at = excluded.updated_at \
+             WHERE assets.tenant_id = excluded.tenant_id",
+            params![name, app, spec.to_string(), now, tenant],
         )?;
-        Ok(())
+        Ok(written > 0)
     }
 
-    fn delete_asset(&self, name: &str) -> Result<bool, Error> {
-        Ok(lock(&self.writer).execute("DELETE FROM assets WHERE name = ?1", [name])? > 0)
+    fn delete_asset(&self, tenant: &str, name: &str) -> Result<bool, Error> {
+        Ok(lock(&self.writer).execute(
+            "DELETE FROM assets WHERE name = ?1 AND tenant_id = ?2",
+            [name, tenant],
+        )? > 0)
     }
 
-    fn assets(&self) -> Result<Vec<(String, Value)>, Error> {
-        let rows: Vec<(String, String)> = self.read(|c| {
-            let mut statement = c.prepare("SELECT name, spec FROM assets ORDER BY name")?;
+    fn assets(&self) -> Result<Vec<(String, String, Value)>, Error> {
+        let rows: Vec<(String, String, String)> = self.read(|c| {
+            let mut statement =
+                c.prepare("SELECT tenant_id, name, spec FROM assets ORDER BY name")?;
             statement
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
                 .collect()
         })?;
         rows.into_iter()
-            .map(|(name, spec)| {
+            .map(|(tenant, name, spec)| {
                 let spec = serde_json::from_str(&spec).map_err(|source| Error::Corrupt {
                     what: format!("asset `{name}`: the stored definition is not JSON"),
                     source,
                 })?;
-                Ok((name, spec))
+                Ok((tenant, name, spec))
             })
             .collect()
     }
@@ -1906,6 +1937,7 @@ mod tests {
         let node_started = |execution: &str, node: &str| {
             Write::Event(Event::NodeStarted {
                 execution_id: execution.to_owned(),
+                tenant: std::sync::Arc::from("default"),
                 node: node.to_owned(),
                 at: now,
             })
@@ -2196,6 +2228,7 @@ mod tests {
             let run = run(execution, node);
             Write::Event(Event::StepEnded {
                 execution_id: execution.to_owned(),
+                tenant: std::sync::Arc::from("default"),
                 node: node.to_owned(),
                 iteration: None,
                 attempt: 1,
@@ -2495,6 +2528,7 @@ mod tests {
         first
             .write(&[Write::Event(Event::NodeStarted {
                 execution_id: "ex_across".to_owned(),
+                tenant: std::sync::Arc::from("default"),
                 node: "only".to_owned(),
                 at: now,
             })])
@@ -2557,6 +2591,7 @@ mod tests {
                         trigger_type: TriggerType::Manual,
                         log_level: LogLevel::Info,
                         queued_at: Utc::now(),
+                        tenant_id: crate::trace::DEFAULT_TENANT.to_owned(),
                     },
                     status: ExecutionStatus::Running,
                 })

@@ -9,7 +9,7 @@ use crate::store::{
     SoarLookup, SoarQuery, StepField, StepFilter,
 };
 use crate::tql::{Comparison, Condition, Pattern, Value};
-use crate::trace::LogLevel;
+use crate::trace::{DEFAULT_TENANT, LogLevel};
 
 /// A SQL boolean expression, with a `?` for each of `params`, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +186,31 @@ impl All {
         }
     }
 
+    /// Add that `column` is `tenant`. Only the other tenants' executions are indexed
+    /// (most rows are the default tenant's): their condition repeats the index's, so
+    /// that SQLite sees the index applies.
+    fn tenant(&mut self, column: &str, tenant: Option<&str>) {
+        let Some(tenant) = tenant else { return };
+        let text = if tenant == DEFAULT_TENANT {
+            format!("({column} = ?)")
+        } else {
+            format!("({column} = ? AND {column} <> '{DEFAULT_TENANT}')")
+        };
+        self.and(text, [SqlValue::Text(tenant.to_owned())]);
+    }
+
+    /// Add that `column`, an execution's string id, is of one of `tenant`'s.
+    fn of_tenant(&mut self, column: &str, tenant: Option<&str>) {
+        let Some(tenant) = tenant else { return };
+        let mut inner = All::default();
+        inner.tenant("tenant_id", Some(tenant));
+        let Sql { text, params } = inner.done();
+        self.and(
+            format!("({column} IN (SELECT id FROM executions WHERE {text}))"),
+            params,
+        );
+    }
+
     /// Add a TQL condition.
     fn tql<F: Columns>(&mut self, condition: Option<&Condition<F>>) {
         if let Some(condition) = condition {
@@ -223,6 +248,7 @@ fn marks(count: usize) -> String {
 /// The condition of `filter` over `executions e`.
 pub(super) fn executions(filter: &ExecutionFilter) -> Sql {
     let mut all = All::default();
+    all.tenant("e.tenant_id", filter.tenant.as_deref());
     all.tql(filter.tql.as_ref());
     all.done()
 }
@@ -331,6 +357,7 @@ pub(super) fn execution_order(filter: &ExecutionFilter, sort: &str) -> String {
 /// The condition of `filter` over `step_runs s`.
 pub(super) fn steps(filter: &StepFilter) -> Sql {
     let mut all = All::default();
+    all.of_tenant("s.execution_id", filter.tenant.as_deref());
     all.equal("s.node", filter.node.as_deref());
     if let Some(id) = &filter.execution {
         all.and(
@@ -345,6 +372,7 @@ pub(super) fn steps(filter: &StepFilter) -> Sql {
 /// The condition of `filter` over `log_lines l JOIN step_runs s ON s.num = l.step_num`.
 pub(super) fn logs(filter: &LogFilter) -> Sql {
     let mut all = All::default();
+    all.of_tenant("l.execution_id", filter.tenant.as_deref());
     all.equal("l.execution_id", filter.execution.as_deref());
     if let Some(iteration) = filter.iteration {
         all.and(
@@ -370,6 +398,7 @@ pub(super) fn logs(filter: &LogFilter) -> Sql {
 pub(super) fn audit(filter: &AuditFilter) -> Sql {
     let text = |word: &str| SqlValue::Text(word.to_owned());
     let mut all = All::default();
+    all.equal("a.tenant_id", filter.tenant.as_deref());
     if let Some(kinds) = &filter.kinds {
         let kinds = kinds
             .iter()
@@ -691,6 +720,7 @@ mod tests {
         let tql = crate::tql::condition(r#"status = "failed""#, STEP_FIELDS, now()).unwrap();
         let Sql { text: sql, params } = steps(&StepFilter {
             tql,
+            tenant: None,
             execution: Some("ex_1".to_owned()),
             node: Some("enrich".to_owned()),
         });
@@ -732,6 +762,7 @@ mod tests {
         let tql = crate::tql::condition(r#"node = "a""#, LOG_FIELDS, now()).unwrap();
         let Sql { text: sql, params } = logs(&LogFilter {
             tql,
+            tenant: None,
             execution: Some("ex_1".to_owned()),
             node: Some("b".to_owned()),
             iteration: Some(2),

@@ -307,6 +307,16 @@ CREATE TABLE api_keys (
 -- Who soft-deleted a playbook (seed 003), beside who made and last changed it.
 ALTER TABLE playbooks ADD COLUMN deleted_by TEXT;
 ",
+    r"
+-- Tenants: every execution, Splunk action run and API-defined asset belongs to one
+-- (step runs, log lines and node states to their execution's, app runs to their action
+-- run's), and every read is filtered by it. Most rows are the default tenant's: only
+-- the others are indexed, and a read for the default tenant scans newest first.
+ALTER TABLE executions ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX executions_tenant ON executions (tenant_id, num) WHERE tenant_id <> 'default';
+ALTER TABLE action_runs ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE assets ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
+",
 ];
 
 /// SecMaster's audit rows: a PLAYBOOK instance per execution (its output the playbook's
@@ -325,7 +335,8 @@ pub(super) const AUDIT_ROWS: &str = "(SELECT 'PLAYBOOK' AS instance_type,
     e.started_at AS start_time,
     e.completed_at AS end_time,
     e.status AS status,
-    coalesce(p.trigger_type, e.trigger_type) AS trigger_type
+    coalesce(p.trigger_type, e.trigger_type) AS trigger_type,
+    e.tenant_id AS tenant_id
 FROM executions e
     LEFT JOIN execution_records r ON r.num = e.num
     LEFT JOIN executions p ON p.id = e.parent_id
@@ -342,6 +353,7 @@ SELECT 'APP',
     s.started_at,
     s.started_at + s.duration_us / 1000,
     s.status,
-    coalesce(p.trigger_type, e.trigger_type)
+    coalesce(p.trigger_type, e.trigger_type),
+    e.tenant_id
 FROM step_runs s JOIN executions e ON e.id = s.execution_id
     LEFT JOIN executions p ON p.id = e.parent_id) a";

@@ -1,0 +1,243 @@
+//! Issue 24: tenants. Keys of two tenants against one server: each sees, runs and
+//! changes only its own records, and another tenant's record answers 404 (in each
+//! view's shape), as a missing one does.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::server::{SPIN, Server, SseReader, read};
+
+/// A key of `tenant` with `role`, made by `wasp keys create`: its token.
+fn key(db: &Path, tenant: &str, role: &str) -> String {
+    let made = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["keys", "create", "--tenant", tenant, "--role", role])
+        .args(["--name", &format!("{tenant}-{role}"), "--db"])
+        .arg(db)
+        .output()
+        .expect("wasp keys create runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    String::from_utf8(made.stdout)
+        .expect("a token is text")
+        .trim()
+        .to_owned()
+}
+
+/// Calls as one key.
+struct As<'a> {
+    server: &'a Server,
+    token: String,
+}
+
+impl As<'_> {
+    fn call(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let request = request(method, &self.server.url(path), &self.token, body);
+        read(self.server.agent.run(request).expect("the server answers"))
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, "")
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.call("POST", path, body)
+    }
+}
+
+fn request(method: &str, url: &str, token: &str, body: &str) -> ureq::http::Request<String> {
+    ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .expect("a well-formed request")
+}
+
+const PLAYBOOK: &str = "id: acme-count\nname: Acme count\ntrigger: { type: manual }\n\
+    log_level: debug\nnodes:\n  n: { app: transform, action: count, input: { items: [1, 2] } }\n";
+
+#[test]
+fn each_tenant_sees_runs_and_changes_only_its_own_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wasp.db");
+    let keys = [
+        ("acme", "operator"),
+        ("acme", "admin"),
+        ("globex", "operator"),
+        ("globex", "admin"),
+    ]
+    .map(|(tenant, role)| key(&db, tenant, role));
+    let server = Server::start(&db, &["--token", "bootstrap-0123456789"]);
+    let [acme, acme_admin, globex, globex_admin] = keys.map(|token| As {
+        server: &server,
+        token,
+    });
+
+    // Globex listens to every event it may hear while acme runs.
+    let mut heard = SseReader::open_as(&server, "/api/v1/events", Some(&globex.token));
+
+    // Acme makes a playbook and runs it; the execution is acme's.
+    let (status, made) = acme.post("/api/v1/playbooks", PLAYBOOK);
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["tenant_id"], "acme");
+    let (status, ran) = acme.post("/api/v1/playbooks/acme-count/run?wait=true", "{}");
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["tenant_id"], "acme");
+    let (id, num) = (ran["id"].as_str().unwrap(), ran["num"].as_i64().unwrap());
+    let (status, listed) = acme.get("/api/v1/executions");
+    assert_eq!((status, listed["data"][0]["id"].as_str()), (200, Some(id)));
+
+    // Globex sees none of it, by either id, in any view.
+    let (_, listed) = globex.get("/api/v1/executions?count=true");
+    assert_eq!((&listed["count"], &listed["data"]), (&json!(0), &json!([])));
+    for path in [
+        format!("/api/v1/executions/{id}"),
+        format!("/api/v1/executions/{num}"),
+        format!("/api/v1/executions/{id}/steps"),
+        format!("/api/v1/executions/{id}/logs"),
+        format!("/api/v1/executions/{id}/oslogs.zip"),
+        format!("/api/v1/executions/{id}/events"),
+        "/api/v1/playbooks/acme-count".to_owned(),
+    ] {
+        let (status, answer) = globex.get(&path);
+        assert_eq!(status, 404, "{path}: {answer}");
+    }
+    for path in [
+        format!("/api/v1/executions/{id}/kill"),
+        format!("/api/v1/executions/{id}/steps/n/replay"),
+        "/api/v1/playbooks/acme-count/run".to_owned(),
+    ] {
+        let (status, answer) = globex.post(&path, "{}");
+        assert_eq!(status, 404, "{path}: {answer}");
+    }
+    for (method, body) in [("PUT", PLAYBOOK), ("DELETE", "")] {
+        let (status, answer) = globex.call(method, "/api/v1/playbooks/acme-count", body);
+        assert_eq!(status, 404, "{method}: {answer}");
+    }
+    let (_, steps) = globex.get("/api/v1/steps");
+    assert_eq!(steps["count"], 0, "{steps}");
+    let (_, logs) = globex.get("/api/v1/logs");
+    assert_eq!(logs["count"], 0, "{logs}");
+    let (_, playbooks) = globex.get("/api/v1/playbooks");
+    assert_eq!(
+        playbooks["count"], 0,
+        "the files' playbooks are the default tenant's"
+    );
+    let (status, answer) = globex.post("/api/v1/playbooks/ip-enrichment/run", "{}");
+    assert_eq!(status, 404, "{answer}");
+    // The playbook id is taken, without saying by whom.
+    let (status, answer) = globex.post("/api/v1/playbooks", PLAYBOOK);
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("is taken"),
+        "{answer}"
+    );
+
+    // ThreatConnect: a list without acme's execution, and its number not found.
+    let (_, tc) = globex.get("/api/v3/playbook/executions?count=true");
+    assert_eq!((&tc["count"], &tc["data"]), (&json!(0), &json!([])), "{tc}");
+    let (status, tc) = globex.get(&format!("/api/v3/playbook/executions/{num}"));
+    assert_eq!((status, &tc["status"]), (404, &json!("Error")), "{tc}");
+    let (_, tc) = acme.get(&format!("/api/v3/playbook/executions?tql=id%20%3D%20{num}"));
+    assert_eq!(tc["data"][0]["id"], num, "{tc}");
+
+    // SecMaster: a workspace is a tenant; another's is refused with SecMaster's code.
+    let audit = |workspace: &str| {
+        format!("/v1/p/workspaces/{workspace}/soc/playbooks/instances/auditlogs?offset=0&limit=100")
+    };
+    let (status, rows) = globex.post(&audit("globex"), "{}");
+    assert_eq!((status, &rows["count"]), (200, &json!(0)), "{rows}");
+    let (status, refused) = globex.post(&audit("acme"), "{}");
+    assert_eq!(
+        (status, &refused["code"]),
+        (400, &json!("SecMaster.20010001")),
+        "{refused}"
+    );
+    let (status, rows) = acme.post(&audit("acme"), "{}");
+    assert_eq!((status, &rows["count"]), (200, &json!(2)), "{rows}");
+
+    // Assets: names are one namespace, each asset its tenant's.
+    let asset = r#"{"name": "acme-intel", "app": "ioc-extract"}"#;
+    let (status, made) = acme_admin.post("/api/v1/assets", asset);
+    assert_eq!(status, 201, "{made}");
+    let (status, _) = globex_admin.get("/api/v1/assets/acme-intel");
+    assert_eq!(status, 404);
+    let (_, assets) = globex_admin.get("/api/v1/assets");
+    assert_eq!(assets["count"], 0, "{assets}");
+    let (status, answer) = globex_admin.post("/api/v1/assets", asset);
+    assert_eq!(status, 409, "{answer}");
+    let (status, _) = globex_admin.call("DELETE", "/api/v1/assets/acme-intel", "");
+    assert_eq!(status, 404);
+    // A globex playbook that binds acme's asset cannot use it.
+    let binds = "id: globex-binds\nname: Binds\ntrigger: { type: manual }\nnodes:\n  \
+                 n: { app: ioc-extract, action: extract, asset: acme-intel, input: { text: x } }\n";
+    assert_eq!(globex.post("/api/v1/playbooks", binds).0, 201);
+    let (_, ran) = globex.post("/api/v1/playbooks/globex-binds/run?wait=true", "{}");
+    assert_eq!(ran["status"], "Failed", "{ran}");
+    assert!(
+        ran.to_string()
+            .contains("asset `acme-intel` is not configured"),
+        "{ran}"
+    );
+    let globex_id = ran["id"].as_str().unwrap().to_owned();
+
+    // Splunk SOAR: acme's action run is not globex's.
+    let (status, queued) = acme.post("/rest/action_run", SPIN);
+    assert_eq!(status, 200, "{queued}");
+    let run = queued["action_run_id"].as_i64().unwrap();
+    let (status, answer) = globex.get(&format!("/rest/action_run/{run}"));
+    assert_eq!((status, &answer["failed"]), (404, &json!(true)), "{answer}");
+    let (status, answer) = globex.post(&format!("/rest/action_run/{run}"), r#"{"cancel": true}"#);
+    assert_eq!(status, 404, "{answer}");
+    let (_, runs) = globex.get("/rest/action_run");
+    assert_eq!(runs["count"], 0, "{runs}");
+    let (_, app_runs) = globex.get("/rest/app_run");
+    assert_eq!(app_runs["count"], 0, "{app_runs}");
+    let (_, runs) = acme.get("/rest/action_run");
+    assert_eq!(runs["count"], 1, "{runs}");
+    assert_eq!(
+        acme.post(&format!("/rest/action_run/{run}"), r#"{"cancel": true}"#)
+            .0,
+        200
+    );
+
+    // The stream globex opened carried globex's execution only.
+    loop {
+        let (_, event) = heard.next().expect("the stream goes on");
+        assert_eq!(event["execution_id"], globex_id.as_str(), "{event}");
+        if event["type"] == "execution_ended" {
+            break;
+        }
+    }
+
+    // Keys: an admin manages its own tenant's.
+    let (_, keys) = acme_admin.get("/api/v1/keys");
+    let tenants: Vec<&Value> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["tenant"])
+        .collect();
+    assert_eq!(tenants, [&json!("acme"), &json!("acme")], "{keys}");
+    let (status, answer) = acme_admin.post(
+        "/api/v1/keys",
+        r#"{"name": "x", "role": "viewer", "tenant": "globex"}"#,
+    );
+    assert_eq!(status, 403, "{answer}");
+    let globex_key = globex
+        .token
+        .trim_start_matches("wasp_")
+        .rsplit_once('_')
+        .unwrap()
+        .0;
+    let (status, _) = acme_admin.call("DELETE", &format!("/api/v1/keys/{globex_key}"), "");
+    assert_eq!(status, 404);
+    // Acme's execution is still acme's to read.
+    assert_eq!(acme.get(&format!("/api/v1/executions/{id}")).0, 200);
+}
