@@ -325,7 +325,7 @@ fn main() {
                 let service = Arc::clone(&service);
                 async move {
                     let started = service
-                        .run("three-steps", trigger(i), TriggerType::Manual, None, Report::End)
+                        .run(None, "three-steps", trigger(i), TriggerType::Manual, None, Report::End)
                         .await
                         .expect("started");
                     let (_, execution) = started.done.await.expect("ended").expect("recorded");

@@ -238,6 +238,14 @@ struct ServeArgs {
     /// `WASP_SECRET_*` environment variables only.
     #[arg(long, env = crate::env::SECRETS_DIR, value_name = "DIR")]
     secrets_dir: Option<PathBuf>,
+
+    /// The signing key (made, readable by its owner only, when missing): each API key's
+    /// signing secret derives from it, for clients that sign requests instead of sending
+    /// a token (ThreatConnect's HMAC, Huawei Cloud's AK/SK; the access id is the key's
+    /// id). Every server of one database needs the same file. Without it, signed
+    /// requests are refused.
+    #[arg(long, env = crate::env::KEY_FILE, value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -816,7 +824,13 @@ async fn run_playbook(
                     &definition,
                     "file",
                 ))
-                .map_err(|e| Failure::Internal(e.to_string()))?;
+                .map_err(|e| match e {
+                    crate::store::Error::Taken(_) => Failure::Usage(format!(
+                        "{e}: a tenant's playbook in `{}` has it",
+                        path.display()
+                    )),
+                    e => Failure::Internal(e.to_string()),
+                })?;
             let service = Arc::new(crate::service::Service::new(store, runner));
             if progress {
                 // The service broadcasts each event once it is stored.
@@ -1090,6 +1104,20 @@ fn load_assets(named: Option<&Path>, dir: &Path, place: &str) -> Result<Option<A
         .map_err(|e| Failure::Usage(e.to_string()))
 }
 
+/// The signing key in `path`, made when missing (and said so).
+fn signing_key(path: &Path) -> Result<crate::service::keys::SigningKey, Failure> {
+    let (key, made) =
+        crate::service::keys::SigningKey::load_or_create(path).map_err(Failure::Usage)?;
+    if made {
+        eprintln!(
+            "made the signing key `{}`: keep it with the database, and give every server of \
+             it the same file",
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
 async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode, Failure> {
     crate::api::check_exposure(&args.addr, args.token.as_deref()).map_err(Failure::Usage)?;
     let edge = crate::api::Edge {
@@ -1113,6 +1141,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         "in the playbooks directory",
     )?
     .unwrap_or_default();
+    let signing = args.key_file.as_deref().map(signing_key).transpose()?;
     let store = open_store(&args.db)?;
     // Keys and their roles are enforced by a server with a token; without one it is open
     // on loopback, and a key's role would mean nothing (a viewer's key could make an
@@ -1150,7 +1179,8 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     ));
     let service = Arc::new(
         crate::service::Service::new(Arc::clone(&store), Arc::clone(&runner))
-            .with_secrets_dir(args.secrets_dir),
+            .with_secrets_dir(args.secrets_dir)
+            .with_signing_key(signing),
     );
     service.set_loading(true);
     service
@@ -1174,12 +1204,27 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     ));
     let load = async {
         let registry = scan(host, apps_dir).await?;
-        let (playbooks, registry) = load_directory(registry, &args.playbooks);
-        for (playbook, definition) in &playbooks {
-            store
-                .save_playbook(&crate::service::stored_fields(playbook, definition, "file"))
-                .map_err(|e| Failure::Internal(e.to_string()))?;
+        let (mut playbooks, registry) = load_directory(registry, &args.playbooks);
+        let mut served = Vec::with_capacity(playbooks.len());
+        for (playbook, definition) in playbooks.drain(..) {
+            match store.save_playbook(&crate::service::stored_fields(
+                &playbook,
+                &definition,
+                "file",
+            )) {
+                Ok(_) => served.push((playbook, definition)),
+                // The XID of a tenant's playbook made through the API: that one stays.
+                Err(taken @ crate::store::Error::Taken(_)) => {
+                    eprintln!(
+                        "warning: {taken}: playbook `{}` of the playbooks directory is not \
+                         served, another tenant's playbook has its id",
+                        playbook.id
+                    );
+                }
+                Err(e) => return Err(Failure::Internal(e.to_string())),
+            }
         }
+        let playbooks = served;
         let apps = registry.apps().count();
         runner.set_apps(Arc::new(registry));
         for (playbook, _) in &playbooks {

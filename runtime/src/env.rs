@@ -25,6 +25,9 @@ pub const DB: &str = "WASP_DB";
 /// The directory whose files assets created through the API may name as secrets
 /// (`wasp serve --secrets-dir`).
 pub const SECRETS_DIR: &str = "WASP_SECRETS_DIR";
+/// The server's signing key file (`--key-file`): API keys' signing secrets derive
+/// from it.
+pub const KEY_FILE: &str = "WASP_KEY_FILE";
 /// The prefix of the environment variables assets created through the API may name as
 /// secrets: the API cannot read the rest of the server's environment.
 pub const SECRET_ENV_PREFIX: &str = "WASP_SECRET_";

@@ -9,23 +9,58 @@
 //! holding the API token could read the server's own credentials through an asset, or
 //! confirm guesses of any file's content through a webhook's signature check.
 
-use std::path::{Component, Path};
+//!
+//! Each tenant has its own: the default tenant names `WASP_SECRET_*` variables (without
+//! `__`, which separates another tenant's) and files of the secrets directory outside
+//! its `tenants/` folder; tenant `acme-eu` names `WASP_SECRET_ACME_EU__*` variables and
+//! the files of `tenants/acme-eu/` in it, by paths relative to that folder. No tenant can
+//! name another's.
+
+use std::path::{Component, Path, PathBuf};
 
 use crate::env::SECRET_ENV_PREFIX;
+use crate::trace::DEFAULT_TENANT;
 
-/// Why a client may not name the environment variable `var`, if it may not.
-pub fn refuse_env(var: &str) -> Option<String> {
-    (!var.starts_with(SECRET_ENV_PREFIX) || var.len() == SECRET_ENV_PREFIX.len()).then(|| {
+/// The folder of the secrets directory that holds the other tenants' folders.
+const TENANTS_DIR: &str = "tenants";
+
+/// The prefix of the environment variables `tenant` may name.
+pub fn env_prefix(tenant: &str) -> String {
+    if tenant == DEFAULT_TENANT {
+        SECRET_ENV_PREFIX.to_owned()
+    } else {
+        format!(
+            "{SECRET_ENV_PREFIX}{}__",
+            tenant.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+}
+
+/// Why `tenant` may not name the environment variable `var` through the API, if it may
+/// not.
+pub fn refuse_env(tenant: &str, var: &str) -> Option<String> {
+    let prefix = env_prefix(tenant);
+    let allowed = var
+        .strip_prefix(&prefix)
+        .is_some_and(|name| !name.is_empty() && (tenant != DEFAULT_TENANT || !name.contains("__")));
+    (!allowed).then(|| {
+        let others = if tenant == DEFAULT_TENANT {
+            " (a `__` in the name marks another tenant's)"
+        } else {
+            ""
+        };
         format!(
             "a secret given through the API is read only from environment variables named \
-             {SECRET_ENV_PREFIX}*, not `{var}`"
+             {prefix}*, not `{var}`{others}"
         )
     })
 }
 
-/// The secrets directory `file` is read from, if a client may name it: a plain
-/// relative path (no `..`, no root), on a server that has a secrets directory.
-pub fn confine<'a>(secrets_dir: Option<&'a Path>, file: &str) -> Result<&'a Path, String> {
+/// The folder `tenant`'s secret files are read from, if a client may name `file`: a
+/// plain relative path (no `..`, no root) inside it, on a server that has a secrets
+/// directory. The default tenant's folder is the secrets directory (but for its
+/// `tenants/`); another's is `tenants/<tenant>/` in it.
+pub fn confine(secrets_dir: Option<&Path>, tenant: &str, file: &str) -> Result<PathBuf, String> {
     let Some(dir) = secrets_dir else {
         return Err(
             "this server has no secrets directory (wasp serve --secrets-dir), so a secret given \
@@ -43,7 +78,22 @@ pub fn confine<'a>(secrets_dir: Option<&'a Path>, file: &str) -> Result<&'a Path
             "`{file}` must be a plain relative path inside the secrets directory"
         ));
     }
-    Ok(dir)
+    let others = relative.components().next() == Some(Component::Normal(TENANTS_DIR.as_ref()));
+    if tenant == DEFAULT_TENANT && others {
+        return Err(format!(
+            "`{file}`: the secrets directory's `{TENANTS_DIR}/` holds other tenants' secrets"
+        ));
+    }
+    Ok(tenant_dir(dir, tenant))
+}
+
+/// `tenant`'s folder of the secrets directory `dir`.
+pub fn tenant_dir(dir: &Path, tenant: &str) -> PathBuf {
+    if tenant == DEFAULT_TENANT {
+        dir.to_owned()
+    } else {
+        dir.join(TENANTS_DIR).join(tenant)
+    }
 }
 
 /// Read `file` (a path relative to `secrets_dir`) when it is inside the directory once
@@ -72,25 +122,55 @@ mod tests {
 
     #[test]
     fn clients_name_prefixed_variables_and_plain_paths_only() {
-        assert!(refuse_env("WASP_SECRET_HOOK").is_none());
+        assert!(refuse_env(DEFAULT_TENANT, "WASP_SECRET_HOOK").is_none());
         for var in [
             "HOME",
             "WASP_SECRET_",
             "wasp_secret_x",
             "AWS_SECRET_ACCESS_KEY",
+            "WASP_SECRET_ACME__VT",
         ] {
-            assert!(refuse_env(var).is_some(), "{var}");
+            assert!(refuse_env(DEFAULT_TENANT, var).is_some(), "{var}");
         }
         let dir = Path::new("/run/wasp");
-        assert_eq!(confine(Some(dir), "hooks/github").unwrap(), dir);
-        for file in ["/etc/passwd", "../etc/passwd", "a/../../b", "./x", ""] {
-            assert!(confine(Some(dir), file).is_err(), "{file}");
+        assert_eq!(
+            confine(Some(dir), DEFAULT_TENANT, "hooks/github").unwrap(),
+            dir
+        );
+        for file in [
+            "/etc/passwd",
+            "../etc/passwd",
+            "a/../../b",
+            "./x",
+            "",
+            "tenants/acme/vt",
+        ] {
+            assert!(confine(Some(dir), DEFAULT_TENANT, file).is_err(), "{file}");
         }
         assert!(
-            confine(None, "x")
+            confine(None, DEFAULT_TENANT, "x")
                 .unwrap_err()
                 .contains("no secrets directory")
         );
+    }
+
+    #[test]
+    fn each_tenant_names_its_own_variables_and_folder_only() {
+        assert!(refuse_env("acme-eu", "WASP_SECRET_ACME_EU__VT").is_none());
+        for var in [
+            "WASP_SECRET_VT",
+            "WASP_SECRET_ACME_EU__",
+            "WASP_SECRET_GLOBEX__VT",
+        ] {
+            let refused = refuse_env("acme-eu", var).unwrap();
+            assert!(refused.contains("WASP_SECRET_ACME_EU__*"), "{refused}");
+        }
+        let dir = Path::new("/run/wasp");
+        assert_eq!(
+            confine(Some(dir), "acme-eu", "vt").unwrap(),
+            Path::new("/run/wasp/tenants/acme-eu")
+        );
+        assert!(confine(Some(dir), "acme-eu", "../globex/vt").is_err());
     }
 
     #[test]

@@ -15,3 +15,4 @@ mod server;
 mod tenants;
 mod traces;
 mod triggers;
+mod vendors;

@@ -126,6 +126,17 @@ impl Browser {
 
     /// Send a WebDriver command; its `value`, or a panic naming the command and error.
     fn command(&self, method: &str, path: &str, body: Value) -> Value {
+        self.try_command(method, path, body)
+            .unwrap_or_else(|(status, answer)| panic!("{method} {path}: {status} {answer}"))
+    }
+
+    /// Send a WebDriver command; its `value`, or the status and answer of its failure.
+    fn try_command(
+        &self,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, (ureq::http::StatusCode, Value)> {
         let url = format!("{}{path}", self.base);
         let response = match method {
             "GET" => self.agent.get(&url).call(),
@@ -138,8 +149,11 @@ impl Browser {
             .body_mut()
             .read_json()
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        assert!(status.is_success(), "{method} {path}: {status} {answer}");
-        answer["value"].clone()
+        if status.is_success() {
+            Ok(answer["value"].clone())
+        } else {
+            Err((status, answer))
+        }
     }
 
     fn session_command(&self, method: &str, path: &str, body: Value) -> Value {
@@ -199,9 +213,19 @@ impl Browser {
     }
 
     /// Click what `css` selects, as a user would (a real pointer event at its centre).
+    /// The page redraws a running execution as it re-reads it: an element found just
+    /// before a redraw is found again.
     fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.session_command("POST", &format!("/element/{id}/click"), json!({}));
+        for _ in 0..10 {
+            let id = self.element(css);
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            match self.try_command("POST", &path, json!({})) {
+                Ok(_) => return,
+                Err((_, answer)) if answer["value"]["error"] == "stale element reference" => {}
+                Err((status, answer)) => panic!("POST {path}: {status} {answer}"),
+            }
+        }
+        panic!("`{css}` was redrawn each time it was clicked");
     }
 
     /// Type `text` into the field `css` selects, after clearing it.

@@ -251,6 +251,26 @@ pub(crate) fn read(mut response: ureq::http::Response<ureq::Body>) -> (u16, Valu
     (status, value)
 }
 
+/// `wasp keys` with `args` on `db`: what it printed.
+pub(crate) fn keys(db: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .arg("keys")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .expect("wasp keys runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("text")
+        .trim()
+        .to_owned()
+}
+
 pub(crate) fn sample_input(name: &str) -> String {
     std::fs::read_to_string(format!(
         "{}/../example-apps/playbooks/{name}.input.json",
@@ -996,7 +1016,8 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
     assert_eq!(body["failed"], true, "{body}");
     assert_eq!(
         body["message"],
-        "this server requires `ph-auth-token: <token>` (or `Authorization: Bearer <token>`)"
+        "this server requires `ph-auth-token: <token>`, or basic auth with the token as the \
+         password (or `Authorization: Bearer <token>`)"
     );
     let (status, body, request_id) = call("POST", views[3].1, None);
     assert_eq!(status, 401);

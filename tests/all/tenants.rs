@@ -3,29 +3,20 @@
 //! view's shape), as a missing one does.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::server::{SPIN, Server, SseReader, read};
+use crate::server::{SPIN, Server, SseReader, keys, read};
 
 /// A key of `tenant` with `role`, made by `wasp keys create`: its token.
 fn key(db: &Path, tenant: &str, role: &str) -> String {
-    let made = Command::new(env!("CARGO_BIN_EXE_wasp"))
-        .args(["keys", "create", "--tenant", tenant, "--role", role])
-        .args(["--name", &format!("{tenant}-{role}"), "--db"])
-        .arg(db)
-        .output()
-        .expect("wasp keys create runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    String::from_utf8(made.stdout)
-        .expect("a token is text")
-        .trim()
-        .to_owned()
+    let name = format!("{tenant}-{role}");
+    keys(
+        db,
+        &[
+            "create", "--tenant", tenant, "--role", role, "--name", &name,
+        ],
+    )
 }
 
 /// Calls as one key.
@@ -215,6 +206,78 @@ fn each_tenant_sees_runs_and_changes_only_its_own_records() {
             break;
         }
     }
+
+    // A playbook of globex cannot run acme's, nor a globex action run bind acme's asset.
+    let calls_acme = "id: calls-acme\nname: Calls\ntrigger: { type: manual }\nnodes:\n  \
+                      child: { playbook: acme-count, input: {} }\n";
+    let (status, refused) = globex.post("/api/v1/playbooks", calls_acme);
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("acme-count"), "{refused}");
+    let binds_asset = r#"{"action":"extract","container_id":1,"name":"x","targets":[{"app_id":"ioc-extract","assets":["acme-intel"],"parameters":[{"text":"a"}]}]}"#;
+    let (status, refused) = globex.post("/rest/action_run", binds_asset);
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a configured asset"),
+        "{refused}"
+    );
+    let (status, _) = globex_admin.call("PUT", "/api/v1/assets/acme-intel", asset);
+    assert_eq!(status, 409);
+    // Nor name another tenant's secrets, or the server's: only its own.
+    let theirs =
+        r#"{"name": "g", "app": "ioc-extract", "secrets": {"k": {"env": "WASP_SECRET_ACME__VT"}}}"#;
+    let (status, refused) = globex_admin.post("/api/v1/assets", theirs);
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("WASP_SECRET_GLOBEX__*"),
+        "{refused}"
+    );
+
+    // Acme's app runs and their results are not globex's either.
+    let extract = r#"{"action":"extract","container_id":1,"name":"x","targets":[{"app_id":"ioc-extract","parameters":[{"text":"a 1.2.3.4"}]}]}"#;
+    let (_, queued) = acme.post("/rest/action_run", extract);
+    let extract_run = queued["action_run_id"].as_i64().unwrap();
+    let app_run = loop {
+        let (_, runs) = acme.get(&format!("/rest/action_run/{extract_run}/app_runs"));
+        if let Some(id) = runs["data"][0]["id"].as_i64() {
+            break id;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    for path in [
+        format!("/rest/action_run/{extract_run}/app_runs"),
+        format!("/rest/app_run/{app_run}"),
+        format!("/rest/app_run/{app_run}/action_result"),
+    ] {
+        let (status, answer) = globex.get(&path);
+        assert_eq!(
+            (status, &answer["failed"]),
+            (404, &json!(true)),
+            "{path}: {answer}"
+        );
+        assert_eq!(acme.get(&path).0, 200, "{path}");
+    }
+
+    // Events fire the caller's tenant's playbooks; an unsigned webhook is its tenant's.
+    let on_event = "id: acme-on-alert\nname: On alert\ntrigger: { type: event }\n\
+                    auto_execute: true\ntrigger_conditions: [ 'type = \"alert\"' ]\nnodes:\n  \
+                    n: { app: transform, action: count, input: { items: [1] } }\n";
+    assert_eq!(acme.post("/api/v1/playbooks", on_event).0, 201);
+    let (_, fired) = globex.post("/api/v1/events", r#"{"type": "alert"}"#);
+    assert_eq!(fired["matched"], 0, "{fired}");
+    let (_, fired) = acme.post("/api/v1/events", r#"{"type": "alert"}"#);
+    assert_eq!(fired["matched"], 1, "{fired}");
+    let hook = "id: acme-hook\nname: Hook\ntrigger: { type: webhook }\nnodes:\n  \
+                n: { app: transform, action: count, input: { items: [1] } }\n";
+    assert_eq!(acme.post("/api/v1/playbooks", hook).0, 201);
+    let (status, answer) = globex.post("/api/v1/hooks/acme-hook", "{}");
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(acme.post("/api/v1/hooks/acme-hook", "{}").0, 202);
 
     // Keys: an admin manages its own tenant's.
     let (_, keys) = acme_admin.get("/api/v1/keys");

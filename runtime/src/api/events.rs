@@ -46,19 +46,18 @@ fn sse(event: &Event) -> SseEvent {
 enum Received {
     /// An event it wants.
     Event(Arc<Event>),
-    /// It fell behind and missed this many events.
-    Lagged(u64),
+    /// It fell behind and missed events.
+    Lagged,
 }
 
 impl Received {
-    /// The SSE message: the event, or `lagged` with the count, so that a client can
-    /// reload.
+    /// The SSE message: the event, or `lagged`, so that a client can reload. (Not how
+    /// many were missed: the count is of every tenant's events, which would tell a
+    /// listener how busy the others are.)
     fn message(&self) -> SseEvent {
         match self {
             Received::Event(event) => sse(event),
-            Received::Lagged(missed) => SseEvent::default()
-                .event("lagged")
-                .data(format!("{{\"missed\": {missed}}}")),
+            Received::Lagged => SseEvent::default().event("lagged").data("{}"),
         }
     }
 }
@@ -72,9 +71,7 @@ async fn next_event(
         match receiver.recv().await {
             Ok(event) if keep(&event) => return Some(Received::Event(event)),
             Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                return Some(Received::Lagged(missed));
-            }
+            Err(broadcast::error::RecvError::Lagged(_)) => return Some(Received::Lagged),
             Err(broadcast::error::RecvError::Closed) => return None,
         }
     }

@@ -36,6 +36,11 @@ pub(super) struct MadeKey {
     /// Its token: send it as `Authorization: Bearer <token>` (or a vendor client's
     /// scheme). It is not kept, and cannot be shown again.
     pub token: String,
+    /// Its signing secret, when the server has a signing key (`--key-file`): the secret
+    /// key of clients that sign requests instead of sending the token (ThreatConnect's
+    /// HMAC, Huawei Cloud's AK/SK), the key's `id` their access id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
 }
 
 /// `POST /api/v1/keys`.
@@ -54,7 +59,13 @@ pub(super) async fn create(
         )));
     }
     let (key, token) = service.create_key(new.name, tenant, new.role).await?;
-    Ok((StatusCode::CREATED, Json(MadeKey { key, token })).into_response())
+    let signing_secret = service.signing_secret(&key.id);
+    let made = MadeKey {
+        key,
+        token,
+        signing_secret,
+    };
+    Ok((StatusCode::CREATED, Json(made)).into_response())
 }
 
 /// `GET /api/v1/keys`.

@@ -14,6 +14,7 @@ mod keys;
 mod listen;
 pub mod openapi;
 mod secmaster;
+mod signatures;
 mod soar;
 mod threatconnect;
 mod triggers;
@@ -71,6 +72,9 @@ pub enum ApiError {
     /// No valid token: the message names the schemes the view's clients use.
     #[error("this server requires {0}")]
     Unauthorized(&'static str),
+    /// A signed request whose signature cannot be accepted: the message says why.
+    #[error("the request's signature is refused: {0}")]
+    BadSignature(String),
     /// Refused whoever asks: the message says why.
     #[error("{0}")]
     Forbidden(String),
@@ -136,7 +140,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::Tql(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -401,14 +405,47 @@ async fn while_loading(
     response
 }
 
-async fn authorize(State(server): State<Server>, mut request: Request, next: Next) -> Response {
+async fn authorize(State(server): State<Server>, request: Request, next: Next) -> Response {
     let view = View::of(request.uri().path());
     if let Some(refused) = cross_site(request.method(), request.headers()) {
         return refuse(view, ApiError::Forbidden(refused), request).await;
     }
+    // A Huawei signature covers the body: it is read (within the body limit) first.
+    let (mut request, body) = if signatures::signs_body(request.headers()) {
+        let (parts, body) = request.into_parts();
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => (
+                Request::from_parts(parts, axum::body::Body::from(bytes.clone())),
+                bytes,
+            ),
+            Err(_) => {
+                let refused = ApiError::BadRequest(format!(
+                    "the body of a signed request could not be read whole (at most {} MiB)",
+                    MAX_BODY_BYTES >> 20
+                ));
+                return view.refuse(refused);
+            }
+        }
+    } else {
+        (request, Bytes::new())
+    };
     let token = server.token.0.as_deref();
-    let Some(identity) = triggers::identify(&server.service, token, request.headers()).await else {
-        return refuse(view, ApiError::Unauthorized(view.schemes()), request).await;
+    // A token first (Huawei's SDK signs with some pair even when it sends a token in
+    // `X-Auth-Token`), then a signature.
+    let identity = match triggers::identify(&server.service, token, request.headers()).await {
+        Some(identity) => identity,
+        None => {
+            let (method, uri, headers) = (request.method(), request.uri(), request.headers());
+            let signed =
+                signed_identity(&server.service, token, (method, uri, headers), &body).await;
+            match signed {
+                Some(Ok(identity)) => identity,
+                Some(Err(refused)) => return refuse(view, refused, request).await,
+                None => {
+                    return refuse(view, ApiError::Unauthorized(view.schemes()), request).await;
+                }
+            }
+        }
     };
     let needed = required_role(request.method(), request.uri().path());
     if identity.role < needed {
@@ -423,6 +460,48 @@ async fn authorize(State(server): State<Server>, mut request: Request, next: Nex
     }
     request.extensions_mut().insert(identity);
     next.run(request).await
+}
+
+/// Who signed the request (its method, URI and headers, and its body), when it carries a ThreatConnect or a
+/// Huawei signature (see [`signatures`]): the key that signed it, or why it is refused.
+/// `None` when it carries no signature. Without a server token every caller is the
+/// bootstrap admin, signed or not.
+async fn signed_identity(
+    service: &Service,
+    token: Option<&str>,
+    (method, uri, headers): (&Method, &axum::http::Uri, &axum::http::HeaderMap),
+    body: &[u8],
+) -> Option<Result<Identity, ApiError>> {
+    let found = signatures::signature(method, uri, headers, body, Utc::now())?;
+    if token.is_none() {
+        return Some(Ok(Identity::bootstrap()));
+    }
+    let signature = match found {
+        Ok(signature) => signature,
+        Err(why) => return Some(Err(ApiError::BadSignature(why))),
+    };
+    // An unknown key and a wrong signature get the same answer.
+    let mismatch = || {
+        ApiError::BadSignature(
+            "it does not match an API key's signing secret (the access id is the key's id)"
+                .to_owned(),
+        )
+    };
+    let Some((identity, secret)) = service.signer(&signature.key_id).await else {
+        if service.signing_secret("").is_none() {
+            return Some(Err(ApiError::BadSignature(
+                "this server has no signing key (`wasp serve --key-file`), so it checks no \
+                 signatures"
+                    .to_owned(),
+            )));
+        }
+        return Some(Err(mismatch()));
+    };
+    Some(if signature.verify(&secret) {
+        Ok(identity)
+    } else {
+        Err(mismatch())
+    })
 }
 
 /// The most of a refused request's body read before the refusal is sent.
@@ -479,9 +558,18 @@ impl View {
     fn schemes(self) -> &'static str {
         match self {
             View::Native => "`Authorization: Bearer <token>`",
-            View::ThreatConnect => "`Authorization: TC-Token <token>` (or `Bearer <token>`)",
-            View::Soar => "`ph-auth-token: <token>` (or `Authorization: Bearer <token>`)",
-            View::SecMaster => "`X-Auth-Token: <token>` (or `Authorization: Bearer <token>`)",
+            View::ThreatConnect => {
+                "`Authorization: TC-Token <token>`, or a `TC <access id>:<signature>` HMAC \
+                 signature with `Timestamp` (or `Bearer <token>`)"
+            }
+            View::Soar => {
+                "`ph-auth-token: <token>`, or basic auth with the token as the password (or \
+                 `Authorization: Bearer <token>`)"
+            }
+            View::SecMaster => {
+                "`X-Auth-Token: <token>`, or an `SDK-HMAC-SHA256` AK/SK signature (or \
+                 `Authorization: Bearer <token>`)"
+            }
         }
     }
 
@@ -565,7 +653,7 @@ async fn list_playbooks(
             let mut playbooks = store.playbooks()?;
             playbooks.retain(|p| p.tenant_id == caller.tenant);
             let xids: Vec<String> = playbooks.iter().map(|p| p.xid.clone()).collect();
-            Ok((playbooks, triggers::stats_of(store, &xids)?))
+            Ok((playbooks, triggers::stats_of(store, &xids, &caller.tenant)?))
         })
         .await?;
     let data: Vec<Value> = playbooks
@@ -590,10 +678,10 @@ async fn get_playbook(
     let (playbook, stats) = service
         .blocking(move |store| {
             let playbook = store
-                .playbook(&key)?
-                .filter(|p| !p.is_deleted && p.tenant_id == caller.tenant);
+                .playbook(&key, Some(&caller.tenant))?
+                .filter(|p| !p.is_deleted);
             let stats = match &playbook {
-                Some(p) => json!(store.run_stats(&p.xid)?),
+                Some(p) => json!(store.run_stats(&p.xid, &p.tenant_id)?),
                 None => Value::Null,
             };
             Ok((playbook, stats))
@@ -647,7 +735,14 @@ async fn run_playbook(
     };
     let wait = flag(&params, "wait")?;
     let started = service
-        .run(&xid, trigger, trigger_type, log_level, Report::when(wait))
+        .run(
+            Some(&caller.tenant),
+            &xid,
+            trigger,
+            trigger_type,
+            log_level,
+            Report::when(wait),
+        )
         .await?;
     answer_started(started, wait).await
 }

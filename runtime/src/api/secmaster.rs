@@ -93,7 +93,7 @@ impl From<super::ApiError> for SecMasterError {
 /// API gateway gives wrong IAM credentials (`APIGW.0301`), anything else as invalid.
 pub(super) fn refusal(error: super::ApiError) -> SecMasterError {
     let code = match error {
-        super::ApiError::Unauthorized(_) => "APIGW.0301",
+        super::ApiError::Unauthorized(_) | super::ApiError::BadSignature(_) => "APIGW.0301",
         _ => "SecMaster.20030001",
     };
     SecMasterError { code, error }

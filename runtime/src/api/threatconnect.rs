@@ -27,9 +27,10 @@ impl IntoResponse for TcError {
         let code = match &self.0 {
             ApiError::Tql(_) => "0x2001",
             ApiError::NotFound(_) => "0x1004",
-            ApiError::Unauthorized(_) | ApiError::Forbidden(_) | ApiError::MisdirectedHost(_) => {
-                "0x1001"
-            }
+            ApiError::Unauthorized(_)
+            | ApiError::BadSignature(_)
+            | ApiError::Forbidden(_)
+            | ApiError::MisdirectedHost(_) => "0x1001",
             ApiError::BadRequest(_) | ApiError::Conflict(_) => "0x1002",
             ApiError::Internal(_) | ApiError::Unavailable(_) => "0x1000",
         };

@@ -89,11 +89,15 @@ pub(super) async fn hook(
             if let Some(refused) = super::cross_site(&axum::http::Method::POST, &headers) {
                 return Err(ApiError::Forbidden(refused));
             }
-            let caller =
-                check_identity(&service, token.0.as_deref(), &headers, Role::Operator).await?;
-            if caller.tenant != tenant {
-                return Err(not_found());
-            }
+            let caller = (tenant, not_found);
+            check_identity(
+                &service,
+                token.0.as_deref(),
+                &headers,
+                caller,
+                Role::Operator,
+            )
+            .await?;
         }
     }
     // A signature vouches for the body only; waiting for (and so reading) the whole
@@ -111,10 +115,8 @@ pub(super) async fn hook(
     };
     let wait = flag(&params, "wait")? && !respond;
     if wait {
-        let caller = check_identity(&service, token.0.as_deref(), &headers, Role::Viewer).await?;
-        if caller.tenant != tenant {
-            return Err(not_found());
-        }
+        let caller = (tenant, not_found);
+        check_identity(&service, token.0.as_deref(), &headers, caller, Role::Viewer).await?;
     }
     let mut payload = json!({
         "body": match serde_json::from_slice::<Value>(&body) {
@@ -144,6 +146,7 @@ pub(super) async fn hook(
     }
     let started = service
         .run(
+            Some(tenant),
             &xid,
             payload,
             TriggerType::Webhook,
@@ -251,10 +254,27 @@ pub(super) async fn event(
 /// The tokens `headers` present, in any of the schemes the views' clients send one
 /// with: `Authorization: Bearer <t>` (native), `Authorization: TC-Token <t>`
 /// (ThreatConnect's tcex), `ph-auth-token: <t>` (Splunk SOAR), `X-Auth-Token: <t>`
-/// (Huawei SecMaster).
-pub(super) fn presented_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+/// (Huawei SecMaster), and `Authorization: Basic` with the token as the password (seed
+/// 001's `https://user:password@host/rest/…`; the user name is not checked).
+pub(super) fn presented_tokens(headers: &HeaderMap) -> Vec<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+
+    use base64::Engine as _;
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let authorization = value(header::AUTHORIZATION.as_str());
+    let basic = authorization
+        .and_then(|v| v.strip_prefix("Basic "))
+        .filter(|encoded| encoded.len() <= 4096)
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+        })
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(_, password)| password.to_owned())
+        });
     [
         authorization.and_then(|v| v.strip_prefix("Bearer ")),
         authorization.and_then(|v| v.strip_prefix("TC-Token ")),
@@ -263,6 +283,9 @@ pub(super) fn presented_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str
     ]
     .into_iter()
     .flatten()
+    .map(Cow::Borrowed)
+    .chain(basic.map(Cow::Owned))
+    .collect()
 }
 
 /// Who `headers` say the caller is, when the server has a `token`: the bootstrap admin
@@ -277,24 +300,29 @@ pub(super) async fn identify(
         return Some(Identity::bootstrap());
     };
     for presented in presented_tokens(headers) {
-        if let Some(identity) = service.identify(token, presented).await {
+        if let Some(identity) = service.identify(token, &presented).await {
             return Some(identity);
         }
     }
     None
 }
 
-/// The caller's identity, refused with a 401 unless it is one, or a 403 unless its role
-/// is at least `needed`.
+/// The caller's identity, refused with a 401 unless it is one, a 404 (`hidden`) unless
+/// it acts in `tenant`, or a 403 unless its role is at least `needed`: another tenant
+/// learns nothing of what a role would let it do.
 pub(super) async fn check_identity(
     service: &Service,
     token: Option<&str>,
     headers: &HeaderMap,
+    (tenant, hidden): (&str, impl FnOnce() -> ApiError),
     needed: Role,
 ) -> Result<Identity, ApiError> {
     let identity = identify(service, token, headers)
         .await
         .ok_or(ApiError::Unauthorized("`Authorization: Bearer <token>`"))?;
+    if identity.tenant != tenant {
+        return Err(hidden());
+    }
     if identity.role < needed {
         return Err(ApiError::Forbidden(format!(
             "this needs the {} role, and the key presented is a {}",
@@ -367,8 +395,9 @@ pub(super) fn enrich(service: &Service, record: &mut Value, stats: Value) {
 pub(super) fn stats_of(
     store: &dyn crate::store::Store,
     xids: &[String],
+    tenant: &str,
 ) -> Result<HashMap<String, Value>, crate::store::Error> {
     xids.iter()
-        .map(|xid| Ok((xid.clone(), json!(store.run_stats(xid)?))))
+        .map(|xid| Ok((xid.clone(), json!(store.run_stats(xid, tenant)?))))
         .collect()
 }

@@ -17,6 +17,23 @@ pub(super) enum KeysCommand {
     List(ListArgs),
     /// Revoke a key: servers refuse it from now on.
     Revoke(RevokeArgs),
+    /// Print a key's signing secret, for a client that signs requests (ThreatConnect's
+    /// HMAC, Huawei Cloud's AK/SK): the access id is the key's id.
+    SigningSecret(SigningSecretArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct SigningSecretArgs {
+    /// The key's id (`key_…`).
+    id: String,
+
+    /// The server's signing key file (`wasp serve --key-file`; made when missing).
+    #[arg(long, env = crate::env::KEY_FILE, value_name = "FILE")]
+    key_file: PathBuf,
+
+    /// The SQLite database file.
+    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
+    db: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -26,7 +43,8 @@ pub(super) struct CreateArgs {
     #[arg(long)]
     role: String,
 
-    /// The tenant it acts in (only `default` for now).
+    /// The tenant it acts in: what it makes is that tenant's, and it sees only that
+    /// tenant's records.
     #[arg(long, default_value = DEFAULT_TENANT)]
     tenant: String,
 
@@ -123,6 +141,25 @@ pub(super) fn run(command: &KeysCommand) -> Result<ExitCode, Failure> {
                 }));
             }
             println!("revoked key `{}`", args.id);
+        }
+        KeysCommand::SigningSecret(args) => {
+            let key = open_store(&args.db)?
+                .key(&args.id)
+                .map_err(|e| Failure::Internal(e.to_string()))?
+                .filter(|key| key.revoked_at.is_none())
+                .ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "there is no key `{}` that is not revoked",
+                        for_terminal(&args.id)
+                    ))
+                })?;
+            let signing = super::signing_key(&args.key_file)?;
+            eprintln!(
+                "the signing secret of key `{}` follows: sign with it as the secret key, the \
+                 key's id as the access id",
+                key.id
+            );
+            println!("{}", signing.secret_of(&key.id));
         }
     }
     Ok(ExitCode::SUCCESS)

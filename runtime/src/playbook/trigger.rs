@@ -73,16 +73,17 @@ impl SecretSource {
         }
     }
 
-    /// The same reference, held to what a client of the API may name: a `WASP_SECRET_*`
-    /// variable, or a file inside `secrets_dir`.
-    pub fn confined(&self, secrets_dir: Option<&Path>) -> Result<Self, String> {
+    /// The same reference, held to what a client of the API acting in `tenant` may name:
+    /// one of its `WASP_SECRET_*` variables, or a file of its part of `secrets_dir` (see
+    /// [`crate::secrets`]).
+    pub fn confined(&self, secrets_dir: Option<&Path>, tenant: &str) -> Result<Self, String> {
         match self {
-            SecretSource::Env(var) => match crate::secrets::refuse_env(var) {
+            SecretSource::Env(var) => match crate::secrets::refuse_env(tenant, var) {
                 Some(refused) => Err(refused),
                 None => Ok(self.clone()),
             },
             SecretSource::File(path) => Ok(SecretSource::InSecretsDir {
-                dir: crate::secrets::confine(secrets_dir, &path.to_string_lossy())?.to_owned(),
+                dir: crate::secrets::confine(secrets_dir, tenant, &path.to_string_lossy())?,
                 file: path.clone(),
             }),
             SecretSource::InSecretsDir { .. } => Ok(self.clone()),

@@ -16,7 +16,13 @@ use crate::assets::{Asset, AssetSpec, Source, ValueSpec};
 /// setting, an environment variable outside `WASP_SECRET_*`, a file outside the
 /// secrets directory. Without this, anyone holding the API token could copy the
 /// server's own credentials into an asset and send them to a host of their choosing.
-fn check_reach(name: &str, spec: &AssetSpec, secrets_dir: Option<&FsPath>) -> Result<(), String> {
+/// The folder whose files `tenant`'s asset reads (see [`crate::secrets`]) is returned.
+fn check_reach(
+    name: &str,
+    spec: &AssetSpec,
+    secrets_dir: Option<&FsPath>,
+    tenant: &str,
+) -> Result<std::path::PathBuf, String> {
     for (key, value) in &spec.settings {
         if matches!(value, ValueSpec::File { .. }) {
             return Err(format!(
@@ -26,14 +32,23 @@ fn check_reach(name: &str, spec: &AssetSpec, secrets_dir: Option<&FsPath>) -> Re
     }
     for (key, secret) in &spec.secrets {
         let what = format!("asset `{name}`, secret `{key}`");
-        if let Some(refused) = secret.env.as_deref().and_then(crate::secrets::refuse_env) {
+        if let Some(refused) = secret
+            .env
+            .as_deref()
+            .and_then(|var| crate::secrets::refuse_env(tenant, var))
+        {
             return Err(format!("{what}: {refused}"));
         }
         if let Some(file) = &secret.file {
-            crate::secrets::confine(secrets_dir, file).map_err(|e| format!("{what}: {e}"))?;
+            crate::secrets::confine(secrets_dir, tenant, file)
+                .map_err(|e| format!("{what}: {e}"))?;
         }
     }
-    Ok(())
+    // Where its files are read from (none are named without a secrets directory).
+    Ok(secrets_dir.map_or_else(
+        || std::path::PathBuf::from("."),
+        |dir| crate::secrets::tenant_dir(dir, tenant),
+    ))
 }
 
 impl Service {
@@ -53,12 +68,11 @@ impl Service {
                 );
                 continue;
             }
-            let base = self.secrets_dir.as_deref().unwrap_or(FsPath::new("."));
             let resolved = serde_json::from_value::<AssetSpec>(spec)
                 .map_err(|e| e.to_string())
                 .and_then(|spec| {
-                    check_reach(&name, &spec, self.secrets_dir.as_deref())?;
-                    spec.resolve(&name, base, Source::Api)
+                    let base = check_reach(&name, &spec, self.secrets_dir.as_deref(), &tenant)?;
+                    spec.resolve(&name, &base, Source::Api)
                 });
             match resolved {
                 Ok(asset) => self.runner.assets().put(Asset { tenant, ..asset }),
@@ -125,12 +139,12 @@ impl Service {
                 spec.app
             )));
         }
-        let secrets_dir = self.secrets_dir.as_deref();
-        check_reach(name, &spec, secrets_dir).map_err(Error::Invalid)?;
+        let base = check_reach(name, &spec, self.secrets_dir.as_deref(), tenant)
+            .map_err(Error::Invalid)?;
         let asset = Arc::new(Asset {
             tenant: tenant.to_owned(),
             ..spec
-                .resolve(name, secrets_dir.unwrap_or(FsPath::new(".")), Source::Api)
+                .resolve(name, &base, Source::Api)
                 .map_err(Error::Invalid)?
         });
         let stored = serde_json::to_value(&asset.spec).unwrap_or_default();
@@ -184,7 +198,16 @@ mod tests {
     fn api_assets_reach_only_prefixed_variables_and_the_secrets_directory() {
         let dir = Some(FsPath::new("/srv/wasp-secrets"));
         let allowed = spec("app: a\nsecrets: {k: {env: WASP_SECRET_K}, f: {file: intel/key}}");
-        assert_eq!(check_reach("x", &allowed, dir), Ok(()));
+        assert_eq!(
+            check_reach("x", &allowed, dir, "default"),
+            Ok(std::path::PathBuf::from("/srv/wasp-secrets"))
+        );
+        let theirs = spec("app: a\nsecrets: {k: {env: WASP_SECRET_ACME__K}, f: {file: k}}");
+        assert_eq!(
+            check_reach("x", &theirs, dir, "acme"),
+            Ok(std::path::PathBuf::from("/srv/wasp-secrets/tenants/acme"))
+        );
+        assert!(check_reach("x", &theirs, dir, "globex").is_err());
         for (yaml, secrets_dir, expected) in [
             (
                 "app: a\nsecrets: {k: {env: AWS_SECRET_ACCESS_KEY}}",
@@ -212,7 +235,7 @@ mod tests {
                 "not a file of the server",
             ),
         ] {
-            let error = check_reach("x", &spec(yaml), secrets_dir).unwrap_err();
+            let error = check_reach("x", &spec(yaml), secrets_dir, "default").unwrap_err();
             assert!(error.contains(expected), "{yaml}: {error}");
             assert!(error.starts_with("asset `x`"), "{error}");
         }

@@ -21,13 +21,23 @@ pub enum Error {
     Unavailable(String),
     /// The store failed.
     #[error("the store failed")]
-    Store(#[from] store::Error),
+    Store(#[source] store::Error),
     /// A write someone waited for was not made.
     #[error("a write to the store failed")]
     Write(#[from] WriteError),
     /// A task on the blocking pool panicked or was cancelled.
     #[error("a background task failed")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl From<store::Error> for Error {
+    fn from(error: store::Error) -> Self {
+        match error {
+            // Not a failure: what was asked conflicts with another tenant's record.
+            taken @ store::Error::Taken(_) => Self::Conflict(taken.to_string()),
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl Error {

@@ -150,6 +150,84 @@ pub fn create_key(
     Ok((key, token))
 }
 
+/// The server's signing key (`--key-file`): from it and a key's id comes the key's
+/// signing secret, which clients that sign requests instead of sending a token use
+/// (ThreatConnect's HMAC, Huawei Cloud's AK/SK: the key's id is the access id, the
+/// secret the secret key). Nothing of it is stored: every server that shares the file
+/// derives the same secrets, and a key's secret ends when the key is revoked.
+pub struct SigningKey([u8; 32]);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(…)")
+    }
+}
+
+impl SigningKey {
+    /// The key in the file at `path`: 64 hex digits, readable by its owner only. A
+    /// missing file is made, with a new random key; whether it was.
+    pub fn load_or_create(path: &std::path::Path) -> Result<(Self, bool), String> {
+        let file = path.display();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let mode = std::fs::metadata(path)
+                        .map_err(|e| format!("{file}: {e}"))?
+                        .permissions()
+                        .mode();
+                    if mode & 0o077 != 0 {
+                        return Err(format!(
+                            "{file} may be read by others (mode {:o}); the signing key must be \
+                             its owner's only: chmod 600 {file}",
+                            mode & 0o777
+                        ));
+                    }
+                }
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+                    format!("{file} is not a signing key: it holds 64 hexadecimal digits")
+                })?;
+                Ok((Self(key), false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| format!("no randomness for a key: {e}"))?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let written = options.open(path).and_then(|mut out| {
+                    std::io::Write::write_all(
+                        &mut out,
+                        format!("{}\n", hex::encode(key)).as_bytes(),
+                    )
+                });
+                match written {
+                    Ok(()) => Ok((Self(key), true)),
+                    // Made meanwhile by another process: use that one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path)
+                    }
+                    Err(e) => Err(format!("cannot make the signing key {file}: {e}")),
+                }
+            }
+            Err(e) => Err(format!("cannot read the signing key {file}: {e}")),
+        }
+    }
+
+    /// The signing secret of key `key_id`: 64 hex digits.
+    pub fn secret_of(&self, key_id: &str) -> String {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(b"wasp signing secret v1\0");
+        mac.update(key_id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -183,6 +261,30 @@ impl Service {
             tenant: key.tenant,
             role: Role::named(&key.role)?,
         })
+    }
+
+    /// Who the unrevoked key `id` is, and its signing secret, to check a request it
+    /// signed; `None` when there is no such key, or the server has no signing key.
+    pub async fn signer(&self, id: &str) -> Option<(Identity, String)> {
+        let signing = self.signing.as_ref()?;
+        let key = self.cached_key(id).await?;
+        if key.revoked_at.is_some() {
+            return None;
+        }
+        let secret = signing.secret_of(&key.id);
+        Some((
+            Identity {
+                key: Some(key.id),
+                tenant: key.tenant,
+                role: Role::named(&key.role)?,
+            },
+            secret,
+        ))
+    }
+
+    /// The signing secret of key `id`, when the server has a signing key.
+    pub fn signing_secret(&self, id: &str) -> Option<String> {
+        Some(self.signing.as_ref()?.secret_of(id))
     }
 
     /// Key `id`, from the cache while it is fresh, else from the store.

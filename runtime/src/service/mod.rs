@@ -61,6 +61,8 @@ pub struct Service {
     node_guid: String,
     /// API keys read lately.
     keys: keys::KeyCache,
+    /// The key signing secrets derive from (`--key-file`), when there is one.
+    signing: Option<keys::SigningKey>,
 }
 
 impl std::fmt::Debug for Service {
@@ -191,6 +193,7 @@ impl Service {
             loading: std::sync::atomic::AtomicBool::new(false),
             node_guid: ulid::Ulid::new().to_string().to_ascii_lowercase(),
             keys: keys::KeyCache::default(),
+            signing: None,
         }
     }
 
@@ -234,15 +237,25 @@ impl Service {
         self
     }
 
+    /// The same service, deriving keys' signing secrets from `key` (see
+    /// [`keys::SigningKey`]): requests signed with them are accepted.
+    #[must_use]
+    pub fn with_signing_key(mut self, key: Option<keys::SigningKey>) -> Self {
+        self.signing = key;
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
-    /// Start an execution of playbook `xid`.
+    /// Start an execution of playbook `xid` (of `tenant`, when one is named: another
+    /// tenant's is not found).
     #[tracing::instrument(name = "service.run", skip_all, fields(playbook = %xid))]
     pub async fn run(
         self: &Arc<Self>,
+        tenant: Option<&str>,
         xid: &str,
         trigger: Value,
         trigger_type: TriggerType,
@@ -252,6 +265,7 @@ impl Service {
         let playbook = self
             .runner
             .playbook(xid)
+            .filter(|p| tenant.is_none_or(|t| p.tenant == t))
             .ok_or_else(|| Error::NotFound(format!("there is no playbook `{xid}`")))?;
         if !playbook.enabled {
             return Err(Error::Conflict(format!(

@@ -74,7 +74,7 @@ impl Service {
         } = &mut playbook.trigger
         {
             *secret = secret
-                .confined(self.secrets_dir.as_deref())
+                .confined(self.secrets_dir.as_deref(), tenant)
                 .map_err(|e| Error::Invalid(format!("`trigger.secret`: {e}")))?;
         }
         Ok((playbook, definition))
@@ -132,7 +132,12 @@ impl Service {
         let (playbook, definition) = self.validated(body, tenant).await?;
         let xid = playbook.id.clone();
         let key = xid.clone();
-        let existing = self.blocking(move |store| store.playbook(&key)).await?;
+        // By its XID exactly, of any tenant (a string or numeric id that reads as the
+        // XID is another playbook).
+        let existing = self
+            .blocking(move |store| store.playbook(&key, None))
+            .await?
+            .filter(|p| p.xid == xid);
         let taken = self.playbook(&xid).is_some_and(|p| p.tenant != tenant)
             || existing.as_ref().is_some_and(|p| p.tenant_id != tenant);
         if taken {
@@ -181,10 +186,10 @@ impl Service {
         id: &str,
         by: Option<String>,
     ) -> Result<PlaybookRecord, Error> {
-        self.visible_playbook(tenant, id).await?;
         let key = id.to_owned();
+        let owner = tenant.to_owned();
         let deleted = self
-            .blocking(move |store| store.delete_playbook(&key, by.as_deref()))
+            .blocking(move |store| store.delete_playbook(&key, Some(&owner), by.as_deref()))
             .await?
             .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))?;
         self.runner.remove_playbook(&deleted.xid);
@@ -196,9 +201,10 @@ impl Service {
     /// unless it is deleted; another tenant's is not found, as a missing one.
     pub async fn visible_playbook(&self, tenant: &str, id: &str) -> Result<PlaybookRecord, Error> {
         let key = id.to_owned();
-        self.blocking(move |store| store.playbook(&key))
+        let owner = tenant.to_owned();
+        self.blocking(move |store| store.playbook(&key, Some(&owner)))
             .await?
-            .filter(|p| !p.is_deleted && p.tenant_id == tenant)
+            .filter(|p| !p.is_deleted)
             .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))
     }
 

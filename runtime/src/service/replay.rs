@@ -96,7 +96,9 @@ impl Service {
         input: Value,
         report: Report,
     ) -> Result<Started, Error> {
-        let mut playbook = self.replay_playbook(&original.playbook_id, node).await?;
+        let mut playbook = self
+            .replay_playbook(&original.playbook_id, &original.tenant_id, node)
+            .await?;
         // Of the original's tenant, binding that tenant's assets.
         playbook.tenant = original.tenant_id.clone();
         let start = Start {
@@ -111,10 +113,15 @@ impl Service {
     /// A one-node playbook that runs node `node` of playbook `xid` (as stored now) on the
     /// trigger: its input is `${trigger}`, so the logged input is passed as data and never
     /// read as a template.
-    async fn replay_playbook(&self, xid: &str, node: &str) -> Result<Playbook, Error> {
-        let key = xid.to_owned();
+    async fn replay_playbook(
+        &self,
+        xid: &str,
+        tenant: &str,
+        node: &str,
+    ) -> Result<Playbook, Error> {
+        let (key, owner) = (xid.to_owned(), tenant.to_owned());
         let record = self
-            .blocking(move |store| store.playbook(&key))
+            .blocking(move |store| store.playbook(&key, Some(&owner)))
             .await?
             .ok_or_else(|| {
                 Error::NotFound(format!("there is no playbook `{xid}` to replay from"))
@@ -143,7 +150,7 @@ impl Service {
         let text = definition.to_string();
         let spec = PlaybookSpec::parse("the replayed node", &text)
             .map_err(|e| Error::Conflict(e.to_string()))?;
-        self.validate_spec("the replayed node", spec, &record.tenant_id)
+        self.validate_spec("the replayed node", spec, tenant)
             .map_err(|e| Error::Conflict(e.to_string()))
     }
 }

@@ -40,6 +40,7 @@ impl Service {
         for playbook in fired {
             let start = self
                 .run(
+                    Some(tenant),
                     &playbook.id,
                     event.clone(),
                     TriggerType::Event,
@@ -132,7 +133,7 @@ async fn tick(service: std::sync::Weak<Service>, xid: String, schedule: Schedule
             let xid = xid.clone();
             tokio::spawn(async move {
                 service
-                    .run(&xid, payload, TriggerType::Timer, None, Report::Start)
+                    .run(None, &xid, payload, TriggerType::Timer, None, Report::Start)
                     .await
             })
         };

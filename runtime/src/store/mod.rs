@@ -96,6 +96,9 @@ pub enum Error {
     /// A record that was just written is not there to read back.
     #[error("a stored record does not decode: {0}")]
     Missing(String),
+    /// The playbook id is another tenant's.
+    #[error("the playbook id `{0}` is taken; choose another")]
+    Taken(String),
 }
 
 /// An API key as the store keeps it: who it is, never its secret (only the secret's
@@ -1004,20 +1007,26 @@ impl<'a> PlaybookFields<'a> {
 /// crosses this trait.
 pub trait Store: Send + Sync + 'static {
     /// Insert the playbook with XID `xid` from a file or the API, or update it (keeping
-    /// its ids, creation stamp and run statistics; its tenant becomes the one given,
-    /// which the service keeps for an API write, and a file makes the default).
+    /// its ids, creation stamp and run statistics). [`Error::Taken`], and nothing
+    /// written, when another tenant's playbook has the XID.
     fn save_playbook(&self, playbook: &PlaybookFields<'_>) -> Result<PlaybookRecord, Error>;
 
-    /// Soft-delete the playbook with string id, numeric id or XID `key`; returns its
-    /// record, or `None` when there is no such playbook or it was already deleted.
-    fn delete_playbook(&self, key: &str, by: Option<&str>)
-    -> Result<Option<PlaybookRecord>, Error>;
+    /// Soft-delete the playbook of `tenant` (of any for `None`) with string id, numeric
+    /// id or XID `key`; returns its record, or `None` when there is no such playbook or
+    /// it was already deleted.
+    fn delete_playbook(
+        &self,
+        key: &str,
+        tenant: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<Option<PlaybookRecord>, Error>;
 
     /// Every playbook that is not deleted, by XID.
     fn playbooks(&self) -> Result<Vec<PlaybookRecord>, Error>;
 
-    /// The playbook with string id, numeric id or XID `key`.
-    fn playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error>;
+    /// The playbook of `tenant` (of any for `None`) with string id, numeric id or XID
+    /// `key`.
+    fn playbook(&self, key: &str, tenant: Option<&str>) -> Result<Option<PlaybookRecord>, Error>;
 
     /// Record that an execution is queued or running; returns its numeric id. (A
     /// server batches these through [`Store::write`].)
@@ -1058,9 +1067,10 @@ pub trait Store: Send + Sync + 'static {
     /// the execution whole; a start never changes an execution that has ended.
     fn write(&self, batch: &[Write]) -> Result<Vec<i64>, Error>;
 
-    /// What the ended executions of playbook `xid` add up to: how many ended in each
-    /// status, and the mean and 95th percentile of their durations in milliseconds.
-    fn run_stats(&self, xid: &str) -> Result<RunStats, Error>;
+    /// What the ended executions of `tenant`'s playbook `xid` add up to: how many ended
+    /// in each status, and the mean and 95th percentile of their durations in
+    /// milliseconds.
+    fn run_stats(&self, xid: &str, tenant: &str) -> Result<RunStats, Error>;
 
     /// The node states written by [`Write::Event`]s for execution `execution_id`,
     /// in the order they started: what a running execution has done so far. (Once it

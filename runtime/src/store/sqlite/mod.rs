@@ -368,8 +368,9 @@ const PLAYBOOK_COLUMNS: &str = "num, id, xid, tenant_id, created_at, updated_at,
     trigger_conditions, auto_execute, mitre_tactics, mitre_techniques, steps, \
     required_connector_ids, owner_id, enabled, \
     (SELECT queued_at FROM executions WHERE playbook_xid = playbooks.xid \
-        ORDER BY num DESC LIMIT 1), \
-    (SELECT id FROM executions WHERE playbook_xid = playbooks.xid ORDER BY num DESC LIMIT 1), \
+        AND tenant_id = playbooks.tenant_id ORDER BY num DESC LIMIT 1), \
+    (SELECT id FROM executions WHERE playbook_xid = playbooks.xid \
+        AND tenant_id = playbooks.tenant_id ORDER BY num DESC LIMIT 1), \
     run_stats, tags, deleted_by";
 
 fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
@@ -973,7 +974,7 @@ impl Store for SqliteStore {
         let list = |items: &[String]| Value::from(items.to_vec()).to_string();
         {
             let writer = lock(&self.writer);
-            writer.execute(
+            let written = writer.execute(
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
                      description, steps, category, enabled, auto_execute, trigger_conditions, \
                      tags, mitre_tactics, mitre_techniques, required_connector_ids, owner_id, \
@@ -990,9 +991,9 @@ impl Store for SqliteStore {
                      mitre_techniques = excluded.mitre_techniques, \
                      required_connector_ids = excluded.required_connector_ids, \
                      owner_id = excluded.owner_id, updated_by = excluded.updated_by, \
-                     tenant_id = excluded.tenant_id, \
                      deleted_at = NULL, deleted_by = NULL, \
-                     schema_version = schema_version + ?17",
+                     schema_version = schema_version + ?17 \
+                 WHERE playbooks.tenant_id = excluded.tenant_id",
                 params![
                     format!("pb_{}", ulid::Ulid::new()),
                     playbook.xid,
@@ -1015,13 +1016,17 @@ impl Store for SqliteStore {
                     playbook.tenant,
                 ],
             )?;
+            if written == 0 {
+                return Err(Error::Taken(playbook.xid.to_owned()));
+            }
         }
-        self.playbook(playbook.xid)?.ok_or_else(|| {
-            Error::Missing(format!("playbook `{}` vanished after saving", playbook.xid))
-        })
+        self.playbook(playbook.xid, Some(playbook.tenant))?
+            .ok_or_else(|| {
+                Error::Missing(format!("playbook `{}` vanished after saving", playbook.xid))
+            })
     }
 
-    fn run_stats(&self, xid: &str) -> Result<RunStats, Error> {
+    fn run_stats(&self, xid: &str, tenant: &str) -> Result<RunStats, Error> {
         self.read(|c| {
             let mut by_status = BTreeMap::new();
             let mut ended = 0_i64;
@@ -1030,10 +1035,11 @@ impl Store for SqliteStore {
             let (mut timed, mut total_ms) = (0_i64, 0_i64);
             let mut statement = c.prepare_cached(
                 "SELECT status, count(*), count(duration_ms), coalesce(sum(duration_ms), 0) \
-                 FROM executions WHERE playbook_xid = ?1 AND completed_at IS NOT NULL \
+                 FROM executions \
+                 WHERE playbook_xid = ?1 AND tenant_id = ?2 AND completed_at IS NOT NULL \
                  GROUP BY status",
             )?;
-            for row in statement.query_map([xid], |r| {
+            for row in statement.query_map([xid, tenant], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
@@ -1048,8 +1054,9 @@ impl Store for SqliteStore {
                 by_status.insert(status, count);
             }
             let running: i64 = c.query_row(
-                "SELECT count(*) FROM executions WHERE playbook_xid = ?1 AND completed_at IS NULL",
-                [xid],
+                "SELECT count(*) FROM executions \
+                 WHERE playbook_xid = ?1 AND tenant_id = ?2 AND completed_at IS NULL",
+                [xid, tenant],
                 |r| r.get(0),
             )?;
             // The duration at or below which 95% of them ended (nearest rank).
@@ -1059,10 +1066,10 @@ impl Store for SqliteStore {
                 let rank = ((timed as f64) * 0.95).ceil() as i64 - 1;
                 c.query_row(
                     "SELECT duration_ms FROM executions \
-                     WHERE playbook_xid = ?1 AND completed_at IS NOT NULL \
+                     WHERE playbook_xid = ?1 AND tenant_id = ?3 AND completed_at IS NOT NULL \
                          AND duration_ms IS NOT NULL \
                      ORDER BY duration_ms LIMIT 1 OFFSET ?2",
-                    params![xid, rank.max(0)],
+                    params![xid, rank.max(0), tenant],
                     |r| r.get(0),
                 )
                 .optional()?
@@ -1081,9 +1088,10 @@ impl Store for SqliteStore {
     fn delete_playbook(
         &self,
         key: &str,
+        tenant: Option<&str>,
         by: Option<&str>,
     ) -> Result<Option<PlaybookRecord>, Error> {
-        let Some(playbook) = self.playbook(key)?.filter(|p| !p.is_deleted) else {
+        let Some(playbook) = self.playbook(key, tenant)?.filter(|p| !p.is_deleted) else {
             return Ok(None);
         };
         let changed = lock(&self.writer).execute(
@@ -1094,7 +1102,7 @@ impl Store for SqliteStore {
         if changed == 0 {
             return Ok(None);
         }
-        self.playbook(&playbook.id)
+        self.playbook(&playbook.id, None)
     }
 
     fn playbooks(&self) -> Result<Vec<PlaybookRecord>, Error> {
@@ -1106,17 +1114,18 @@ impl Store for SqliteStore {
         })
     }
 
-    fn playbook(&self, key: &str) -> Result<Option<PlaybookRecord>, Error> {
+    fn playbook(&self, key: &str, tenant: Option<&str>) -> Result<Option<PlaybookRecord>, Error> {
         self.read(|c| {
             c.query_row(
                 // An XID may be all digits: the XID, then the string id, win over a
-                // number.
+                // number (among the tenant's: another's XID cannot hide one of its).
                 &format!(
                     "SELECT {PLAYBOOK_COLUMNS} FROM playbooks \
-                     WHERE id = ?1 OR xid = ?1 OR num = ?2 \
+                     WHERE (id = ?1 OR xid = ?1 OR num = ?2) \
+                         AND (?3 IS NULL OR tenant_id = ?3) \
                      ORDER BY xid = ?1 DESC, id = ?1 DESC LIMIT 1"
                 ),
-                params![key, number(key)],
+                params![key, number(key), tenant],
                 playbook_row,
             )
             .optional()
@@ -1738,7 +1747,7 @@ mod tests {
         let record = record(&store, "ex_new").unwrap();
         assert_eq!(record["nodes"][0]["output"], json!({"ok": true}));
         assert_eq!(record["trigger"]["ip"], "8.8.8.8");
-        let playbook = store.playbook("triage").unwrap().unwrap();
+        let playbook = store.playbook("triage", None).unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_new"));
     }
 
@@ -2051,7 +2060,7 @@ mod tests {
             .unwrap();
         assert_eq!(rows[0].input, r#"{"ip":"8.8.8.8"}"#);
         // A playbook's last run is its newest execution.
-        let playbook = store.playbook("triage").unwrap().unwrap();
+        let playbook = store.playbook("triage", None).unwrap().unwrap();
         assert_eq!(playbook.last_run_id.as_deref(), Some("ex_kept"));
         let version: i64 = lock(&store.writer)
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -2070,14 +2079,61 @@ mod tests {
             .save_playbook(&fields(&digits, "B", &json!({})))
             .unwrap();
         assert_ne!(first.num, second.num);
-        assert_eq!(store.playbook(&digits).unwrap().unwrap().xid, digits);
-        let deleted = store.delete_playbook(&digits, None).unwrap().unwrap();
+        assert_eq!(store.playbook(&digits, None).unwrap().unwrap().xid, digits);
+        let deleted = store.delete_playbook(&digits, None, None).unwrap().unwrap();
         assert_eq!(deleted.xid, digits);
-        assert!(!store.playbook("alpha").unwrap().unwrap().is_deleted);
+        assert!(!store.playbook("alpha", None).unwrap().unwrap().is_deleted);
         assert!(
-            store.delete_playbook(&digits, None).unwrap().is_none(),
+            store
+                .delete_playbook(&digits, None, None)
+                .unwrap()
+                .is_none(),
             "already deleted"
         );
+    }
+
+    #[test]
+    fn a_playbook_id_is_one_tenants_and_lookups_keep_to_the_tenant_asked_for() {
+        let (_dir, store) = store();
+        let steps = json!({});
+        let acme = store
+            .save_playbook(&PlaybookFields {
+                tenant: "acme",
+                ..fields("shared", "A", &steps)
+            })
+            .unwrap();
+        assert_eq!(acme.tenant_id, "acme");
+        // Another tenant cannot take it over, nor a file's playbook of that id.
+        for tenant in ["globex", "default"] {
+            let taken = store.save_playbook(&PlaybookFields {
+                tenant,
+                ..fields("shared", "B", &steps)
+            });
+            assert!(
+                matches!(taken, Err(Error::Taken(ref xid)) if xid == "shared"),
+                "{taken:?}"
+            );
+        }
+        let kept = store.playbook("shared", None).unwrap().unwrap();
+        assert_eq!((kept.tenant_id.as_str(), kept.name.as_str()), ("acme", "A"));
+        // Globex's all-digit XID does not hide acme's playbook of that number.
+        let digits = acme.num.to_string();
+        store
+            .save_playbook(&PlaybookFields {
+                tenant: "globex",
+                ..fields(&digits, "G", &steps)
+            })
+            .unwrap();
+        let found = store.playbook(&digits, Some("acme")).unwrap().unwrap();
+        assert_eq!(found.xid, "shared");
+        assert!(store.playbook("shared", Some("globex")).unwrap().is_none());
+        assert!(
+            store
+                .delete_playbook("shared", Some("globex"), None)
+                .unwrap()
+                .is_none()
+        );
+        assert!(!store.playbook("shared", None).unwrap().unwrap().is_deleted);
     }
 
     #[test]
@@ -2610,7 +2666,7 @@ mod tests {
         assert_eq!(row.status, ExecutionStatus::Failed);
         assert_eq!(row.message.as_deref(), Some("interrupted by restart"));
         // It counts as ended, but has no duration to weigh in the mean or the p95.
-        let stats = store.run_stats("triage").unwrap();
+        let stats = store.run_stats("triage", "default").unwrap();
         assert_eq!(
             stats,
             RunStats {

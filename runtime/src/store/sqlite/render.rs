@@ -199,15 +199,16 @@ impl All {
         self.and(text, [SqlValue::Text(tenant.to_owned())]);
     }
 
-    /// Add that `column`, an execution's string id, is of one of `tenant`'s.
+    /// Add that `column`, an execution's string id, is of one of `tenant`'s: looked up
+    /// row by row through the executions' unique id (a list reads only the rows of its
+    /// page and the ones it skips, not every execution of the tenant).
     fn of_tenant(&mut self, column: &str, tenant: Option<&str>) {
         let Some(tenant) = tenant else { return };
-        let mut inner = All::default();
-        inner.tenant("tenant_id", Some(tenant));
-        let Sql { text, params } = inner.done();
         self.and(
-            format!("({column} IN (SELECT id FROM executions WHERE {text}))"),
-            params,
+            format!(
+                "EXISTS (SELECT 1 FROM executions x WHERE x.id = {column} AND x.tenant_id = ?)"
+            ),
+            [SqlValue::Text(tenant.to_owned())],
         );
     }
 
