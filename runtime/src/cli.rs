@@ -246,6 +246,26 @@ struct ServeArgs {
     /// requests are refused.
     #[arg(long, env = crate::env::KEY_FILE, value_name = "FILE")]
     key_file: Option<PathBuf>,
+
+    /// Accept JSON Web Tokens signed with this key, from an identity provider: a PEM
+    /// public key (RSA for RS256, EC P-256 for ES256), a JWKS file (`{"keys": [...]}`),
+    /// or a shared secret for HS256 (32 bytes or more). A token carries `sub`, `exp` and
+    /// its tenant (`tenant_id`), and may carry `role` (a viewer's without) and `app_id`.
+    /// Needs --token.
+    #[arg(long, env = crate::env::JWT_KEY, value_name = "FILE")]
+    jwt_key: Option<PathBuf>,
+
+    /// The `iss` a JWT must carry.
+    #[arg(long, requires = "jwt_key", value_name = "ISSUER")]
+    jwt_issuer: Option<String>,
+
+    /// The `aud` a JWT must carry.
+    #[arg(long, requires = "jwt_key", value_name = "AUDIENCE")]
+    jwt_audience: Option<String>,
+
+    /// The claim a JWT names its tenant in.
+    #[arg(long, default_value = "tenant_id", value_name = "CLAIM")]
+    jwt_tenant_claim: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1142,6 +1162,26 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     )?
     .unwrap_or_default();
     let signing = args.key_file.as_deref().map(signing_key).transpose()?;
+    let jwt = match &args.jwt_key {
+        None => None,
+        // Without a token every caller is the admin: a JWT's role would mean nothing.
+        Some(_) if args.token.is_none() => {
+            return Err(Failure::Usage(
+                "--jwt-key needs --token: a server without one lets every caller in as its \
+                 admin, and a JWT's tenant and role would mean nothing"
+                    .to_owned(),
+            ));
+        }
+        Some(path) => Some(
+            crate::service::jwt::JwtConfig::load(
+                path,
+                args.jwt_issuer.clone(),
+                args.jwt_audience.clone(),
+                args.jwt_tenant_claim.clone(),
+            )
+            .map_err(Failure::Usage)?,
+        ),
+    };
     let store = open_store(&args.db)?;
     // Keys and their roles are enforced by a server with a token; without one it is open
     // on loopback, and a key's role would mean nothing (a viewer's key could make an
@@ -1180,7 +1220,8 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     let service = Arc::new(
         crate::service::Service::new(Arc::clone(&store), Arc::clone(&runner))
             .with_secrets_dir(args.secrets_dir)
-            .with_signing_key(signing),
+            .with_signing_key(signing)
+            .with_jwt(jwt),
     );
     service.set_loading(true);
     service

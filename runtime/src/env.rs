@@ -28,6 +28,8 @@ pub const SECRETS_DIR: &str = "WASP_SECRETS_DIR";
 /// The server's signing key file (`--key-file`): API keys' signing secrets derive
 /// from it.
 pub const KEY_FILE: &str = "WASP_KEY_FILE";
+/// The key that signs the JWTs `wasp serve` accepts (`--jwt-key`).
+pub const JWT_KEY: &str = "WASP_JWT_KEY";
 /// The prefix of the environment variables assets created through the API may name as
 /// secrets: the API cannot read the rest of the server's environment.
 pub const SECRET_ENV_PREFIX: &str = "WASP_SECRET_";

@@ -40,15 +40,13 @@ pub fn env_prefix(tenant: &str) -> String {
 /// not.
 pub fn refuse_env(tenant: &str, var: &str) -> Option<String> {
     let prefix = env_prefix(tenant);
+    // A tenant's name holds no `_`, so `__` marks where its prefix ends: a name that
+    // holds one, or starts with `_`, would read as another tenant's.
     let allowed = var
         .strip_prefix(&prefix)
-        .is_some_and(|name| !name.is_empty() && (tenant != DEFAULT_TENANT || !name.contains("__")));
+        .is_some_and(|name| !name.is_empty() && !name.starts_with('_') && !name.contains("__"));
     (!allowed).then(|| {
-        let others = if tenant == DEFAULT_TENANT {
-            " (a `__` in the name marks another tenant's)"
-        } else {
-            ""
-        };
+        let others = " (a `__` in the name marks another tenant's)";
         format!(
             "a secret given through the API is read only from environment variables named \
              {prefix}*, not `{var}`{others}"
@@ -78,7 +76,12 @@ pub fn confine(secrets_dir: Option<&Path>, tenant: &str, file: &str) -> Result<P
             "`{file}` must be a plain relative path inside the secrets directory"
         ));
     }
-    let others = relative.components().next() == Some(Component::Normal(TENANTS_DIR.as_ref()));
+    // Whatever the file system's case: `Tenants/` may be `tenants/`.
+    let others = relative
+        .components()
+        .next()
+        .and_then(|first| first.as_os_str().to_str())
+        .is_some_and(|first| first.eq_ignore_ascii_case(TENANTS_DIR));
     if tenant == DEFAULT_TENANT && others {
         return Err(format!(
             "`{file}`: the secrets directory's `{TENANTS_DIR}/` holds other tenants' secrets"
@@ -144,6 +147,7 @@ mod tests {
             "./x",
             "",
             "tenants/acme/vt",
+            "Tenants/acme/vt",
         ] {
             assert!(confine(Some(dir), DEFAULT_TENANT, file).is_err(), "{file}");
         }
@@ -161,6 +165,8 @@ mod tests {
             "WASP_SECRET_VT",
             "WASP_SECRET_ACME_EU__",
             "WASP_SECRET_GLOBEX__VT",
+            "WASP_SECRET_ACME_EU___VT",
+            "WASP_SECRET_ACME_EU__X__VT",
         ] {
             let refused = refuse_env("acme-eu", var).unwrap();
             assert!(refused.contains("WASP_SECRET_ACME_EU__*"), "{refused}");

@@ -588,7 +588,7 @@ fn a_run_waited_for_is_listed_running_while_it_runs_and_answered_with_its_number
 fn bad_input_gets_a_4xx_that_says_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("wasp.db"), &[]);
-    let cases: [(u16, Value, &str); 8] = [
+    let cases: [(u16, Value, &str); 9] = [
         (
             400,
             server
@@ -639,7 +639,25 @@ fn bad_input_gets_a_4xx_that_says_what_to_fix() {
                 .1,
             "`resultLimit` is `20000`; it must be a whole number from 1 to 10000",
         ),
+        (
+            404,
+            server.get("/rest/container").1,
+            "there is no route GET /rest/container",
+        ),
     ];
+    // A path a vendor's view does not serve is answered in that vendor's shape.
+    let (status, missing) = server.get("/rest/container");
+    assert_eq!(
+        (status, &missing["failed"]),
+        (404, &json!(true)),
+        "{missing}"
+    );
+    let (status, missing) = server.get("/api/v3/groups");
+    assert_eq!(
+        (status, &missing["errCode"]),
+        (404, &json!("0x1004")),
+        "{missing}"
+    );
     for (expected, body, message) in cases {
         let text = body.get("error").or_else(|| body.get("message"));
         assert_eq!(text.and_then(Value::as_str), Some(message), "{body}");

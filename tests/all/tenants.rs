@@ -279,6 +279,79 @@ fn each_tenant_sees_runs_and_changes_only_its_own_records() {
     assert_eq!(status, 404, "{answer}");
     assert_eq!(acme.post("/api/v1/hooks/acme-hook", "{}").0, 202);
 
+    // A web session (Splunk SOAR's password login): basic auth once sets its cookies; a
+    // change sent with them needs the CSRF token too, and the key's revocation ends it.
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("analyst:{}", acme.token));
+    let login = ureq::http::Request::builder()
+        .uri(server.url("/"))
+        .header("Authorization", format!("Basic {basic}"))
+        .body(String::new())
+        .unwrap();
+    let response = server.agent.run(login).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    let csrf = cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("csrftoken="))
+        .unwrap()
+        .to_owned();
+    let with_session = |method: &str, path: &str, csrf: Option<&str>| {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(server.url(path))
+            .header("Cookie", cookies.join("; "));
+        if let Some(csrf) = csrf {
+            request = request.header("X-CSRFToken", csrf);
+        }
+        read(
+            server
+                .agent
+                .run(request.body("{}".to_owned()).unwrap())
+                .unwrap(),
+        )
+    };
+    let (status, listed) = with_session("GET", "/rest/action_run", None);
+    assert_eq!((status, &listed["count"]), (200, &json!(2)), "{listed}");
+    let run = "/api/v1/playbooks/acme-count/run";
+    let (status, refused) = with_session("POST", run, None);
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("X-CSRFToken"),
+        "{refused}"
+    );
+    assert_eq!(with_session("POST", run, Some("not-the-token")).0, 403);
+    assert_eq!(with_session("POST", run, Some(&csrf)).0, 202);
+    // A wrong password starts no session.
+    let wrong = ureq::http::Request::builder()
+        .uri(server.url("/"))
+        .header("Authorization", "Basic YW5hbHlzdDp3cm9uZw==")
+        .body(String::new())
+        .unwrap();
+    let response = server.agent.run(wrong).unwrap();
+    assert!(response.headers().get("set-cookie").is_none());
+
+    // A server without a signing key checks no signature, and says so.
+    let now = chrono::Utc::now().timestamp().to_string();
+    let signed = ureq::http::Request::builder()
+        .uri(server.url("/api/v3/playbook/executions"))
+        .header("Authorization", "TC key_x:AAAA")
+        .header("Timestamp", now)
+        .body(String::new())
+        .unwrap();
+    let (status, refused) = read(server.agent.run(signed).unwrap());
+    assert_eq!(status, 401, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("--key-file"),
+        "{refused}"
+    );
+
     // Keys: an admin manages its own tenant's.
     let (_, keys) = acme_admin.get("/api/v1/keys");
     let tenants: Vec<&Value> = keys["data"]
@@ -303,4 +376,135 @@ fn each_tenant_sees_runs_and_changes_only_its_own_records() {
     assert_eq!(status, 404);
     // Acme's execution is still acme's to read.
     assert_eq!(acme.get(&format!("/api/v1/executions/{id}")).0, 200);
+    // Once its key is revoked, the session it started ends too.
+    let acme_key = acme
+        .token
+        .trim_start_matches("wasp_")
+        .rsplit_once('_')
+        .unwrap()
+        .0;
+    assert_eq!(
+        acme_admin
+            .call("DELETE", &format!("/api/v1/keys/{acme_key}"), "")
+            .0,
+        200
+    );
+    assert_eq!(with_session("GET", "/rest/action_run", None).0, 401);
+}
+
+/// A token the test identity provider (`tests/fixtures/jwt`) signs with `claims`.
+fn jwt(claims: Value) -> String {
+    let pem = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/jwt/rsa-private.pem"),
+    )
+    .expect("the test key");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("an RSA key");
+    let mut all = json!({
+        "iss": "https://idp.example",
+        "exp": chrono::Utc::now().timestamp() + 300,
+    });
+    all.as_object_mut()
+        .expect("an object")
+        .extend(claims.as_object().expect("an object").clone());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    jsonwebtoken::encode(&header, &all, &key).expect("a token")
+}
+
+/// Seed 003: the tenant, the subject and the application come from the caller's JWT.
+#[test]
+fn a_jwt_is_its_subject_in_its_tenant_and_an_applications_sees_its_playbooks_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/jwt/rsa-public.pem");
+    let server = Server::start(
+        &dir.path().join("wasp.db"),
+        &[
+            "--token",
+            "bootstrap-0123456789",
+            "--jwt-key",
+            public.to_str().unwrap(),
+            "--jwt-issuer",
+            "https://idp.example",
+        ],
+    );
+    let person = As {
+        server: &server,
+        token: jwt(json!({"sub": "alice", "tenant_id": "acme", "role": "operator"})),
+    };
+    let integration = As {
+        server: &server,
+        token: jwt(
+            json!({"sub": "svc-1", "tenant_id": "acme", "role": "operator", "app_id": "soar-sync"}),
+        ),
+    };
+    let other_app = As {
+        server: &server,
+        token: jwt(
+            json!({"sub": "svc-2", "tenant_id": "acme", "role": "operator", "app_id": "other"}),
+        ),
+    };
+    let (status, made) = person.post("/api/v1/playbooks", PLAYBOOK);
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        (&made["tenant_id"], &made["created_by"], &made["app_id"]),
+        (&json!("acme"), &json!("alice"), &Value::Null)
+    );
+    let owned = PLAYBOOK.replace("acme-count", "app-owned");
+    let (status, made) = integration.post("/api/v1/playbooks", &owned);
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        (&made["created_by"], &made["app_id"]),
+        (&json!("svc-1"), &json!("soar-sync"))
+    );
+    // A person sees the tenant's playbooks; an application its own.
+    let ids = |caller: &As| -> Vec<String> {
+        let (_, listed) = caller.get("/api/v1/playbooks");
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["xid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&person), ["acme-count", "app-owned"]);
+    assert_eq!(ids(&integration), ["app-owned"]);
+    assert!(ids(&other_app).is_empty());
+    assert_eq!(other_app.get("/api/v1/playbooks/app-owned").0, 404);
+    assert_eq!(
+        other_app.post("/api/v1/playbooks/app-owned/run", "{}").0,
+        404
+    );
+    assert_eq!(
+        integration
+            .post("/api/v1/playbooks/app-owned/run?wait=true", "{}")
+            .0,
+        200
+    );
+    // Its tenant's executions are a JWT's to read, another tenant's are not.
+    let (_, listed) = person.get("/api/v1/executions?count=true");
+    assert_eq!(listed["count"], 1, "{listed}");
+    let elsewhere = As {
+        server: &server,
+        token: jwt(json!({"sub": "bob", "tenant_id": "globex", "role": "admin"})),
+    };
+    let (_, listed) = elsewhere.get("/api/v1/executions?count=true");
+    assert_eq!(listed["count"], 0, "{listed}");
+    // No role is a viewer's; an expired token, another issuer's, or one without a
+    // tenant is refused.
+    let viewer = As {
+        server: &server,
+        token: jwt(json!({"sub": "carol", "tenant_id": "acme"})),
+    };
+    assert_eq!(viewer.get("/api/v1/executions").0, 200);
+    assert_eq!(viewer.post("/api/v1/playbooks/acme-count/run", "{}").0, 403);
+    for claims in [
+        json!({"sub": "alice", "tenant_id": "acme", "exp": chrono::Utc::now().timestamp() - 120}),
+        json!({"sub": "alice", "tenant_id": "acme", "iss": "https://evil.example"}),
+        json!({"sub": "alice"}),
+    ] {
+        let refused = As {
+            server: &server,
+            token: jwt(claims.clone()),
+        };
+        assert_eq!(refused.get("/api/v1/executions").0, 401, "{claims}");
+    }
 }

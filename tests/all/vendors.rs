@@ -94,6 +94,15 @@ fn client(python: &Path, server: &Server, script: &str, env: &[(&str, &str)]) ->
         .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
 }
 
+/// That `refused` (a client's JSON) is `status` with SecMaster's `code`.
+fn assert_refused(refused: &Value, status: u16, code: &str) {
+    assert_eq!(
+        (&refused["status"], &refused["code"]),
+        (&json!(status), &json!(code)),
+        "{refused}"
+    );
+}
+
 /// A key's id, from its token.
 fn key_id(token: &str) -> &str {
     token
@@ -115,6 +124,11 @@ fn the_vendors_own_clients_log_in_filter_and_page_within_their_tenant() {
     let key_file = key_file.to_str().unwrap();
     let acme = keys(&db, &["create", "--tenant", "acme", "--role", "operator"]);
     let globex = keys(&db, &["create", "--tenant", "globex", "--role", "operator"]);
+    let server = Server::start(
+        &db,
+        &["--token", "bootstrap-0123456789", "--key-file", key_file],
+    );
+    // The server made the key file; the keys' signing secrets derive from it.
     let secret = |token: &str| {
         keys(
             &db,
@@ -123,10 +137,6 @@ fn the_vendors_own_clients_log_in_filter_and_page_within_their_tenant() {
     };
     let (acme_secret, globex_secret) = (secret(&acme), secret(&globex));
     assert_eq!(acme_secret.len(), 64);
-    let server = Server::start(
-        &db,
-        &["--token", "bootstrap-0123456789", "--key-file", key_file],
-    );
 
     // Five executions of acme's, one of globex's, through the native API.
     let as_ = |token: &str, method: &str, path: &str, body: &str| {
@@ -221,7 +231,11 @@ fn the_vendors_own_clients_log_in_filter_and_page_within_their_tenant() {
         &python,
         &server,
         "soar.py",
-        &[("SOAR_USER", key_id(&acme)), ("SOAR_PASSWORD", &acme)],
+        &[
+            ("SOAR_LOGIN", "basic"),
+            ("SOAR_USER", key_id(&acme)),
+            ("SOAR_PASSWORD", &acme),
+        ],
     );
     assert_eq!(by_password["status"], "success", "{by_password}");
     assert_eq!(
@@ -230,6 +244,25 @@ fn the_vendors_own_clients_log_in_filter_and_page_within_their_tenant() {
         "both of acme's runs, a page each: {by_password}"
     );
     assert_eq!(by_password["pages"], json!([2, 2]), "{by_password}");
+    // soarsdk's own password login: basic auth once, then the session's cookies (and
+    // its CSRF token on each change).
+    let logged_in = client(
+        &python,
+        &server,
+        "soar.py",
+        &[
+            ("SOAR_LOGIN", "password"),
+            ("SOAR_USER", "analyst"),
+            ("SOAR_PASSWORD", &acme),
+        ],
+    );
+    assert_eq!(logged_in["status"], "success", "{logged_in}");
+    assert_eq!(
+        logged_in["cookies"],
+        json!(["csrftoken", "sessionid"]),
+        "{logged_in}"
+    );
+    assert_eq!(logged_in["ids"].as_array().unwrap().len(), 3, "{logged_in}");
     let theirs = client(&python, &server, "soar.py", &[("SOAR_TOKEN", &globex)]);
     assert_eq!(theirs["ids"], json!([&theirs["posted"]]), "{theirs}");
     let refused = client(
@@ -279,35 +312,43 @@ fn the_vendors_own_clients_log_in_filter_and_page_within_their_tenant() {
         assert_eq!(ids, acme_ids, "{read}");
         assert_eq!(read["pages"], json!([2, 2, 1]), "{read}");
     }
-    let refused = client(
-        &python,
-        &server,
-        "secmaster.py",
-        &[
+    let signed_as = |secret: &str, workspace: &str| {
+        let credentials = [
             ("SM_AK", key_id(&acme)),
-            ("SM_SK", &acme_secret),
-            ("SM_WORKSPACE", "globex"),
-        ],
-    );
-    assert_eq!(
-        (&refused["status"], &refused["code"]),
-        (&json!(400), &json!("SecMaster.20010001")),
-        "{refused}"
-    );
-    let refused = client(
-        &python,
-        &server,
-        "secmaster.py",
-        &[
-            ("SM_AK", key_id(&acme)),
-            ("SM_SK", &globex_secret),
-            ("SM_WORKSPACE", "acme"),
-        ],
-    );
-    assert_eq!(
-        (&refused["status"], &refused["code"]),
-        (&json!(401), &json!("APIGW.0301")),
-        "{refused}"
-    );
+            ("SM_SK", secret),
+            ("SM_WORKSPACE", workspace),
+        ];
+        client(&python, &server, "secmaster.py", &credentials)
+    };
+    let refused = signed_as(&acme_secret, "globex");
+    assert_refused(&refused, 400, "SecMaster.20010001");
+    let refused = signed_as(&globex_secret, "acme");
+    assert_refused(&refused, 401, "APIGW.0301");
     assert!(refused["request_id"].is_string(), "{refused}");
+
+    // Basic auth with a wrong password is refused in Splunk's shape.
+    let wrong = ureq::http::Request::builder()
+        .uri(server.url("/rest/version"))
+        .header("Authorization", "Basic YWRtaW46bm90LWEtdG9rZW4=")
+        .body(String::new())
+        .unwrap();
+    let (status, refused) = crate::server::read(server.agent.run(wrong).unwrap());
+    assert_eq!(
+        (status, &refused["failed"]),
+        (401, &json!(true)),
+        "{refused}"
+    );
+
+    // A revoked key's signatures are refused from then on.
+    let revoke = format!("/api/v1/keys/{}", key_id(&acme));
+    assert_eq!(as_("bootstrap-0123456789", "DELETE", &revoke, "").0, 200);
+    let hmac = [
+        ("TC_ACCESS_ID", key_id(&acme)),
+        ("TC_SECRET_KEY", &acme_secret),
+        ("TC_MODE", "raw"),
+    ];
+    let refused = client(&python, &server, "threatconnect.py", &hmac);
+    assert_eq!(refused["status"], 401, "{refused}");
+    let refused = signed_as(&acme_secret, "acme");
+    assert_refused(&refused, 401, "APIGW.0301");
 }

@@ -3,8 +3,9 @@ run, waits for it, and pages through a filtered list of action runs. Prints one 
 object: what it read, or the refusal it got.
 
 Environment: WASP_URL (the server, no path); SOAR_TOKEN (a token, `ph-auth-token`), or
-SOAR_USER and SOAR_PASSWORD (basic auth, the password a token); SOAR_PAGE_SIZE (records
-a page, default 1).
+SOAR_USER and SOAR_PASSWORD (the password a token) with SOAR_LOGIN `basic` (basic auth on
+every request, as seed 001's URLs carry it) or `password` (soarsdk's own login: basic
+auth once, then the web session's cookies); SOAR_PAGE_SIZE (records a page, default 1).
 """
 
 import json
@@ -18,20 +19,26 @@ from soarsdk.exceptions import AuthenticationError
 
 
 class Client(PhantomClient):
-    """soarsdk's own bug: `connect()` sets its session to what `token_authenticate`
-    returns, which is None (soarsdk/client.py), so its first request fails with
-    AttributeError. Return the session it set up."""
+    """soarsdk's own bug: `connect()` sets its session to what `token_authenticate` and
+    `password_authenticate` return, which is None (soarsdk/client.py), so its first
+    request fails with AttributeError. Return the session each set up."""
 
     def token_authenticate(self, token):
         super().token_authenticate(token)
         return self.session
 
+    def password_authenticate(self, username, password):
+        super().password_authenticate(username, password)
+        return self.session
+
 
 def client() -> PhantomClient:
     url = os.environ["WASP_URL"] + "/"
+    if os.environ.get("SOAR_LOGIN") == "password":
+        return Client(url, username=os.environ["SOAR_USER"], password=os.environ["SOAR_PASSWORD"], verify=False)
     if os.environ.get("SOAR_USER"):
         # Basic auth on every request, as seed 001's https://user:password@host/rest/...
-        # does (soarsdk's own password login expects a SOAR web session's cookies).
+        # does.
         session = requests.Session()
         session.auth = (os.environ["SOAR_USER"], os.environ["SOAR_PASSWORD"])
         return PhantomClient(url, session=session, verify=False)
@@ -98,6 +105,7 @@ def main():
                 "ids": ids,
                 "pages": pages,
                 "app_runs": [r["id"] for r in app_runs],
+                "cookies": sorted(c.session.cookies.keys()),
             }
         )
     )

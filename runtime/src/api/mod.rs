@@ -171,6 +171,7 @@ pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<S
         service,
         token: Token(token.map(Arc::from)),
         public_url: PublicUrl(public_url.map(Arc::from)),
+        replays: Arc::default(),
     };
     let limited = Router::new()
         .route(
@@ -276,6 +277,7 @@ pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<S
         // For a supervisor or a load balancer: the process answers. Unauthenticated,
         // so it says nothing else.
         .route("/healthz", get(|| async { "ok\n" }))
+        .layer(middleware::from_fn_with_state(server.clone(), sessions))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&server.service),
             while_loading,
@@ -295,6 +297,8 @@ struct Server {
     service: Arc<Service>,
     token: Token,
     public_url: PublicUrl,
+    /// Signed changes accepted lately.
+    replays: Arc<Replays>,
 }
 
 /// The address clients reach the server by, when configured (`--public-url`).
@@ -410,43 +414,21 @@ async fn authorize(State(server): State<Server>, request: Request, next: Next) -
     if let Some(refused) = cross_site(request.method(), request.headers()) {
         return refuse(view, ApiError::Forbidden(refused), request).await;
     }
-    // A Huawei signature covers the body: it is read (within the body limit) first.
-    let (mut request, body) = if signatures::signs_body(request.headers()) {
-        let (parts, body) = request.into_parts();
-        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-            Ok(bytes) => (
-                Request::from_parts(parts, axum::body::Body::from(bytes.clone())),
-                bytes,
-            ),
-            Err(_) => {
-                let refused = ApiError::BadRequest(format!(
-                    "the body of a signed request could not be read whole (at most {} MiB)",
-                    MAX_BODY_BYTES >> 20
-                ));
-                return view.refuse(refused);
-            }
-        }
-    } else {
-        (request, Bytes::new())
-    };
     let token = server.token.0.as_deref();
     // A token first (Huawei's SDK signs with some pair even when it sends a token in
-    // `X-Auth-Token`), then a signature.
-    let identity = match triggers::identify(&server.service, token, request.headers()).await {
-        Some(identity) => identity,
-        None => {
-            let (method, uri, headers) = (request.method(), request.uri(), request.headers());
-            let signed =
-                signed_identity(&server.service, token, (method, uri, headers), &body).await;
-            match signed {
-                Some(Ok(identity)) => identity,
+    // `X-Auth-Token`), then a web session's cookie, then a signature.
+    let (identity, mut request) =
+        match triggers::identify(&server.service, token, request.headers()).await {
+            Some(identity) => (identity, request),
+            None => match session(&server, request.method(), request.headers()).await {
+                Some(Ok(identity)) => (identity, request),
                 Some(Err(refused)) => return refuse(view, refused, request).await,
-                None => {
-                    return refuse(view, ApiError::Unauthorized(view.schemes()), request).await;
-                }
-            }
-        }
-    };
+                None => match signed(&server, request).await {
+                    Ok(signed) => signed,
+                    Err((refused, request)) => return refuse(view, refused, request).await,
+                },
+            },
+        };
     let needed = required_role(request.method(), request.uri().path());
     if identity.role < needed {
         let refused = ApiError::Forbidden(format!(
@@ -462,23 +444,105 @@ async fn authorize(State(server): State<Server>, request: Request, next: Next) -
     next.run(request).await
 }
 
-/// Who signed the request (its method, URI and headers, and its body), when it carries a ThreatConnect or a
-/// Huawei signature (see [`signatures`]): the key that signed it, or why it is refused.
-/// `None` when it carries no signature. Without a server token every caller is the
-/// bootstrap admin, signed or not.
-async fn signed_identity(
-    service: &Service,
-    token: Option<&str>,
-    (method, uri, headers): (&Method, &axum::http::Uri, &axum::http::HeaderMap),
-    body: &[u8],
+/// Who the web session a request's `headers` carry (its cookie) is, when one lasts
+/// there: a change (`method`) must carry the session's CSRF token in `X-CSRFToken` (a page
+/// of another site can send the cookie, not read it).
+async fn session(
+    server: &Server,
+    method: &Method,
+    headers: &axum::http::HeaderMap,
 ) -> Option<Result<Identity, ApiError>> {
-    let found = signatures::signature(method, uri, headers, body, Utc::now())?;
-    if token.is_none() {
-        return Some(Ok(Identity::bootstrap()));
+    let value = triggers::cookie(headers, triggers::SESSION_COOKIE)?;
+    let identity = server.service.session(value).await?;
+    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !reads {
+        let sent = headers.get("x-csrftoken").and_then(|v| v.to_str().ok());
+        let kept = triggers::cookie(headers, triggers::CSRF_COOKIE);
+        let matches = match (sent, kept) {
+            (Some(sent), Some(kept)) => {
+                !kept.is_empty() && crate::constant_time_eq(sent.as_bytes(), kept.as_bytes())
+            }
+            _ => false,
+        };
+        if !matches {
+            return Some(Err(ApiError::Forbidden(
+                "a change sent with a session's cookie carries its CSRF token in \
+                 `X-CSRFToken`"
+                    .to_owned(),
+            )));
+        }
     }
-    let signature = match found {
-        Ok(signature) => signature,
-        Err(why) => return Some(Err(ApiError::BadSignature(why))),
+    Some(Ok(identity))
+}
+
+/// Start a web session for a caller that logs in with basic auth and a token as its
+/// password (Splunk SOAR's clients: `GET /` with the password, then the session's
+/// cookies): an answer that is not a refusal sets its cookie and its CSRF token.
+async fn sessions(State(server): State<Server>, request: Request, next: Next) -> Response {
+    let password = server
+        .token
+        .0
+        .as_ref()
+        .and_then(|_| triggers::basic_password(request.headers()));
+    let secure = server
+        .public_url
+        .base(request.headers())
+        .starts_with("https:");
+    let mut response = next.run(request).await;
+    let (Some(password), Some(token)) = (password, server.token.0.as_deref()) else {
+        return response;
+    };
+    if response.status().as_u16() >= 400 {
+        return response;
+    }
+    let Some(value) = server.service.session_for(token, &password).await else {
+        return response;
+    };
+    let mut csrf = [0u8; 16];
+    if getrandom::fill(&mut csrf).is_err() {
+        return response;
+    }
+    let secure = if secure { "; Secure" } else { "" };
+    for cookie in [
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict{secure}",
+            triggers::SESSION_COOKIE
+        ),
+        format!(
+            "{}={}; Path=/; SameSite=Strict{secure}",
+            triggers::CSRF_COOKIE,
+            hex::encode(csrf)
+        ),
+    ] {
+        if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// How long a signed request's body may take to arrive.
+const SIGNED_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who signed `request`, when it carries a ThreatConnect or a Huawei signature (see
+/// [`signatures`]), and the request again (its body read, when the signature covers
+/// it); else why it is refused. Its head is checked before anything else, and the body
+/// is read only for a key that exists, within [`signatures::MAX_SIGNED_BODY`] and
+/// [`SIGNED_BODY_TIMEOUT`]. A change signed once is not accepted twice.
+async fn signed(
+    server: &Server,
+    request: Request,
+) -> Result<(Identity, Request), (ApiError, Request)> {
+    let (method, uri, headers) = (request.method(), request.uri(), request.headers());
+    let claim = match signatures::claim(method, uri, headers, Utc::now()) {
+        None => {
+            return Err((
+                ApiError::Unauthorized(View::of(uri.path()).schemes()),
+                request,
+            ));
+        }
+        Some(Err(why)) => return Err((ApiError::BadSignature(why), request)),
+        Some(Ok(claim)) => claim,
     };
     // An unknown key and a wrong signature get the same answer.
     let mismatch = || {
@@ -487,21 +551,84 @@ async fn signed_identity(
                 .to_owned(),
         )
     };
-    let Some((identity, secret)) = service.signer(&signature.key_id).await else {
-        if service.signing_secret("").is_none() {
-            return Some(Err(ApiError::BadSignature(
+    let Some((identity, secret)) = server.service.signer(claim.key_id()).await else {
+        let refused = if server.service.signing_secret("").is_none() {
+            ApiError::BadSignature(
                 "this server has no signing key (`wasp serve --key-file`), so it checks no \
                  signatures"
                     .to_owned(),
-            )));
-        }
-        return Some(Err(mismatch()));
+            )
+        } else {
+            mismatch()
+        };
+        return Err((refused, request));
     };
-    Some(if signature.verify(&secret) {
-        Ok(identity)
+    let (request, body) = if claim.covers_body() {
+        let (parts, body) = request.into_parts();
+        let read = axum::body::to_bytes(body, signatures::MAX_SIGNED_BODY);
+        match tokio::time::timeout(SIGNED_BODY_TIMEOUT, read).await {
+            Ok(Ok(bytes)) => (
+                Request::from_parts(parts, axum::body::Body::from(bytes.clone())),
+                bytes,
+            ),
+            _ => {
+                let refused = ApiError::BadRequest(format!(
+                    "the body of a signed request must arrive whole, {} KiB at most, within {} s",
+                    signatures::MAX_SIGNED_BODY >> 10,
+                    SIGNED_BODY_TIMEOUT.as_secs()
+                ));
+                let request = Request::from_parts(parts, axum::body::Body::empty());
+                return Err((refused, request));
+            }
+        }
     } else {
-        Err(mismatch())
-    })
+        (request, Bytes::new())
+    };
+    let signature = match claim.signature(request.headers(), &body) {
+        Ok(signature) => signature,
+        Err(why) => return Err((ApiError::BadSignature(why), request)),
+    };
+    if !signature.verify(&secret) {
+        return Err((mismatch(), request));
+    }
+    let reads = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !reads && !server.replays.first(signature.sent()) {
+        let refused = ApiError::BadSignature(
+            "this signed request was sent before: a change is made once (sign it again)".to_owned(),
+        );
+        return Err((refused, request));
+    }
+    Ok((identity, request))
+}
+
+/// The signed changes accepted lately (by their signatures' SHA-256), so that one
+/// captured on the way cannot be sent again within its signature's window.
+#[derive(Default)]
+struct Replays(std::sync::Mutex<HashMap<[u8; 32], std::time::Instant>>);
+
+/// Signed changes remembered at the most.
+const MAX_REPLAYS: usize = 100_000;
+
+impl Replays {
+    /// Whether `signature` is new (and remember it).
+    fn first(&self, signature: &[u8]) -> bool {
+        use sha2::Digest as _;
+        let seen: [u8; 32] = sha2::Sha256::digest(signature).into();
+        let window =
+            Duration::from_secs(signatures::HUAWEI_WINDOW_SECS.max(signatures::TC_WINDOW_SECS) * 2);
+        let mut replays = crate::lock(&self.0);
+        if replays.len() >= MAX_REPLAYS {
+            replays.retain(|_, at| at.elapsed() < window);
+        }
+        if replays.len() >= MAX_REPLAYS {
+            // Full of signatures still in their window: refused rather than forgotten.
+            return false;
+        }
+        replays.insert(seen, std::time::Instant::now()).is_none()
+    }
 }
 
 /// The most of a refused request's body read before the refusal is sent.
@@ -604,8 +731,10 @@ fn cross_site(method: &Method, headers: &axum::http::HeaderMap) -> Option<String
     })
 }
 
-async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
+/// A path no route serves, answered in the shape of the view its prefix names.
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    let missing = ApiError::NotFound(format!("there is no route {method} {}", uri.path()));
+    View::of(uri.path()).refuse(missing)
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -651,7 +780,7 @@ async fn list_playbooks(
     let (playbooks, mut stats) = service
         .blocking(move |store| {
             let mut playbooks = store.playbooks()?;
-            playbooks.retain(|p| p.tenant_id == caller.tenant);
+            playbooks.retain(|p| service::visible_to(&caller, p));
             let xids: Vec<String> = playbooks.iter().map(|p| p.xid.clone()).collect();
             Ok((playbooks, triggers::stats_of(store, &xids, &caller.tenant)?))
         })
@@ -679,7 +808,7 @@ async fn get_playbook(
         .blocking(move |store| {
             let playbook = store
                 .playbook(&key, Some(&caller.tenant))?
-                .filter(|p| !p.is_deleted);
+                .filter(|p| !p.is_deleted && service::visible_to(&caller, p));
             let stats = match &playbook {
                 Some(p) => json!(store.run_stats(&p.xid, &p.tenant_id)?),
                 None => Value::Null,
@@ -730,8 +859,9 @@ async fn run_playbook(
     // The XID, or the string or numeric id the store knows it by; another tenant's
     // playbook is not found.
     let xid = match service.playbook(&id) {
-        Some(playbook) if playbook.tenant == caller.tenant => id,
-        _ => service.visible_playbook(&caller.tenant, &id).await?.xid,
+        // Without an application to check, the playbook served is enough.
+        Some(playbook) if playbook.tenant == caller.tenant && caller.app.is_none() => id,
+        _ => service.visible_playbook(&caller, &id).await?.xid,
     };
     let wait = flag(&params, "wait")?;
     let started = service
@@ -1087,9 +1217,7 @@ async fn create_playbook(
     Extension(caller): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let record = service
-        .create_playbook(&caller.tenant, body.to_vec(), caller.key)
-        .await?;
+    let record = service.create_playbook(&caller, body.to_vec()).await?;
     let record = playbook_view(&service, record, json!({}));
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
@@ -1102,9 +1230,7 @@ async fn update_playbook(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let record = service
-        .update_playbook(&caller.tenant, &id, body.to_vec(), caller.key)
-        .await?;
+    let record = service.update_playbook(&caller, &id, body.to_vec()).await?;
     Ok(Json(playbook_view(&service, record, json!({}))))
 }
 
@@ -1115,9 +1241,7 @@ async fn delete_playbook(
     Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let deleted = service
-        .delete_playbook(&caller.tenant, &id, caller.key)
-        .await?;
+    let deleted = service.delete_playbook(&caller, &id).await?;
     Ok(Json(serde_json::to_value(deleted).unwrap_or_default()))
 }
 

@@ -989,6 +989,15 @@ pub fn markdown() -> String {
          and assets of files are `default`'s. In SecMaster's paths the workspace is the \
          tenant: any other workspace id is refused (400, `SecMaster.20010001`). An admin \
          key manages its own tenant's keys; the server's own token, every tenant's. \
+         Vendor clients may sign instead: ThreatConnect's HMAC (`Authorization: TC \
+         <key id>:<signature>` with `Timestamp`, for reads) and Huawei Cloud's AK/SK \
+         (`SDK-HMAC-SHA256`, with `X-Sdk-Date`), the key's id the access id and its \
+         signing secret (on a server with `--key-file`) the secret; Splunk SOAR's basic \
+         auth takes a token as its password, and starts a web session (`sessionid`, \
+         with `csrftoken` to send as `X-CSRFToken` with a change). With `--jwt-key`, an identity provider's \
+         JSON Web Tokens are accepted as tokens: `sub` is who writes, `tenant_id` the \
+         tenant, `role` the role (a viewer's without), and `app_id` limits the caller to \
+         that application's playbooks. \
          Every operation may also answer `4XX` (bad input \
          or not allowed) and `5XX` (wasp failed, or is still loading: 503 with \
          `Retry-After`) with a [Problem](#problem).\n\n\

@@ -2,7 +2,8 @@
 //!
 //! - ThreatConnect (tcex): `Authorization: TC <access id>:<signature>` and `Timestamp:
 //!   <unix seconds>`, the signature the Base64 HMAC-SHA256 of `<path and query, as
-//!   sent>:<METHOD>:<timestamp>`.
+//!   sent>:<METHOD>:<timestamp>`. It does not cover a body: accepted for reads only
+//!   (GET, HEAD, OPTIONS), which is all ThreatConnect's view serves.
 //! - Huawei Cloud (its SDKs' AK/SK signing): `Authorization: SDK-HMAC-SHA256
 //!   Access=<AK>, SignedHeaders=<a;b>, Signature=<hex>` and `X-Sdk-Date:
 //!   <YYYYMMDDTHHMMSSZ>`, the signature the hex HMAC-SHA256 of a string to sign over the
@@ -10,9 +11,13 @@
 //!   SHA-256).
 //!
 //! The access id (the AK) is an API key's id; the secret (the SK) is the key's signing
-//! secret, which the server derives from its key file. A signature older or newer than
-//! its scheme's window (5 minutes for ThreatConnect, 15 for Huawei, as their gateways
-//! allow) is refused; within it, a captured request could be sent again.
+//! secret, which the server derives from its key file. Checking is in two steps: the
+//! header is read and checked ([`claim`]: its shape, its time, what it signs) before
+//! anything else, and only for a key that exists is a signed body read (at most
+//! [`MAX_SIGNED_BODY`]) and the signature computed ([`Claim::signature`]). A signature
+//! older or newer than its scheme's window (5 minutes for ThreatConnect, 15 for Huawei,
+//! as their gateways allow) is refused; within it, a read could be sent again, and a
+//! change is refused the second time (see `api::Replays`).
 
 use axum::http::{HeaderMap, Method, Uri, header};
 use base64::Engine as _;
@@ -21,14 +26,21 @@ use hmac::{Hmac, Mac as _};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest as _, Sha256};
 
-/// How far a ThreatConnect `Timestamp` may be from now.
-const TC_WINDOW_SECS: i64 = 5 * 60;
-/// How far a Huawei `X-Sdk-Date` may be from now.
-const HUAWEI_WINDOW_SECS: i64 = 15 * 60;
+/// How far a ThreatConnect `Timestamp` may be from now, in seconds.
+pub(super) const TC_WINDOW_SECS: u64 = 5 * 60;
+/// How far a Huawei `X-Sdk-Date` may be from now, in seconds.
+pub(super) const HUAWEI_WINDOW_SECS: u64 = 15 * 60;
 /// The longest `Authorization` header read as a signature.
 const MAX_AUTHORIZATION: usize = 4096;
 /// The most headers a Huawei signature may sign.
-const MAX_SIGNED_HEADERS: usize = 64;
+const MAX_SIGNED_HEADERS: usize = 32;
+/// The most bytes of signed headers' names and values a Huawei signature may cover.
+const MAX_SIGNED_HEADER_BYTES: usize = 16 * 1024;
+/// The largest body a Huawei signature may cover (a signed request is checked before
+/// anything else: what it may make the server read is bounded tighter than a body).
+pub(super) const MAX_SIGNED_BODY: usize = 1024 * 1024;
+/// The longest access id (an API key's id is far shorter).
+const MAX_KEY_ID: usize = 64;
 
 /// Huawei's canonical encoding: every byte but A-Z, a-z, 0-9, `-`, `_`, `.` and `~`.
 const HUAWEI: &AsciiSet = &NON_ALPHANUMERIC
@@ -40,8 +52,6 @@ const HUAWEI: &AsciiSet = &NON_ALPHANUMERIC
 /// A signed request: the key it names, and what to check with the key's secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Signature {
-    /// The access id (AK): an API key's id.
-    pub key_id: String,
     /// What was signed.
     message: String,
     /// The signature sent.
@@ -58,12 +68,80 @@ impl Signature {
         mac.update(self.message.as_bytes());
         mac.verify_slice(&self.signature).is_ok()
     }
+
+    /// The signature sent, to recognise the request if it comes again.
+    pub fn sent(&self) -> &[u8] {
+        &self.signature
+    }
 }
 
-/// Whether `headers` carry a Huawei signature, which covers the request's body: the
-/// body must be read before the request is authenticated.
-pub(super) fn signs_body(headers: &HeaderMap) -> bool {
-    authorization(headers).is_some_and(|value| value.starts_with("SDK-HMAC-SHA256 "))
+/// A signature's header, read and checked: the key it names, and, for Huawei's, what
+/// else it signs, to compute once the body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// ThreatConnect's: complete.
+    ThreatConnect {
+        /// The access id.
+        key_id: String,
+        /// The signature.
+        signature: Signature,
+    },
+    /// Huawei's: the canonical request but for the body's hash.
+    Huawei {
+        /// The access id (AK).
+        key_id: String,
+        /// The canonical request up to the payload hash.
+        canonical: String,
+        /// `X-Sdk-Date`.
+        date: String,
+        /// The signature sent.
+        signature: Vec<u8>,
+    },
+}
+
+impl Claim {
+    /// The API key it names.
+    pub fn key_id(&self) -> &str {
+        match self {
+            Claim::ThreatConnect { key_id, .. } | Claim::Huawei { key_id, .. } => key_id,
+        }
+    }
+
+    /// Whether the signature covers the body, which must then be read to check it.
+    pub fn covers_body(&self) -> bool {
+        matches!(self, Claim::Huawei { .. })
+    }
+
+    /// The signature to check, once the request's `body` is read (ignored by a claim
+    /// that does not cover it).
+    pub fn signature(self, headers: &HeaderMap, body: &[u8]) -> Result<Signature, String> {
+        match self {
+            Claim::ThreatConnect { signature, .. } => Ok(signature),
+            Claim::Huawei {
+                canonical,
+                date,
+                signature,
+                ..
+            } => {
+                let payload = if body.is_empty() {
+                    hex::encode(Sha256::digest(b""))
+                } else if header_text(headers, "x-sdk-content-sha256").is_some() {
+                    // "UNSIGNED-PAYLOAD": a body that anyone could change on the way.
+                    return Err("the body must be signed (no `X-Sdk-Content-Sha256`)".to_owned());
+                } else {
+                    hex::encode(Sha256::digest(body))
+                };
+                let canonical = format!("{canonical}{payload}");
+                Ok(Signature {
+                    message: format!(
+                        "SDK-HMAC-SHA256\n{date}\n{}",
+                        hex::encode(Sha256::digest(canonical.as_bytes()))
+                    ),
+                    signature,
+                })
+            }
+        }
+    }
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
@@ -74,26 +152,42 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .filter(|value| value.len() <= MAX_AUTHORIZATION)
 }
 
-/// The signature the request carries: `None` when it carries none, an error saying what
-/// is wrong with one that cannot be checked (malformed, outside its window).
-pub(super) fn signature(
+/// The signature the request's head carries, checked as far as it can be without the
+/// key and the body: `None` when it carries none, an error saying what is wrong with
+/// one that cannot be accepted (malformed, outside its window, signing what cannot be
+/// signed unambiguously).
+pub(super) fn claim(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
     now: DateTime<Utc>,
-) -> Option<Result<Signature, String>> {
+) -> Option<Result<Claim, String>> {
     let value = authorization(headers)?;
     if let Some(rest) = value.strip_prefix("TC ") {
         Some(threatconnect(method, uri, headers, rest, now))
     } else {
         let rest = value.strip_prefix("SDK-HMAC-SHA256 ")?;
-        Some(huawei(method, uri, headers, body, rest, now))
+        Some(huawei(method, uri, headers, rest, now))
     }
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `id` when it can be an API key's id.
+fn key_id(id: &str) -> Result<String, String> {
+    let id = id.trim();
+    let valid = !id.is_empty()
+        && id.len() <= MAX_KEY_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(id.to_owned())
+    } else {
+        Err("the access id is not an API key's id".to_owned())
+    }
 }
 
 fn threatconnect(
@@ -102,8 +196,14 @@ fn threatconnect(
     headers: &HeaderMap,
     credential: &str,
     now: DateTime<Utc>,
-) -> Result<Signature, String> {
-    let (key_id, signature) = credential
+) -> Result<Claim, String> {
+    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Err(format!(
+            "a TC signature does not cover a body: it is accepted for reads, not {method} \
+             (send the key's token, `Authorization: TC-Token <token>`)"
+        ));
+    }
+    let (key, signature) = credential
         .rsplit_once(':')
         .ok_or("`Authorization: TC` is `TC <access id>:<signature>`")?;
     let signature = base64::engine::general_purpose::STANDARD
@@ -114,17 +214,19 @@ fn threatconnect(
         .trim()
         .parse()
         .map_err(|_| "`Timestamp` is not a number of seconds")?;
-    if (now.timestamp() - seconds).abs() > TC_WINDOW_SECS {
+    if now.timestamp().abs_diff(seconds) > TC_WINDOW_SECS {
         return Err(format!(
             "`Timestamp` is more than {} minutes from the server's time",
             TC_WINDOW_SECS / 60
         ));
     }
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    Ok(Signature {
-        key_id: key_id.trim().to_owned(),
-        message: format!("{target}:{}:{timestamp}", method.as_str()),
-        signature,
+    Ok(Claim::ThreatConnect {
+        key_id: key_id(key)?,
+        signature: Signature {
+            message: format!("{target}:{}:{timestamp}", method.as_str()),
+            signature,
+        },
     })
 }
 
@@ -132,10 +234,9 @@ fn huawei(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
     credential: &str,
     now: DateTime<Utc>,
-) -> Result<Signature, String> {
+) -> Result<Claim, String> {
     let (mut access, mut signed, mut signature) = (None, None, None);
     for part in credential.split(',') {
         match part.trim().split_once('=') {
@@ -145,15 +246,25 @@ fn huawei(
             _ => {}
         }
     }
-    let (Some(key_id), Some(signed), Some(signature)) = (access, signed, signature) else {
+    let (Some(access), Some(signed), Some(signature)) = (access, signed, signature) else {
         return Err(
             "`SDK-HMAC-SHA256` needs `Access=`, `SignedHeaders=` and `Signature=`".to_owned(),
         );
     };
+    let key_id = key_id(access)?;
     let signature = hex::decode(signature).map_err(|_| "the signature is not hexadecimal")?;
     let names: Vec<&str> = signed.split(';').collect();
-    if names.len() > MAX_SIGNED_HEADERS {
-        return Err(format!("more than {MAX_SIGNED_HEADERS} signed headers"));
+    // Sorted, each once, in lower case, as the SDKs sign them: one name cannot stand for
+    // many copies of a large header.
+    let ordered = names.windows(2).all(|pair| pair[0] < pair[1])
+        && names
+            .iter()
+            .all(|name| !name.is_empty() && !name.bytes().any(|b| b.is_ascii_uppercase()));
+    if !ordered || names.len() > MAX_SIGNED_HEADERS {
+        return Err(format!(
+            "`SignedHeaders` lists at most {MAX_SIGNED_HEADERS} names, in lower case, sorted, \
+             each once"
+        ));
     }
     // What makes a signature fresh and names the server must be signed.
     for needed in ["x-sdk-date", "host"] {
@@ -165,37 +276,46 @@ fn huawei(
     let signed_at = NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ")
         .map_err(|_| "`X-Sdk-Date` is not a time like 20261207T231523Z")?
         .and_utc();
-    if (now - signed_at).num_seconds().abs() > HUAWEI_WINDOW_SECS {
+    if now.timestamp().abs_diff(signed_at.timestamp()) > HUAWEI_WINDOW_SECS {
         return Err(format!(
             "`X-Sdk-Date` is more than {} minutes from the server's time",
             HUAWEI_WINDOW_SECS / 60
         ));
     }
-    let payload = if body.is_empty() {
-        hex::encode(Sha256::digest(b""))
-    } else if header_text(headers, "x-sdk-content-sha256").is_some() {
-        // "UNSIGNED-PAYLOAD": a body that anyone could change on the way.
-        return Err("the body must be signed (no `X-Sdk-Content-Sha256`)".to_owned());
-    } else {
-        hex::encode(Sha256::digest(body))
-    };
+    // Huawei's canonical path decodes the path first: an encoded `/` would sign one path
+    // and route another. A repeated query parameter would be sorted for the signature
+    // and read in its order by the server.
+    let path = uri.path();
+    if path.to_ascii_lowercase().contains("%2f") {
+        return Err("a signed request's path may not hold an encoded `/` (%2F)".to_owned());
+    }
+    let query = uri.query().unwrap_or_default();
+    let mut keys: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .map(|(key, _)| key.into_owned())
+        .collect();
+    keys.sort_unstable();
+    if keys.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err("a signed request names each query parameter once".to_owned());
+    }
     let mut canonical_headers = String::new();
     for name in &names {
         let value = header_text(headers, name).unwrap_or_default().trim();
         canonical_headers.push_str(&format!("{name}:{value}\n"));
+        if canonical_headers.len() > MAX_SIGNED_HEADER_BYTES {
+            return Err(format!(
+                "the signed headers hold more than {MAX_SIGNED_HEADER_BYTES} bytes"
+            ));
+        }
     }
-    let canonical = format!(
-        "{}\n{}\n{}\n{canonical_headers}\n{signed}\n{payload}",
-        method.as_str(),
-        canonical_path(uri.path()),
-        canonical_query(uri.query().unwrap_or_default()),
-    );
-    Ok(Signature {
-        key_id: key_id.trim().to_owned(),
-        message: format!(
-            "SDK-HMAC-SHA256\n{date}\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
+    Ok(Claim::Huawei {
+        key_id,
+        canonical: format!(
+            "{}\n{}\n{}\n{canonical_headers}\n{signed}\n",
+            method.as_str(),
+            canonical_path(path),
+            canonical_query(query),
         ),
+        date: date.to_owned(),
         signature,
     })
 }
@@ -241,6 +361,17 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// The signature of a request, as the server checks it: its head, then its body.
+    fn signature(
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Option<Result<Signature, String>> {
+        claim(method, uri, headers, now).map(|claim| claim?.signature(headers, body))
+    }
+
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
@@ -266,17 +397,21 @@ mod tests {
             ("timestamp", "1796685322"),
         ]);
         let now = DateTime::from_timestamp(1_796_685_400, 0).unwrap();
+        let claimed = claim(&Method::GET, &uri, &sent, now).unwrap().unwrap();
+        assert_eq!(claimed.key_id(), "wasp-tc-id");
         let signed = signature(&Method::GET, &uri, &sent, b"", now)
             .unwrap()
             .unwrap();
-        assert_eq!(signed.key_id, "wasp-tc-id");
         assert!(signed.verify("tc-secret-0123456789"));
         assert!(!signed.verify("tc-secret-012345678"));
-        // Another method, another query, another time: the signature no longer holds.
-        let post = signature(&Method::POST, &uri, &sent, b"", now)
+        // Another method, another query, another time: the signature no longer holds. A
+        // change is not accepted at all (the signature does not cover its body).
+        let head = signature(&Method::HEAD, &uri, &sent, b"", now)
             .unwrap()
             .unwrap();
-        assert!(!post.verify("tc-secret-0123456789"));
+        assert!(!head.verify("tc-secret-0123456789"));
+        let post = signature(&Method::POST, &uri, &sent, b"", now).unwrap();
+        assert!(post.unwrap_err().contains("accepted for reads"));
         let other: Uri = "/api/v3/playbook/executions?resultLimit=2".parse().unwrap();
         let moved = signature(&Method::GET, &other, &sent, b"", now)
             .unwrap()
@@ -311,11 +446,12 @@ mod tests {
         ]);
         let body = br#"{"instance_type": "PLAYBOOK", "status": "FINISHED"}"#;
         let now = at("2026-12-07T23:20:00Z");
-        assert!(signs_body(&sent));
+        let claimed = claim(&Method::POST, &uri, &sent, now).unwrap().unwrap();
+        assert_eq!(claimed.key_id(), "AKWASPEXAMPLE");
+        assert!(claimed.covers_body());
         let signed = signature(&Method::POST, &uri, &sent, body, now)
             .unwrap()
             .unwrap();
-        assert_eq!(signed.key_id, "AKWASPEXAMPLE");
         assert!(signed.verify("SKWASPEXAMPLE0123456789"));
         // Another body, or another host, and it does not.
         let changed = br#"{"instance_type": "APP", "status": "FINISHED"}"#;
@@ -337,6 +473,45 @@ mod tests {
         unsigned.insert("x-sdk-content-sha256", "UNSIGNED-PAYLOAD".parse().unwrap());
         let refused = signature(&Method::POST, &uri, &unsigned, body, now).unwrap();
         assert!(refused.unwrap_err().contains("body must be signed"));
+    }
+
+    #[test]
+    fn a_huawei_signature_over_what_would_read_two_ways_is_refused() {
+        let now = at("2026-12-07T23:20:00Z");
+        let sent = |signed: &str| {
+            let authorization =
+                format!("SDK-HMAC-SHA256 Access=key_1, SignedHeaders={signed}, Signature=00");
+            headers(&[
+                ("x-sdk-date", "20261207T231523Z"),
+                ("host", "h"),
+                ("x-big", &"x".repeat(20_000)),
+                ("authorization", &authorization),
+            ])
+        };
+        let refused = |uri: &str, signed: &str| {
+            let uri: Uri = uri.parse().unwrap();
+            claim(&Method::GET, &uri, &sent(signed), now)
+                .unwrap()
+                .unwrap_err()
+        };
+        let plain = "host;x-sdk-date";
+        assert!(refused("/v1/a%2fb", plain).contains("%2F"));
+        assert!(refused("/v1/x?a=1&a=2", plain).contains("once"));
+        assert!(refused("/v1/x", "x-sdk-date;host").contains("sorted"));
+        assert!(refused("/v1/x", "host;host;x-sdk-date").contains("each once"));
+        assert!(refused("/v1/x", "host;x-big;x-sdk-date").contains("bytes"));
+        assert!(refused("/v1/x", "host").contains("x-sdk-date"));
+        let long = format!(
+            "SDK-HMAC-SHA256 Access={}, SignedHeaders={plain}, Signature=00",
+            "k".repeat(65)
+        );
+        let mut headers = sent(plain);
+        headers.insert("authorization", long.parse().unwrap());
+        let uri: Uri = "/v1/x".parse().unwrap();
+        let refused = claim(&Method::GET, &uri, &headers, now)
+            .unwrap()
+            .unwrap_err();
+        assert!(refused.contains("access id"), "{refused}");
     }
 
     #[test]

@@ -258,23 +258,8 @@ pub(super) async fn event(
 /// 001's `https://user:password@host/rest/…`; the user name is not checked).
 pub(super) fn presented_tokens(headers: &HeaderMap) -> Vec<std::borrow::Cow<'_, str>> {
     use std::borrow::Cow;
-
-    use base64::Engine as _;
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let authorization = value(header::AUTHORIZATION.as_str());
-    let basic = authorization
-        .and_then(|v| v.strip_prefix("Basic "))
-        .filter(|encoded| encoded.len() <= 4096)
-        .and_then(|encoded| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()
-        })
-        .and_then(|decoded| String::from_utf8(decoded).ok())
-        .and_then(|pair| {
-            pair.split_once(':')
-                .map(|(_, password)| password.to_owned())
-        });
     [
         authorization.and_then(|v| v.strip_prefix("Bearer ")),
         authorization.and_then(|v| v.strip_prefix("TC-Token ")),
@@ -284,8 +269,37 @@ pub(super) fn presented_tokens(headers: &HeaderMap) -> Vec<std::borrow::Cow<'_, 
     .into_iter()
     .flatten()
     .map(Cow::Borrowed)
-    .chain(basic.map(Cow::Owned))
+    .chain(basic_password(headers).map(Cow::Owned))
     .collect()
+}
+
+/// The password of `Authorization: Basic` (the user name is not checked).
+pub(super) fn basic_password(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let encoded = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")
+        .filter(|encoded| encoded.len() <= 4096)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let pair = String::from_utf8(decoded).ok()?;
+    pair.split_once(':')
+        .map(|(_, password)| password.to_owned())
+}
+
+/// The value of cookie `name` among those `headers` carry.
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
 }
 
 /// Who `headers` say the caller is, when the server has a `token`: the bootstrap admin
@@ -306,6 +320,12 @@ pub(super) async fn identify(
     }
     None
 }
+
+/// The name of the cookie a web session (Splunk SOAR's password login) is carried in.
+pub(super) const SESSION_COOKIE: &str = "sessionid";
+/// The cookie a session's CSRF token is in; a change sent with the session must carry
+/// it in `X-CSRFToken` too, which another site's page cannot read.
+pub(super) const CSRF_COOKIE: &str = "csrftoken";
 
 /// The caller's identity, refused with a 401 unless it is one, a 404 (`hidden`) unless
 /// it acts in `tenant`, or a 403 unless its role is at least `needed`: another tenant

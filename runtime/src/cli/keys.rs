@@ -27,7 +27,7 @@ pub(super) struct SigningSecretArgs {
     /// The key's id (`key_…`).
     id: String,
 
-    /// The server's signing key file (`wasp serve --key-file`; made when missing).
+    /// The server's signing key file (`wasp serve --key-file`, which makes it).
     #[arg(long, env = crate::env::KEY_FILE, value_name = "FILE")]
     key_file: PathBuf,
 
@@ -153,7 +153,12 @@ pub(super) fn run(command: &KeysCommand) -> Result<ExitCode, Failure> {
                         for_terminal(&args.id)
                     ))
                 })?;
-            let signing = super::signing_key(&args.key_file)?;
+            let signing = crate::service::keys::SigningKey::load(&args.key_file).map_err(|e| {
+                Failure::Usage(format!(
+                    "{e} (`wasp serve --key-file {}` makes the file)",
+                    args.key_file.display()
+                ))
+            })?;
             eprintln!(
                 "the signing secret of key `{}` follows: sign with it as the secret key, the \
                  key's id as the access id",

@@ -31,6 +31,10 @@ const KEY_CACHE_FOR: Duration = Duration::from_secs(10);
 const MAX_CACHED_KEYS: usize = 10_000;
 /// The longest name a key may have.
 const MAX_NAME: usize = 128;
+/// How long a web session (Splunk SOAR's password login) lasts.
+const SESSION_FOR: Duration = Duration::from_secs(8 * 60 * 60);
+/// The subject of a session of the server's own token.
+const BOOTSTRAP_SESSION: &str = "bootstrap";
 
 /// What an identity may do, each role all that the one before may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,27 +71,32 @@ impl Role {
 /// Who a request is from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The key it presented; `None` for the server's own token.
-    pub key: Option<String>,
+    /// Who it is, as what it writes is stamped with (seed 003's `created_by`): the id of
+    /// the API key it presented, or its JWT's subject; `None` for the server's own token.
+    pub subject: Option<String>,
     /// The tenant it acts in.
     pub tenant: String,
     /// What it may do.
     pub role: Role,
+    /// The application it acts for, when its JWT was minted for one (seed 003's
+    /// `app_id`): it sees and makes that application's playbooks only.
+    pub app: Option<String>,
 }
 
 impl Identity {
     /// Whether it manages every tenant's keys: the server's own token does; an admin key
     /// only its own tenant's.
     pub fn all_tenants(&self) -> bool {
-        self.key.is_none()
+        self.subject.is_none()
     }
 
     /// The server's own token: the bootstrap admin.
     pub fn bootstrap() -> Self {
         Self {
-            key: None,
+            subject: None,
             tenant: DEFAULT_TENANT.to_owned(),
             role: Role::Admin,
+            app: None,
         }
     }
 }
@@ -111,8 +120,8 @@ pub fn new_key(name: &str, tenant: &str, role: &str) -> Result<(ApiKey, String),
     }
     if !crate::trace::valid_tenant(tenant) {
         return Err(Error::Invalid(format!(
-            "`{tenant}` is not a tenant's name: use 1 to 63 of a-z, 0-9, `-` and `_`, \
-             starting with a letter or a digit"
+            "`{tenant}` is not a tenant's name: use 1 to 63 of a-z and 0-9, in words joined \
+             by single `-` (`acme`, `acme-eu`)"
         )));
     }
     let role = Role::named(role).ok_or_else(|| {
@@ -164,57 +173,101 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// The key in the file at `path`: 64 hex digits, readable by its owner only. A
-    /// missing file is made, with a new random key; whether it was.
-    pub fn load_or_create(path: &std::path::Path) -> Result<(Self, bool), String> {
+    /// The key in the file at `path`: 64 hex digits, in a regular file (not a link) that
+    /// is this process's user's and readable by it only.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        use std::io::Read as _;
         let file = path.display();
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    let mode = std::fs::metadata(path)
-                        .map_err(|e| format!("{file}: {e}"))?
-                        .permissions()
-                        .mode();
-                    if mode & 0o077 != 0 {
-                        return Err(format!(
-                            "{file} may be read by others (mode {:o}); the signing key must be \
-                             its owner's only: chmod 600 {file}",
-                            mode & 0o777
-                        ));
-                    }
-                }
-                let mut key = [0u8; 32];
-                hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
-                    format!("{file} is not a signing key: it holds 64 hexadecimal digits")
-                })?;
-                Ok((Self(key), false))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| format!("no randomness for a key: {e}"))?;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let written = options.open(path).and_then(|mut out| {
-                    std::io::Write::write_all(
-                        &mut out,
-                        format!("{}\n", hex::encode(key)).as_bytes(),
-                    )
-                });
-                match written {
-                    Ok(()) => Ok((Self(key), true)),
-                    // Made meanwhile by another process: use that one.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        Self::load_or_create(path)
-                    }
-                    Err(e) => Err(format!("cannot make the signing key {file}: {e}")),
-                }
-            }
-            Err(e) => Err(format!("cannot read the signing key {file}: {e}")),
+        let named = std::fs::symlink_metadata(path)
+            .map_err(|e| format!("cannot read the signing key {file}: {e}"))?;
+        if !named.file_type().is_file() {
+            return Err(format!(
+                "{file} is not a regular file (a link is not followed)"
+            ));
         }
+        let mut opened = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read the signing key {file}: {e}"))?;
+        let held = opened.metadata().map_err(|e| format!("{file}: {e}"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+            // The file opened is the one checked (not one put in its place meanwhile).
+            if (held.dev(), held.ino()) != (named.dev(), named.ino()) {
+                return Err(format!("{file} changed while it was read; try again"));
+            }
+            if held.uid() != rustix::process::geteuid().as_raw() {
+                return Err(format!(
+                    "{file} belongs to another user: the signing key must be this user's own"
+                ));
+            }
+            let mode = held.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "{file} may be read by others (mode {:o}); the signing key must be its \
+                     owner's only: chmod 600 {file}",
+                    mode & 0o777
+                ));
+            }
+        }
+        let mut text = String::new();
+        opened
+            .by_ref()
+            .take(256)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the signing key {file}: {e}"))?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut key)
+            .map_err(|_| format!("{file} is not a signing key: it holds 64 hexadecimal digits"))?;
+        Ok(Self(key))
+    }
+
+    /// The key in the file at `path` (see [`SigningKey::load`]); a missing file is made,
+    /// whole and at once, with a new random key, readable by its owner only. Whether it
+    /// was made.
+    pub fn load_or_create(path: &std::path::Path) -> Result<(Self, bool), String> {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => return Self::load(path).map(|key| (key, false)),
+        }
+        let file = path.display();
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| format!("no randomness for a key: {e}"))?;
+        // Written to a file of its own, then linked in place: nobody reads it half
+        // written, and a file made meanwhile by another process is kept.
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).map_err(|e| format!("no randomness for a key: {e}"))?;
+        let draft = path.with_file_name(format!(
+            ".{}.{}",
+            path.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            hex::encode(suffix)
+        ));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options.open(&draft).and_then(|mut out| {
+            std::io::Write::write_all(&mut out, format!("{}\n", hex::encode(key)).as_bytes())?;
+            out.sync_all()
+        });
+        let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
+        let _ = std::fs::remove_file(&draft);
+        match linked {
+            Ok(()) => Ok((Self(key), true)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Self::load(path).map(|key| (key, false))
+            }
+            Err(e) => Err(format!("cannot make the signing key {file}: {e}")),
+        }
+    }
+
+    /// The key web sessions are signed with, for every server that shares this key.
+    pub fn session_key(&self) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(b"wasp session key v1");
+        mac.finalize().into_bytes().into()
     }
 
     /// The signing secret of key `key_id`: 64 hex digits.
@@ -232,6 +285,19 @@ fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// Who unrevoked `key` is; `None` once it is revoked.
+fn identity_of(key: ApiKey) -> Option<Identity> {
+    if key.revoked_at.is_some() {
+        return None;
+    }
+    Some(Identity {
+        role: Role::named(&key.role)?,
+        subject: Some(key.id),
+        tenant: key.tenant,
+        app: None,
+    })
+}
+
 /// The key id and secret of `token`, when it has a key token's shape.
 fn parts(token: &str) -> Option<(&str, &str)> {
     let (id, secret) = token.strip_prefix("wasp_")?.rsplit_once('_')?;
@@ -243,24 +309,28 @@ fn parts(token: &str) -> Option<(&str, &str)> {
 }
 
 impl Service {
-    /// Who `token` is: the server's own token (`server_token`), or an unrevoked key's;
-    /// `None` for anything else.
+    /// Who `token` is: the server's own token (`server_token`), an unrevoked key's, or a
+    /// JWT the configured identity provider signed; `None` for anything else.
     pub async fn identify(&self, server_token: &str, token: &str) -> Option<Identity> {
         if crate::constant_time_eq(token.as_bytes(), server_token.as_bytes()) {
             return Some(Identity::bootstrap());
+        }
+        if let Some(jwt) = &self.jwt
+            && super::jwt::JwtConfig::looks_like(token)
+        {
+            return jwt
+                .identify(token)
+                .inspect_err(|why| tracing::debug!(%why, "a JWT was refused"))
+                .ok();
         }
         let (id, secret) = parts(token)?;
         let key = self.cached_key(id).await?;
         let matches =
             crate::constant_time_eq(sha256_hex(secret).as_bytes(), key.secret_sha256.as_bytes());
-        if !matches || key.revoked_at.is_some() {
+        if !matches {
             return None;
         }
-        Some(Identity {
-            key: Some(key.id),
-            tenant: key.tenant,
-            role: Role::named(&key.role)?,
-        })
+        identity_of(key)
     }
 
     /// Who the unrevoked key `id` is, and its signing secret, to check a request it
@@ -268,18 +338,57 @@ impl Service {
     pub async fn signer(&self, id: &str) -> Option<(Identity, String)> {
         let signing = self.signing.as_ref()?;
         let key = self.cached_key(id).await?;
-        if key.revoked_at.is_some() {
+        let secret = signing.secret_of(&key.id);
+        Some((identity_of(key)?, secret))
+    }
+
+    /// A web session's cookie value for the caller whose password (basic auth) is
+    /// `password`, when it is the server's own token (`server_token`) or an unrevoked
+    /// API key's token: Splunk SOAR's clients log in once and send the session's cookie
+    /// after. `None` for anything else (a JWT is sent each time). Nothing is stored: the
+    /// value names the key and when it ends, under the server's session key, and the key
+    /// is checked again at each use (a revoked key's sessions end with it).
+    pub async fn session_for(&self, server_token: &str, password: &str) -> Option<String> {
+        let subject = if crate::constant_time_eq(password.as_bytes(), server_token.as_bytes()) {
+            BOOTSTRAP_SESSION.to_owned()
+        } else {
+            self.identify(server_token, password).await?;
+            parts(password)?.0.to_owned()
+        };
+        let ends = Utc::now().timestamp() + SESSION_FOR.as_secs() as i64;
+        let signed = format!("{subject}.{ends}");
+        let mac = hex::encode(self.session_mac(&signed)?);
+        Some(format!("{signed}.{mac}"))
+    }
+
+    /// Who the session cookie `value` (see [`Service::session_for`]) is, while it lasts
+    /// and its key is not revoked.
+    pub async fn session(&self, value: &str) -> Option<Identity> {
+        if value.len() > 256 {
             return None;
         }
-        let secret = signing.secret_of(&key.id);
-        Some((
-            Identity {
-                key: Some(key.id),
-                tenant: key.tenant,
-                role: Role::named(&key.role)?,
-            },
-            secret,
-        ))
+        let (signed, mac) = value.rsplit_once('.')?;
+        let mac = hex::decode(mac).ok()?;
+        if !crate::constant_time_eq(&mac, &self.session_mac(signed)?) {
+            return None;
+        }
+        let (subject, ends) = signed.rsplit_once('.')?;
+        if ends.parse::<i64>().ok()? <= Utc::now().timestamp() {
+            return None;
+        }
+        if subject == BOOTSTRAP_SESSION {
+            return Some(Identity::bootstrap());
+        }
+        identity_of(self.cached_key(subject).await?)
+    }
+
+    fn session_mac(&self, signed: &str) -> Option<Vec<u8>> {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(self.session_key.as_ref()?)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(b"wasp session v1\0");
+        mac.update(signed.as_bytes());
+        Some(mac.finalize().into_bytes().to_vec())
     }
 
     /// The signing secret of key `id`, when the server has a signing key.
@@ -394,6 +503,46 @@ mod tests {
     }
 
     #[test]
+    fn a_signing_key_is_made_once_its_owners_only_and_never_read_through_a_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasp.key");
+        let (made, created) = SigningKey::load_or_create(&path).unwrap();
+        assert!(created);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (again, created) = SigningKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(made.secret_of("key_1"), again.secret_of("key_1"));
+        assert_ne!(made.secret_of("key_1"), made.secret_of("key_2"));
+        // Nothing but the key file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(SigningKey::load(&path).unwrap_err().contains("chmod 600"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(
+            SigningKey::load(&link)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        let dangling = dir.path().join("dangling.key");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
+        assert!(SigningKey::load_or_create(&dangling).is_err());
+        let bad = dir.path().join("bad.key");
+        std::fs::write(&bad, "not hex").unwrap();
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            SigningKey::load(&bad)
+                .unwrap_err()
+                .contains("64 hexadecimal digits")
+        );
+        assert!(SigningKey::load(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
     fn bad_names_tenants_and_roles_are_refused_saying_why() {
         let refused = |name: &str, tenant: &str, role: &str| match new_key(name, tenant, role) {
             Err(Error::Invalid(why)) => why,
@@ -401,13 +550,22 @@ mod tests {
         };
         assert!(refused("", DEFAULT_TENANT, "viewer").contains("1 to 128"));
         assert!(refused("a\nb", DEFAULT_TENANT, "viewer").contains("control"));
-        for tenant in ["", "Acme", "-acme", "a b", &"a".repeat(64)] {
+        for tenant in [
+            "",
+            "Acme",
+            "-acme",
+            "acme-",
+            "ac--me",
+            "acme_eu",
+            "a b",
+            &"a".repeat(64),
+        ] {
             assert!(
                 refused("ci", tenant, "viewer").contains("not a tenant's name"),
                 "{tenant:?}"
             );
         }
-        assert!(new_key("ci", "acme-2_eu", "viewer").is_ok());
+        assert!(new_key("ci", "acme-2-eu", "viewer").is_ok());
         assert!(refused("ci", DEFAULT_TENANT, "root").contains("role `root` is not one"));
     }
 }

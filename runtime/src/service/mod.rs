@@ -9,6 +9,7 @@
 
 mod assets;
 mod error;
+pub mod jwt;
 pub mod keys;
 mod playbooks;
 mod replay;
@@ -25,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
-pub use playbooks::stored_fields;
+pub use playbooks::{stored_fields, visible_to};
 pub use replay::Which;
 
 use crate::engine::{self, Start, StepRunner};
@@ -63,6 +64,12 @@ pub struct Service {
     keys: keys::KeyCache,
     /// The key signing secrets derive from (`--key-file`), when there is one.
     signing: Option<keys::SigningKey>,
+    /// How JWTs are checked (`--jwt-key`), when they are accepted.
+    jwt: Option<jwt::JwtConfig>,
+    /// What web sessions are signed with: from the signing key when there is one (so
+    /// that every server of a store accepts them), else new at each start (none, and no
+    /// sessions, without randomness).
+    session_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Service {
@@ -194,6 +201,14 @@ impl Service {
             node_guid: ulid::Ulid::new().to_string().to_ascii_lowercase(),
             keys: keys::KeyCache::default(),
             signing: None,
+            jwt: None,
+            session_key: {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key)
+                    .inspect_err(|e| tracing::error!(error = %e, "no randomness: no sessions"))
+                    .ok()
+                    .map(|()| key)
+            },
         }
     }
 
@@ -241,7 +256,17 @@ impl Service {
     /// [`keys::SigningKey`]): requests signed with them are accepted.
     #[must_use]
     pub fn with_signing_key(mut self, key: Option<keys::SigningKey>) -> Self {
+        if let Some(key) = &key {
+            self.session_key = Some(key.session_key());
+        }
         self.signing = key;
+        self
+    }
+
+    /// The same service, accepting the JWTs `config` checks.
+    #[must_use]
+    pub fn with_jwt(mut self, config: Option<jwt::JwtConfig>) -> Self {
+        self.jwt = config;
         self
     }
 

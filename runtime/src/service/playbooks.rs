@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::keys::Identity;
 use super::{Error, Service};
 use crate::engine::StepRunner as _;
 use crate::playbook::trigger::Trigger;
@@ -120,15 +121,16 @@ impl Service {
         Ok((playbook, definition))
     }
 
-    /// A new playbook of `tenant` from `body`, validated, stored and served, written
-    /// `by` (a key's id); its stored record. Playbook ids (XIDs) are one namespace: an
-    /// id another tenant's playbook has, deleted or not, is taken.
+    /// A new playbook from `body` by `who`: validated, stored as its tenant's (and its
+    /// application's, when it acts for one), stamped with its subject, and served; its
+    /// stored record. Playbook ids (XIDs) are one namespace: an id another tenant's
+    /// playbook has, deleted or not, is taken.
     pub async fn create_playbook(
         self: &Arc<Self>,
-        tenant: &str,
+        who: &Identity,
         body: Vec<u8>,
-        by: Option<String>,
     ) -> Result<PlaybookRecord, Error> {
+        let tenant = who.tenant.as_str();
         let (playbook, definition) = self.validated(body, tenant).await?;
         let xid = playbook.id.clone();
         let key = xid.clone();
@@ -145,26 +147,33 @@ impl Service {
                 "the playbook id `{xid}` is taken; choose another"
             )));
         }
-        if existing.is_some_and(|p| !p.is_deleted) {
-            return Err(Error::Conflict(format!(
-                "a playbook `{xid}` exists; change it with PUT /api/v1/playbooks/{xid}"
-            )));
+        if let Some(existing) = existing {
+            if !existing.is_deleted {
+                return Err(Error::Conflict(format!(
+                    "a playbook `{xid}` exists; change it with PUT /api/v1/playbooks/{xid}"
+                )));
+            }
+            // A deleted playbook comes back as it was made: for its application.
+            if !visible_to(who, &existing) {
+                return Err(Error::Conflict(format!(
+                    "the playbook id `{xid}` is taken; choose another"
+                )));
+            }
         }
-        self.save_as(playbook, definition, false, by).await
+        self.save_as(playbook, definition, false, who).await
     }
 
-    /// Replace the definition of `tenant`'s playbook `id` with `body`; its ids, stamps
-    /// and run history stay, and executions already running keep the version they
-    /// started with.
+    /// Replace the definition of playbook `id`, one `who` may see, with `body`; its
+    /// ids, stamps and run history stay, and executions already running keep the
+    /// version they started with.
     pub async fn update_playbook(
         self: &Arc<Self>,
-        tenant: &str,
+        who: &Identity,
         id: &str,
         body: Vec<u8>,
-        by: Option<String>,
     ) -> Result<PlaybookRecord, Error> {
-        let existing = self.visible_playbook(tenant, id).await?;
-        let (playbook, definition) = self.validated(body, tenant).await?;
+        let existing = self.visible_playbook(who, id).await?;
+        let (playbook, definition) = self.validated(body, &who.tenant).await?;
         if playbook.id != existing.xid {
             return Err(Error::Invalid(format!(
                 "the body is playbook `{}`, but this is playbook `{}`: a playbook's id (its \
@@ -175,21 +184,17 @@ impl Service {
         let incompatible = self
             .playbook(&existing.xid)
             .is_some_and(|older| !playbook.keeps_steps_of(&older));
-        self.save_as(playbook, definition, incompatible, by).await
+        self.save_as(playbook, definition, incompatible, who).await
     }
 
-    /// Delete `tenant`'s playbook `id`, softly, `by` (a key's id): its record and its
-    /// executions stay, it no longer runs. Its record as deleted.
-    pub async fn delete_playbook(
-        &self,
-        tenant: &str,
-        id: &str,
-        by: Option<String>,
-    ) -> Result<PlaybookRecord, Error> {
-        let key = id.to_owned();
-        let owner = tenant.to_owned();
+    /// Delete playbook `id`, one `who` may see, softly, stamped with its subject: its
+    /// record and its executions stay, it no longer runs. Its record as deleted.
+    pub async fn delete_playbook(&self, who: &Identity, id: &str) -> Result<PlaybookRecord, Error> {
+        let record = self.visible_playbook(who, id).await?;
+        let (owner, by) = (who.tenant.clone(), who.subject.clone());
+        // By its string id, within its tenant: the playbook just found.
         let deleted = self
-            .blocking(move |store| store.delete_playbook(&key, Some(&owner), by.as_deref()))
+            .blocking(move |store| store.delete_playbook(&record.id, Some(&owner), by.as_deref()))
             .await?
             .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))?;
         self.runner.remove_playbook(&deleted.xid);
@@ -197,34 +202,42 @@ impl Service {
         Ok(deleted)
     }
 
-    /// The stored record of `tenant`'s playbook `id` (its XID, string or numeric id),
-    /// unless it is deleted; another tenant's is not found, as a missing one.
-    pub async fn visible_playbook(&self, tenant: &str, id: &str) -> Result<PlaybookRecord, Error> {
+    /// The stored record of playbook `id` (its XID, string or numeric id) when `who`
+    /// may see it and it is not deleted; another tenant's (or application's) is not
+    /// found, as a missing one.
+    pub async fn visible_playbook(
+        &self,
+        who: &Identity,
+        id: &str,
+    ) -> Result<PlaybookRecord, Error> {
         let key = id.to_owned();
-        let owner = tenant.to_owned();
+        let owner = who.tenant.clone();
         self.blocking(move |store| store.playbook(&key, Some(&owner)))
             .await?
-            .filter(|p| !p.is_deleted)
+            .filter(|p| !p.is_deleted && visible_to(who, p))
             .ok_or_else(|| Error::NotFound(format!("there is no playbook `{id}`")))
     }
 
-    /// Store `playbook`, written `by` (a key's id), and serve it from now on; the
-    /// record's `schema_version` goes up when the change is `incompatible` with the
-    /// version it replaces.
+    /// Store `playbook`, written by `who` (stamped with its subject, and with its
+    /// application on a new record), and serve it from now on; the record's
+    /// `schema_version` goes up when the change is `incompatible` with the version it
+    /// replaces.
     async fn save_as(
         self: &Arc<Self>,
         playbook: Playbook,
         definition: Value,
         incompatible: bool,
-        by: Option<String>,
+        who: &Identity,
     ) -> Result<PlaybookRecord, Error> {
         let playbook = Arc::new(playbook);
         let saved = Arc::clone(&playbook);
+        let (by, app) = (who.subject.clone(), who.app.clone());
         let record = self
             .blocking(move |store| {
                 store.save_playbook(&store::PlaybookFields {
                     incompatible,
                     by: by.as_deref(),
+                    app_id: app.as_deref(),
                     ..stored_fields(&saved, &definition, "api")
                 })
             })
@@ -246,6 +259,7 @@ pub fn stored_fields<'a>(
     store::PlaybookFields {
         xid: &playbook.id,
         tenant: &playbook.tenant,
+        app_id: None,
         name: &playbook.name,
         description: &playbook.description,
         steps,
@@ -262,6 +276,16 @@ pub fn stored_fields<'a>(
         mitre_techniques: &playbook.labels.mitre_techniques,
         required_connector_ids: &playbook.labels.required_connector_ids,
     }
+}
+
+/// Whether `who` may see `record`: its tenant's, and its application's when `who` acts
+/// for one (seed 003: an application's key sees that application's playbooks).
+pub fn visible_to(who: &Identity, record: &PlaybookRecord) -> bool {
+    record.tenant_id == who.tenant
+        && who
+            .app
+            .as_deref()
+            .is_none_or(|app| record.app_id.as_deref() == Some(app))
 }
 
 /// Refuse a playbook whose webhook secret cannot be read now: its hook could only

@@ -279,6 +279,9 @@ pub struct PlaybookRecord {
     pub tags: Value,
     /// Who soft-deleted it.
     pub deleted_by: Option<String>,
+    /// The application it was made for, when its maker's JWT was minted for one: only
+    /// callers for that application see it.
+    pub app_id: Option<String>,
 }
 
 /// An execution as lists show it: the record without its nodes and steps.
@@ -941,6 +944,9 @@ pub struct PlaybookFields<'a> {
     pub xid: &'a str,
     /// The tenant it belongs to.
     pub tenant: &'a str,
+    /// The application it is made for (kept from the stored record when it is
+    /// replaced).
+    pub app_id: Option<&'a str>,
     /// The name.
     pub name: &'a str,
     /// What it does.
@@ -981,6 +987,7 @@ impl<'a> PlaybookFields<'a> {
         Self {
             xid,
             tenant: crate::trace::DEFAULT_TENANT,
+            app_id: None,
             name,
             description: "",
             steps,

@@ -16,15 +16,17 @@ pub fn new_execution_id() -> String {
 /// server's own token or a server without a token makes.
 pub const DEFAULT_TENANT: &str = "default";
 
-/// Whether `name` can name a tenant: 1 to 63 of a-z, 0-9, `-` and `_`, the first a
-/// letter or a digit.
+/// Whether `name` can name a tenant: 1 to 63 of a-z and 0-9, in words joined by single
+/// `-` (so that each tenant's secret variables, `WASP_SECRET_<NAME>__*` with `-` as `_`,
+/// are its own).
 pub fn valid_tenant(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    (1..=63).contains(&bytes.len())
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+    (1..=63).contains(&name.len())
+        && name.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 /// What an execution is, fixed when it is queued: every record of an execution (the

@@ -371,7 +371,7 @@ const PLAYBOOK_COLUMNS: &str = "num, id, xid, tenant_id, created_at, updated_at,
         AND tenant_id = playbooks.tenant_id ORDER BY num DESC LIMIT 1), \
     (SELECT id FROM executions WHERE playbook_xid = playbooks.xid \
         AND tenant_id = playbooks.tenant_id ORDER BY num DESC LIMIT 1), \
-    run_stats, tags, deleted_by";
+    run_stats, tags, deleted_by, app_id";
 
 fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
     let json =
@@ -406,6 +406,7 @@ fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
         run_stats: json(24)?,
         tags: json(25)?,
         deleted_by: row.get(26)?,
+        app_id: row.get(27)?,
     })
 }
 
@@ -978,9 +979,9 @@ impl Store for SqliteStore {
                 "INSERT INTO playbooks (id, xid, created_at, updated_at, source, name, \
                      description, steps, category, enabled, auto_execute, trigger_conditions, \
                      tags, mitre_tactics, mitre_techniques, required_connector_ids, owner_id, \
-                     created_by, updated_by, tenant_id) \
+                     created_by, updated_by, tenant_id, app_id) \
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?18, ?18, ?19) \
+                     ?16, ?18, ?18, ?19, ?20) \
                  ON CONFLICT (xid) DO UPDATE SET updated_at = excluded.updated_at, \
                      source = excluded.source, name = excluded.name, \
                      description = excluded.description, steps = excluded.steps, \
@@ -1014,6 +1015,7 @@ impl Store for SqliteStore {
                     i64::from(playbook.incompatible),
                     playbook.by,
                     playbook.tenant,
+                    playbook.app_id,
                 ],
             )?;
             if written == 0 {

@@ -317,6 +317,11 @@ CREATE INDEX executions_tenant ON executions (tenant_id, num) WHERE tenant_id <>
 ALTER TABLE action_runs ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE assets ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
 ",
+    r"
+-- The application a playbook was made for (seed 003's app_id): stamped from a JWT minted
+-- for one, and then the playbook is that application's to see.
+ALTER TABLE playbooks ADD COLUMN app_id TEXT;
+",
 ];
 
 /// SecMaster's audit rows: a PLAYBOOK instance per execution (its output the playbook's
