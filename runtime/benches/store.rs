@@ -39,6 +39,7 @@ fn execution(i: usize) -> Execution {
             log_level: LogLevel::Info,
             queued_at,
             tenant_id: wasp_runtime::trace::DEFAULT_TENANT.to_owned(),
+            app_id: None,
         },
         status,
         message: None,

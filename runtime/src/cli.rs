@@ -1172,15 +1172,21 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
                     .to_owned(),
             ));
         }
-        Some(path) => Some(
+        Some(path) => Some({
+            if args.jwt_audience.is_none() {
+                eprintln!(
+                    "warning: without --jwt-audience, any token the provider signs with this \
+                     key (for another service too) is accepted when it names a tenant"
+                );
+            }
             crate::service::jwt::JwtConfig::load(
                 path,
                 args.jwt_issuer.clone(),
                 args.jwt_audience.clone(),
                 args.jwt_tenant_claim.clone(),
             )
-            .map_err(Failure::Usage)?,
-        ),
+            .map_err(Failure::Usage)?
+        }),
     };
     let store = open_store(&args.db)?;
     // Keys and their roles are enforced by a server with a token; without one it is open

@@ -127,26 +127,26 @@ pub struct Start {
 #[derive(Clone)]
 struct Reporter {
     execution_id: Arc<str>,
-    tenant: Arc<str>,
+    owner: Arc<crate::trace::Owner>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
 
 impl Reporter {
-    /// Send the event `event` makes of the execution's id and tenant.
-    fn send(&self, event: impl FnOnce(String, Arc<str>) -> Event) {
+    /// Send the event `event` makes of the execution's id and owner.
+    fn send(&self, event: impl FnOnce(String, Arc<crate::trace::Owner>) -> Event) {
         if let Some(events) = &self.events {
             // A listener that went away is not the execution's problem.
             let _ = events.send(event(
                 self.execution_id.to_string(),
-                Arc::clone(&self.tenant),
+                Arc::clone(&self.owner),
             ));
         }
     }
 
     fn node_ended(&self, record: &NodeRecord) {
-        self.send(|execution_id, tenant| Event::NodeEnded {
+        self.send(|execution_id, owner| Event::NodeEnded {
             execution_id,
-            tenant,
+            owner,
             node: record.id.clone(),
             status: record.status,
             at: Utc::now(),
@@ -172,6 +172,7 @@ impl Start {
             log_level: self.log_level.unwrap_or(playbook.log_level),
             queued_at: self.queued_at,
             tenant_id: playbook.tenant.clone(),
+            app_id: playbook.app.clone(),
         }
     }
 
@@ -370,9 +371,9 @@ async fn run_with_retries<R: StepRunner>(
                 report,
             )
         };
-        reporter.send(|execution_id, tenant| Event::StepEnded {
+        reporter.send(|execution_id, owner| Event::StepEnded {
             execution_id,
-            tenant,
+            owner,
             node: node.id.clone(),
             iteration,
             attempt,
@@ -490,7 +491,7 @@ impl<R: StepRunner> NodeJob<R> {
                 let Some(playbook) = self
                     .runner
                     .playbook(id)
-                    .filter(|p| p.tenant == self.playbook.tenant)
+                    .filter(|p| self.playbook.may_call(p))
                 else {
                     return Err(format!("playbook `{id}` is not loaded"));
                 };
@@ -1032,7 +1033,10 @@ impl<R: StepRunner> Scheduler<R> {
         let execution_id: Arc<str> = Arc::from(start.id);
         let reporter = Reporter {
             execution_id: Arc::clone(&execution_id),
-            tenant: Arc::from(playbook.tenant.as_str()),
+            owner: Arc::new(crate::trace::Owner {
+                tenant: playbook.tenant.clone(),
+                app: playbook.app.clone(),
+            }),
             events: start.events,
         };
         let trigger_index = playbook
@@ -1103,9 +1107,9 @@ impl<R: StepRunner> Scheduler<R> {
             }
             let job = self.job(index);
             self.reporter
-                .send(|execution_id, tenant| Event::NodeStarted {
+                .send(|execution_id, owner| Event::NodeStarted {
                     execution_id,
-                    tenant,
+                    owner,
                     node: self.playbook.graph[index].id.clone(),
                     at: Utc::now(),
                 });

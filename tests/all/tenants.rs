@@ -328,6 +328,23 @@ fn each_tenant_sees_runs_and_changes_only_its_own_records() {
     );
     assert_eq!(with_session("POST", run, Some("not-the-token")).0, 403);
     assert_eq!(with_session("POST", run, Some(&csrf)).0, 202);
+    // A cookie changed by a byte is no session.
+    let forged: Vec<String> = cookies
+        .iter()
+        .map(|c| match c.strip_prefix("sessionid=") {
+            Some(value) => {
+                let last = if value.ends_with('0') { "1" } else { "0" };
+                format!("sessionid={}{last}", &value[..value.len() - 1])
+            }
+            None => c.clone(),
+        })
+        .collect();
+    let request = ureq::http::Request::builder()
+        .uri(server.url("/rest/action_run"))
+        .header("Cookie", forged.join("; "))
+        .body(String::new())
+        .unwrap();
+    assert_eq!(read(server.agent.run(request).unwrap()).0, 401);
     // A wrong password starts no session.
     let wrong = ureq::http::Request::builder()
         .uri(server.url("/"))
@@ -473,15 +490,53 @@ fn a_jwt_is_its_subject_in_its_tenant_and_an_applications_sees_its_playbooks_onl
         other_app.post("/api/v1/playbooks/app-owned/run", "{}").0,
         404
     );
-    assert_eq!(
-        integration
-            .post("/api/v1/playbooks/app-owned/run?wait=true", "{}")
-            .0,
-        200
-    );
+    let (status, ran) = integration.post("/api/v1/playbooks/app-owned/run?wait=true", "{}");
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["app_id"], "soar-sync", "{ran}");
+    // Another application sees none of its executions, hooks, events or playbooks.
+    let execution = format!("/api/v1/executions/{}", ran["id"].as_str().unwrap());
+    assert_eq!(integration.get(&execution).0, 200);
+    assert_eq!(other_app.get(&execution).0, 404);
+    assert_eq!(other_app.get(&format!("{execution}/steps")).0, 404);
+    let (_, listed) = other_app.get("/api/v1/executions?count=true");
+    assert_eq!(listed["count"], 0, "{listed}");
+    let (_, listed) = other_app.get("/api/v1/steps");
+    assert_eq!(listed["count"], 0, "{listed}");
+    let audit = "/v1/p/workspaces/acme/soc/playbooks/instances/auditlogs?offset=0&limit=10";
+    assert_eq!(other_app.post(audit, "{}").1["count"], 0);
+    assert_eq!(integration.post(audit, "{}").1["count"], 2);
+    let hook = "id: app-hook\nname: Hook\ntrigger: { type: webhook }\nnodes:\n  \
+                n: { app: transform, action: count, input: { items: [1] } }\n";
+    assert_eq!(integration.post("/api/v1/playbooks", hook).0, 201);
+    assert_eq!(other_app.post("/api/v1/hooks/app-hook", "{}").0, 404);
+    assert_eq!(integration.post("/api/v1/hooks/app-hook", "{}").0, 202);
+    let on_event = "id: app-on-alert\nname: On alert\ntrigger: { type: event }\n\
+                    auto_execute: true\nnodes:\n  \
+                    n: { app: transform, action: count, input: { items: [1] } }\n";
+    assert_eq!(integration.post("/api/v1/playbooks", on_event).0, 201);
+    assert_eq!(other_app.post("/api/v1/events", "{}").1["matched"], 0);
+    assert_eq!(integration.post("/api/v1/events", "{}").1["matched"], 1);
+    let calls = "id: calls-app\nname: Calls\ntrigger: { type: manual }\nnodes:\n  \
+                 child: { playbook: app-owned, input: {} }\n";
+    assert_eq!(other_app.post("/api/v1/playbooks", calls).0, 400);
+    // An application's admin manages no keys (it would make a key of the whole tenant).
+    let app_admin = As {
+        server: &server,
+        token: jwt(
+            json!({"sub": "svc-3", "tenant_id": "acme", "role": "admin", "app_id": "soar-sync"}),
+        ),
+    };
+    let (status, refused) = app_admin.post("/api/v1/keys", r#"{"name": "x", "role": "admin"}"#);
+    assert_eq!(status, 403, "{refused}");
+    // A token whose subject reads as an API key's id is refused.
+    let posing = As {
+        server: &server,
+        token: jwt(json!({"sub": "key_01abc", "tenant_id": "acme", "role": "admin"})),
+    };
+    assert_eq!(posing.get("/api/v1/executions").0, 401);
     // Its tenant's executions are a JWT's to read, another tenant's are not.
     let (_, listed) = person.get("/api/v1/executions?count=true");
-    assert_eq!(listed["count"], 1, "{listed}");
+    assert_eq!(listed["count"], 3, "{listed}");
     let elsewhere = As {
         server: &server,
         token: jwt(json!({"sub": "bob", "tenant_id": "globex", "role": "admin"})),

@@ -94,7 +94,7 @@ pub(super) async fn execution_events(
         .blocking(move |store| {
             let row = store
                 .execution(&key)?
-                .filter(|row| row.header.tenant_id == caller.tenant);
+                .filter(|row| caller.sees(&row.header.owner()));
             let nodes = match &row {
                 // Running: its nodes' states (its record, steps and all, is not read).
                 Some(row) if row.completed_at.is_none() => {
@@ -185,11 +185,11 @@ pub(super) async fn all_events(
     };
     let receiver = service.subscribe();
     let stream = futures_util::stream::unfold((receiver, types), move |(mut receiver, types)| {
-        let tenant = caller.tenant.clone();
+        let caller = caller.clone();
         async move {
-            // Only the caller's tenant's events, of the types asked for.
+            // Only the events the caller may see, of the types asked for.
             let keep = |event: &Event| {
-                event.tenant() == tenant
+                caller.sees(event.owner())
                     && types
                         .as_ref()
                         .is_none_or(|types| types.iter().any(|t| t == event_type(event)))

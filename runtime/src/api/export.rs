@@ -68,7 +68,7 @@ pub(super) async fn execution_os_logs(
     Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = execution_id(&service, &caller.tenant, &id).await?;
+    let id = execution_id(&service, &caller, &id).await?;
     let steps = step_runs_of(&service, &id, None).await?;
     let zip = os_logs_zip(&id, &steps).map_err(ApiError::internal)?;
     Ok(download(

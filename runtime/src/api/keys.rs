@@ -11,6 +11,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Caller, Service, answers::Listing};
+use crate::service::keys::Identity;
 use crate::store::ApiKey;
 
 /// What `POST /api/v1/keys` takes.
@@ -43,12 +44,24 @@ pub(super) struct MadeKey {
     pub signing_secret: Option<String>,
 }
 
+/// Refuse a caller acting for an application (a JWT minted for one): it would make a
+/// key of the whole tenant, outliving its token.
+fn for_keys(caller: &Identity) -> Result<(), ApiError> {
+    if caller.app.is_some() {
+        return Err(ApiError::Forbidden(
+            "a caller acting for an application manages no API keys".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /api/v1/keys`.
 pub(super) async fn create(
     State(service): State<Arc<Service>>,
     Extension(caller): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    for_keys(&caller)?;
     let new: NewKey = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not a key's: {e}")))?;
     let tenant = new.tenant.unwrap_or_else(|| caller.tenant.clone());
@@ -73,6 +86,7 @@ pub(super) async fn list(
     State(service): State<Arc<Service>>,
     Extension(caller): Caller,
 ) -> Result<Json<Listing<ApiKey>>, ApiError> {
+    for_keys(&caller)?;
     let tenant = (!caller.all_tenants()).then_some(caller.tenant.as_str());
     let data = service.keys(tenant).await?;
     Ok(Json(Listing {
@@ -87,6 +101,7 @@ pub(super) async fn revoke(
     Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKey>, ApiError> {
+    for_keys(&caller)?;
     let tenant = (!caller.all_tenants()).then_some(caller.tenant.as_str());
     Ok(Json(service.revoke_key(tenant, &id).await?))
 }

@@ -417,14 +417,14 @@ async fn authorize(State(server): State<Server>, request: Request, next: Next) -
     let token = server.token.0.as_deref();
     // A token first (Huawei's SDK signs with some pair even when it sends a token in
     // `X-Auth-Token`), then a web session's cookie, then a signature.
-    let (identity, mut request) =
+    let (identity, mut request, signature) =
         match triggers::identify(&server.service, token, request.headers()).await {
-            Some(identity) => (identity, request),
+            Some(identity) => (identity, request, None),
             None => match session(&server, request.method(), request.headers()).await {
-                Some(Ok(identity)) => (identity, request),
+                Some(Ok(identity)) => (identity, request, None),
                 Some(Err(refused)) => return refuse(view, refused, request).await,
                 None => match signed(&server, request).await {
-                    Ok(signed) => signed,
+                    Ok((identity, request, signature)) => (identity, request, Some(signature)),
                     Err((refused, request)) => return refuse(view, refused, request).await,
                 },
             },
@@ -440,6 +440,23 @@ async fn authorize(State(server): State<Server>, request: Request, next: Next) -
         ));
         return refuse(view, refused, request).await;
     }
+    // A signed change is made once: one captured on the way cannot be sent again.
+    // (Counted only once the key's role allows it, so that no caller fills the record
+    // with what it may not do.)
+    if let Some(signature) = signature
+        && needed > Role::Viewer
+        && !server.replays.first(
+            identity.subject.as_deref().unwrap_or_default(),
+            signature.sent(),
+        )
+    {
+        let refused = ApiError::BadSignature(
+            "this signed change was sent before, or its key sent more than the server \
+             remembers in a signature's window: sign it again"
+                .to_owned(),
+        );
+        return refuse(view, refused, request).await;
+    }
     request.extensions_mut().insert(identity);
     next.run(request).await
 }
@@ -453,7 +470,10 @@ async fn session(
     headers: &axum::http::HeaderMap,
 ) -> Option<Result<Identity, ApiError>> {
     let value = triggers::cookie(headers, triggers::SESSION_COOKIE)?;
-    let identity = server.service.session(value).await?;
+    let identity = server
+        .service
+        .session(server.token.0.as_deref()?, value)
+        .await?;
     let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if !reads {
         let sent = headers.get("x-csrftoken").and_then(|v| v.to_str().ok());
@@ -528,11 +548,11 @@ const SIGNED_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`signatures`]), and the request again (its body read, when the signature covers
 /// it); else why it is refused. Its head is checked before anything else, and the body
 /// is read only for a key that exists, within [`signatures::MAX_SIGNED_BODY`] and
-/// [`SIGNED_BODY_TIMEOUT`]. A change signed once is not accepted twice.
+/// [`SIGNED_BODY_TIMEOUT`]. Its signature comes back too, for [`Replays`].
 async fn signed(
     server: &Server,
     request: Request,
-) -> Result<(Identity, Request), (ApiError, Request)> {
+) -> Result<(Identity, Request, signatures::Signature), (ApiError, Request)> {
     let (method, uri, headers) = (request.method(), request.uri(), request.headers());
     let claim = match signatures::claim(method, uri, headers, Utc::now()) {
         None => {
@@ -591,43 +611,61 @@ async fn signed(
     if !signature.verify(&secret) {
         return Err((mismatch(), request));
     }
-    let reads = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if !reads && !server.replays.first(signature.sent()) {
-        let refused = ApiError::BadSignature(
-            "this signed request was sent before: a change is made once (sign it again)".to_owned(),
-        );
-        return Err((refused, request));
-    }
-    Ok((identity, request))
+    Ok((identity, request, signature))
 }
 
-/// The signed changes accepted lately (by their signatures' SHA-256), so that one
-/// captured on the way cannot be sent again within its signature's window.
+/// The signed changes accepted lately (their signatures' SHA-256, oldest first), so that
+/// one captured on the way cannot be sent again within its signature's window. Each
+/// key has a share, and what is older than the window is forgotten as new ones come.
 #[derive(Default)]
-struct Replays(std::sync::Mutex<HashMap<[u8; 32], std::time::Instant>>);
+struct Replays(std::sync::Mutex<Remembered>);
 
-/// Signed changes remembered at the most.
+#[derive(Default)]
+struct Remembered {
+    order: std::collections::VecDeque<(std::time::Instant, [u8; 32], String)>,
+    seen: std::collections::HashSet<[u8; 32]>,
+    by_key: HashMap<String, usize>,
+}
+
+/// Signed changes remembered at the most, and of one key.
 const MAX_REPLAYS: usize = 100_000;
+const MAX_REPLAYS_OF_A_KEY: usize = 10_000;
 
 impl Replays {
-    /// Whether `signature` is new (and remember it).
-    fn first(&self, signature: &[u8]) -> bool {
+    /// Whether `signature`, of `key`, is new (and remember it); `false` too when the
+    /// key, or everyone, already has as many remembered as the bounds allow.
+    fn first(&self, key: &str, signature: &[u8]) -> bool {
         use sha2::Digest as _;
-        let seen: [u8; 32] = sha2::Sha256::digest(signature).into();
+        let hash: [u8; 32] = sha2::Sha256::digest(signature).into();
         let window =
             Duration::from_secs(signatures::HUAWEI_WINDOW_SECS.max(signatures::TC_WINDOW_SECS) * 2);
-        let mut replays = crate::lock(&self.0);
-        if replays.len() >= MAX_REPLAYS {
-            replays.retain(|_, at| at.elapsed() < window);
+        let mut remembered = crate::lock(&self.0);
+        let Remembered {
+            order,
+            seen,
+            by_key,
+        } = &mut *remembered;
+        while let Some((at, old, of)) = order.front() {
+            if at.elapsed() < window {
+                break;
+            }
+            seen.remove(old);
+            if let Some(count) = by_key.get_mut(of.as_str()) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    by_key.remove(of.as_str());
+                }
+            }
+            order.pop_front();
         }
-        if replays.len() >= MAX_REPLAYS {
-            // Full of signatures still in their window: refused rather than forgotten.
+        let of_key = by_key.get(key).copied().unwrap_or(0);
+        if seen.contains(&hash) || order.len() >= MAX_REPLAYS || of_key >= MAX_REPLAYS_OF_A_KEY {
             return false;
         }
-        replays.insert(seen, std::time::Instant::now()).is_none()
+        seen.insert(hash);
+        *by_key.entry(key.to_owned()).or_default() += 1;
+        order.push_back((std::time::Instant::now(), hash, key.to_owned()));
+        true
     }
 }
 
@@ -859,14 +897,13 @@ async fn run_playbook(
     // The XID, or the string or numeric id the store knows it by; another tenant's
     // playbook is not found.
     let xid = match service.playbook(&id) {
-        // Without an application to check, the playbook served is enough.
-        Some(playbook) if playbook.tenant == caller.tenant && caller.app.is_none() => id,
+        Some(playbook) if caller.may_use(&playbook) => id,
         _ => service.visible_playbook(&caller, &id).await?.xid,
     };
     let wait = flag(&params, "wait")?;
     let started = service
         .run(
-            Some(&caller.tenant),
+            Some(&caller),
             &xid,
             trigger,
             trigger_type,
@@ -907,7 +944,7 @@ async fn list_executions(
 ) -> Result<Json<Value>, ApiError> {
     let filter = ExecutionFilter {
         tql: tql_param(&params, EXECUTION_FIELDS)?,
-        tenant: Some(caller.tenant),
+        scope: Some(caller.scope()),
         ..ExecutionFilter::default()
     };
     let window = window(&params, Sort::NewestFirst)?;
@@ -931,7 +968,7 @@ async fn get_execution(
     let (row, record) = service
         .blocking(move |store| Ok((store.execution(&key)?, store.execution_record(&key)?)))
         .await?;
-    let row = row.filter(|row| row.header.tenant_id == caller.tenant);
+    let row = row.filter(|row| caller.sees(&row.header.owner()));
     let (Some(row), Some(record)) = (row, record) else {
         return Err(ApiError::NotFound(format!("there is no execution `{id}`")));
     };
@@ -996,7 +1033,7 @@ async fn kill_execution(
     // it then fails ("peer disconnected").
     _body: Bytes,
 ) -> Result<Response, ApiError> {
-    let row = visible_execution(&service, &caller.tenant, &id).await?;
+    let row = visible_execution(&service, &caller, &id).await?;
     if service.kill(&row.header.id) {
         let body = answers::Killed {
             killed: true,
@@ -1032,24 +1069,28 @@ fn window(params: &HashMap<String, String>, default_sort: Sort) -> Result<Window
     })
 }
 
-/// The row of `tenant`'s execution `key` (a string or numeric id), or 404: another
-/// tenant's is not found, as a missing one.
+/// The row of execution `key` (a string or numeric id) when `caller` may see it, or
+/// 404: another tenant's (or application's) is not found, as a missing one.
 async fn visible_execution(
     service: &Arc<Service>,
-    tenant: &str,
+    caller: &Identity,
     key: &str,
 ) -> Result<store::ExecutionRow, ApiError> {
     let lookup = key.to_owned();
     service
         .blocking(move |store| store.execution(&lookup))
         .await?
-        .filter(|row| row.header.tenant_id == tenant)
+        .filter(|row| caller.sees(&row.header.owner()))
         .ok_or_else(|| ApiError::NotFound(format!("there is no execution `{key}`")))
 }
 
-/// The string id of `tenant`'s execution `key` (a string or numeric id), or 404.
-async fn execution_id(service: &Arc<Service>, tenant: &str, key: &str) -> Result<String, ApiError> {
-    Ok(visible_execution(service, tenant, key).await?.header.id)
+/// The string id of execution `key` (a string or numeric id) `caller` may see, or 404.
+async fn execution_id(
+    service: &Arc<Service>,
+    caller: &Identity,
+    key: &str,
+) -> Result<String, ApiError> {
+    Ok(visible_execution(service, caller, key).await?.header.id)
 }
 
 /// The checked TQL condition of `params["tql"]` over `schema`; `None` (everything) when
@@ -1070,7 +1111,7 @@ async fn list_steps(
 ) -> Result<Json<Value>, ApiError> {
     let filter = StepFilter {
         tql: tql_param(&params, STEP_FIELDS)?,
-        tenant: Some(caller.tenant),
+        scope: Some(caller.scope()),
         ..StepFilter::default()
     };
     let window = window(&params, Sort::NewestFirst)?;
@@ -1091,12 +1132,12 @@ async fn execution_steps(
     Path(id): Path<String>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let id = execution_id(&service, &caller.tenant, &id).await?;
+    let id = execution_id(&service, &caller, &id).await?;
     let filter = StepFilter {
         tql: tql_param(&params, STEP_FIELDS)?,
         execution: Some(id),
         node: params.get("node").cloned(),
-        tenant: None,
+        scope: None,
     };
     let window = window(&params, Sort::OldestFirst)?;
     let (rows, total) = service
@@ -1110,8 +1151,8 @@ async fn execution_steps(
 
 /// The filter of a log query: TQL over [`LOG_FIELDS`], plus `level` (that level and
 /// above), `q` (text the message contains), `node` and `iteration` (of a `for_each`),
-/// over the lines of `tenant`'s executions.
-fn log_filter(params: &HashMap<String, String>, tenant: &str) -> Result<LogFilter, ApiError> {
+/// over the lines of the executions `caller` may see.
+fn log_filter(params: &HashMap<String, String>, caller: &Identity) -> Result<LogFilter, ApiError> {
     let tql = tql_param(params, LOG_FIELDS)?;
     let level_at_least = params
         .get("level")
@@ -1129,7 +1170,7 @@ fn log_filter(params: &HashMap<String, String>, tenant: &str) -> Result<LogFilte
         iteration,
         level_at_least,
         message_contains: params.get("q").filter(|q| !q.is_empty()).cloned(),
-        tenant: Some(tenant.to_owned()),
+        scope: Some(caller.scope()),
     })
 }
 
@@ -1139,7 +1180,7 @@ async fn list_logs(
     Extension(caller): Caller,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let filter = log_filter(&params, &caller.tenant)?;
+    let filter = log_filter(&params, &caller)?;
     let window = window(&params, Sort::NewestFirst)?;
     logs_response(&service, filter, window, &params, "wasp-logs.csv").await
 }
@@ -1152,10 +1193,10 @@ async fn execution_logs(
     Path(id): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let id = execution_id(&service, &caller.tenant, &id).await?;
+    let id = execution_id(&service, &caller, &id).await?;
     let filter = LogFilter {
         execution: Some(id.clone()),
-        ..log_filter(&params, &caller.tenant)?
+        ..log_filter(&params, &caller)?
     };
     let mut window = window(&params, Sort::OldestFirst)?;
     let csv = params.get("format").is_some_and(|f| f == "csv");
@@ -1202,7 +1243,7 @@ async fn step_runs_of(
         tql: None,
         execution: Some(id.to_owned()),
         node: node.map(str::to_owned),
-        tenant: None,
+        scope: None,
     };
     Ok(service
         .blocking(move |store| store.step_runs(&filter, Window::all(Sort::OldestFirst)))
@@ -1321,7 +1362,7 @@ async fn replay_step(
         .input;
     let wait = flag(&params, "wait")?;
     let started = service
-        .replay_step(&caller.tenant, &id, &node, which, input, Report::when(wait))
+        .replay_step(&caller, &id, &node, which, input, Report::when(wait))
         .await?;
     answer_started(started, wait).await
 }
@@ -1343,6 +1384,24 @@ fn optional_number<T: TryFrom<i64>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_change_is_accepted_once_and_each_key_has_a_share() {
+        let replays = Replays::default();
+        assert!(replays.first("key_a", b"signature 1"));
+        assert!(!replays.first("key_a", b"signature 1"), "sent again");
+        assert!(
+            !replays.first("key_b", b"signature 1"),
+            "by another key too"
+        );
+        assert!(replays.first("key_a", b"signature 2"));
+        for n in 1..MAX_REPLAYS_OF_A_KEY {
+            assert!(replays.first("key_c", format!("{n}").as_bytes()));
+        }
+        assert!(replays.first("key_c", b"last of its share"));
+        assert!(!replays.first("key_c", b"one more"), "its share is full");
+        assert!(replays.first("key_d", b"one more"), "another key's is not");
+    }
 
     /// The status, the body's text and the cause a response carries for `log_failures`.
     async fn answer(response: Response) -> (StatusCode, String, Option<String>) {

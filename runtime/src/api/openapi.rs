@@ -997,7 +997,7 @@ pub fn markdown() -> String {
          with `csrftoken` to send as `X-CSRFToken` with a change). With `--jwt-key`, an identity provider's \
          JSON Web Tokens are accepted as tokens: `sub` is who writes, `tenant_id` the \
          tenant, `role` the role (a viewer's without), and `app_id` limits the caller to \
-         that application's playbooks. \
+         that application's playbooks and their executions (and manages no keys). \
          Every operation may also answer `4XX` (bad input \
          or not allowed) and `5XX` (wasp failed, or is still loading: 503 with \
          `Retry-After`) with a [Problem](#problem).\n\n\

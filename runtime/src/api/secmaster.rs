@@ -285,7 +285,7 @@ fn audit_filter(filter: &Filter) -> Result<AuditFilter, SecMasterError> {
         error_contains: filter.error_msg.clone(),
         started_from: time("start_time", &filter.start_time)?,
         ended_by: time("end_time", &filter.end_time)?,
-        tenant: None,
+        scope: None,
     })
 }
 
@@ -376,7 +376,7 @@ pub(super) async fn audit_logs(
             .map_err(|e| invalid(format!("the body is not a valid filter: {e}")))?
     };
     let filter = AuditFilter {
-        tenant: Some(caller.tenant),
+        scope: Some(caller.scope()),
         ..audit_filter(&filter)?
     };
     let window = Window {

@@ -103,7 +103,7 @@ pub(super) async fn tc_list(
     let filter = ExecutionFilter {
         tql: tql_param(&params, EXECUTION_FIELDS)?,
         order,
-        tenant: Some(caller.tenant),
+        scope: Some(caller.scope()),
     };
     let window = Window {
         offset: start,
@@ -293,7 +293,7 @@ pub(super) async fn tc_get(
     Extension(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, TcError> {
-    let row = super::visible_execution(&service, &caller.tenant, &id).await?;
+    let row = super::visible_execution(&service, &caller, &id).await?;
     Ok(Json(json!({"data": tc_record(&row), "status": "Success"})))
 }
 

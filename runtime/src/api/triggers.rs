@@ -69,9 +69,11 @@ pub(super) async fn hook(
     let Some(Trigger::Webhook { secret }) = playbook.as_deref().map(|p| &p.trigger) else {
         return Err(ApiError::NotFound(format!("there is no webhook `{xid}`")));
     };
-    let tenant = playbook.as_deref().map_or("", |p| p.tenant.as_str());
+    let Some(playbook) = playbook.as_deref() else {
+        return Err(ApiError::NotFound(format!("there is no webhook `{xid}`")));
+    };
     // Without a signature the caller's key vouches for the request: another tenant's
-    // webhook is not there for it.
+    // (or application's) webhook is not there for it.
     let not_found = || ApiError::NotFound(format!("there is no webhook `{xid}`"));
     match secret {
         Some(source) => {
@@ -89,7 +91,7 @@ pub(super) async fn hook(
             if let Some(refused) = super::cross_site(&axum::http::Method::POST, &headers) {
                 return Err(ApiError::Forbidden(refused));
             }
-            let caller = (tenant, not_found);
+            let caller = (playbook, not_found);
             check_identity(
                 &service,
                 token.0.as_deref(),
@@ -115,7 +117,7 @@ pub(super) async fn hook(
     };
     let wait = flag(&params, "wait")? && !respond;
     if wait {
-        let caller = (tenant, not_found);
+        let caller = (playbook, not_found);
         check_identity(&service, token.0.as_deref(), &headers, caller, Role::Viewer).await?;
     }
     let mut payload = json!({
@@ -146,7 +148,7 @@ pub(super) async fn hook(
     }
     let started = service
         .run(
-            Some(tenant),
+            None,
             &xid,
             payload,
             TriggerType::Webhook,
@@ -228,7 +230,7 @@ pub(super) async fn event(
                 .to_owned(),
         ));
     }
-    let fired = service.fire_event(&caller.tenant, &event).await;
+    let fired = service.fire_event(&caller, &event).await;
     let matched = fired.len();
     let (mut executions, mut failed) = (Vec::new(), Vec::new());
     for (playbook, started) in fired {
@@ -328,19 +330,19 @@ pub(super) const SESSION_COOKIE: &str = "sessionid";
 pub(super) const CSRF_COOKIE: &str = "csrftoken";
 
 /// The caller's identity, refused with a 401 unless it is one, a 404 (`hidden`) unless
-/// it acts in `tenant`, or a 403 unless its role is at least `needed`: another tenant
+/// it may use `playbook`, or a 403 unless its role is at least `needed`: another tenant
 /// learns nothing of what a role would let it do.
 pub(super) async fn check_identity(
     service: &Service,
     token: Option<&str>,
     headers: &HeaderMap,
-    (tenant, hidden): (&str, impl FnOnce() -> ApiError),
+    (playbook, hidden): (&Playbook, impl FnOnce() -> ApiError),
     needed: Role,
 ) -> Result<Identity, ApiError> {
     let identity = identify(service, token, headers)
         .await
         .ok_or(ApiError::Unauthorized("`Authorization: Bearer <token>`"))?;
-    if identity.tenant != tenant {
+    if !identity.may_use(playbook) {
         return Err(hidden());
     }
     if identity.role < needed {

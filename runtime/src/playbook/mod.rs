@@ -275,10 +275,23 @@ pub struct Playbook {
     /// through the API is its maker's). Its executions are that tenant's, and its nodes
     /// bind only that tenant's assets and run only that tenant's playbooks.
     pub tenant: String,
+    /// The application it was made for, when one was (seed 003's `app_id`): its nodes
+    /// run only that application's playbooks.
+    pub app: Option<String>,
     index: HashMap<String, NodeIndex>,
 }
 
 impl Playbook {
+    /// Whether its `playbook:` nodes may run `child`: one of its tenant, and of its
+    /// application when it was made for one.
+    pub fn may_call(&self, child: &Playbook) -> bool {
+        child.tenant == self.tenant
+            && self
+                .app
+                .as_ref()
+                .is_none_or(|app| child.app.as_ref() == Some(app))
+    }
+
     /// Read and validate the playbook file at `path` (`.yaml`, `.yml` or `.json`).
     pub fn load(path: &Path, catalog: &dyn Catalog) -> Result<Self, Error> {
         let file = path.display().to_string();
@@ -370,6 +383,7 @@ impl Playbook {
             output_status: fields.output_status,
             graph: draft.graph,
             tenant: crate::trace::DEFAULT_TENANT.to_owned(),
+            app: None,
             index: draft.index,
         }
     }

@@ -123,8 +123,11 @@ impl JwtConfig {
             .map_err(|e| format!("{e}"))?
             .claims;
         let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        // Not an API key's id: what a token writes is stamped with its subject.
         let subject = text("sub").filter(|s| !s.is_empty() && s.len() <= 256);
-        let subject = subject.ok_or("`sub` is not a name of 1 to 256 characters")?;
+        let subject = subject
+            .filter(|s| !s.starts_with("key_"))
+            .ok_or("`sub` is not a name of 1 to 256 characters (not starting `key_`)")?;
         let tenant = text(&self.tenant_claim)
             .filter(|t| crate::trace::valid_tenant(t))
             .ok_or_else(|| format!("`{}` is not a tenant's name", self.tenant_claim))?;
@@ -159,6 +162,7 @@ fn role(claims: &Map<String, Value>) -> Role {
 
 /// The keys `bytes` hold: a PEM public key, a JWKS, or a shared secret.
 fn keys(bytes: &[u8]) -> Result<Keys, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).unwrap_or_default().trim_start();
     if text.starts_with("-----BEGIN") {
         if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
@@ -186,7 +190,17 @@ fn keys(bytes: &[u8]) -> Result<Keys, String> {
         }
         return Ok(Keys::Set(keys));
     }
+    // Anything else is a secret, written as text: a key file in another format (DER, a
+    // PEM cut short) is refused, never taken for a secret its public half would give.
     let secret = bytes.trim_ascii();
+    let text = secret.iter().all(|b| b.is_ascii_graphic());
+    if !text || secret.windows(5).any(|w| w == b"BEGIN") {
+        return Err(
+            "neither a PEM public key, a JWKS, nor a shared secret (printable text without \
+             spaces)"
+                .to_owned(),
+        );
+    }
     if secret.len() < MIN_SECRET {
         return Err(format!(
             "a shared secret (HS256) holds at least {MIN_SECRET} bytes; this one {}",

@@ -84,6 +84,32 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// What it may see of executions.
+    pub fn scope(&self) -> crate::store::Scope {
+        crate::store::Scope {
+            tenant: self.tenant.clone(),
+            app: self.app.clone(),
+        }
+    }
+
+    /// Whether it may see what `owner` owns: its tenant's, and its application's when it
+    /// acts for one.
+    pub fn sees(&self, owner: &crate::trace::Owner) -> bool {
+        owner.tenant == self.tenant
+            && self
+                .app
+                .as_ref()
+                .is_none_or(|app| owner.app.as_ref() == Some(app))
+    }
+
+    /// Whether it may run, change or read `playbook` (see [`Identity::sees`]).
+    pub fn may_use(&self, playbook: &crate::playbook::Playbook) -> bool {
+        self.sees(&crate::trace::Owner {
+            tenant: playbook.tenant.clone(),
+            app: playbook.app.clone(),
+        })
+    }
+
     /// Whether it manages every tenant's keys: the server's own token does; an admin key
     /// only its own tenant's.
     pub fn all_tenants(&self) -> bool {
@@ -357,19 +383,20 @@ impl Service {
         };
         let ends = Utc::now().timestamp() + SESSION_FOR.as_secs() as i64;
         let signed = format!("{subject}.{ends}");
-        let mac = hex::encode(self.session_mac(&signed)?);
+        let mac = hex::encode(self.session_mac(server_token, &signed)?);
         Some(format!("{signed}.{mac}"))
     }
 
-    /// Who the session cookie `value` (see [`Service::session_for`]) is, while it lasts
-    /// and its key is not revoked.
-    pub async fn session(&self, value: &str) -> Option<Identity> {
+    /// Who the session cookie `value` (see [`Service::session_for`]) is, while it lasts,
+    /// its key is not revoked and the server's token (`server_token`) is the one it was
+    /// made under.
+    pub async fn session(&self, server_token: &str, value: &str) -> Option<Identity> {
         if value.len() > 256 {
             return None;
         }
         let (signed, mac) = value.rsplit_once('.')?;
         let mac = hex::decode(mac).ok()?;
-        if !crate::constant_time_eq(&mac, &self.session_mac(signed)?) {
+        if !crate::constant_time_eq(&mac, &self.session_mac(server_token, signed)?) {
             return None;
         }
         let (subject, ends) = signed.rsplit_once('.')?;
@@ -382,11 +409,14 @@ impl Service {
         identity_of(self.cached_key(subject).await?)
     }
 
-    fn session_mac(&self, signed: &str) -> Option<Vec<u8>> {
+    /// The MAC of a session's `signed` part, under the session key and the server's
+    /// token: a new token ends every session (the bootstrap admin's first).
+    fn session_mac(&self, server_token: &str, signed: &str) -> Option<Vec<u8>> {
         use hmac::Mac as _;
         let mut mac = hmac::Hmac::<Sha256>::new_from_slice(self.session_key.as_ref()?)
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
         mac.update(b"wasp session v1\0");
+        mac.update(&Sha256::digest(server_token.as_bytes()));
         mac.update(signed.as_bytes());
         Some(mac.finalize().into_bytes().to_vec())
     }

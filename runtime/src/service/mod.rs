@@ -275,12 +275,12 @@ impl Service {
         &self.store
     }
 
-    /// Start an execution of playbook `xid` (of `tenant`, when one is named: another
-    /// tenant's is not found).
+    /// Start an execution of playbook `xid` (one `who` may use, when one is named:
+    /// another tenant's or application's is not found).
     #[tracing::instrument(name = "service.run", skip_all, fields(playbook = %xid))]
     pub async fn run(
         self: &Arc<Self>,
-        tenant: Option<&str>,
+        who: Option<&keys::Identity>,
         xid: &str,
         trigger: Value,
         trigger_type: TriggerType,
@@ -290,7 +290,7 @@ impl Service {
         let playbook = self
             .runner
             .playbook(xid)
-            .filter(|p| tenant.is_none_or(|t| p.tenant == t))
+            .filter(|p| who.is_none_or(|who| who.may_use(p)))
             .ok_or_else(|| Error::NotFound(format!("there is no playbook `{xid}`")))?;
         if !playbook.enabled {
             return Err(Error::Conflict(format!(
@@ -531,7 +531,7 @@ impl Service {
         // execution's node events, which were broadcast before its record was answered.
         let _ = self.broadcast.send(Arc::new(Event::ExecutionEnded {
             execution_id: execution.header.id.clone(),
-            tenant: Arc::from(execution.header.tenant_id.as_str()),
+            owner: Arc::new(execution.header.owner()),
             status: execution.status,
             at: execution.completed_at,
         }));

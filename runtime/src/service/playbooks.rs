@@ -11,6 +11,7 @@ use crate::engine::StepRunner as _;
 use crate::playbook::trigger::Trigger;
 use crate::playbook::{Known, Playbook, PlaybookSpec};
 use crate::store::{self, PlaybookRecord};
+use crate::trace::Owner;
 
 /// Where a playbook sent to the service comes from, in its error messages.
 const BODY: &str = "the request body";
@@ -32,7 +33,11 @@ impl Service {
             let mut failed = Vec::new();
             for record in pending {
                 let definition = record.steps.to_string();
-                match self.validate_playbook(definition.as_bytes(), &record.tenant_id) {
+                let owner = Owner {
+                    tenant: record.tenant_id.clone(),
+                    app: record.app_id.clone(),
+                };
+                match self.validate_playbook(definition.as_bytes(), &owner) {
                     Ok((playbook, _)) => self.runner.set_playbook(Arc::new(playbook)),
                     Err(e) => failed.push((record, e)),
                 }
@@ -51,10 +56,14 @@ impl Service {
         }
     }
 
-    /// The playbook in `body` (YAML or JSON) for `tenant`, validated (its `playbook:`
-    /// nodes may run that tenant's playbooks), and its definition as JSON; every problem
-    /// is named in the error.
-    pub fn validate_playbook(&self, body: &[u8], tenant: &str) -> Result<(Playbook, Value), Error> {
+    /// The playbook in `body` (YAML or JSON) of `owner`, validated (its `playbook:` nodes
+    /// may run the playbooks it may call, see [`Playbook::may_call`]), and its definition
+    /// as JSON; every problem is named in the error.
+    pub fn validate_playbook(
+        &self,
+        body: &[u8],
+        owner: &Owner,
+    ) -> Result<(Playbook, Value), Error> {
         let text = std::str::from_utf8(body)
             .map_err(|_| Error::Invalid("the body is not UTF-8 text".to_owned()))?;
         let spec = PlaybookSpec::parse(BODY, text).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -66,34 +75,41 @@ impl Service {
             serde_saphyr::from_str(text).unwrap_or_default()
         };
         let mut playbook = self
-            .validate_spec(BODY, spec, tenant)
+            .validate_spec(BODY, spec, owner)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        playbook.tenant = tenant.to_owned();
         // A client names secrets as an API asset does: nothing else of the server's.
         if let Trigger::Webhook {
             secret: Some(secret),
         } = &mut playbook.trigger
         {
             *secret = secret
-                .confined(self.secrets_dir.as_deref(), tenant)
+                .confined(self.secrets_dir.as_deref(), &owner.tenant)
                 .map_err(|e| Error::Invalid(format!("`trigger.secret`: {e}")))?;
         }
         Ok((playbook, definition))
     }
 
-    /// `spec` validated against the apps and `tenant`'s playbooks the service runs now.
+    /// `spec` validated, as `owner`'s, against the apps and the playbooks it may call
+    /// that the service runs now.
     pub(super) fn validate_spec(
         &self,
         file: &str,
         spec: PlaybookSpec,
-        tenant: &str,
+        owner: &Owner,
     ) -> Result<Playbook, crate::playbook::Error> {
         let apps = self.runner.apps();
+        let may_call = |child: &Playbook| {
+            child.tenant == owner.tenant
+                && owner
+                    .app
+                    .as_ref()
+                    .is_none_or(|app| child.app.as_ref() == Some(app))
+        };
         let playbooks: Vec<String> = self
             .runner
             .playbook_ids()
             .into_iter()
-            .filter(|id| self.runner.playbook(id).is_some_and(|p| p.tenant == tenant))
+            .filter(|id| self.runner.playbook(id).is_some_and(|p| may_call(&p)))
             .collect();
         // Assets are not checked: a server's may be made after the playbooks that
         // bind them (a run refuses what it cannot bind).
@@ -102,7 +118,10 @@ impl Service {
             playbooks: &playbooks,
             assets: None,
         };
-        Playbook::validate(file, spec, &catalog)
+        let mut playbook = Playbook::validate(file, spec, &catalog)?;
+        playbook.tenant.clone_from(&owner.tenant);
+        playbook.app.clone_from(&owner.app);
+        Ok(playbook)
     }
 
     /// [`Service::validate_playbook`] on the blocking pool: parsing and validating a
@@ -111,12 +130,11 @@ impl Service {
     async fn validated(
         self: &Arc<Self>,
         body: Vec<u8>,
-        tenant: &str,
+        owner: Owner,
     ) -> Result<(Playbook, Value), Error> {
-        let (service, tenant) = (Arc::clone(self), tenant.to_owned());
+        let service = Arc::clone(self);
         let (playbook, definition) =
-            tokio::task::spawn_blocking(move || service.validate_playbook(&body, &tenant))
-                .await??;
+            tokio::task::spawn_blocking(move || service.validate_playbook(&body, &owner)).await??;
         check_secret_readable(&playbook)?;
         Ok((playbook, definition))
     }
@@ -131,7 +149,11 @@ impl Service {
         body: Vec<u8>,
     ) -> Result<PlaybookRecord, Error> {
         let tenant = who.tenant.as_str();
-        let (playbook, definition) = self.validated(body, tenant).await?;
+        let owner = Owner {
+            tenant: who.tenant.clone(),
+            app: who.app.clone(),
+        };
+        let (playbook, definition) = self.validated(body, owner).await?;
         let xid = playbook.id.clone();
         let key = xid.clone();
         // By its XID exactly, of any tenant (a string or numeric id that reads as the
@@ -173,7 +195,12 @@ impl Service {
         body: Vec<u8>,
     ) -> Result<PlaybookRecord, Error> {
         let existing = self.visible_playbook(who, id).await?;
-        let (playbook, definition) = self.validated(body, &who.tenant).await?;
+        // Its application stays the one it was made for.
+        let owner = Owner {
+            tenant: who.tenant.clone(),
+            app: existing.app_id.clone(),
+        };
+        let (playbook, definition) = self.validated(body, owner).await?;
         if playbook.id != existing.xid {
             return Err(Error::Invalid(format!(
                 "the body is playbook `{}`, but this is playbook `{}`: a playbook's id (its \

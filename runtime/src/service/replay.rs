@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::keys::Identity;
 use super::{Error, Report, Service, Started};
 use crate::engine::Start;
 use crate::playbook::{Playbook, PlaybookSpec};
 use crate::store::{Sort, StepFilter, Window};
-use crate::trace::{ExecutionHeader, StepRun, TriggerType};
+use crate::trace::{ExecutionHeader, Owner, StepRun, TriggerType};
 
 /// Which logged run of a node to replay: the last attempt of the first iteration,
 /// unless an iteration or an attempt is named.
@@ -22,12 +23,12 @@ pub struct Which {
 }
 
 impl Service {
-    /// Run a logged step of execution `key` of `tenant` again: node `node`'s run that
-    /// `which` chooses, on `input`, or on the input it logged when `input` is `None`
-    /// (refused when its level kept no input, or cut it at the capture cap).
+    /// Run a logged step of execution `key`, one `who` may see, again: node `node`'s run
+    /// that `which` chooses, on `input`, or on the input it logged when `input` is
+    /// `None` (refused when its level kept no input, or cut it at the capture cap).
     pub async fn replay_step(
         self: &Arc<Self>,
-        tenant: &str,
+        who: &Identity,
         key: &str,
         node: &str,
         which: Which,
@@ -38,14 +39,14 @@ impl Service {
             let key = key.to_owned();
             self.blocking(move |store| store.execution(&key)).await?
         }
-        .filter(|row| row.header.tenant_id == tenant)
+        .filter(|row| who.sees(&row.header.owner()))
         .ok_or_else(|| Error::NotFound(format!("there is no execution `{key}`")))?;
         let id = original.header.id.clone();
         let filter = StepFilter {
             tql: None,
             execution: Some(id.clone()),
             node: Some(node.to_owned()),
-            tenant: None,
+            scope: None,
         };
         let (runs, _) = self
             .blocking(move |store| store.step_runs(&filter, Window::all(Sort::OldestFirst)))
@@ -96,11 +97,10 @@ impl Service {
         input: Value,
         report: Report,
     ) -> Result<Started, Error> {
-        let mut playbook = self
-            .replay_playbook(&original.playbook_id, &original.tenant_id, node)
+        let owner = original.owner();
+        let playbook = self
+            .replay_playbook(&original.playbook_id, &owner, node)
             .await?;
-        // Of the original's tenant, binding that tenant's assets.
-        playbook.tenant = original.tenant_id.clone();
         let start = Start {
             trigger_type: TriggerType::Manual,
             log_level: Some(original.log_level),
@@ -116,12 +116,12 @@ impl Service {
     async fn replay_playbook(
         &self,
         xid: &str,
-        tenant: &str,
+        owner: &Owner,
         node: &str,
     ) -> Result<Playbook, Error> {
-        let (key, owner) = (xid.to_owned(), tenant.to_owned());
+        let (key, tenant) = (xid.to_owned(), owner.tenant.clone());
         let record = self
-            .blocking(move |store| store.playbook(&key, Some(&owner)))
+            .blocking(move |store| store.playbook(&key, Some(&tenant)))
             .await?
             .ok_or_else(|| {
                 Error::NotFound(format!("there is no playbook `{xid}` to replay from"))
@@ -150,7 +150,7 @@ impl Service {
         let text = definition.to_string();
         let spec = PlaybookSpec::parse("the replayed node", &text)
             .map_err(|e| Error::Conflict(e.to_string()))?;
-        self.validate_spec("the replayed node", spec, tenant)
+        self.validate_spec("the replayed node", spec, owner)
             .map_err(|e| Error::Conflict(e.to_string()))
     }
 }

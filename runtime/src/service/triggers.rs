@@ -13,12 +13,12 @@ use crate::playbook::trigger::{Schedule, Trigger};
 use crate::trace::TriggerType;
 
 impl Service {
-    /// Fire every enabled `auto_execute` event playbook of `tenant` whose conditions all
+    /// Fire every enabled `auto_execute` event playbook `who` may use whose conditions all
     /// hold for `event`, in the order of their ids: each one's id and its start, or why
     /// it could not start (one that cannot does not keep the others from starting).
     pub async fn fire_event(
         self: &Arc<Self>,
-        tenant: &str,
+        who: &super::keys::Identity,
         event: &Value,
     ) -> Vec<(String, Result<Started, Error>)> {
         let now = Utc::now();
@@ -28,7 +28,7 @@ impl Service {
             .iter()
             .filter_map(|id| self.runner.playbook(id))
             .filter(|p| {
-                p.tenant == tenant
+                who.may_use(p)
                     && p.enabled
                     && p.auto_execute
                     && matches!(p.trigger, Trigger::Event)
@@ -40,7 +40,7 @@ impl Service {
         for playbook in fired {
             let start = self
                 .run(
-                    Some(tenant),
+                    Some(who),
                     &playbook.id,
                     event.clone(),
                     TriggerType::Event,

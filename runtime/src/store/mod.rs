@@ -424,6 +424,16 @@ impl Window {
     }
 }
 
+/// What a caller may see of executions (and their step runs, log lines and audit
+/// rows): one tenant's, and of one application's playbooks when it acts for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The tenant.
+    pub tenant: String,
+    /// The application, when the caller acts for one.
+    pub app: Option<String>,
+}
+
 /// The fields of an execution that TQL may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutionField {
@@ -581,8 +591,8 @@ pub struct ExecutionFilter {
     /// The order, key by key (ThreatConnect's `sorting`); by number, in the window's
     /// sort, when empty, and after the last key.
     pub order: Vec<OrderBy<ExecutionField>>,
-    /// Only the executions of this tenant; every tenant's when `None`.
-    pub tenant: Option<String>,
+    /// Only what is within this scope; everything when `None`.
+    pub scope: Option<Scope>,
 }
 
 /// One key of an order.
@@ -703,8 +713,8 @@ pub struct StepFilter {
     pub execution: Option<String>,
     /// Only the step runs of this node.
     pub node: Option<String>,
-    /// Only the step runs of this tenant's executions; every tenant's when `None`.
-    pub tenant: Option<String>,
+    /// Only what is within this scope; everything when `None`.
+    pub scope: Option<Scope>,
 }
 
 /// A step run as lists show it: the run, where it is stored, and how it ended.
@@ -778,8 +788,8 @@ pub struct LogFilter {
     pub level_at_least: Option<LogLevel>,
     /// Only the lines whose text contains this (without regard to ASCII case).
     pub message_contains: Option<String>,
-    /// Only the lines of this tenant's executions; every tenant's when `None`.
-    pub tenant: Option<String>,
+    /// Only what is within this scope; everything when `None`.
+    pub scope: Option<Scope>,
 }
 
 /// One stored app log line.
@@ -893,8 +903,8 @@ pub struct AuditFilter {
     pub started_from: Option<DateTime<Utc>>,
     /// Only instances that ended at or before this.
     pub ended_by: Option<DateTime<Utc>>,
-    /// Only the instances of this tenant's executions; every tenant's when `None`.
-    pub tenant: Option<String>,
+    /// Only what is within this scope; everything when `None`.
+    pub scope: Option<Scope>,
 }
 
 /// Which time an audit list is ordered by.
@@ -1193,6 +1203,7 @@ pub(crate) mod testing {
                 log_level: LogLevel::Debug,
                 queued_at,
                 tenant_id: crate::trace::DEFAULT_TENANT.to_owned(),
+                app_id: None,
             },
             status,
             message: None,

@@ -21,7 +21,7 @@ pub use capture::{
 };
 pub use record::{
     DEFAULT_TENANT, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, NodeRecord,
-    NodeStatus, StepFailure, StepReport, StepRun, StepStatus, TriggerType, new_execution_id,
+    NodeStatus, Owner, StepFailure, StepReport, StepRun, StepStatus, TriggerType, new_execution_id,
     valid_tenant,
 };
 pub use redact::{REDACTED, Redactor};

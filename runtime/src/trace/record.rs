@@ -29,6 +29,26 @@ pub fn valid_tenant(name: &str) -> bool {
         })
 }
 
+/// Whose an execution is: its tenant's, and its application's when its playbook was
+/// made for one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Owner {
+    /// The tenant.
+    pub tenant: String,
+    /// The application.
+    pub app: Option<String>,
+}
+
+impl ExecutionHeader {
+    /// Whose it is.
+    pub fn owner(&self) -> Owner {
+        Owner {
+            tenant: self.tenant_id.clone(),
+            app: self.app_id.clone(),
+        }
+    }
+}
+
 /// What an execution is, fixed when it is queued: every record of an execution (the
 /// whole record, the store's row, the start the store is told of) begins with it.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -53,6 +73,9 @@ pub struct ExecutionHeader {
     pub queued_at: DateTime<Utc>,
     /// The tenant it belongs to: its playbook's.
     pub tenant_id: String,
+    /// The application its playbook was made for, when one was (seed 003's `app_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
 }
 
 /// How an execution was started (seed 004's trigger types, and two of wasp's own).
@@ -249,10 +272,10 @@ pub enum Event {
     NodeStarted {
         /// The execution.
         execution_id: String,
-        /// Its tenant (not sent: each listener hears only its own tenant's events).
+        /// Whose it is (not sent: each listener hears only what it may see).
         #[serde(skip)]
         #[schemars(skip)]
-        tenant: std::sync::Arc<str>,
+        owner: std::sync::Arc<Owner>,
         /// The node.
         node: String,
         /// When.
@@ -262,10 +285,10 @@ pub enum Event {
     NodeEnded {
         /// The execution.
         execution_id: String,
-        /// Its tenant (not sent: each listener hears only its own tenant's events).
+        /// Whose it is (not sent: each listener hears only what it may see).
         #[serde(skip)]
         #[schemars(skip)]
-        tenant: std::sync::Arc<str>,
+        owner: std::sync::Arc<Owner>,
         /// The node.
         node: String,
         /// How it ended.
@@ -289,10 +312,10 @@ pub enum Event {
     StepEnded {
         /// The execution.
         execution_id: String,
-        /// Its tenant (not sent: each listener hears only its own tenant's events).
+        /// Whose it is (not sent: each listener hears only what it may see).
         #[serde(skip)]
         #[schemars(skip)]
-        tenant: std::sync::Arc<str>,
+        owner: std::sync::Arc<Owner>,
         /// The node.
         node: String,
         /// The iteration of a `for_each`.
@@ -315,10 +338,10 @@ pub enum Event {
     ExecutionEnded {
         /// The execution.
         execution_id: String,
-        /// Its tenant (not sent: each listener hears only its own tenant's events).
+        /// Whose it is (not sent: each listener hears only what it may see).
         #[serde(skip)]
         #[schemars(skip)]
-        tenant: std::sync::Arc<str>,
+        owner: std::sync::Arc<Owner>,
         /// How it ended.
         status: ExecutionStatus,
         /// When.
@@ -337,13 +360,13 @@ impl Event {
         }
     }
 
-    /// The tenant of the execution it belongs to.
-    pub fn tenant(&self) -> &str {
+    /// Whose the execution it belongs to is.
+    pub fn owner(&self) -> &Owner {
         match self {
-            Event::NodeStarted { tenant, .. }
-            | Event::NodeEnded { tenant, .. }
-            | Event::StepEnded { tenant, .. }
-            | Event::ExecutionEnded { tenant, .. } => tenant,
+            Event::NodeStarted { owner, .. }
+            | Event::NodeEnded { owner, .. }
+            | Event::StepEnded { owner, .. }
+            | Event::ExecutionEnded { owner, .. } => owner,
         }
     }
 }

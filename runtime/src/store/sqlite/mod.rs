@@ -334,7 +334,7 @@ fn json_text(value: rusqlite::types::ValueRef<'_>) -> String {
 
 const EXECUTION_COLUMNS: &str = "e.num, e.id, e.parent_id, e.playbook_num, e.playbook_xid, \
     e.playbook_name, e.trigger_type, e.log_level, e.status, e.message, e.queued_at, \
-    e.started_at, e.completed_at, e.duration_ms, e.replay_of, e.tenant_id";
+    e.started_at, e.completed_at, e.duration_ms, e.replay_of, e.tenant_id, e.app_id";
 
 fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
     let level: String = row.get(7)?;
@@ -350,6 +350,7 @@ fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
             log_level: parse_level(&level),
             queued_at: time(row.get(10)?).unwrap_or_default(),
             tenant_id: row.get(15)?,
+            app_id: row.get(16)?,
         },
         playbook_num: row.get(3)?,
         status: word_at::<ExecutionStatus>(row, 8)?,
@@ -685,8 +686,8 @@ impl<'t> Batch<'t> {
             insert_row: connection.prepare_cached(
                 "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, playbook_name, \
                      trigger_type, log_level, status, message, queued_at, started_at, \
-                     completed_at, duration_ms, replay_of, tenant_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     completed_at, duration_ms, replay_of, tenant_id, app_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
                  ON CONFLICT (id) DO NOTHING",
             )?,
             update_row: connection.prepare_cached(
@@ -786,6 +787,7 @@ impl<'t> Batch<'t> {
             row.duration_ms,
             row.header.replay_of,
             row.header.tenant_id,
+            row.header.app_id,
         ])?;
         // Most rows are new (an execution that ends fast is written once, at its end):
         // the row just inserted has the connection's last number. (Not an upsert with
@@ -994,7 +996,8 @@ impl Store for SqliteStore {
                      owner_id = excluded.owner_id, updated_by = excluded.updated_by, \
                      deleted_at = NULL, deleted_by = NULL, \
                      schema_version = schema_version + ?17 \
-                 WHERE playbooks.tenant_id = excluded.tenant_id",
+                 WHERE playbooks.tenant_id = excluded.tenant_id \
+                     AND (excluded.app_id IS NULL OR playbooks.app_id IS excluded.app_id)",
                 params![
                     format!("pb_{}", ulid::Ulid::new()),
                     playbook.xid,
@@ -1948,7 +1951,7 @@ mod tests {
         let node_started = |execution: &str, node: &str| {
             Write::Event(Event::NodeStarted {
                 execution_id: execution.to_owned(),
-                tenant: std::sync::Arc::from("default"),
+                owner: std::sync::Arc::default(),
                 node: node.to_owned(),
                 at: now,
             })
@@ -2286,7 +2289,7 @@ mod tests {
             let run = run(execution, node);
             Write::Event(Event::StepEnded {
                 execution_id: execution.to_owned(),
-                tenant: std::sync::Arc::from("default"),
+                owner: std::sync::Arc::default(),
                 node: node.to_owned(),
                 iteration: None,
                 attempt: 1,
@@ -2586,7 +2589,7 @@ mod tests {
         first
             .write(&[Write::Event(Event::NodeStarted {
                 execution_id: "ex_across".to_owned(),
-                tenant: std::sync::Arc::from("default"),
+                owner: std::sync::Arc::default(),
                 node: "only".to_owned(),
                 at: now,
             })])
@@ -2650,6 +2653,7 @@ mod tests {
                         log_level: LogLevel::Info,
                         queued_at: Utc::now(),
                         tenant_id: crate::trace::DEFAULT_TENANT.to_owned(),
+                        app_id: None,
                     },
                     status: ExecutionStatus::Running,
                 })

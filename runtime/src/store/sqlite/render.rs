@@ -6,7 +6,7 @@ use rusqlite::types::Value as SqlValue;
 
 use crate::store::{
     AuditFilter, AuditKind, AuditStatus, ExecutionField, ExecutionFilter, LogField, LogFilter,
-    SoarLookup, SoarQuery, StepField, StepFilter,
+    Scope, SoarLookup, SoarQuery, StepField, StepFilter,
 };
 use crate::tql::{Comparison, Condition, Pattern, Value};
 use crate::trace::{DEFAULT_TENANT, LogLevel};
@@ -186,29 +186,33 @@ impl All {
         }
     }
 
-    /// Add that `column` is `tenant`. Only the other tenants' executions are indexed
-    /// (most rows are the default tenant's): their condition repeats the index's, so
-    /// that SQLite sees the index applies.
-    fn tenant(&mut self, column: &str, tenant: Option<&str>) {
-        let Some(tenant) = tenant else { return };
-        let text = if tenant == DEFAULT_TENANT {
-            format!("({column} = ?)")
+    /// Add that the execution columns `e` (its alias) are within `scope`. Only the other
+    /// tenants' executions are indexed (most rows are the default tenant's): their
+    /// condition repeats the index's, so that SQLite sees the index applies.
+    fn scope(&mut self, e: &str, scope: Option<&Scope>) {
+        let Some(scope) = scope else { return };
+        let tenant = if scope.tenant == DEFAULT_TENANT {
+            format!("({e}.tenant_id = ?)")
         } else {
-            format!("({column} = ? AND {column} <> '{DEFAULT_TENANT}')")
+            format!("({e}.tenant_id = ? AND {e}.tenant_id <> '{DEFAULT_TENANT}')")
         };
-        self.and(text, [SqlValue::Text(tenant.to_owned())]);
+        self.and(tenant, [SqlValue::Text(scope.tenant.clone())]);
+        if let Some(app) = &scope.app {
+            self.and(format!("({e}.app_id = ?)"), [SqlValue::Text(app.clone())]);
+        }
     }
 
-    /// Add that `column`, an execution's string id, is of one of `tenant`'s: looked up
-    /// row by row through the executions' unique id (a list reads only the rows of its
-    /// page and the ones it skips, not every execution of the tenant).
-    fn of_tenant(&mut self, column: &str, tenant: Option<&str>) {
-        let Some(tenant) = tenant else { return };
+    /// Add that `column`, an execution's string id, is of an execution within `scope`:
+    /// looked up row by row through the executions' unique id (a list reads only the
+    /// rows of its page and the ones it skips, not every execution of the tenant).
+    fn of_scope(&mut self, column: &str, scope: Option<&Scope>) {
+        let Some(scope) = scope else { return };
+        let mut inner = All::default();
+        inner.scope("x", Some(scope));
+        let Sql { text, params } = inner.done();
         self.and(
-            format!(
-                "EXISTS (SELECT 1 FROM executions x WHERE x.id = {column} AND x.tenant_id = ?)"
-            ),
-            [SqlValue::Text(tenant.to_owned())],
+            format!("EXISTS (SELECT 1 FROM executions x WHERE x.id = {column} AND {text})"),
+            params,
         );
     }
 
@@ -249,7 +253,7 @@ fn marks(count: usize) -> String {
 /// The condition of `filter` over `executions e`.
 pub(super) fn executions(filter: &ExecutionFilter) -> Sql {
     let mut all = All::default();
-    all.tenant("e.tenant_id", filter.tenant.as_deref());
+    all.scope("e", filter.scope.as_ref());
     all.tql(filter.tql.as_ref());
     all.done()
 }
@@ -358,7 +362,7 @@ pub(super) fn execution_order(filter: &ExecutionFilter, sort: &str) -> String {
 /// The condition of `filter` over `step_runs s`.
 pub(super) fn steps(filter: &StepFilter) -> Sql {
     let mut all = All::default();
-    all.of_tenant("s.execution_id", filter.tenant.as_deref());
+    all.of_scope("s.execution_id", filter.scope.as_ref());
     all.equal("s.node", filter.node.as_deref());
     if let Some(id) = &filter.execution {
         all.and(
@@ -373,7 +377,7 @@ pub(super) fn steps(filter: &StepFilter) -> Sql {
 /// The condition of `filter` over `log_lines l JOIN step_runs s ON s.num = l.step_num`.
 pub(super) fn logs(filter: &LogFilter) -> Sql {
     let mut all = All::default();
-    all.of_tenant("l.execution_id", filter.tenant.as_deref());
+    all.of_scope("l.execution_id", filter.scope.as_ref());
     all.equal("l.execution_id", filter.execution.as_deref());
     if let Some(iteration) = filter.iteration {
         all.and(
@@ -399,7 +403,7 @@ pub(super) fn logs(filter: &LogFilter) -> Sql {
 pub(super) fn audit(filter: &AuditFilter) -> Sql {
     let text = |word: &str| SqlValue::Text(word.to_owned());
     let mut all = All::default();
-    all.equal("a.tenant_id", filter.tenant.as_deref());
+    all.scope("a", filter.scope.as_ref());
     if let Some(kinds) = &filter.kinds {
         let kinds = kinds
             .iter()
@@ -721,7 +725,7 @@ mod tests {
         let tql = crate::tql::condition(r#"status = "failed""#, STEP_FIELDS, now()).unwrap();
         let Sql { text: sql, params } = steps(&StepFilter {
             tql,
-            tenant: None,
+            scope: None,
             execution: Some("ex_1".to_owned()),
             node: Some("enrich".to_owned()),
         });
@@ -763,7 +767,7 @@ mod tests {
         let tql = crate::tql::condition(r#"node = "a""#, LOG_FIELDS, now()).unwrap();
         let Sql { text: sql, params } = logs(&LogFilter {
             tql,
-            tenant: None,
+            scope: None,
             execution: Some("ex_1".to_owned()),
             node: Some("b".to_owned()),
             iteration: Some(2),

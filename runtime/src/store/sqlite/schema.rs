@@ -322,6 +322,10 @@ ALTER TABLE assets ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
 -- for one, and then the playbook is that application's to see.
 ALTER TABLE playbooks ADD COLUMN app_id TEXT;
 ",
+    r"
+-- An execution's application is its playbook's, for callers that act for one.
+ALTER TABLE executions ADD COLUMN app_id TEXT;
+",
 ];
 
 /// SecMaster's audit rows: a PLAYBOOK instance per execution (its output the playbook's
@@ -341,7 +345,8 @@ pub(super) const AUDIT_ROWS: &str = "(SELECT 'PLAYBOOK' AS instance_type,
     e.completed_at AS end_time,
     e.status AS status,
     coalesce(p.trigger_type, e.trigger_type) AS trigger_type,
-    e.tenant_id AS tenant_id
+    e.tenant_id AS tenant_id,
+    e.app_id AS app_id
 FROM executions e
     LEFT JOIN execution_records r ON r.num = e.num
     LEFT JOIN executions p ON p.id = e.parent_id
@@ -359,6 +364,7 @@ SELECT 'APP',
     s.started_at + s.duration_us / 1000,
     s.status,
     coalesce(p.trigger_type, e.trigger_type),
-    e.tenant_id
+    e.tenant_id,
+    e.app_id
 FROM step_runs s JOIN executions e ON e.id = s.execution_id
     LEFT JOIN executions p ON p.id = e.parent_id) a";
