@@ -770,6 +770,12 @@ fn api_keys_carry_roles_and_are_refused_once_revoked() {
             .contains("needs the operator role, and the key presented is a viewer"),
         "{refused}"
     );
+    // Nor kill: whether the execution exists or not, the role is refused first.
+    let kill = "/api/v1/executions/ex_01ANY/kill";
+    assert_eq!(
+        call("POST", kill, ("Authorization", &bearer(&viewer)), "").0,
+        403
+    );
     // SecMaster's search is a POST that only reads; an event fires playbooks.
     let search = "/v1/p/workspaces/default/soc/playbooks/instances/auditlogs?offset=0&limit=10";
     assert_eq!(call("POST", search, ("X-Auth-Token", &viewer), "{}").0, 200);
