@@ -255,6 +255,12 @@ struct ServeArgs {
     #[arg(long, env = crate::env::JWT_KEY, value_name = "FILE")]
     jwt_key: Option<PathBuf>,
 
+    /// Answer `/metrics` without a token to a scraper on this machine (a loopback
+    /// address). Otherwise it takes the server's own token: the metrics count every
+    /// tenant's executions.
+    #[arg(long)]
+    metrics_from_loopback: bool,
+
     /// The `iss` a JWT must carry.
     #[arg(long, requires = "jwt_key", value_name = "ISSUER")]
     jwt_issuer: Option<String>,
@@ -1143,6 +1149,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
     let edge = crate::api::Edge {
         header_timeout: args.header_timeout,
         token: args.token.clone(),
+        metrics_from_loopback: args.metrics_from_loopback,
         ..crate::api::Edge::default()
     }
     .allowing(&args.allowed_hosts)

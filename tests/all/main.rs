@@ -8,6 +8,7 @@ mod egress;
 mod engine;
 mod hostile;
 mod languages;
+mod observability;
 mod page;
 mod playbooks;
 mod readme;

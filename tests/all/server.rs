@@ -2385,6 +2385,14 @@ fn the_server_answers_while_its_apps_load_and_runs_them_once_loaded() {
     );
     let (status, page) = server.get("/api/v1/executions");
     assert_eq!(status, 200, "the store is served at once: {page}");
+    // Up, not yet ready.
+    let probe = |path: &str| {
+        let mut response = server.agent.get(server.url(path)).call().unwrap();
+        let body = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), body)
+    };
+    assert_eq!(probe("/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(probe("/readyz"), (503, "not ready\n".to_owned()));
     let response = server
         .agent
         .post(server.url("/api/v1/playbooks/ip-enrichment/run"))
@@ -2405,6 +2413,7 @@ fn the_server_answers_while_its_apps_load_and_runs_them_once_loaded() {
         assert!(Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(probe("/readyz"), (200, "ready\n".to_owned()));
     let (status, started) = server.post(
         "/api/v1/playbooks/ip-enrichment/run?wait=true",
         &sample_input("ip-enrichment"),

@@ -62,6 +62,9 @@ pub struct Edge {
     /// links answers carry; without it, from the request (`Host`, and the scheme a
     /// proxy names in `X-Forwarded-Proto` or `Forwarded`).
     pub public_url: Option<String>,
+    /// Whether `/metrics` answers a scraper on this machine (a loopback address)
+    /// without a token.
+    pub metrics_from_loopback: bool,
 }
 
 impl std::fmt::Debug for Edge {
@@ -79,6 +82,10 @@ impl std::fmt::Debug for Edge {
     }
 }
 
+/// The address a request's connection came from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Peer(pub std::net::SocketAddr);
+
 impl Default for Edge {
     fn default() -> Self {
         Self {
@@ -87,6 +94,7 @@ impl Default for Edge {
             header_timeout: HEADER_TIMEOUT,
             token: None,
             public_url: None,
+            metrics_from_loopback: false,
         }
     }
 }
@@ -285,7 +293,7 @@ pub async fn serve(
             () = &mut shutdown => break,
             place = Arc::clone(&places).acquire_owned() => place.expect("the semaphore is never closed"),
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -302,7 +310,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let connection = http.serve_connection(
             TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
+            TowerToHyperService::new(tower_http::add_extension::AddExtension::new(
+                router.clone(),
+                Peer(peer),
+            )),
         );
         let mut stop = stop.clone();
         tokio::spawn(async move {

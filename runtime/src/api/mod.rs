@@ -166,12 +166,13 @@ impl IntoResponse for ApiError {
 
 /// The router over `service`, every route under its limits; `public_url` is the address
 /// clients reach it by, when configured.
-pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<String>) -> Router {
+pub fn router(service: Arc<Service>, edge: &Edge) -> Router {
     let server = Server {
         service,
-        token: Token(token.map(Arc::from)),
-        public_url: PublicUrl(public_url.map(Arc::from)),
+        token: Token(edge.token.clone().map(Arc::from)),
+        public_url: PublicUrl(edge.public_url.clone().map(Arc::from)),
         replays: Arc::default(),
+        metrics_from_loopback: edge.metrics_from_loopback,
     };
     let limited = Router::new()
         .route(
@@ -274,13 +275,21 @@ pub fn router(service: Arc<Service>, token: Option<String>, public_url: Option<S
         // A signed webhook is authenticated by its signature; the handler asks for the
         // token otherwise.
         .route("/api/v1/hooks/{id}", post(triggers::hook))
-        // For a supervisor or a load balancer: the process answers. Unauthenticated,
-        // so it says nothing else.
+        // For a supervisor or a load balancer: the process answers, and whether it is
+        // ready to serve. Unauthenticated, so they say nothing else.
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        // For Prometheus: the server's own token (the metrics span every tenant), or
+        // nothing from this machine with --metrics-from-loopback.
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(server.clone(), sessions))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&server.service),
             while_loading,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&server.service),
+            count_requests,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -299,6 +308,8 @@ struct Server {
     public_url: PublicUrl,
     /// Signed changes accepted lately.
     replays: Arc<Replays>,
+    /// Whether `/metrics` answers a scraper on this machine without a token.
+    metrics_from_loopback: bool,
 }
 
 /// The address clients reach the server by, when configured (`--public-url`).
@@ -382,10 +393,84 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let edge = Arc::new(edge);
-    let router = router(service, edge.token.clone(), edge.public_url.clone()).layer(
-        middleware::from_fn_with_state(Arc::clone(&edge), listen::check_host),
-    );
+    let router = router(service, &edge).layer(middleware::from_fn_with_state(
+        Arc::clone(&edge),
+        listen::check_host,
+    ));
     listen::serve(listener, router, &edge, shutdown).await
+}
+
+/// `GET /readyz`: 200 once the apps and playbooks are loaded and the store takes a
+/// write; 503 before, or when it does not.
+async fn ready(State(service): State<Arc<Service>>) -> Response {
+    let writable = !service.loading()
+        && service
+            .blocking(|store| store.check_writable())
+            .await
+            .inspect_err(
+                |e| tracing::warn!(error = %crate::ErrorChain(e), "the store takes no write"),
+            )
+            .is_ok();
+    if writable {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// `GET /metrics`: the server's metrics in Prometheus's text format.
+async fn metrics(
+    State(server): State<Server>,
+    peer: Option<Extension<listen::Peer>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let nearby = peer.is_some_and(|Extension(peer)| peer.0.ip().is_loopback());
+    if !(server.metrics_from_loopback && nearby) {
+        let token = server.token.0.as_deref();
+        let caller = triggers::identify(&server.service, token, &headers).await;
+        if !caller.is_some_and(|caller| caller.all_tenants()) {
+            return ApiError::Unauthorized(
+                "the server's own token (`Authorization: Bearer <token>`): the metrics \
+                 count every tenant's executions",
+            )
+            .into_response();
+        }
+    }
+    let text = server.service.metrics_text();
+    (
+        [(header::CONTENT_TYPE, service::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
+}
+
+/// Count each request answered, by its route's pattern (never the path asked for) and
+/// status.
+async fn count_requests(
+    State(service): State<Arc<Service>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    service
+        .metrics()
+        .request(&route, method, response.status().as_u16());
+    response
 }
 
 /// While the apps and playbooks load, what is not found may be found in a moment: a

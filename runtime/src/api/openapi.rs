@@ -295,6 +295,37 @@ const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/readyz",
+        summary: "`ready` once the apps and playbooks are loaded and the store takes a write (no token needed; it says nothing else).",
+        query: &[],
+        request: Body::None,
+        replies: &[
+            Reply {
+                status: "200",
+                description: "Ready to serve.",
+                body: Body::Media("text/plain", "`ready`"),
+            },
+            Reply {
+                status: "503",
+                description: "Still loading, or the store takes no write.",
+                body: Body::Media("text/plain", "`not ready`"),
+            },
+        ],
+    },
+    Operation {
+        method: "get",
+        path: "/metrics",
+        summary: "The server's metrics in Prometheus's text format (0.0.4): executions started and ended by playbook, trigger and status, step durations by app, action and status, step failures by kind, executions running and queued, the store's write time and batch size, HTTP requests by route, method and status, and the build. Labels are bounded: no execution id, at most 1,000 names (`other` past them). Takes the server's own token (the metrics count every tenant's), or nothing from a loopback address with `--metrics-from-loopback`.",
+        query: &[],
+        request: Body::None,
+        replies: &[Reply {
+            status: "200",
+            description: "The metrics.",
+            body: Body::Media("text/plain; version=0.0.4", "Prometheus's text format"),
+        }],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/playbooks",
         summary: "Every playbook (seed 003's record).",
         query: &[],
@@ -850,7 +881,7 @@ const OPERATIONS: &[Operation] = &[
 
 /// Operations that need no token: the health check, and webhooks (a signed one is
 /// authenticated by its signature; an unsigned one asks for the token with `wait`).
-const UNAUTHENTICATED: &[&str] = &["/healthz", "/api/v1/hooks/{id}"];
+const UNAUTHENTICATED: &[&str] = &["/healthz", "/readyz", "/api/v1/hooks/{id}"];
 
 /// The document.
 pub fn document() -> Value {

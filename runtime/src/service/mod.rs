@@ -11,6 +11,7 @@ mod assets;
 mod error;
 pub mod jwt;
 pub mod keys;
+pub mod metrics;
 mod playbooks;
 mod replay;
 pub mod soar;
@@ -70,6 +71,8 @@ pub struct Service {
     /// that every server of a store accepts them), else new at each start (none, and no
     /// sessions, without randomness).
     session_key: Option<[u8; 32]>,
+    /// What `/metrics` answers.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Service {
@@ -163,6 +166,7 @@ impl Service {
         let (jobs, job_receiver) = mpsc::unbounded_channel();
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
         let running = Arc::new(Mutex::new(HashMap::new()));
+        let metrics = Arc::new(metrics::Metrics::new());
         let writer = persist(
             Arc::clone(&store),
             receiver,
@@ -170,6 +174,7 @@ impl Service {
             broadcast.clone(),
             Arc::clone(&running),
             GROUP_COMMIT,
+            Arc::clone(&metrics),
         );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             drop(runtime.spawn(writer));
@@ -209,6 +214,7 @@ impl Service {
                     .ok()
                     .map(|()| key)
             },
+            metrics,
         }
     }
 
@@ -268,6 +274,20 @@ impl Service {
     pub fn with_jwt(mut self, config: Option<jwt::JwtConfig>) -> Self {
         self.jwt = config;
         self
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The metrics in Prometheus's text format, as they are now.
+    pub fn metrics_text(&self) -> String {
+        let running = crate::lock(&self.running)
+            .keys()
+            .filter(|id| id.starts_with("ex_"))
+            .count();
+        self.metrics.text(running)
     }
 
     /// The store.
@@ -338,6 +358,7 @@ impl Service {
             },
         };
         let id = start.id.clone();
+        self.metrics.started(&playbook.id, new.header.trigger_type);
         // Killable from the moment it is reported.
         crate::lock(&self.running).insert(id.clone(), start.kill.clone());
         // Whether the steps wait for the start to be stored: when someone is told of it
@@ -423,8 +444,12 @@ impl Service {
         // Held until the execution is stored.
         let _permit = match (place.waiting, queued_start) {
             (Some(acquire), Some(new)) => {
-                self.wait_for_place(acquire, new, &start.kill, playbook.reaches_out())
-                    .await
+                self.metrics.waiting(true);
+                let permit = self
+                    .wait_for_place(acquire, new, &start.kill, playbook.reaches_out())
+                    .await;
+                self.metrics.waiting(false);
+                permit
             }
             _ => place.permit,
         };
@@ -432,6 +457,9 @@ impl Service {
         let stored = self.store_finished(&id, execution).await;
         crate::lock(&self.running).remove(&id);
         let (num, execution) = stored?;
+        if num.is_some() {
+            self.metrics.ended(&execution);
+        }
         self.ended(&execution);
         num.map(|num| (num, *execution))
     }

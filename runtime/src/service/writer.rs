@@ -172,8 +172,10 @@ pub(super) async fn persist(
     broadcast: broadcast::Sender<Arc<Event>>,
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     group_commit: GroupCommit,
+    metrics: Arc<super::metrics::Metrics>,
 ) {
     let mut writer = Writer {
+        metrics,
         store,
         events,
         jobs,
@@ -196,6 +198,8 @@ pub(super) async fn persist(
 
 /// The writer's state between batches.
 struct Writer {
+    /// Where each batch's time and size are counted.
+    metrics: Arc<super::metrics::Metrics>,
     store: Arc<dyn Store>,
     events: mpsc::UnboundedReceiver<Event>,
     jobs: mpsc::UnboundedReceiver<Job>,
@@ -350,7 +354,10 @@ impl Writer {
             replies,
             superseded,
         } = batch;
-        let (nums, failure) = match self.store.write(&writes) {
+        let began = std::time::Instant::now();
+        let written = self.store.write(&writes);
+        self.metrics.wrote(writes.len(), began.elapsed());
+        let (nums, failure) = match written {
             Ok(nums) => (nums, None),
             Err(e) => {
                 tracing::error!(error = %e, "storing a batch of execution changes failed");
@@ -439,6 +446,7 @@ mod tests {
             broadcast,
             Arc::clone(running),
             group_commit,
+            Arc::default(),
         ));
         Writer {
             jobs,

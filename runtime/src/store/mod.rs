@@ -1145,6 +1145,10 @@ pub trait Store: Send + Sync + 'static {
         order: AuditOrder,
     ) -> Result<(Vec<AuditRow>, i64), Error>;
 
+    /// Whether the store takes a write now (a readiness probe): it begins a write and
+    /// takes it back.
+    fn check_writable(&self) -> Result<(), Error>;
+
     /// Store a new API key.
     fn save_key(&self, key: &ApiKey) -> Result<(), Error>;
 

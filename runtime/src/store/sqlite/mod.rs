@@ -1547,6 +1547,14 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn check_writable(&self) -> Result<(), Error> {
+        let writer = lock(&self.writer);
+        // The write lock, taken and given back: a disk that refuses writes, or a lock
+        // held past the busy timeout, answers an error.
+        writer.execute_batch("BEGIN IMMEDIATE; ROLLBACK")?;
+        Ok(())
+    }
+
     fn save_key(&self, key: &ApiKey) -> Result<(), Error> {
         lock(&self.writer).execute(
             "INSERT INTO api_keys (id, name, tenant, role, secret_sha256, created_at, revoked_at) \
