@@ -1456,6 +1456,7 @@ mod tests {
             stderr: String::new(),
             duration_us: 1,
             truncated: Truncation::default(),
+            egress: crate::trace::Outbound::default(),
         }
     }
 

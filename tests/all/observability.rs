@@ -125,6 +125,16 @@ fn metrics_move_as_executions_run_and_promtool_accepts_them() {
             checked.unwrap_or_else(|problems| panic!("promtool: {problems}\n{text}"));
         }
     }
+    // An outbound request a step makes is counted by the asset it binds; one the host
+    // refuses (no asset allows the host) as refused.
+    let fetch = "id: fetch\nname: Fetch\ntrigger: { type: manual }\nnodes:\n  \
+                 get: { app: http-request, action: request, input: { url: 'http://192.0.2.1/' } }\n";
+    assert_eq!(server.post("/api/v1/playbooks", fetch).0, 201);
+    let (_, ran) = server.post("/api/v1/playbooks/fetch/run?wait=true", "{}");
+    assert_eq!(ran["status"], "Failed", "{ran}");
+    let (_, _, text) = scrape(&server, Some(TOKEN));
+    let refused = "wasp_egress_requests_total{asset=\"-\",outcome=\"refused\"}";
+    assert_eq!(sample(&text, refused), Some(1.0), "{text}");
     // No execution id, and no path asked for, is ever a label.
     let (_, _, text) = scrape(&server, Some(TOKEN));
     assert!(!text.contains("ex_"), "{text}");

@@ -338,7 +338,7 @@ pub(crate) struct Record {
     duration: Option<Duration>,
     /// Why the host refused it or why it failed.
     problem: Option<String>,
-    refused: bool,
+    pub(crate) refused: bool,
 }
 
 impl Record {

@@ -823,6 +823,11 @@ async fn run_sandboxed(
 /// order; stdout and stderr; what was cut), until the call is judged.
 fn collect(state: &mut StepState, duration_us: u64) -> StepReport {
     let (requests, over_limit) = state.http_hooks.records.take();
+    let refused = requests.iter().filter(|request| request.refused).count() as u64;
+    let egress = crate::trace::Outbound {
+        requests: requests.len() as u64 + over_limit,
+        refused: refused + over_limit,
+    };
     if !requests.is_empty() {
         for request in &requests {
             let (ts, level, message, fields) = request.line();
@@ -861,6 +866,7 @@ fn collect(state: &mut StepState, duration_us: u64) -> StepReport {
             stdout_bytes_dropped: stdout_dropped,
             stderr_bytes_dropped: stderr_dropped,
         },
+        egress,
     }
 }
 

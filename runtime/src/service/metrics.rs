@@ -51,6 +51,12 @@ struct Failure {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outbound {
+    asset: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
     route: String,
     method: String,
@@ -69,6 +75,7 @@ pub struct Metrics {
     ended: Family<Ended, Counter>,
     steps: Family<Step, Histogram>,
     failures: Family<Failure, Counter>,
+    egress: Family<Outbound, Counter>,
     running: Gauge,
     queued: Gauge,
     /// Executions waiting for a place (kept here, set on the gauge when scraped).
@@ -122,6 +129,13 @@ impl Metrics {
             "Step runs that failed, by kind (app_error, timeout, memory_limit, trap, ...)",
             failures.clone(),
         );
+        let egress = Family::<Outbound, Counter>::default();
+        registry.register(
+            "egress_requests",
+            "Outbound HTTP requests of step runs, by the asset they bound (none: `-`) and \
+             outcome (sent, refused)",
+            egress.clone(),
+        );
         let running = Gauge::default();
         registry.register(
             "executions_running",
@@ -165,6 +179,7 @@ impl Metrics {
             ended,
             steps,
             failures,
+            egress,
             running,
             queued,
             waiting: AtomicI64::new(0),
@@ -213,8 +228,9 @@ impl Metrics {
             .fetch_add(if waits { 1 } else { -1 }, Ordering::Relaxed);
     }
 
-    /// `execution` (and each child) ended and was stored: its status, its step runs.
-    pub fn ended(&self, execution: &Execution) {
+    /// `execution` (and each child) ended and was stored: its status, its step runs
+    /// (`asset` names the asset a node of a playbook binds).
+    pub fn ended(&self, execution: &Execution, asset: &dyn Fn(&str, &str) -> Option<String>) {
         let labels = Ended {
             playbook: self.name(&execution.header.playbook_id),
             status: word(&execution.status),
@@ -222,9 +238,22 @@ impl Metrics {
         self.ended.get_or_create(&labels).inc();
         for step in &execution.steps {
             self.step(step);
+            let egress = step.report.egress;
+            if !egress.is_empty() {
+                let asset = asset(&execution.header.playbook_id, &step.node)
+                    .map_or_else(|| "-".to_owned(), |name| self.name(&name));
+                let sent = egress.requests.saturating_sub(egress.refused);
+                for (outcome, count) in [("sent", sent), ("refused", egress.refused)] {
+                    let labels = Outbound {
+                        asset: asset.clone(),
+                        outcome: outcome.to_owned(),
+                    };
+                    self.egress.get_or_create(&labels).inc_by(count);
+                }
+            }
         }
         for child in &execution.children {
-            self.ended(child);
+            self.ended(child, asset);
         }
     }
 

@@ -453,12 +453,24 @@ impl Service {
             }
             _ => place.permit,
         };
+        let shape = Arc::clone(&playbook);
         let execution = Box::new(engine::execute(Arc::clone(&self.runner), playbook, start).await);
         let stored = self.store_finished(&id, execution).await;
         crate::lock(&self.running).remove(&id);
         let (num, execution) = stored?;
         if num.is_some() {
-            self.metrics.ended(&execution);
+            // The asset each step bound: its node's, in its playbook (a child's too).
+            let asset = |xid: &str, node: &str| {
+                let child = (xid != shape.id)
+                    .then(|| self.runner.playbook(xid))
+                    .flatten();
+                child
+                    .as_deref()
+                    .unwrap_or(&shape)
+                    .node(node)
+                    .and_then(|node| node.asset.clone())
+            };
+            self.metrics.ended(&execution, &asset);
         }
         self.ended(&execution);
         num.map(|num| (num, *execution))

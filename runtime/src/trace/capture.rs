@@ -125,6 +125,7 @@ pub fn captured(run: &StepRun, level: LogLevel) -> StepRun {
             stderr: String::new(),
             duration_us: report.duration_us,
             truncated: report.truncated.clone(),
+            egress: report.egress,
         },
         capture: Capture::default(),
         started_at: run.started_at,

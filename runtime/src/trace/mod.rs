@@ -21,8 +21,8 @@ pub use capture::{
 };
 pub use record::{
     DEFAULT_TENANT, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, NodeRecord,
-    NodeStatus, Owner, StepFailure, StepReport, StepRun, StepStatus, TriggerType, new_execution_id,
-    valid_tenant,
+    NodeStatus, Outbound, Owner, StepFailure, StepReport, StepRun, StepStatus, TriggerType,
+    new_execution_id, valid_tenant,
 };
 pub use redact::{REDACTED, Redactor};
 

@@ -471,6 +471,28 @@ pub struct StepReport {
     /// What was cut.
     #[serde(default)]
     pub truncated: Truncation,
+    /// The outbound HTTP requests it made, and of those how many the host refused.
+    #[serde(default, skip_serializing_if = "Outbound::is_empty")]
+    pub egress: Outbound,
+}
+
+/// How many outbound HTTP requests a step made, and how many of them the host refused
+/// (a host its asset does not allow, a special address, past the step's limit).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct Outbound {
+    /// Requests made.
+    pub requests: u64,
+    /// Of those, refused.
+    pub refused: u64,
+}
+
+impl Outbound {
+    /// Whether it made none.
+    pub fn is_empty(&self) -> bool {
+        self.requests == 0
+    }
 }
 
 impl StepReport {
@@ -486,6 +508,7 @@ impl StepReport {
             stderr: String::new(),
             duration_us: 0,
             truncated: Truncation::default(),
+            egress: Outbound::default(),
         }
     }
 
@@ -502,6 +525,7 @@ impl StepReport {
             stderr: String::new(),
             duration_us: 0,
             truncated: Truncation::default(),
+            egress: Outbound::default(),
         }
     }
 

@@ -195,6 +195,8 @@ struct StoredReport<'a> {
     duration_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated: Option<&'a crate::trace::Truncation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress: Option<&'a crate::trace::Outbound>,
 }
 
 impl<'a> StoredStep<'a> {
@@ -223,6 +225,7 @@ impl<'a> StoredStep<'a> {
             stderr,
             duration_us,
             truncated,
+            egress,
         } = report;
         Self {
             node,
@@ -241,6 +244,7 @@ impl<'a> StoredStep<'a> {
                 stderr,
                 duration_us: *duration_us,
                 truncated: (!truncated.is_empty()).then_some(truncated),
+                egress: (!egress.is_empty()).then_some(egress),
             },
             capture: (capture.data || !capture.truncated.is_empty()).then_some(capture),
             started_at: *started_at,
