@@ -70,11 +70,22 @@ async fn measure_host(
     stats(samples)
 }
 
-fn measure_process(script: &Path, input: &str) -> Stats {
+/// The interpreter `python3` runs, resolved once: on a machine where `python3` on the
+/// PATH is a version manager's shim (pyenv's), spawning the shim costs ~90 ms that no
+/// platform running Python steps pays.
+fn python() -> PathBuf {
+    let output = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    PathBuf::from(String::from_utf8(output.stdout).expect("a path").trim())
+}
+
+fn measure_process(python: &Path, script: &Path, input: &str) -> Stats {
     let mut samples = Vec::with_capacity(PROCESS_ITERATIONS);
     for _ in 0..PROCESS_ITERATIONS {
         let started = Instant::now();
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python)
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -135,9 +146,11 @@ async fn main() {
         report(&format!("ioc-extract 10 KB, {allocator:?}"), &i);
         results.push((allocator, t, i));
     }
-    let py_trivial = measure_process(&scripts.join("echo.py"), "{}");
+    let python = python();
+    println!("the process per call runs {}", python.display());
+    let py_trivial = measure_process(&python, &scripts.join("echo.py"), "{}");
     report("trivial action, python3 process per call", &py_trivial);
-    let py_ioc = measure_process(&scripts.join("ioc_extract.py"), &text_input);
+    let py_ioc = measure_process(&python, &scripts.join("ioc_extract.py"), &text_input);
     report("ioc-extract 10 KB, python3 process per call", &py_ioc);
 
     for (allocator, trivial, ioc) in &results {
