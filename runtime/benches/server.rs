@@ -14,6 +14,8 @@
 //! the runs, the rounds and the concurrency; `WASP_BENCH_STORE_BATCH` the batch of the
 //! store alone; `WASP_BENCH_NO_HTTP` stops before the HTTP part (for profiling the rest);
 //! `WASP_BENCH_CACHE` keeps the compiled components in a directory for the next run.
+//! The diagnostics are installed as `wasp` installs them: with `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! set, every execution's spans are exported (the cost of trace export).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -247,6 +249,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let telemetry = wasp_runtime::telemetry::init(None, false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -401,4 +404,5 @@ fn main() {
         }
         server.abort();
     });
+    telemetry.shutdown();
 }

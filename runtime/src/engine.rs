@@ -121,12 +121,17 @@ pub struct Start {
     pub kill: CancellationToken,
     /// Where to send what happens as it happens (its child executions send there too).
     pub events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+    /// The span its own is a child of (who started it: a request, a parent's step), so
+    /// that an exported trace follows it; a root span without.
+    pub parent: Option<tracing::Span>,
 }
 
 /// Sends an execution's events, when someone listens.
 #[derive(Clone)]
 struct Reporter {
     execution_id: Arc<str>,
+    /// The playbook's XID.
+    playbook: Arc<str>,
     owner: Arc<crate::trace::Owner>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
@@ -189,6 +194,7 @@ impl Start {
             queued_at: Utc::now(),
             kill: CancellationToken::new(),
             events: None,
+            parent: None,
         }
     }
 }
@@ -293,6 +299,7 @@ impl<R: StepRunner> Target<R> {
                     depth: parent.depth + 1,
                     kill: call.kill.child_token(),
                     events: parent.events.clone(),
+                    parent: Some(tracing::Span::current()),
                     ..Start::new(call.input)
                 };
                 let (child, output) =
@@ -354,7 +361,32 @@ async fn run_with_retries<R: StepRunner>(
     let mut children = Vec::new();
     for attempt in 1..=attempts {
         let started_at = Utc::now();
-        let (report, child) = target.invoke(call.clone()).await;
+        // A span per step run, for an exported trace: made only when a subscriber
+        // records it (wrapping the call costs a move of its future). Ids and names
+        // only: never the input, the output or a message.
+        let span = tracing::info_span!(
+            "engine.step",
+            otel.name = "wasp.step",
+            wasp.execution.id = %reporter.execution_id,
+            wasp.playbook = %reporter.playbook,
+            wasp.node = %node.id,
+            wasp.app = %call.app,
+            wasp.action = %call.action,
+            wasp.attempt = attempt,
+            wasp.iteration = iteration.map(|i| i as u64),
+            wasp.status = tracing::field::Empty,
+            wasp.failure.kind = tracing::field::Empty,
+        );
+        let (report, child) = if span.is_disabled() {
+            target.invoke(call.clone()).await
+        } else {
+            let ran = target.invoke(call.clone()).instrument(span.clone()).await;
+            span.record("wasp.status", word(&ran.0.status));
+            if let Some(error) = &ran.0.error {
+                span.record("wasp.failure.kind", word(&error.kind));
+            }
+            ran
+        };
         let retry = report.error.as_ref().is_some_and(|e| e.retryable)
             && attempt < attempts
             && !call.kill.is_cancelled();
@@ -394,6 +426,14 @@ async fn run_with_retries<R: StepRunner>(
         backoff = backoff.saturating_mul(2);
     }
     (runs, children)
+}
+
+/// The word serde writes for `value` (a status, a kind), for a span's attribute.
+fn word<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A node that ended: its record, its step runs, and the child executions it started.
@@ -839,7 +879,16 @@ pub async fn execute<R: StepRunner>(
 #[tracing::instrument(
     name = "engine.execute",
     skip_all,
-    fields(execution = %start.id, playbook = %playbook.id)
+    parent = start.parent.as_ref().and_then(tracing::Span::id),
+    fields(
+        execution = %start.id,
+        playbook = %playbook.id,
+        otel.name = "wasp.execution",
+        wasp.execution.id = %start.id,
+        wasp.playbook = %playbook.id,
+        wasp.tenant = %playbook.tenant,
+        wasp.status = tracing::field::Empty,
+    )
 )]
 async fn execute_inner<R: StepRunner>(
     runner: Arc<R>,
@@ -862,6 +911,7 @@ async fn execute_inner<R: StepRunner>(
 
     let stop = Stop::of(&requested_kill, &kill);
     let status = decide_status(stop, &playbook, &ran);
+    tracing::Span::current().record("wasp.status", word(&status));
     let message = stop_message(stop, &playbook, is_child);
     let (mut result, mut result_error) = match result(&playbook, &ran, &header.id) {
         None => (None, None),
@@ -1033,6 +1083,7 @@ impl<R: StepRunner> Scheduler<R> {
         let execution_id: Arc<str> = Arc::from(start.id);
         let reporter = Reporter {
             execution_id: Arc::clone(&execution_id),
+            playbook: Arc::from(playbook.id.as_str()),
             owner: Arc::new(crate::trace::Owner {
                 tenant: playbook.tenant.clone(),
                 app: playbook.app.clone(),

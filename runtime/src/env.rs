@@ -28,6 +28,14 @@ pub const SECRETS_DIR: &str = "WASP_SECRETS_DIR";
 /// The server's signing key file (`--key-file`): API keys' signing secrets derive
 /// from it.
 pub const KEY_FILE: &str = "WASP_KEY_FILE";
+/// The OpenTelemetry variables that switch trace export on (read by the SDK too, with
+/// the rest of the standard `OTEL_*`: `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`).
+pub const OTLP_ENDPOINTS: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+];
+/// The service name exported traces carry (`wasp` without it).
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 /// The key that signs the JWTs `wasp serve` accepts (`--jwt-key`).
 pub const JWT_KEY: &str = "WASP_JWT_KEY";
 /// The prefix of the environment variables assets created through the API may name as

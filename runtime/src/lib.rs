@@ -20,6 +20,7 @@
 //! | [`api`] | HTTP only: the native API, the three vendor views, the page; each handler parses, calls the service or the store, and maps the error |
 //! | [`cli`] | the `wasp` command line |
 //! | [`env`] | every environment variable wasp reads, in one place |
+//! | [`telemetry`] | wasp's own log on stderr, and its traces over OTLP when a collector is named |
 //!
 //! The rules the imports keep: `trace` imports nothing of the crate; `store` imports
 //! neither `engine`, `host` nor `service`; `engine` imports only `playbook` and `trace`
@@ -39,6 +40,7 @@ pub mod scaffold;
 pub mod secrets;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod tql;
 pub mod trace;
 

@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
-use wasp_runtime::{cli, env};
+use wasp_runtime::{cli, env, telemetry};
 
 /// Many threads allocate at once here (Tokio's workers, which run the steps, the store's
 /// writes and the HTTP server; the blocking pool; the store's checkpoints):
@@ -13,14 +12,11 @@ use wasp_runtime::{cli, env};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env(env::LOG).unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour at a terminal only: a redirected log gets no escape codes.
-        .with_ansi(cli::colour(&std::io::stderr()))
-        .init();
+    // Colour at a terminal only: a redirected log gets no escape codes.
+    let telemetry = telemetry::init(
+        std::env::var(env::LOG).ok(),
+        cli::colour(&std::io::stderr()),
+    );
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,5 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::EXIT_INTERNAL);
         }
     };
-    runtime.block_on(cli::run(args))
+    let code = runtime.block_on(cli::run(args));
+    telemetry.shutdown();
+    code
 }

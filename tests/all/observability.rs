@@ -162,3 +162,233 @@ fn metrics_answer_a_scraper_on_this_machine_when_asked_to() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
 }
+
+/// What a test collector received: every span of every export, decoded.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>;
+
+/// A collector on 127.0.0.1: an axum route that decodes OTLP/HTTP protobuf exports.
+async fn collector() -> (String, Received) {
+    use prost::Message as _;
+    let received: Received = std::sync::Arc::default();
+    let kept = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = std::sync::Arc::clone(&kept);
+            async move {
+                let export = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                    .expect("an OTLP export");
+                let mut kept = kept.lock().expect("not poisoned");
+                for resource in export.resource_spans {
+                    for scope in resource.scope_spans {
+                        kept.extend(scope.spans);
+                    }
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, received)
+}
+
+fn attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let value = span
+        .attributes
+        .iter()
+        .find(|a| a.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?;
+    Some(match value {
+        Value::StringValue(text) => text.clone(),
+        Value::IntValue(n) => n.to_string(),
+        other => format!("{other:?}"),
+    })
+}
+
+/// A server on 127.0.0.1 that keeps the `traceparent` of each request it answers.
+async fn traced_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let kept = std::sync::Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/ping",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let kept = std::sync::Arc::clone(&kept);
+            async move {
+                if let Some(parent) = headers.get("traceparent") {
+                    kept.lock()
+                        .expect("not poisoned")
+                        .push(parent.to_str().expect("text").to_owned());
+                }
+                axum::Json(json!({"pong": true}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let port = listener.local_addr().expect("an address").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_is_exported_as_a_span_with_one_per_step_under_the_callers_trace() {
+    let (endpoint, received) = collector().await;
+    let (port, traceparents) = traced_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wasp.db");
+    let server = tokio::task::spawn_blocking(move || {
+        Server::start_with_env(
+            &db,
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_SERVICE_NAME", "wasp-under-test"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let chain = format!(
+        "id: chain\nname: Chain\ntrigger: {{ type: manual }}\nnodes:\n  \
+         a: {{ app: transform, action: count, input: {{ items: [1] }} }}\n  \
+         b: {{ app: http-request, action: request, asset: local, \
+               input: {{ url: 'http://127.0.0.1:{port}/ping' }} }}\n  \
+         c: {{ app: transform, action: count, input: {{ items: ['${{trigger.password}}'] }} }}\n\
+         edges: [ a -> b, b -> c ]\n"
+    );
+    let asset =
+        format!(r#"{{"name": "local", "app": "http-request", "hosts": ["127.0.0.1:{port}"]}}"#);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let server = std::sync::Arc::new(server);
+    let ran = {
+        let server = std::sync::Arc::clone(&server);
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(server.post("/api/v1/assets", &asset).0, 201);
+            assert_eq!(server.post("/api/v1/playbooks", &chain).0, 201);
+            let request = ureq::http::Request::builder()
+                .method("POST")
+                .uri(server.url("/api/v1/playbooks/chain/run?wait=true"))
+                .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+                .header("Content-Type", "application/json")
+                .body(r#"{"password": "hunter2-not-a-span-attribute"}"#.to_owned())
+                .unwrap();
+            crate::server::read(server.agent.run(request).unwrap())
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        (ran.0, &ran.1["status"]),
+        (200, &json!("Completed")),
+        "{}",
+        ran.1
+    );
+    let execution_id = ran.1["id"].as_str().unwrap().to_owned();
+
+    // The batch goes out within its delay.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let spans = loop {
+        let spans = received.lock().unwrap().clone();
+        let steps = spans.iter().filter(|s| s.name == "wasp.step").count();
+        if steps >= 3 && spans.iter().any(|s| s.name == "wasp.execution") {
+            break spans;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exported: {spans:#?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let execution: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "wasp.execution")
+        .collect();
+    assert_eq!(execution.len(), 1);
+    let execution = execution[0];
+    assert_eq!(
+        hex::encode(&execution.trace_id),
+        trace_id,
+        "the caller's trace goes on"
+    );
+    assert_eq!(
+        attribute(execution, "wasp.execution.id").as_deref(),
+        Some(execution_id.as_str())
+    );
+    assert_eq!(
+        attribute(execution, "wasp.playbook").as_deref(),
+        Some("chain")
+    );
+    assert_eq!(
+        attribute(execution, "wasp.status").as_deref(),
+        Some("Completed")
+    );
+    // Its ancestors lead to the caller's span.
+    let by_id: std::collections::HashMap<&[u8], _> =
+        spans.iter().map(|s| (s.span_id.as_slice(), s)).collect();
+    let mut up = execution.parent_span_id.clone();
+    while let Some(parent) = by_id.get(up.as_slice()) {
+        up = parent.parent_span_id.clone();
+    }
+    assert_eq!(hex::encode(&up), caller_span);
+
+    let steps: Vec<_> = spans.iter().filter(|s| s.name == "wasp.step").collect();
+    let mut nodes: Vec<String> = steps
+        .iter()
+        .map(|s| attribute(s, "wasp.node").unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["a", "b", "c"]);
+    for step in &steps {
+        assert_eq!(step.trace_id, execution.trace_id);
+        // Under the execution's span (through its node's).
+        let mut up = step.parent_span_id.clone();
+        while up != execution.span_id {
+            up = by_id
+                .get(up.as_slice())
+                .expect("a parent exported")
+                .parent_span_id
+                .clone();
+        }
+        for (key, value) in [
+            ("wasp.execution.id", execution_id.as_str()),
+            ("wasp.playbook", "chain"),
+            ("wasp.attempt", "1"),
+            ("wasp.status", "succeeded"),
+        ] {
+            assert_eq!(
+                attribute(step, key).as_deref(),
+                Some(value),
+                "{key}: {step:#?}"
+            );
+        }
+    }
+    // The step's request carried the trace to the server it called, under a span of
+    // its own that names the server, not the path.
+    let traceparents = traceparents.lock().unwrap().clone();
+    assert_eq!(traceparents.len(), 1, "{traceparents:?}");
+    let parts: Vec<&str> = traceparents[0].split('-').collect();
+    assert_eq!(parts[1], trace_id, "{traceparents:?}");
+    let http: Vec<_> = spans.iter().filter(|s| s.name == "wasp.http").collect();
+    assert_eq!(http.len(), 1, "{spans:#?}");
+    assert_eq!(hex::encode(&http[0].span_id), parts[2]);
+    assert_eq!(
+        attribute(http[0], "server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert!(!format!("{:?}", http[0]).contains("/ping"));
+    // No input, output or trigger value is an attribute of any span.
+    let everything = format!("{spans:?}");
+    assert!(!everything.contains("hunter2"), "{everything}");
+}

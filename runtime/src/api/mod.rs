@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 pub use listen::{Edge, check_exposure, raise_descriptor_limit, weak_token};
 
@@ -958,6 +959,7 @@ async fn run_playbook(
     Extension(caller): Caller,
     Path(id): Path<String>,
     Query(params): Params,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let trigger = json_body(&body)?;
@@ -986,6 +988,7 @@ async fn run_playbook(
         _ => service.visible_playbook(&caller, &id).await?.xid,
     };
     let wait = flag(&params, "wait")?;
+    let span = request_span(&headers, "run playbook");
     let started = service
         .run(
             Some(&caller),
@@ -995,8 +998,37 @@ async fn run_playbook(
             log_level,
             Report::when(wait),
         )
+        .instrument(span)
         .await?;
     answer_started(started, wait).await
+}
+
+/// The headers of a request, for reading its `traceparent`.
+struct TraceHeaders<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for TraceHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
+}
+
+/// The span of the work a request starts (`name`): when traces are exported, a child of
+/// the request's `traceparent` (W3C Trace Context), so that the caller's trace goes on
+/// into the execution.
+pub(super) fn request_span(headers: &axum::http::HeaderMap, name: &'static str) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::info_span!("api.request", otel.name = name);
+    if !span.is_disabled() {
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&TraceHeaders(headers))
+        });
+        let _ = span.set_parent(parent);
+    }
+    span
 }
 
 /// The answer to a request that started an execution: at once (202, its ids), or when

@@ -19,6 +19,7 @@ use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tracing::Instrument as _;
 
 use super::{ApiError, Params, Service, answer_started, flag};
 use crate::playbook::Playbook;
@@ -146,6 +147,7 @@ pub(super) async fn hook(
         // What a replayed signed request could change: say so to the playbook.
         payload["signed"] = json!(["body"]);
     }
+    let span = super::request_span(&headers, "webhook");
     let started = service
         .run(
             None,
@@ -155,6 +157,7 @@ pub(super) async fn hook(
             None,
             super::Report::when(wait || respond),
         )
+        .instrument(span)
         .await?;
     if respond {
         return respond_with_output(started).await;

@@ -501,7 +501,7 @@ type SendFuture = Box<
 impl WasiHttpHooks for Hooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _response_error: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
@@ -512,7 +512,23 @@ impl WasiHttpHooks for Hooks {
             records: self.records.clone(),
             open: Arc::clone(&self.open),
         };
-        Box::new(request_to.send(request, options))
+        // When traces are exported: a span of the request (its method and the server
+        // it names, never its path or query, which can hold secrets), a child of the
+        // step's, and the request carries it to the server as `traceparent`.
+        let span = tracing::info_span!(
+            "host.http",
+            otel.name = "wasp.http",
+            http.request.method = %request.method(),
+            server.address = request.uri().host().unwrap_or_default(),
+        );
+        if span.is_disabled() {
+            return Box::new(request_to.send(request, options));
+        }
+        carry_trace(&span, request.headers_mut());
+        Box::new(tracing::Instrument::instrument(
+            request_to.send(request, options),
+            span,
+        ))
     }
 
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
@@ -522,6 +538,27 @@ impl WasiHttpHooks for Hooks {
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
         BODY_CHUNK_BYTES
     }
+}
+
+/// Put `span`'s trace context into `headers` (`traceparent`), replacing any the app
+/// set.
+fn carry_trace(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    struct Headers<'a>(&'a mut http::HeaderMap);
+    impl opentelemetry::propagation::Injector for Headers<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(name), Ok(value)) = (
+                http::header::HeaderName::from_bytes(key.as_bytes()),
+                http::header::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut Headers(headers));
+    });
 }
 
 /// One request on its way out.

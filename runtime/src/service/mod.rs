@@ -347,6 +347,8 @@ impl Service {
         report: Report,
     ) -> Result<Started, Error> {
         start.events = Some(self.events.clone());
+        // Its span follows whoever started it (a request's traceparent, a timer).
+        start.parent.get_or_insert_with(tracing::Span::current);
         let place = self.admit(&playbook);
         let queued = place.waiting.is_some();
         let new = NewExecution {
