@@ -12,6 +12,7 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -56,8 +57,12 @@ pub fn init(log: Option<String>, colour: bool) -> Telemetry {
         );
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("wasp"))
-            // wasp's own spans, from INFO: not the HTTP stack's, nor wasmtime's.
-            .with_filter(EnvFilter::new("warn,wasp_runtime=info"))
+            // wasp's own spans, from INFO: not the HTTP stack's, nor wasmtime's; and no
+            // events (a logged error's text would become a span event).
+            .with_filter(
+                EnvFilter::new("warn,wasp_runtime=info")
+                    .and(tracing_subscriber::filter::filter_fn(|meta| meta.is_span())),
+            )
     });
     tracing_subscriber::registry()
         .with(stderr)
@@ -66,8 +71,23 @@ pub fn init(log: Option<String>, colour: bool) -> Telemetry {
     Telemetry(provider)
 }
 
-/// The OTLP/HTTP exporter the environment configures, in a batch.
+/// The OTLP/HTTP exporter the environment configures, in a batch. An `https` collector
+/// is refused: the exporter is built without TLS (send to a collector on plain HTTP,
+/// e.g. one beside wasp, which forwards over TLS).
 fn exporter() -> Result<SdkTracerProvider, String> {
+    for name in crate::env::OTLP_ENDPOINTS {
+        if let Ok(endpoint) = std::env::var(name)
+            && endpoint
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("https:")
+        {
+            return Err(format!(
+                "{name} is `{endpoint}`: wasp exports over plain HTTP only (no TLS); name a \
+                 collector on http://, such as an OpenTelemetry Collector beside it"
+            ));
+        }
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()

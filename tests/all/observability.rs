@@ -154,6 +154,14 @@ fn metrics_answer_a_scraper_on_this_machine_when_asked_to() {
     let (status, _, text) = scrape(&server, None);
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("wasp_executions_running 0"), "{text}");
+    // Not for a proxy on this machine that forwards for someone else.
+    let forwarded = server
+        .agent
+        .get(server.url("/metrics"))
+        .header("X-Forwarded-For", "203.0.113.7")
+        .call()
+        .unwrap();
+    assert_eq!(forwarded.status().as_u16(), 401);
     // The rest of the API still takes the token.
     let response = server
         .agent
@@ -296,12 +304,39 @@ async fn an_execution_is_exported_as_a_span_with_one_per_step_under_the_callers_
     );
     let execution_id = ran.1["id"].as_str().unwrap().to_owned();
 
-    // The batch goes out within its delay.
+    // The batch goes out within its delay: wait until every span the checks walk has
+    // come (they may come in more than one export).
+    let complete = |spans: &[opentelemetry_proto::tonic::trace::v1::Span]| {
+        let by_id: std::collections::HashMap<&[u8], _> =
+            spans.iter().map(|s| (s.span_id.as_slice(), s)).collect();
+        let reaches = |mut up: Vec<u8>, to: &[u8]| {
+            for _ in 0..32 {
+                if up == to {
+                    return true;
+                }
+                match by_id.get(up.as_slice()) {
+                    Some(parent) => up = parent.parent_span_id.clone(),
+                    None => return false,
+                }
+            }
+            false
+        };
+        let Some(execution) = spans.iter().find(|s| s.name == "wasp.execution") else {
+            return false;
+        };
+        let caller = hex::decode(caller_span).expect("hex");
+        let steps: Vec<_> = spans.iter().filter(|s| s.name == "wasp.step").collect();
+        steps.len() == 3
+            && spans.iter().any(|s| s.name == "wasp.http")
+            && reaches(execution.parent_span_id.clone(), &caller)
+            && steps
+                .iter()
+                .all(|step| reaches(step.parent_span_id.clone(), &execution.span_id))
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let spans = loop {
         let spans = received.lock().unwrap().clone();
-        let steps = spans.iter().filter(|s| s.name == "wasp.step").count();
-        if steps >= 3 && spans.iter().any(|s| s.name == "wasp.execution") {
+        if complete(&spans) {
             break spans;
         }
         assert!(
@@ -391,4 +426,25 @@ async fn an_execution_is_exported_as_a_span_with_one_per_step_under_the_callers_
     // No input, output or trigger value is an attribute of any span.
     let everything = format!("{spans:?}");
     assert!(!everything.contains("hunter2"), "{everything}");
+}
+
+#[test]
+fn an_https_collector_is_refused_with_the_reason_and_the_server_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        &dir.path().join("wasp.db"),
+        &[],
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://collector.example:4318",
+        )],
+    );
+    assert!(
+        server
+            .log()
+            .contains("wasp exports over plain HTTP only (no TLS)"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(server.get("/api/v1/executions").0, 200);
 }

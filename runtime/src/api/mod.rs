@@ -174,6 +174,7 @@ pub fn router(service: Arc<Service>, edge: &Edge) -> Router {
         public_url: PublicUrl(edge.public_url.clone().map(Arc::from)),
         replays: Arc::default(),
         metrics_from_loopback: edge.metrics_from_loopback,
+        ready: Arc::default(),
     };
     let limited = Router::new()
         .route(
@@ -311,6 +312,8 @@ struct Server {
     replays: Arc<Replays>,
     /// Whether `/metrics` answers a scraper on this machine without a token.
     metrics_from_loopback: bool,
+    /// The last readiness answer, and when it was made.
+    ready: Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
 
 /// The address clients reach the server by, when configured (`--public-url`).
@@ -401,17 +404,31 @@ pub async fn serve(
     listen::serve(listener, router, &edge, shutdown).await
 }
 
-/// `GET /readyz`: 200 once the apps and playbooks are loaded and the store takes a
-/// write; 503 before, or when it does not.
-async fn ready(State(service): State<Arc<Service>>) -> Response {
-    let writable = !service.loading()
-        && service
-            .blocking(|store| store.check_writable())
-            .await
-            .inspect_err(
-                |e| tracing::warn!(error = %crate::ErrorChain(e), "the store takes no write"),
-            )
-            .is_ok();
+/// How long a readiness answer is given again without asking the store.
+const READY_FOR: Duration = Duration::from_secs(1);
+
+/// `GET /readyz`: 200 once the apps and playbooks are loaded, the writer runs and the
+/// store takes a write; 503 before, or when it does not. Unauthenticated, so asked of
+/// the store at most once a second (one probe at a time, the others wait for it).
+async fn ready(State(server): State<Server>) -> Response {
+    let service = &server.service;
+    let writable = !service.loading() && service.writing() && {
+        let mut last = server.ready.lock().await;
+        match *last {
+            Some((at, ready)) if at.elapsed() < READY_FOR => ready,
+            _ => {
+                let ready = service
+                    .blocking(|store| store.check_writable())
+                    .await
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %crate::ErrorChain(e), "the store takes no write");
+                    })
+                    .is_ok();
+                *last = Some((std::time::Instant::now(), ready));
+                ready
+            }
+        }
+    };
     if writable {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -425,7 +442,10 @@ async fn metrics(
     peer: Option<Extension<listen::Peer>>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let nearby = peer.is_some_and(|Extension(peer)| peer.0.ip().is_loopback());
+    // A loopback peer that a proxy on this machine forwards for is not nearby.
+    let forwarded = headers.contains_key("forwarded") || headers.contains_key("x-forwarded-for");
+    let nearby =
+        !forwarded && peer.is_some_and(|Extension(peer)| peer.0.ip().to_canonical().is_loopback());
     if !(server.metrics_from_loopback && nearby) {
         let token = server.token.0.as_deref();
         let caller = triggers::identify(&server.service, token, &headers).await;

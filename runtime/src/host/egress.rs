@@ -541,12 +541,17 @@ impl WasiHttpHooks for Hooks {
 }
 
 /// Put `span`'s trace context into `headers` (`traceparent`), replacing any the app
-/// set.
+/// set; any `tracestate` is left as the app set it.
 fn carry_trace(span: &tracing::Span, headers: &mut http::HeaderMap) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     struct Headers<'a>(&'a mut http::HeaderMap);
     impl opentelemetry::propagation::Injector for Headers<'_> {
         fn set(&mut self, key: &str, value: String) {
+            // The trace only: a caller's `tracestate` is not the business of the hosts a
+            // step calls.
+            if key != "traceparent" {
+                return;
+            }
             if let (Ok(name), Ok(value)) = (
                 http::header::HeaderName::from_bytes(key.as_bytes()),
                 http::header::HeaderValue::from_str(&value),

@@ -1,8 +1,8 @@
 //! The server's metrics, for Prometheus to scrape (`GET /metrics`): executions started
 //! and ended, step durations, sandbox failures, what is running and queued, the store's
 //! writes, the HTTP requests served, and the build. Every label is bounded: no execution
-//! id is a label, and a label of names (playbooks, apps, actions, routes) keeps at most
-//! [`MAX_NAMES`] values, the rest counted as `other`.
+//! id is a label, routes are their patterns, and each label of names (playbooks, apps,
+//! actions, assets) keeps at most [`MAX_NAMES`] values, the rest counted as `other`.
 //!
 //! The registry is the service's own (no global one): two servers in one process, as
 //! tests run them, count apart.
@@ -83,8 +83,8 @@ pub struct Metrics {
     writes: Histogram,
     batches: Histogram,
     requests: Family<Request, Counter>,
-    /// The names each label of names has taken.
-    names: RwLock<HashSet<String>>,
+    /// The names each label of names has taken, by label.
+    names: [RwLock<HashSet<String>>; 4],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -186,23 +186,23 @@ impl Metrics {
             writes,
             batches,
             requests,
-            names: RwLock::new(HashSet::new()),
+            names: Default::default(),
         }
     }
 
-    /// `name` as a label value: itself while the labels of names have room, else
+    /// `name` as a value of the label `kind`: itself while that label has room, else
     /// `other` (one it already has stays itself).
-    fn name(&self, name: &str) -> String {
+    fn name(&self, kind: Kind, name: &str) -> String {
+        let names = &self.names[kind as usize];
         // Known names (nearly every call) share the lock.
-        if self
-            .names
+        if names
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(name)
         {
             return name.to_owned();
         }
-        let mut names = self.names.write().unwrap_or_else(PoisonError::into_inner);
+        let mut names = names.write().unwrap_or_else(PoisonError::into_inner);
         if names.contains(name) {
             return name.to_owned();
         }
@@ -216,7 +216,7 @@ impl Metrics {
     /// An execution of `playbook` started by `trigger`.
     pub fn started(&self, playbook: &str, trigger: TriggerType) {
         let labels = Started {
-            playbook: self.name(playbook),
+            playbook: self.name(Kind::Playbook, playbook),
             trigger: word(&trigger),
         };
         self.started.get_or_create(&labels).inc();
@@ -229,10 +229,11 @@ impl Metrics {
     }
 
     /// `execution` (and each child) ended and was stored: its status, its step runs
-    /// (`asset` names the asset a node of a playbook binds).
+    /// (`asset` names the asset a node of a playbook binds). A child, started inside its
+    /// parent, is counted as started here too.
     pub fn ended(&self, execution: &Execution, asset: &dyn Fn(&str, &str) -> Option<String>) {
         let labels = Ended {
-            playbook: self.name(&execution.header.playbook_id),
+            playbook: self.name(Kind::Playbook, &execution.header.playbook_id),
             status: word(&execution.status),
         };
         self.ended.get_or_create(&labels).inc();
@@ -241,7 +242,7 @@ impl Metrics {
             let egress = step.report.egress;
             if !egress.is_empty() {
                 let asset = asset(&execution.header.playbook_id, &step.node)
-                    .map_or_else(|| "-".to_owned(), |name| self.name(&name));
+                    .map_or_else(|| "-".to_owned(), |name| self.name(Kind::Asset, &name));
                 let sent = egress.requests.saturating_sub(egress.refused);
                 for (outcome, count) in [("sent", sent), ("refused", egress.refused)] {
                     let labels = Outbound {
@@ -253,14 +254,15 @@ impl Metrics {
             }
         }
         for child in &execution.children {
+            self.started(&child.header.playbook_id, child.header.trigger_type);
             self.ended(child, asset);
         }
     }
 
     fn step(&self, step: &StepRun) {
         let labels = Step {
-            app: self.name(&step.app),
-            action: self.name(&step.action),
+            app: self.name(Kind::App, &step.app),
+            action: self.name(Kind::Action, &step.action),
             status: word(&step.report.status),
         };
         let seconds = Duration::from_micros(step.report.duration_us).as_secs_f64();
@@ -279,26 +281,38 @@ impl Metrics {
         self.batches.observe(changes as f64);
     }
 
-    /// An HTTP request to `route` (the route's pattern, never the path asked for)
-    /// answered with `status`.
+    /// An HTTP request to `route` (the route's pattern, never the path asked for: a
+    /// bounded set) answered with `status`.
     pub fn request(&self, route: &str, method: &str, status: u16) {
         let labels = Request {
-            route: self.name(route),
+            route: route.to_owned(),
             method: method.to_owned(),
             status,
         };
         self.requests.get_or_create(&labels).inc();
     }
 
-    /// Everything, in Prometheus's text format, with `running` executions now.
+    /// Everything, in Prometheus's text format, with `running` executions now (those
+    /// waiting for their place among them: they are counted as queued instead).
     pub fn text(&self, running: usize) -> String {
-        self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
-        self.queued.set(self.waiting.load(Ordering::Relaxed).max(0));
+        let queued = self.waiting.load(Ordering::Relaxed).max(0);
+        let running = i64::try_from(running).unwrap_or(i64::MAX);
+        self.running.set(running.saturating_sub(queued).max(0));
+        self.queued.set(queued);
         let mut text = String::new();
         // Writing to a String does not fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// The labels of names, each with its own [`MAX_NAMES`].
+#[derive(Clone, Copy)]
+enum Kind {
+    Playbook,
+    App,
+    Action,
+    Asset,
 }
 
 /// The word serde writes for `value` (a status or a kind).

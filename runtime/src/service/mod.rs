@@ -276,6 +276,11 @@ impl Service {
         self
     }
 
+    /// Whether the writer that stores what executions report still runs.
+    pub fn writing(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
     /// The service's metrics.
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.metrics

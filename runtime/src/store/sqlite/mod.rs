@@ -1552,7 +1552,10 @@ impl Store for SqliteStore {
     }
 
     fn check_writable(&self) -> Result<(), Error> {
-        let writer = lock(&self.writer);
+        // The writer busy is the store being written: nothing to wait for.
+        let Ok(writer) = self.writer.try_lock() else {
+            return Ok(());
+        };
         // The write lock, taken and given back: a disk that refuses writes, or a lock
         // held past the busy timeout, answers an error.
         writer.execute_batch("BEGIN IMMEDIATE; ROLLBACK")?;
