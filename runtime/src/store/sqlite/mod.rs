@@ -415,7 +415,6 @@ fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
     })
 }
 
-/// `key` as a numeric id, when it is one.
 /// The columns [`key_row`] reads.
 const KEY_COLUMNS: &str = "id, name, tenant, role, secret_sha256, created_at, revoked_at";
 
@@ -431,6 +430,7 @@ fn key_row(row: &Row<'_>) -> Result<ApiKey, rusqlite::Error> {
     })
 }
 
+/// `key` as a numeric id, when it is one.
 fn number(key: &str) -> Option<i64> {
     key.parse().ok()
 }
