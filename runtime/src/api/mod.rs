@@ -610,12 +610,16 @@ async fn sessions(State(server): State<Server>, request: Request, next: Next) ->
         .0
         .as_ref()
         .and_then(|_| triggers::basic_password(request.headers()));
+    // Only a request that logs in pays for the rest.
+    let Some(password) = password else {
+        return next.run(request).await;
+    };
     let secure = server
         .public_url
         .base(request.headers())
         .starts_with("https:");
     let mut response = next.run(request).await;
-    let (Some(password), Some(token)) = (password, server.token.0.as_deref()) else {
+    let Some(token) = server.token.0.as_deref() else {
         return response;
     };
     if response.status().as_u16() >= 400 {
