@@ -145,6 +145,49 @@ fn metrics_move_as_executions_run_and_promtool_accepts_them() {
 }
 
 #[test]
+fn the_gauges_count_running_and_queued_executions_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("wasp.db"), &["--token", TOKEN]);
+    let yaml = "id: one-at-a-time\nname: One\nmax_concurrent: 1\ntrigger: { type: manual }\n\
+                nodes:\n  wait: { app: chaos, action: spin, timeout: 1h, input: {} }\n";
+    assert_eq!(server.post("/api/v1/playbooks", yaml).0, 201);
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let (status, started) = server.post("/api/v1/playbooks/one-at-a-time/run", "{}");
+            assert_eq!(status, 202, "{started}");
+            started["execution_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    // One runs, two wait for its place.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, _, text) = scrape(&server, Some(TOKEN));
+        let gauges = (
+            sample(&text, "wasp_executions_running"),
+            sample(&text, "wasp_executions_queued"),
+        );
+        if gauges == (Some(1.0), Some(2.0)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{gauges:?}\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for id in &ids {
+        server.post(&format!("/api/v1/executions/{id}/kill"), "");
+    }
+    for id in &ids {
+        server.wait_for_end(id);
+    }
+    let (_, _, text) = scrape(&server, Some(TOKEN));
+    assert_eq!(
+        sample(&text, "wasp_executions_running"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "wasp_executions_queued"), Some(0.0), "{text}");
+}
+
+#[test]
 fn metrics_answer_a_scraper_on_this_machine_when_asked_to() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
