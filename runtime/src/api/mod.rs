@@ -580,8 +580,7 @@ async fn session(
         .service
         .session(server.token.0.as_deref()?, value)
         .await?;
-    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !reads {
+    if !reads(method) {
         let sent = headers.get("x-csrftoken").and_then(|v| v.to_str().ok());
         let kept = triggers::cookie(headers, triggers::CSRF_COOKIE);
         let matches = match (sent, kept) {
@@ -682,7 +681,7 @@ async fn signed(
         )
     };
     let Some((identity, secret)) = server.service.signer(claim.key_id()).await else {
-        let refused = if server.service.signing_secret("").is_none() {
+        let refused = if !server.service.checks_signatures() {
             ApiError::BadSignature(
                 "this server has no signing key (`wasp serve --key-file`), so it checks no \
                  signatures"
@@ -796,7 +795,7 @@ async fn refuse(view: View, error: ApiError, request: Request) -> Response {
 /// every other change (runs, kills, playbooks, replays, SOAR action runs, events) is
 /// an operator's.
 fn required_role(method: &Method, path: &str) -> Role {
-    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let reads = reads(method);
     if path.starts_with("/api/v1/keys") || (!reads && path.starts_with("/api/v1/assets")) {
         Role::Admin
     } else if reads || (path.starts_with("/v1/") && path.ends_with("/instances/auditlogs")) {
@@ -863,8 +862,14 @@ impl View {
 /// a browser sends such a request (a plain form post carries no token and needs no
 /// preflight) to any server, loopback included, so it is refused. Clients that are not
 /// browsers send no `Origin`, and the page's own requests are same-origin.
+/// Whether `method` only reads (GET, HEAD, OPTIONS): what a page of another site, a
+/// session's cookie without its CSRF token, or a signature that covers no body may ask.
+pub(super) fn reads(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 fn cross_site(method: &Method, headers: &axum::http::HeaderMap) -> Option<String> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if reads(method) {
         return None;
     }
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());

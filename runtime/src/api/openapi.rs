@@ -268,6 +268,10 @@ const SOAR_LIST: &[Param] = &[
     ("order", "asc (default) or desc."),
 ];
 
+/// What Splunk SOAR's routes take and answer: its own records.
+const SOAR_RECORDS: Body =
+    Body::Vendor("Splunk SOAR's action_run, app_run and action_result records.");
+
 const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
@@ -761,7 +765,7 @@ const OPERATIONS: &[Operation] = &[
         replies: &[Reply {
             status: "200",
             description: "`{version, product}`.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {
@@ -773,7 +777,7 @@ const OPERATIONS: &[Operation] = &[
         replies: &[Reply {
             status: "200",
             description: "`{count, num_pages, data}`.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {
@@ -781,11 +785,11 @@ const OPERATIONS: &[Operation] = &[
         path: "/rest/action_run",
         summary: "Splunk SOAR: run an app action against targets.",
         query: &[],
-        request: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+        request: SOAR_RECORDS,
         replies: &[Reply {
             status: "200",
             description: "`{success, action_run_id}`.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {
@@ -797,7 +801,7 @@ const OPERATIONS: &[Operation] = &[
         replies: &[Reply {
             status: "200",
             description: "The action run.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {
@@ -805,11 +809,11 @@ const OPERATIONS: &[Operation] = &[
         path: "/rest/action_run/{id}",
         summary: "Splunk SOAR: cancel an action run ({\"cancel\": true}).",
         query: &[],
-        request: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+        request: SOAR_RECORDS,
         replies: &[Reply {
             status: "200",
             description: "`{success}`.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {
@@ -821,7 +825,7 @@ const OPERATIONS: &[Operation] = &[
         replies: &[Reply {
             status: "200",
             description: "`{count, num_pages, data}`.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {
@@ -833,7 +837,7 @@ const OPERATIONS: &[Operation] = &[
         replies: &[Reply {
             status: "200",
             description: "`{count, num_pages, data}`.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {
@@ -845,7 +849,7 @@ const OPERATIONS: &[Operation] = &[
         replies: &[Reply {
             status: "200",
             description: "The app run.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {
@@ -857,7 +861,7 @@ const OPERATIONS: &[Operation] = &[
         replies: &[Reply {
             status: "200",
             description: "`{count, num_pages, data}`.",
-            body: Body::Vendor("Splunk SOAR's action_run, app_run and action_result records."),
+            body: SOAR_RECORDS,
         }],
     },
     Operation {

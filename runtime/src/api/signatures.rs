@@ -197,7 +197,7 @@ fn threatconnect(
     credential: &str,
     now: DateTime<Utc>,
 ) -> Result<Claim, String> {
-    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if !super::reads(method) {
         return Err(format!(
             "a TC signature does not cover a body: it is accepted for reads, not {method} \
              (send the key's token, `Authorization: TC-Token <token>`)"

@@ -285,11 +285,10 @@ impl Playbook {
     /// Whether its `playbook:` nodes may run `child`: one of its tenant, and of its
     /// application when it was made for one.
     pub fn may_call(&self, child: &Playbook) -> bool {
-        child.tenant == self.tenant
-            && self
-                .app
-                .as_ref()
-                .is_none_or(|app| child.app.as_ref() == Some(app))
+        crate::trace::within_reach(
+            (&self.tenant, self.app.as_deref()),
+            (&child.tenant, child.app.as_deref()),
+        )
     }
 
     /// Read and validate the playbook file at `path` (`.yaml`, `.yml` or `.json`).

@@ -95,19 +95,17 @@ impl Identity {
     /// Whether it may see what `owner` owns: its tenant's, and its application's when it
     /// acts for one.
     pub fn sees(&self, owner: &crate::trace::Owner) -> bool {
-        owner.tenant == self.tenant
-            && self
-                .app
-                .as_ref()
-                .is_none_or(|app| owner.app.as_ref() == Some(app))
+        self.reaches(&owner.tenant, owner.app.as_deref())
     }
 
     /// Whether it may run, change or read `playbook` (see [`Identity::sees`]).
     pub fn may_use(&self, playbook: &crate::playbook::Playbook) -> bool {
-        self.sees(&crate::trace::Owner {
-            tenant: playbook.tenant.clone(),
-            app: playbook.app.clone(),
-        })
+        self.reaches(&playbook.tenant, playbook.app.as_deref())
+    }
+
+    /// Whether it reaches what `tenant` and `app` own ([`crate::trace::within_reach`]).
+    pub fn reaches(&self, tenant: &str, app: Option<&str>) -> bool {
+        crate::trace::within_reach((&self.tenant, self.app.as_deref()), (tenant, app))
     }
 
     /// Whether it manages every tenant's keys: the server's own token does; an admin key
@@ -419,6 +417,11 @@ impl Service {
         mac.update(&Sha256::digest(server_token.as_bytes()));
         mac.update(signed.as_bytes());
         Some(mac.finalize().into_bytes().to_vec())
+    }
+
+    /// Whether the server has a signing key, and so checks signed requests.
+    pub fn checks_signatures(&self) -> bool {
+        self.signing.is_some()
     }
 
     /// The signing secret of key `id`, when the server has a signing key.

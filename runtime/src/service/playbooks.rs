@@ -99,11 +99,10 @@ impl Service {
     ) -> Result<Playbook, crate::playbook::Error> {
         let apps = self.runner.apps();
         let may_call = |child: &Playbook| {
-            child.tenant == owner.tenant
-                && owner
-                    .app
-                    .as_ref()
-                    .is_none_or(|app| child.app.as_ref() == Some(app))
+            crate::trace::within_reach(
+                (&owner.tenant, owner.app.as_deref()),
+                (&child.tenant, child.app.as_deref()),
+            )
         };
         let playbooks: Vec<String> = self
             .runner
@@ -308,11 +307,7 @@ pub fn stored_fields<'a>(
 /// Whether `who` may see `record`: its tenant's, and its application's when `who` acts
 /// for one (seed 003: an application's key sees that application's playbooks).
 pub fn visible_to(who: &Identity, record: &PlaybookRecord) -> bool {
-    record.tenant_id == who.tenant
-        && who
-            .app
-            .as_deref()
-            .is_none_or(|app| record.app_id.as_deref() == Some(app))
+    who.reaches(&record.tenant_id, record.app_id.as_deref())
 }
 
 /// Refuse a playbook whose webhook secret cannot be read now: its hook could only

@@ -22,7 +22,7 @@ pub use capture::{
 pub use record::{
     DEFAULT_TENANT, Event, Execution, ExecutionHeader, ExecutionStatus, FailureKind, NodeRecord,
     NodeStatus, Outbound, Owner, StepFailure, StepReport, StepRun, StepStatus, TriggerType,
-    new_execution_id, valid_tenant,
+    new_execution_id, valid_tenant, within_reach,
 };
 pub use redact::{REDACTED, Redactor};
 

@@ -39,6 +39,14 @@ pub struct Owner {
     pub app: Option<String>,
 }
 
+/// The one rule of who reaches what: a caller or a playbook of tenant `by.0`, acting for
+/// application `by.1` when it names one, reaches what belongs to tenant `of.0` and
+/// application `of.1` when it is of its tenant, and of its application when it acts for
+/// one (a caller acting for no application reaches every application of its tenant).
+pub fn within_reach(by: (&str, Option<&str>), of: (&str, Option<&str>)) -> bool {
+    by.0 == of.0 && by.1.is_none_or(|app| of.1 == Some(app))
+}
+
 impl ExecutionHeader {
     /// Whose it is.
     pub fn owner(&self) -> Owner {
