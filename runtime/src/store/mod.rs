@@ -21,7 +21,12 @@
 //! the service writes and the SOAR view serves). What the store filters, sorts or counts
 //! on is typed.
 
+#[cfg(test)]
+mod conformance;
+mod postgres;
+mod render;
 mod sqlite;
+mod stored;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::tql;
@@ -99,6 +105,39 @@ pub enum Error {
     /// The playbook id is another tenant's.
     #[error("the playbook id `{0}` is taken; choose another")]
     Taken(String),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL error: {message}")]
+    Postgres {
+        /// The error and its causes (the server's message among them).
+        message: String,
+        /// The error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// PostgreSQL could not be reached, or its database cannot be used.
+    #[error("cannot use the database {server}: {reason}")]
+    Connect {
+        /// The server and database, without credentials.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stored column holds a value this wasp does not know.
+    #[error("a stored column does not decode: {0}")]
+    Column(String),
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(source: tokio_postgres::Error) -> Self {
+        // The client's own words are few ("db error"): the server's are its cause.
+        let mut message = source.to_string();
+        let mut cause = std::error::Error::source(&source);
+        while let Some(error) = cause {
+            message = format!("{message}: {error}");
+            cause = error.source();
+        }
+        Self::Postgres { message, source }
+    }
 }
 
 /// An API key as the store keeps it: who it is, never its secret (only the secret's

@@ -18,25 +18,26 @@ use std::sync::Mutex;
 use crate::lock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-mod render;
 mod schema;
 
-use render::Sql;
+use super::render::{self, Dialect, Sql, SqlValue};
+use super::stored::{
+    AUDIT_COLUMNS, EXECUTION_COLUMNS, KEY_COLUMNS, LOG_LINES, NODE_STATES_OF, PLAYBOOK_COLUMNS,
+    STEP_RUNS, StoredRecord, StoredStep, audit_key, audit_row, execution_row, json_column, key_row,
+    log_row, millis, node_state, number, order, parse_word, playbook_row, restore_step,
+    step_run_row, word,
+};
 use schema::{AUDIT_ROWS, MIGRATIONS};
 
 use super::{
-    ApiKey, AuditFilter, AuditKind, AuditOrder, AuditRow, AuditStatus, Error, ExecutionFilter,
-    ExecutionRecord, ExecutionRow, Interrupted, LogFilter, LogRow, NewExecution, NodeState, Page,
-    PlaybookFields, PlaybookRecord, RunStats, SoarQuery, Sort, StepFilter, StepRunRow, Store,
-    Window, Write,
+    ApiKey, AuditFilter, AuditOrder, AuditRow, Error, ExecutionFilter, ExecutionRecord,
+    ExecutionRow, Interrupted, LogFilter, LogRow, NewExecution, NodeState, Page, PlaybookFields,
+    PlaybookRecord, RunStats, SoarQuery, StepFilter, StepRunRow, Store, Window, Write,
 };
-use crate::trace::{
-    Event, Execution, ExecutionHeader, ExecutionStatus, LogLevel, NodeStatus, StepRun, TriggerType,
-};
+use crate::trace::{Event, Execution, ExecutionHeader, ExecutionStatus};
 
 /// The columns of an executions row, as written.
 struct RowValues<'a> {
@@ -105,224 +106,14 @@ fn checkpoint(
     }
 }
 
-/// What `execution_records` holds of an ended execution: its record without the step
-/// runs (each is stored once, in `step_runs`, and put back on reading) and with its
-/// children by id (each has its own record).
-#[derive(serde::Serialize)]
-struct StoredRecord<'a> {
-    #[serde(flatten)]
-    header: &'a ExecutionHeader,
-    status: ExecutionStatus,
-    message: &'a Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output: &'a Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output_error: &'a Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output_status: Option<u16>,
-    #[serde(serialize_with = "crate::trace::record::rfc3339")]
-    started_at: DateTime<Utc>,
-    #[serde(serialize_with = "crate::trace::record::rfc3339")]
-    completed_at: DateTime<Utc>,
-    duration_us: u64,
-    trigger: &'a Option<Value>,
-    nodes: &'a [crate::trace::NodeRecord],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    children: Vec<&'a str>,
-}
-
-impl<'a> StoredRecord<'a> {
-    fn of(execution: &'a Execution) -> Self {
-        Self {
-            header: &execution.header,
-            status: execution.status,
-            message: &execution.message,
-            output: &execution.output,
-            output_error: &execution.output_error,
-            output_status: execution.output_status,
-            started_at: execution.started_at,
-            completed_at: execution.completed_at,
-            duration_us: execution.duration_us,
-            trigger: &execution.trigger,
-            nodes: &execution.nodes,
-            children: execution
-                .children
-                .iter()
-                .map(|c| c.header.id.as_str())
-                .collect(),
-        }
-    }
-}
-
-/// A step run as `step_runs.record` holds it: without the fields that hold nothing (an
-/// input not captured, no output, no logs, empty stdout and stderr, nothing cut), which
-/// are most of a step run at INFO; [`restore_step`] puts them back into a record read
-/// as JSON, and a [`StepRun`] read back has them empty by default.
-#[derive(serde::Serialize)]
-struct StoredStep<'a> {
-    node: &'a str,
-    app: &'a str,
-    action: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    iteration: Option<usize>,
-    attempt: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    input: Option<&'a Value>,
-    report: StoredReport<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    capture: Option<&'a crate::trace::Capture>,
-    #[serde(serialize_with = "crate::trace::record::rfc3339")]
-    started_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    child: Option<&'a str>,
-}
-
-#[derive(serde::Serialize)]
-struct StoredReport<'a> {
-    status: crate::trace::StepStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pathway: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a crate::trace::StepFailure>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    logs: &'a [crate::trace::LogLine],
-    #[serde(skip_serializing_if = "str::is_empty")]
-    stdout: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    stderr: &'a str,
-    duration_us: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    truncated: Option<&'a crate::trace::Truncation>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    egress: Option<&'a crate::trace::Outbound>,
-}
-
-impl<'a> StoredStep<'a> {
-    fn of(step: &'a crate::trace::StepRun) -> Self {
-        // Every field named: a field added to a step run must be stored, or this stops
-        // compiling.
-        let crate::trace::StepRun {
-            node,
-            app,
-            action,
-            iteration,
-            attempt,
-            input,
-            report,
-            capture,
-            started_at,
-            child,
-        } = step;
-        let crate::trace::StepReport {
-            status,
-            output,
-            pathway,
-            error,
-            logs,
-            stdout,
-            stderr,
-            duration_us,
-            truncated,
-            egress,
-        } = report;
-        Self {
-            node,
-            app,
-            action,
-            iteration: *iteration,
-            attempt: *attempt,
-            input: input.as_ref(),
-            report: StoredReport {
-                status: *status,
-                output: output.as_ref(),
-                pathway: pathway.as_deref(),
-                error: error.as_ref(),
-                logs,
-                stdout,
-                stderr,
-                duration_us: *duration_us,
-                truncated: (!truncated.is_empty()).then_some(truncated),
-                egress: (!egress.is_empty()).then_some(egress),
-            },
-            capture: (capture.data || !capture.truncated.is_empty()).then_some(capture),
-            started_at: *started_at,
-            child: child.as_deref(),
-        }
-    }
-}
-
-/// Put back the fields [`StoredStep`] leaves out, as a step run serializes them.
-fn restore_step(record: &mut Value) {
-    let Some(step) = record.as_object_mut() else {
-        return;
-    };
-    step.entry("input").or_insert(Value::Null);
-    step.entry("capture").or_insert_with(|| {
-        serde_json::to_value(crate::trace::Capture::default()).unwrap_or_default()
-    });
-    if let Some(report) = step.get_mut("report").and_then(Value::as_object_mut) {
-        for key in ["output", "pathway", "error"] {
-            report.entry(key).or_insert(Value::Null);
-        }
-        report
-            .entry("logs")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        for key in ["stdout", "stderr"] {
-            report.entry(key).or_insert_with(|| Value::from(""));
-        }
-        report.entry("truncated").or_insert_with(|| {
-            serde_json::to_value(crate::trace::Truncation::default()).unwrap_or_default()
-        });
-    }
-}
-
-fn millis(time: DateTime<Utc>) -> i64 {
-    time.timestamp_millis()
-}
-
-fn time(millis: Option<i64>) -> Option<DateTime<Utc>> {
-    millis.and_then(DateTime::from_timestamp_millis)
-}
-
-/// The word serde gives `value` (`"Partially Failed"`, `"MANUAL"`).
-fn word<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn parse_word<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
-    use serde::de::IntoDeserializer;
-    // Straight from the text: no copy of it for each row read.
-    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(text))
-        .map_err(undecodable)
-}
-
-/// The word in column `i` of `row`, read as the `T` serde gives it.
-fn word_at<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize) -> Result<T, rusqlite::Error> {
-    parse_word(row.get_ref(i)?.as_str()?)
-}
-
 /// A stored column that does not decode, as rusqlite reports one.
 fn undecodable(error: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
 }
 
-fn json_column(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
 /// `text` (a stored JSON column) decoded as a `T`.
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, rusqlite::Error> {
     serde_json::from_str(text).map_err(undecodable)
-}
-
-/// A stored log level; `info` for a word that is none (as an executions row reads).
-fn parse_level(text: &str) -> LogLevel {
-    text.parse::<LogLevel>().unwrap_or(LogLevel::Info)
 }
 
 /// A part of a stored JSON document, as text: SQLite's `json_extract` hands back text for
@@ -336,110 +127,33 @@ fn json_text(value: rusqlite::types::ValueRef<'_>) -> String {
     }
 }
 
-const EXECUTION_COLUMNS: &str = "e.num, e.id, e.parent_id, e.playbook_num, e.playbook_xid, \
-    e.playbook_name, e.trigger_type, e.log_level, e.status, e.message, e.queued_at, \
-    e.started_at, e.completed_at, e.duration_ms, e.replay_of, e.tenant_id, e.app_id";
+impl super::stored::Columns for Row<'_> {
+    type Error = rusqlite::Error;
 
-fn execution_row(row: &Row<'_>) -> Result<ExecutionRow, rusqlite::Error> {
-    let level: String = row.get(7)?;
-    Ok(ExecutionRow {
-        num: row.get(0)?,
-        header: ExecutionHeader {
-            id: row.get(1)?,
-            parent_id: row.get(2)?,
-            replay_of: row.get(14)?,
-            playbook_id: row.get(4)?,
-            playbook_name: row.get(5)?,
-            trigger_type: word_at::<TriggerType>(row, 6)?,
-            log_level: parse_level(&level),
-            queued_at: time(row.get(10)?).unwrap_or_default(),
-            tenant_id: row.get(15)?,
-            app_id: row.get(16)?,
-        },
-        playbook_num: row.get(3)?,
-        status: word_at::<ExecutionStatus>(row, 8)?,
-        message: row.get(9)?,
-        started_at: time(row.get(11)?),
-        completed_at: time(row.get(12)?),
-        duration_ms: row.get(13)?,
-    })
-}
+    fn get<T: super::stored::Column>(&self, i: usize) -> Result<T, rusqlite::Error> {
+        Row::get(self, i)
+    }
 
-/// A playbook's last run is its newest execution, read from the executions' index
-/// rather than written to the playbook on every finish (which rewrote its whole row,
-/// definition included, in every batch).
-const PLAYBOOK_COLUMNS: &str = "num, id, xid, tenant_id, created_at, updated_at, created_by, \
-    updated_by, source, deleted_at, schema_version, name, description, category, \
-    trigger_conditions, auto_execute, mitre_tactics, mitre_techniques, steps, \
-    required_connector_ids, owner_id, enabled, \
-    (SELECT queued_at FROM executions WHERE playbook_xid = playbooks.xid \
-        AND tenant_id = playbooks.tenant_id ORDER BY num DESC LIMIT 1), \
-    (SELECT id FROM executions WHERE playbook_xid = playbooks.xid \
-        AND tenant_id = playbooks.tenant_id ORDER BY num DESC LIMIT 1), \
-    run_stats, tags, deleted_by, app_id";
+    fn word<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<T, rusqlite::Error> {
+        parse_word(self.get_ref(i)?.as_str()?).map_err(undecodable)
+    }
 
-fn playbook_row(row: &Row<'_>) -> Result<PlaybookRecord, rusqlite::Error> {
-    let json =
-        |i: usize| -> Result<Value, rusqlite::Error> { Ok(json_column(&row.get::<_, String>(i)?)) };
-    let deleted_at = time(row.get(9)?);
-    Ok(PlaybookRecord {
-        num: row.get(0)?,
-        id: row.get(1)?,
-        xid: row.get(2)?,
-        tenant_id: row.get(3)?,
-        created_at: time(row.get(4)?).unwrap_or_default(),
-        updated_at: time(row.get(5)?).unwrap_or_default(),
-        created_by: row.get(6)?,
-        updated_by: row.get(7)?,
-        source: row.get(8)?,
-        is_deleted: deleted_at.is_some(),
-        deleted_at,
-        schema_version: row.get(10)?,
-        name: row.get(11)?,
-        description: row.get(12)?,
-        category: row.get(13)?,
-        trigger_conditions: json(14)?,
-        auto_execute: row.get(15)?,
-        mitre_tactics: json(16)?,
-        mitre_techniques: json(17)?,
-        steps: json(18)?,
-        required_connector_ids: json(19)?,
-        owner_id: row.get(20)?,
-        enabled: row.get(21)?,
-        last_run_at: time(row.get(22)?),
-        last_run_id: row.get(23)?,
-        run_stats: json(24)?,
-        tags: json(25)?,
-        deleted_by: row.get(26)?,
-        app_id: row.get(27)?,
-    })
-}
+    fn decoded<T: serde::de::DeserializeOwned>(
+        &self,
+        i: usize,
+    ) -> Result<Option<T>, rusqlite::Error> {
+        match self.get_ref(i)? {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            text => decode(text.as_str()?).map(Some),
+        }
+    }
 
-/// The columns [`key_row`] reads.
-const KEY_COLUMNS: &str = "id, name, tenant, role, secret_sha256, created_at, revoked_at";
+    fn json_part(&self, i: usize) -> Result<String, rusqlite::Error> {
+        Ok(json_text(self.get_ref(i)?))
+    }
 
-fn key_row(row: &Row<'_>) -> Result<ApiKey, rusqlite::Error> {
-    Ok(ApiKey {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        tenant: row.get(2)?,
-        role: row.get(3)?,
-        secret_sha256: row.get(4)?,
-        created_at: time(Some(row.get(5)?)).unwrap_or_default(),
-        revoked_at: time(row.get(6)?),
-    })
-}
-
-/// `key` as a numeric id, when it is one.
-fn number(key: &str) -> Option<i64> {
-    key.parse().ok()
-}
-
-/// The SQL direction of `sort`.
-fn order(sort: Sort) -> &'static str {
-    match sort {
-        Sort::NewestFirst => "DESC",
-        Sort::OldestFirst => "ASC",
+    fn missing(&self, i: usize) -> rusqlite::Error {
+        rusqlite::Error::InvalidColumnType(i, "NULL".to_owned(), rusqlite::types::Type::Null)
     }
 }
 
@@ -1119,7 +833,7 @@ impl Store for SqliteStore {
             let mut statement = c.prepare(&format!(
                 "SELECT {PLAYBOOK_COLUMNS} FROM playbooks WHERE deleted_at IS NULL ORDER BY xid"
             ))?;
-            statement.query_map([], playbook_row)?.collect()
+            statement.query_map([], |r| playbook_row(r))?.collect()
         })
     }
 
@@ -1135,7 +849,7 @@ impl Store for SqliteStore {
                      ORDER BY xid = ?1 DESC, id = ?1 DESC LIMIT 1"
                 ),
                 params![key, number(key), tenant],
-                playbook_row,
+                |r| playbook_row(r),
             )
             .optional()
         })
@@ -1148,7 +862,7 @@ impl Store for SqliteStore {
                     "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE e.id = ?1 OR e.num = ?2"
                 ),
                 params![key, number(key)],
-                execution_row,
+                |r| execution_row(r),
             )
             .optional()
         })
@@ -1208,7 +922,7 @@ impl Store for SqliteStore {
         let Sql {
             text: condition,
             params,
-        } = render::executions(filter);
+        } = render::executions(Dialect::Sqlite, filter);
         let order = order(window.sort);
         self.read(|c| {
             let total = if count {
@@ -1227,10 +941,10 @@ impl Store for SqliteStore {
             let mut statement = c.prepare(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions e WHERE {condition} \
                  ORDER BY {} LIMIT ? OFFSET ?",
-                render::execution_order(filter, order)
+                render::execution_order(Dialect::Sqlite, filter, order)
             ))?;
             let mut rows = statement
-                .query_map(rusqlite::params_from_iter(&params), execution_row)?
+                .query_map(rusqlite::params_from_iter(&params), |r| execution_row(r))?
                 .collect::<Result<Vec<_>, _>>()?;
             let more = rows.len() as i64 > window.limit;
             rows.truncate(usize::try_from(window.limit).unwrap_or(usize::MAX));
@@ -1288,26 +1002,8 @@ impl Store for SqliteStore {
 
     fn node_states(&self, execution_id: &str) -> Result<Vec<NodeState>, Error> {
         self.read(|c| {
-            let mut statement = c.prepare(
-                "SELECT node, status, started_at, ended_at, duration_us, pathway, error, \
-                     iterations, succeeded \
-                 FROM node_states WHERE execution_id = ?1 ORDER BY coalesce(started_at, ended_at)",
-            )?;
-            statement
-                .query_map([execution_id], |r| {
-                    let error: Option<String> = r.get(6)?;
-                    Ok(NodeState {
-                        id: r.get(0)?,
-                        status: word_at::<NodeStatus>(r, 1)?,
-                        started_at: time(r.get(2)?),
-                        ended_at: time(r.get(3)?),
-                        duration_us: r.get(4)?,
-                        pathway: r.get(5)?,
-                        error: error.as_deref().map(decode).transpose()?,
-                        iterations: r.get(7)?,
-                        succeeded: r.get(8)?,
-                    })
-                })?
+            c.prepare(NODE_STATES_OF)?
+                .query_map([execution_id], |r| node_state(r))?
                 .collect()
         })
     }
@@ -1317,49 +1013,26 @@ impl Store for SqliteStore {
         filter: &StepFilter,
         window: Window,
     ) -> Result<(Vec<StepRunRow>, i64), Error> {
+        let (from, columns) = STEP_RUNS;
         self.page(
-            render::steps(filter),
+            render::steps(Dialect::Sqlite, filter),
             window,
-            "step_runs s",
+            from,
             "s.num",
-            "s.num, s.execution_id, s.status, s.record",
-            |r| {
-                Ok(StepRunRow {
-                    num: r.get(0)?,
-                    execution_id: r.get(1)?,
-                    status: word_at::<NodeStatus>(r, 2)?,
-                    // The fields the store left out read back empty (see `StoredStep`).
-                    run: decode::<StepRun>(r.get_ref(3)?.as_str()?)?,
-                })
-            },
+            columns,
+            |r| step_run_row(r),
         )
     }
 
     fn log_lines(&self, filter: &LogFilter, window: Window) -> Result<(Vec<LogRow>, i64), Error> {
+        let (from, columns) = LOG_LINES;
         self.page(
-            render::logs(filter),
+            render::logs(Dialect::Sqlite, filter),
             window,
-            "log_lines l JOIN step_runs s ON s.num = l.step_num",
+            from,
             "l.num",
-            "l.num, l.execution_id, l.node, s.iteration, s.attempt, l.ts, l.level, l.message, \
-             l.fields",
-            |r| {
-                let fields = match r.get_ref(8)? {
-                    rusqlite::types::ValueRef::Null => None,
-                    text => Some(decode(text.as_str()?)?),
-                };
-                Ok(LogRow {
-                    num: r.get(0)?,
-                    execution_id: r.get(1)?,
-                    node: r.get(2)?,
-                    iteration: r.get(3)?,
-                    attempt: r.get(4)?,
-                    ts: r.get(5)?,
-                    level: word_at(r, 6)?,
-                    message: r.get(7)?,
-                    fields,
-                })
-            },
+            columns,
+            |r| log_row(r),
         )
     }
 
@@ -1430,7 +1103,7 @@ impl Store for SqliteStore {
         action_run: Option<i64>,
         query: &SoarQuery,
     ) -> Result<(Vec<Value>, i64), Error> {
-        let (mut condition, order) = render::soar(query);
+        let (mut condition, order) = render::soar(Dialect::Sqlite, query);
         if let Some(action_run) = action_run {
             condition.text = format!("action_run = ? AND ({})", condition.text);
             condition.params.insert(0, SqlValue::Integer(action_run));
@@ -1446,7 +1119,7 @@ impl Store for SqliteStore {
     }
 
     fn action_runs(&self, query: &SoarQuery) -> Result<(Vec<Value>, i64), Error> {
-        let (mut condition, order) = render::soar(query);
+        let (mut condition, order) = render::soar(Dialect::Sqlite, query);
         if let Some(tenant) = &query.tenant {
             condition.text = format!("tenant_id = ? AND ({})", condition.text);
             condition.params.insert(0, SqlValue::Text(tenant.clone()));
@@ -1472,43 +1145,13 @@ impl Store for SqliteStore {
         window: Window,
         order: AuditOrder,
     ) -> Result<(Vec<AuditRow>, i64), Error> {
-        let key = match order {
-            AuditOrder::Start => "a.start_time",
-            AuditOrder::End => "a.end_time",
-        };
         self.page(
-            render::audit(filter),
+            render::audit(Dialect::Sqlite, filter),
             window,
             AUDIT_ROWS,
-            key,
-            "a.instance_type, a.action_id, a.action_name, a.instance_id, \
-             a.parent_instance_id, a.log_level, a.input, a.output, a.error_msg, a.start_time, \
-             a.end_time, a.status, a.trigger_type",
-            |r| {
-                let kind = if r.get_ref(0)?.as_str()? == render::instance_type(AuditKind::App) {
-                    AuditKind::App
-                } else {
-                    AuditKind::Playbook
-                };
-                Ok(AuditRow {
-                    kind,
-                    action_id: r.get(1)?,
-                    action_name: r.get(2)?,
-                    instance_id: r.get(3)?,
-                    parent_instance_id: r.get(4)?,
-                    log_level: parse_level(&r.get::<_, String>(5)?),
-                    input: json_text(r.get_ref(6)?),
-                    output: json_text(r.get_ref(7)?),
-                    error_msg: r.get(8)?,
-                    start_time: time(r.get(9)?),
-                    end_time: time(r.get(10)?),
-                    status: match kind {
-                        AuditKind::Playbook => AuditStatus::Execution(word_at(r, 11)?),
-                        AuditKind::App => AuditStatus::Step(word_at(r, 11)?),
-                    },
-                    trigger_type: word_at(r, 12)?,
-                })
-            },
+            audit_key(order),
+            AUDIT_COLUMNS,
+            |r| audit_row(r),
         )
     }
 
@@ -1584,7 +1227,7 @@ impl Store for SqliteStore {
             c.query_row(
                 &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
                 [id],
-                key_row,
+                |r| key_row(r),
             )
             .optional()
         })
@@ -1595,7 +1238,7 @@ impl Store for SqliteStore {
             c.prepare(&format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
             ))?
-            .query_map([], key_row)?
+            .query_map([], |r| key_row(r))?
             .collect()
         })
     }
@@ -1674,8 +1317,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::EXECUTION_FIELDS;
+    use crate::store::Sort;
+    use crate::store::conformance::{query, record};
     use crate::store::testing::execution;
+
+    /// The store's tests (`store::conformance`) on a new database file.
+    fn fixture() -> Option<crate::store::conformance::Fixture> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasp.db");
+        let (again, outside) = (path.clone(), path.clone());
+        Some(crate::store::conformance::Fixture {
+            store: Arc::new(SqliteStore::open(&path).unwrap()),
+            dialect: Dialect::Sqlite,
+            reopen: Box::new(move || Arc::new(SqliteStore::open(&again).unwrap())),
+            sql: Box::new(move |sql| {
+                let connection = Connection::open(&outside).unwrap();
+                if sql.trim_start().starts_with("SELECT") {
+                    connection.query_row(sql, [], |r| r.get(0)).unwrap()
+                } else {
+                    connection.execute_batch(sql).unwrap();
+                    String::new()
+                }
+            }),
+            _keep: Box::new(dir),
+        })
+    }
+
+    crate::store::conformance::all_backend_tests!(fixture);
 
     fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -1683,317 +1351,45 @@ mod tests {
         (dir, store)
     }
 
-    fn fields<'a>(xid: &'a str, name: &'a str, steps: &'a Value) -> PlaybookFields<'a> {
-        PlaybookFields {
-            category: Some("containment"),
-            ..PlaybookFields::plain(xid, name, steps, "api")
-        }
-    }
-
-    fn query(store: &SqliteStore, tql: &str) -> Page {
-        let tql = crate::tql::condition(tql, EXECUTION_FIELDS, Utc::now()).unwrap();
-        let window = Window {
-            offset: 0,
-            limit: 100,
-            sort: Sort::NewestFirst,
-        };
-        store
-            .executions(
-                &ExecutionFilter {
-                    tql,
-                    ..Default::default()
-                },
-                window,
-                true,
-            )
+    /// `executionId =` reads the execution\'s range of numbers (and the steps written
+    /// while it ran, by number), never the whole table.
+    #[test]
+    fn the_step_runs_of_one_execution_are_read_by_number_never_by_a_scan() {
+        let (_dir, store) = store();
+        let tql = crate::tql::condition(
+            r#"executionId = "ex_first""#,
+            crate::store::STEP_FIELDS,
+            Utc::now(),
+        )
+        .unwrap();
+        let condition = render::steps(
+            Dialect::Sqlite,
+            &StepFilter {
+                tql,
+                ..StepFilter::default()
+            },
+        );
+        let plan: Vec<String> = lock(&store.writer)
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT s.num FROM step_runs s WHERE {}",
+                condition.text
+            ))
             .unwrap()
-    }
-
-    /// The record of execution `key`, ended or not, as JSON.
-    fn record(store: &SqliteStore, key: &str) -> Option<Value> {
-        store
-            .execution_record(key)
+            .query_map(rusqlite::params_from_iter(&condition.params), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap()
-            .map(|record| match record {
-                ExecutionRecord::Ended(record) => record,
-                ExecutionRecord::Unfinished { row, .. } => serde_json::to_value(row).unwrap(),
-            })
-    }
-
-    #[test]
-    fn executions_are_stored_queried_by_tql_and_read_back() {
-        let (_dir, store) = store();
-        let playbook = store
-            .save_playbook(&fields("triage", "Triage", &json!({"id": "triage"})))
+            .collect::<Result<_, _>>()
             .unwrap();
-        assert!(playbook.id.starts_with("pb_"));
-        let old = Utc::now() - chrono::Duration::hours(3);
-        store
-            .finish_execution(&execution("ex_old", ExecutionStatus::Failed, old))
-            .unwrap();
-        store
-            .finish_execution(&execution("ex_new", ExecutionStatus::Completed, Utc::now()))
-            .unwrap();
-
-        let page = query(&store, r#"completedTime > "NOW() - 1 HOUR""#);
-        let ids: Vec<&str> = page.rows.iter().map(|r| r.header.id.as_str()).collect();
-        assert_eq!(ids, ["ex_new"]);
-        assert_eq!((page.total, page.more), (Some(1), false));
-
-        // A word the status never is matches nothing, and everything is not it.
-        assert_eq!(query(&store, r#"status = "NoSuchStatus""#).total, Some(0));
-        assert_eq!(query(&store, "status NE ''").total, Some(2));
-        assert_eq!(
-            query(&store, r#"status IN "failed""#).rows[0].header.id,
-            "ex_old"
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH s USING INTEGER PRIMARY KEY")),
+            "{plan:?}"
         );
-
-        let page = query(&store, &format!("playbookId = {}", playbook.num));
-        assert_eq!(page.total, Some(2));
-        assert_eq!(page.rows[0].header.id, "ex_new", "newest first");
-        assert_eq!(page.rows[0].playbook_num, Some(playbook.num));
-
-        let row = store.execution("ex_old").unwrap().unwrap();
-        assert_eq!(row.status, ExecutionStatus::Failed);
-        assert_eq!(
-            store
-                .execution(&row.num.to_string())
-                .unwrap()
-                .unwrap()
-                .header
-                .id,
-            "ex_old"
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN")),
+            "{plan:?}"
         );
-        let record = record(&store, "ex_new").unwrap();
-        assert_eq!(record["nodes"][0]["output"], json!({"ok": true}));
-        assert_eq!(record["trigger"]["ip"], "8.8.8.8");
-        let playbook = store.playbook("triage", None).unwrap().unwrap();
-        assert_eq!(playbook.last_run_id.as_deref(), Some("ex_new"));
-    }
-
-    #[test]
-    fn a_record_read_while_its_execution_ends_is_never_an_ended_row_without_it() {
-        let (_dir, store) = store();
-        let store = std::sync::Arc::new(store);
-        let now = Utc::now();
-        let ids: Vec<String> = (0..300).map(|i| format!("ex_race{i:03}")).collect();
-        let (current, watched) = std::sync::mpsc::channel::<String>();
-        let reader = {
-            let store = std::sync::Arc::clone(&store);
-            std::thread::spawn(move || {
-                let mut ended_seen = 0;
-                for id in watched {
-                    // Read until it shows its end.
-                    loop {
-                        let Some(record) = record(&store, &id) else {
-                            continue;
-                        };
-                        if record["status"] == "Running" {
-                            continue;
-                        }
-                        assert_eq!(record["trigger"]["ip"], "8.8.8.8", "{record}");
-                        ended_seen += 1;
-                        break;
-                    }
-                }
-                ended_seen
-            })
-        };
-        for id in &ids {
-            let execution = execution(id, ExecutionStatus::Completed, now);
-            store
-                .write(&[Write::Start(NewExecution::running(&execution))])
-                .unwrap();
-            current.send(id.clone()).unwrap();
-            store.write(&[Write::Finish(Box::new(execution))]).unwrap();
-        }
-        drop(current);
-        assert_eq!(reader.join().unwrap(), ids.len());
-    }
-
-    #[test]
-    fn playbook_id_is_answered_through_the_playbooks_xid() {
-        let (_dir, store) = store();
-        let triage = store
-            .save_playbook(&fields("triage", "Triage", &json!({"id": "triage"})))
-            .unwrap();
-        let other = store
-            .save_playbook(&fields("other", "Other", &json!({"id": "other"})))
-            .unwrap();
-        let now = Utc::now();
-        let of = |id: &str, playbook: &str| {
-            let mut execution = execution(id, ExecutionStatus::Completed, now);
-            execution.header.playbook_id = playbook.to_owned();
-            execution
-        };
-        for (id, playbook) in [
-            ("ex_triage", "triage"),
-            ("ex_other", "other"),
-            ("ex_unsaved", "unsaved"),
-        ] {
-            store.finish_execution(&of(id, playbook)).unwrap();
-        }
-        // A playbook saved after its executions were stored is found by them too.
-        store.finish_execution(&of("ex_later", "later")).unwrap();
-        let later = store
-            .save_playbook(&fields("later", "Later", &json!({"id": "later"})))
-            .unwrap();
-        let ids = |tql: &str| {
-            let mut ids: Vec<String> = query(&store, tql)
-                .rows
-                .into_iter()
-                .map(|r| r.header.id)
-                .collect();
-            ids.sort();
-            ids
-        };
-        let (t, o, l) = (triage.num, other.num, later.num);
-        assert_eq!(ids(&format!("playbookId = {t}")), ["ex_triage"]);
-        assert_eq!(ids(&format!("playbookId != {t}")), ["ex_later", "ex_other"]);
-        assert_eq!(
-            ids(&format!("playbookId IN ({t}, {o})")),
-            ["ex_other", "ex_triage"]
-        );
-        assert_eq!(ids(&format!("playbookId NOT IN ({t}, {o})")), ["ex_later"]);
-        assert_eq!(ids(&format!("playbookId >= {l}")), ["ex_later"]);
-        // An execution whose playbook the store does not hold has no playbook id.
-        assert_eq!(ids("playbookId ISNULL"), ["ex_unsaved"]);
-        assert_eq!(
-            ids("playbookId IS NOT NULL"),
-            ["ex_later", "ex_other", "ex_triage"]
-        );
-        assert_eq!(
-            ids(&format!("NOT playbookId = {t}")),
-            ["ex_later", "ex_other", "ex_unsaved"]
-        );
-        assert_eq!(
-            ids(&format!("playbookId = {o} OR playbookXid = \"triage\"")),
-            ["ex_other", "ex_triage"]
-        );
-    }
-
-    #[test]
-    fn a_batch_numbers_its_starts_and_finishes_and_a_late_start_never_undoes_an_end() {
-        let (_dir, store) = store();
-        let now = Utc::now();
-        let running = execution("ex_running", ExecutionStatus::Completed, now);
-        let whole = execution("ex_whole", ExecutionStatus::Failed, now);
-        let nums = store
-            .write(&[
-                Write::Start(NewExecution::running(&running)),
-                Write::Finish(Box::new(whole.clone())),
-            ])
-            .unwrap();
-        assert_eq!(nums.len(), 2, "one number a start and a finish: {nums:?}");
-        assert_eq!(store.execution("ex_running").unwrap().unwrap().num, nums[0]);
-        // A finish whose start was never written records the execution whole.
-        let row = store.execution("ex_whole").unwrap().unwrap();
-        assert_eq!((row.num, row.status), (nums[1], ExecutionStatus::Failed));
-        assert!(row.started_at.is_some() && row.completed_at.is_some());
-
-        // A finish of an execution whose start was written answers the same number.
-        let again = store
-            .write(&[Write::Finish(Box::new(running.clone()))])
-            .unwrap();
-        assert_eq!(again, [nums[0]]);
-        // A start that comes after the end changes nothing.
-        let late = store
-            .write(&[Write::Start(NewExecution::running(&whole))])
-            .unwrap();
-        assert_eq!(late, [nums[1]]);
-        let row = store.execution("ex_whole").unwrap().unwrap();
-        assert_eq!(row.status, ExecutionStatus::Failed);
-        assert!(row.completed_at.is_some());
-    }
-
-    #[test]
-    fn a_batch_that_fails_leaves_nothing_and_the_next_one_is_written() {
-        let (dir, store) = store();
-        // A second connection makes the second execution of the batch fail.
-        Connection::open(dir.path().join("wasp.db"))
-            .unwrap()
-            .execute_batch(
-                "CREATE TRIGGER boom BEFORE INSERT ON executions WHEN NEW.id = 'ex_boom' \
-                 BEGIN SELECT RAISE(ABORT, 'no room for ex_boom'); END",
-            )
-            .unwrap();
-        let now = Utc::now();
-        let first = execution("ex_first", ExecutionStatus::Completed, now);
-        let boom = execution("ex_boom", ExecutionStatus::Completed, now);
-        let error = store
-            .write(&[
-                Write::Finish(Box::new(first.clone())),
-                Write::Finish(Box::new(boom)),
-            ])
-            .unwrap_err();
-        assert!(error.to_string().contains("no room for ex_boom"), "{error}");
-        // The whole batch rolled back: the first execution's row and record with it.
-        assert!(store.execution("ex_first").unwrap().is_none());
-        assert!(store.execution_record("ex_first").unwrap().is_none());
-        // The writer is not left in a transaction: the next batch is written.
-        let nums = store.write(&[Write::Finish(Box::new(first))]).unwrap();
-        let row = store.execution("ex_first").unwrap().unwrap();
-        assert_eq!((row.num, row.status), (nums[0], ExecutionStatus::Completed));
-        assert!(store.execution_record("ex_first").unwrap().is_some());
-    }
-
-    #[test]
-    fn a_record_reads_back_whole_and_node_states_last_while_it_runs() {
-        use crate::trace::StepReport;
-        use crate::trace::StepRun;
-        let (_dir, store) = store();
-        let now = Utc::now();
-        let mut ended = execution("ex_whole", ExecutionStatus::Completed, now);
-        ended.steps = ["first", "second"]
-            .into_iter()
-            .map(|node| StepRun {
-                node: node.to_owned(),
-                app: "transform".to_owned(),
-                action: "join".to_owned(),
-                iteration: None,
-                attempt: 1,
-                input: Some(json!({"text": node})),
-                report: StepReport::success(json!({"node": node})),
-                capture: Default::default(),
-                started_at: now,
-                child: None,
-            })
-            .collect();
-        let mut child = execution("ex_child", ExecutionStatus::Completed, now);
-        child.header.parent_id = Some("ex_whole".to_owned());
-        ended.children = vec![child];
-        let started = NewExecution::running(&ended);
-        let node_started = |execution: &str, node: &str| {
-            Write::Event(Event::NodeStarted {
-                execution_id: execution.to_owned(),
-                owner: std::sync::Arc::default(),
-                node: node.to_owned(),
-                at: now,
-            })
-        };
-        store
-            .write(&[Write::Start(started), node_started("ex_whole", "first")])
-            .unwrap();
-        let running = store.node_states("ex_whole").unwrap();
-        assert_eq!(running.len(), 1, "{running:?}");
-        assert_eq!(running[0].status, NodeStatus::Running);
-
-        // The end, with node events that arrive in the same batch: the record wins.
-        store
-            .write(&[
-                node_started("ex_whole", "second"),
-                node_started("ex_child", "only"),
-                Write::Finish(Box::new(ended.clone())),
-            ])
-            .unwrap();
-        assert_eq!(store.node_states("ex_whole").unwrap(), []);
-        assert_eq!(store.node_states("ex_child").unwrap(), []);
-        let mut expected = serde_json::to_value(&ended).unwrap();
-        expected["children"] = json!(["ex_child"]);
-        assert_eq!(record(&store, "ex_whole"), Some(expected));
-        let child = record(&store, "ex_child").unwrap();
-        assert_eq!(child["parent_id"], "ex_whole");
-        assert_eq!(child["steps"], json!([]));
     }
 
     #[test]
@@ -2086,621 +1482,6 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
-    }
-
-    #[test]
-    fn an_all_digit_xid_wins_over_a_number_and_a_delete_takes_one_playbook() {
-        let (_dir, store) = store();
-        let first = store
-            .save_playbook(&fields("alpha", "A", &json!({})))
-            .unwrap();
-        let digits = first.num.to_string();
-        let second = store
-            .save_playbook(&fields(&digits, "B", &json!({})))
-            .unwrap();
-        assert_ne!(first.num, second.num);
-        assert_eq!(store.playbook(&digits, None).unwrap().unwrap().xid, digits);
-        let deleted = store.delete_playbook(&digits, None, None).unwrap().unwrap();
-        assert_eq!(deleted.xid, digits);
-        assert!(!store.playbook("alpha", None).unwrap().unwrap().is_deleted);
-        assert!(
-            store
-                .delete_playbook(&digits, None, None)
-                .unwrap()
-                .is_none(),
-            "already deleted"
-        );
-    }
-
-    #[test]
-    fn a_playbook_id_is_one_tenants_and_lookups_keep_to_the_tenant_asked_for() {
-        let (_dir, store) = store();
-        let steps = json!({});
-        let acme = store
-            .save_playbook(&PlaybookFields {
-                tenant: "acme",
-                ..fields("shared", "A", &steps)
-            })
-            .unwrap();
-        assert_eq!(acme.tenant_id, "acme");
-        // Another tenant cannot take it over, nor a file's playbook of that id.
-        for tenant in ["globex", "default"] {
-            let taken = store.save_playbook(&PlaybookFields {
-                tenant,
-                ..fields("shared", "B", &steps)
-            });
-            assert!(
-                matches!(taken, Err(Error::Taken(ref xid)) if xid == "shared"),
-                "{taken:?}"
-            );
-        }
-        let kept = store.playbook("shared", None).unwrap().unwrap();
-        assert_eq!((kept.tenant_id.as_str(), kept.name.as_str()), ("acme", "A"));
-        // Globex's all-digit XID does not hide acme's playbook of that number.
-        let digits = acme.num.to_string();
-        store
-            .save_playbook(&PlaybookFields {
-                tenant: "globex",
-                ..fields(&digits, "G", &steps)
-            })
-            .unwrap();
-        let found = store.playbook(&digits, Some("acme")).unwrap().unwrap();
-        assert_eq!(found.xid, "shared");
-        assert!(store.playbook("shared", Some("globex")).unwrap().is_none());
-        assert!(
-            store
-                .delete_playbook("shared", Some("globex"), None)
-                .unwrap()
-                .is_none()
-        );
-        assert!(!store.playbook("shared", None).unwrap().unwrap().is_deleted);
-    }
-
-    #[test]
-    fn an_executions_step_runs_are_found_by_their_range_of_numbers() {
-        use crate::trace::StepReport;
-        use crate::trace::{Capture, StepRun};
-        let (_dir, store) = store();
-        let now = Utc::now();
-        let steps = |nodes: &[&str]| -> Vec<StepRun> {
-            nodes
-                .iter()
-                .map(|node| StepRun {
-                    node: (*node).to_owned(),
-                    app: "transform".to_owned(),
-                    action: "join".to_owned(),
-                    iteration: None,
-                    attempt: 1,
-                    input: None,
-                    report: StepReport::success(Value::Null),
-                    capture: Capture::default(),
-                    started_at: now,
-                    child: None,
-                })
-                .collect()
-        };
-        let with = |id: &str, nodes: &[&str]| Execution {
-            steps: steps(nodes),
-            ..execution(id, ExecutionStatus::Completed, now)
-        };
-        // A parent with a child, each with step runs of its own, an execution without
-        // any, and executions of one batch and of the next.
-        let mut parent = with("ex_parent", &["p1", "p2"]);
-        let mut child = with("ex_child", &["c1"]);
-        child.header.parent_id = Some("ex_parent".to_owned());
-        parent.children = vec![child];
-        store
-            .write(&[
-                Write::Finish(Box::new(with("ex_first", &["f1", "f2", "f3"]))),
-                Write::Finish(Box::new(parent)),
-                Write::Finish(Box::new(with("ex_none", &[]))),
-            ])
-            .unwrap();
-        store
-            .write(&[Write::Finish(Box::new(with("ex_next", &["n1"])))])
-            .unwrap();
-        let nodes = |id: &str| -> Vec<String> {
-            record(&store, id).unwrap()["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["node"].as_str().unwrap().to_owned())
-                .collect()
-        };
-        assert_eq!(nodes("ex_first"), ["f1", "f2", "f3"]);
-        assert_eq!(nodes("ex_parent"), ["p1", "p2"]);
-        assert_eq!(nodes("ex_child"), ["c1"]);
-        assert!(nodes("ex_none").is_empty());
-        assert_eq!(nodes("ex_next"), ["n1"]);
-        let listed = |tql: &str| -> Vec<String> {
-            let filter = StepFilter {
-                tql: crate::tql::condition(tql, super::super::STEP_FIELDS, now).unwrap(),
-                ..StepFilter::default()
-            };
-            let (rows, total) = store
-                .step_runs(&filter, Window::all(Sort::OldestFirst))
-                .unwrap();
-            assert_eq!(total as usize, rows.len());
-            rows.into_iter().map(|s| s.run.node).collect()
-        };
-        assert_eq!(listed(r#"executionId = "ex_parent""#), ["p1", "p2"]);
-        assert_eq!(
-            listed(r#"executionId = "ex_child" AND node = "c1""#),
-            ["c1"]
-        );
-        assert!(listed(r#"executionId = "ex_none""#).is_empty());
-        assert!(listed(r#"executionId = "ex_unknown""#).is_empty());
-        assert_eq!(
-            listed(r#"executionId IN ("ex_child", "ex_next")"#),
-            ["c1", "n1"]
-        );
-        assert_eq!(
-            listed(r#"executionId != "ex_first" AND NOT executionId = "ex_parent""#),
-            ["c1", "n1"]
-        );
-        // `=` reads the execution's numbers only, not the whole table.
-        let tql = crate::tql::condition(
-            r#"executionId = "ex_first""#,
-            super::super::STEP_FIELDS,
-            now,
-        )
-        .unwrap();
-        let condition = render::steps(&StepFilter {
-            tql,
-            ..StepFilter::default()
-        });
-        let plan: Vec<String> = lock(&store.writer)
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN SELECT s.num FROM step_runs s WHERE {}",
-                condition.text
-            ))
-            .unwrap()
-            .query_map(rusqlite::params_from_iter(&condition.params), |r| {
-                r.get::<_, String>(3)
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(
-            plan.iter()
-                .any(|step| step.starts_with("SEARCH s USING INTEGER PRIMARY KEY")),
-            "{plan:?}"
-        );
-        // The steps written while it ran are looked up too, never by a scan.
-        assert!(
-            !plan.iter().any(|step| step.starts_with("SCAN")),
-            "{plan:?}"
-        );
-    }
-
-    /// Issue 23: a running execution's finished steps could not be read ("still
-    /// running…"): they were stored only with its record.
-    #[test]
-    fn steps_are_readable_as_they_end_and_give_way_to_the_record_once_whole() {
-        use crate::trace::{LogLine, StepReport, StepRun};
-        let (_dir, store) = store();
-        let now = Utc::now();
-        let run = |execution: &str, node: &str| StepRun {
-            node: node.to_owned(),
-            app: "transform".to_owned(),
-            action: "join".to_owned(),
-            iteration: None,
-            attempt: 1,
-            input: Some(json!({"text": node})),
-            report: StepReport {
-                logs: vec![LogLine {
-                    ts: now.to_rfc3339(),
-                    level: LogLevel::Info,
-                    message: format!("{execution} {node}"),
-                    fields: Vec::new(),
-                }],
-                ..StepReport::success(json!({"node": node}))
-            },
-            capture: Default::default(),
-            started_at: now,
-            child: None,
-        };
-        let step_ended = |execution: &str, node: &str| {
-            let run = run(execution, node);
-            Write::Event(Event::StepEnded {
-                execution_id: execution.to_owned(),
-                owner: std::sync::Arc::default(),
-                node: node.to_owned(),
-                iteration: None,
-                attempt: 1,
-                status: run.report.status,
-                duration_us: 0,
-                logs: run.report.logs.clone(),
-                run: Some(Arc::new(run)),
-            })
-        };
-        let mut long = execution("ex_long", ExecutionStatus::Completed, now);
-        long.steps = vec![run("ex_long", "first"), run("ex_long", "second")];
-        let other = execution("ex_other", ExecutionStatus::Completed, now);
-        store
-            .write(&[
-                Write::Start(NewExecution::running(&long)),
-                Write::Start(NewExecution::running(&other)),
-            ])
-            .unwrap();
-        // Its first step ends, then another execution's, then its second.
-        store.write(&[step_ended("ex_long", "first")]).unwrap();
-        store.write(&[step_ended("ex_other", "only")]).unwrap();
-        store.write(&[step_ended("ex_long", "second")]).unwrap();
-        let Some(ExecutionRecord::Unfinished { steps, .. }) =
-            store.execution_record("ex_long").unwrap()
-        else {
-            panic!("ex_long has ended");
-        };
-        let nodes: Vec<&Value> = steps.iter().map(|s| &s["node"]).collect();
-        assert_eq!(nodes, [&json!("first"), &json!("second")], "{steps:?}");
-        assert_eq!(steps[1]["report"]["output"], json!({"node": "second"}));
-        let logs = |id: &str| {
-            let filter = LogFilter {
-                execution: Some(id.to_owned()),
-                ..LogFilter::default()
-            };
-            let (rows, _) = store
-                .log_lines(&filter, Window::all(Sort::OldestFirst))
-                .unwrap();
-            rows.into_iter().map(|r| r.message).collect::<Vec<_>>()
-        };
-        assert_eq!(logs("ex_long"), ["ex_long first", "ex_long second"]);
-        let filter = StepFilter {
-            execution: Some("ex_long".to_owned()),
-            ..StepFilter::default()
-        };
-        let numbers = || {
-            let (rows, _) = store
-                .step_runs(&filter, Window::all(Sort::OldestFirst))
-                .unwrap();
-            rows.iter()
-                .map(|r| (r.num, r.run.node.clone()))
-                .collect::<Vec<_>>()
-        };
-        let early = numbers();
-        assert_eq!(early.len(), 2, "{early:?}");
-
-        // Its record holds every step: the ones written early keep their numbers (a
-        // client may have seen them), none is written twice, and the one that had not
-        // been written is.
-        long.steps.insert(1, run("ex_long", "between"));
-        store.write(&[Write::Finish(Box::new(long))]).unwrap();
-        let Some(ExecutionRecord::Ended(record)) = store.execution_record("ex_long").unwrap()
-        else {
-            panic!("ex_long has not ended");
-        };
-        let nodes: Vec<&Value> = record["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| &s["node"])
-            .collect();
-        assert_eq!(
-            nodes,
-            [&json!("first"), &json!("second"), &json!("between")],
-            "{record}"
-        );
-        assert_eq!(
-            logs("ex_long"),
-            ["ex_long first", "ex_long second", "ex_long between"]
-        );
-        let ended = numbers();
-        assert_eq!(ended[..2], early[..], "{ended:?}");
-        assert_eq!(ended.len(), 3, "{ended:?}");
-        // The other execution's step, written between, is its own still.
-        let Some(ExecutionRecord::Unfinished { steps, .. }) =
-            store.execution_record("ex_other").unwrap()
-        else {
-            panic!("ex_other has ended");
-        };
-        assert_eq!(steps.len(), 1);
-        assert_eq!(logs("ex_other"), ["ex_other only"]);
-    }
-
-    #[test]
-    fn a_step_run_is_stored_without_its_empty_fields_and_reads_back_whole() {
-        use crate::trace::LogLine;
-        use crate::trace::{Capture, StepRun};
-        use crate::trace::{FailureKind, StepReport, Truncation};
-        let (_dir, store) = store();
-        let now = Utc::now();
-        let step = |node: &str, report: StepReport| StepRun {
-            node: node.to_owned(),
-            app: "transform".to_owned(),
-            action: "join".to_owned(),
-            iteration: None,
-            attempt: 1,
-            input: None,
-            report,
-            capture: Capture::default(),
-            started_at: now,
-            child: None,
-        };
-        // At INFO: nothing captured, nothing logged, nothing cut.
-        let bare = step(
-            "bare",
-            StepReport {
-                output: None,
-                ..StepReport::success(Value::Null)
-            },
-        );
-        // Every field holding something.
-        let mut full = step(
-            "full",
-            StepReport {
-                pathway: Some("true".to_owned()),
-                logs: vec![LogLine {
-                    ts: "2026-11-23T06:00:00.000000Z".to_owned(),
-                    level: LogLevel::Warn,
-                    message: "slow".to_owned(),
-                    fields: vec![("ms".to_owned(), "900".to_owned())],
-                }],
-                stdout: "out".to_owned(),
-                stderr: "err".to_owned(),
-                duration_us: 1_234,
-                truncated: Truncation {
-                    log_lines_dropped: 1,
-                    log_lines_cut: 2,
-                    stdout_bytes_dropped: 3,
-                    stderr_bytes_dropped: 4,
-                },
-                ..StepReport::success(json!({"joined": "a b"}))
-            },
-        );
-        full.iteration = Some(2);
-        full.attempt = 3;
-        full.input = Some(json!({"items": ["a", "b"]}));
-        full.capture = Capture {
-            data: true,
-            truncated: vec!["stdout"],
-        };
-        full.child = Some("ex_child".to_owned());
-        let failed = step(
-            "failed",
-            StepReport::failure(FailureKind::Timeout, "too slow".to_owned()),
-        );
-        let mut ended = execution("ex_steps", ExecutionStatus::Failed, now);
-        ended.steps = vec![bare.clone(), full.clone(), failed.clone()];
-        store.write(&[Write::Finish(Box::new(ended))]).unwrap();
-
-        let stored: String = store
-            .read(|c| {
-                c.query_row(
-                    "SELECT record FROM step_runs WHERE node = 'bare'",
-                    [],
-                    |r| r.get(0),
-                )
-            })
-            .unwrap();
-        for absent in ["input", "capture", "output", "logs", "stdout", "truncated"] {
-            assert!(
-                !stored.contains(&format!("\"{absent}\"")),
-                "{absent} in {stored}"
-            );
-        }
-        let expected: Vec<Value> = [bare, full, failed]
-            .iter()
-            .map(|s| serde_json::to_value(s).unwrap())
-            .collect();
-        assert_eq!(store.step_records("ex_steps").unwrap(), expected);
-        let (listed, _) = store
-            .step_runs(&StepFilter::default(), Window::all(Sort::OldestFirst))
-            .unwrap();
-        assert_eq!(listed.len(), expected.len());
-        for (listed, expected) in listed.iter().zip(&expected) {
-            assert_eq!(&serde_json::to_value(&listed.run).unwrap(), expected);
-            let mut row = serde_json::to_value(listed).unwrap();
-            for added in ["num", "execution_id", "status"] {
-                row.as_object_mut().unwrap().remove(added);
-            }
-            assert_eq!(&row, expected);
-        }
-    }
-
-    #[test]
-    fn log_lines_read_back_typed_and_each_condition_of_a_filter_holds() {
-        use crate::trace::{LogLine, StepReport, StepRun};
-        let (_dir, store) = store();
-        let now = Utc::now();
-        let line = |level, message: &str, fields: &[(&str, &str)]| LogLine {
-            ts: "2026-11-23T06:00:00.000000Z".to_owned(),
-            level,
-            message: message.to_owned(),
-            fields: fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        };
-        let step = |node: &str, iteration, logs| StepRun {
-            node: node.to_owned(),
-            app: "transform".to_owned(),
-            action: "join".to_owned(),
-            iteration,
-            attempt: 1,
-            input: None,
-            report: StepReport {
-                logs,
-                ..StepReport::success(json!({}))
-            },
-            capture: Default::default(),
-            started_at: now,
-            child: None,
-        };
-        let mut ended = execution("ex_logs", ExecutionStatus::Completed, now);
-        ended.steps = vec![
-            step(
-                "a",
-                Some(0),
-                vec![
-                    line(LogLevel::Info, "100% done", &[("ms", "9")]),
-                    line(LogLevel::Debug, "100 done", &[]),
-                ],
-            ),
-            step("b", Some(1), vec![line(LogLevel::Error, "it's 100%", &[])]),
-        ];
-        store.write(&[Write::Finish(Box::new(ended))]).unwrap();
-        let messages = |filter: LogFilter| -> Vec<String> {
-            let (rows, total) = store
-                .log_lines(&filter, Window::all(Sort::OldestFirst))
-                .unwrap();
-            assert_eq!(total as usize, rows.len());
-            rows.into_iter().map(|row| row.message).collect()
-        };
-        let (rows, _) = store
-            .log_lines(&LogFilter::default(), Window::all(Sort::OldestFirst))
-            .unwrap();
-        assert_eq!(
-            (rows[0].level, rows[0].fields.clone()),
-            (
-                LogLevel::Info,
-                Some(vec![("ms".to_owned(), "9".to_owned())])
-            )
-        );
-        assert_eq!(
-            (rows[1].level, rows[1].fields.clone()),
-            (LogLevel::Debug, None)
-        );
-        // `%` in the text is a character, not a wildcard.
-        let contains = |text: &str| LogFilter {
-            message_contains: Some(text.to_owned()),
-            ..LogFilter::default()
-        };
-        assert_eq!(messages(contains("100%")), ["100% done", "it's 100%"]);
-        assert_eq!(messages(contains("0_d")), Vec::<String>::new());
-        let at_least = LogFilter {
-            level_at_least: Some(LogLevel::Info),
-            ..LogFilter::default()
-        };
-        assert_eq!(messages(at_least), ["100% done", "it's 100%"]);
-        let of_node = LogFilter {
-            execution: Some("ex_logs".to_owned()),
-            node: Some("a".to_owned()),
-            iteration: Some(0),
-            tql: crate::tql::condition(r#"level = "DEBUG""#, super::super::LOG_FIELDS, now)
-                .unwrap(),
-            ..LogFilter::default()
-        };
-        assert_eq!(messages(of_node), ["100 done"]);
-        let elsewhere = LogFilter {
-            execution: Some("ex_other".to_owned()),
-            ..LogFilter::default()
-        };
-        assert!(messages(elsewhere).is_empty());
-    }
-
-    #[test]
-    fn a_second_store_on_the_same_file_continues_what_the_first_wrote() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wasp.db");
-        let now = Utc::now();
-        let ended = execution("ex_across", ExecutionStatus::Completed, now);
-        let queued = NewExecution {
-            status: ExecutionStatus::Queued,
-            ..NewExecution::running(&ended)
-        };
-        let first = SqliteStore::open(&path).unwrap();
-        let num = first.write(&[Write::Start(queued)]).unwrap()[0];
-        first
-            .write(&[Write::Event(Event::NodeStarted {
-                execution_id: "ex_across".to_owned(),
-                owner: std::sync::Arc::default(),
-                node: "only".to_owned(),
-                at: now,
-            })])
-            .unwrap();
-        // Its playbook is not in the store (yet): no playbook number.
-        assert_eq!(
-            first.execution("ex_across").unwrap().unwrap().playbook_num,
-            None
-        );
-        drop(first);
-
-        let second = SqliteStore::open(&path).unwrap();
-        // Its start, again (queued, then running), and its end: the same row throughout,
-        // and the node state written by the first store goes with the record.
-        let running = second
-            .write(&[Write::Start(NewExecution::running(&ended))])
-            .unwrap();
-        assert_eq!(running, [num]);
-        assert_eq!(
-            second.execution("ex_across").unwrap().unwrap().status,
-            ExecutionStatus::Running
-        );
-        assert_eq!(second.node_states("ex_across").unwrap().len(), 1);
-        let finished = second
-            .write(&[Write::Finish(Box::new(ended.clone()))])
-            .unwrap();
-        assert_eq!(finished, [num]);
-        let row = second.execution("ex_across").unwrap().unwrap();
-        assert_eq!(row.status, ExecutionStatus::Completed);
-        assert!(row.completed_at.is_some());
-        assert_eq!(second.node_states("ex_across").unwrap(), []);
-
-        // A playbook saved after the writer looked for it: later executions carry its
-        // number.
-        let saved = second
-            .save_playbook(&fields("triage", "Triage", &json!({"nodes": {}})))
-            .unwrap();
-        let later = execution("ex_later", ExecutionStatus::Completed, now);
-        second.write(&[Write::Finish(Box::new(later))]).unwrap();
-        assert_eq!(
-            second.execution("ex_later").unwrap().unwrap().playbook_num,
-            Some(saved.num)
-        );
-    }
-
-    #[test]
-    fn unfinished_executions_fail_as_interrupted_when_the_store_reopens() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wasp.db");
-        {
-            let store = SqliteStore::open(&path).unwrap();
-            store
-                .start_execution(&NewExecution {
-                    header: ExecutionHeader {
-                        id: "ex_running".to_owned(),
-                        parent_id: None,
-                        replay_of: None,
-                        playbook_id: "triage".to_owned(),
-                        playbook_name: "Triage".to_owned(),
-                        trigger_type: TriggerType::Manual,
-                        log_level: LogLevel::Info,
-                        queued_at: Utc::now(),
-                        tenant_id: crate::trace::DEFAULT_TENANT.to_owned(),
-                        app_id: None,
-                    },
-                    status: ExecutionStatus::Running,
-                })
-                .unwrap();
-            store
-                .finish_execution(&execution(
-                    "ex_done",
-                    ExecutionStatus::Completed,
-                    Utc::now(),
-                ))
-                .unwrap();
-        }
-        let store = Arc::new(SqliteStore::open(&path).unwrap());
-        assert_eq!(store.interrupt_unfinished().unwrap().executions, 1);
-        let row = store.execution("ex_running").unwrap().unwrap();
-        assert_eq!(row.status, ExecutionStatus::Failed);
-        assert_eq!(row.message.as_deref(), Some("interrupted by restart"));
-        // It counts as ended, but has no duration to weigh in the mean or the p95.
-        let stats = store.run_stats("triage", "default").unwrap();
-        assert_eq!(
-            stats,
-            RunStats {
-                total: 2,
-                running: 0,
-                by_status: [("Completed".to_owned(), 1), ("Failed".to_owned(), 1)].into(),
-                mean_duration_ms: Some(5),
-                p95_duration_ms: Some(5),
-            }
-        );
-        assert!(row.completed_at.is_some());
-        let row = store.execution("ex_done").unwrap().unwrap();
-        assert_eq!(row.status, ExecutionStatus::Completed);
     }
 
     #[test]

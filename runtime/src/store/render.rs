@@ -1,8 +1,10 @@
-//! The store's typed filters rendered as SQLite conditions: SQL text with a `?` for each
-//! parameter, in order. Every table and column a filter reaches is named here; a value
-//! from a client is only ever a parameter, never text pasted into the SQL.
+//! The store's typed filters rendered as conditions in each backend's dialect: SQL text
+//! with a `?` for each parameter, in order (PostgreSQL's `$1`, typed, are numbered in by
+//! [`numbered`] at the end). Every table and column a filter reaches is named here; a
+//! value from a client is only ever a parameter, never text pasted into the SQL.
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqliteValue};
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::store::{
     AuditFilter, AuditKind, AuditStatus, ExecutionField, ExecutionFilter, LogField, LogFilter,
@@ -10,6 +12,118 @@ use crate::store::{
 };
 use crate::tql::{Comparison, Condition, Pattern, Value};
 use crate::trace::{DEFAULT_TENANT, LogLevel};
+
+/// Which SQL a condition is rendered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The condition that always holds.
+    fn yes(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "1",
+            Dialect::Postgres => "TRUE",
+        }
+    }
+
+    /// The condition that never holds.
+    fn no(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "0",
+            Dialect::Postgres => "FALSE",
+        }
+    }
+
+    /// `LIKE`, which SQLite applies without regard to ASCII case.
+    fn like(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "LIKE",
+            Dialect::Postgres => "ILIKE",
+        }
+    }
+}
+
+/// A parameter's value. Each backend binds it in its own types: SQLite as it is,
+/// PostgreSQL as the type [`numbered`] casts its `$n` to (JSON as `jsonb`).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum SqlValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Json(serde_json::Value),
+}
+
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            SqlValue::Null => ToSqlOutput::Owned(SqliteValue::Null),
+            SqlValue::Integer(i) => ToSqlOutput::Owned(SqliteValue::Integer(*i)),
+            SqlValue::Real(r) => ToSqlOutput::Owned(SqliteValue::Real(*r)),
+            SqlValue::Text(t) => ToSqlOutput::Borrowed(t.as_str().into()),
+            SqlValue::Json(v) => ToSqlOutput::Owned(SqliteValue::Text(v.to_string())),
+        })
+    }
+}
+
+impl ToSql for SqlValue {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            SqlValue::Null => Ok(IsNull::Yes),
+            SqlValue::Integer(i) => i.to_sql(ty, out),
+            SqlValue::Real(r) => r.to_sql(ty, out),
+            SqlValue::Text(t) => t.to_sql(ty, out),
+            SqlValue::Json(v) => v.to_sql(ty, out),
+        }
+    }
+
+    /// Each value is bound to the type its `$n` is cast to (see [`numbered`]); NULL to
+    /// any.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// `text`, rendered with a `?` for each of `params`, with PostgreSQL's numbered
+/// parameters instead, each cast to the type of its value (`$1::int8`), so that the
+/// server never has to guess one (a real compared with an integer column stays a real).
+/// A `?` inside a quoted string is left alone.
+pub(super) fn numbered(text: &str, params: &[SqlValue]) -> String {
+    let mut out = String::with_capacity(text.len() + params.len() * 8);
+    let (mut quoted, mut n) = (false, 0_usize);
+    for c in text.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                let cast = match params.get(n) {
+                    Some(SqlValue::Integer(_)) => "::int8",
+                    Some(SqlValue::Real(_)) => "::float8",
+                    Some(SqlValue::Text(_)) => "::text",
+                    Some(SqlValue::Json(_)) => "::jsonb",
+                    Some(SqlValue::Null) | None => "",
+                };
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+                out.push_str(cast);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// A SQL boolean expression, with a `?` for each of `params`, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,10 +134,11 @@ pub(super) struct Sql {
     pub params: Vec<SqlValue>,
 }
 
-/// Where the step runs (`s`) of the execution whose id is bound to every `?` lie: those
-/// written when it ended lie one after the other, and its record keeps the first and the
-/// last number; those written while it ran (`early_steps`) are listed by number. A
-/// condition that reads only those rows.
+/// Where the step runs (`s`) of the execution whose id is bound to every `?` lie, in
+/// SQLite: those written when it ended lie one after the other, and its record keeps the
+/// first and the last number; those written while it ran (`early_steps`) are listed by
+/// number. A condition that reads only those rows. (PostgreSQL indexes step runs by
+/// their execution.)
 pub(super) const STEPS_OF_EXECUTION: &str = "(s.num BETWEEN \
     (SELECT r.first_step FROM executions e \
         JOIN execution_records r ON r.num = e.num WHERE e.id = ?) \
@@ -70,8 +185,8 @@ enum Via {
 
 /// A record's fields, as columns of the tables its list reads.
 trait Columns: Copy {
-    /// The column field `self` reads.
-    fn column(self) -> Column;
+    /// The column field `self` reads in `dialect`.
+    fn column(self, dialect: Dialect) -> Column;
 }
 
 const fn direct(expr: &'static str) -> Column {
@@ -83,7 +198,7 @@ const fn direct(expr: &'static str) -> Column {
 
 /// Over `executions e`.
 impl Columns for ExecutionField {
-    fn column(self) -> Column {
+    fn column(self, _: Dialect) -> Column {
         match self {
             ExecutionField::Num => direct("e.num"),
             ExecutionField::Id => direct("e.id"),
@@ -113,8 +228,9 @@ impl Columns for ExecutionField {
 
 /// Over `step_runs s`.
 impl Columns for StepField {
-    fn column(self) -> Column {
+    fn column(self, dialect: Dialect) -> Column {
         match self {
+            StepField::ExecutionId if dialect == Dialect::Postgres => direct("s.execution_id"),
             StepField::ExecutionId => Column {
                 expr: "s.execution_id",
                 via: Via::Within {
@@ -136,7 +252,7 @@ impl Columns for StepField {
 
 /// Over `log_lines l JOIN step_runs s`.
 impl Columns for LogField {
-    fn column(self) -> Column {
+    fn column(self, _: Dialect) -> Column {
         match self {
             LogField::ExecutionId => direct("l.execution_id"),
             LogField::Node => direct("l.node"),
@@ -147,13 +263,21 @@ impl Columns for LogField {
 }
 
 /// A conjunction, built a condition at a time.
-#[derive(Default)]
 struct All {
+    dialect: Dialect,
     parts: Vec<String>,
     params: Vec<SqlValue>,
 }
 
 impl All {
+    fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            parts: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
     /// Add `text`, whose `?` bind `params`.
     fn and(&mut self, text: String, params: impl IntoIterator<Item = SqlValue>) {
         self.parts.push(text);
@@ -172,7 +296,7 @@ impl All {
 
     /// Add `column IN (values)`; nothing holds for an empty list.
     fn any_of(&mut self, column: &str, values: Vec<SqlValue>) {
-        let text = any_of(column, values.len());
+        let text = any_of(self.dialect, column, values.len());
         self.and(text, values);
     }
 
@@ -180,7 +304,7 @@ impl All {
     fn contains(&mut self, column: &str, text: Option<&str>) {
         if let Some(text) = text {
             self.and(
-                format!("({column} LIKE ? ESCAPE '\\')"),
+                format!("({column} {} ? ESCAPE '\\')", self.dialect.like()),
                 [SqlValue::Text(format!("%{}%", escape_like(text)))],
             );
         }
@@ -207,7 +331,7 @@ impl All {
     /// rows of its page and the ones it skips, not every execution of the tenant).
     fn of_scope(&mut self, column: &str, scope: Option<&Scope>) {
         let Some(scope) = scope else { return };
-        let mut inner = All::default();
+        let mut inner = All::new(self.dialect);
         inner.scope("x", Some(scope));
         let Sql { text, params } = inner.done();
         self.and(
@@ -220,7 +344,7 @@ impl All {
     fn tql<F: Columns>(&mut self, condition: Option<&Condition<F>>) {
         if let Some(condition) = condition {
             let mut params = Vec::new();
-            let text = render(condition, &mut params);
+            let text = render(self.dialect, condition, &mut params);
             self.and(text, params);
         }
     }
@@ -228,7 +352,7 @@ impl All {
     fn done(self) -> Sql {
         Sql {
             text: if self.parts.is_empty() {
-                "1".to_owned()
+                self.dialect.yes().to_owned()
             } else {
                 self.parts.join(" AND ")
             },
@@ -238,9 +362,9 @@ impl All {
 }
 
 /// `(column IN (?, …))` for `count` values; nothing holds for none.
-fn any_of(column: &str, count: usize) -> String {
+fn any_of(dialect: Dialect, column: &str, count: usize) -> String {
     if count == 0 {
-        return "0".to_owned();
+        return dialect.no().to_owned();
     }
     format!("({column} IN ({}))", marks(count))
 }
@@ -251,8 +375,8 @@ fn marks(count: usize) -> String {
 }
 
 /// The condition of `filter` over `executions e`.
-pub(super) fn executions(filter: &ExecutionFilter) -> Sql {
-    let mut all = All::default();
+pub(super) fn executions(dialect: Dialect, filter: &ExecutionFilter) -> Sql {
+    let mut all = All::new(dialect);
     all.scope("e", filter.scope.as_ref());
     all.tql(filter.tql.as_ref());
     all.done()
@@ -261,8 +385,14 @@ pub(super) fn executions(filter: &ExecutionFilter) -> Sql {
 /// The condition of a Splunk SOAR list over its `record` column (a JSON document), and
 /// its `ORDER BY`. A field's name goes into the JSON path: [`crate::store::SoarField`] holds only
 /// a-z, 0-9 and `_`, so it can neither end the path nor the string.
-pub(super) fn soar(query: &SoarQuery) -> (Sql, String) {
-    let mut all = All::default();
+///
+/// SQLite compares the values `json_extract` gives; PostgreSQL compares `jsonb` values
+/// (a number with a number, a string with a string), and the text ones by their text.
+pub(super) fn soar(dialect: Dialect, query: &SoarQuery) -> (Sql, String) {
+    if dialect == Dialect::Postgres {
+        return soar_jsonb(query);
+    }
+    let mut all = All::new(dialect);
     for condition in &query.conditions {
         let field = format!("json_extract(record, '$.{}')", condition.field.name());
         let values = || match &condition.value {
@@ -317,6 +447,65 @@ pub(super) fn soar(query: &SoarQuery) -> (Sql, String) {
     (all.done(), order)
 }
 
+/// [`soar`] in PostgreSQL, over a `jsonb` record.
+fn soar_jsonb(query: &SoarQuery) -> (Sql, String) {
+    let mut all = All::new(Dialect::Postgres);
+    for condition in &query.conditions {
+        let name = condition.field.name();
+        let (field, text) = (format!("record->'{name}'"), format!("(record->>'{name}')"));
+        let items = match &condition.value {
+            serde_json::Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        let json = || {
+            items
+                .iter()
+                .cloned()
+                .map(SqlValue::Json)
+                .collect::<Vec<_>>()
+        };
+        // A string's text, or another value's JSON.
+        let texts = || {
+            items
+                .iter()
+                .map(|v| SqlValue::Text(v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect::<Vec<_>>()
+        };
+        let (sql, params): (String, Vec<SqlValue>) = match condition.lookup {
+            SoarLookup::Exact => (format!("{field} = ?"), json()),
+            SoarLookup::Gt => (format!("{field} > ?"), json()),
+            SoarLookup::Gte => (format!("{field} >= ?"), json()),
+            SoarLookup::Lt => (format!("{field} < ?"), json()),
+            SoarLookup::Lte => (format!("{field} <= ?"), json()),
+            SoarLookup::In if items.is_empty() => ("FALSE".to_owned(), Vec::new()),
+            SoarLookup::In => (format!("{field} IN ({})", marks(items.len())), json()),
+            SoarLookup::Contains => (format!("strpos({text}, ?) > 0"), texts()),
+            SoarLookup::IContains => (format!("strpos(lower({text}), lower(?)) > 0"), texts()),
+            SoarLookup::StartsWith => (format!("starts_with({text}, ?)"), texts()),
+            SoarLookup::IsNull => {
+                let null = !matches!(condition.value, serde_json::Value::Bool(false));
+                let test = if null { "IS NULL" } else { "IS NOT NULL" };
+                (format!("{text} {test}"), Vec::new())
+            }
+        };
+        let sql = if condition.negated {
+            format!("NOT coalesce(({sql}), FALSE)")
+        } else {
+            format!("({sql})")
+        };
+        all.and(sql, params);
+    }
+    let order = match &query.sort {
+        Some((field, descending)) => format!(
+            "record->'{}' {}, num",
+            field.name(),
+            if *descending { "DESC" } else { "ASC" }
+        ),
+        None => "num".to_owned(),
+    };
+    (all.done(), order)
+}
+
 /// A JSON scalar as SQLite's `json_extract` gives it back: true and false as 1 and 0.
 fn json_value(value: &serde_json::Value) -> SqlValue {
     match value {
@@ -334,7 +523,7 @@ fn json_value(value: &serde_json::Value) -> SqlValue {
 
 /// The `ORDER BY` of `filter`'s executions (`executions e`): its keys, then the number in
 /// `sort`'s direction.
-pub(super) fn execution_order(filter: &ExecutionFilter, sort: &str) -> String {
+pub(super) fn execution_order(dialect: Dialect, filter: &ExecutionFilter, sort: &str) -> String {
     let mut keys: Vec<String> = filter
         .order
         .iter()
@@ -344,7 +533,7 @@ pub(super) fn execution_order(filter: &ExecutionFilter, sort: &str) -> String {
                 ExecutionField::PlaybookNum => {
                     "(SELECT p.num FROM playbooks p WHERE p.xid = e.playbook_xid)"
                 }
-                field => field.column().expr,
+                field => field.column(dialect).expr,
             };
             let direction = if key.descending { "DESC" } else { "ASC" };
             let nulls = match key.nulls_first {
@@ -360,11 +549,15 @@ pub(super) fn execution_order(filter: &ExecutionFilter, sort: &str) -> String {
 }
 
 /// The condition of `filter` over `step_runs s`.
-pub(super) fn steps(filter: &StepFilter) -> Sql {
-    let mut all = All::default();
+pub(super) fn steps(dialect: Dialect, filter: &StepFilter) -> Sql {
+    let mut all = All::new(dialect);
     all.of_scope("s.execution_id", filter.scope.as_ref());
     all.equal("s.node", filter.node.as_deref());
-    if let Some(id) = &filter.execution {
+    if let Some(id) = &filter.execution
+        && dialect == Dialect::Postgres
+    {
+        all.equal("s.execution_id", Some(id));
+    } else if let Some(id) = &filter.execution {
         all.and(
             format!("({STEPS_OF_EXECUTION} AND s.execution_id = ?)"),
             [id; STEPS_OF_EXECUTION_BINDS].map(|id| SqlValue::Text(id.clone())),
@@ -375,8 +568,8 @@ pub(super) fn steps(filter: &StepFilter) -> Sql {
 }
 
 /// The condition of `filter` over `log_lines l JOIN step_runs s ON s.num = l.step_num`.
-pub(super) fn logs(filter: &LogFilter) -> Sql {
-    let mut all = All::default();
+pub(super) fn logs(dialect: Dialect, filter: &LogFilter) -> Sql {
+    let mut all = All::new(dialect);
     all.of_scope("l.execution_id", filter.scope.as_ref());
     all.equal("l.execution_id", filter.execution.as_deref());
     if let Some(iteration) = filter.iteration {
@@ -400,9 +593,9 @@ pub(super) fn logs(filter: &LogFilter) -> Sql {
 }
 
 /// The condition of `filter` over the audit rows `a` (see `AUDIT_ROWS`).
-pub(super) fn audit(filter: &AuditFilter) -> Sql {
+pub(super) fn audit(dialect: Dialect, filter: &AuditFilter) -> Sql {
     let text = |word: &str| SqlValue::Text(word.to_owned());
-    let mut all = All::default();
+    let mut all = All::new(dialect);
     all.scope("a", filter.scope.as_ref());
     if let Some(kinds) = &filter.kinds {
         let kinds = kinds
@@ -417,8 +610,10 @@ pub(super) fn audit(filter: &AuditFilter) -> Sql {
         let (mut executions, mut steps) = (Vec::new(), Vec::new());
         for status in statuses {
             match status {
-                AuditStatus::Execution(status) => executions.push(text(&super::word(status))),
-                AuditStatus::Step(status) => steps.push(text(&super::word(status))),
+                AuditStatus::Execution(status) => {
+                    executions.push(text(&super::stored::word(status)))
+                }
+                AuditStatus::Step(status) => steps.push(text(&super::stored::word(status))),
             }
         }
         let mut either = Vec::new();
@@ -427,19 +622,22 @@ pub(super) fn audit(filter: &AuditFilter) -> Sql {
                 either.push(format!(
                     "(a.instance_type = '{}' AND {})",
                     instance_type(kind),
-                    any_of("a.status", words.len())
+                    any_of(dialect, "a.status", words.len())
                 ));
             }
         }
         let condition = if either.is_empty() {
-            "0".to_owned()
+            dialect.no().to_owned()
         } else {
             format!("({})", either.join(" OR "))
         };
         all.and(condition, executions.into_iter().chain(steps));
     }
     if let Some(types) = &filter.trigger_types {
-        let types = types.iter().map(|t| text(&super::word(t))).collect();
+        let types = types
+            .iter()
+            .map(|t| text(&super::stored::word(t)))
+            .collect();
         all.any_of("a.trigger_type", types);
     }
     if let Some(levels) = &filter.log_levels {
@@ -509,21 +707,29 @@ fn operator(op: Comparison) -> &'static str {
 }
 
 /// `condition` as SQL, its parameters appended to `params` in order.
-fn render<F: Columns>(condition: &Condition<F>, params: &mut Vec<SqlValue>) -> String {
+fn render<F: Columns>(
+    dialect: Dialect,
+    condition: &Condition<F>,
+    params: &mut Vec<SqlValue>,
+) -> String {
     match condition {
         Condition::And(a, b) => {
-            let a = render(a, params);
-            format!("({a} AND {})", render(b, params))
+            let a = render(dialect, a, params);
+            format!("({a} AND {})", render(dialect, b, params))
         }
         Condition::Or(a, b) => {
-            let a = render(a, params);
-            format!("({a} OR {})", render(b, params))
+            let a = render(dialect, a, params);
+            format!("({a} OR {})", render(dialect, b, params))
         }
-        // `IS NOT 1` keeps rows where the condition is NULL (a missing value), as a
-        // reader of `NOT` expects.
-        Condition::Not(inner) => format!("(({}) IS NOT 1)", render(inner, params)),
+        // `IS NOT 1` (`IS NOT TRUE`) keeps rows where the condition is NULL (a missing
+        // value), as a reader of `NOT` expects.
+        Condition::Not(inner) => format!(
+            "(({}) IS NOT {})",
+            render(dialect, inner, params),
+            dialect.yes()
+        ),
         Condition::IsNull { field, negated } => {
-            let column = field.column();
+            let column = field.column(dialect);
             match column.via {
                 // Null when the key selects no row.
                 Via::Rows { key, select } => format!(
@@ -542,17 +748,14 @@ fn render<F: Columns>(condition: &Condition<F>, params: &mut Vec<SqlValue>) -> S
             values,
             negated,
         } => {
-            let column = field.column();
+            let column = field.column(dialect);
             params.extend(values.iter().map(parameter));
             let folded = values.iter().any(|v| matches!(v, Value::Word(_)));
             let not = if *negated { "NOT " } else { "" };
+            let marks = vec![folded_mark(dialect, folded); values.len()].join(", ");
             through(
                 column,
-                format!(
-                    "({} {not}IN ({}))",
-                    collated(column, folded),
-                    marks(values.len())
-                ),
+                format!("({} {not}IN ({marks}))", collated(dialect, column, folded),),
             )
         }
         Condition::Match {
@@ -560,7 +763,7 @@ fn render<F: Columns>(condition: &Condition<F>, params: &mut Vec<SqlValue>) -> S
             pattern,
             negated,
         } => {
-            let column = field.column();
+            let column = field.column(dialect);
             let pattern = match pattern {
                 Pattern::Like(pattern) => pattern.clone(),
                 Pattern::Contains(text) => format!("%{}%", escape_like(text)),
@@ -569,10 +772,14 @@ fn render<F: Columns>(condition: &Condition<F>, params: &mut Vec<SqlValue>) -> S
             };
             params.push(SqlValue::Text(pattern));
             let not = if *negated { "NOT " } else { "" };
-            through(column, format!("({} {not}LIKE ? ESCAPE '\\')", column.expr))
+            let like = dialect.like();
+            through(
+                column,
+                format!("({} {not}{like} ? ESCAPE '\\')", column.expr),
+            )
         }
         Condition::Compare { field, op, value } => {
-            let column = field.column();
+            let column = field.column(dialect);
             let folded = matches!(value, Value::Word(_));
             let value = parameter(value);
             let within = match column.via {
@@ -585,7 +792,12 @@ fn render<F: Columns>(condition: &Condition<F>, params: &mut Vec<SqlValue>) -> S
             params.push(value);
             through(
                 column,
-                format!("({within}{} {} ?)", collated(column, folded), operator(*op)),
+                format!(
+                    "({within}{} {} {})",
+                    collated(dialect, column, folded),
+                    operator(*op),
+                    folded_mark(dialect, folded)
+                ),
             )
         }
     }
@@ -600,11 +812,20 @@ fn through(column: Column, condition: String) -> String {
 }
 
 /// The column, compared without regard to case when `folded` (an enum's words).
-fn collated(column: Column, folded: bool) -> String {
-    if folded {
-        format!("{} COLLATE NOCASE", column.expr)
+fn collated(dialect: Dialect, column: Column, folded: bool) -> String {
+    match (folded, dialect) {
+        (false, _) => column.expr.to_owned(),
+        (true, Dialect::Sqlite) => format!("{} COLLATE NOCASE", column.expr),
+        (true, Dialect::Postgres) => format!("lower({})", column.expr),
+    }
+}
+
+/// The parameter a [`collated`] column is compared with.
+fn folded_mark(dialect: Dialect, folded: bool) -> &'static str {
+    if folded && dialect == Dialect::Postgres {
+        "lower(?)"
     } else {
-        column.expr.to_owned()
+        "?"
     }
 }
 
@@ -627,10 +848,13 @@ mod tests {
     /// The SQL of TQL `query` over executions.
     fn sql(query: &str) -> (String, Vec<SqlValue>) {
         let tql = crate::tql::condition(query, EXECUTION_FIELDS, now()).unwrap();
-        let Sql { text, params } = executions(&ExecutionFilter {
-            tql,
-            ..Default::default()
-        });
+        let Sql { text, params } = executions(
+            Dialect::Sqlite,
+            &ExecutionFilter {
+                tql,
+                ..Default::default()
+            },
+        );
         (text, params)
     }
 
@@ -716,19 +940,22 @@ mod tests {
     #[test]
     fn an_empty_filter_matches_everything() {
         assert_eq!(sql("   "), ("1".to_owned(), Vec::new()));
-        assert_eq!(logs(&LogFilter::default()).text, "1");
-        assert_eq!(audit(&AuditFilter::default()).text, "1");
+        assert_eq!(logs(Dialect::Sqlite, &LogFilter::default()).text, "1");
+        assert_eq!(audit(Dialect::Sqlite, &AuditFilter::default()).text, "1");
     }
 
     #[test]
     fn the_step_runs_of_an_execution_are_read_by_their_range_of_numbers() {
         let tql = crate::tql::condition(r#"status = "failed""#, STEP_FIELDS, now()).unwrap();
-        let Sql { text: sql, params } = steps(&StepFilter {
-            tql,
-            scope: None,
-            execution: Some("ex_1".to_owned()),
-            node: Some("enrich".to_owned()),
-        });
+        let Sql { text: sql, params } = steps(
+            Dialect::Sqlite,
+            &StepFilter {
+                tql,
+                scope: None,
+                execution: Some("ex_1".to_owned()),
+                node: Some("enrich".to_owned()),
+            },
+        );
         assert_eq!(
             sql,
             format!(
@@ -754,7 +981,7 @@ mod tests {
             ..StepFilter::default()
         };
         assert_eq!(
-            steps(&filter),
+            steps(Dialect::Sqlite, &filter),
             Sql {
                 text: format!("({STEPS_OF_EXECUTION} AND s.execution_id = ?)"),
                 params: vec![text("ex_2"); STEPS_OF_EXECUTION_BINDS]
@@ -765,15 +992,18 @@ mod tests {
     #[test]
     fn a_log_filter_renders_each_condition_it_names() {
         let tql = crate::tql::condition(r#"node = "a""#, LOG_FIELDS, now()).unwrap();
-        let Sql { text: sql, params } = logs(&LogFilter {
-            tql,
-            scope: None,
-            execution: Some("ex_1".to_owned()),
-            node: Some("b".to_owned()),
-            iteration: Some(2),
-            level_at_least: Some(LogLevel::Warn),
-            message_contains: Some("100%".to_owned()),
-        });
+        let Sql { text: sql, params } = logs(
+            Dialect::Sqlite,
+            &LogFilter {
+                tql,
+                scope: None,
+                execution: Some("ex_1".to_owned()),
+                node: Some("b".to_owned()),
+                iteration: Some(2),
+                level_at_least: Some(LogLevel::Warn),
+                message_contains: Some("100%".to_owned()),
+            },
+        );
         assert_eq!(
             sql,
             "(l.execution_id = ?) AND (s.iteration = ?) AND (l.node = ?) AND \
@@ -796,19 +1026,22 @@ mod tests {
     #[test]
     fn an_audit_filter_compares_each_status_with_rows_of_its_own_kind() {
         let from = now();
-        let Sql { text: sql, params } = audit(&AuditFilter {
-            kinds: Some(vec![AuditKind::App]),
-            statuses: Some(vec![
-                AuditStatus::Execution(ExecutionStatus::PartiallyFailed),
-                AuditStatus::Step(NodeStatus::TimedOut),
-            ]),
-            trigger_types: Some(vec![TriggerType::Webhook]),
-            log_levels: Some(Vec::new()),
-            instance_id: Some("sr_1".to_owned()),
-            error_contains: Some("it's_".to_owned()),
-            started_from: Some(from),
-            ..AuditFilter::default()
-        });
+        let Sql { text: sql, params } = audit(
+            Dialect::Sqlite,
+            &AuditFilter {
+                kinds: Some(vec![AuditKind::App]),
+                statuses: Some(vec![
+                    AuditStatus::Execution(ExecutionStatus::PartiallyFailed),
+                    AuditStatus::Step(NodeStatus::TimedOut),
+                ]),
+                trigger_types: Some(vec![TriggerType::Webhook]),
+                log_levels: Some(Vec::new()),
+                instance_id: Some("sr_1".to_owned()),
+                error_contains: Some("it's_".to_owned()),
+                started_from: Some(from),
+                ..AuditFilter::default()
+            },
+        );
         assert_eq!(
             sql,
             "(a.instance_type IN (?)) AND \
@@ -830,10 +1063,13 @@ mod tests {
             ]
         );
         // Statuses named but none known: nothing matches.
-        let none = audit(&AuditFilter {
-            statuses: Some(Vec::new()),
-            ..AuditFilter::default()
-        });
+        let none = audit(
+            Dialect::Sqlite,
+            &AuditFilter {
+                statuses: Some(Vec::new()),
+                ..AuditFilter::default()
+            },
+        );
         assert_eq!((none.text.as_str(), none.params.len()), ("0", 0));
     }
 }

@@ -1,0 +1,189 @@
+//! The PostgreSQL store's tables, as the migrations that built them, and the query its
+//! audit rows are read through.
+//!
+//! The first migration is the SQLite schema as it stands after its fourteenth (tenants
+//! and applications included), ported once: the same tables and columns, so that one
+//! set of queries (`super::super::render`, `super::super::stored`) reads both. What
+//! differs is what PostgreSQL does better or needs: identity columns, booleans, step
+//! runs keyed by what makes them one (so a repeated write changes nothing) and indexed
+//! by execution (no ranges of numbers to keep), Splunk's records as `jsonb` (compared
+//! and sorted as JSON). Records that wasp serves as written stay text: `jsonb` would
+//! refuse a `\u0000` that an app may well put in its output.
+
+/// Each migration, in order; `wasp_schema` lists those applied. (Later changes are new
+/// entries, never edits.)
+pub(super) const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE playbooks (
+    num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    xid TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL DEFAULT 'default',
+    app_id TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    created_by TEXT,
+    updated_by TEXT,
+    deleted_at BIGINT,
+    deleted_by TEXT,
+    source TEXT NOT NULL,
+    schema_version BIGINT NOT NULL DEFAULT 1,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    category TEXT,
+    trigger_conditions TEXT NOT NULL DEFAULT '[]',
+    auto_execute BOOLEAN NOT NULL DEFAULT FALSE,
+    mitre_tactics TEXT NOT NULL DEFAULT '[]',
+    mitre_techniques TEXT NOT NULL DEFAULT '[]',
+    steps TEXT NOT NULL,
+    required_connector_ids TEXT NOT NULL DEFAULT '[]',
+    owner_id TEXT,
+    enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    run_stats TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE executions (
+    num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    parent_id TEXT,
+    replay_of TEXT,
+    playbook_num BIGINT,
+    playbook_xid TEXT NOT NULL,
+    playbook_name TEXT NOT NULL,
+    trigger_type TEXT NOT NULL,
+    log_level TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    queued_at BIGINT NOT NULL,
+    started_at BIGINT,
+    completed_at BIGINT,
+    duration_ms BIGINT,
+    tenant_id TEXT NOT NULL DEFAULT 'default',
+    app_id TEXT
+);
+CREATE INDEX executions_completed_at ON executions (completed_at)
+    WHERE completed_at IS NOT NULL;
+CREATE INDEX executions_queued_at ON executions (queued_at);
+CREATE INDEX executions_playbook_xid ON executions (playbook_xid, num);
+CREATE INDEX executions_parent ON executions (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX executions_replay_of ON executions (replay_of) WHERE replay_of IS NOT NULL;
+CREATE INDEX executions_unfinished ON executions (status) WHERE completed_at IS NULL;
+CREATE INDEX executions_tenant ON executions (tenant_id, num);
+-- The whole record of an ended execution, without its step runs.
+CREATE TABLE execution_records (
+    num BIGINT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE step_runs (
+    num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    app TEXT NOT NULL,
+    action TEXT NOT NULL,
+    iteration BIGINT,
+    attempt BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    error_kind TEXT,
+    error_message TEXT,
+    started_at BIGINT,
+    duration_us BIGINT NOT NULL,
+    child_id TEXT,
+    record TEXT NOT NULL
+);
+-- A step run is one per execution, node, iteration and attempt: written again (while
+-- its execution runs, then with its record), it stays the one row.
+CREATE UNIQUE INDEX step_runs_key
+    ON step_runs (execution_id, node, (coalesce(iteration, -1)), attempt);
+CREATE TABLE log_lines (
+    num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    step_num BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    fields TEXT
+);
+CREATE INDEX log_lines_execution ON log_lines (execution_id, step_num);
+CREATE TABLE node_states (
+    execution_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at BIGINT,
+    ended_at BIGINT,
+    duration_us BIGINT,
+    pathway TEXT,
+    error TEXT,
+    iterations BIGINT,
+    succeeded BIGINT,
+    PRIMARY KEY (execution_id, node)
+);
+CREATE TABLE action_runs (
+    num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id TEXT NOT NULL DEFAULT 'default',
+    record JSONB NOT NULL
+);
+CREATE TABLE app_runs (
+    num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    action_run BIGINT NOT NULL,
+    record JSONB NOT NULL
+);
+CREATE INDEX app_runs_action_run ON app_runs (action_run, num);
+-- Assets created through the API; a secret is kept as its reference, never a value.
+CREATE TABLE assets (
+    name TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL DEFAULT 'default',
+    app TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+-- API keys: who they are, and the SHA-256 of their secret (never the secret).
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+"];
+
+/// SecMaster's audit rows, as in SQLite (see its `AUDIT_ROWS`): a part of a stored
+/// record is read as its JSON text (a string quoted; the store unquotes it).
+pub(super) const AUDIT_ROWS: &str = "(SELECT 'PLAYBOOK'::text AS instance_type,
+    e.playbook_xid AS action_id,
+    e.playbook_name AS action_name,
+    e.id AS instance_id,
+    e.parent_id AS parent_instance_id,
+    e.log_level AS log_level,
+    coalesce(nullif((r.record::json -> 'trigger')::text, 'null'), '') AS input,
+    coalesce(nullif((r.record::json -> 'output')::text, 'null'), '') AS output,
+    coalesce(e.message, '') AS error_msg,
+    e.started_at AS start_time,
+    e.completed_at AS end_time,
+    e.status AS status,
+    coalesce(p.trigger_type, e.trigger_type) AS trigger_type,
+    e.tenant_id AS tenant_id,
+    e.app_id AS app_id
+FROM executions e
+    LEFT JOIN execution_records r ON r.num = e.num
+    LEFT JOIN executions p ON p.id = e.parent_id
+UNION ALL
+SELECT 'APP',
+    s.app,
+    s.action,
+    'sr_' || s.num,
+    s.execution_id,
+    e.log_level,
+    coalesce(nullif((s.record::json -> 'input')::text, 'null'), ''),
+    coalesce(nullif((s.record::json -> 'report' -> 'output')::text, 'null'), ''),
+    coalesce(s.error_message, ''),
+    s.started_at,
+    s.started_at + s.duration_us / 1000,
+    s.status,
+    coalesce(p.trigger_type, e.trigger_type),
+    e.tenant_id,
+    e.app_id
+FROM step_runs s JOIN executions e ON e.id = s.execution_id
+    LEFT JOIN executions p ON p.id = e.parent_id) a";
