@@ -195,9 +195,11 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
 
-    /// The SQLite database file (created if missing).
-    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
-    db: PathBuf,
+    /// The database: a SQLite file (created if missing), or a PostgreSQL URL
+    /// (`postgres://user@host:port/db`; the password in `PGPASSWORD` keeps it out of
+    /// the process list).
+    #[arg(long, env = crate::env::DB, hide_env_values = true, default_value = DEFAULT_DB, value_name = "FILE|URL")]
+    db: crate::store::Location,
 
     /// The directory of playbooks to serve.
     #[arg(long, default_value = "example-apps/playbooks", value_name = "DIR")]
@@ -292,9 +294,9 @@ struct ExecutionsListArgs {
     #[arg(long, default_value_t = 50)]
     limit: i64,
 
-    /// The SQLite database file.
-    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
-    db: PathBuf,
+    /// The database: a SQLite file, or a PostgreSQL URL.
+    #[arg(long, env = crate::env::DB, hide_env_values = true, default_value = DEFAULT_DB, value_name = "FILE|URL")]
+    db: crate::store::Location,
 
     #[command(flatten)]
     output: OutputArg,
@@ -324,9 +326,9 @@ struct ExecutionsShowArgs {
     /// The execution's id (`ex_…`) or number.
     id: String,
 
-    /// The SQLite database file.
-    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
-    db: PathBuf,
+    /// The database: a SQLite file, or a PostgreSQL URL.
+    #[arg(long, env = crate::env::DB, hide_env_values = true, default_value = DEFAULT_DB, value_name = "FILE|URL")]
+    db: crate::store::Location,
 
     #[command(flatten)]
     output: OutputArg,
@@ -367,10 +369,11 @@ struct RunPlaybookArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     progress: Option<bool>,
 
-    /// Also store the execution, and the playbook, in this SQLite database (as `wasp
-    /// serve` does), for `wasp executions list` and `show` to query.
-    #[arg(long, value_name = "FILE")]
-    db: Option<PathBuf>,
+    /// Also store the execution, and the playbook, in this database, a SQLite file or a
+    /// PostgreSQL URL (as `wasp serve` does), for `wasp executions list` and `show` to
+    /// query.
+    #[arg(long, value_name = "FILE|URL")]
+    db: Option<crate::store::Location>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -851,10 +854,9 @@ async fn run_playbook(
                     "file",
                 ))
                 .map_err(|e| match e {
-                    crate::store::Error::Taken(_) => Failure::Usage(format!(
-                        "{e}: a tenant's playbook in `{}` has it",
-                        path.display()
-                    )),
+                    crate::store::Error::Taken(_) => {
+                        Failure::Usage(format!("{e}: a tenant's playbook in `{}` has it", path))
+                    }
                     e => Failure::Internal(e.to_string()),
                 })?;
             let service = Arc::new(crate::service::Service::new(store, runner));
@@ -879,7 +881,7 @@ async fn run_playbook(
                 started.done.await.ok().flatten().ok_or_else(|| {
                     Failure::Internal("the execution could not be stored".to_owned())
                 })?;
-            let path = for_terminal(&path.display().to_string()).into_owned();
+            let path = for_terminal(&path.to_string()).into_owned();
             eprintln!(
                 "stored as execution {} in `{path}` (`wasp executions show {} --db {path}`)",
                 execution.header.id, execution.header.id,
@@ -1196,6 +1198,9 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         }),
     };
     let store = open_store(&args.db)?;
+    store
+        .claim_for_serving()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     // Keys and their roles are enforced by a server with a token; without one it is open
     // on loopback, and a key's role would mean nothing (a viewer's key could make an
     // admin's): refused rather than ignored.
@@ -1210,7 +1215,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
             "`{}` holds {active_keys} API key(s), whose roles only a server with a token \
              enforces: start it with --token (the bootstrap admin), or revoke the keys \
              (`wasp keys revoke`)",
-            args.db.display()
+            args.db
         )));
     }
     let interrupted = store
@@ -1248,7 +1253,7 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         .map_err(|e| Failure::Internal(e.to_string()))?;
     eprintln!(
         "wasp serving on http://{addr} (database `{}`); the web page is http://{addr}/",
-        args.db.display()
+        args.db
     );
     let mut server = tokio::spawn(crate::api::serve(
         listener,
@@ -1334,10 +1339,8 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-fn open_store(path: &Path) -> Result<Arc<dyn crate::store::Store>, Failure> {
-    Ok(Arc::new(
-        crate::store::SqliteStore::open(path).map_err(|e| Failure::Usage(e.to_string()))?,
-    ))
+fn open_store(location: &crate::store::Location) -> Result<Arc<dyn crate::store::Store>, Failure> {
+    location.open().map_err(|e| Failure::Usage(e.to_string()))
 }
 
 fn list_executions(args: &ExecutionsListArgs) -> Result<ExitCode, Failure> {
@@ -1493,8 +1496,7 @@ fn show_execution(args: &ExecutionsShowArgs) -> Result<ExitCode, Failure> {
         }
         None => Err(Failure::Usage(format!(
             "there is no execution `{}` in `{}`",
-            args.id,
-            args.db.display()
+            args.id, args.db
         ))),
     }
 }

@@ -11,6 +11,8 @@ mod languages;
 mod observability;
 mod page;
 mod playbooks;
+#[path = "../support/postgres.rs"]
+mod postgres;
 mod readme;
 mod server;
 mod tenants;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::server::{Server, sample_input};
+use crate::server::{Db, Server, each_store, sample_input};
 
 /// W3C WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -327,6 +327,14 @@ fn server() -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
+/// [`server`] on database `db` (none when it is not there).
+fn server_on(db: Db) -> Option<(tempfile::TempDir, Server)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = db.in_dir(dir.path())?;
+    let server = Server::start(&database, &[]);
+    Some((dir, server))
+}
+
 /// The status each node of the page's graph shows, by node id.
 const NODE_STATUSES: &str = "
     const nodes = document.querySelectorAll('#graph-svg .node');
@@ -337,12 +345,15 @@ const NODE_STATUSES: &str = "
 const HEADER_STATUS: &str =
     "const s = document.querySelector('#facts .status'); return s && s.dataset.status;";
 
-#[test]
-fn an_ended_execution_is_drawn_in_its_colours_with_its_inputs_and_iterations() {
+each_store!(an_ended_execution_is_drawn_in_its_colours_with_its_inputs_and_iterations);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn an_ended_execution_is_drawn_in_its_colours_with_its_inputs_and_iterations(db: Db) {
     let Some(browser) = Browser::start() else {
         return;
     };
-    let (_dir, server) = server();
+    let Some((_dir, server)) = server_on(db) else {
+        return;
+    };
     let input = sample_input("phishing-triage");
     let (status, execution) = server.post(
         "/api/v1/playbooks/phishing-triage/run?wait=true&log_level=debug",
@@ -643,12 +654,15 @@ fn a_running_execution_is_killed_from_the_page_after_a_confirmation() {
     browser.screenshot(&screenshot_path("killed-not-started.png"));
 }
 
-#[test]
-fn the_list_filters_by_tql_with_inline_errors_and_runs_a_playbook() {
+each_store!(the_list_filters_by_tql_with_inline_errors_and_runs_a_playbook);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn the_list_filters_by_tql_with_inline_errors_and_runs_a_playbook(db: Db) {
     let Some(browser) = Browser::start() else {
         return;
     };
-    let (_dir, server) = server();
+    let Some((_dir, server)) = server_on(db) else {
+        return;
+    };
     let (status, _) = server.post(
         "/api/v1/playbooks/ip-enrichment/run?wait=true",
         &sample_input("ip-enrichment"),

@@ -10,7 +10,8 @@
 //! `cargo test` (this very run) and `rustup` do nothing, `alias` does nothing (`wasp` is
 //! on `PATH`), `curl` fails on an HTTP error (`--fail-with-body`), and a server listens
 //! on a free port of 127.0.0.1, to which `localhost:8080` and `127.0.0.1:8080` in later
-//! commands are pointed.
+//! commands are pointed; `postgres://wasp@localhost:5432/wasp` is a database of the
+//! test process's own PostgreSQL cluster (`tests/support/postgres.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -69,6 +70,16 @@ fn blocks(markdown: &str) -> Vec<Vec<Line>> {
     }
     assert!(block.is_none(), "README.md ends inside a code block");
     blocks
+}
+
+/// The PostgreSQL database the documents name.
+const POSTGRES_URL: &str = "postgres://wasp@localhost:5432/wasp";
+
+/// The database [`POSTGRES_URL`] is pointed at: one for the test process (`None` when
+/// PostgreSQL is not installed, and then those commands are skipped).
+fn readme_database() -> Option<&'static str> {
+    static DATABASE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DATABASE.get_or_init(crate::postgres::database).as_deref()
 }
 
 /// What the harness defines before each command (see the module's comment).
@@ -285,6 +296,18 @@ fn run_document(clone: &Clone, document: &str) -> (usize, Vec<String>) {
         let mut server = None;
         for line in block {
             let started = std::time::Instant::now();
+            // The documents' PostgreSQL is one database of the test process's cluster.
+            let line = &if line.text.contains(POSTGRES_URL) {
+                let Some(url) = readme_database() else {
+                    continue;
+                };
+                Line {
+                    text: line.text.replace(POSTGRES_URL, url),
+                    ..line.clone()
+                }
+            } else {
+                line.clone()
+            };
             let ran = if line.text.starts_with("wasp serve") {
                 // One server at a time: a block's second one replaces the first.
                 server = None;

@@ -11,6 +11,43 @@ use serde_json::{Value, json};
 
 use crate::common::{cache_dir, example_apps_dir, generated};
 
+/// The database a test's server keeps its records in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// A new database for one test: a file in `dir`, or a new database of the test
+    /// process's PostgreSQL cluster (`None` when PostgreSQL is not installed: the test
+    /// is skipped, and says so, unless `WASP_POSTGRES=required`).
+    pub(crate) fn in_dir(self, dir: &Path) -> Option<std::path::PathBuf> {
+        match self {
+            Db::Sqlite => Some(dir.join("wasp.db")),
+            Db::Postgres => crate::postgres::database().map(std::path::PathBuf::from),
+        }
+    }
+}
+
+/// Test `$name(db: Db)` on each store: `$name::sqlite` and `$name::postgres`.
+macro_rules! each_store {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Db::Sqlite);
+            }
+
+            #[test]
+            fn postgres() {
+                super::$name(super::Db::Postgres);
+            }
+        }
+    };
+}
+pub(crate) use each_store;
+
 /// A running `wasp serve`, killed when dropped.
 pub(crate) struct Server {
     child: Child,
@@ -279,10 +316,14 @@ pub(crate) fn sample_input(name: &str) -> String {
     .expect("the server answers")
 }
 
-#[test]
-fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view() {
+each_store!(runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let Some(db) = db.in_dir(dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
 
     let (status, playbooks) = server.get("/api/v1/playbooks");
     assert_eq!(status, 200);
@@ -1085,10 +1126,13 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
     }
 }
 
-#[test]
-fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept() {
+each_store!(executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wasp.db");
+    let Some(db) = db.in_dir(dir.path()) else {
+        return;
+    };
     let mut server = Server::start(&db, &[]);
     let (status, done) = server.post(
         "/api/v1/playbooks/ip-enrichment/run?wait=true",
@@ -1345,10 +1389,14 @@ fn events_stream_live_node_and_step_states_after_they_are_stored() {
     assert!(names.contains(&"node_ended".to_owned()), "{names:?}");
 }
 
-#[test]
-fn steps_logs_csv_and_os_logs_of_an_execution() {
+each_store!(steps_logs_csv_and_os_logs_of_an_execution);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn steps_logs_csv_and_os_logs_of_an_execution(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let Some(db) = db.in_dir(dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
     let (_, execution) = server.post(
         "/api/v1/playbooks/ip-enrichment/run?wait=true",
         &sample_input("ip-enrichment"),
@@ -1620,10 +1668,14 @@ fn action_run_done(server: &Server, id: i64) -> Value {
     }
 }
 
-#[test]
-fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set() {
+each_store!(splunk_soar_action_runs_one_sandboxed_call_per_parameter_set);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let Some(db) = db.in_dir(dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
     let body = r#"{"action":"extract","container_id":1,"name":"x","targets":[{"app_id":"ioc-extract","assets":[],"parameters":[{"text":"a 1.2.3.4"},{"text":"b evil.com"}]}]}"#;
     let (status, created) = server.post("/rest/action_run", body);
     assert_eq!(status, 200, "{created}");
@@ -1815,10 +1867,14 @@ fn a_splunk_soar_action_run_is_cancelled() {
     assert_eq!(error["failed"], true);
 }
 
-#[test]
-fn secmaster_audit_logs_list_playbook_and_app_instances() {
+each_store!(secmaster_audit_logs_list_playbook_and_app_instances);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn secmaster_audit_logs_list_playbook_and_app_instances(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let Some(db) = db.in_dir(dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
     let (_, parent) = server.post(
         "/api/v1/playbooks/parent-child/run?wait=true",
         &sample_input("parent-child"),
@@ -1982,10 +2038,14 @@ fn secmaster_audit_logs_list_playbook_and_app_instances() {
     }
 }
 
-#[test]
-fn a_step_is_replayed_with_its_logged_input_as_a_new_linked_execution() {
+each_store!(a_step_is_replayed_with_its_logged_input_as_a_new_linked_execution);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn a_step_is_replayed_with_its_logged_input_as_a_new_linked_execution(db: Db) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("wasp.db"), &[]);
+    let Some(db) = db.in_dir(dir.path()) else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
     let (_, original) = server.post(
         "/api/v1/playbooks/ip-enrichment/run?wait=true",
         &sample_input("ip-enrichment"),

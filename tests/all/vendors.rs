@@ -14,7 +14,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::server::{Server, keys};
+use crate::server::{Db, Server, each_store, keys};
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vendor-clients")
@@ -115,11 +115,14 @@ fn key_id(token: &str) -> &str {
 const PLAYBOOK: &str = "id: {id}\nname: Count\ntrigger: { type: manual }\nnodes:\n  \
     n: { app: transform, action: count, input: { items: [1, 2] } }\n";
 
-#[test]
-fn the_vendors_own_clients_log_in_filter_and_page_within_their_tenant() {
+each_store!(the_vendors_own_clients_log_in_filter_and_page_within_their_tenant);
+#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+fn the_vendors_own_clients_log_in_filter_and_page_within_their_tenant(db: Db) {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wasp.db");
+    let Some(db) = db.in_dir(dir.path()) else {
+        return;
+    };
     let key_file = dir.path().join("wasp.key");
     let key_file = key_file.to_str().unwrap();
     let acme = keys(&db, &["create", "--tenant", "acme", "--role", "operator"]);

@@ -31,9 +31,9 @@ pub(super) struct SigningSecretArgs {
     #[arg(long, env = crate::env::KEY_FILE, value_name = "FILE")]
     key_file: PathBuf,
 
-    /// The SQLite database file.
-    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
-    db: PathBuf,
+    /// The database: a SQLite file, or a PostgreSQL URL.
+    #[arg(long, env = crate::env::DB, hide_env_values = true, default_value = DEFAULT_DB, value_name = "FILE|URL")]
+    db: crate::store::Location,
 }
 
 #[derive(Debug, Args)]
@@ -52,16 +52,16 @@ pub(super) struct CreateArgs {
     #[arg(long, default_value = "key")]
     name: String,
 
-    /// The SQLite database file.
-    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
-    db: PathBuf,
+    /// The database: a SQLite file, or a PostgreSQL URL.
+    #[arg(long, env = crate::env::DB, hide_env_values = true, default_value = DEFAULT_DB, value_name = "FILE|URL")]
+    db: crate::store::Location,
 }
 
 #[derive(Debug, Args)]
 pub(super) struct ListArgs {
-    /// The SQLite database file.
-    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
-    db: PathBuf,
+    /// The database: a SQLite file, or a PostgreSQL URL.
+    #[arg(long, env = crate::env::DB, hide_env_values = true, default_value = DEFAULT_DB, value_name = "FILE|URL")]
+    db: crate::store::Location,
 
     #[command(flatten)]
     output: OutputArg,
@@ -72,9 +72,9 @@ pub(super) struct RevokeArgs {
     /// The key's id (`key_…`).
     id: String,
 
-    /// The SQLite database file.
-    #[arg(long, env = crate::env::DB, default_value = DEFAULT_DB, value_name = "FILE")]
-    db: PathBuf,
+    /// The database: a SQLite file, or a PostgreSQL URL.
+    #[arg(long, env = crate::env::DB, hide_env_values = true, default_value = DEFAULT_DB, value_name = "FILE|URL")]
+    db: crate::store::Location,
 }
 
 /// Run `command`.

@@ -1056,6 +1056,56 @@ impl<'a> PlaybookFields<'a> {
     }
 }
 
+/// Where a store is: a SQLite file (the default, embedded), or a PostgreSQL database
+/// (`postgres://` or `postgresql://`, for a team's service). Shown and logged without
+/// its password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite database file (created if missing).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl std::str::FromStr for Location {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(
+            if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+                Self::Postgres(text.to_owned())
+            } else {
+                Self::Sqlite(text.into())
+            },
+        )
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(&postgres::redacted(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
+impl Location {
+    /// Open the store (creating a SQLite file, migrating either schema).
+    pub fn open(&self) -> Result<std::sync::Arc<dyn Store>, Error> {
+        Ok(match self {
+            Self::Sqlite(path) => std::sync::Arc::new(SqliteStore::open(path)?),
+            Self::Postgres(url) => std::sync::Arc::new(PgStore::open(url)?),
+        })
+    }
+}
+
 /// Where playbooks and traces are kept.
 ///
 /// Filters come in typed ([`ExecutionFilter`], [`StepFilter`], [`LogFilter`],
@@ -1199,6 +1249,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revoke API key `id` at `at`; whether there was such a key not yet revoked.
     fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> Result<bool, Error>;
+
+    /// Claim the store for this serving process, until it ends: a second server on it
+    /// would fail this one's executions as interrupted when it starts. (A SQLite file
+    /// is one machine's; PostgreSQL refuses a second server while this one lives.)
+    fn claim_for_serving(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Mark every execution left Queued or Running, and every Splunk action run left
     /// pending or running with its app runs, by a process that died, failed:

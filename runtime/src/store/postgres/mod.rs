@@ -45,6 +45,9 @@ use schema::{AUDIT_ROWS, MIGRATIONS};
 /// The advisory lock migrations run under (`wasp` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7761_7370;
 
+/// The advisory lock a serving process holds (`wasp` and `serve`).
+const SERVING_LOCK: i64 = 0x7761_7370_7365_7276;
+
 /// Connections kept at most.
 const POOL_SIZE: usize = 16;
 
@@ -59,6 +62,8 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// The server and database, without credentials, for messages.
     server: String,
+    /// The connection that holds the serving lock, once claimed.
+    serving: std::sync::Mutex<Option<deadpool_postgres::Object>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -195,6 +200,7 @@ impl PgStore {
             pool,
             runtime: Some(runtime),
             server,
+            serving: std::sync::Mutex::new(None),
         };
         store.block(store.migrate())?;
         Ok(store)
@@ -383,6 +389,15 @@ impl PgStore {
             let row = client.query_opt(sql, params).await?;
             Ok(row.map(|r| r.try_get::<_, Value>(0)).transpose()?)
         })
+    }
+}
+
+/// `url` as it may be shown: the server and database, without credentials (or a
+/// word that says it does not parse).
+pub(super) fn redacted(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => describe(&config),
+        Err(_) => "(a PostgreSQL URL that does not parse)".to_owned(),
     }
 }
 
@@ -1215,6 +1230,33 @@ impl Store for PgStore {
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
             &[&id, &millis(at)],
         )? == 1)
+    }
+
+    fn claim_for_serving(&self) -> Result<(), Error> {
+        let mut serving = crate::lock(&self.serving);
+        if serving.is_some() {
+            return Ok(());
+        }
+        let claimed = self.block(async {
+            let client = self.client().await?;
+            let held: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])
+                .await?
+                .try_get(0)?;
+            Ok(held.then_some(client))
+        })?;
+        match claimed {
+            Some(client) => {
+                // Out of the pool for good: the lock lives as long as its session.
+                *serving = Some(client);
+                Ok(())
+            }
+            None => Err(Error::Connect {
+                server: self.server.clone(),
+                reason: "another `wasp serve` is using it (one server per database for now)"
+                    .to_owned(),
+            }),
+        }
     }
 
     fn interrupt_unfinished(&self) -> Result<Interrupted, Error> {
