@@ -13,7 +13,9 @@
 //! for 10 s. `WASP_BENCH_RUNS`, `WASP_BENCH_ROUNDS` and `WASP_BENCH_CONCURRENCY` change
 //! the runs, the rounds and the concurrency; `WASP_BENCH_STORE_BATCH` the batch of the
 //! store alone; `WASP_BENCH_NO_HTTP` stops before the HTTP part (for profiling the rest);
-//! `WASP_BENCH_CACHE` keeps the compiled components in a directory for the next run.
+//! `WASP_BENCH_CACHE` keeps the compiled components in a directory for the next run;
+//! `WASP_BENCH_DB` (a `postgres://` URL of an empty database) stores in PostgreSQL
+//! instead of a SQLite file.
 //! The diagnostics are installed as `wasp` installs them: with `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! set, every execution's spans are exported (the cost of trace export).
 
@@ -29,7 +31,7 @@ use wasp_runtime::host::{Host, HostConfig, Registry};
 use wasp_runtime::playbook::{AppInfo, Catalog, Playbook};
 use wasp_runtime::runner::HostRunner;
 use wasp_runtime::service::{Report, Service};
-use wasp_runtime::store::{NewExecution, SqliteStore, Store, Write};
+use wasp_runtime::store::{Location, NewExecution, Store, Write};
 use wasp_runtime::trace::{ExecutionStatus, TriggerType};
 
 /// The allocator the `wasp` binary uses.
@@ -213,7 +215,7 @@ fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
 fn store_alone(events: &[wasp_runtime::trace::Event], done: &[wasp_runtime::trace::Execution]) {
     let batch = knob("WASP_BENCH_STORE_BATCH", 48);
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("alone.db")).expect("store");
+    let store = open_store(dir.path(), "alone.db");
     let mut by_execution: std::collections::HashMap<&str, Vec<&wasp_runtime::trace::Event>> =
         Default::default();
     for event in events {
@@ -243,6 +245,29 @@ fn store_alone(events: &[wasp_runtime::trace::Event], done: &[wasp_runtime::trac
         writes.len(),
         elapsed.as_secs_f64() * 1e6 / done.len() as f64
     );
+}
+
+/// The store the bench writes: `WASP_BENCH_DB`'s PostgreSQL database (emptied first),
+/// else a new SQLite file `name` in `dir`.
+fn open_store(dir: &std::path::Path, name: &str) -> Arc<dyn Store> {
+    let location = match std::env::var("WASP_BENCH_DB") {
+        Ok(url) => {
+            let status = std::process::Command::new("psql")
+                .args([
+                    url.as_str(),
+                    "-q",
+                    "-c",
+                    "DROP SCHEMA public CASCADE; CREATE SCHEMA public",
+                ])
+                .status()
+                .expect("psql runs");
+            assert!(status.success(), "emptying {url} failed");
+            url.parse().expect("a location")
+        }
+        Err(_) => Location::Sqlite(dir.join(name)),
+    };
+    println!("store: {location}");
+    location.open().expect("store")
 }
 
 fn main() {
@@ -278,7 +303,7 @@ fn main() {
             engine::execute(Arc::clone(&runner), Arc::clone(&playbook), Start::new(trigger(i))).await;
         }
         let db = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(SqliteStore::open(&db.path().join("bench.db")).expect("store"));
+        let store = open_store(db.path(), "bench.db");
         let service = Arc::new(Service::new(store, Arc::clone(&runner)));
         // What the runs produce, with their events, for the store alone (untimed).
         {

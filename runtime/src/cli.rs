@@ -1255,11 +1255,26 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         "wasp serving on http://{addr} (database `{}`); the web page is http://{addr}/",
         args.db
     );
+    // Stopped by Ctrl-C or SIGTERM, or when another server may have taken the store.
+    let taken = {
+        let store = Arc::clone(&store);
+        async move {
+            while store.still_serving() {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = taken => {}
+        }
+    };
     let mut server = tokio::spawn(crate::api::serve(
         listener,
         Arc::clone(&service),
         edge,
-        shutdown_signal(),
+        stop,
     ));
     let load = async {
         let registry = scan(host, apps_dir).await?;
@@ -1300,12 +1315,22 @@ async fn serve(host: &Host, apps_dir: &Path, args: ServeArgs) -> Result<ExitCode
         );
         Ok::<(), Failure>(())
     };
-    tokio::select! {
-        loaded = load => loaded?,
+    let ended = tokio::select! {
+        loaded = load => {
+            loaded?;
+            server.await
+        }
         // Stopped (Ctrl-C, SIGTERM) while the apps were loading.
-        ended = &mut server => return finish(ended),
+        ended = &mut server => ended,
+    };
+    if !store.still_serving() {
+        return Err(Failure::Internal(format!(
+            "stopped: the database `{}` was taken by another `wasp serve` while this one's \
+             connection to it was down",
+            args.db
+        )));
     }
-    finish(server.await)
+    finish(ended)
 }
 
 /// The exit of a server task that ended.

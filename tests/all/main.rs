@@ -15,6 +15,7 @@ mod playbooks;
 mod postgres;
 mod readme;
 mod server;
+mod stores;
 mod tenants;
 mod traces;
 mod triggers;

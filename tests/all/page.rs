@@ -346,7 +346,10 @@ const HEADER_STATUS: &str =
     "const s = document.querySelector('#facts .status'); return s && s.dataset.status;";
 
 each_store!(an_ended_execution_is_drawn_in_its_colours_with_its_inputs_and_iterations);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn an_ended_execution_is_drawn_in_its_colours_with_its_inputs_and_iterations(db: Db) {
     let Some(browser) = Browser::start() else {
         return;
@@ -655,7 +658,10 @@ fn a_running_execution_is_killed_from_the_page_after_a_confirmation() {
 }
 
 each_store!(the_list_filters_by_tql_with_inline_errors_and_runs_a_playbook);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn the_list_filters_by_tql_with_inline_errors_and_runs_a_playbook(db: Db) {
     let Some(browser) = Browser::start() else {
         return;

@@ -176,6 +176,18 @@ impl Server {
         }
     }
 
+    /// The server's exit, when it exits within `within`.
+    pub(crate) fn wait_for_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// What the server wrote to stderr so far.
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -317,7 +329,10 @@ pub(crate) fn sample_input(name: &str) -> String {
 }
 
 each_store!(runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn runs_are_stored_and_served_by_the_native_api_and_the_threatconnect_view(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = db.in_dir(dir.path()) else {
@@ -1127,7 +1142,10 @@ fn a_token_is_required_when_set_and_required_beyond_loopback() {
 }
 
 each_store!(executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn executions_cut_short_by_sigkill_are_failed_on_restart_and_finished_ones_kept(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = db.in_dir(dir.path()) else {
@@ -1390,7 +1408,10 @@ fn events_stream_live_node_and_step_states_after_they_are_stored() {
 }
 
 each_store!(steps_logs_csv_and_os_logs_of_an_execution);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn steps_logs_csv_and_os_logs_of_an_execution(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = db.in_dir(dir.path()) else {
@@ -1669,7 +1690,10 @@ fn action_run_done(server: &Server, id: i64) -> Value {
 }
 
 each_store!(splunk_soar_action_runs_one_sandboxed_call_per_parameter_set);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn splunk_soar_action_runs_one_sandboxed_call_per_parameter_set(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = db.in_dir(dir.path()) else {
@@ -1868,7 +1892,10 @@ fn a_splunk_soar_action_run_is_cancelled() {
 }
 
 each_store!(secmaster_audit_logs_list_playbook_and_app_instances);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn secmaster_audit_logs_list_playbook_and_app_instances(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = db.in_dir(dir.path()) else {
@@ -2039,7 +2066,10 @@ fn secmaster_audit_logs_list_playbook_and_app_instances(db: Db) {
 }
 
 each_store!(a_step_is_replayed_with_its_logged_input_as_a_new_linked_execution);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn a_step_is_replayed_with_its_logged_input_as_a_new_linked_execution(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = db.in_dir(dir.path()) else {

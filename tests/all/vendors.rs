@@ -116,7 +116,10 @@ const PLAYBOOK: &str = "id: {id}\nname: Count\ntrigger: { type: manual }\nnodes:
     n: { app: transform, action: count, input: { items: [1, 2] } }\n";
 
 each_store!(the_vendors_own_clients_log_in_filter_and_page_within_their_tenant);
-#[allow(clippy::unwrap_used, reason = "a test, run on each store by each_store!")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test, run on each store by each_store!"
+)]
 fn the_vendors_own_clients_log_in_filter_and_page_within_their_tenant(db: Db) {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -1178,7 +1178,12 @@ pub(crate) fn soar_records_are_filtered_sorted_and_kept_to_their_tenant(f: &Fixt
     assert_eq!(
         store.action_run(nums[1], None).unwrap().unwrap()["status"],
         "success"
-    );
+    ); // A NUL in a record is kept (as U+FFFD where the database cannot hold it).
+    let odd = store
+        .save_action_run(None, "globex", &json!({"name": "a\0b", "status": "failed"}))
+        .unwrap();
+    let name = store.action_run(odd, None).unwrap().unwrap()["name"].clone();
+    assert!(name == "a\0b" || name == "a\u{fffd}b", "{name}");
 }
 
 pub(crate) fn audit_rows_are_an_execution_and_its_step_runs_in_secmasters_terms(f: &Fixture) {
@@ -1357,4 +1362,31 @@ pub(crate) fn tql_compares_words_without_case_and_patterns_without_wildcards_of_
     );
     assert_eq!(ids(r#"NOT playbookName = "Triage 50%""#), ["ex_b"]);
     assert_eq!(ids(r#"executionId = "ex_a" OR id = 0"#), ["ex_a"]);
+    // A pattern ending in a lone escape matches nothing (and is no error).
+    assert!(ids(r#"playbookName LIKE "tri\\""#).is_empty());
+    assert_eq!(ids(r#"playbookName NOT LIKE "tri\\""#), ["ex_a", "ex_b"]);
+    // Without a value (still running) is the least value, as SQLite sorts it, unless
+    // the order says where.
+    let running = execution("ex_c", ExecutionStatus::Completed, now);
+    store
+        .start_execution(&NewExecution::running(&running))
+        .unwrap();
+    let ordered = |descending: bool, nulls_first: Option<bool>| -> Vec<String> {
+        let filter = ExecutionFilter {
+            order: vec![crate::store::OrderBy {
+                field: crate::store::ExecutionField::CompletedAt,
+                descending,
+                nulls_first,
+            }],
+            ..ExecutionFilter::default()
+        };
+        let page = store
+            .executions(&filter, Window::all(Sort::OldestFirst), false)
+            .unwrap();
+        page.rows.into_iter().map(|r| r.header.id).collect()
+    };
+    assert_eq!(ordered(false, None)[0], "ex_c");
+    assert_eq!(ordered(true, None)[2], "ex_c");
+    assert_eq!(ordered(true, Some(true))[0], "ex_c");
+    assert_eq!(ordered(false, Some(false))[2], "ex_c");
 }

@@ -1057,7 +1057,8 @@ impl<'a> PlaybookFields<'a> {
 }
 
 /// Where a store is: a SQLite file (the default, embedded), or a PostgreSQL database
-/// (`postgres://` or `postgresql://`, for a team's service). Shown and logged without
+/// (`postgres://` or `postgresql://`, or libpq's `key=value` pairs, for a team's
+/// service). Shown and logged without
 /// its password.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {
@@ -1071,8 +1072,26 @@ impl std::str::FromStr for Location {
     type Err = std::convert::Infallible;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // A URL, or libpq's `key=value` pairs (`host=db user=wasp dbname=wasp`).
+        const KEYWORDS: &[&str] = &[
+            "host",
+            "hostaddr",
+            "port",
+            "dbname",
+            "user",
+            "password",
+            "sslmode",
+            "options",
+            "application_name",
+            "connect_timeout",
+        ];
+        let keywords = text
+            .split_whitespace()
+            .next()
+            .and_then(|first| first.split_once('='))
+            .is_some_and(|(key, _)| KEYWORDS.contains(&key));
         Ok(
-            if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            if text.starts_with("postgres://") || text.starts_with("postgresql://") || keywords {
                 Self::Postgres(text.to_owned())
             } else {
                 Self::Sqlite(text.into())
@@ -1255,6 +1274,12 @@ pub trait Store: Send + Sync + 'static {
     /// is one machine's; PostgreSQL refuses a second server while this one lives.)
     fn claim_for_serving(&self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Whether this process still holds what [`Store::claim_for_serving`] claimed (a
+    /// server that lost it must stop: another may have started on the store).
+    fn still_serving(&self) -> bool {
+        true
     }
 
     /// Mark every execution left Queued or Running, and every Splunk action run left

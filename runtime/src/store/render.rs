@@ -497,9 +497,10 @@ fn soar_jsonb(query: &SoarQuery) -> (Sql, String) {
     }
     let order = match &query.sort {
         Some((field, descending)) => format!(
-            "record->'{}' {}, num",
+            "record->'{}' {}{}, num",
             field.name(),
-            if *descending { "DESC" } else { "ASC" }
+            if *descending { "DESC" } else { "ASC" },
+            nulls_as_least(*descending)
         ),
         None => "num".to_owned(),
     };
@@ -536,16 +537,28 @@ pub(super) fn execution_order(dialect: Dialect, filter: &ExecutionFilter, sort: 
                 field => field.column(dialect).expr,
             };
             let direction = if key.descending { "DESC" } else { "ASC" };
-            let nulls = match key.nulls_first {
-                Some(true) => " NULLS FIRST",
-                Some(false) => " NULLS LAST",
-                None => "",
+            let nulls = match (key.nulls_first, dialect) {
+                (Some(true), _) => " NULLS FIRST",
+                (Some(false), _) => " NULLS LAST",
+                (None, Dialect::Sqlite) => "",
+                // SQLite's order, where NULL is the least value.
+                (None, Dialect::Postgres) => nulls_as_least(key.descending),
             };
             format!("{expr} {direction}{nulls}")
         })
         .collect();
     keys.push(format!("e.num {sort}"));
     keys.join(", ")
+}
+
+/// Where NULL goes in PostgreSQL when it sorts as SQLite sorts it, as the least value:
+/// first going up, last going down.
+pub(super) fn nulls_as_least(descending: bool) -> &'static str {
+    if descending {
+        " NULLS LAST"
+    } else {
+        " NULLS FIRST"
+    }
 }
 
 /// The condition of `filter` over `step_runs s`.
@@ -770,6 +783,16 @@ fn render<F: Columns>(
                 Pattern::StartsWith(text) => format!("{}%", escape_like(text)),
                 Pattern::EndsWith(text) => format!("%{}", escape_like(text)),
             };
+            // A client's pattern that ends in a lone escape matches nothing in SQLite,
+            // and is an error in PostgreSQL: nothing, in both.
+            if pattern.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1 {
+                let never = if *negated {
+                    dialect.yes()
+                } else {
+                    dialect.no()
+                };
+                return format!("({never})");
+            }
             params.push(SqlValue::Text(pattern));
             let not = if *negated { "NOT " } else { "" };
             let like = dialect.like();

@@ -48,11 +48,17 @@ const MIGRATION_LOCK: i64 = 0x7761_7370;
 /// The advisory lock a serving process holds (`wasp` and `serve`).
 const SERVING_LOCK: i64 = 0x7761_7370_7365_7276;
 
+/// How often a serving process checks that it still holds [`SERVING_LOCK`].
+const SERVING_CHECK: Duration = Duration::from_secs(5);
+
 /// Connections kept at most.
 const POOL_SIZE: usize = 16;
 
 /// How long a call waits for a connection, and a new connection for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection is idle before TCP asks whether the server is still there.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// The PostgreSQL store.
 pub struct PgStore {
@@ -62,8 +68,11 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// The server and database, without credentials, for messages.
     server: String,
-    /// The connection that holds the serving lock, once claimed.
-    serving: std::sync::Mutex<Option<deadpool_postgres::Object>>,
+    /// Whether this process claimed the serving lock ([`Store::claim_for_serving`]).
+    serving: std::sync::atomic::AtomicBool,
+    /// Set when the serving lock was lost (its session ended and another server took
+    /// it, or it could not be taken back).
+    serving_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -89,6 +98,36 @@ fn column(text: &str) -> Cow<'_, str> {
         Cow::Owned(text.replace('\0', "\u{fffd}"))
     } else {
         Cow::Borrowed(text)
+    }
+}
+
+/// `record` as a `jsonb` column holds it: `jsonb` refuses the NUL character, so a
+/// string (or key) that holds one is kept with U+FFFD in its place.
+fn storable(record: &Value) -> Cow<'_, Value> {
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    fn replaced(value: &Value) -> Value {
+        match value {
+            Value::String(text) => Value::String(column(text).into_owned()),
+            Value::Array(items) => Value::Array(items.iter().map(replaced).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (column(k).into_owned(), replaced(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    if has_nul(record) {
+        Cow::Owned(replaced(record))
+    } else {
+        Cow::Borrowed(record)
     }
 }
 
@@ -169,6 +208,32 @@ impl PgStore {
             config.application_name("wasp");
         }
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A connection a firewall dropped is found within minutes, not hours.
+        config.keepalives_idle(KEEPALIVE_IDLE);
+        if at_in_host(&config) {
+            return Err(Error::Connect {
+                server: "the database URL".to_owned(),
+                reason: "its host holds an `@`: a password with `@` must be written `%40`"
+                    .to_owned(),
+            });
+        }
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(Error::Connect {
+                server: describe(&config),
+                reason: "TLS to PostgreSQL is not supported yet (sslmode=require): reach it \
+                    over a private network or a local socket"
+                    .to_owned(),
+            });
+        }
+        // Every statement ends within its bound, and `\` in a string is itself (what
+        // the `LIKE … ESCAPE '\'` of the store's queries say), whatever the server's
+        // defaults.
+        let options = [
+            config.get_options().unwrap_or_default(),
+            "-c statement_timeout=60000 -c standard_conforming_strings=on",
+        ]
+        .join(" ");
+        config.options(options.trim());
         let server = describe(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -200,16 +265,29 @@ impl PgStore {
             pool,
             runtime: Some(runtime),
             server,
-            serving: std::sync::Mutex::new(None),
+            serving: std::sync::atomic::AtomicBool::new(false),
+            serving_lost: std::sync::Arc::default(),
         };
         store.block(store.migrate())?;
         Ok(store)
     }
 
     /// Run `work` to its end on this thread, with the store's runtime entered.
+    ///
+    /// On a worker of a multi-threaded Tokio runtime (the server's writer calls from
+    /// one) the worker hands its other tasks over first (`block_in_place`): a round trip
+    /// to the server must not hold them up. And Tokio's cooperative budget is off for
+    /// the work: a task that has spent its budget is told `Pending`, with the wake-up
+    /// deferred until it yields, which a blocked thread never does.
     fn block<T>(&self, work: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        let _entered = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
-        futures_executor::block_on(work)
+        let run = || {
+            let _entered = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
+            futures_executor::block_on(tokio::task::unconstrained(work))
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
+        }
     }
 
     /// A connection from the pool.
@@ -222,7 +300,13 @@ impl PgStore {
 
     async fn migrate(&self) -> Result<(), Error> {
         let mut client = self.client().await?;
-        let transaction = client.transaction().await?;
+        // Read committed whatever the server's default: after waiting for the lock, the
+        // schema another process just migrated must be seen.
+        let transaction = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await?;
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
@@ -300,11 +384,12 @@ impl PgStore {
             params.push(SqlValue::Integer(window.limit));
             params.push(SqlValue::Integer(window.offset));
             let order = order(window.sort);
+            let nulls = render::nulls_as_least(window.sort == super::Sort::NewestFirst);
             let rows = self
                 .rows(
                     &format!(
                         "SELECT {columns} FROM {from} WHERE {condition} \
-                         ORDER BY {key} {order} LIMIT ? OFFSET ?"
+                         ORDER BY {key} {order}{nulls} LIMIT ? OFFSET ?"
                     ),
                     &params,
                 )
@@ -392,13 +477,71 @@ impl PgStore {
     }
 }
 
+/// The serving lock on a connection of its own, out of the pool for good; `None` when
+/// another session holds it.
+async fn take_serving_lock(pool: Pool) -> Result<Option<deadpool_postgres::ClientWrapper>, Error> {
+    let client = pool.get().await.map_err(|e| Error::Connect {
+        server: "the database".to_owned(),
+        reason: e.to_string(),
+    })?;
+    let held: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])
+        .await?
+        .try_get(0)?;
+    // Taken out of the pool: dropped, it closes (and the lock goes with it).
+    Ok(held.then(|| deadpool_postgres::Object::take(client)))
+}
+
+/// Check every [`SERVING_CHECK`] that the session holding the serving lock lives; when
+/// it has ended, take the lock again on a new one. Another session holding it by then
+/// means another server may run on the database: `lost` is set, and the watch ends.
+async fn watch_serving_lock(
+    pool: Pool,
+    mut client: deadpool_postgres::ClientWrapper,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    server: String,
+) {
+    loop {
+        tokio::time::sleep(SERVING_CHECK).await;
+        if client.simple_query("SELECT 1").await.is_ok() {
+            continue;
+        }
+        match take_serving_lock(pool.clone()).await {
+            Ok(Some(again)) => {
+                tracing::warn!(database = %server, "the serving lock's session ended; taken again");
+                client = again;
+            }
+            // Not reachable now: nobody else can take it meanwhile either.
+            Err(e) => {
+                tracing::warn!(database = %server, error = %e, "cannot check the serving lock");
+            }
+            Ok(None) => {
+                tracing::error!(database = %server, "another `wasp serve` took the database");
+                lost.store(true, std::sync::atomic::Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
 /// `url` as it may be shown: the server and database, without credentials (or a
 /// word that says it does not parse).
 pub(super) fn redacted(url: &str) -> String {
     match url.parse::<tokio_postgres::Config>() {
+        Ok(config) if at_in_host(&config) => {
+            "(a PostgreSQL URL whose password holds an `@`)".to_owned()
+        }
         Ok(config) => describe(&config),
         Err(_) => "(a PostgreSQL URL that does not parse)".to_owned(),
     }
+}
+
+/// Whether a host of `config` holds an `@`: a password's unencoded `@` read as a host.
+fn at_in_host(config: &tokio_postgres::Config) -> bool {
+    config
+        .get_hosts()
+        .iter()
+        .any(|h| matches!(h, tokio_postgres::config::Host::Tcp(host) if host.contains('@')))
 }
 
 /// The server and database `config` names, without credentials.
@@ -411,7 +554,11 @@ fn describe(config: &tokio_postgres::Config) -> String {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let database = config.get_dbname().unwrap_or("(the user's database)");
-    format!("postgres://{host}:{port}/{database}")
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    format!("postgres://{user}{host}:{port}/{database}")
 }
 
 /// The statements of one batch of writes, in its transaction.
@@ -1068,13 +1215,13 @@ impl Store for PgStore {
             Some(num) => {
                 self.change(
                     "UPDATE action_runs SET record = $1 WHERE num = $2",
-                    &[record, &num],
+                    &[&*storable(record), &num],
                 )?;
                 Ok(num)
             }
             None => self.returned_num(
                 "INSERT INTO action_runs (record, tenant_id) VALUES ($1, $2) RETURNING num",
-                &[record, &tenant],
+                &[&*storable(record), &tenant],
             ),
         }
     }
@@ -1097,13 +1244,13 @@ impl Store for PgStore {
             Some(num) => {
                 self.change(
                     "UPDATE app_runs SET record = $1 WHERE num = $2",
-                    &[record, &num],
+                    &[&*storable(record), &num],
                 )?;
                 Ok(num)
             }
             None => self.returned_num(
                 "INSERT INTO app_runs (action_run, record) VALUES ($1, $2) RETURNING num",
-                &[&action_run, record],
+                &[&action_run, &*storable(record)],
             ),
         }
     }
@@ -1233,30 +1380,33 @@ impl Store for PgStore {
     }
 
     fn claim_for_serving(&self) -> Result<(), Error> {
-        let mut serving = crate::lock(&self.serving);
-        if serving.is_some() {
+        use std::sync::atomic::Ordering;
+        if self.serving.load(Ordering::Acquire) {
             return Ok(());
         }
-        let claimed = self.block(async {
-            let client = self.client().await?;
-            let held: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])
-                .await?
-                .try_get(0)?;
-            Ok(held.then_some(client))
-        })?;
-        match claimed {
-            Some(client) => {
-                // Out of the pool for good: the lock lives as long as its session.
-                *serving = Some(client);
-                Ok(())
-            }
-            None => Err(Error::Connect {
+        let Some(client) = self.block(take_serving_lock(self.pool.clone()))? else {
+            return Err(Error::Connect {
                 server: self.server.clone(),
                 reason: "another `wasp serve` is using it (one server per database for now)"
                     .to_owned(),
-            }),
+            });
+        };
+        self.serving.store(true, Ordering::Release);
+        // The lock lives as long as its session: watched, and taken back on a new one
+        // when the session ends (a restarted server, a dropped connection).
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(watch_serving_lock(
+                self.pool.clone(),
+                client,
+                std::sync::Arc::clone(&self.serving_lost),
+                self.server.clone(),
+            ));
         }
+        Ok(())
+    }
+
+    fn still_serving(&self) -> bool {
+        !self.serving_lost.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn interrupt_unfinished(&self) -> Result<Interrupted, Error> {
@@ -1412,6 +1562,40 @@ mod tests {
         assert_eq!(
             f.sql("SELECT count(*) FROM step_runs WHERE execution_id = 'ex_twice'"),
             "1"
+        );
+    }
+
+    #[test]
+    fn a_location_is_shown_without_its_password() {
+        use crate::store::Location;
+        let shown = |text: &str| text.parse::<Location>().unwrap().to_string();
+        assert_eq!(
+            "wasp.db".parse::<Location>().unwrap(),
+            Location::Sqlite("wasp.db".into())
+        );
+        assert_eq!(
+            shown("postgres://wasp:hunter2@db.example:6432/wasp"),
+            "postgres://wasp@db.example:6432/wasp"
+        );
+        assert_eq!(
+            shown("host=db user=wasp password=hunter2 dbname=wasp"),
+            "postgres://wasp@db:5432/wasp"
+        );
+        let unencoded = shown("postgres://wasp:hun@ter2@db/wasp");
+        assert!(!unencoded.contains("ter2"), "{unencoded}");
+        assert!(
+            !format!(
+                "{:?}",
+                "postgres://w:hunter2@db/x".parse::<Location>().unwrap()
+            )
+            .contains("hunter2")
+        );
+        let refused = PgStore::open("postgres://wasp:hun@ter2@db/wasp")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("%40") && !refused.contains("ter2"),
+            "{refused}"
         );
     }
 

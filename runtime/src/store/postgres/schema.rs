@@ -8,57 +8,58 @@
 //! runs keyed by what makes them one (so a repeated write changes nothing) and indexed
 //! by execution (no ranges of numbers to keep), Splunk's records as `jsonb` (compared
 //! and sorted as JSON). Records that wasp serves as written stay text: `jsonb` would
-//! refuse a `\u0000` that an app may well put in its output.
+//! refuse a `\u0000` that an app may well put in its output. Text sorts and compares
+//! byte by byte (`COLLATE "C"`), as in SQLite, whatever the database's locale.
 
 /// Each migration, in order; `wasp_schema` lists those applied. (Later changes are new
 /// entries, never edits.)
-pub(super) const MIGRATIONS: &[&str] = &[r"
+pub(super) const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE playbooks (
     num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    xid TEXT NOT NULL UNIQUE,
-    tenant_id TEXT NOT NULL DEFAULT 'default',
-    app_id TEXT,
+    id TEXT COLLATE "C" NOT NULL UNIQUE,
+    xid TEXT COLLATE "C" NOT NULL UNIQUE,
+    tenant_id TEXT COLLATE "C" NOT NULL DEFAULT 'default',
+    app_id TEXT COLLATE "C",
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
-    created_by TEXT,
-    updated_by TEXT,
+    created_by TEXT COLLATE "C",
+    updated_by TEXT COLLATE "C",
     deleted_at BIGINT,
-    deleted_by TEXT,
-    source TEXT NOT NULL,
+    deleted_by TEXT COLLATE "C",
+    source TEXT COLLATE "C" NOT NULL,
     schema_version BIGINT NOT NULL DEFAULT 1,
-    name TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    category TEXT,
-    trigger_conditions TEXT NOT NULL DEFAULT '[]',
+    name TEXT COLLATE "C" NOT NULL,
+    description TEXT COLLATE "C" NOT NULL DEFAULT '',
+    category TEXT COLLATE "C",
+    trigger_conditions TEXT COLLATE "C" NOT NULL DEFAULT '[]',
     auto_execute BOOLEAN NOT NULL DEFAULT FALSE,
-    mitre_tactics TEXT NOT NULL DEFAULT '[]',
-    mitre_techniques TEXT NOT NULL DEFAULT '[]',
-    steps TEXT NOT NULL,
-    required_connector_ids TEXT NOT NULL DEFAULT '[]',
-    owner_id TEXT,
+    mitre_tactics TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    mitre_techniques TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    steps TEXT COLLATE "C" NOT NULL,
+    required_connector_ids TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    owner_id TEXT COLLATE "C",
     enabled BOOLEAN NOT NULL DEFAULT TRUE,
-    run_stats TEXT NOT NULL DEFAULT '{}',
-    tags TEXT NOT NULL DEFAULT '[]'
+    run_stats TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+    tags TEXT COLLATE "C" NOT NULL DEFAULT '[]'
 );
 CREATE TABLE executions (
     num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    parent_id TEXT,
-    replay_of TEXT,
+    id TEXT COLLATE "C" NOT NULL UNIQUE,
+    parent_id TEXT COLLATE "C",
+    replay_of TEXT COLLATE "C",
     playbook_num BIGINT,
-    playbook_xid TEXT NOT NULL,
-    playbook_name TEXT NOT NULL,
-    trigger_type TEXT NOT NULL,
-    log_level TEXT NOT NULL,
-    status TEXT NOT NULL,
-    message TEXT,
+    playbook_xid TEXT COLLATE "C" NOT NULL,
+    playbook_name TEXT COLLATE "C" NOT NULL,
+    trigger_type TEXT COLLATE "C" NOT NULL,
+    log_level TEXT COLLATE "C" NOT NULL,
+    status TEXT COLLATE "C" NOT NULL,
+    message TEXT COLLATE "C",
     queued_at BIGINT NOT NULL,
     started_at BIGINT,
     completed_at BIGINT,
     duration_ms BIGINT,
-    tenant_id TEXT NOT NULL DEFAULT 'default',
-    app_id TEXT
+    tenant_id TEXT COLLATE "C" NOT NULL DEFAULT 'default',
+    app_id TEXT COLLATE "C"
 );
 CREATE INDEX executions_completed_at ON executions (completed_at)
     WHERE completed_at IS NOT NULL;
@@ -71,23 +72,23 @@ CREATE INDEX executions_tenant ON executions (tenant_id, num);
 -- The whole record of an ended execution, without its step runs.
 CREATE TABLE execution_records (
     num BIGINT PRIMARY KEY,
-    record TEXT NOT NULL
+    record TEXT COLLATE "C" NOT NULL
 );
 CREATE TABLE step_runs (
     num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    execution_id TEXT NOT NULL,
-    node TEXT NOT NULL,
-    app TEXT NOT NULL,
-    action TEXT NOT NULL,
+    execution_id TEXT COLLATE "C" NOT NULL,
+    node TEXT COLLATE "C" NOT NULL,
+    app TEXT COLLATE "C" NOT NULL,
+    action TEXT COLLATE "C" NOT NULL,
     iteration BIGINT,
     attempt BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    error_kind TEXT,
-    error_message TEXT,
+    status TEXT COLLATE "C" NOT NULL,
+    error_kind TEXT COLLATE "C",
+    error_message TEXT COLLATE "C",
     started_at BIGINT,
     duration_us BIGINT NOT NULL,
-    child_id TEXT,
-    record TEXT NOT NULL
+    child_id TEXT COLLATE "C",
+    record TEXT COLLATE "C" NOT NULL
 );
 -- A step run is one per execution, node, iteration and attempt: written again (while
 -- its execution runs, then with its record), it stays the one row.
@@ -95,31 +96,31 @@ CREATE UNIQUE INDEX step_runs_key
     ON step_runs (execution_id, node, (coalesce(iteration, -1)), attempt);
 CREATE TABLE log_lines (
     num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    execution_id TEXT NOT NULL,
+    execution_id TEXT COLLATE "C" NOT NULL,
     step_num BIGINT NOT NULL,
-    node TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    level TEXT NOT NULL,
-    message TEXT NOT NULL,
-    fields TEXT
+    node TEXT COLLATE "C" NOT NULL,
+    ts TEXT COLLATE "C" NOT NULL,
+    level TEXT COLLATE "C" NOT NULL,
+    message TEXT COLLATE "C" NOT NULL,
+    fields TEXT COLLATE "C"
 );
 CREATE INDEX log_lines_execution ON log_lines (execution_id, step_num);
 CREATE TABLE node_states (
-    execution_id TEXT NOT NULL,
-    node TEXT NOT NULL,
-    status TEXT NOT NULL,
+    execution_id TEXT COLLATE "C" NOT NULL,
+    node TEXT COLLATE "C" NOT NULL,
+    status TEXT COLLATE "C" NOT NULL,
     started_at BIGINT,
     ended_at BIGINT,
     duration_us BIGINT,
-    pathway TEXT,
-    error TEXT,
+    pathway TEXT COLLATE "C",
+    error TEXT COLLATE "C",
     iterations BIGINT,
     succeeded BIGINT,
     PRIMARY KEY (execution_id, node)
 );
 CREATE TABLE action_runs (
     num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant_id TEXT NOT NULL DEFAULT 'default',
+    tenant_id TEXT COLLATE "C" NOT NULL DEFAULT 'default',
     record JSONB NOT NULL
 );
 CREATE TABLE app_runs (
@@ -130,24 +131,24 @@ CREATE TABLE app_runs (
 CREATE INDEX app_runs_action_run ON app_runs (action_run, num);
 -- Assets created through the API; a secret is kept as its reference, never a value.
 CREATE TABLE assets (
-    name TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL DEFAULT 'default',
-    app TEXT NOT NULL,
-    spec TEXT NOT NULL,
+    name TEXT COLLATE "C" PRIMARY KEY,
+    tenant_id TEXT COLLATE "C" NOT NULL DEFAULT 'default',
+    app TEXT COLLATE "C" NOT NULL,
+    spec TEXT COLLATE "C" NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
 -- API keys: who they are, and the SHA-256 of their secret (never the secret).
 CREATE TABLE api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    role TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL,
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT COLLATE "C" NOT NULL,
+    tenant TEXT COLLATE "C" NOT NULL,
+    role TEXT COLLATE "C" NOT NULL,
+    secret_sha256 TEXT COLLATE "C" NOT NULL,
     created_at BIGINT NOT NULL,
     revoked_at BIGINT
 );
-"];
+"#];
 
 /// SecMaster's audit rows, as in SQLite (see its `AUDIT_ROWS`): a part of a stored
 /// record is read as its JSON text (a string quoted; the store unquotes it).
