@@ -363,7 +363,7 @@ fn main() {
             .await;
             let adds = percent_more(stored.elapsed, bare.elapsed);
             println!(
-                "in process, SQLite store     {} runs in {:>8.1?}  {:>7.0} runs/s  \
+                "in process, with the store   {} runs in {:>8.1?}  {:>7.0} runs/s  \
                  (persistence adds {adds:.0}%)",
                 runs(),
                 stored.elapsed,

@@ -15,6 +15,7 @@
 //! so that two nodes starting at once do not race: the second waits, then finds them
 //! applied.
 
+mod batch;
 mod schema;
 
 use std::borrow::Cow;
@@ -30,16 +31,14 @@ use tokio_postgres::types::ToSql;
 use super::render::{self, Dialect, Sql, SqlValue, numbered};
 use super::stored::{
     AUDIT_COLUMNS, Column, Columns, EXECUTION_COLUMNS, KEY_COLUMNS, LOG_LINES, NODE_STATES_OF,
-    PLAYBOOK_COLUMNS, STEP_RUNS, StoredRecord, StoredStep, audit_key, audit_row, execution_row,
-    key_row, log_row, millis, node_state, number, order, parse_word, playbook_row, restore_step,
-    step_run_row, word,
+    PLAYBOOK_COLUMNS, STEP_RUNS, audit_key, audit_row, execution_row, key_row, log_row, millis,
+    node_state, number, order, parse_word, playbook_row, restore_step, step_run_row,
 };
 use super::{
     ApiKey, AuditFilter, AuditOrder, AuditRow, Error, ExecutionFilter, ExecutionRecord,
     ExecutionRow, Interrupted, LogFilter, LogRow, NodeState, Page, PlaybookFields, PlaybookRecord,
     RunStats, SoarQuery, StepFilter, StepRunRow, Store, Window, Write,
 };
-use crate::trace::{Event, Execution, ExecutionHeader, ExecutionStatus, StepRun};
 use schema::{AUDIT_ROWS, MIGRATIONS};
 
 /// The advisory lock migrations run under (`wasp` in ASCII).
@@ -129,11 +128,6 @@ fn storable(record: &Value) -> Cow<'_, Value> {
     } else {
         Cow::Borrowed(record)
     }
-}
-
-/// [`column`] of an optional text.
-fn column_opt(text: Option<&str>) -> Option<Cow<'_, str>> {
-    text.map(column)
 }
 
 impl Columns for Row {
@@ -561,297 +555,6 @@ fn describe(config: &tokio_postgres::Config) -> String {
     format!("postgres://{user}{host}:{port}/{database}")
 }
 
-/// The statements of one batch of writes, in its transaction.
-struct Batch<'b, 't> {
-    transaction: &'b deadpool_postgres::Transaction<'t>,
-}
-
-impl Batch<'_, '_> {
-    /// Insert an executions row, or update the one with its id unless it has ended (a
-    /// start that comes late never undoes an end); its numeric id.
-    async fn upsert_row(
-        &self,
-        header: &ExecutionHeader,
-        status: ExecutionStatus,
-        message: Option<&str>,
-        started_at: Option<DateTime<Utc>>,
-        ended: Option<(DateTime<Utc>, i64)>,
-    ) -> Result<i64, Error> {
-        let t = self.transaction;
-        let (level, status) = (header.log_level.to_string(), word(&status));
-        let message = column_opt(message);
-        let started_at = started_at.map(millis);
-        let (completed_at, duration_ms) = (ended.map(|e| millis(e.0)), ended.map(|e| e.1));
-        let insert = t
-            .prepare_cached(
-                "INSERT INTO executions (id, parent_id, playbook_num, playbook_xid, \
-                     playbook_name, trigger_type, log_level, status, message, queued_at, \
-                     started_at, completed_at, duration_ms, replay_of, tenant_id, app_id) \
-                 VALUES ($1, $2, (SELECT num FROM playbooks WHERE xid = $3), $3, $4, $5, $6, \
-                     $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                 ON CONFLICT (id) DO NOTHING RETURNING num",
-            )
-            .await?;
-        let inserted = t
-            .query_opt(
-                &insert,
-                &[
-                    &header.id,
-                    &header.parent_id,
-                    &header.playbook_id,
-                    &header.playbook_name,
-                    &word(&header.trigger_type),
-                    &level,
-                    &status,
-                    &message,
-                    &millis(header.queued_at),
-                    &started_at,
-                    &completed_at,
-                    &duration_ms,
-                    &header.replay_of,
-                    &header.tenant_id,
-                    &header.app_id,
-                ],
-            )
-            .await?;
-        if let Some(row) = inserted {
-            return Ok(row.try_get(0)?);
-        }
-        let update = t
-            .prepare_cached(
-                "UPDATE executions SET status = $2, message = $3, started_at = $4, \
-                     completed_at = $5, duration_ms = $6, log_level = $7 \
-                 WHERE id = $1 AND completed_at IS NULL",
-            )
-            .await?;
-        t.execute(
-            &update,
-            &[
-                &header.id,
-                &status,
-                &message,
-                &started_at,
-                &completed_at,
-                &duration_ms,
-                &level,
-            ],
-        )
-        .await?;
-        let num = t
-            .prepare_cached("SELECT num FROM executions WHERE id = $1")
-            .await?;
-        Ok(t.query_one(&num, &[&header.id]).await?.try_get(0)?)
-    }
-
-    /// Insert `step`, a step run of `execution_id`, and its log lines, unless it is
-    /// there already (or, `while_running`, its execution has no row or has ended).
-    async fn insert_step(
-        &self,
-        execution_id: &str,
-        step: &StepRun,
-        while_running: bool,
-    ) -> Result<(), Error> {
-        let t = self.transaction;
-        let error = step.report.error.as_ref();
-        let record =
-            serde_json::to_string(&StoredStep::of(step)).map_err(|source| Error::Encode {
-                what: format!("a step of `{execution_id}`"),
-                source,
-            })?;
-        let insert = t
-            .prepare_cached(
-                "INSERT INTO step_runs (execution_id, node, app, action, iteration, attempt, \
-                     status, error_kind, error_message, duration_us, child_id, record, started_at) \
-                 SELECT $1::text, $2::text, $3::text, $4::text, $5::int8, $6::int8, $7::text, \
-                     $8::text, $9::text, $10::int8, $11::text, $12::text, $13::int8 \
-                 WHERE NOT $14::bool OR EXISTS (SELECT 1 FROM executions \
-                     WHERE id = $1 AND completed_at IS NULL) \
-                 ON CONFLICT (execution_id, node, (coalesce(iteration, -1)), attempt) DO NOTHING \
-                 RETURNING num",
-            )
-            .await?;
-        let inserted = t
-            .query_opt(
-                &insert,
-                &[
-                    &execution_id,
-                    &step.node,
-                    &step.app,
-                    &step.action,
-                    &step.iteration.map(int),
-                    &i64::from(step.attempt),
-                    &word(&step.status()),
-                    &error.map(|e| word(&e.kind)),
-                    &error.map(|e| column(&e.message)),
-                    &int(step.report.duration_us),
-                    &step.child,
-                    &record,
-                    &millis(step.started_at),
-                    &while_running,
-                ],
-            )
-            .await?;
-        let Some(row) = inserted else { return Ok(()) };
-        if step.report.logs.is_empty() {
-            return Ok(());
-        }
-        let step_num: i64 = row.try_get(0)?;
-        let logs = &step.report.logs;
-        let ts: Vec<&str> = logs.iter().map(|l| l.ts.as_str()).collect();
-        let levels: Vec<String> = logs.iter().map(|l| l.level.to_string()).collect();
-        let messages: Vec<Cow<'_, str>> = logs.iter().map(|l| column(&l.message)).collect();
-        let fields: Vec<Option<String>> = logs
-            .iter()
-            .map(|l| {
-                (!l.fields.is_empty()).then(|| serde_json::to_string(&l.fields).unwrap_or_default())
-            })
-            .collect();
-        let lines = t
-            .prepare_cached(
-                "INSERT INTO log_lines (execution_id, step_num, node, ts, level, message, fields) \
-                 SELECT $1::text, $2::int8, $3::text, l.ts, l.level, l.message, l.fields \
-                 FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) \
-                     WITH ORDINALITY AS l(ts, level, message, fields, n) ORDER BY l.n",
-            )
-            .await?;
-        t.execute(
-            &lines,
-            &[
-                &execution_id,
-                &step_num,
-                &step.node,
-                &ts,
-                &levels,
-                &messages,
-                &fields,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Store `execution` whole, its children too; its numeric id.
-    async fn write_execution(&self, execution: &Execution) -> Result<i64, Error> {
-        let t = self.transaction;
-        // The execution, then its children, depth first (as SQLite writes them).
-        let mut pending = vec![execution];
-        let mut first = None;
-        while let Some(execution) = pending.pop() {
-            let record = serde_json::to_string(&StoredRecord::of(execution)).map_err(|source| {
-                Error::Encode {
-                    what: format!("execution `{}`", execution.header.id),
-                    source,
-                }
-            })?;
-            let num = self
-                .upsert_row(
-                    &execution.header,
-                    execution.status,
-                    execution.message.as_deref(),
-                    Some(execution.started_at),
-                    Some((execution.completed_at, int(execution.duration_us / 1000))),
-                )
-                .await?;
-            first.get_or_insert(num);
-            // Those written while it ran stay as they are.
-            for step in &execution.steps {
-                self.insert_step(&execution.header.id, step, false).await?;
-            }
-            let save = t
-                .prepare_cached(
-                    "INSERT INTO execution_records (num, record) VALUES ($1, $2) \
-                     ON CONFLICT (num) DO UPDATE SET record = excluded.record",
-                )
-                .await?;
-            t.execute(&save, &[&num, &record]).await?;
-            // Its record now holds its nodes' final states.
-            let clear = t
-                .prepare_cached("DELETE FROM node_states WHERE execution_id = $1")
-                .await?;
-            t.execute(&clear, &[&execution.header.id]).await?;
-            pending.extend(execution.children.iter().rev());
-        }
-        first.ok_or_else(|| Error::Missing("an execution wrote no row".to_owned()))
-    }
-
-    /// Node state changes, and step runs readable while their execution runs.
-    async fn write_events(&self, events: &[&Event]) -> Result<(), Error> {
-        let t = self.transaction;
-        for event in events {
-            match *event {
-                Event::NodeStarted {
-                    execution_id,
-                    node,
-                    at,
-                    ..
-                } => {
-                    let started = t
-                        .prepare_cached(
-                            "INSERT INTO node_states (execution_id, node, status, started_at) \
-                             VALUES ($1, $2, 'Running', $3) \
-                             ON CONFLICT (execution_id, node) DO UPDATE SET status = 'Running', \
-                                 started_at = excluded.started_at",
-                        )
-                        .await?;
-                    t.execute(&started, &[execution_id, node, &millis(*at)])
-                        .await?;
-                }
-                Event::NodeEnded {
-                    execution_id,
-                    node,
-                    status,
-                    at,
-                    duration_us,
-                    pathway,
-                    error,
-                    iterations,
-                    succeeded,
-                    ..
-                } => {
-                    let ended = t
-                        .prepare_cached(
-                            "INSERT INTO node_states (execution_id, node, status, ended_at, \
-                                 duration_us, pathway, error, iterations, succeeded) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                             ON CONFLICT (execution_id, node) DO UPDATE SET \
-                                 status = excluded.status, ended_at = excluded.ended_at, \
-                                 duration_us = excluded.duration_us, \
-                                 pathway = excluded.pathway, error = excluded.error, \
-                                 iterations = excluded.iterations, \
-                                 succeeded = excluded.succeeded",
-                        )
-                        .await?;
-                    let error = error
-                        .as_ref()
-                        .map(|e| serde_json::to_string(e).unwrap_or_default());
-                    t.execute(
-                        &ended,
-                        &[
-                            execution_id,
-                            node,
-                            &word(status),
-                            &millis(*at),
-                            &int(*duration_us),
-                            pathway,
-                            &error,
-                            &iterations.map(int),
-                            &succeeded.map(int),
-                        ],
-                    )
-                    .await?;
-                }
-                Event::StepEnded {
-                    execution_id,
-                    run: Some(run),
-                    ..
-                } => self.insert_step(execution_id, run, true).await?,
-                Event::StepEnded { run: None, .. } | Event::ExecutionEnded { .. } => {}
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Store for PgStore {
     fn save_playbook(&self, playbook: &PlaybookFields<'_>) -> Result<PlaybookRecord, Error> {
         let now = millis(Utc::now());
@@ -1064,42 +767,7 @@ impl Store for PgStore {
         self.block(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
-            let statements = Batch {
-                transaction: &transaction,
-            };
-            let mut nums = Vec::new();
-            // A node state is kept only while its execution runs: the record of one that
-            // ends in this batch supersedes its node events.
-            let ended_here = Write::ended_in(batch);
-            let events: Vec<&Event> = batch
-                .iter()
-                .filter_map(|w| match w {
-                    Write::Event(event) if !ended_here.contains(event.execution_id()) => {
-                        Some(event)
-                    }
-                    _ => None,
-                })
-                .collect();
-            for write in batch {
-                match write {
-                    Write::Start(execution) => nums.push(
-                        statements
-                            .upsert_row(
-                                &execution.header,
-                                execution.status,
-                                None,
-                                (execution.status == ExecutionStatus::Running).then(Utc::now),
-                                None,
-                            )
-                            .await?,
-                    ),
-                    Write::Finish(execution) => {
-                        nums.push(statements.write_execution(execution).await?);
-                    }
-                    Write::Event(_) => {}
-                }
-            }
-            statements.write_events(&events).await?;
+            let nums = batch::write(&transaction, batch).await?;
             transaction.commit().await?;
             Ok(nums)
         })
@@ -1504,6 +1172,7 @@ mod tests {
     use super::*;
     use crate::store::conformance::Fixture;
     use crate::store::testing::execution;
+    use crate::trace::{Event, ExecutionStatus, StepRun};
 
     /// The store's tests (`store::conformance`) on a new database of the test
     /// process's cluster.
@@ -1534,7 +1203,17 @@ mod tests {
             iteration: Some(0),
             attempt: 1,
             input: None,
-            report: StepReport::success(json_null()),
+            report: StepReport {
+                logs: ["one", "two"]
+                    .map(|message| crate::trace::LogLine {
+                        ts: now.to_rfc3339(),
+                        level: crate::trace::LogLevel::Info,
+                        message: message.to_owned(),
+                        fields: Vec::new(),
+                    })
+                    .to_vec(),
+                ..StepReport::success(json_null())
+            },
             capture: Capture::default(),
             started_at: now,
             child: None,
@@ -1553,8 +1232,13 @@ mod tests {
             logs: Vec::new(),
             run: Some(Arc::new(run)),
         });
+        // Twice in one batch, too: one row, and its lines once.
         f.store
-            .write(&[Write::Start(started), step_ended.clone()])
+            .write(&[
+                Write::Start(started),
+                step_ended.clone(),
+                step_ended.clone(),
+            ])
             .unwrap();
         // The same step again (a retried write), then with the record.
         f.store.write(&[step_ended]).unwrap();
@@ -1562,6 +1246,25 @@ mod tests {
         assert_eq!(
             f.sql("SELECT count(*) FROM step_runs WHERE execution_id = 'ex_twice'"),
             "1"
+        );
+        assert_eq!(
+            f.sql("SELECT string_agg(message, ',' ORDER BY num) FROM log_lines"),
+            "one,two"
+        );
+    }
+
+    #[test]
+    fn a_batch_goes_in_statements_of_a_bounded_size() {
+        let mb = 1 << 20;
+        assert_eq!(batch::chunks(&[]), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(
+            batch::chunks(&[10, 20, 30]),
+            vec![std::ops::Range { start: 0, end: 3 }]
+        );
+        // A record bigger than the bound goes alone; the rest fill up to it.
+        assert_eq!(
+            batch::chunks(&[100 * mb, 40 * mb, 20 * mb, 10 * mb, 50 * mb]),
+            [0..1, 1..3, 3..5]
         );
     }
 
