@@ -6,7 +6,8 @@
 //! and `pg_ctl`). Without it a test that asks is skipped and says so, unless
 //! `WASP_POSTGRES=required` (as CI sets it). As root, the cluster runs as `nobody`:
 //! `initdb` refuses root. A watchdog stops it and removes its files when the test
-//! process ends (the harness has no hook at exit).
+//! process ends (the harness has no hook at exit). It serves TLS too, with a certificate
+//! for 127.0.0.1 signed by a CA made for it ([`Cluster::ca_file`]).
 
 #![allow(dead_code)]
 
@@ -125,6 +126,7 @@ impl Cluster {
         };
         let data = cluster.data();
         let began = std::time::Instant::now();
+        cluster.make_certificates();
         run(
             cluster
                 .server_command("initdb")
@@ -133,9 +135,10 @@ impl Cluster {
             "initdb",
         );
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
-             -c fsync=off -c max_connections=200",
-            cluster.dir.display()
+            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={dir} \
+             -c fsync=off -c max_connections=200 -c ssl=on \
+             -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+            dir = cluster.dir.display()
         );
         run(
             cluster.server_command("pg_ctl").args([
@@ -157,6 +160,51 @@ impl Cluster {
         );
         cluster.watch();
         cluster
+    }
+
+    /// A CA, and the server's certificate (for 127.0.0.1) and key signed by it, in the
+    /// cluster's directory; the key readable by its owner only, as the server wants.
+    fn make_certificates(&self) {
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "wasp tests' CA");
+        let ca_cert = ca.self_signed(&ca_key).expect("the CA's certificate");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().expect("a server key");
+        let mut server =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server params");
+        server
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        let cert = server
+            .signed_by(&key, &issuer)
+            .expect("the server's certificate");
+        std::fs::write(self.ca_file(), ca_cert.pem()).expect("ca.crt");
+        std::fs::write(self.dir.join("server.crt"), cert.pem()).expect("server.crt");
+        let key_file = self.dir.join("server.key");
+        std::fs::write(&key_file, key.serialize_pem()).expect("server.key");
+        std::fs::set_permissions(
+            &key_file,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .expect("server.key 0600");
+        if self.as_nobody {
+            for file in ["server.crt", "server.key"] {
+                run(
+                    Command::new("chown")
+                        .arg("nobody:")
+                        .arg(self.dir.join(file)),
+                    "chown the server's certificate to nobody",
+                );
+            }
+        }
+    }
+
+    /// The CA file that verifies the cluster's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
     }
 
     fn data(&self) -> String {

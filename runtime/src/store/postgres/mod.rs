@@ -20,6 +20,7 @@ mod schema;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -189,6 +190,8 @@ impl PgStore {
     /// pairs; the password from the URL or else `PGPASSWORD`) and bring its schema up
     /// to date.
     pub fn open(url: &str) -> Result<Self, Error> {
+        let (url, root_cert) = take_root_cert(url);
+        let chose_sslmode = url.contains("sslmode=");
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| Error::Connect {
             server: "the database URL".to_owned(),
             reason: format!("it does not parse: {e}"),
@@ -211,14 +214,19 @@ impl PgStore {
                     .to_owned(),
             });
         }
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(Error::Connect {
-                server: describe(&config),
-                reason: "TLS to PostgreSQL is not supported yet (sslmode=require): reach it \
-                    over a private network or a local socket"
-                    .to_owned(),
+        // Unless the URL says: TLS to another machine, plain text on this one.
+        if !chose_sslmode {
+            config.ssl_mode(if on_this_machine(&config) {
+                tokio_postgres::config::SslMode::Disable
+            } else {
+                tokio_postgres::config::SslMode::Require
             });
         }
+        let root_cert = root_cert.or_else(|| std::env::var_os("PGSSLROOTCERT").map(PathBuf::from));
+        let tls = tls(root_cert.as_deref()).map_err(|reason| Error::Connect {
+            server: describe(&config),
+            reason,
+        })?;
         // Every statement ends within its bound, and `\` in a string is itself (what
         // the `LIKE … ESCAPE '\'` of the store's queries say), whatever the server's
         // defaults.
@@ -240,7 +248,7 @@ impl PgStore {
             })?;
         let manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -288,7 +296,7 @@ impl PgStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
         self.pool.get().await.map_err(|e| Error::Connect {
             server: self.server.clone(),
-            reason: e.to_string(),
+            reason: crate::ErrorChain(&e).to_string(),
         })
     }
 
@@ -476,7 +484,7 @@ impl PgStore {
 async fn take_serving_lock(pool: Pool) -> Result<Option<deadpool_postgres::ClientWrapper>, Error> {
     let client = pool.get().await.map_err(|e| Error::Connect {
         server: "the database".to_owned(),
-        reason: e.to_string(),
+        reason: crate::ErrorChain(&e).to_string(),
     })?;
     let held: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])
@@ -518,10 +526,88 @@ async fn watch_serving_lock(
     }
 }
 
+/// `url` without its `sslrootcert` (which the client does not read), and that file.
+fn take_root_cert(url: &str) -> (String, Option<PathBuf>) {
+    let mut found = None;
+    let mut take = |part: &str| match part.strip_prefix("sslrootcert=") {
+        Some(path) => {
+            let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+            found = Some(PathBuf::from(path.as_ref()));
+            false
+        }
+        None => true,
+    };
+    let rest = match url.split_once('?') {
+        Some((base, query)) if url.contains("://") => {
+            let query: Vec<&str> = query.split('&').filter(|p| take(p)).collect();
+            if query.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", query.join("&"))
+            }
+        }
+        _ if !url.contains("://") => url
+            .split_whitespace()
+            .filter(|p| take(p))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => url.to_owned(),
+    };
+    (rest, found)
+}
+
+/// Whether every host of `config` is this machine (a loopback address, `localhost`, or
+/// a socket).
+fn on_this_machine(config: &tokio_postgres::Config) -> bool {
+    config.get_hosts().iter().all(|host| match host {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    })
+}
+
+/// The TLS the store connects with: the server's certificate checked against the public
+/// roots, and the CAs of `root_cert` (PEM) when there is one.
+fn tls(root_cert: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    if let Some(file) = root_cert {
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read the CA file `{}`: {e}", file.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "the CA file `{}` holds no certificate",
+                file.display()
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("a CA of `{}` cannot be used: {e}", file.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// `url` as it may be shown: the server and database, without credentials (or a
 /// word that says it does not parse).
 pub(super) fn redacted(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
+    match take_root_cert(url).0.parse::<tokio_postgres::Config>() {
         Ok(config) if at_in_host(&config) => {
             "(a PostgreSQL URL whose password holds an `@`)".to_owned()
         }
@@ -1300,6 +1386,65 @@ mod tests {
             refused.contains("%40") && !refused.contains("ter2"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn tls_is_verified_against_the_ca_named_and_off_on_this_machine_unless_asked_for() {
+        let Some(cluster) = super::cluster::cluster() else {
+            return;
+        };
+        let url = cluster.create_database();
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        // Connections of the store (application `wasp`) to this database over TLS.
+        let over_tls = || {
+            cluster.psql(
+                &url,
+                &format!(
+                    "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) \
+                     FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                     WHERE a.application_name = 'wasp' AND a.datname = '{database}'"
+                ),
+            )
+        };
+        // On this machine, without sslmode: plain text.
+        let plain = PgStore::open(&url).unwrap();
+        assert_eq!(over_tls(), "0/1");
+        drop(plain);
+        // Asked for, with the CA that signed the server's certificate: TLS.
+        let ca = cluster.ca_file();
+        let with_ca = format!(
+            "{url}?sslmode=require&sslrootcert={}",
+            percent_encoding::utf8_percent_encode(
+                ca.to_str().unwrap(),
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        );
+        assert!(
+            !with_ca
+                .parse::<crate::store::Location>()
+                .unwrap()
+                .to_string()
+                .contains("sslrootcert")
+        );
+        let secure = PgStore::open(&with_ca).unwrap();
+        assert_eq!(over_tls(), "1/1");
+        drop(secure);
+        // Without the CA, the server's certificate is not trusted: refused, and said.
+        let refused = PgStore::open(&format!("{url}?sslmode=require"))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("certificate"), "{refused}");
+        let missing = PgStore::open(&format!("{url}?sslmode=require&sslrootcert=/nonexistent"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("cannot read the CA file `/nonexistent`"),
+            "{missing}"
+        );
+        // libpq's pairs too.
+        let (rest, file) = take_root_cert("host=db sslrootcert=/etc/ca.pem dbname=wasp");
+        assert_eq!(rest, "host=db dbname=wasp");
+        assert_eq!(file, Some(PathBuf::from("/etc/ca.pem")));
     }
 
     fn json_null() -> Value {
