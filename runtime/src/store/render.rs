@@ -340,6 +340,34 @@ impl All {
         );
     }
 
+    /// Add that a Splunk SOAR record of `records` is `tenant`'s (when one is named), and
+    /// an app run its action run's.
+    fn soar_scope(&mut self, records: SoarRecords, tenant: Option<&str>) {
+        let tenant = tenant.map(|t| SqlValue::Text(t.to_owned()));
+        match records {
+            SoarRecords::ActionRuns => {
+                if let Some(tenant) = tenant {
+                    self.and("(tenant_id = ?)".to_owned(), [tenant]);
+                }
+            }
+            SoarRecords::AppRuns(action_run) => {
+                if let Some(tenant) = tenant {
+                    self.and(
+                        "(action_run IN (SELECT num FROM action_runs WHERE tenant_id = ?))"
+                            .to_owned(),
+                        [tenant],
+                    );
+                }
+                if let Some(action_run) = action_run {
+                    self.and(
+                        "(action_run = ?)".to_owned(),
+                        [SqlValue::Integer(action_run)],
+                    );
+                }
+            }
+        }
+    }
+
     /// Add a TQL condition.
     fn tql<F: Columns>(&mut self, condition: Option<&Condition<F>>) {
         if let Some(condition) = condition {
@@ -388,11 +416,12 @@ pub(super) fn executions(dialect: Dialect, filter: &ExecutionFilter) -> Sql {
 ///
 /// SQLite compares the values `json_extract` gives; PostgreSQL compares `jsonb` values
 /// (a number with a number, a string with a string), and the text ones by their text.
-pub(super) fn soar(dialect: Dialect, query: &SoarQuery) -> (Sql, String) {
+pub(super) fn soar(dialect: Dialect, records: SoarRecords, query: &SoarQuery) -> (Sql, String) {
     if dialect == Dialect::Postgres {
-        return soar_jsonb(query);
+        return soar_jsonb(records, query);
     }
     let mut all = All::new(dialect);
+    all.soar_scope(records, query.tenant.as_deref());
     for condition in &query.conditions {
         let field = format!("json_extract(record, '$.{}')", condition.field.name());
         let values = || match &condition.value {
@@ -448,8 +477,9 @@ pub(super) fn soar(dialect: Dialect, query: &SoarQuery) -> (Sql, String) {
 }
 
 /// [`soar`] in PostgreSQL, over a `jsonb` record.
-fn soar_jsonb(query: &SoarQuery) -> (Sql, String) {
+fn soar_jsonb(records: SoarRecords, query: &SoarQuery) -> (Sql, String) {
     let mut all = All::new(Dialect::Postgres);
+    all.soar_scope(records, query.tenant.as_deref());
     for condition in &query.conditions {
         let name = condition.field.name();
         let (field, text) = (format!("record->'{name}'"), format!("(record->>'{name}')"));
@@ -505,6 +535,25 @@ fn soar_jsonb(query: &SoarQuery) -> (Sql, String) {
         None => "num".to_owned(),
     };
     (all.done(), order)
+}
+
+/// Which Splunk SOAR records a list reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SoarRecords {
+    /// `action_runs`.
+    ActionRuns,
+    /// `app_runs`, of one action run when there is one.
+    AppRuns(Option<i64>),
+}
+
+impl SoarRecords {
+    /// The table that holds them.
+    pub(super) fn table(self) -> &'static str {
+        match self {
+            SoarRecords::ActionRuns => "action_runs",
+            SoarRecords::AppRuns(_) => "app_runs",
+        }
+    }
 }
 
 /// A JSON scalar as SQLite's `json_extract` gives it back: true and false as 1 and 0.

@@ -401,14 +401,15 @@ impl PgStore {
         })
     }
 
-    /// A page of the SOAR records of `table` that `condition` matches, in `order`.
+    /// The page of the SOAR `records` that `query` matches, in its order, and how many
+    /// match.
     fn soar_page(
         &self,
-        table: &'static str,
-        condition: Sql,
-        order: &str,
+        records: render::SoarRecords,
         query: &SoarQuery,
     ) -> Result<(Vec<Value>, i64), Error> {
+        let (condition, order) = render::soar(Dialect::Postgres, records, query);
+        let table = records.table();
         self.block(async {
             let total = self.count(table, &condition).await?;
             let mut params = condition.params;
@@ -1014,28 +1015,11 @@ impl Store for PgStore {
         action_run: Option<i64>,
         query: &SoarQuery,
     ) -> Result<(Vec<Value>, i64), Error> {
-        let (mut condition, order) = render::soar(Dialect::Postgres, query);
-        if let Some(action_run) = action_run {
-            condition.text = format!("action_run = ? AND ({})", condition.text);
-            condition.params.insert(0, SqlValue::Integer(action_run));
-        }
-        if let Some(tenant) = &query.tenant {
-            condition.text = format!(
-                "action_run IN (SELECT num FROM action_runs WHERE tenant_id = ?) AND ({})",
-                condition.text
-            );
-            condition.params.insert(0, SqlValue::Text(tenant.clone()));
-        }
-        self.soar_page("app_runs", condition, &order, query)
+        self.soar_page(render::SoarRecords::AppRuns(action_run), query)
     }
 
     fn action_runs(&self, query: &SoarQuery) -> Result<(Vec<Value>, i64), Error> {
-        let (mut condition, order) = render::soar(Dialect::Postgres, query);
-        if let Some(tenant) = &query.tenant {
-            condition.text = format!("tenant_id = ? AND ({})", condition.text);
-            condition.params.insert(0, SqlValue::Text(tenant.clone()));
-        }
-        self.soar_page("action_runs", condition, &order, query)
+        self.soar_page(render::SoarRecords::ActionRuns, query)
     }
 
     fn app_run(&self, num: i64, tenant: Option<&str>) -> Result<Option<Value>, Error> {

@@ -283,15 +283,15 @@ impl SqliteStore {
         })
     }
 
-    /// A page of the SOAR records of `table` (`action_runs` or `app_runs`) that
-    /// `condition` matches, in `order`, and how many match.
+    /// The page of the SOAR `records` that `query` matches, in its order, and how many
+    /// match.
     fn soar_page(
         &self,
-        table: &'static str,
-        condition: &Sql,
-        order: &str,
+        records: render::SoarRecords,
         query: &SoarQuery,
     ) -> Result<(Vec<Value>, i64), Error> {
+        let (condition, order) = render::soar(Dialect::Sqlite, records, query);
+        let table = records.table();
         self.read(|c| {
             let total = c.query_row(
                 &format!("SELECT count(*) FROM {table} WHERE {}", condition.text),
@@ -1103,28 +1103,11 @@ impl Store for SqliteStore {
         action_run: Option<i64>,
         query: &SoarQuery,
     ) -> Result<(Vec<Value>, i64), Error> {
-        let (mut condition, order) = render::soar(Dialect::Sqlite, query);
-        if let Some(action_run) = action_run {
-            condition.text = format!("action_run = ? AND ({})", condition.text);
-            condition.params.insert(0, SqlValue::Integer(action_run));
-        }
-        if let Some(tenant) = &query.tenant {
-            condition.text = format!(
-                "action_run IN (SELECT num FROM action_runs WHERE tenant_id = ?) AND ({})",
-                condition.text
-            );
-            condition.params.insert(0, SqlValue::Text(tenant.clone()));
-        }
-        self.soar_page("app_runs", &condition, &order, query)
+        self.soar_page(render::SoarRecords::AppRuns(action_run), query)
     }
 
     fn action_runs(&self, query: &SoarQuery) -> Result<(Vec<Value>, i64), Error> {
-        let (mut condition, order) = render::soar(Dialect::Sqlite, query);
-        if let Some(tenant) = &query.tenant {
-            condition.text = format!("tenant_id = ? AND ({})", condition.text);
-            condition.params.insert(0, SqlValue::Text(tenant.clone()));
-        }
-        self.soar_page("action_runs", &condition, &order, query)
+        self.soar_page(render::SoarRecords::ActionRuns, query)
     }
 
     fn app_run(&self, num: i64, tenant: Option<&str>) -> Result<Option<Value>, Error> {
