@@ -113,6 +113,17 @@ pub(crate) fn query(store: &dyn Store, tql: &str) -> Page {
         .unwrap()
 }
 
+/// The ids of the executions TQL `tql` matches, sorted.
+fn sorted_ids(store: &dyn Store, tql: &str) -> Vec<String> {
+    let mut ids: Vec<String> = query(store, tql)
+        .rows
+        .into_iter()
+        .map(|r| r.header.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// The record of execution `key`, ended or not, as JSON (with its steps when ended).
 pub(crate) fn record(store: &dyn Store, key: &str) -> Option<Value> {
     store
@@ -238,15 +249,7 @@ pub(crate) fn playbook_id_is_answered_through_the_playbooks_xid(f: &Fixture) {
     let later = store
         .save_playbook(&fields("later", "Later", &json!({"id": "later"})))
         .unwrap();
-    let ids = |tql: &str| {
-        let mut ids: Vec<String> = query(store, tql)
-            .rows
-            .into_iter()
-            .map(|r| r.header.id)
-            .collect();
-        ids.sort();
-        ids
-    };
+    let ids = |tql: &str| sorted_ids(store, tql);
     let (t, o, l) = (triage.num, other.num, later.num);
     assert_eq!(ids(&format!("playbookId = {t}")), ["ex_triage"]);
     assert_eq!(ids(&format!("playbookId != {t}")), ["ex_later", "ex_other"]);
@@ -1340,15 +1343,7 @@ pub(crate) fn tql_compares_words_without_case_and_patterns_without_wildcards_of_
         ended.duration_us = ms * 1000;
         store.finish_execution(&ended).unwrap();
     }
-    let ids = |tql: &str| -> Vec<String> {
-        let mut ids: Vec<String> = query(store, tql)
-            .rows
-            .into_iter()
-            .map(|r| r.header.id)
-            .collect();
-        ids.sort();
-        ids
-    };
+    let ids = |tql: &str| sorted_ids(store, tql);
     assert_eq!(ids(r#"status = "completed""#), ["ex_a", "ex_b"]);
     assert_eq!(ids(r#"status IN ("COMPLETED")"#), ["ex_a", "ex_b"]);
     assert_eq!(ids(r#"playbookName CONTAINS "50%""#), ["ex_a"]);

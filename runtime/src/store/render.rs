@@ -417,124 +417,116 @@ pub(super) fn executions(dialect: Dialect, filter: &ExecutionFilter) -> Sql {
 /// SQLite compares the values `json_extract` gives; PostgreSQL compares `jsonb` values
 /// (a number with a number, a string with a string), and the text ones by their text.
 pub(super) fn soar(dialect: Dialect, records: SoarRecords, query: &SoarQuery) -> (Sql, String) {
-    if dialect == Dialect::Postgres {
-        return soar_jsonb(records, query);
-    }
     let mut all = All::new(dialect);
     all.soar_scope(records, query.tenant.as_deref());
     for condition in &query.conditions {
-        let field = format!("json_extract(record, '$.{}')", condition.field.name());
-        let values = || match &condition.value {
-            serde_json::Value::Array(items) => items.iter().map(json_value).collect(),
-            other => vec![json_value(other)],
-        };
-        let (text, params): (String, Vec<SqlValue>) = match condition.lookup {
-            SoarLookup::Exact => (format!("{field} = ?"), values()),
-            SoarLookup::Gt => (format!("{field} > ?"), values()),
-            SoarLookup::Gte => (format!("{field} >= ?"), values()),
-            SoarLookup::Lt => (format!("{field} < ?"), values()),
-            SoarLookup::Lte => (format!("{field} <= ?"), values()),
-            SoarLookup::In => {
-                let values = values();
-                let marks = vec!["?"; values.len().max(1)].join(", ");
-                let params = if values.is_empty() {
-                    vec![SqlValue::Null]
-                } else {
-                    values
-                };
-                (format!("{field} IN ({marks})"), params)
-            }
-            SoarLookup::Contains => (format!("instr({field}, ?) > 0"), values()),
-            SoarLookup::IContains => (format!("instr(lower({field}), lower(?)) > 0"), values()),
-            SoarLookup::StartsWith => {
-                let prefix = values();
-                let twice = prefix.iter().chain(&prefix).cloned().collect();
-                (format!("substr({field}, 1, length(?)) = ?"), twice)
-            }
-            SoarLookup::IsNull => {
-                let null = !matches!(condition.value, serde_json::Value::Bool(false));
-                let test = if null { "IS NULL" } else { "IS NOT NULL" };
-                (format!("{field} {test}"), Vec::new())
-            }
+        let (text, params) = match dialect {
+            Dialect::Sqlite => soar_extracted(condition),
+            Dialect::Postgres => soar_jsonb(condition),
         };
         // `_exclude_`: where the condition does not hold, a missing field included.
         let text = if condition.negated {
-            format!("NOT coalesce(({text}), 0)")
+            format!("NOT coalesce(({text}), {})", dialect.no())
         } else {
             format!("({text})")
         };
         all.and(text, params);
     }
     let order = match &query.sort {
-        Some((field, descending)) => format!(
-            "json_extract(record, '$.{}') {}, num",
-            field.name(),
-            if *descending { "DESC" } else { "ASC" }
-        ),
+        Some((field, descending)) => {
+            let (field, nulls) = match dialect {
+                Dialect::Sqlite => (format!("json_extract(record, '$.{}')", field.name()), ""),
+                Dialect::Postgres => (
+                    format!("record->'{}'", field.name()),
+                    nulls_as_least(*descending),
+                ),
+            };
+            let direction = if *descending { "DESC" } else { "ASC" };
+            format!("{field} {direction}{nulls}, num")
+        }
         None => "num".to_owned(),
     };
     (all.done(), order)
 }
 
-/// [`soar`] in PostgreSQL, over a `jsonb` record.
-fn soar_jsonb(records: SoarRecords, query: &SoarQuery) -> (Sql, String) {
-    let mut all = All::new(Dialect::Postgres);
-    all.soar_scope(records, query.tenant.as_deref());
-    for condition in &query.conditions {
-        let name = condition.field.name();
-        let (field, text) = (format!("record->'{name}'"), format!("(record->>'{name}')"));
-        let items = match &condition.value {
-            serde_json::Value::Array(items) => items.clone(),
-            other => vec![other.clone()],
-        };
-        let json = || {
-            items
-                .iter()
-                .cloned()
-                .map(SqlValue::Json)
-                .collect::<Vec<_>>()
-        };
-        // A string's text, or another value's JSON.
-        let texts = || {
-            items
-                .iter()
-                .map(|v| SqlValue::Text(v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                .collect::<Vec<_>>()
-        };
-        let (sql, params): (String, Vec<SqlValue>) = match condition.lookup {
-            SoarLookup::Exact => (format!("{field} = ?"), json()),
-            SoarLookup::Gt => (format!("{field} > ?"), json()),
-            SoarLookup::Gte => (format!("{field} >= ?"), json()),
-            SoarLookup::Lt => (format!("{field} < ?"), json()),
-            SoarLookup::Lte => (format!("{field} <= ?"), json()),
-            SoarLookup::In if items.is_empty() => ("FALSE".to_owned(), Vec::new()),
-            SoarLookup::In => (format!("{field} IN ({})", marks(items.len())), json()),
-            SoarLookup::Contains => (format!("strpos({text}, ?) > 0"), texts()),
-            SoarLookup::IContains => (format!("strpos(lower({text}), lower(?)) > 0"), texts()),
-            SoarLookup::StartsWith => (format!("starts_with({text}, ?)"), texts()),
-            SoarLookup::IsNull => {
-                let null = !matches!(condition.value, serde_json::Value::Bool(false));
-                let test = if null { "IS NULL" } else { "IS NOT NULL" };
-                (format!("{text} {test}"), Vec::new())
-            }
-        };
-        let sql = if condition.negated {
-            format!("NOT coalesce(({sql}), FALSE)")
-        } else {
-            format!("({sql})")
-        };
-        all.and(sql, params);
-    }
-    let order = match &query.sort {
-        Some((field, descending)) => format!(
-            "record->'{}' {}{}, num",
-            field.name(),
-            if *descending { "DESC" } else { "ASC" },
-            nulls_as_least(*descending)
-        ),
-        None => "num".to_owned(),
+/// A SOAR condition in SQLite, over what `json_extract` gives.
+fn soar_extracted(condition: &crate::store::SoarCondition) -> (String, Vec<SqlValue>) {
+    let field = format!("json_extract(record, '$.{}')", condition.field.name());
+    let values = || match &condition.value {
+        serde_json::Value::Array(items) => items.iter().map(json_value).collect(),
+        other => vec![json_value(other)],
     };
-    (all.done(), order)
+    match condition.lookup {
+        SoarLookup::Exact => (format!("{field} = ?"), values()),
+        SoarLookup::Gt => (format!("{field} > ?"), values()),
+        SoarLookup::Gte => (format!("{field} >= ?"), values()),
+        SoarLookup::Lt => (format!("{field} < ?"), values()),
+        SoarLookup::Lte => (format!("{field} <= ?"), values()),
+        SoarLookup::In => {
+            let values = values();
+            let marks = vec!["?"; values.len().max(1)].join(", ");
+            let params = if values.is_empty() {
+                vec![SqlValue::Null]
+            } else {
+                values
+            };
+            (format!("{field} IN ({marks})"), params)
+        }
+        SoarLookup::Contains => (format!("instr({field}, ?) > 0"), values()),
+        SoarLookup::IContains => (format!("instr(lower({field}), lower(?)) > 0"), values()),
+        SoarLookup::StartsWith => {
+            let prefix = values();
+            let twice = prefix.iter().chain(&prefix).cloned().collect();
+            (format!("substr({field}, 1, length(?)) = ?"), twice)
+        }
+        SoarLookup::IsNull => (format!("{field} {}", null_test(condition)), Vec::new()),
+    }
+}
+
+/// A SOAR condition in PostgreSQL, over a `jsonb` record.
+fn soar_jsonb(condition: &crate::store::SoarCondition) -> (String, Vec<SqlValue>) {
+    let name = condition.field.name();
+    let (field, text) = (format!("record->'{name}'"), format!("(record->>'{name}')"));
+    let items = match &condition.value {
+        serde_json::Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let json = || {
+        items
+            .iter()
+            .cloned()
+            .map(SqlValue::Json)
+            .collect::<Vec<_>>()
+    };
+    // A string's text, or another value's JSON.
+    let texts = || {
+        items
+            .iter()
+            .map(|v| SqlValue::Text(v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect::<Vec<_>>()
+    };
+    match condition.lookup {
+        SoarLookup::Exact => (format!("{field} = ?"), json()),
+        SoarLookup::Gt => (format!("{field} > ?"), json()),
+        SoarLookup::Gte => (format!("{field} >= ?"), json()),
+        SoarLookup::Lt => (format!("{field} < ?"), json()),
+        SoarLookup::Lte => (format!("{field} <= ?"), json()),
+        SoarLookup::In if items.is_empty() => ("FALSE".to_owned(), Vec::new()),
+        SoarLookup::In => (format!("{field} IN ({})", marks(items.len())), json()),
+        SoarLookup::Contains => (format!("strpos({text}, ?) > 0"), texts()),
+        SoarLookup::IContains => (format!("strpos(lower({text}), lower(?)) > 0"), texts()),
+        SoarLookup::StartsWith => (format!("starts_with({text}, ?)"), texts()),
+        SoarLookup::IsNull => (format!("{text} {}", null_test(condition)), Vec::new()),
+    }
+}
+
+/// What `isnull` asks: whether the field is null (unless its value is `false`).
+fn null_test(condition: &crate::store::SoarCondition) -> &'static str {
+    if matches!(condition.value, serde_json::Value::Bool(false)) {
+        "IS NOT NULL"
+    } else {
+        "IS NULL"
+    }
 }
 
 /// Which Splunk SOAR records a list reads.
@@ -654,7 +646,76 @@ pub(super) fn logs(dialect: Dialect, filter: &LogFilter) -> Sql {
     all.done()
 }
 
-/// The condition of `filter` over the audit rows `a` (see `AUDIT_ROWS`).
+/// SecMaster's audit rows, `a`: a PLAYBOOK instance per execution (its output the
+/// playbook's declared result, kept at every level), an APP instance per step run (its
+/// input and output as captured, at DEBUG and TRACE). A child execution reports the
+/// trigger type of the execution that started it. A part of a stored record is what
+/// SQLite's `json_extract` gives, or in PostgreSQL its JSON text (a string quoted, which
+/// the store unquotes; JSON's null as none).
+pub(super) fn audit_rows(dialect: Dialect) -> String {
+    let part = |record: &str, path: &[&str]| match dialect {
+        Dialect::Sqlite => format!(
+            "coalesce(json_extract({record}, '$.{}'), '')",
+            path.join(".")
+        ),
+        Dialect::Postgres => {
+            let path: Vec<String> = path.iter().map(|key| format!("'{key}'")).collect();
+            format!(
+                "coalesce(nullif(({record}::json -> {})::text, 'null'), '')",
+                path.join(" -> ")
+            )
+        }
+    };
+    let text = if dialect == Dialect::Postgres {
+        "::text"
+    } else {
+        ""
+    };
+    format!(
+        "(SELECT 'PLAYBOOK'{text} AS instance_type,
+    e.playbook_xid AS action_id,
+    e.playbook_name AS action_name,
+    e.id AS instance_id,
+    e.parent_id AS parent_instance_id,
+    e.log_level AS log_level,
+    {} AS input,
+    {} AS output,
+    coalesce(e.message, '') AS error_msg,
+    e.started_at AS start_time,
+    e.completed_at AS end_time,
+    e.status AS status,
+    coalesce(p.trigger_type, e.trigger_type) AS trigger_type,
+    e.tenant_id AS tenant_id,
+    e.app_id AS app_id
+FROM executions e
+    LEFT JOIN execution_records r ON r.num = e.num
+    LEFT JOIN executions p ON p.id = e.parent_id
+UNION ALL
+SELECT 'APP',
+    s.app,
+    s.action,
+    'sr_' || s.num,
+    s.execution_id,
+    e.log_level,
+    {},
+    {},
+    coalesce(s.error_message, ''),
+    s.started_at,
+    s.started_at + s.duration_us / 1000,
+    s.status,
+    coalesce(p.trigger_type, e.trigger_type),
+    e.tenant_id,
+    e.app_id
+FROM step_runs s JOIN executions e ON e.id = s.execution_id
+    LEFT JOIN executions p ON p.id = e.parent_id) a",
+        part("r.record", &["trigger"]),
+        part("r.record", &["output"]),
+        part("s.record", &["input"]),
+        part("s.record", &["report", "output"]),
+    )
+}
+
+/// The condition of `filter` over the audit rows `a` ([`audit_rows`]).
 pub(super) fn audit(dialect: Dialect, filter: &AuditFilter) -> Sql {
     let text = |word: &str| SqlValue::Text(word.to_owned());
     let mut all = All::new(dialect);

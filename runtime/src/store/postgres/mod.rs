@@ -40,7 +40,11 @@ use super::{
     ExecutionRow, Interrupted, LogFilter, LogRow, NodeState, Page, PlaybookFields, PlaybookRecord,
     RunStats, SoarQuery, StepFilter, StepRunRow, Store, Window, Write,
 };
-use schema::{AUDIT_ROWS, MIGRATIONS};
+use schema::MIGRATIONS;
+
+/// SecMaster's audit rows, in this dialect.
+static AUDIT_ROWS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| render::audit_rows(Dialect::Postgres));
 
 /// The advisory lock migrations run under (`wasp` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7761_7370;
@@ -1039,7 +1043,7 @@ impl Store for PgStore {
         self.page(
             render::audit(Dialect::Postgres, filter),
             window,
-            AUDIT_ROWS,
+            &AUDIT_ROWS,
             audit_key(order),
             AUDIT_COLUMNS,
             audit_row,

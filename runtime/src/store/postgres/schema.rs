@@ -1,5 +1,4 @@
-//! The PostgreSQL store's tables, as the migrations that built them, and the query its
-//! audit rows are read through.
+//! The PostgreSQL store's tables, as the migrations that built them.
 //!
 //! The first migration is the SQLite schema as it stands after its fourteenth (tenants
 //! and applications included), ported once: the same tables and columns, so that one
@@ -149,42 +148,3 @@ CREATE TABLE api_keys (
     revoked_at BIGINT
 );
 "#];
-
-/// SecMaster's audit rows, as in SQLite (see its `AUDIT_ROWS`): a part of a stored
-/// record is read as its JSON text (a string quoted; the store unquotes it).
-pub(super) const AUDIT_ROWS: &str = "(SELECT 'PLAYBOOK'::text AS instance_type,
-    e.playbook_xid AS action_id,
-    e.playbook_name AS action_name,
-    e.id AS instance_id,
-    e.parent_id AS parent_instance_id,
-    e.log_level AS log_level,
-    coalesce(nullif((r.record::json -> 'trigger')::text, 'null'), '') AS input,
-    coalesce(nullif((r.record::json -> 'output')::text, 'null'), '') AS output,
-    coalesce(e.message, '') AS error_msg,
-    e.started_at AS start_time,
-    e.completed_at AS end_time,
-    e.status AS status,
-    coalesce(p.trigger_type, e.trigger_type) AS trigger_type,
-    e.tenant_id AS tenant_id,
-    e.app_id AS app_id
-FROM executions e
-    LEFT JOIN execution_records r ON r.num = e.num
-    LEFT JOIN executions p ON p.id = e.parent_id
-UNION ALL
-SELECT 'APP',
-    s.app,
-    s.action,
-    'sr_' || s.num,
-    s.execution_id,
-    e.log_level,
-    coalesce(nullif((s.record::json -> 'input')::text, 'null'), ''),
-    coalesce(nullif((s.record::json -> 'report' -> 'output')::text, 'null'), ''),
-    coalesce(s.error_message, ''),
-    s.started_at,
-    s.started_at + s.duration_us / 1000,
-    s.status,
-    coalesce(p.trigger_type, e.trigger_type),
-    e.tenant_id,
-    e.app_id
-FROM step_runs s JOIN executions e ON e.id = s.execution_id
-    LEFT JOIN executions p ON p.id = e.parent_id) a";

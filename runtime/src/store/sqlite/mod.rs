@@ -30,7 +30,11 @@ use super::stored::{
     log_row, millis, node_state, number, order, parse_word, playbook_row, restore_step,
     step_run_row, word,
 };
-use schema::{AUDIT_ROWS, MIGRATIONS};
+use schema::MIGRATIONS;
+
+/// SecMaster's audit rows, in this dialect.
+static AUDIT_ROWS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| render::audit_rows(Dialect::Sqlite));
 
 use super::{
     ApiKey, AuditFilter, AuditOrder, AuditRow, Error, ExecutionFilter, ExecutionRecord,
@@ -1131,7 +1135,7 @@ impl Store for SqliteStore {
         self.page(
             render::audit(Dialect::Sqlite, filter),
             window,
-            AUDIT_ROWS,
+            &AUDIT_ROWS,
             audit_key(order),
             AUDIT_COLUMNS,
             |r| audit_row(r),

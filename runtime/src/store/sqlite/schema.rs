@@ -1,5 +1,4 @@
-//! The SQLite store's tables, as the migrations that built them, and the query its
-//! audit rows are read through.
+//! The SQLite store's tables, as the migrations that built them.
 
 /// Each migration, in order; `PRAGMA user_version` counts those applied. (The first
 /// is the schema as first released; later changes are new entries, never edits.)
@@ -327,44 +326,3 @@ ALTER TABLE playbooks ADD COLUMN app_id TEXT;
 ALTER TABLE executions ADD COLUMN app_id TEXT;
 ",
 ];
-
-/// SecMaster's audit rows: a PLAYBOOK instance per execution (its output the playbook's
-/// declared result, kept at every level), an APP instance per step run (its input and
-/// output as captured, at DEBUG and TRACE). A child execution reports the trigger type
-/// of the execution that started it.
-pub(super) const AUDIT_ROWS: &str = "(SELECT 'PLAYBOOK' AS instance_type,
-    e.playbook_xid AS action_id,
-    e.playbook_name AS action_name,
-    e.id AS instance_id,
-    e.parent_id AS parent_instance_id,
-    e.log_level AS log_level,
-    coalesce(json_extract(r.record, '$.trigger'), '') AS input,
-    coalesce(json_extract(r.record, '$.output'), '') AS output,
-    coalesce(e.message, '') AS error_msg,
-    e.started_at AS start_time,
-    e.completed_at AS end_time,
-    e.status AS status,
-    coalesce(p.trigger_type, e.trigger_type) AS trigger_type,
-    e.tenant_id AS tenant_id,
-    e.app_id AS app_id
-FROM executions e
-    LEFT JOIN execution_records r ON r.num = e.num
-    LEFT JOIN executions p ON p.id = e.parent_id
-UNION ALL
-SELECT 'APP',
-    s.app,
-    s.action,
-    'sr_' || s.num,
-    s.execution_id,
-    e.log_level,
-    coalesce(json_extract(s.record, '$.input'), ''),
-    coalesce(json_extract(s.record, '$.report.output'), ''),
-    coalesce(s.error_message, ''),
-    s.started_at,
-    s.started_at + s.duration_us / 1000,
-    s.status,
-    coalesce(p.trigger_type, e.trigger_type),
-    e.tenant_id,
-    e.app_id
-FROM step_runs s JOIN executions e ON e.id = s.execution_id
-    LEFT JOIN executions p ON p.id = e.parent_id) a";
